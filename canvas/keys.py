@@ -1,0 +1,194 @@
+"""The Redis key registry: the only module that spells a Redis key.
+
+Every per-deal key carries the deal id as a Redis Cluster hash tag, `{<deal_id>}`, so all of one
+deal's keys live in one slot and can be deleted in one multi-key UNLINK. Keys are grouped into the
+families of DESIGN.md; the purge reads FAMILIES to know what exists, `fixed_keys()` for the names it
+can compute, and the per-deal index set (`index_key`) for the variable ones (locks per section, crops
+per document, brush findings, runs), so purging one deal never scans the keyspace.
+
+Producers build keys only through the builders below and register variable keys with
+`track_variable_key()` in the same pipeline that writes them.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+
+PREFIX = "canvas"
+
+# --- TTLs (seconds), next to the builders that use them ------------------------------------------
+SESSION_TTL = 48 * 3600
+LOCK_TTL = 60
+PRESENCE_TTL = 120
+EVENTS_TTL = 7 * 24 * 3600
+IMAGE_CROP_TTL = 24 * 3600
+DIGITIZATION_TTL = 7 * 24 * 3600
+INTAKE_TTL = 7 * 24 * 3600
+READINESS_TTL = 3600
+DEAL_INTEL_TTL = 24 * 3600
+BRUSH_TTL = 24 * 3600
+RUN_EVENTS_TTL = 24 * 3600
+RUN_CANCEL_TTL = 24 * 3600
+RUN_TRACE_TTL = 600
+# The index outlives every key it lists, so no tracked key is ever orphaned from it.
+INDEX_TTL = 8 * 24 * 3600
+
+RUN_PARTS = ("events", "cancel", "trace")
+
+
+def _tag(deal_id: uuid.UUID | str) -> str:
+    return "{" + str(uuid.UUID(str(deal_id))) + "}"
+
+
+def _segment(value: object, name: str) -> str:
+    text = str(value)
+    if not text or any(ch in text for ch in "{}: \n\r\t*?[]"):
+        raise ValueError(f"{name} may not be empty or contain braces, colons, spaces or glob characters: {text!r}")
+    return text
+
+
+# --- builders -------------------------------------------------------------------------------------
+def session_key(deal_id) -> str:
+    return f"{PREFIX}:session:{_tag(deal_id)}"
+
+
+def lock_key(deal_id, section_key: str) -> str:
+    return f"{PREFIX}:lock:{_tag(deal_id)}:{_segment(section_key, 'section_key')}"
+
+
+def presence_key(deal_id) -> str:
+    return f"{PREFIX}:presence:{_tag(deal_id)}"
+
+
+def events_key(deal_id) -> str:
+    return f"{PREFIX}:events:{_tag(deal_id)}"
+
+
+def steps_key(deal_id) -> str:
+    return f"{PREFIX}:steps:{_tag(deal_id)}"
+
+
+def discourse_key(deal_id) -> str:
+    return f"{PREFIX}:discourse:{_tag(deal_id)}"
+
+
+def image_crop_key(deal_id, document_id, index: int) -> str:
+    return f"{PREFIX}:crops:{_tag(deal_id)}:{_segment(document_id, 'document_id')}:{int(index)}"
+
+
+def digitization_key(deal_id, document_id) -> str:
+    return f"{PREFIX}:digitize:{_tag(deal_id)}:{_segment(document_id, 'document_id')}"
+
+
+def intake_key(deal_id) -> str:
+    return f"{PREFIX}:intake:{_tag(deal_id)}"
+
+
+def readiness_key(deal_id) -> str:
+    return f"{PREFIX}:readiness:{_tag(deal_id)}"
+
+
+def deal_intel_key(deal_id) -> str:
+    return f"{PREFIX}:intel:{_tag(deal_id)}"
+
+
+def brush_key(deal_id, brush_id) -> str:
+    return f"{PREFIX}:brush:{_tag(deal_id)}:{_segment(brush_id, 'brush_id')}"
+
+
+def run_key(deal_id, run_id, part: str) -> str:
+    if part not in RUN_PARTS:
+        raise ValueError(f"run key part must be one of {RUN_PARTS}, got {part!r}")
+    return f"{PREFIX}:run:{_tag(deal_id)}:{_segment(run_id, 'run_id')}:{part}"
+
+
+def index_key(deal_id) -> str:
+    """The per-deal set of variable key names, read by the purge instead of a keyspace scan."""
+    return f"{PREFIX}:index:{_tag(deal_id)}"
+
+
+# Keys that are not per deal: outside every family, never purged.
+def rate_limit_key(bucket: str, subject: object) -> str:
+    return f"ratelimit:{_segment(bucket, 'bucket')}:{_segment(subject, 'subject')}"
+
+
+# --- families -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class KeyFamily:
+    name: str
+    kinds: tuple[str, ...]  # the second segment of the key: canvas:<kind>:{D}...
+    variable: bool  # names beyond the deal id (tracked in the per-deal index)
+    protected: bool  # purged only with include_checkpoints
+    ttl_seconds: int
+    description: str
+
+
+FAMILIES: dict[str, KeyFamily] = {
+    f.name: f
+    for f in (
+        KeyFamily("canvas_sessions", ("session",), False, False, SESSION_TTL, "Cached canvas session payload"),
+        KeyFamily("locks", ("lock",), True, False, LOCK_TTL, "Section locks (collaboration off)"),
+        KeyFamily("presence", ("presence",), False, False, PRESENCE_TTL, "Who is on the canvas, last seen"),
+        KeyFamily("events", ("events", "steps", "discourse"), False, False, EVENTS_TTL,
+                  "Canvas event stream, collaboration steps, agent discourse"),
+        KeyFamily("image_crops", ("crops",), True, False, IMAGE_CROP_TTL, "Figures cropped from PDFs"),
+        KeyFamily("digitization", ("digitize",), True, False, DIGITIZATION_TTL, "Digitized document cache"),
+        KeyFamily("intake_summaries", ("intake",), False, False, INTAKE_TTL, "Intake summary of the deal"),
+        KeyFamily("doc_readiness", ("readiness",), False, False, READINESS_TTL, "Readiness score cache"),
+        KeyFamily("deal_intel", ("intel",), False, False, DEAL_INTEL_TTL, "Extracted deal metrics"),
+        KeyFamily("brush_findings", ("brush",), True, False, BRUSH_TTL, "Findings of brush passes"),
+        KeyFamily("runs", ("run",), True, True, RUN_EVENTS_TTL, "Synthesis run streams, cancel flags, traces"),
+    )
+}
+# LangGraph checkpoint threads (`deal:<D>:...` in PostgresSaver) are the protected `checkpoints`
+# family; they live in PostgreSQL, not Redis, and the purge deletes them through LangGraph.
+CHECKPOINTS_FAMILY = "checkpoints"
+ALL_FAMILY_NAMES = (*FAMILIES, CHECKPOINTS_FAMILY)
+
+_KIND_TO_FAMILY = {kind: family for family in FAMILIES.values() for kind in family.kinds}
+_FIXED_BUILDERS = {
+    "session": session_key,
+    "presence": presence_key,
+    "events": events_key,
+    "steps": steps_key,
+    "discourse": discourse_key,
+    "intake": intake_key,
+    "readiness": readiness_key,
+    "intel": deal_intel_key,
+}
+_KEY_RE = re.compile(r"^" + PREFIX + r":(?P<kind>[a-z_]+):\{(?P<deal>[0-9a-f-]{36})\}(?::.*)?$")
+
+
+def fixed_keys(deal_id) -> dict[str, list[str]]:
+    """Family name -> the keys of the deal whose names are fixed (computable without an index)."""
+    keys: dict[str, list[str]] = {}
+    for kind, builder in _FIXED_BUILDERS.items():
+        keys.setdefault(_KIND_TO_FAMILY[kind].name, []).append(builder(deal_id))
+    return keys
+
+
+def classify(key: str | bytes) -> tuple[str, str] | None:
+    """(family name, deal id) of a per-deal key, ("index", deal id) for the index, or None."""
+    text = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
+    match = _KEY_RE.match(text)
+    if match is None:
+        return None
+    kind = match.group("kind")
+    if kind == "index":
+        return "index", match.group("deal")
+    family = _KIND_TO_FAMILY.get(kind)
+    return (family.name, match.group("deal")) if family else None
+
+
+def scan_pattern() -> str:
+    """The SCAN MATCH pattern covering every per-deal key (mode `all`)."""
+    return f"{PREFIX}:*"
+
+
+def track_variable_key(pipe, deal_id, key: str) -> None:
+    """Record a variable key in the deal's index, in the producer's own pipeline."""
+    index = index_key(deal_id)
+    pipe.sadd(index, key)
+    pipe.expire(index, INDEX_TTL)

@@ -1,0 +1,69 @@
+"""OpenAPI building blocks shared by every endpoint: the error shapes and their responses."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiResponse, inline_serializer
+from rest_framework import serializers
+
+
+class ValidationErrorItemSerializer(serializers.Serializer):
+    loc = serializers.ListField(child=serializers.JSONField(), help_text="Starts with body, query, path or header.")
+    msg = serializers.CharField()
+    type = serializers.CharField()
+    input = serializers.JSONField(required=False, allow_null=True)
+    ctx = serializers.DictField(required=False)
+
+    class Meta:
+        ref_name = "ValidationError"
+
+
+class HTTPValidationErrorSerializer(serializers.Serializer):
+    detail = ValidationErrorItemSerializer(many=True)
+
+    class Meta:
+        ref_name = "HTTPValidationError"
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    detail = serializers.CharField(help_text="A human sentence saying what went wrong.")
+
+    class Meta:
+        ref_name = "ErrorDetail"
+
+
+_DESCRIPTIONS = {
+    401: "Missing, expired or invalid bearer token.",
+    403: "Authenticated, but the role is too low for this action.",
+    404: "Unknown id, malformed deal id, or a deal outside the caller's orgs.",
+    405: "Method not allowed.",
+    409: "Conflicts with the current state (stale version, last owner, duplicate).",
+    413: "Payload too large.",
+    415: "Unsupported media type.",
+    423: "Locked by another user.",
+    429: "Rate limited; see the Retry-After header.",
+    503: "A dependency (PostgreSQL, Redis, the Store) is down; the detail names it.",
+}
+
+
+def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
+    """Responses for the given error statuses; 422 always uses HTTPValidationError."""
+    responses: dict[int, OpenApiResponse] = {}
+    for code in codes:
+        if code == 422:
+            responses[422] = OpenApiResponse(HTTPValidationErrorSerializer, description="Validation Error")
+        else:
+            responses[code] = OpenApiResponse(ErrorDetailSerializer, description=_DESCRIPTIONS.get(code, ""))
+    return responses
+
+
+def deleted_response(description: str = "Deleted.") -> dict[int, OpenApiResponse]:
+    return {204: OpenApiResponse(None, description=description)}
+
+
+__all__ = [
+    "ErrorDetailSerializer",
+    "HTTPValidationErrorSerializer",
+    "deleted_response",
+    "error_responses",
+    "inline_serializer",
+]

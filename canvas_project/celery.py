@@ -1,0 +1,11 @@
+"""The Celery app. Workers: `celery -A canvas_project worker`."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "canvas_project.settings")
+
+app = Celery("canvas_project")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

@@ -1,0 +1,26 @@
+"""URL map. Paths follow DESIGN.md's endpoint map: no trailing slash (except the schema pages).
+
+Literal paths (/api/canvas/blank, /api/canvas/templates) come before /api/canvas/{deal_id}.
+"""
+
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from canvas_project.api.errors import json_not_found
+from canvas_project.api.health import HealthApi
+
+handler404 = "canvas_project.api.errors.json_not_found"
+handler500 = "canvas_project.api.errors.json_server_error"
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/health", HealthApi.as_view(), name="health"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("api/", include("deals.urls")),
+    path("api/", include("canvas.urls")),
+    # Anything else under /api/ is a JSON 404, also with DEBUG on.
+    re_path(r"^api/", json_not_found),
+]

@@ -1,0 +1,105 @@
+"""The one place where a deal and the caller's role on it are resolved.
+
+Rules (DESIGN.md "Domain"):
+- The caller must be a member of the deal's org; otherwise the deal does not exist for them (404).
+- A DealAccess grant gives its role; an org-visible deal gives every org member at least viewer.
+- A JWT whose `deal_id` claim names this deal seeds an owner grant on first access while the deal
+  has no owner. A token whose `deal_id` claim names another deal cannot reach this one (404).
+- Unknown deal and malformed id: 404. Superadmins are not implicitly members.
+Resolution costs one SQL query, plus one INSERT on the rare seeding path.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from django.db import connection
+from django.db.models import Exists, OuterRef, Subquery
+
+from deals.errors import DealNotFound, RoleTooLow
+from deals.models import Deal, DealAccess, DealRole, OrgMembership, Visibility, role_rank
+
+
+@dataclass(frozen=True)
+class DealAccessContext:
+    deal: Deal
+    role: str
+
+    @property
+    def rank(self) -> int:
+        return role_rank(self.role)
+
+
+def parse_deal_id(raw: object) -> uuid.UUID:
+    """A deal id from a path or claim. Raises DealNotFound for anything that is not a UUID."""
+    try:
+        return uuid.UUID(str(raw))
+    except (ValueError, TypeError, AttributeError):
+        raise DealNotFound() from None
+
+
+def token_deal_claim(token: object) -> str | None:
+    """The `deal_id` claim of a deal-scoped JWT, or None for an ordinary token."""
+    getter = getattr(token, "get", None)
+    if getter is None:
+        return None
+    claim = getter("deal_id")
+    return str(claim) if claim else None
+
+
+def _seed_owner_grant(*, deal_id: uuid.UUID, user_id: uuid.UUID) -> bool:
+    # One statement, so the check "no owner yet" and the insert cannot be split by another request
+    # of the same user; an existing lower grant of this user is raised to owner.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO deals_dealaccess (deal_id, user_id, role, granted_by_id, created_at, updated_at)
+            SELECT %(deal)s, %(user)s, 'owner', NULL, now(), now()
+            WHERE NOT EXISTS (SELECT 1 FROM deals_dealaccess WHERE deal_id = %(deal)s AND role = 'owner')
+            ON CONFLICT (deal_id, user_id) DO UPDATE SET role = 'owner', updated_at = now()
+            """,
+            {"deal": deal_id, "user": user_id},
+        )
+        return cursor.rowcount > 0
+
+
+def resolve_deal_access(*, user, deal_id: object, token: object = None) -> DealAccessContext:
+    """Resolve the deal and the caller's role.
+
+    Raises DealNotFound (unknown, malformed, other org, no access, token scoped to another deal).
+    """
+    deal_uuid = parse_deal_id(deal_id)
+    claim = token_deal_claim(token)
+    if claim is not None and claim != str(deal_uuid):
+        raise DealNotFound()
+    if not getattr(user, "is_authenticated", False) or not isinstance(getattr(user, "pk", None), uuid.UUID):
+        raise DealNotFound()
+
+    queryset = Deal.objects.select_related("org").annotate(
+        grant_role=Subquery(DealAccess.objects.filter(deal=OuterRef("pk"), user=user.pk).values("role")[:1]),
+        is_member=Exists(OrgMembership.objects.filter(org=OuterRef("org_id"), user=user.pk)),
+    )
+    if claim is not None:
+        queryset = queryset.annotate(
+            has_owner=Exists(DealAccess.objects.filter(deal=OuterRef("pk"), role=DealRole.OWNER))
+        )
+    deal = queryset.filter(pk=deal_uuid).first()
+    if deal is None or not deal.is_member:
+        raise DealNotFound()
+
+    role = deal.grant_role
+    if claim is not None and not deal.has_owner:
+        _seed_owner_grant(deal_id=deal.pk, user_id=user.pk)
+        role = DealRole.OWNER
+    if role is None and deal.visibility == Visibility.ORG:
+        role = DealRole.VIEWER
+    if role is None:
+        raise DealNotFound()
+    return DealAccessContext(deal=deal, role=role)
+
+
+def require_role(context: DealAccessContext, minimum: str) -> None:
+    """Raises RoleTooLow when the caller's role is below `minimum`."""
+    if context.rank < role_rank(minimum):
+        raise RoleTooLow(f"This action needs the {minimum} role or higher; your role on this deal is {context.role}.")

@@ -1,0 +1,78 @@
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+
+from deals.models import Deal, DealAccess, Org, OrgMembership, User
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin):
+    list_display = ("username", "email", "first_name", "last_name", "is_superuser", "is_active", "date_joined")
+    readonly_fields = ("id",)
+
+
+class OrgMembershipInline(admin.TabularInline):
+    model = OrgMembership
+    extra = 0
+    autocomplete_fields = ("user",)
+    fields = ("user", "role", "created_at")
+    readonly_fields = ("created_at",)
+
+
+@admin.register(Org)
+class OrgAdmin(admin.ModelAdmin):
+    list_display = ("name", "id", "member_count", "created_at")
+    search_fields = ("name", "id")
+    readonly_fields = ("id", "created_at", "updated_at")
+    inlines = [OrgMembershipInline]
+
+    @admin.display(description="members")
+    def member_count(self, obj: Org) -> int:
+        return obj.memberships.count()
+
+
+@admin.register(OrgMembership)
+class OrgMembershipAdmin(admin.ModelAdmin):
+    list_display = ("user", "org", "role", "created_at")
+    list_filter = ("role", "org")
+    search_fields = ("user__username", "user__email", "org__name")
+    autocomplete_fields = ("user", "org")
+
+
+class DealAccessInline(admin.TabularInline):
+    model = DealAccess
+    fk_name = "deal"
+    extra = 0
+    autocomplete_fields = ("user",)
+    fields = ("user", "role", "granted_by", "created_at")
+    readonly_fields = ("granted_by", "created_at")
+
+
+@admin.register(Deal)
+class DealAdmin(admin.ModelAdmin):
+    list_display = ("name", "org", "visibility", "template_key", "document_state", "memo_version",
+                    "collab_enabled", "updated_at")
+    list_filter = ("visibility", "document_state", "template_key", "collab_enabled", "org")
+    search_fields = ("name", "description", "id", "org__name")
+    readonly_fields = ("id", "created_by", "created_at", "updated_at", "document_state", "memo_version",
+                       "sections_populated", "sections_total", "incomplete_delivery_blocked", "created_blank")
+    autocomplete_fields = ("org",)
+    inlines = [DealAccessInline]
+    date_hierarchy = "updated_at"
+
+    def save_formset(self, request, form, formset, change):
+        for grant in formset.save(commit=False):
+            if grant.granted_by_id is None:
+                grant.granted_by = request.user
+            grant.save()
+        for removed in formset.deleted_objects:
+            removed.delete()
+        formset.save_m2m()
+
+
+@admin.register(DealAccess)
+class DealAccessAdmin(admin.ModelAdmin):
+    list_display = ("deal", "user", "role", "granted_by", "created_at")
+    list_filter = ("role",)
+    search_fields = ("deal__name", "user__username", "user__email")
+    autocomplete_fields = ("deal", "user")
+    readonly_fields = ("granted_by", "created_at", "updated_at")

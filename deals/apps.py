@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class DealsConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "deals"
+    verbose_name = "Deals and access"

@@ -1,0 +1,150 @@
+"""Orgs, their members, deals and the per-deal access grants.
+
+Roles on a deal, highest first: owner (4) > editor (3) > commenter (2) > viewer (1).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+
+
+class User(AbstractUser):
+    """A person. UUID ids, since engines and the internal contract name users by UUID."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    email = models.EmailField("email address", blank=True, db_index=True)
+
+    class Meta(AbstractUser.Meta):
+        swappable = "AUTH_USER_MODEL"
+
+    @property
+    def display_name(self) -> str:
+        return self.get_full_name() or self.username
+
+
+class OrgRole(models.TextChoices):
+    MEMBER = "member", "Member"
+    ADMIN = "admin", "Admin"
+
+
+class DealRole(models.TextChoices):
+    OWNER = "owner", "Owner"
+    EDITOR = "editor", "Editor"
+    COMMENTER = "commenter", "Commenter"
+    VIEWER = "viewer", "Viewer"
+
+
+ROLE_RANK: dict[str, int] = {
+    DealRole.VIEWER: 1,
+    DealRole.COMMENTER: 2,
+    DealRole.EDITOR: 3,
+    DealRole.OWNER: 4,
+}
+
+
+def role_rank(role: str | None) -> int:
+    return ROLE_RANK.get(role or "", 0)
+
+
+class Visibility(models.TextChoices):
+    PRIVATE = "private", "Private (grants only)"
+    ORG = "org", "Org (every org member can view)"
+
+
+class DocumentState(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    EDITING = "editing", "Editing"
+    APPROVED = "approved", "Approved"
+
+
+class Org(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "org"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class OrgMembership(models.Model):
+    org = models.ForeignKey(Org, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="org_memberships")
+    role = models.CharField(max_length=16, choices=OrgRole.choices, default=OrgRole.MEMBER)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["org", "user"], name="uniq_org_membership")]
+        indexes = [models.Index(fields=["user", "org"], name="orgmember_user_org")]
+        ordering = ["created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.org} ({self.role})"
+
+
+class Deal(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    org = models.ForeignKey(Org, on_delete=models.CASCADE, related_name="deals")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, default="")
+    visibility = models.CharField(max_length=16, choices=Visibility.choices, default=Visibility.PRIVATE)
+    template_key = models.CharField(max_length=64, default="acquisition")
+    collab_enabled = models.BooleanField(default=True)
+    created_blank = models.BooleanField(default=False, help_text="Created through POST /api/canvas/blank.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # A summary of the memo kept beside the deal so the dashboard lists deals without reading the
+    # Store once per row. The Store stays the source of truth; the canvas services keep these in step.
+    document_state = models.CharField(max_length=16, choices=DocumentState.choices, default=DocumentState.DRAFT)
+    memo_version = models.PositiveIntegerField(default=0)
+    sections_populated = models.PositiveIntegerField(default=0)
+    sections_total = models.PositiveIntegerField(default=0)
+    incomplete_delivery_blocked = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        indexes = [
+            models.Index(fields=["org", "visibility"], name="deal_org_visibility"),
+            models.Index(fields=["-updated_at"], name="deal_updated"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DealAccess(models.Model):
+    deal = models.ForeignKey(Deal, on_delete=models.CASCADE, related_name="grants")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="deal_grants")
+    role = models.CharField(max_length=16, choices=DealRole.choices)
+    granted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["deal", "user"], name="uniq_deal_access")]
+        indexes = [
+            models.Index(fields=["user", "deal"], name="dealaccess_user_deal"),
+            models.Index(fields=["deal", "role"], name="dealaccess_deal_role"),
+        ]
+        ordering = ["created_at"]
+        verbose_name = "deal access grant"
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.role} on {self.deal}"

@@ -1,0 +1,85 @@
+"""Reads of the deals app."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
+
+from deals.errors import OrgNotFound
+from deals.models import Deal, DealAccess, DealRole, Org, OrgMembership, User, Visibility
+
+DASHBOARD_ORDERINGS = {
+    "updated": "-updated_at",
+    "-updated": "updated_at",
+    "created": "-created_at",
+    "-created": "created_at",
+    "name": "name",
+    "-name": "-name",
+}
+DASHBOARD_SCOPES = ("all", "owned", "shared", "org")
+
+
+def deals_visible_to(*, user: User) -> QuerySet[Deal]:
+    """Deals the user can see, annotated with `user_role`: a grant, or viewer through org visibility."""
+    grant_role = Subquery(DealAccess.objects.filter(deal=OuterRef("pk"), user=user.pk).values("role")[:1])
+    member = Exists(OrgMembership.objects.filter(org=OuterRef("org_id"), user=user.pk))
+    return (
+        Deal.objects.annotate(grant_role=grant_role, is_member=member)
+        .annotate(user_role=Coalesce("grant_role", Value(DealRole.VIEWER.value)))
+        .filter(is_member=True)
+        .filter(Q(grant_role__isnull=False) | Q(visibility=Visibility.ORG))
+    )
+
+
+@dataclass(frozen=True)
+class DashboardQuery:
+    q: str = ""
+    scope: str = "all"
+    ordering: str = "updated"
+
+
+def dashboard_deals(*, user: User, query: DashboardQuery, only_deal_id: str | None = None) -> QuerySet[Deal]:
+    """The deals of the dashboard: owned, shared with the user, and visible to their orgs.
+
+    `only_deal_id` narrows the list for a deal-scoped token, which sees one deal only.
+    """
+    deals = deals_visible_to(user=user)
+    if only_deal_id is not None:
+        deals = deals.filter(pk=only_deal_id)
+    if query.q:
+        deals = deals.filter(Q(name__icontains=query.q) | Q(description__icontains=query.q))
+    if query.scope == "owned":
+        deals = deals.filter(grant_role=DealRole.OWNER)
+    elif query.scope == "shared":
+        deals = deals.filter(grant_role__isnull=False).exclude(grant_role=DealRole.OWNER)
+    elif query.scope == "org":
+        deals = deals.filter(grant_role__isnull=True)
+    return deals.order_by(DASHBOARD_ORDERINGS[query.ordering], "pk")
+
+
+def deal_grants(*, deal: Deal) -> QuerySet[DealAccess]:
+    return DealAccess.objects.filter(deal=deal).select_related("user").order_by("created_at", "pk")
+
+
+def orgs_of_user(*, user: User) -> QuerySet[Org]:
+    memberships = OrgMembership.objects.filter(org=OuterRef("pk"), user=user.pk)
+    return (
+        Org.objects.filter(Exists(memberships))
+        .annotate(my_role=Subquery(memberships.values("role")[:1]))
+        .order_by("name", "pk")
+    )
+
+
+def org_membership_of(*, user: User, org_id: uuid.UUID) -> OrgMembership:
+    """The caller's membership of the org. Raises OrgNotFound when they are not a member."""
+    membership = OrgMembership.objects.select_related("org").filter(org_id=org_id, user=user.pk).first()
+    if membership is None:
+        raise OrgNotFound()
+    return membership
+
+
+def org_members(*, org: Org) -> QuerySet[OrgMembership]:
+    return OrgMembership.objects.filter(org=org).select_related("user").order_by("created_at", "pk")

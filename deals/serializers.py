@@ -1,0 +1,214 @@
+"""Request and response serializers of the deals app (inputs end in Input, outputs in Output)."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from canvas.memo_templates import DEFAULT_TEMPLATE_KEY, TEMPLATES
+from deals.models import DealRole, DocumentState, OrgRole, Visibility
+from deals.selectors import DASHBOARD_ORDERINGS, DASHBOARD_SCOPES
+
+NAME_MAX = 200
+DESCRIPTION_MAX = 10_000
+
+
+# --- auth -------------------------------------------------------------------------------------
+class TokenObtainInput(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=256, trim_whitespace=False, style={"input_type": "password"})
+
+
+class TokenPairOutput(serializers.Serializer):
+    access = serializers.CharField()
+    refresh = serializers.CharField()
+
+
+class TokenRefreshInput(serializers.Serializer):
+    refresh = serializers.CharField()
+
+
+class TokenVerifyInput(serializers.Serializer):
+    token = serializers.CharField()
+
+
+class TokenVerifyOutput(serializers.Serializer):
+    valid = serializers.BooleanField()
+    token_type = serializers.CharField()
+    user_id = serializers.UUIDField()
+    deal_id = serializers.UUIDField(allow_null=True)
+    expires_at = serializers.DateTimeField()
+
+
+class DealTokenInput(serializers.Serializer):
+    user_id = serializers.UUIDField()
+    deal_id = serializers.UUIDField()
+
+
+class DealTokenOutput(serializers.Serializer):
+    access = serializers.CharField()
+    refresh = serializers.CharField()
+    user_id = serializers.UUIDField()
+    deal_id = serializers.UUIDField()
+
+
+# --- orgs -------------------------------------------------------------------------------------
+class OrgCreateInput(serializers.Serializer):
+    name = serializers.CharField(max_length=NAME_MAX)
+
+
+class OrgOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    role = serializers.ChoiceField(choices=OrgRole.choices, source="my_role", help_text="The caller's role in the org.")
+    created_at = serializers.DateTimeField()
+
+
+class MemberAddInput(serializers.Serializer):
+    email = serializers.EmailField(required=False)
+    user_id = serializers.UUIDField(required=False)
+    role = serializers.ChoiceField(choices=OrgRole.choices, default=OrgRole.MEMBER)
+
+    def validate(self, attrs):
+        if ("email" in attrs) == ("user_id" in attrs):
+            raise serializers.ValidationError("Give exactly one of email or user_id.", code="value_error")
+        return attrs
+
+
+class MemberOutput(serializers.Serializer):
+    user_id = serializers.UUIDField(source="user.id")
+    email = serializers.EmailField(source="user.email")
+    username = serializers.CharField(source="user.username")
+    display_name = serializers.CharField(source="user.display_name")
+    role = serializers.ChoiceField(choices=OrgRole.choices)
+    created_at = serializers.DateTimeField()
+
+
+# --- deals ------------------------------------------------------------------------------------
+TEMPLATE_CHOICES = sorted(TEMPLATES)
+
+
+class DealCreateInput(serializers.Serializer):
+    name = serializers.CharField(max_length=NAME_MAX)
+    description = serializers.CharField(max_length=DESCRIPTION_MAX, required=False, allow_blank=True, default="")
+    visibility = serializers.ChoiceField(choices=Visibility.choices, default=Visibility.PRIVATE)
+    template_key = serializers.ChoiceField(choices=TEMPLATE_CHOICES, default=DEFAULT_TEMPLATE_KEY)
+    collab_enabled = serializers.BooleanField(default=True)
+    org_id = serializers.UUIDField(required=False, help_text="Defaults to the caller's only org.")
+
+
+class DealUpdateInput(serializers.Serializer):
+    name = serializers.CharField(max_length=NAME_MAX, required=False)
+    description = serializers.CharField(max_length=DESCRIPTION_MAX, required=False, allow_blank=True)
+    visibility = serializers.ChoiceField(
+        choices=Visibility.choices, required=False, help_text="Owner only."
+    )
+
+    def validate(self, attrs):
+        if not attrs:
+            raise serializers.ValidationError("Give at least one of name, description, visibility.", code="missing")
+        return attrs
+
+
+class DealOutput(serializers.Serializer):
+    deal_id = serializers.UUIDField(source="id")
+    org_id = serializers.UUIDField()
+    org_name = serializers.CharField(source="org.name")
+    name = serializers.CharField()
+    description = serializers.CharField()
+    visibility = serializers.ChoiceField(choices=Visibility.choices)
+    template_key = serializers.CharField()
+    collab_enabled = serializers.BooleanField()
+    document_state = serializers.ChoiceField(choices=DocumentState.choices)
+    version = serializers.IntegerField(source="memo_version")
+    user_role = serializers.ChoiceField(choices=DealRole.choices)
+    created_by = serializers.UUIDField(source="created_by_id", allow_null=True)
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+class DealBatchDeleteInput(serializers.Serializer):
+    deal_ids = serializers.ListField(child=serializers.UUIDField(), min_length=1, max_length=100)
+
+
+class DealBatchDeleteOutput(serializers.Serializer):
+    deleted = serializers.ListField(child=serializers.UUIDField())
+    count = serializers.IntegerField()
+
+
+class BlankCanvasInput(serializers.Serializer):
+    deal_name = serializers.CharField(min_length=1, max_length=NAME_MAX)
+    org_id = serializers.UUIDField(required=False, help_text="Defaults to the caller's only org.")
+    template_key = serializers.ChoiceField(choices=TEMPLATE_CHOICES, default=DEFAULT_TEMPLATE_KEY)
+
+
+class BlankCanvasOutput(serializers.Serializer):
+    deal_id = serializers.UUIDField()
+    redirect_url = serializers.CharField()
+
+
+class DashboardQueryInput(serializers.Serializer):
+    q = serializers.CharField(max_length=200, required=False, allow_blank=True, default="",
+                              help_text="Keyword search in deal name and description.")
+    scope = serializers.ChoiceField(choices=DASHBOARD_SCOPES, default="all",
+                                    help_text="owned: you own it; shared: granted to you; org: visible to your org.")
+    ordering = serializers.ChoiceField(choices=sorted(DASHBOARD_ORDERINGS), default="updated",
+                                       help_text="updated/created: newest first; prefix '-' for oldest first.")
+    page = serializers.IntegerField(min_value=1, default=1)
+    page_size = serializers.IntegerField(min_value=1, max_value=100, default=20)
+
+
+class DealProgressOutput(serializers.Serializer):
+    populated = serializers.IntegerField(source="sections_populated", help_text="Sections with content.")
+    total = serializers.IntegerField(source="sections_total", help_text="Sections of the memo.")
+
+
+class DealQueueSummarySerializer(serializers.Serializer):
+    deal_id = serializers.UUIDField(source="id")
+    deal_name = serializers.CharField(source="name")
+    document_state = serializers.ChoiceField(choices=DocumentState.choices)
+    user_role = serializers.ChoiceField(choices=DealRole.choices)
+    updated_at = serializers.DateTimeField()
+    progress = DealProgressOutput(source="*")
+    incomplete_delivery_blocked = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+    org_id = serializers.UUIDField()
+    visibility = serializers.ChoiceField(choices=Visibility.choices)
+    template_key = serializers.CharField()
+
+    class Meta:
+        ref_name = "DealQueueSummary"
+
+
+class DashboardPageOutput(serializers.Serializer):
+    count = serializers.IntegerField()
+    page = serializers.IntegerField()
+    page_size = serializers.IntegerField()
+    total_pages = serializers.IntegerField()
+    results = DealQueueSummarySerializer(many=True)
+
+
+# --- sharing ----------------------------------------------------------------------------------
+class GrantCreateInput(serializers.Serializer):
+    email = serializers.EmailField(required=False)
+    user_id = serializers.UUIDField(required=False)
+    role = serializers.ChoiceField(choices=DealRole.choices)
+
+    def validate(self, attrs):
+        if ("email" in attrs) == ("user_id" in attrs):
+            raise serializers.ValidationError("Give exactly one of email or user_id.", code="value_error")
+        return attrs
+
+
+class GrantUpdateInput(serializers.Serializer):
+    role = serializers.ChoiceField(choices=DealRole.choices)
+
+
+class GrantOutput(serializers.Serializer):
+    user_id = serializers.UUIDField(source="user.id")
+    email = serializers.EmailField(source="user.email")
+    username = serializers.CharField(source="user.username")
+    display_name = serializers.CharField(source="user.display_name")
+    role = serializers.ChoiceField(choices=DealRole.choices)
+    granted_by = serializers.UUIDField(source="granted_by_id", allow_null=True)
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()

@@ -1,0 +1,222 @@
+"""Writes of the deals app: orgs and members, deals, and the sharing of deals."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+from django.db import transaction
+
+from canvas.memo_templates import DEFAULT_TEMPLATE_KEY
+from canvas_project.errors import InvalidInputError
+from deals.errors import AlreadyExists, DealNotFound, GrantNotFound, LastOrgAdmin, LastOwner, MemberNotFound, RoleTooLow
+from deals.models import Deal, DealAccess, DealRole, Org, OrgMembership, OrgRole, User, Visibility
+from deals.selectors import deals_visible_to
+
+
+# --- users ------------------------------------------------------------------------------------
+def user_find(*, user_id: uuid.UUID | None = None, email: str | None = None, field: str) -> User:
+    """The active user named by id or email. Raises InvalidInputError at body.<field> when none."""
+    users = User.objects.filter(is_active=True)
+    found = users.filter(pk=user_id).first() if user_id else users.filter(email__iexact=email).order_by("date_joined").first()
+    if found is None:
+        raise InvalidInputError("No active user has this " + ("id." if user_id else "email."),
+                                loc=["body", field], value=str(user_id or email), code="user_not_found")
+    return found
+
+
+def user_create(*, username: str, password: str | None, email: str = "", first_name: str = "",
+                last_name: str = "", is_superuser: bool = False) -> User:
+    """Create a user. Raises AlreadyExists when the username is taken."""
+    if User.objects.filter(username=username).exists():
+        raise AlreadyExists(f"A user named {username!r} already exists.")
+    user = User(username=username, email=email, first_name=first_name, last_name=last_name,
+                is_superuser=is_superuser, is_staff=is_superuser)
+    if password:
+        user.set_password(password)
+    else:
+        user.set_unusable_password()
+    user.save()
+    return user
+
+
+# --- orgs -------------------------------------------------------------------------------------
+@transaction.atomic
+def org_create(*, name: str, created_by: User) -> Org:
+    """Create an org; its creator becomes its first admin."""
+    org = Org.objects.create(name=name, created_by=created_by)
+    OrgMembership.objects.create(org=org, user=created_by, role=OrgRole.ADMIN)
+    return org
+
+
+def _require_org_admin(membership: OrgMembership) -> None:
+    if membership.role != OrgRole.ADMIN:
+        raise RoleTooLow("Only org admins can manage members.")
+
+
+def org_member_add(*, actor_membership: OrgMembership, user: User, role: str) -> OrgMembership:
+    """Add a user to the actor's org. Raises RoleTooLow (not an admin), AlreadyExists."""
+    _require_org_admin(actor_membership)
+    membership, created = OrgMembership.objects.get_or_create(
+        org=actor_membership.org, user=user, defaults={"role": role}
+    )
+    if not created:
+        raise AlreadyExists(f"{user.username} is already a member of this org.")
+    return membership
+
+
+@transaction.atomic
+def org_member_remove(*, actor_membership: OrgMembership, user_id: uuid.UUID) -> None:
+    """Remove a member, and their grants on the org's deals.
+
+    Admins remove anyone; a member may remove themself (leave). Raises RoleTooLow, MemberNotFound,
+    LastOrgAdmin, and LastOwner when the member is the last owner of one of the org's deals.
+    """
+    org = actor_membership.org
+    if user_id != actor_membership.user_id:
+        _require_org_admin(actor_membership)
+    memberships = list(OrgMembership.objects.select_for_update().filter(org=org).order_by("pk"))
+    target = next((m for m in memberships if m.user_id == user_id), None)
+    if target is None:
+        raise MemberNotFound()
+    admins = [m for m in memberships if m.role == OrgRole.ADMIN]
+    if target.role == OrgRole.ADMIN and len(admins) == 1:
+        raise LastOrgAdmin()
+    owned = DealAccess.objects.filter(deal__org=org, user_id=user_id, role=DealRole.OWNER)
+    sole = [
+        grant.deal.name for grant in owned.select_related("deal")
+        if not DealAccess.objects.filter(deal=grant.deal_id, role=DealRole.OWNER).exclude(user_id=user_id).exists()
+    ]
+    if sole:
+        raise LastOwner("This member is the last owner of: " + ", ".join(sorted(sole)) + ". Transfer ownership first.")
+    DealAccess.objects.filter(deal__org=org, user_id=user_id).delete()
+    target.delete()
+
+
+# --- deals ------------------------------------------------------------------------------------
+def deal_org_for_create(*, user: User, org_id: uuid.UUID | None) -> Org:
+    """The org a new deal goes into: the given one (the caller must belong to it) or the caller's only org.
+
+    Raises InvalidInputError (422) when the caller has no org, several orgs and named none, or is
+    not a member of the named one.
+    """
+    memberships = OrgMembership.objects.filter(user=user.pk).select_related("org")
+    if org_id is not None:
+        membership = memberships.filter(org_id=org_id).first()
+        if membership is None:
+            raise InvalidInputError("You are not a member of this org.", loc=["body", "org_id"], value=str(org_id))
+        return membership.org
+    orgs = [m.org for m in memberships[:2]]
+    if not orgs:
+        raise InvalidInputError("You belong to no org; ask an org admin to add you, or create an org first.",
+                                loc=["body", "org_id"], value=None, code="missing")
+    if len(orgs) > 1:
+        raise InvalidInputError("You belong to several orgs; say which one with org_id.",
+                                loc=["body", "org_id"], value=None, code="missing")
+    return orgs[0]
+
+
+@transaction.atomic
+def deal_create(*, user: User, org: Org, name: str, description: str = "", visibility: str = Visibility.PRIVATE,
+                template_key: str = DEFAULT_TEMPLATE_KEY, collab_enabled: bool = True,
+                created_blank: bool = False) -> Deal:
+    """Create a deal; its creator becomes its owner."""
+    deal = Deal.objects.create(
+        org=org, name=name, description=description, visibility=visibility, template_key=template_key,
+        collab_enabled=collab_enabled, created_blank=created_blank, created_by=user,
+    )
+    DealAccess.objects.create(deal=deal, user=user, role=DealRole.OWNER, granted_by=user)
+    return deal
+
+
+def deal_update(*, deal: Deal, role: str, changes: dict) -> Deal:
+    """Change name, description or visibility. Raises RoleTooLow when a non-owner changes visibility."""
+    if "visibility" in changes and changes["visibility"] != deal.visibility and role != DealRole.OWNER:
+        raise RoleTooLow("Only an owner can change who can see the deal (visibility).")
+    for field, value in changes.items():
+        setattr(deal, field, value)
+    if changes:
+        deal.save(update_fields=[*changes, "updated_at"])
+    return deal
+
+
+def deal_delete(*, deal: Deal) -> None:
+    deal.delete()
+
+
+@transaction.atomic
+def deals_batch_delete(*, user: User, deal_ids: Iterable[uuid.UUID], token_deal_id: str | None) -> list[uuid.UUID]:
+    """Delete several deals, all or none. Raises DealNotFound naming the ids the caller cannot see,
+    RoleTooLow naming those they do not own."""
+    wanted = list(dict.fromkeys(deal_ids))
+    visible = deals_visible_to(user=user).filter(pk__in=wanted)
+    if token_deal_id is not None:
+        visible = visible.filter(pk=token_deal_id)
+    roles = {deal.pk: deal.grant_role for deal in visible.select_for_update(of=("self",))}
+    missing = [str(d) for d in wanted if d not in roles]
+    if missing:
+        raise DealNotFound("Deals not found: " + ", ".join(missing) + ". Nothing was deleted.")
+    not_owned = [str(d) for d in wanted if roles[d] != DealRole.OWNER]
+    if not_owned:
+        raise RoleTooLow("Only owners can delete deals; you do not own: " + ", ".join(not_owned)
+                         + ". Nothing was deleted.")
+    Deal.objects.filter(pk__in=wanted).delete()
+    return wanted
+
+
+# --- sharing ----------------------------------------------------------------------------------
+def _require_org_member(deal: Deal, user: User, field: str) -> None:
+    if not OrgMembership.objects.filter(org=deal.org_id, user=user.pk).exists():
+        raise InvalidInputError("This user is not a member of the deal's org; an org admin must add them first.",
+                                loc=["body", field], value=str(user.pk), code="not_org_member")
+
+
+def deal_access_grant(*, deal: Deal, user: User, role: str, granted_by: User, field: str) -> DealAccess:
+    """Grant a role on the deal. Raises InvalidInputError (not in the org), AlreadyExists."""
+    _require_org_member(deal, user, field)
+    grant, created = DealAccess.objects.get_or_create(
+        deal=deal, user=user, defaults={"role": role, "granted_by": granted_by}
+    )
+    if not created:
+        raise AlreadyExists(f"{user.username} already has the {grant.role} role on this deal; change it with PATCH.")
+    return grant
+
+
+def _locked_grants(deal: Deal) -> list[DealAccess]:
+    # Lock every grant of the deal in pk order, so two concurrent demotions cannot both see
+    # "another owner remains" and leave the deal without one.
+    return list(DealAccess.objects.select_for_update().filter(deal=deal).select_related("user").order_by("pk"))
+
+
+def _target_grant(grants: list[DealAccess], user_id: uuid.UUID) -> DealAccess:
+    grant = next((g for g in grants if g.user_id == user_id), None)
+    if grant is None:
+        raise GrantNotFound()
+    return grant
+
+
+def _is_last_owner(grants: list[DealAccess], grant: DealAccess) -> bool:
+    return grant.role == DealRole.OWNER and sum(g.role == DealRole.OWNER for g in grants) == 1
+
+
+@transaction.atomic
+def deal_access_change(*, deal: Deal, user_id: uuid.UUID, role: str) -> DealAccess:
+    """Change a grant's role. Raises GrantNotFound, LastOwner."""
+    grants = _locked_grants(deal)
+    grant = _target_grant(grants, user_id)
+    if role != DealRole.OWNER and _is_last_owner(grants, grant):
+        raise LastOwner()
+    if grant.role != role:
+        grant.role = role
+        grant.save(update_fields=["role", "updated_at"])
+    return grant
+
+
+@transaction.atomic
+def deal_access_revoke(*, deal: Deal, user_id: uuid.UUID) -> None:
+    """Revoke a grant. Raises GrantNotFound, LastOwner."""
+    grants = _locked_grants(deal)
+    grant = _target_grant(grants, user_id)
+    if _is_last_owner(grants, grant):
+        raise LastOwner()
+    grant.delete()
