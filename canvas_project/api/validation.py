@@ -14,6 +14,33 @@ from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail
 
 
+def _unstorable(text: str) -> str | None:
+    if "\x00" in text:
+        return "Text may not contain NUL characters."
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "Text must be valid Unicode (no lone surrogates)."
+    return None
+
+
+def first_unstorable_text(value: Any) -> str | None:
+    """A sentence naming the first string (key or value) that PostgreSQL could not store, or None."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            problem = _unstorable(item)
+            if problem:
+                return problem
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
+
+
 class RequestValidationError(Exception):
     def __init__(self, items: list[dict[str, Any]]) -> None:
         super().__init__(items)
@@ -102,6 +129,13 @@ def parse_body(serializer_class: type[serializers.Serializer], request, context:
 def parse_query(serializer_class: type[serializers.Serializer], request, context: dict[str, Any] | None = None):
     """Validate the query string. Raises RequestValidationError (422) with loc ["query", ...]."""
     data = {key: request.query_params.get(key) for key in request.query_params}
+    bad = [
+        {"loc": ["query", key], "msg": problem, "type": "string_type", "input": None, "ctx": {}}
+        for key, value in data.items()
+        if (problem := first_unstorable_text([key, value]))
+    ]
+    if bad:
+        raise RequestValidationError(bad)
     return _validate(serializer_class, data, "query", context)
 
 

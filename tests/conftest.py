@@ -1,0 +1,68 @@
+"""Fixtures: the standing cast of users, per-test Redis isolation, and role-matrix helpers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from django.conf import settings
+
+from canvas_project.redis_client import get_redis
+from deals.models import Deal, DealRole, Org, User
+from tests import factories
+
+ROLES = ("anonymous", "outsider", "other_org", "superadmin", "viewer", "commenter", "editor", "owner")
+DEAL_ROLES = ("viewer", "commenter", "editor", "owner")
+
+
+@pytest.fixture(autouse=True)
+def _redis_isolation():
+    """Each test starts and ends with an empty Redis database of its own worker."""
+    assert f"db={settings.REDIS_TEST_DB}" in settings.REDIS_URL or settings.REDIS_URL.endswith(
+        f"/{settings.REDIS_TEST_DB}"
+    ), "tests must never touch a non-test Redis database"
+    client = get_redis()
+    client.flushdb()
+    yield
+    try:
+        get_redis().flushdb()
+    except Exception:  # a fault test may leave Redis pointed at a dead server; the next test flushes
+        pass
+
+
+@dataclass
+class Cast:
+    org: Org
+    other_org: Org
+    deal: Deal
+    users: dict[str, User]
+
+    def client(self, role: str):
+        if role == "anonymous":
+            return factories.client_for(None)
+        return factories.client_for(self.users[role])
+
+
+@pytest.fixture
+def cast(db) -> Cast:
+    """Org A with an owner, editor, commenter and viewer on a private deal; an org member with no
+    grant; an outsider in no org; a user of another org; a superadmin in no org."""
+    users = {name: factories.make_user(name) for name in (*DEAL_ROLES, "member", "outsider", "other_org")}
+    users["superadmin"] = factories.make_user("superadmin", superuser=True)
+    org = factories.make_org("Org A", admin=users["owner"])
+    for name in ("editor", "commenter", "viewer", "member"):
+        factories.add_member(org, users[name])
+    other_org = factories.make_org("Org B", admin=users["other_org"])
+    deal = factories.make_deal(org, owner=users["owner"], name="Riverside Apartments")
+    for role in ("editor", "commenter", "viewer"):
+        factories.grant(deal, users[role], role)
+    return Cast(org=org, other_org=other_org, deal=deal, users=users)
+
+
+def expected_status(role: str, *, minimum: str, ok: int) -> int:
+    """What a deal endpoint answers each member of the cast, given its minimum role."""
+    if role == "anonymous":
+        return 401
+    if role in ("outsider", "other_org", "superadmin"):
+        return 404
+    return ok if DealRole.values.index(role) <= DealRole.values.index(minimum) else 403
