@@ -24,7 +24,7 @@ class HealthCheckOutput(serializers.Serializer):
 class HealthOutput(serializers.Serializer):
     status = serializers.ChoiceField(choices=["ok", "unavailable"])
     detail = serializers.CharField(help_text="'All dependencies are up.' or which are down.")
-    checks = serializers.DictField(child=HealthCheckOutput(), help_text="postgres, redis")
+    checks = serializers.DictField(child=HealthCheckOutput(), help_text="postgres, redis, store (the LangGraph Store)")
 
 
 def _check_postgres() -> None:
@@ -37,7 +37,14 @@ def _check_redis() -> None:
     get_redis().ping()
 
 
-CHECKS: dict[str, Callable[[], None]] = {"postgres": _check_postgres, "redis": _check_redis}
+def _check_store() -> None:
+    from canvas.store import get_pool
+
+    with get_pool().connection(timeout=2.0) as conn:
+        conn.execute("SELECT 1 FROM store LIMIT 1")
+
+
+CHECKS: dict[str, Callable[[], None]] = {"postgres": _check_postgres, "redis": _check_redis, "store": _check_store}
 
 
 def run_health_checks() -> dict[str, dict]:

@@ -21,7 +21,7 @@ def test_it_is_200_when_everything_is_up(db):
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
-    assert body["checks"]["postgres"]["ok"] and body["checks"]["redis"]["ok"]
+    assert all(body["checks"][name]["ok"] for name in ("postgres", "redis", "store"))
 
 
 def test_it_is_503_naming_redis_when_redis_is_down(db, settings):
@@ -48,4 +48,6 @@ def test_it_is_503_naming_postgres_when_postgres_is_down(db, settings):
         connection.settings_dict.clear()
         connection.settings_dict.update(original)
     assert response.status_code == 503
-    assert response.json()["detail"] == "postgres is down."
+    # the Store lives in the same PostgreSQL, so it is down with it
+    assert response.json()["detail"] == "postgres, store are down."
+    assert response.json()["checks"]["redis"]["ok"] is True

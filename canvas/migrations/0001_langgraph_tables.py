@@ -1,0 +1,15 @@
+"""Create LangGraph's Store and checkpoint tables in the project database (idempotent)."""
+
+from django.db import migrations
+
+
+def create_langgraph_tables(apps, schema_editor):
+    from canvas.store import setup_langgraph_tables
+
+    setup_langgraph_tables(schema_editor.connection.settings_dict)
+
+
+class Migration(migrations.Migration):
+    initial = True
+    dependencies: list = []
+    operations = [migrations.RunPython(create_langgraph_tables, migrations.RunPython.noop, elidable=False)]

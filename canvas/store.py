@@ -1,0 +1,125 @@
+"""LangGraph persistence on PostgreSQL: the Store (memo content) and the Saver (workflow checkpoints).
+
+Both run on their own psycopg pool, never on Django's connection: LangGraph needs autocommit (a
+non-autocommit connection silently loses checkpoint writes), no server-side prepared statements
+(prepare_threshold=0, safe behind PgBouncer) and dict rows. The pool is created lazily in each
+process (so Celery's forked workers each get their own) from Django's database settings, which in
+tests point at the test database. Tables are created by the canvas migration 0001 (`migrate`).
+
+Namespaces: ("deals", D, "canvas") for the memo, ("deals", D, "versions") for snapshots,
+("deals", D, "nodes") for canvas nodes. LangGraph threads of a deal are named `deal:<D>:...`.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+from django.conf import settings
+from django.db import connection
+from langgraph.checkpoint.postgres import PostgresSaver
+from langgraph.store.postgres import PostgresStore
+from psycopg import Connection
+from psycopg.conninfo import make_conninfo
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+_lock = threading.Lock()
+_pool: ConnectionPool | None = None
+_pool_conninfo: str | None = None
+
+CONNECTION_KWARGS = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
+
+
+def conninfo_from_settings(settings_dict: dict) -> str:
+    """A libpq conninfo string for the database Django is using (the test database in tests)."""
+    params = {
+        "dbname": settings_dict.get("NAME"),
+        "user": settings_dict.get("USER") or None,
+        "password": settings_dict.get("PASSWORD") or None,
+        "host": settings_dict.get("HOST") or None,
+        "port": str(settings_dict["PORT"]) if settings_dict.get("PORT") else None,
+        "connect_timeout": str(settings_dict.get("OPTIONS", {}).get("connect_timeout", 5)),
+    }
+    return make_conninfo(**{k: v for k, v in params.items() if v})
+
+
+def get_pool() -> ConnectionPool:
+    """The process's LangGraph pool, (re)created when Django's database target changes."""
+    global _pool, _pool_conninfo
+    conninfo = conninfo_from_settings(connection.settings_dict)
+    with _lock:
+        if _pool is None or _pool_conninfo != conninfo:
+            if _pool is not None:
+                _pool.close()
+            _pool = ConnectionPool(
+                conninfo,
+                min_size=1,
+                max_size=getattr(settings, "LANGGRAPH_POOL_MAX_SIZE", 10),
+                kwargs=CONNECTION_KWARGS,
+                timeout=getattr(settings, "LANGGRAPH_POOL_TIMEOUT", 5.0),
+                open=True,
+                name="langgraph",
+            )
+            _pool_conninfo = conninfo
+        return _pool
+
+
+def close_pool() -> None:
+    global _pool, _pool_conninfo
+    with _lock:
+        if _pool is not None:
+            _pool.close()
+        _pool, _pool_conninfo = None, None
+
+
+def get_store() -> PostgresStore:
+    return PostgresStore(get_pool())
+
+
+def get_checkpointer() -> PostgresSaver:
+    return PostgresSaver(get_pool())
+
+
+def setup_langgraph_tables(settings_dict: dict) -> None:
+    """Create or migrate the Store's and the Saver's tables (idempotent; run by `migrate`)."""
+    with Connection.connect(conninfo_from_settings(settings_dict), **CONNECTION_KWARGS) as conn:
+        PostgresStore(conn).setup()
+        PostgresSaver(conn).setup()
+
+
+# --- namespaces and threads ---------------------------------------------------------------------
+def canvas_namespace(deal_id) -> tuple[str, str, str]:
+    return ("deals", str(uuid.UUID(str(deal_id))), "canvas")
+
+
+def versions_namespace(deal_id) -> tuple[str, str, str]:
+    return ("deals", str(uuid.UUID(str(deal_id))), "versions")
+
+
+def nodes_namespace(deal_id) -> tuple[str, str, str]:
+    return ("deals", str(uuid.UUID(str(deal_id))), "nodes")
+
+
+def deal_thread_prefix(deal_id) -> str:
+    return f"deal:{uuid.UUID(str(deal_id))}:"
+
+
+def deal_thread_ids(deal_id) -> list[str]:
+    """Every LangGraph checkpoint thread of the deal (`deal:<D>:...`)."""
+    prefix = deal_thread_prefix(deal_id)
+    with get_pool().connection() as conn:
+        rows = conn.execute(
+            "SELECT DISTINCT thread_id FROM checkpoints WHERE thread_id LIKE %s ORDER BY thread_id",
+            (prefix.replace("_", r"\_") + "%",),
+        ).fetchall()
+    return [row["thread_id"] for row in rows]
+
+
+def delete_deal_threads(deal_id) -> int:
+    """Delete every checkpoint thread of the deal through LangGraph; returns how many threads went."""
+    saver = get_checkpointer()
+    threads = deal_thread_ids(deal_id)
+    for thread_id in threads:
+        saver.delete_thread(thread_id)
+    return len(threads)
