@@ -18,7 +18,8 @@ def _with_db(url: str, db: int) -> str:
     parts = urlsplit(url)
     if parts.scheme == "unix":
         query = "&".join([q for q in parts.query.split("&") if q and not q.startswith("db=")] + [f"db={db}"])
-        return urlunsplit(parts._replace(query=query))
+        # urlunsplit would drop the empty host and write unix:/path, which redis-py refuses
+        return f"unix://{parts.path}?{query}"
     return urlunsplit(parts._replace(path=f"/{db}"))
 
 
