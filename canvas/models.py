@@ -52,3 +52,85 @@ class SynthesisRun(models.Model):
     @property
     def thread_id(self) -> str:
         return f"deal:{self.deal_id}:run:{self.pk}"
+
+
+class ReviewerRole(models.TextChoices):
+    ANALYST = "analyst", "Analyst"
+    PARTNER = "partner", "Partner"
+    REVIEWER = "reviewer", "Reviewer"
+
+
+class SectionApproval(models.Model):
+    """An editor's approval of one section, possibly with conditions still to resolve."""
+
+    deal = models.ForeignKey("deals.Deal", on_delete=models.CASCADE, related_name="section_approvals")
+    section_key = models.CharField(max_length=64)
+    approved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    reviewer_role = models.CharField(max_length=16, choices=ReviewerRole.choices, default=ReviewerRole.REVIEWER)
+    comment = models.CharField(max_length=500, blank=True, default="")
+    quality_score = models.PositiveSmallIntegerField(null=True, blank=True)
+    forced = models.BooleanField(default=False, help_text="Approved over unresolved comments by an owner.")
+    memo_version = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["deal", "section_key", "-created_at"], name="approval_deal_section")]
+
+    def __str__(self) -> str:
+        return f"{self.section_key} approved by {self.approved_by}"
+
+
+class ApprovalCondition(models.Model):
+    approval = models.ForeignKey(SectionApproval, on_delete=models.CASCADE, related_name="conditions")
+    deal = models.ForeignKey("deals.Deal", on_delete=models.CASCADE, related_name="approval_conditions")
+    section_key = models.CharField(max_length=64)
+    text = models.CharField(max_length=500)
+    resolved = models.BooleanField(default=False)
+    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="+")
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        indexes = [models.Index(fields=["deal", "resolved"], name="condition_deal_resolved")]
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class SectionFeedback(models.Model):
+    deal = models.ForeignKey("deals.Deal", on_delete=models.CASCADE, related_name="feedback")
+    section_key = models.CharField(max_length=64)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    rating = models.PositiveSmallIntegerField()
+    comment = models.CharField(max_length=2000, blank=True, default="")
+    tags = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["deal", "section_key"], name="feedback_deal_section")]
+
+
+class Comment(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    deal = models.ForeignKey("deals.Deal", on_delete=models.CASCADE, related_name="comments")
+    section_key = models.CharField(max_length=64)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="replies")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    body = models.TextField(max_length=5000)
+    resolved = models.BooleanField(default=False)
+    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="+")
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        indexes = [models.Index(fields=["deal", "section_key", "resolved"], name="comment_deal_section")]
+
+    def __str__(self) -> str:
+        return self.body[:60]

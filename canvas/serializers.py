@@ -1,6 +1,14 @@
-"""Request and response serializers of the canvas app."""
+"""Request and response serializers of the canvas app (inputs end in Input, outputs in Output)."""
 
+from __future__ import annotations
+
+from django.conf import settings
 from rest_framework import serializers
+
+from canvas.models import ReviewerRole
+from deals.models import DealRole, DocumentState
+
+SECTION_STATES = ["draft", "editing", "reviewed", "approved"]
 
 
 class TemplateSectionOutput(serializers.Serializer):
@@ -17,3 +25,271 @@ class MemoTemplateOutput(serializers.Serializer):
     name = serializers.CharField()
     description = serializers.CharField()
     sections = TemplateSectionOutput(many=True)
+
+
+class CitationOutput(serializers.Serializer):
+    id = serializers.CharField()
+    text = serializers.CharField()
+    document = serializers.CharField(allow_null=True)
+    page = serializers.IntegerField(allow_null=True)
+
+
+class CanvasSectionOutput(serializers.Serializer):
+    key = serializers.CharField()
+    title = serializers.CharField()
+    order = serializers.FloatField()
+    required = serializers.BooleanField()
+    custom = serializers.BooleanField()
+    state = serializers.ChoiceField(choices=SECTION_STATES)
+    markdown = serializers.CharField(allow_blank=True)
+    source = serializers.ChoiceField(choices=["ai", "human"], allow_null=True)
+    updated_at = serializers.CharField(allow_null=True)
+    updated_by = serializers.CharField(allow_null=True, help_text="Display name of the last writer.")
+    updated_by_id = serializers.CharField(allow_null=True)
+    delivery = serializers.ChoiceField(choices=["delivered", "missing", "failed"])
+    citations = CitationOutput(many=True)
+
+
+class ReadinessBriefOutput(serializers.Serializer):
+    score = serializers.IntegerField(min_value=0, max_value=100)
+    grade = serializers.ChoiceField(choices=["A", "B", "C", "D", "F"])
+
+
+class SessionProgressOutput(serializers.Serializer):
+    populated = serializers.IntegerField()
+    total = serializers.IntegerField()
+
+
+class CanvasSessionResponse(serializers.Serializer):
+    """Every field of the seed's CanvasSessionResponse, plus extras."""
+
+    deal_id = serializers.UUIDField()
+    deal_name = serializers.CharField()
+    created_at = serializers.CharField(allow_null=True)
+    document_state = serializers.ChoiceField(choices=DocumentState.choices)
+    markdown_content = serializers.CharField(allow_blank=True, help_text="The whole memo as markdown.")
+    version = serializers.IntegerField(help_text="+1 on every durable write of the memo.")
+    can_export = serializers.BooleanField()
+    can_finalize = serializers.BooleanField()
+    last_modified_by = serializers.CharField(allow_null=True)
+    last_modified_at = serializers.CharField(allow_null=True)
+    initialization_warning = serializers.CharField(allow_null=True)
+    sections = serializers.DictField(child=CanvasSectionOutput(), help_text="Section key -> section.")
+    is_blank = serializers.BooleanField()
+    collab_enabled = serializers.BooleanField()
+    user_role = serializers.ChoiceField(choices=DealRole.choices)
+    incomplete_delivery_blocked = serializers.BooleanField()
+    # extras
+    can_edit = serializers.BooleanField()
+    can_comment = serializers.BooleanField()
+    template_key = serializers.CharField()
+    readiness = ReadinessBriefOutput()
+    progress = SessionProgressOutput()
+    approval_versions = serializers.ListField(child=serializers.IntegerField())
+    run_in_progress = serializers.BooleanField()
+
+
+class CanvasSaveInput(serializers.Serializer):
+    content = serializers.CharField(allow_blank=True, trim_whitespace=False,
+                                    help_text=f"The whole memo as markdown, at most {settings.CANVAS_MAX_CONTENT_CHARS:,} "
+                                    "characters (413 beyond).")
+    base_version = serializers.IntegerField(min_value=0, required=False, allow_null=True,
+                                            help_text="The version the edit was based on; 409 when stale.")
+
+
+class CanvasSaveOutput(serializers.Serializer):
+    success = serializers.BooleanField()
+    version = serializers.IntegerField()
+    document_state = serializers.ChoiceField(choices=DocumentState.choices)
+    changed_sections = serializers.ListField(child=serializers.CharField())
+    saved = serializers.BooleanField(help_text="False when the content was unchanged (no new version).")
+
+
+class SectionUpdateInput(serializers.Serializer):
+    markdown = serializers.CharField(allow_blank=True, trim_whitespace=False)
+    title = serializers.CharField(required=False, max_length=200, help_text="Custom sections only.")
+    base_version = serializers.IntegerField(min_value=0, required=False, allow_null=True)
+
+
+class SectionUpdateOutput(serializers.Serializer):
+    success = serializers.BooleanField()
+    version = serializers.IntegerField()
+    document_state = serializers.ChoiceField(choices=DocumentState.choices)
+    section = CanvasSectionOutput()
+
+
+class DocumentStateResponse(serializers.Serializer):
+    success = serializers.BooleanField()
+    from_state = serializers.ChoiceField(choices=DocumentState.choices)
+    to_state = serializers.ChoiceField(choices=DocumentState.choices, allow_null=True)
+    error = serializers.CharField(allow_null=True)
+    details = serializers.DictField(allow_null=True)
+
+
+class DocumentStateRefusedResponse(DocumentStateResponse):
+    detail = serializers.CharField()
+
+
+class SectionApproveInput(serializers.Serializer):
+    comment = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+    role = serializers.ChoiceField(choices=ReviewerRole.choices, default=ReviewerRole.REVIEWER)
+    quality_score = serializers.IntegerField(min_value=1, max_value=5, required=False, allow_null=True)
+    conditions = serializers.ListField(child=serializers.CharField(max_length=500), max_length=3, required=False,
+                                       default=list)
+    force = serializers.BooleanField(default=False, help_text="Owner only: approve over unresolved comments.")
+
+
+class ConditionOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    text = serializers.CharField()
+    resolved = serializers.BooleanField()
+    resolved_by = serializers.UUIDField(source="resolved_by_id", allow_null=True)
+    resolved_at = serializers.DateTimeField(allow_null=True)
+
+
+class SectionApprovalOutput(serializers.Serializer):
+    approval_id = serializers.IntegerField(source="approval.pk")
+    section_key = serializers.CharField(source="approval.section_key")
+    section_state = serializers.ChoiceField(choices=SECTION_STATES)
+    approved_by = serializers.UUIDField(source="approval.approved_by_id", allow_null=True)
+    reviewer_role = serializers.CharField(source="approval.reviewer_role")
+    quality_score = serializers.IntegerField(source="approval.quality_score", allow_null=True)
+    forced = serializers.BooleanField(source="approval.forced")
+    conditions = ConditionOutput(many=True)
+    all_conditions_resolved = serializers.BooleanField()
+    auto_promoted = serializers.BooleanField(help_text="The section reached `approved` through this call.")
+
+
+class FeedbackInput(serializers.Serializer):
+    section_key = serializers.CharField(max_length=64)
+    rating = serializers.IntegerField(min_value=1, max_value=5)
+    comment = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+    tags = serializers.ListField(child=serializers.CharField(max_length=40), max_length=10, required=False,
+                                 default=list)
+
+
+class FeedbackOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    section_key = serializers.CharField()
+    rating = serializers.IntegerField()
+    comment = serializers.CharField()
+    tags = serializers.ListField(child=serializers.CharField())
+    user_id = serializers.UUIDField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class CommentCreateInput(serializers.Serializer):
+    section_key = serializers.CharField(max_length=64, required=False,
+                                        help_text="Required unless parent_id is given (a reply).")
+    body = serializers.CharField(max_length=5000)
+    parent_id = serializers.UUIDField(required=False, allow_null=True)
+
+    def validate(self, attrs):
+        if not attrs.get("parent_id") and not attrs.get("section_key"):
+            raise serializers.ValidationError("Give section_key, or parent_id to reply.", code="missing")
+        return attrs
+
+
+class CommentReplyOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    body = serializers.CharField()
+    author_id = serializers.UUIDField(allow_null=True)
+    author = serializers.CharField(source="author.display_name", allow_null=True, default=None)
+    created_at = serializers.DateTimeField()
+
+
+class CommentOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    section_key = serializers.CharField()
+    parent_id = serializers.UUIDField(allow_null=True)
+    body = serializers.CharField()
+    author_id = serializers.UUIDField(allow_null=True)
+    author = serializers.CharField(source="author.display_name", allow_null=True, default=None)
+    resolved = serializers.BooleanField()
+    resolved_by = serializers.UUIDField(source="resolved_by_id", allow_null=True)
+    resolved_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    replies = CommentReplyOutput(many=True, source="replies.all", required=False)
+
+
+class CommentQueryInput(serializers.Serializer):
+    section_key = serializers.CharField(max_length=64, required=False)
+    resolved = serializers.BooleanField(required=False, allow_null=True, default=None)
+
+
+class ReadinessDimensionOutput(serializers.Serializer):
+    key = serializers.CharField()
+    label = serializers.CharField()
+    score = serializers.IntegerField(min_value=0, max_value=100)
+    weight = serializers.FloatField()
+    why = serializers.CharField()
+
+
+class ReadinessOutput(serializers.Serializer):
+    score = serializers.IntegerField(min_value=0, max_value=100)
+    grade = serializers.ChoiceField(choices=["A", "B", "C", "D", "F"])
+    gate = serializers.IntegerField(help_text="The score the memo needs before it can be approved.")
+    version = serializers.IntegerField()
+    dimensions = ReadinessDimensionOutput(many=True)
+
+
+class ProgressOutput(serializers.Serializer):
+    populated = serializers.IntegerField()
+    total = serializers.IntegerField()
+    sections = serializers.DictField(child=serializers.BooleanField())
+    store_available = serializers.BooleanField()
+
+
+class PageQueryInput(serializers.Serializer):
+    page = serializers.IntegerField(min_value=1, default=1)
+    page_size = serializers.IntegerField(min_value=1, max_value=100, default=20)
+
+
+class VersionSummaryOutput(serializers.Serializer):
+    version = serializers.IntegerField()
+    title = serializers.CharField()
+    reason = serializers.CharField()
+    author = serializers.CharField(allow_null=True)
+    author_id = serializers.CharField(allow_null=True)
+    created_at = serializers.CharField()
+    state = serializers.CharField()
+    approval = serializers.BooleanField()
+
+
+class VersionPageOutput(serializers.Serializer):
+    count = serializers.IntegerField()
+    page = serializers.IntegerField()
+    page_size = serializers.IntegerField()
+    current_version = serializers.IntegerField()
+    results = VersionSummaryOutput(many=True)
+
+
+class VersionSectionOutput(serializers.Serializer):
+    key = serializers.CharField()
+    title = serializers.CharField()
+    markdown = serializers.CharField(allow_blank=True)
+    state = serializers.CharField()
+
+
+class VersionDetailOutput(VersionSummaryOutput):
+    markdown = serializers.CharField(allow_blank=True)
+    sections = serializers.DictField(child=VersionSectionOutput())
+
+
+class VersionDiffOutput(serializers.Serializer):
+    from_version = serializers.IntegerField()
+    to_version = serializers.IntegerField()
+    diff = serializers.CharField(allow_blank=True, help_text="Unified diff of the markdown.")
+    sections_added = serializers.ListField(child=serializers.CharField())
+    sections_removed = serializers.ListField(child=serializers.CharField())
+    sections_changed = serializers.ListField(child=serializers.CharField())
+
+
+class VersionRestoreInput(serializers.Serializer):
+    base_version = serializers.IntegerField(min_value=0, required=False, allow_null=True)
+
+
+class ExportQueryInput(serializers.Serializer):
+    format = serializers.ChoiceField(choices=["md", "docx"], default="md")
+    version = serializers.IntegerField(min_value=1, required=False,
+                                       help_text="Export this approval snapshot instead of the current memo.")

@@ -15,6 +15,8 @@ from __future__ import annotations
 import threading
 import uuid
 
+import dj_database_url
+
 from django.conf import settings
 from django.db import connection
 from langgraph.checkpoint.postgres import PostgresSaver
@@ -44,10 +46,16 @@ def conninfo_from_settings(settings_dict: dict) -> str:
     return make_conninfo(**{k: v for k, v in params.items() if v})
 
 
+def store_conninfo() -> str:
+    if settings.LANGGRAPH_DATABASE_URL:
+        return conninfo_from_settings(dj_database_url.parse(settings.LANGGRAPH_DATABASE_URL))
+    return conninfo_from_settings(connection.settings_dict)
+
+
 def get_pool() -> ConnectionPool:
     """The process's LangGraph pool, (re)created when Django's database target changes."""
     global _pool, _pool_conninfo
-    conninfo = conninfo_from_settings(connection.settings_dict)
+    conninfo = store_conninfo()
     with _lock:
         if _pool is None or _pool_conninfo != conninfo:
             if _pool is not None:

@@ -168,6 +168,8 @@ SPECTACULAR_SETTINGS = {
         "DealRoleEnum": "deals.models.DealRole",
         "OrgRoleEnum": "deals.models.OrgRole",
         "VisibilityEnum": "deals.models.Visibility",
+        "DocumentStateEnum": "deals.models.DocumentState",
+        "SectionStateEnum": "canvas.serializers.SECTION_STATES",
     },
     "APPEND_COMPONENTS": {
         "securitySchemes": {
@@ -179,6 +181,17 @@ SPECTACULAR_SETTINGS = {
 # --- Product settings -------------------------------------------------------------------------
 CANVAS_SESSION_TTL_SECONDS = env_int("CANVAS_SESSION_TTL_SECONDS", 48 * 3600)
 CANVAS_REDIRECT_TEMPLATE = env_str("CANVAS_REDIRECT_TEMPLATE", "/canvas/{deal_id}")
+CANVAS_MAX_CONTENT_CHARS = env_int("CANVAS_MAX_CONTENT_CHARS", 500_000)
+CANVAS_VERSION_RETENTION = env_int("CANVAS_VERSION_RETENTION", 100)
+CANVAS_READINESS_GATE = env_int("CANVAS_READINESS_GATE", 70)
+CANVAS_EVENTS_MAXLEN = env_int("CANVAS_EVENTS_MAXLEN", 10_000)
+GENERATE_RATE_PER_MINUTE = env_int("GENERATE_RATE_PER_MINUTE", 10)
+GENERATE_RATE_BURST = env_int("GENERATE_RATE_BURST", 10)
+# The Store may live in another PostgreSQL than Django's tables; by default it shares Django's.
+LANGGRAPH_DATABASE_URL = env_str("LANGGRAPH_DATABASE_URL", "")
+LANGGRAPH_POOL_MAX_SIZE = env_int("LANGGRAPH_POOL_MAX_SIZE", 10)
+# A 500,000-character memo in multi-byte UTF-8 plus JSON escaping fits under 5 MB.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 5 * 1024 * 1024)
 DASHBOARD_PAGE_SIZE = env_int("DASHBOARD_PAGE_SIZE", 20)
 DASHBOARD_MAX_PAGE_SIZE = 100
 

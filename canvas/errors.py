@@ -1,0 +1,79 @@
+"""Errors of the canvas app, each with a stable code."""
+
+from canvas_project.errors import (
+    ConflictError,
+    DependencyUnavailableError,
+    LockedError,
+    NotFoundError,
+    PayloadTooLargeError,
+)
+
+
+class StoreUnavailable(DependencyUnavailableError):
+    code = "store_unavailable"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__("the LangGraph Store", message or "The canvas store (PostgreSQL) is unavailable; try again shortly.")
+
+
+class RedisUnavailable(DependencyUnavailableError):
+    code = "redis_unavailable"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__("Redis", message or "Redis is unavailable, and this action needs it; try again shortly.")
+
+
+class StaleVersion(ConflictError):
+    code = "stale_version"
+
+    def __init__(self, *, current_version: int, base_version: int) -> None:
+        super().__init__(
+            f"The memo changed since version {base_version}; it is now at version {current_version}. "
+            "Reload, reapply your change and save again.",
+            current_version=current_version,
+        )
+
+
+class MemoApproved(ConflictError):
+    code = "memo_approved"
+    default_message = "The memo is approved and read-only; an owner must reopen it before it can change."
+
+
+class ContentTooLarge(PayloadTooLargeError):
+    code = "content_too_large"
+
+
+class SectionNotFound(NotFoundError):
+    code = "section_not_found"
+    default_message = "This memo has no such section."
+
+
+class VersionNotFound(NotFoundError):
+    code = "version_not_found"
+    default_message = "This memo has no such version (it may have been pruned by retention)."
+
+
+class CommentNotFound(NotFoundError):
+    code = "comment_not_found"
+    default_message = "Comment not found."
+
+
+class ConditionNotFound(NotFoundError):
+    code = "condition_not_found"
+    default_message = "Condition not found."
+
+
+class SectionLocked(LockedError):
+    code = "section_locked"
+
+
+class TransitionRefused(ConflictError):
+    code = "transition_refused"
+
+
+class UnresolvedComments(ConflictError):
+    code = "unresolved_comments"
+
+
+class ExportRefused(ConflictError):
+    code = "export_refused"

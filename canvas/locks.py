@@ -1,0 +1,44 @@
+"""Section locks: the one place a section edit checks who may write a section right now.
+
+With collaboration off, a section may be edited only by whoever holds its lock
+(`canvas:lock:{D}:<section>`, a JSON {user_id, token, expires_at} with a TTL). The acquire/renew/
+release API belongs to the collaboration work; this check is what every section write goes through.
+"""
+
+from __future__ import annotations
+
+import json
+
+import redis
+
+from canvas import keys
+from canvas.errors import RedisUnavailable, SectionLocked
+from canvas_project.redis_client import get_redis
+from deals.models import Deal, User
+
+
+def lock_holder(deal_id, section_key: str) -> dict | None:
+    """The current lock of the section, or None. Raises RedisUnavailable."""
+    try:
+        raw = get_redis().get(keys.lock_key(deal_id, section_key))
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        raise RedisUnavailable("Redis is unavailable, so section locks cannot be checked; try again shortly.") from exc
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def require_section_writable(*, deal: Deal, section_key: str, user: User) -> None:
+    """Raises SectionLocked (423) when collaboration is off and another user holds the section's lock."""
+    if deal.collab_enabled:
+        return
+    holder = lock_holder(deal.pk, section_key)
+    if holder and holder.get("user_id") != str(user.pk):
+        raise SectionLocked(
+            f"{holder.get('user_name') or 'Another user'} is editing this section; try again after "
+            f"{holder.get('expires_at', 'the lock expires')}.",
+            holder=holder.get("user_name"), holder_id=holder.get("user_id"), expires_at=holder.get("expires_at"),
+        )

@@ -1,0 +1,143 @@
+"""The canvas session payload (CanvasSessionResponse) and its Redis cache `canvas:session:{D}`.
+
+The cached payload holds only what is the same for every caller; `user_role` and the `can_*` flags
+are added per request. A cached payload is valid only while its `version` equals the deal row's
+`memo_version`, which the caller's access check has already read, so validating costs nothing and a
+cache left stale by a lost write or a Redis outage is never served. Writes to the cache go through a
+Lua script that refuses to replace a newer version with an older one.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+
+from canvas import keys
+from canvas.memo_store import CanvasDoc
+from canvas_project.redis_client import get_redis
+from deals.models import Deal, DealRole, role_rank
+
+# KEYS[1] session key; ARGV[1] payload; ARGV[2] its version; ARGV[3] TTL seconds.
+_SET_IF_NOT_OLDER = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local ok, decoded = pcall(cjson.decode, current)
+  if ok and decoded['version'] and tonumber(decoded['version']) > tonumber(ARGV[2]) then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[3]))
+return 1
+"""
+
+
+def build_payload(*, deal: Deal, doc: CanvasDoc, readiness: dict, run_in_progress: bool) -> dict[str, Any]:
+    """The role-independent part of the session."""
+    sections = {}
+    for section in doc.ordered_sections():
+        sections[section["key"]] = {
+            "key": section["key"],
+            "title": section["title"],
+            "order": section.get("order", 0),
+            "required": bool(section.get("required")),
+            "custom": bool(section.get("custom")),
+            "state": section.get("state", "draft"),
+            "markdown": section.get("markdown", ""),
+            "source": section.get("source"),
+            "updated_at": section.get("updated_at"),
+            "updated_by": section.get("updated_by_name"),
+            "updated_by_id": section.get("updated_by"),
+            "delivery": section.get("delivery", "missing"),
+            "citations": section.get("citations", []),
+        }
+    populated = [k for k, s in sections.items() if (s["markdown"] or "").strip()]
+    return {
+        "deal_id": str(deal.pk),
+        "deal_name": deal.name,
+        "created_at": doc.head.get("created_at"),
+        "document_state": doc.state,
+        "markdown_content": doc.markdown(),
+        "version": doc.version,
+        "last_modified_by": doc.head.get("last_modified_by"),
+        "last_modified_at": doc.head.get("last_modified_at"),
+        "sections": sections,
+        "is_blank": bool(doc.head.get("is_blank")),
+        "collab_enabled": deal.collab_enabled,
+        "incomplete_delivery_blocked": incomplete_delivery_blocked(doc),
+        "template_key": doc.template.key,
+        "readiness": {"score": readiness["score"], "grade": readiness["grade"]},
+        "progress": {"populated": len(populated), "total": len(sections)},
+        "approval_versions": list(doc.head.get("approval_versions", [])),
+        "run_in_progress": run_in_progress,
+    }
+
+
+def incomplete_delivery_blocked(doc: CanvasDoc) -> bool:
+    """The latest run left required sections undelivered, and one of them is still empty."""
+    last_run = doc.head.get("last_run") or {}
+    missing = last_run.get("missing_required") or []
+    return any(not (doc.sections.get(key, {}).get("markdown") or "").strip() for key in missing)
+
+
+def with_role(payload: dict[str, Any], *, deal: Deal, role: str, warning: str | None) -> dict[str, Any]:
+    """The payload for one caller: fresh deal settings, role-dependent flags, the degradation warning."""
+    response = dict(payload)
+    response["deal_name"] = deal.name
+    response["collab_enabled"] = deal.collab_enabled
+    response["user_role"] = role
+    response["can_finalize"] = can_finalize(payload, role)
+    response["can_export"] = can_export(payload, role)
+    response["can_edit"] = role_rank(role) >= role_rank(DealRole.EDITOR) and payload["document_state"] != "approved"
+    response["can_comment"] = role_rank(role) >= role_rank(DealRole.COMMENTER)
+    if warning is None and payload.get("run_in_progress"):
+        warning = "A drafting run is in progress; sections will appear as they are written."
+    response["initialization_warning"] = warning
+    return response
+
+
+def can_finalize(payload: dict[str, Any], role: str) -> bool:
+    return (
+        role == DealRole.OWNER
+        and payload["document_state"] == "editing"
+        and not payload["is_blank"]
+        and not payload["incomplete_delivery_blocked"]
+        and payload["readiness"]["score"] >= settings.CANVAS_READINESS_GATE
+    )
+
+
+def can_export(payload: dict[str, Any], role: str) -> bool:
+    return (
+        not payload["is_blank"]
+        and not payload["incomplete_delivery_blocked"]
+        and (role_rank(role) >= role_rank(DealRole.EDITOR) or payload["document_state"] == "approved")
+    )
+
+
+def cache_get(deal: Deal) -> dict[str, Any] | None:
+    """The cached payload when it matches the deal's current version. Raises redis errors."""
+    raw = get_redis().get(keys.session_key(deal.pk))
+    if raw is None:
+        return None
+    try:
+        payload = json.loads(raw)
+    except ValueError:
+        return None
+    return payload if payload.get("version") == deal.memo_version else None
+
+
+def cache_put(payload: dict[str, Any]) -> bool:
+    """Cache the payload unless a newer version is cached. Raises redis errors."""
+    return bool(
+        get_redis().eval(
+            _SET_IF_NOT_OLDER, 1, keys.session_key(payload["deal_id"]),
+            json.dumps(payload, cls=DjangoJSONEncoder), payload["version"], settings.CANVAS_SESSION_TTL_SECONDS,
+        )
+    )
+
+
+def cache_drop(deal_id) -> None:
+    """Forget the cached session and readiness of the deal. Raises redis errors."""
+    get_redis().unlink(keys.session_key(deal_id), keys.readiness_key(deal_id))
