@@ -6,46 +6,47 @@ from django.conf import settings
 from rest_framework import serializers
 
 from canvas.models import ReviewerRole
+from canvas_project.api.fields import StrictCharField
 from deals.models import DealRole, DocumentState
 
 SECTION_STATES = ["draft", "editing", "reviewed", "approved"]
 
 
 class TemplateSectionOutput(serializers.Serializer):
-    key = serializers.CharField()
-    title = serializers.CharField()
+    key = StrictCharField()
+    title = StrictCharField()
     order = serializers.IntegerField()
     required = serializers.BooleanField()
-    retrieval_query = serializers.CharField()
-    drafter = serializers.CharField()
+    retrieval_query = StrictCharField()
+    drafter = StrictCharField()
 
 
 class MemoTemplateOutput(serializers.Serializer):
-    key = serializers.CharField()
-    name = serializers.CharField()
-    description = serializers.CharField()
+    key = StrictCharField()
+    name = StrictCharField()
+    description = StrictCharField()
     sections = TemplateSectionOutput(many=True)
 
 
 class CitationOutput(serializers.Serializer):
-    id = serializers.CharField()
-    text = serializers.CharField()
-    document = serializers.CharField(allow_null=True)
+    id = StrictCharField()
+    text = StrictCharField()
+    document = StrictCharField(allow_null=True)
     page = serializers.IntegerField(allow_null=True)
 
 
 class CanvasSectionOutput(serializers.Serializer):
-    key = serializers.CharField()
-    title = serializers.CharField()
+    key = StrictCharField()
+    title = StrictCharField()
     order = serializers.FloatField()
     required = serializers.BooleanField()
     custom = serializers.BooleanField()
     state = serializers.ChoiceField(choices=SECTION_STATES)
-    markdown = serializers.CharField(allow_blank=True)
+    markdown = StrictCharField(allow_blank=True)
     source = serializers.ChoiceField(choices=["ai", "human"], allow_null=True)
-    updated_at = serializers.CharField(allow_null=True)
-    updated_by = serializers.CharField(allow_null=True, help_text="Display name of the last writer.")
-    updated_by_id = serializers.CharField(allow_null=True)
+    updated_at = StrictCharField(allow_null=True)
+    updated_by = StrictCharField(allow_null=True, help_text="Display name of the last writer.")
+    updated_by_id = StrictCharField(allow_null=True)
     delivery = serializers.ChoiceField(choices=["delivered", "missing", "failed"])
     citations = CitationOutput(many=True)
 
@@ -64,16 +65,16 @@ class CanvasSessionResponse(serializers.Serializer):
     """Every field of the seed's CanvasSessionResponse, plus extras."""
 
     deal_id = serializers.UUIDField()
-    deal_name = serializers.CharField()
-    created_at = serializers.CharField(allow_null=True)
+    deal_name = StrictCharField()
+    created_at = StrictCharField(allow_null=True)
     document_state = serializers.ChoiceField(choices=DocumentState.choices)
-    markdown_content = serializers.CharField(allow_blank=True, help_text="The whole memo as markdown.")
+    markdown_content = StrictCharField(allow_blank=True, help_text="The whole memo as markdown.")
     version = serializers.IntegerField(help_text="+1 on every durable write of the memo.")
     can_export = serializers.BooleanField()
     can_finalize = serializers.BooleanField()
-    last_modified_by = serializers.CharField(allow_null=True)
-    last_modified_at = serializers.CharField(allow_null=True)
-    initialization_warning = serializers.CharField(allow_null=True)
+    last_modified_by = StrictCharField(allow_null=True)
+    last_modified_at = StrictCharField(allow_null=True)
+    initialization_warning = StrictCharField(allow_null=True)
     sections = serializers.DictField(child=CanvasSectionOutput(), help_text="Section key -> section.")
     is_blank = serializers.BooleanField()
     collab_enabled = serializers.BooleanField()
@@ -82,7 +83,7 @@ class CanvasSessionResponse(serializers.Serializer):
     # extras
     can_edit = serializers.BooleanField()
     can_comment = serializers.BooleanField()
-    template_key = serializers.CharField()
+    template_key = StrictCharField()
     readiness = ReadinessBriefOutput()
     progress = SessionProgressOutput()
     approval_versions = serializers.ListField(child=serializers.IntegerField())
@@ -90,7 +91,7 @@ class CanvasSessionResponse(serializers.Serializer):
 
 
 class CanvasSaveInput(serializers.Serializer):
-    content = serializers.CharField(allow_blank=True, trim_whitespace=False,
+    content = StrictCharField(allow_blank=True, trim_whitespace=False,
                                     help_text=f"The whole memo as markdown, at most {settings.CANVAS_MAX_CONTENT_CHARS:,} "
                                     "characters (413 beyond).")
     base_version = serializers.IntegerField(min_value=0, required=False, allow_null=True,
@@ -101,13 +102,13 @@ class CanvasSaveOutput(serializers.Serializer):
     success = serializers.BooleanField()
     version = serializers.IntegerField()
     document_state = serializers.ChoiceField(choices=DocumentState.choices)
-    changed_sections = serializers.ListField(child=serializers.CharField())
+    changed_sections = serializers.ListField(child=StrictCharField())
     saved = serializers.BooleanField(help_text="False when the content was unchanged (no new version).")
 
 
 class SectionUpdateInput(serializers.Serializer):
-    markdown = serializers.CharField(allow_blank=True, trim_whitespace=False)
-    title = serializers.CharField(required=False, max_length=200, help_text="Custom sections only.")
+    markdown = StrictCharField(allow_blank=True, trim_whitespace=False)
+    title = StrictCharField(required=False, max_length=200, help_text="Custom sections only.")
     base_version = serializers.IntegerField(min_value=0, required=False, allow_null=True)
 
 
@@ -122,26 +123,26 @@ class DocumentStateResponse(serializers.Serializer):
     success = serializers.BooleanField()
     from_state = serializers.ChoiceField(choices=DocumentState.choices)
     to_state = serializers.ChoiceField(choices=DocumentState.choices, allow_null=True)
-    error = serializers.CharField(allow_null=True)
+    error = StrictCharField(allow_null=True)
     details = serializers.DictField(allow_null=True)
 
 
 class DocumentStateRefusedResponse(DocumentStateResponse):
-    detail = serializers.CharField()
+    detail = StrictCharField()
 
 
 class SectionApproveInput(serializers.Serializer):
-    comment = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+    comment = StrictCharField(max_length=500, required=False, allow_blank=True, default="")
     role = serializers.ChoiceField(choices=ReviewerRole.choices, default=ReviewerRole.REVIEWER)
     quality_score = serializers.IntegerField(min_value=1, max_value=5, required=False, allow_null=True)
-    conditions = serializers.ListField(child=serializers.CharField(max_length=500), max_length=3, required=False,
+    conditions = serializers.ListField(child=StrictCharField(max_length=500), max_length=3, required=False,
                                        default=list)
     force = serializers.BooleanField(default=False, help_text="Owner only: approve over unresolved comments.")
 
 
 class ConditionOutput(serializers.Serializer):
     id = serializers.IntegerField()
-    text = serializers.CharField()
+    text = StrictCharField()
     resolved = serializers.BooleanField()
     resolved_by = serializers.UUIDField(source="resolved_by_id", allow_null=True)
     resolved_at = serializers.DateTimeField(allow_null=True)
@@ -149,10 +150,10 @@ class ConditionOutput(serializers.Serializer):
 
 class SectionApprovalOutput(serializers.Serializer):
     approval_id = serializers.IntegerField(source="approval.pk")
-    section_key = serializers.CharField(source="approval.section_key")
+    section_key = StrictCharField(source="approval.section_key")
     section_state = serializers.ChoiceField(choices=SECTION_STATES)
     approved_by = serializers.UUIDField(source="approval.approved_by_id", allow_null=True)
-    reviewer_role = serializers.CharField(source="approval.reviewer_role")
+    reviewer_role = StrictCharField(source="approval.reviewer_role")
     quality_score = serializers.IntegerField(source="approval.quality_score", allow_null=True)
     forced = serializers.BooleanField(source="approval.forced")
     conditions = ConditionOutput(many=True)
@@ -161,27 +162,27 @@ class SectionApprovalOutput(serializers.Serializer):
 
 
 class FeedbackInput(serializers.Serializer):
-    section_key = serializers.CharField(max_length=64)
+    section_key = StrictCharField(max_length=64)
     rating = serializers.IntegerField(min_value=1, max_value=5)
-    comment = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
-    tags = serializers.ListField(child=serializers.CharField(max_length=40), max_length=10, required=False,
+    comment = StrictCharField(max_length=2000, required=False, allow_blank=True, default="")
+    tags = serializers.ListField(child=StrictCharField(max_length=40), max_length=10, required=False,
                                  default=list)
 
 
 class FeedbackOutput(serializers.Serializer):
     id = serializers.IntegerField()
-    section_key = serializers.CharField()
+    section_key = StrictCharField()
     rating = serializers.IntegerField()
-    comment = serializers.CharField()
-    tags = serializers.ListField(child=serializers.CharField())
+    comment = StrictCharField()
+    tags = serializers.ListField(child=StrictCharField())
     user_id = serializers.UUIDField(allow_null=True)
     created_at = serializers.DateTimeField()
 
 
 class CommentCreateInput(serializers.Serializer):
-    section_key = serializers.CharField(max_length=64, required=False,
+    section_key = StrictCharField(max_length=64, required=False,
                                         help_text="Required unless parent_id is given (a reply).")
-    body = serializers.CharField(max_length=5000)
+    body = StrictCharField(max_length=5000)
     parent_id = serializers.UUIDField(required=False, allow_null=True)
 
     def validate(self, attrs):
@@ -192,19 +193,19 @@ class CommentCreateInput(serializers.Serializer):
 
 class CommentReplyOutput(serializers.Serializer):
     id = serializers.UUIDField()
-    body = serializers.CharField()
+    body = StrictCharField()
     author_id = serializers.UUIDField(allow_null=True)
-    author = serializers.CharField(source="author.display_name", allow_null=True, default=None)
+    author = StrictCharField(source="author.display_name", allow_null=True, default=None)
     created_at = serializers.DateTimeField()
 
 
 class CommentOutput(serializers.Serializer):
     id = serializers.UUIDField()
-    section_key = serializers.CharField()
+    section_key = StrictCharField()
     parent_id = serializers.UUIDField(allow_null=True)
-    body = serializers.CharField()
+    body = StrictCharField()
     author_id = serializers.UUIDField(allow_null=True)
-    author = serializers.CharField(source="author.display_name", allow_null=True, default=None)
+    author = StrictCharField(source="author.display_name", allow_null=True, default=None)
     resolved = serializers.BooleanField()
     resolved_by = serializers.UUIDField(source="resolved_by_id", allow_null=True)
     resolved_at = serializers.DateTimeField(allow_null=True)
@@ -213,16 +214,16 @@ class CommentOutput(serializers.Serializer):
 
 
 class CommentQueryInput(serializers.Serializer):
-    section_key = serializers.CharField(max_length=64, required=False)
+    section_key = StrictCharField(max_length=64, required=False)
     resolved = serializers.BooleanField(required=False, allow_null=True, default=None)
 
 
 class ReadinessDimensionOutput(serializers.Serializer):
-    key = serializers.CharField()
-    label = serializers.CharField()
+    key = StrictCharField()
+    label = StrictCharField()
     score = serializers.IntegerField(min_value=0, max_value=100)
     weight = serializers.FloatField()
-    why = serializers.CharField()
+    why = StrictCharField()
 
 
 class ReadinessOutput(serializers.Serializer):
@@ -247,12 +248,12 @@ class PageQueryInput(serializers.Serializer):
 
 class VersionSummaryOutput(serializers.Serializer):
     version = serializers.IntegerField()
-    title = serializers.CharField()
-    reason = serializers.CharField()
-    author = serializers.CharField(allow_null=True)
-    author_id = serializers.CharField(allow_null=True)
-    created_at = serializers.CharField()
-    state = serializers.CharField()
+    title = StrictCharField()
+    reason = StrictCharField()
+    author = StrictCharField(allow_null=True)
+    author_id = StrictCharField(allow_null=True)
+    created_at = StrictCharField()
+    state = StrictCharField()
     approval = serializers.BooleanField()
 
 
@@ -265,24 +266,24 @@ class VersionPageOutput(serializers.Serializer):
 
 
 class VersionSectionOutput(serializers.Serializer):
-    key = serializers.CharField()
-    title = serializers.CharField()
-    markdown = serializers.CharField(allow_blank=True)
-    state = serializers.CharField()
+    key = StrictCharField()
+    title = StrictCharField()
+    markdown = StrictCharField(allow_blank=True)
+    state = StrictCharField()
 
 
 class VersionDetailOutput(VersionSummaryOutput):
-    markdown = serializers.CharField(allow_blank=True)
+    markdown = StrictCharField(allow_blank=True)
     sections = serializers.DictField(child=VersionSectionOutput())
 
 
 class VersionDiffOutput(serializers.Serializer):
     from_version = serializers.IntegerField()
     to_version = serializers.IntegerField()
-    diff = serializers.CharField(allow_blank=True, help_text="Unified diff of the markdown.")
-    sections_added = serializers.ListField(child=serializers.CharField())
-    sections_removed = serializers.ListField(child=serializers.CharField())
-    sections_changed = serializers.ListField(child=serializers.CharField())
+    diff = StrictCharField(allow_blank=True, help_text="Unified diff of the markdown.")
+    sections_added = serializers.ListField(child=StrictCharField())
+    sections_removed = serializers.ListField(child=StrictCharField())
+    sections_changed = serializers.ListField(child=StrictCharField())
 
 
 class VersionRestoreInput(serializers.Serializer):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from canvas.memo_templates import DEFAULT_TEMPLATE_KEY, TEMPLATES
+from canvas_project.api.fields import StrictCharField
 from deals.models import DealRole, DocumentState, OrgRole, Visibility
 from deals.selectors import DASHBOARD_ORDERINGS, DASHBOARD_SCOPES
 
@@ -14,26 +15,26 @@ DESCRIPTION_MAX = 10_000
 
 # --- auth -------------------------------------------------------------------------------------
 class TokenObtainInput(serializers.Serializer):
-    username = serializers.CharField(max_length=150)
-    password = serializers.CharField(max_length=256, trim_whitespace=False, style={"input_type": "password"})
+    username = StrictCharField(max_length=150)
+    password = StrictCharField(max_length=256, trim_whitespace=False, style={"input_type": "password"})
 
 
 class TokenPairOutput(serializers.Serializer):
-    access = serializers.CharField()
-    refresh = serializers.CharField()
+    access = StrictCharField()
+    refresh = StrictCharField()
 
 
 class TokenRefreshInput(serializers.Serializer):
-    refresh = serializers.CharField()
+    refresh = StrictCharField()
 
 
 class TokenVerifyInput(serializers.Serializer):
-    token = serializers.CharField()
+    token = StrictCharField()
 
 
 class TokenVerifyOutput(serializers.Serializer):
     valid = serializers.BooleanField()
-    token_type = serializers.CharField()
+    token_type = StrictCharField()
     user_id = serializers.UUIDField()
     deal_id = serializers.UUIDField(allow_null=True)
     expires_at = serializers.DateTimeField()
@@ -45,20 +46,20 @@ class DealTokenInput(serializers.Serializer):
 
 
 class DealTokenOutput(serializers.Serializer):
-    access = serializers.CharField()
-    refresh = serializers.CharField()
+    access = StrictCharField()
+    refresh = StrictCharField()
     user_id = serializers.UUIDField()
     deal_id = serializers.UUIDField()
 
 
 # --- orgs -------------------------------------------------------------------------------------
 class OrgCreateInput(serializers.Serializer):
-    name = serializers.CharField(max_length=NAME_MAX)
+    name = StrictCharField(max_length=NAME_MAX)
 
 
 class OrgOutput(serializers.Serializer):
     id = serializers.UUIDField()
-    name = serializers.CharField()
+    name = StrictCharField()
     role = serializers.ChoiceField(choices=OrgRole.choices, source="my_role", help_text="The caller's role in the org.")
     created_at = serializers.DateTimeField()
 
@@ -77,8 +78,8 @@ class MemberAddInput(serializers.Serializer):
 class MemberOutput(serializers.Serializer):
     user_id = serializers.UUIDField(source="user.id")
     email = serializers.EmailField(source="user.email")
-    username = serializers.CharField(source="user.username")
-    display_name = serializers.CharField(source="user.display_name")
+    username = StrictCharField(source="user.username")
+    display_name = StrictCharField(source="user.display_name")
     role = serializers.ChoiceField(choices=OrgRole.choices)
     created_at = serializers.DateTimeField()
 
@@ -88,8 +89,8 @@ TEMPLATE_CHOICES = sorted(TEMPLATES)
 
 
 class DealCreateInput(serializers.Serializer):
-    name = serializers.CharField(max_length=NAME_MAX)
-    description = serializers.CharField(max_length=DESCRIPTION_MAX, required=False, allow_blank=True, default="")
+    name = StrictCharField(max_length=NAME_MAX)
+    description = StrictCharField(max_length=DESCRIPTION_MAX, required=False, allow_blank=True, default="")
     visibility = serializers.ChoiceField(choices=Visibility.choices, default=Visibility.PRIVATE)
     template_key = serializers.ChoiceField(choices=TEMPLATE_CHOICES, default=DEFAULT_TEMPLATE_KEY)
     collab_enabled = serializers.BooleanField(default=True)
@@ -97,8 +98,8 @@ class DealCreateInput(serializers.Serializer):
 
 
 class DealUpdateInput(serializers.Serializer):
-    name = serializers.CharField(max_length=NAME_MAX, required=False)
-    description = serializers.CharField(max_length=DESCRIPTION_MAX, required=False, allow_blank=True)
+    name = StrictCharField(max_length=NAME_MAX, required=False)
+    description = StrictCharField(max_length=DESCRIPTION_MAX, required=False, allow_blank=True)
     visibility = serializers.ChoiceField(
         choices=Visibility.choices, required=False, help_text="Owner only."
     )
@@ -112,11 +113,11 @@ class DealUpdateInput(serializers.Serializer):
 class DealOutput(serializers.Serializer):
     deal_id = serializers.UUIDField(source="id")
     org_id = serializers.UUIDField()
-    org_name = serializers.CharField(source="org.name")
-    name = serializers.CharField()
-    description = serializers.CharField()
+    org_name = StrictCharField(source="org.name")
+    name = StrictCharField()
+    description = StrictCharField()
     visibility = serializers.ChoiceField(choices=Visibility.choices)
-    template_key = serializers.CharField()
+    template_key = StrictCharField()
     collab_enabled = serializers.BooleanField()
     document_state = serializers.ChoiceField(choices=DocumentState.choices)
     version = serializers.IntegerField(source="memo_version")
@@ -136,18 +137,18 @@ class DealBatchDeleteOutput(serializers.Serializer):
 
 
 class BlankCanvasInput(serializers.Serializer):
-    deal_name = serializers.CharField(min_length=1, max_length=NAME_MAX)
+    deal_name = StrictCharField(min_length=1, max_length=NAME_MAX)
     org_id = serializers.UUIDField(required=False, help_text="Defaults to the caller's only org.")
     template_key = serializers.ChoiceField(choices=TEMPLATE_CHOICES, default=DEFAULT_TEMPLATE_KEY)
 
 
 class BlankCanvasOutput(serializers.Serializer):
     deal_id = serializers.UUIDField()
-    redirect_url = serializers.CharField()
+    redirect_url = StrictCharField()
 
 
 class DashboardQueryInput(serializers.Serializer):
-    q = serializers.CharField(max_length=200, required=False, allow_blank=True, default="",
+    q = StrictCharField(max_length=200, required=False, allow_blank=True, default="",
                               help_text="Keyword search in deal name and description.")
     scope = serializers.ChoiceField(choices=DASHBOARD_SCOPES, default="all",
                                     help_text="owned: you own it; shared: granted to you; org: visible to your org.")
@@ -164,7 +165,7 @@ class DealProgressOutput(serializers.Serializer):
 
 class DealQueueSummarySerializer(serializers.Serializer):
     deal_id = serializers.UUIDField(source="id")
-    deal_name = serializers.CharField(source="name")
+    deal_name = StrictCharField(source="name")
     document_state = serializers.ChoiceField(choices=DocumentState.choices)
     user_role = serializers.ChoiceField(choices=DealRole.choices)
     updated_at = serializers.DateTimeField()
@@ -173,7 +174,7 @@ class DealQueueSummarySerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     org_id = serializers.UUIDField()
     visibility = serializers.ChoiceField(choices=Visibility.choices)
-    template_key = serializers.CharField()
+    template_key = StrictCharField()
 
     class Meta:
         ref_name = "DealQueueSummary"
@@ -206,8 +207,8 @@ class GrantUpdateInput(serializers.Serializer):
 class GrantOutput(serializers.Serializer):
     user_id = serializers.UUIDField(source="user.id")
     email = serializers.EmailField(source="user.email")
-    username = serializers.CharField(source="user.username")
-    display_name = serializers.CharField(source="user.display_name")
+    username = StrictCharField(source="user.username")
+    display_name = StrictCharField(source="user.display_name")
     role = serializers.ChoiceField(choices=DealRole.choices)
     granted_by = serializers.UUIDField(source="granted_by_id", allow_null=True)
     created_at = serializers.DateTimeField()

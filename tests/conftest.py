@@ -15,6 +15,15 @@ ROLES = ("anonymous", "outsider", "other_org", "superadmin", "viewer", "commente
 DEAL_ROLES = ("viewer", "commenter", "editor", "owner")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _close_langgraph_pool(django_db_setup):
+    """The Store's pool holds connections to the test database; close it before the database is dropped."""
+    yield
+    from canvas.store import close_pool
+
+    close_pool()
+
+
 @pytest.fixture(autouse=True)
 def _redis_isolation():
     """Each test starts and ends with an empty Redis database of its own worker."""
