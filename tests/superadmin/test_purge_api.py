@@ -47,8 +47,17 @@ def test_dry_run_is_the_default_and_the_response_has_the_contract_fields(cast):
     assert response.status_code == 200
     body = response.json()
     assert set(body) == {
-        "mode", "dry_run", "include_checkpoints", "deals_considered", "deals_purged", "deals_skipped",
-        "keys_by_family", "keys_total", "checkpoint_threads_deleted", "duration_ms", "audit_id",
+        "mode",
+        "dry_run",
+        "include_checkpoints",
+        "deals_considered",
+        "deals_purged",
+        "deals_skipped",
+        "keys_by_family",
+        "keys_total",
+        "checkpoint_threads_deleted",
+        "duration_ms",
+        "audit_id",
     }
     assert body["dry_run"] is True and body["mode"] == "by_deal"
     assert body["keys_by_family"] == UNPROTECTED
@@ -80,7 +89,12 @@ def test_all_mode_with_exclusion_over_the_api(cast):
 
 def test_org_mismatch_is_a_422_at_body_org_id(cast):
     write_deal_state(cast.deal.pk)
-    body = {"mode": "by_deal", "deal_id": str(cast.deal.pk), "org_id": str(cast.other_org.pk), "dry_run": False}
+    body = {
+        "mode": "by_deal",
+        "deal_id": str(cast.deal.pk),
+        "org_id": str(cast.other_org.pk),
+        "dry_run": False,
+    }
     response = cast.client("superadmin").post(URL, body, format="json")
     assert response.status_code == 422
     [item] = response.json()["detail"]
@@ -108,9 +122,21 @@ def test_active_run_is_a_409_unless_forced(cast):
         ({"mode": "by_deal"}, ["body", "deal_id"], "missing"),
         ({"mode": "by_deal", "deal_id": "12345"}, ["body", "deal_id"], "value_error"),
         ({"mode": "all", "org_id": "nope"}, ["body", "org_id"], "value_error"),
-        ({"mode": "all", "exclude_active_within_secs": -5}, ["body", "exclude_active_within_secs"], "min_value"),
-        ({"mode": "all", "exclude_active_within_secs": "soon"}, ["body", "exclude_active_within_secs"], "value_error"),
-        ({"mode": "all", "deal_id": "6f1c0d52-3b7e-4d0a-9a51-2f3c4b5d6e7f"}, ["body", "deal_id"], "value_error"),
+        (
+            {"mode": "all", "exclude_active_within_secs": -5},
+            ["body", "exclude_active_within_secs"],
+            "min_value",
+        ),
+        (
+            {"mode": "all", "exclude_active_within_secs": "soon"},
+            ["body", "exclude_active_within_secs"],
+            "value_error",
+        ),
+        (
+            {"mode": "all", "deal_id": "6f1c0d52-3b7e-4d0a-9a51-2f3c4b5d6e7f"},
+            ["body", "deal_id"],
+            "value_error",
+        ),
         ({"mode": "all", "dry_run": "perhaps"}, ["body", "dry_run"], "value_error"),
         ({"mode": "all", "hard": True}, ["body", "hard"], "extra_forbidden"),
     ],

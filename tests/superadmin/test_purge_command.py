@@ -9,7 +9,13 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from superadmin.models import PurgeAudit
-from tests.superadmin.conftest import EXPECTED, UNPROTECTED, deal_keys_present, write_deal_state, write_foreign_keys
+from tests.superadmin.conftest import (
+    EXPECTED,
+    UNPROTECTED,
+    deal_keys_present,
+    write_deal_state,
+    write_foreign_keys,
+)
 
 
 class _Tty(io.StringIO):
@@ -112,7 +118,11 @@ def test_the_command_exits_with_status_1_from_a_shell(cast):
 
     completed = subprocess.run(
         [sys.executable, "manage.py", "purge_deals", "--all"],
-        input="", capture_output=True, text=True, cwd=settings.BASE_DIR, timeout=60,
+        input="",
+        capture_output=True,
+        text=True,
+        cwd=settings.BASE_DIR,
+        timeout=60,
         env={**os.environ, "DJANGO_SETTINGS_MODULE": "canvas_project.test_settings"},
     )
     assert completed.returncode == 1

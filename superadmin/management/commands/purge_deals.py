@@ -22,24 +22,27 @@ _OPTION_OF_LOC = {
 
 
 class _ProgressLine:
-    """A progress bar on a terminal, a line every few seconds otherwise (both on stderr)."""
+    """A progress bar on a terminal, a line every few seconds otherwise; on the command's stderr."""
 
     WIDTH = 30
     EVERY_SECONDS = 5.0
 
     def __init__(self, stream) -> None:
-        self.stream = stream
+        self.stream = stream  # Django's OutputWrapper: write(text, ending="")
         self.tty = stream.isatty()
         self.last = 0.0
         self.drawn = False
+        self.pending: WalkProgress | None = None
 
     def __call__(self, step: WalkProgress) -> None:
         now = time.monotonic()
-        if not self.tty and now - self.last < self.EVERY_SECONDS:
+        if now - self.last < (0.1 if self.tty else self.EVERY_SECONDS):
+            self.pending = step
             return
-        if self.tty and now - self.last < 0.1:
-            return
-        self.last = now
+        self.last, self.pending = now, None
+        self._draw(step)
+
+    def _draw(self, step: WalkProgress) -> None:
         share = min(step.scanned / step.keyspace, 1.0) if step.keyspace else 0.0
         text = (
             f"node {step.node}/{step.nodes} scanned {step.scanned:,} of ~{step.keyspace:,} keys, "
@@ -47,16 +50,21 @@ class _ProgressLine:
         )
         if self.tty:
             filled = int(share * self.WIDTH)
-            self.stream.write(f"\r[{'#' * filled}{'.' * (self.WIDTH - filled)}] {share:4.0%} {text}\033[K")
+            self.stream.write(
+                f"\r[{'#' * filled}{'.' * (self.WIDTH - filled)}] {share:4.0%} {text}\033[K",
+                ending="",
+                style_func=str,
+            )
             self.drawn = True
         else:
-            self.stream.write(f"{share:4.0%} {text}\n")
+            self.stream.write(f"{share:4.0%} {text}", style_func=str)
         self.stream.flush()
 
     def close(self) -> None:
+        if self.pending is not None:  # the last state, however soon after the previous line
+            self._draw(self.pending)
         if self.drawn:
-            self.stream.write("\n")
-            self.stream.flush()
+            self.stream.write("")
 
 
 class Command(BaseCommand):
@@ -105,7 +113,7 @@ class Command(BaseCommand):
         dry_run = options["dry_run"]
         if mode == services.MODE_ALL and not dry_run and not options["yes"]:
             self._confirm(options)
-        progress = _ProgressLine(sys.stderr) if mode == services.MODE_ALL else None
+        progress = _ProgressLine(self.stderr) if mode == services.MODE_ALL else None
         try:
             result = services.deals_purge(
                 mode=mode,
@@ -131,7 +139,7 @@ class Command(BaseCommand):
         if options["json"]:
             # stdout stays pure JSON for scripts; the summary line goes to stderr.
             self.stdout.write(json.dumps(result.as_dict(), indent=2))
-            self.stderr.write(self._summary(result), style_func=lambda text: text)
+            self.stderr.write(self._summary(result), style_func=str)
         else:
             self.stdout.write(self._summary(result))
 
@@ -147,10 +155,15 @@ class Command(BaseCommand):
                 f"refusing to purge the {what} of {scope} without confirmation: stdin is not a "
                 "terminal; pass --yes (or --dry-run first)."
             )
-        answer = input(
+        # The question goes to stderr so that stdout stays the result (--json) alone.
+        self.stderr.write(
             f"Purge the {what} of {scope}? This cannot be undone (it is rebuilt on demand). "
-            "Type 'yes' to continue: "
+            "Type 'yes' to continue: ",
+            ending="",
+            style_func=str,
         )
+        self.stderr.flush()
+        answer = sys.stdin.readline()
         if answer.strip().lower() != "yes":
             raise CommandError("aborted: nothing was purged.")
 
