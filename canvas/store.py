@@ -63,9 +63,9 @@ def get_pool() -> ConnectionPool:
             _pool = ConnectionPool(
                 conninfo,
                 min_size=1,
-                max_size=getattr(settings, "LANGGRAPH_POOL_MAX_SIZE", 10),
+                max_size=settings.LANGGRAPH_POOL_MAX_SIZE,
                 kwargs=CONNECTION_KWARGS,
-                timeout=getattr(settings, "LANGGRAPH_POOL_TIMEOUT", 5.0),
+                timeout=settings.LANGGRAPH_POOL_TIMEOUT,
                 open=True,
                 name="langgraph",
             )

@@ -129,6 +129,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "canvas_project.api.openapi.ProjectAutoSchema",
     "EXCEPTION_HANDLER": "canvas_project.api.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # `?format=` belongs to the export endpoint (md|docx), not to renderer negotiation.
+    "URL_FORMAT_OVERRIDE": None,
 }
 if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")
@@ -190,6 +192,8 @@ GENERATE_RATE_BURST = env_int("GENERATE_RATE_BURST", 10)
 # The Store may live in another PostgreSQL than Django's tables; by default it shares Django's.
 LANGGRAPH_DATABASE_URL = env_str("LANGGRAPH_DATABASE_URL", "")
 LANGGRAPH_POOL_MAX_SIZE = env_int("LANGGRAPH_POOL_MAX_SIZE", 10)
+# How long a request waits for a Store connection before answering 503.
+LANGGRAPH_POOL_TIMEOUT = float(env_str("LANGGRAPH_POOL_TIMEOUT", "3"))
 # A 500,000-character memo in multi-byte UTF-8 plus JSON escaping fits under 5 MB.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 5 * 1024 * 1024)
 DASHBOARD_PAGE_SIZE = env_int("DASHBOARD_PAGE_SIZE", 20)
