@@ -172,12 +172,15 @@ def canvas_write(deal_id) -> Iterator[CanvasWriter]:
         raise StoreUnavailable() from exc
 
 
-def delete_canvas(deal_id) -> None:
-    """Remove every Store item of the deal (memo and snapshots), e.g. when the deal is deleted."""
-    try:
-        with canvas_write(deal_id) as writer:
-            for namespace in (canvas_namespace(deal_id), versions_namespace(deal_id)):
-                for item in writer.store.search(namespace, limit=100_000):
-                    writer._ops.append(PutOp(namespace, item.key, None))
-    except StoreUnavailable:
-        raise
+def delete_canvas(deal_id) -> int:
+    """Remove every Store item of the deal (memo and snapshots); returns how many. Raises StoreUnavailable."""
+    removed = 0
+    with canvas_write(deal_id) as writer:
+        for namespace in (canvas_namespace(deal_id), versions_namespace(deal_id)):
+            while True:
+                items = writer.store.search(namespace, limit=MAX_ITEMS)
+                if not items:
+                    break
+                writer.store.batch([PutOp(namespace, item.key, None) for item in items])
+                removed += len(items)
+    return removed

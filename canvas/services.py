@@ -135,6 +135,29 @@ def canvas_refresh(*, deal: Deal, role: str, user: User) -> dict:
     return session.with_role(payload, deal=deal, role=role, warning=None)
 
 
+def canvas_discard(*, deal_id) -> None:
+    """Forget everything of a deleted deal outside its PostgreSQL rows: the memo and its snapshots in
+    the Store, its LangGraph checkpoint threads, and its Redis keys of every family.
+
+    Best effort: each part that fails is logged and left for the TTLs or a superadmin purge.
+    """
+    from canvas.memo_store import delete_canvas
+    from canvas.store import delete_deal_threads
+    from superadmin import keyspace
+
+    steps = (
+        ("store", lambda: delete_canvas(deal_id)),
+        ("checkpoints", lambda: delete_deal_threads(deal_id)),
+        ("redis", lambda: keyspace.purge_deal_keys(client=keyspace.purge_redis_client(), deal_id=str(deal_id),
+                                                   include_protected=True, dry_run=False)),
+    )
+    for name, step in steps:
+        try:
+            step()
+        except Exception:  # noqa: BLE001 - every part is independent and recoverable
+            logger.exception("discarding %s of deleted deal %s failed", name, deal_id)
+
+
 # --- the write path -------------------------------------------------------------------------------
 @dataclass
 class WriteOutcome:

@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.utils.html import format_html, format_html_join
 
 from deals.models import Deal, DealAccess, Org, OrgMembership, User
 
@@ -54,10 +55,55 @@ class DealAdmin(admin.ModelAdmin):
     list_filter = ("visibility", "document_state", "template_key", "collab_enabled", "org")
     search_fields = ("name", "description", "id", "org__name")
     readonly_fields = ("id", "created_by", "created_at", "updated_at", "document_state", "memo_version",
-                       "sections_populated", "sections_total", "incomplete_delivery_blocked", "created_blank")
+                       "sections_populated", "sections_total", "incomplete_delivery_blocked", "created_blank",
+                       "memo_overview", "memo_versions")
     autocomplete_fields = ("org",)
     inlines = [DealAccessInline]
     date_hierarchy = "updated_at"
+
+    @admin.display(description="memo (from the Store)")
+    def memo_overview(self, obj: Deal) -> str:
+        from canvas.errors import StoreUnavailable
+        from canvas.selectors import progress_get, readiness_get
+
+        if obj.pk is None:
+            return "-"
+        try:
+            readiness = readiness_get(deal=obj)
+            progress = progress_get(deal=obj)
+        except StoreUnavailable:
+            return "The LangGraph Store is unavailable."
+        rows = format_html_join(
+            "", "<li>{}: {} &times; {} &mdash; {}</li>",
+            ((d["label"], d["score"], d["weight"], d["why"]) for d in readiness["dimensions"]),
+        )
+        return format_html(
+            "<p>State <b>{}</b>, version {}, {} of {} sections written.</p>"
+            "<p>Readiness <b>{}</b> (grade {})</p><ul>{}</ul>",
+            obj.document_state, obj.memo_version, progress["populated"], progress["total"],
+            readiness["score"], readiness["grade"], rows,
+        )
+
+    @admin.display(description="versions (newest first)")
+    def memo_versions(self, obj: Deal) -> str:
+        from canvas.errors import StoreUnavailable
+        from canvas.selectors import versions_page
+
+        if obj.pk is None:
+            return "-"
+        try:
+            page = versions_page(deal=obj, page=1, page_size=20)
+        except StoreUnavailable:
+            return "The LangGraph Store is unavailable."
+        if not page["results"]:
+            return "No versions yet."
+        rows = format_html_join(
+            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((v["version"], v["title"], v["reason"], v["author"] or "-", "approval" if v["approval"] else "")
+             for v in page["results"]),
+        )
+        return format_html("<table><tr><th>version</th><th>title</th><th>reason</th><th>author</th><th></th></tr>"
+                           "{}</table><p>{} versions kept in all.</p>", rows, page["count"])
 
     def save_formset(self, request, form, formset, change):
         for grant in formset.save(commit=False):

@@ -140,8 +140,19 @@ def deal_update(*, deal: Deal, role: str, changes: dict) -> Deal:
     return deal
 
 
+def _discard_on_commit(deal_ids: list[uuid.UUID]) -> None:
+    from canvas.services import canvas_discard
+
+    for deal_id in deal_ids:
+        transaction.on_commit(lambda deal_id=deal_id: canvas_discard(deal_id=deal_id))
+
+
+@transaction.atomic
 def deal_delete(*, deal: Deal) -> None:
+    """Delete the deal; once committed, its memo, checkpoints and Redis state go too."""
+    deal_id = deal.pk
     deal.delete()
+    _discard_on_commit([deal_id])
 
 
 @transaction.atomic
@@ -161,6 +172,7 @@ def deals_batch_delete(*, user: User, deal_ids: Iterable[uuid.UUID], token_deal_
         raise RoleTooLow("Only owners can delete deals; you do not own: " + ", ".join(not_owned)
                          + ". Nothing was deleted.")
     Deal.objects.filter(pk__in=wanted).delete()
+    _discard_on_commit(wanted)
     return wanted
 
 

@@ -62,3 +62,18 @@ def test_adding_a_grant_inline_records_the_admin_as_granter(admin_client, cast):
 def test_non_staff_users_cannot_open_the_admin(cast, client):
     client.force_login(cast.users["owner"])
     assert client.get("/admin/deals/deal/").status_code == 302
+
+
+def test_deal_page_shows_memo_state_versions_and_readiness(admin_client, cast):
+    from tests.canvas.conftest import full_memo, save
+
+    save(cast.client("owner"), cast.deal, full_memo())
+    html = admin_client.get(f"/admin/deals/deal/{cast.deal.pk}/change/").content.decode()
+    assert "State <b>editing</b>, version 1, 9 of 9 sections written." in html
+    assert "Readiness <b>" in html and "Completeness: 100" in html
+    assert "Riverside Apartments_20" in html and "<td>save</td>" in html
+
+
+@pytest.mark.parametrize("model", ["synthesisrun", "sectionapproval", "sectionfeedback", "comment"])
+def test_canvas_records_have_admin_lists(admin_client, model):
+    assert admin_client.get(f"/admin/canvas/{model}/").status_code == 200

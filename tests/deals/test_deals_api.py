@@ -171,3 +171,19 @@ class TestBlankCanvas:
         response = cast.client("editor").post("/api/canvas/blank", {"deal_name": name}, format="json")
         assert response.status_code == 422
         assert response.json()["detail"][0]["loc"] == ["body", "deal_name"]
+
+
+def test_deleting_a_deal_discards_its_memo_and_redis_state(cast, django_capture_on_commit_callbacks):
+    from canvas import keys
+    from canvas.memo_store import read_canvas, read_snapshots
+    from canvas_project.redis_client import get_redis
+    from tests.canvas.conftest import full_memo, save
+
+    save(cast.client("owner"), cast.deal, full_memo())
+    cast.client("viewer").get(f"/api/canvas/{cast.deal.pk}")
+    assert get_redis().exists(keys.session_key(cast.deal.pk), keys.events_key(cast.deal.pk)) == 2
+    with django_capture_on_commit_callbacks(execute=True):
+        assert cast.client("owner").delete(_url(cast.deal)).status_code == 204
+    assert read_canvas(cast.deal.pk) is None
+    assert read_snapshots(cast.deal.pk, [1]) == []
+    assert get_redis().exists(keys.session_key(cast.deal.pk), keys.events_key(cast.deal.pk)) == 0
