@@ -133,3 +133,12 @@ def redis_client():
 
 def new_deal_id() -> str:
     return str(uuid.uuid4())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_langgraph_pool(django_db_setup, django_db_blocker):
+    """The Saver's pool holds connections to the test database; close it before that database is dropped."""
+    yield
+    from canvas.store import close_pool
+
+    close_pool()

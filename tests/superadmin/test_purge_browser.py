@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from contextlib import contextmanager
 
 import pytest
 
@@ -12,22 +13,31 @@ from superadmin.models import PurgeAudit
 from tests import factories
 from tests.superadmin.conftest import EXPECTED, deal_keys_present, write_deal_state
 
-CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or (
-    "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None
+CHROMIUM = (
+    os.environ.get("CHROMIUM_PATH")
+    or shutil.which("chromium")
+    or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
 )
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 RUNS_ONLY = {**dict.fromkeys(EXPECTED, 0), "runs": 3}
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium not found (apt-get install chromium; .ci/run does)")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium not found (apt-get install chromium; .ci/run does)"
+)
 
 
-@pytest.fixture
-def browser_page(monkeypatch):
+@contextmanager
+def chromium_page():
     from playwright.sync_api import sync_playwright
 
-    # Playwright's sync API runs an event loop in this thread; the test's own ORM reads are safe here.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
@@ -38,46 +48,48 @@ def browser_page(monkeypatch):
             browser.close()
 
 
-def test_admin_purge_flow_in_a_browser(live_server, cast, browser_page):
-    page = browser_page
+def test_admin_purge_flow_in_a_browser(live_server, cast):
     second = factories.make_deal(cast.org, name="Harbor Point")
     third = factories.make_deal(cast.org, name="Elm Court")
     for deal in (cast.deal, second, third):
         write_deal_state(deal.pk)
 
-    page.goto(f"{live_server.url}/admin/login/?next=/admin/deals/deal/")
-    page.fill("#id_username", "superadmin")
-    page.fill("#id_password", factories.PASSWORD)
-    page.click("input[type=submit]")
-    page.wait_for_url("**/admin/deals/deal/")
+    # No ORM inside this block: Playwright's sync API runs an event loop in this thread, and Django
+    # would give ORM calls made under it a connection of their own (never closed). Redis is fine.
+    with chromium_page() as page:
+        page.goto(f"{live_server.url}/admin/login/?next=/admin/deals/deal/")
+        page.fill("#id_username", "superadmin")
+        page.fill("#id_password", factories.PASSWORD)
+        page.click("input[type=submit]")
+        page.wait_for_url("**/admin/deals/deal/")
 
-    # the deal list's action: select one deal, preview by family, confirm
-    page.check(f"input[name=_selected_action][value='{cast.deal.pk}']")
-    page.select_option("select[name=action]", "purge_redis_state")
-    page.click("button[name=index]")
-    assert page.inner_text("#purge-action-total") == "13 keys in all."
-    assert deal_keys_present(cast.deal.pk) == EXPECTED
-    page.click("#purge-action-confirm")
-    page.wait_for_url("**/admin/deals/deal/")
-    assert "Purged 13 Redis keys of 1 deals." in page.inner_text(".messagelist")
-    assert deal_keys_present(cast.deal.pk) == RUNS_ONLY
-    assert deal_keys_present(second.pk) == EXPECTED
+        # the deal list's action: select one deal, preview by family, confirm
+        page.check(f"input[name=_selected_action][value='{cast.deal.pk}']")
+        page.select_option("select[name=action]", "purge_redis_state")
+        page.click("button[name=index]")
+        assert page.inner_text("#purge-action-total") == "13 keys in all."
+        assert deal_keys_present(cast.deal.pk) == EXPECTED
+        page.click("#purge-action-confirm")
+        page.wait_for_url("**/admin/deals/deal/")
+        assert "Purged 13 Redis keys of 1 deals." in page.inner_text(".messagelist")
+        assert deal_keys_present(cast.deal.pk) == RUNS_ONLY
+        assert deal_keys_present(second.pk) == EXPECTED
 
-    # the deal page shows the footprint and links to the Purge page, prefilled for that deal
-    page.goto(f"{live_server.url}/admin/deals/deal/{second.pk}/change/")
-    assert page.inner_text("#redis-footprint-total") == "16"
-    page.click("text=Purge this deal's Redis state")
-    assert page.input_value("#id_deal_id") == str(second.pk)
-    page.check("#id_include_checkpoints")
-    page.click("#purge-preview")
-    assert page.inner_text("tr.family-runs td.count") == "3"
-    assert page.inner_text("tr.family-events td.count") == "3"
-    assert deal_keys_present(second.pk) == EXPECTED
-    page.click("#purge-confirm")
-    page.wait_for_url("**/admin/superadmin/purgeaudit/*/change/")
-    assert "Purged 16 keys and 0 checkpoint threads of 1 deals" in page.inner_text(".messagelist")
-    assert deal_keys_present(second.pk) == dict.fromkeys(EXPECTED, 0)
-    assert deal_keys_present(third.pk) == EXPECTED
+        # the deal page shows the footprint and links to the Purge page, prefilled for that deal
+        page.goto(f"{live_server.url}/admin/deals/deal/{second.pk}/change/")
+        assert page.inner_text("#redis-footprint-total") == "16"
+        page.click("text=Purge this deal's Redis state")
+        assert page.input_value("#id_deal_id") == str(second.pk)
+        page.check("#id_include_checkpoints")
+        page.click("#purge-preview")
+        assert page.inner_text("tr.family-runs td.count") == "3"
+        assert page.inner_text("tr.family-events td.count") == "3"
+        assert deal_keys_present(second.pk) == EXPECTED
+        page.click("#purge-confirm")
+        page.wait_for_url("**/admin/superadmin/purgeaudit/*/change/")
+        assert "Purged 16 keys and 0 checkpoint threads of 1 deals" in page.inner_text(".messagelist")
+        assert deal_keys_present(second.pk) == dict.fromkeys(EXPECTED, 0)
+        assert deal_keys_present(third.pk) == EXPECTED
 
     purges = PurgeAudit.objects.filter(source="admin")
     assert purges.filter(dry_run=False).count() == 2 and purges.filter(dry_run=True).count() == 2
