@@ -87,10 +87,9 @@ def _sync_deal_summary(deal: Deal, payload: dict) -> None:
         "incomplete_delivery_blocked": payload["incomplete_delivery_blocked"],
     }
     if any(getattr(deal, name) != value for name, value in summary.items()):
-        # never move the version backwards: a slower concurrent writer may finish last
-        Deal.objects.filter(pk=deal.pk, memo_version__lte=payload["version"]).update(
-            **summary, updated_at=timezone.now()
-        )
+        # never move the version backwards: a slower concurrent writer may finish last. No
+        # updated_at bump: reading a memo is not a change to the deal.
+        Deal.objects.filter(pk=deal.pk, memo_version__lte=payload["version"]).update(**summary)
         for name, value in summary.items():
             setattr(deal, name, value)
 
