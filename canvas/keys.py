@@ -159,6 +159,9 @@ _FIXED_BUILDERS = {
     "intel": deal_intel_key,
 }
 _KEY_RE = re.compile(r"^" + PREFIX + r":(?P<kind>[a-z_]+):\{(?P<deal>[0-9a-f-]{36})\}(?::.*)?$")
+_KEY_RE_BYTES = re.compile(_KEY_RE.pattern.encode())
+_FAMILY_OF_KIND = {**{kind: family.name for kind, family in _KIND_TO_FAMILY.items()}, "index": "index"}
+_FAMILY_OF_KIND_BYTES = {kind.encode(): name for kind, name in _FAMILY_OF_KIND.items()}
 
 
 def fixed_keys(deal_id) -> dict[str, list[str]]:
@@ -171,15 +174,20 @@ def fixed_keys(deal_id) -> dict[str, list[str]]:
 
 def classify(key: str | bytes) -> tuple[str, str] | None:
     """(family name, deal id) of a per-deal key, ("index", deal id) for the index, or None."""
-    text = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
-    match = _KEY_RE.match(text)
+    if isinstance(key, bytes):
+        # Bytes straight from SCAN: matched without decoding the whole name (purge of mode all
+        # classifies every key of the keyspace, so this path is the hot one).
+        match = _KEY_RE_BYTES.match(key)
+        if match is None:
+            return None
+        kind, deal = match.group(1, 2)
+        family = _FAMILY_OF_KIND_BYTES.get(kind)
+        return (family, deal.decode("ascii")) if family else None
+    match = _KEY_RE.match(key)
     if match is None:
         return None
-    kind = match.group("kind")
-    if kind == "index":
-        return "index", match.group("deal")
-    family = _KIND_TO_FAMILY.get(kind)
-    return (family.name, match.group("deal")) if family else None
+    family = _FAMILY_OF_KIND.get(match.group("kind"))
+    return (family, match.group("deal")) if family else None
 
 
 def scan_pattern() -> str:

@@ -211,6 +211,7 @@ class WalkOutcome:
 
 
 _PENDING = object()
+_UNDECIDED = object()
 
 
 class _NodeWalk:
@@ -246,7 +247,11 @@ class _NodeWalk:
         self.active_since_ms = (
             None if active_within_secs is None else server_time_ms(node) - active_within_secs * 1000
         )
-        self.groups: dict[tuple[str | None, str], list[bytes]] = {}
+        self.groups: dict[str | tuple[str, str], list[bytes]] = {}
+        # Families this walk leaves in place (the protected ones and the index, unless included).
+        self.left_alone = (
+            set() if include_protected else {INDEX, *(n for n, f in keys.FAMILIES.items() if f.protected)}
+        )
         self.waiting: dict[str, list[tuple[str, bytes]]] = {}
         self.checks: list[str] = []
         self.matched = 0
@@ -259,7 +264,7 @@ class _NodeWalk:
             return
         # Outside a cluster one UNLINK per family and batch (the per-family count comes straight from
         # its reply); in a cluster one per deal and family, since a deal is one slot.
-        group = (None if self.cross_slot else deal, family)
+        group = family if self.cross_slot else (deal, family)
         self.groups.setdefault(group, []).append(key)
 
     def _decide(self, deal: str) -> object:
@@ -271,74 +276,125 @@ class _NodeWalk:
         self.checks.append(deal)
         return _PENDING
 
-    def _take(self, key: bytes) -> None:
-        found = keys.classify(key)
-        if found is None:
-            return
-        family, deal = found
-        if self.allowed is not None and deal not in self.allowed:
-            return
-        self.outcome.deals_seen.add(deal)
-        if family == INDEX:
-            if not self.include_protected:
-                # Rewritten after the walk: it still lists the protected keys that stay.
-                self.index_deals.add(deal)
-                return
-        elif keys.FAMILIES[family].protected and not self.include_protected:
-            return
-        decision = self.decided.get(deal)
-        if decision is None and deal not in self.decided:
-            decision = self.decided[deal] = self._decide(deal)
-        if decision is _PENDING:
-            self.waiting[deal].append((family, key))
-        elif decision is None:
-            self._queue(deal, family, key)
-        else:
-            self.outcome.skipped[deal] = decision  # type: ignore[assignment]
+    def _take_batch(self, found: list[bytes]) -> None:
+        """Classify one SCAN batch and queue what goes. The hot loop of mode all: locals, no calls
+        beyond the registry's classify() for a key whose deal is already decided."""
+        classify, allowed, seen, decided = keys.classify, self.allowed, self.outcome.deals_seen, self.decided
+        left_alone, queue, groups = self.left_alone, self._queue, self.groups
+        fast = self.cross_slot and not self.dry_run
+        for key in found:
+            found_key = classify(key)
+            if found_key is None:
+                continue
+            family, deal = found_key
+            if allowed is not None and deal not in allowed:
+                continue
+            seen.add(deal)
+            if family in left_alone:
+                if family == INDEX:  # rewritten after the walk: it still lists the protected keys that stay
+                    self.index_deals.add(deal)
+                continue
+            decision = decided.get(deal, _UNDECIDED)
+            if decision is _UNDECIDED:
+                decision = decided[deal] = self._decide(deal)
+            if decision is None:
+                if fast:
+                    names = groups.get(family)
+                    if names is None:
+                        groups[family] = [key]
+                    else:
+                        names.append(key)
+                else:
+                    queue(deal, family, key)
+            elif decision is _PENDING:
+                self.waiting[deal].append((family, key))
+            else:
+                self.outcome.skipped[deal] = decision  # type: ignore[assignment]
 
     def run(self, *, batch: int, on_round: Callable[[int], None]) -> None:
-        cursor, started = 0, False
-        pattern = keys.scan_pattern()
-        while True:
-            groups, self.groups = list(self.groups.items()), {}
-            checks, self.checks = self.checks, []
-            scanning = not started or cursor != 0
-            if not groups and not checks and not scanning:
-                return
-            with self.node.pipeline(transaction=False) as pipe:
-                for (_, _family), names in groups:
-                    pipe.unlink(*names)
-                for deal in checks:
-                    pipe.xrevrange(keys.events_key(deal), count=1)
+        """Walk the node keeping the server busy while this process classifies.
+
+        Two connections: one only SCANs, the other carries the bundles (UNLINKs and activity checks)
+        built from the previous batch. As soon as SCAN i's reply is read SCAN i+1 is sent, so the server
+        scans the next batch while this process classifies the current one; then the previous bundle's
+        replies are read and the next bundle sent. (On one connection Redis would hold SCAN's reply until
+        the bundle queued behind it was done, and the two would take turns.) No command is larger than
+        one batch, so other clients wait at most about a millisecond.
+        """
+        scan_args = ("MATCH", keys.scan_pattern(), "COUNT", batch)
+        pool = self.node.connection_pool
+        scanner, deleter = _pool_connection(pool), _pool_connection(pool)
+        finished = False
+        try:
+            scanner.send_command("SCAN", 0, *scan_args)
+            scanning = True
+            bundle: list[tuple[str, str]] = []
+            while scanning or bundle:
                 if scanning:
-                    pipe.scan(cursor, match=pattern, count=batch)
-                replies = pipe.execute(raise_on_error=False)
-            for ((_, family), _names), deleted in zip(groups, replies, strict=False):
-                if isinstance(deleted, Exception):
-                    raise deleted
+                    cursor, found = scanner.read_response()
+                    scanning = int(cursor) != 0
+                    if scanning:
+                        scanner.send_command("SCAN", int(cursor), *scan_args)
+                    self.outcome.scanned += len(found)
+                    self._take_batch(found)
+                self._settle(bundle, [_reply_or_error(deleter) for _ in bundle])
+                bundle, commands = self._next_bundle()
+                if commands:
+                    deleter.send_packed_command(deleter.pack_commands(commands))
+                on_round(self.matched)
+            finished = True
+        finally:
+            for conn in (scanner, deleter):
+                if not finished:  # replies may be left unread: this connection cannot be reused
+                    conn.disconnect()
+                pool.release(conn)
+
+    def _next_bundle(self) -> tuple[list[tuple[str, str]], list[tuple]]:
+        groups, self.groups = self.groups, {}
+        checks, self.checks = self.checks, []
+        bundle: list[tuple[str, str]] = []
+        commands: list[tuple] = []
+        for group, names in groups.items():
+            family = group if isinstance(group, str) else group[1]
+            bundle.append(("unlink", family))
+            commands.append(("UNLINK", *names))
+        for deal in checks:
+            bundle.append(("check", deal))
+            commands.append(("XREVRANGE", keys.events_key(deal), "+", "-", "COUNT", 1))
+        return bundle, commands
+
+    def _settle(self, bundle: list[tuple[str, str]], replies: list) -> None:
+        for (kind, name), reply in zip(bundle, replies, strict=True):
+            if kind == "unlink":
+                if isinstance(reply, Exception):
+                    raise reply
                 # Counted from UNLINK's reply: SCAN may return a key twice, UNLINK deletes it once.
-                if family != INDEX:
-                    self.outcome.counts[family] += deleted
-                    self.matched += deleted
-            for deal, reply in zip(checks, replies[len(groups) :], strict=False):
-                recent = _is_recent(reply, self.active_since_ms)  # type: ignore[arg-type]
-                self.decided[deal] = SKIP_RECENT_ACTIVITY if recent else None
-                held = self.waiting.pop(deal)
-                if recent:
-                    self.outcome.skipped[deal] = SKIP_RECENT_ACTIVITY
-                else:
-                    for family, key in held:
-                        self._queue(deal, family, key)
-            if scanning:
-                started = True
-                scan_reply = replies[-1]
-                if isinstance(scan_reply, Exception):
-                    raise scan_reply
-                cursor, found = scan_reply
-                self.outcome.scanned += len(found)
-                for key in found:
-                    self._take(key)
-            on_round(self.matched)
+                if name != INDEX:
+                    self.outcome.counts[name] += reply
+                    self.matched += reply
+                continue
+            recent = _is_recent(reply, self.active_since_ms)  # type: ignore[arg-type]
+            self.decided[name] = SKIP_RECENT_ACTIVITY if recent else None
+            held = self.waiting.pop(name)
+            if recent:
+                self.outcome.skipped[name] = SKIP_RECENT_ACTIVITY
+            else:
+                for family, key in held:
+                    self._queue(name, family, key)
+
+
+def _pool_connection(pool):
+    try:
+        return pool.get_connection()
+    except TypeError:  # redis-py before 5.3 wants a command name
+        return pool.get_connection("SCAN")
+
+
+def _reply_or_error(conn):
+    try:
+        return conn.read_response()
+    except redis.exceptions.ResponseError as exc:  # an error reply; the connection is still in step
+        return exc
 
 
 def _rewrite_indexes(*, client, deals: list[str]) -> None:
