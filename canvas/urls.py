@@ -1,6 +1,6 @@
 from django.urls import path
 
-from canvas import apis
+from canvas import apis, sse
 
 D = "canvas/<str:deal_id>"
 
@@ -25,4 +25,5 @@ urlpatterns = [
     path(f"{D}/versions/<str:n>/diff", apis.VersionDiffApi.as_view(), name="canvas-version-diff"),
     path(f"{D}/versions/<str:n>/restore", apis.VersionRestoreApi.as_view(), name="canvas-version-restore"),
     path(f"{D}/export", apis.ExportApi.as_view(), name="canvas-export"),
+    path(f"{D}/events", sse.canvas_events, name="canvas-events"),
 ]

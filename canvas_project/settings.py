@@ -70,9 +70,20 @@ TEMPLATES = [
 
 # --- PostgreSQL -------------------------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/deal_canvas")
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Connections come from a per-process psycopg pool (Django 5.1+). Persistent per-thread connections
+# (CONN_MAX_AGE > 0) leak under ASGI, where every sync request runs on a fresh thread: measured by
+# bench/canvas_get, they exhausted PostgreSQL's max_connections within seconds.
+DB_POOL = env_bool("DB_POOL", True)
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0 if DB_POOL else env_int("DB_CONN_MAX_AGE", 0))}
 DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int("DB_CONNECT_TIMEOUT", 5)
+if DB_POOL:
+    DATABASES["default"]["OPTIONS"]["pool"] = {
+        "min_size": env_int("DB_POOL_MIN_SIZE", 1),
+        "max_size": env_int("DB_POOL_MAX_SIZE", 10),
+        "timeout": float(env_str("DB_POOL_TIMEOUT", "5")),
+    }
+else:
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "deals.User"
@@ -173,6 +184,10 @@ SPECTACULAR_SETTINGS = {
         "DocumentStateEnum": "deals.models.DocumentState",
         "SectionStateEnum": "canvas.serializers.SECTION_STATES",
     },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "canvas_project.api.openapi.add_sse_endpoints",
+    ],
     "APPEND_COMPONENTS": {
         "securitySchemes": {
             "internalEngineToken": {"type": "http", "scheme": "bearer", "description": "INTERNAL_ENGINE_TOKEN"}

@@ -107,7 +107,7 @@ class ServiceProcess:
         env = {**os.environ, **self.env}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "canvas_project.asgi:application", "--host", "127.0.0.1", "--port",
-             str(self.port), "--log-level", "warning"],
+             str(self.port), "--log-level", "warning", "--timeout-graceful-shutdown", "1"],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
         deadline = time.monotonic() + 60

@@ -40,17 +40,22 @@ def validation_response(items: list[dict[str, Any]]) -> Response:
     return Response({"detail": items}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
 
 
-def _domain_response(exc: domain.DomainError) -> Response:
+def domain_error_parts(exc: domain.DomainError) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """(status, body, headers) of a domain error; shared by DRF views and the async SSE views."""
     if isinstance(exc, domain.InvalidInputError):
-        return validation_response(
-            [{"loc": exc.loc, "msg": exc.message, "type": exc.code, "input": exc.value, "ctx": {}}]
-        )
+        return 422, {"detail": [{"loc": exc.loc, "msg": exc.message, "type": exc.code, "input": exc.value,
+                                 "ctx": {}}]}, {}
     code = next((s for cls, s in _DOMAIN_STATUS if isinstance(exc, cls)), status.HTTP_400_BAD_REQUEST)
     body: dict[str, Any] = {"detail": exc.message}
     body.update(exc.extra)
     headers = {}
     if isinstance(exc, domain.RateLimitedError):
         headers["Retry-After"] = str(exc.retry_after)
+    return code, body, headers
+
+
+def _domain_response(exc: domain.DomainError) -> Response:
+    code, body, headers = domain_error_parts(exc)
     return Response(body, status=code, headers=headers)
 
 

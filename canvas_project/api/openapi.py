@@ -15,3 +15,39 @@ class ProjectAutoSchema(AutoSchema):
                 parameter["schema"] = {"type": "string", "format": "uuid"}
                 parameter.setdefault("description", "The deal's id; unknown or malformed ids answer 404.")
         return parameters
+
+
+def add_sse_endpoints(result, generator, request, public):
+    """drf-spectacular postprocessing hook: document the async SSE views of canvas.sse."""
+    from canvas.sse import SSE_ENDPOINTS
+
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorDetail"}}}
+    for endpoint in SSE_ENDPOINTS:
+        parameters = [
+            {"in": "path", "name": "deal_id", "required": True, "schema": {"type": "string", "format": "uuid"},
+             "description": "The deal's id; unknown or malformed ids answer 404."},
+            {"in": "header", "name": "Last-Event-ID", "required": False, "schema": {"type": "string"},
+             "description": "Resume after this event id (browsers send it when they reconnect)."},
+            {"in": "query", "name": "last_event_id", "required": False, "schema": {"type": "string"},
+             "description": "Resume after this event id, for clients that cannot set headers."},
+        ]
+        for name in endpoint.get("extra_path_params", []):
+            parameters.insert(1, {"in": "path", "name": name, "required": True, "schema": {"type": "string"}})
+        result["paths"].setdefault(endpoint["path"], {})["get"] = {
+            "operationId": endpoint["operation_id"],
+            "summary": endpoint["summary"],
+            "description": endpoint["description"],
+            "tags": [endpoint["tag"]],
+            "security": [{"jwtAuth": []}],
+            "parameters": parameters,
+            "responses": {
+                "200": {"description": "An event stream.",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                "401": {"description": "Missing, expired or invalid bearer token.", "content": error},
+                "403": {"description": "The role is too low.", "content": error},
+                "404": {"description": "Unknown deal, or not visible to the caller.", "content": error},
+                "422": {"description": "Malformed Last-Event-ID.", "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/HTTPValidationError"}}}},
+            },
+        }
+    return result

@@ -1,0 +1,253 @@
+"""Fan-out of Redis streams to many SSE subscribers in one process.
+
+Each process runs at most one reader per stream key (one blocking XREAD on one Redis connection),
+however many browsers follow that deal; subscribers get entries through bounded in-memory queues.
+
+A subscriber that names the last id it saw first catches up from Redis (XRANGE), then follows the
+live queue, skipping what it already sent, so a resume loses nothing and repeats nothing. A
+subscriber whose id is older than what the stream still keeps, or who falls too far behind, gets a
+RESET marker: its client reloads the state and follows on from the current tail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import redis
+import redis.asyncio as aioredis
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+STREAM_ID_RE = re.compile(r"^\d{1,20}-\d{1,20}$")
+QUEUE_SIZE = 1000
+CATCH_UP_BATCH = 500
+BLOCK_MS = 5000
+REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+
+def parse_id(stream_id: str) -> tuple[int, int]:
+    ms, seq = stream_id.split("-")
+    return int(ms), int(seq)
+
+
+def valid_stream_id(value: str | None) -> bool:
+    return bool(value) and bool(STREAM_ID_RE.match(value))
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: str
+    fields: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Reset:
+    reason: str
+    last_event_id: str | None
+
+
+HEARTBEAT = object()
+
+_clients: dict[int, aioredis.Redis] = {}
+
+
+def async_redis() -> aioredis.Redis:
+    """The async client of the running event loop (one pool per loop)."""
+    loop_id = id(asyncio.get_running_loop())
+    client = _clients.get(loop_id)
+    if client is None:
+        client = aioredis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT,
+                                         health_check_interval=30)
+        _clients[loop_id] = client
+    return client
+
+
+def _decode(entries) -> list[Entry]:
+    out = []
+    for raw_id, raw_fields in entries:
+        out.append(Entry(
+            id=raw_id.decode() if isinstance(raw_id, bytes) else raw_id,
+            fields={(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+                    for k, v in raw_fields.items()},
+        ))
+    return out
+
+
+class _Subscriber:
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue = asyncio.Queue(maxsize=QUEUE_SIZE)
+        self.overflowed = False
+
+    def offer(self, entry: Entry) -> None:
+        if self.overflowed:
+            return
+        try:
+            self.queue.put_nowait(entry)
+        except asyncio.QueueFull:
+            self.overflowed = True  # it catches up from Redis instead of holding unbounded memory
+
+
+class _Reader:
+    """The one XREAD loop of a stream key in this process."""
+
+    def __init__(self, hub: StreamHub, key: str) -> None:
+        self.hub = hub
+        self.key = key
+        self.subscribers: set[_Subscriber] = set()
+        self.tail: str | None = None
+        self.ready = asyncio.Event()
+        self.task = asyncio.create_task(self._run(), name=f"stream-reader:{key}")
+
+    async def _run(self) -> None:
+        client = aioredis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT)
+        backoff = 0.2
+        try:
+            while True:
+                try:
+                    if self.tail is None:
+                        last = await client.xrevrange(self.key, count=1)
+                        self.tail = _decode(last)[0].id if last else "0-0"
+                        self.ready.set()
+                    response = await client.xread({self.key: self.tail}, block=BLOCK_MS, count=CATCH_UP_BATCH)
+                    backoff = 0.2
+                except REDIS_ERRORS:
+                    logger.warning("stream reader %s: Redis unavailable, retrying", self.key)
+                    self.ready.set()
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                for _key, entries in response or []:
+                    for entry in _decode(entries):
+                        self.tail = entry.id
+                        for subscriber in list(self.subscribers):
+                            subscriber.offer(entry)
+        finally:
+            await client.aclose()
+
+
+class StreamHub:
+    """Per-process registry of readers; `subscribe` is what an SSE view iterates."""
+
+    def __init__(self) -> None:
+        self._readers: dict[str, _Reader] = {}
+
+    def _reader(self, key: str) -> _Reader:
+        reader = self._readers.get(key)
+        if reader is None or reader.task.done():
+            reader = _Reader(self, key)
+            self._readers[key] = reader
+        return reader
+
+    def _release(self, key: str, subscriber: _Subscriber) -> None:
+        reader = self._readers.get(key)
+        if reader is None:
+            return
+        reader.subscribers.discard(subscriber)
+        if not reader.subscribers:
+            reader.task.cancel()
+            self._readers.pop(key, None)
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(len(r.subscribers) for r in self._readers.values())
+
+    async def subscribe(self, key: str, *, after: str | None, heartbeat: float) -> AsyncIterator[object]:
+        """Yield Entry, Reset or HEARTBEAT until the consumer stops iterating (or is cancelled).
+
+        `after`: the last id the client saw (resume), or None to follow from now on.
+        """
+        subscriber = _Subscriber()
+        reader = self._reader(key)
+        reader.subscribers.add(subscriber)
+        try:
+            await reader.ready.wait()
+            client = async_redis()
+            last_sent = after
+            if after is not None:
+                reset = await self._stale(client, key, after)
+                if reset is not None:
+                    yield reset
+                    last_sent = reset.last_event_id
+                else:
+                    async for entry in self._catch_up(client, key, after):
+                        last_sent = entry.id
+                        yield entry
+            while True:
+                if subscriber.overflowed:
+                    subscriber.overflowed = False
+                    while not subscriber.queue.empty():
+                        subscriber.queue.get_nowait()
+                    async for entry in self._catch_up(client, key, last_sent or "0-0"):
+                        last_sent = entry.id
+                        yield entry
+                    continue
+                try:
+                    entry = await asyncio.wait_for(subscriber.queue.get(), timeout=heartbeat)
+                except TimeoutError:
+                    yield HEARTBEAT
+                    continue
+                if last_sent is not None and parse_id(entry.id) <= parse_id(last_sent):
+                    continue  # already sent during the catch-up
+                last_sent = entry.id
+                yield entry
+        finally:
+            self._release(key, subscriber)
+
+    async def _stale(self, client: aioredis.Redis, key: str, after: str) -> Reset | None:
+        try:
+            first = _decode(await client.xrange(key, count=1))
+            last = _decode(await client.xrevrange(key, count=1))
+        except REDIS_ERRORS:
+            return None
+        tail = last[0].id if last else None
+        if not first:
+            return Reset("The event history is gone (expired or purged); reload the canvas.", tail)
+        if parse_id(after) < parse_id(first[0].id) and after != "0-0":
+            return Reset("Your last event is older than the kept history; reload the canvas.", tail)
+        if parse_id(after) > parse_id(last[0].id):
+            return Reset("Your last event is not in this history; reload the canvas.", tail)
+        return None
+
+    async def _catch_up(self, client: aioredis.Redis, key: str, after: str) -> AsyncIterator[Entry]:
+        cursor = after
+        while True:
+            try:
+                batch = _decode(await client.xrange(key, min=f"({cursor}", count=CATCH_UP_BATCH))
+            except REDIS_ERRORS:
+                return
+            for entry in batch:
+                cursor = entry.id
+                yield entry
+            if len(batch) < CATCH_UP_BATCH:
+                return
+
+
+_hubs: dict[int, StreamHub] = {}
+
+
+def hub() -> StreamHub:
+    """The hub of the running event loop."""
+    loop_id = id(asyncio.get_running_loop())
+    found = _hubs.get(loop_id)
+    if found is None:
+        found = _hubs[loop_id] = StreamHub()
+    return found
+
+
+async def close_loop_resources() -> None:
+    loop_id = id(asyncio.get_running_loop())
+    found = _hubs.pop(loop_id, None)
+    if found is not None:
+        for reader in list(found._readers.values()):
+            reader.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader.task
+    client = _clients.pop(loop_id, None)
+    if client is not None:
+        await client.aclose()
