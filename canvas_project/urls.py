@@ -21,6 +21,7 @@ urlpatterns = [
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("api/", include("deals.urls")),
     path("api/", include("canvas.urls")),
+    path("api/", include("canvas.suggestion_urls")),
     path("api/", include("superadmin.urls")),
     # Anything else under /api/ is a JSON 404, also with DEBUG on.
     re_path(r"^api/", json_not_found),
