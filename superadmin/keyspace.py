@@ -234,6 +234,7 @@ class _NodeWalk:
         outcome: WalkOutcome,
         decided: dict[str, object],
         index_deals: set[str],
+        kept: dict[str, set[bytes]],
     ) -> None:
         self.node = node
         self.cross_slot = cross_slot
@@ -244,6 +245,7 @@ class _NodeWalk:
         self.outcome = outcome
         self.decided = decided
         self.index_deals = index_deals
+        self.kept = kept  # deal -> protected keys seen and left in place
         self.active_since_ms = (
             None if active_within_secs is None else server_time_ms(node) - active_within_secs * 1000
         )
@@ -293,6 +295,12 @@ class _NodeWalk:
             if family in left_alone:
                 if family == INDEX:  # rewritten after the walk: it still lists the protected keys that stay
                     self.index_deals.add(deal)
+                else:
+                    kept = self.kept.get(deal)
+                    if kept is None:
+                        self.kept[deal] = {key}
+                    else:
+                        kept.add(key)
                 continue
             decision = decided.get(deal, _UNDECIDED)
             if decision is _UNDECIDED:
@@ -397,17 +405,19 @@ def _reply_or_error(conn):
         return exc
 
 
-def _rewrite_indexes(*, client, deals: list[str]) -> None:
+def _rewrite_indexes(*, client, deals: list[str], kept: dict[str, set[bytes]]) -> None:
     """After a walk without protected families: drop the index entries of the purged keys.
 
-    Entries of protected keys stay (by_deal still needs them). When one multi-key EXISTS says none of
-    the purged entries came back meanwhile (a producer writing during the purge), they all go in one
-    SREM; otherwise each is checked, so a key written during the purge stays findable.
+    Entries of the protected keys the walk saw (and left) stay: by_deal still needs them. Every other
+    entry goes, after one multi-key EXISTS per deal says none of them names a live key; when some do
+    (a producer wrote during the purge) each is checked, so a key written meanwhile stays findable.
+    Set arithmetic on the raw names: no per-entry classification, which would cost more than the SREM.
     """
     by_node: dict[int, tuple[redis.Redis, list[str]]] = {}
     for deal in deals:
         node = deal_node_client(client, deal)
         by_node.setdefault(id(node), (node, []))[1].append(deal)
+    nothing: set[bytes] = set()
     for node, node_deals in by_node.values():
         for start in range(0, len(node_deals), INDEX_BATCH):
             chunk = node_deals[start : start + INDEX_BATCH]
@@ -415,17 +425,16 @@ def _rewrite_indexes(*, client, deals: list[str]) -> None:
                 for deal in chunk:
                     pipe.smembers(keys.index_key(deal))
                 member_sets = pipe.execute()
-            drop: dict[str, list[str]] = {}
-            for deal, members in zip(chunk, member_sets, strict=True):
-                names = [_decode(m) for m in members]
-                drop[deal] = [m for m in names if not _is_kept_entry(m, deal)]
+            drop = {
+                deal: list(members - kept.get(deal, nothing))
+                for deal, members in zip(chunk, member_sets, strict=True)
+            }
             candidates = [d for d in chunk if drop[d]]
             with node.pipeline(transaction=False) as pipe:
                 for deal in candidates:
                     pipe.exists(*drop[deal])
                 back = pipe.execute()
-            recheck = [d for d, n in zip(candidates, back, strict=True) if n]
-            for deal in recheck:
+            for deal in [d for d, n in zip(candidates, back, strict=True) if n]:
                 with node.pipeline(transaction=False) as pipe:
                     for member in drop[deal]:
                         pipe.exists(member)
@@ -436,11 +445,6 @@ def _rewrite_indexes(*, client, deals: list[str]) -> None:
                     if drop[deal]:
                         pipe.srem(keys.index_key(deal), *drop[deal])
                 pipe.execute()
-
-
-def _is_kept_entry(member: str, deal: str) -> bool:
-    found = keys.classify(member)
-    return found is not None and found[0] != INDEX and found[1] == deal and keys.FAMILIES[found[0]].protected
 
 
 def purge_all_keys(
@@ -464,6 +468,7 @@ def purge_all_keys(
     outcome = WalkOutcome()
     decided: dict[str, object] = {}
     index_deals: set[str] = set()
+    kept: dict[str, set[bytes]] = {}
     nodes = primary_clients(client)
     keyspace = 0
     if progress is not None:
@@ -481,6 +486,7 @@ def purge_all_keys(
             outcome=outcome,
             decided=decided,
             index_deals=index_deals,
+            kept=kept,
         )
 
         def report(matched: int, number: int = number, before: int = done) -> None:
@@ -499,5 +505,6 @@ def purge_all_keys(
         walk.run(batch=batch, on_round=report)
         done += walk.matched
     if not dry_run and index_deals:
-        _rewrite_indexes(client=client, deals=sorted(d for d in index_deals if decided.get(d) is None))
+        deals = sorted(d for d in index_deals if decided.get(d, None) is None)
+        _rewrite_indexes(client=client, deals=deals, kept=kept)
     return outcome

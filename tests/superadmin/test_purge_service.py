@@ -280,3 +280,15 @@ def test_a_redis_failure_is_audited_as_failed(two_deals, monkeypatch):
         purge(mode="by_deal", deal_id=two_deals[0].pk)
     audit = PurgeAudit.objects.get()
     assert audit.status == PurgeStatus.FAILED and "Connection refused" in audit.error
+
+
+def test_the_index_rewrite_keeps_entries_of_keys_written_during_the_walk(redis_client):
+    deal = new_deal_id()
+    written_meanwhile = keys.lock_key(deal, "risks")
+    purged = keys.brush_key(deal, "numbers")
+    run = keys.run_key(deal, "r1", "events")
+    redis_client.sadd(keys.index_key(deal), written_meanwhile, purged, run)
+    redis_client.set(written_meanwhile, "token")
+    redis_client.xadd(run, {"event": "x"})
+    keyspace._rewrite_indexes(client=redis_client, deals=[deal], kept={deal: {run.encode()}})
+    assert {m.decode() for m in redis_client.smembers(keys.index_key(deal))} == {written_meanwhile, run}
