@@ -62,6 +62,11 @@ def presence_key(deal_id) -> str:
     return f"{PREFIX}:presence:{_tag(deal_id)}"
 
 
+def presence_meta_key(deal_id) -> str:
+    """Hash user id -> JSON {name, role, section_key, cursor} beside the presence sorted set."""
+    return f"{PREFIX}:presmeta:{_tag(deal_id)}"
+
+
 def events_key(deal_id) -> str:
     return f"{PREFIX}:events:{_tag(deal_id)}"
 
@@ -130,7 +135,8 @@ FAMILIES: dict[str, KeyFamily] = {
     for f in (
         KeyFamily("canvas_sessions", ("session",), False, False, SESSION_TTL, "Cached canvas session payload"),
         KeyFamily("locks", ("lock",), True, False, LOCK_TTL, "Section locks (collaboration off)"),
-        KeyFamily("presence", ("presence",), False, False, PRESENCE_TTL, "Who is on the canvas, last seen"),
+        KeyFamily("presence", ("presence", "presmeta"), False, False, PRESENCE_TTL,
+                  "Who is on the canvas, last seen, and where"),
         KeyFamily("events", ("events", "steps", "discourse"), False, False, EVENTS_TTL,
                   "Canvas event stream, collaboration steps, agent discourse"),
         KeyFamily("image_crops", ("crops",), True, False, IMAGE_CROP_TTL, "Figures cropped from PDFs"),
@@ -151,6 +157,7 @@ _KIND_TO_FAMILY = {kind: family for family in FAMILIES.values() for kind in fami
 _FIXED_BUILDERS = {
     "session": session_key,
     "presence": presence_key,
+    "presmeta": presence_meta_key,
     "events": events_key,
     "steps": steps_key,
     "discourse": discourse_key,

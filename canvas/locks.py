@@ -1,8 +1,9 @@
 """Section locks: the one place a section edit checks who may write a section right now.
 
 With collaboration off, a section may be edited only by whoever holds its lock
-(`canvas:lock:{D}:<section>`, a JSON {user_id, token, expires_at} with a TTL). The acquire/renew/
-release API belongs to the collaboration work; this check is what every section write goes through.
+(`canvas:lock:{D}:<section>`, a JSON {user_id, user_name, token, expires_at} with a TTL, taken with
+POST /sections/{key}/lock; see canvas.collab). With collaboration on, edits are ordered by the steps
+authority instead and locks do not apply.
 """
 
 from __future__ import annotations
@@ -32,11 +33,18 @@ def lock_holder(deal_id, section_key: str) -> dict | None:
 
 
 def require_section_writable(*, deal: Deal, section_key: str, user: User) -> None:
-    """Raises SectionLocked (423) when collaboration is off and another user holds the section's lock."""
+    """With collaboration off, the caller must hold the section's lock.
+
+    Raises SectionLocked (423): another user holds it, or nobody does; RedisUnavailable.
+    """
     if deal.collab_enabled:
         return
     holder = lock_holder(deal.pk, section_key)
-    if holder and holder.get("user_id") != str(user.pk):
+    if holder is None:
+        raise SectionLocked("Collaboration is off for this deal: take the section's lock "
+                            "(POST .../sections/{key}/lock) before editing it.", holder=None, holder_id=None,
+                            expires_at=None)
+    if holder.get("user_id") != str(user.pk):
         raise SectionLocked(
             f"{holder.get('user_name') or 'Another user'} is editing this section; try again after "
             f"{holder.get('expires_at', 'the lock expires')}.",

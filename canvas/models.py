@@ -134,3 +134,50 @@ class Comment(models.Model):
 
     def __str__(self) -> str:
         return self.body[:60]
+
+
+class SuggestionKind(models.TextChoices):
+    INSERT = "insert", "Insert"
+    DELETE = "delete", "Delete"
+    REPLACE = "replace", "Replace"
+
+
+class SuggestionStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    ACCEPTED = "accepted", "Accepted"
+    REJECTED = "rejected", "Rejected"
+
+
+class Suggestion(models.Model):
+    """A commenter's proposed change to one section, anchored to text in it; an editor accepts or rejects.
+
+    The change targets the `occurrence`-th (1-based, non-overlapping) match of `anchor_text` in the
+    section's markdown: insert puts `content` right after it (an empty anchor appends to the section),
+    delete removes it, replace swaps it for `content`.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    deal = models.ForeignKey("deals.Deal", on_delete=models.CASCADE, related_name="suggestions")
+    section_key = models.CharField(max_length=64)
+    kind = models.CharField(max_length=16, choices=SuggestionKind.choices)
+    anchor_text = models.TextField(max_length=2000, blank=True, default="")
+    occurrence = models.PositiveIntegerField(default=1)
+    content = models.TextField(max_length=20000, blank=True, default="")
+    comment = models.TextField(max_length=2000, blank=True, default="")
+    status = models.CharField(max_length=16, choices=SuggestionStatus.choices, default=SuggestionStatus.PENDING)
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    applied_version = models.PositiveIntegerField(null=True, blank=True,
+                                                  help_text="The memo version its acceptance produced.")
+    base_version = models.PositiveIntegerField(default=0, help_text="The memo version when it was proposed.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["deal", "status"], name="suggestion_deal_status")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} on {self.section_key} ({self.status})"

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from canvas import apis, sse
+from canvas import apis, collab_apis, sse
 
 D = "canvas/<str:deal_id>"
 
@@ -26,4 +26,8 @@ urlpatterns = [
     path(f"{D}/versions/<str:n>/restore", apis.VersionRestoreApi.as_view(), name="canvas-version-restore"),
     path(f"{D}/export", apis.ExportApi.as_view(), name="canvas-export"),
     path(f"{D}/events", sse.canvas_events, name="canvas-events"),
+    path(f"{D}/collab/steps", collab_apis.CollabStepsApi.as_view(), name="canvas-collab-steps"),
+    path(f"{D}/collab", collab_apis.CollabModeApi.as_view(), name="canvas-collab"),
+    path(f"{D}/presence", collab_apis.PresenceApi.as_view(), name="canvas-presence"),
+    path(f"{D}/sections/<str:key>/lock", collab_apis.SectionLockApi.as_view(), name="canvas-section-lock"),
 ]

@@ -50,6 +50,11 @@ class InvalidInputError(DomainError):
         self.value = value
 
 
+class GoneError(DomainError):
+    code = "gone"
+    default_message = "No longer available."
+
+
 class LockedError(DomainError):
     code = "locked"
     default_message = "The resource is locked."

@@ -33,6 +33,7 @@ _DOMAIN_STATUS: list[tuple[type[domain.DomainError], int]] = [
     (domain.PayloadTooLargeError, status.HTTP_413_REQUEST_ENTITY_TOO_LARGE),
     (domain.RateLimitedError, status.HTTP_429_TOO_MANY_REQUESTS),
     (domain.DependencyUnavailableError, status.HTTP_503_SERVICE_UNAVAILABLE),
+    (domain.GoneError, status.HTTP_410_GONE),
 ]
 
 

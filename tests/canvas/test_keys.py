@@ -16,7 +16,7 @@ DEAL = uuid.UUID("6f1c0d52-3b7e-4d0a-9a51-2f3c4b5d6e7f")
 ALL_BUILT = {
     "canvas_sessions": [keys.session_key(DEAL)],
     "locks": [keys.lock_key(DEAL, "executive_summary")],
-    "presence": [keys.presence_key(DEAL)],
+    "presence": [keys.presence_key(DEAL), keys.presence_meta_key(DEAL)],
     "events": [keys.events_key(DEAL), keys.steps_key(DEAL), keys.discourse_key(DEAL)],
     "image_crops": [keys.image_crop_key(DEAL, "doc1", 3)],
     "digitization": [keys.digitization_key(DEAL, "doc1")],
@@ -54,7 +54,7 @@ def test_every_builder_is_covered_by_this_test():
     builders = {name for name, fn in inspect.getmembers(keys, inspect.isfunction)
                 if name.endswith("_key") and not name.startswith("track_") and fn.__module__ == keys.__name__}
     assert builders == {
-        "session_key", "lock_key", "presence_key", "events_key", "steps_key", "discourse_key", "image_crop_key",
+        "session_key", "lock_key", "presence_key", "presence_meta_key", "events_key", "steps_key", "discourse_key", "image_crop_key",
         "digitization_key", "intake_key", "readiness_key", "deal_intel_key", "brush_key", "run_key", "index_key",
         "rate_limit_key",
     }
@@ -119,7 +119,7 @@ def test_no_module_outside_the_registry_spells_a_canvas_key():
     for path in root.glob("*/**/*.py"):
         if ".venv" in path.parts or "tests" in path.parts or path.name == "keys.py":
             continue
-        if re.search(r"[\"']canvas:(session|lock|presence|events|steps|discourse|crops|digitize|intake|readiness|"
+        if re.search(r"[\"']canvas:(session|lock|presence|presmeta|events|steps|discourse|crops|digitize|intake|readiness|"
                      r"intel|brush|run|index):", path.read_text()):
             offenders.append(str(path))
     assert offenders == []
