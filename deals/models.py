@@ -148,3 +148,64 @@ class DealAccess(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} {self.role} on {self.deal}"
+
+
+class FileState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    PROCESSING = "processing", "Processing"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed"
+
+
+def document_upload_path(instance: Document, filename: str) -> str:
+    return f"deals/{instance.deal_id}/documents/{instance.id}/{filename}"
+
+
+class Document(models.Model):
+    """A file of the deal (offering memorandum, underwriting model, market export...)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    deal = models.ForeignKey(Deal, on_delete=models.CASCADE, related_name="documents")
+    file = models.FileField(upload_to=document_upload_path, max_length=500)
+    filename = models.CharField(max_length=255)
+    content_type = models.CharField(max_length=127)
+    kind = models.CharField(max_length=16, help_text="pdf, xlsx, docx, csv, txt or md (sniffed from the content)")
+    size = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    state = models.CharField(max_length=16, choices=FileState.choices, default=FileState.QUEUED)
+    error = models.TextField(blank=True, default="")
+    pages = models.PositiveIntegerField(null=True, blank=True)
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="+")
+    processing_started_at = models.DateTimeField(null=True, blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        indexes = [models.Index(fields=["deal", "state"], name="document_deal_state")]
+
+    def __str__(self) -> str:
+        return self.filename
+
+
+class DocumentPage(models.Model):
+    """Durable extracted text of one page (PDF page, sheet of a workbook, or a chunk of a text file).
+
+    Tables are kept in the text as markdown pipe tables, so retrieval and drafting see them.
+    """
+
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="page_texts")
+    deal = models.ForeignKey(Deal, on_delete=models.CASCADE, related_name="+")
+    page_number = models.PositiveIntegerField(help_text="1-based; for XLSX the sheet's position")
+    label = models.CharField(max_length=255, blank=True, default="", help_text="e.g. the sheet name")
+    text = models.TextField()
+
+    class Meta:
+        ordering = ["document", "page_number"]
+        constraints = [models.UniqueConstraint(fields=["document", "page_number"], name="uniq_document_page")]
+        indexes = [models.Index(fields=["deal", "document"], name="docpage_deal_document")]
+
+    def __str__(self) -> str:
+        return f"{self.document} p.{self.page_number}"
