@@ -20,8 +20,10 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("api/", include("deals.urls")),
+    path("api/", include("deals.document_urls")),
     path("api/", include("canvas.urls")),
     path("api/", include("canvas.suggestion_urls")),
+    path("api/", include("canvas.run_urls")),
     path("api/", include("superadmin.urls")),
     # Anything else under /api/ is a JSON 404, also with DEBUG on.
     re_path(r"^api/", json_not_found),

@@ -75,3 +75,17 @@ def expected_status(role: str, *, minimum: str, ok: int) -> int:
     if role in ("outsider", "other_org", "superadmin"):
         return 404
     return ok if DealRole.values.index(role) <= DealRole.values.index(minimum) else 403
+
+
+@pytest.fixture
+def celery_worker(transactional_db):
+    """A real Celery worker (Celery's own test worker, in a thread of this process) consuming the test
+    Redis broker. Transactional: the worker's thread has its own database connection."""
+    from celery.contrib.testing.worker import start_worker
+
+    from canvas_project.celery import app
+
+    app.conf.task_always_eager = False
+    with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False, shutdown_timeout=30,
+                      loglevel="WARNING") as worker:
+        yield worker
