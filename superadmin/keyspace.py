@@ -208,6 +208,7 @@ class WalkOutcome:
     deals_seen: set[str] = field(default_factory=set)
     skipped: dict[str, str] = field(default_factory=dict)  # deal -> reason
     scanned: int = 0
+    indexes_deleted: int = 0  # index sets unlinked (with protected families), not in `counts`
 
 
 _PENDING = object()
@@ -377,7 +378,9 @@ class _NodeWalk:
                 if isinstance(reply, Exception):
                     raise reply
                 # Counted from UNLINK's reply: SCAN may return a key twice, UNLINK deletes it once.
-                if name != INDEX:
+                if name == INDEX:
+                    self.outcome.indexes_deleted += reply
+                else:
                     self.outcome.counts[name] += reply
                     self.matched += reply
                 continue
