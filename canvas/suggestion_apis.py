@@ -18,25 +18,29 @@ from canvas_project.api.validation import parse_body, parse_path_uuid, parse_que
 from deals.models import DocumentState
 from deals.permissions import DealScopedAPIView, RequireCommenter, RequireEditor, RequireViewer
 
-SUGGESTION_PARAM = OpenApiParameter("suggestion_id", OpenApiTypes.UUID, OpenApiParameter.PATH,
-                                    description="The suggestion's id; a malformed one is 422, an unknown one 404.")
+SUGGESTION_PARAM = OpenApiParameter(
+    "suggestion_id", OpenApiTypes.UUID, OpenApiParameter.PATH,
+    description="The suggestion's id; a malformed one is 422, an unknown one 404.")
 TAGS = ["suggestions"]
 
 
-# --- serializers ---------------------------------------------------------------------------------------------
+# --- serializers ------------------------------------------------------------------------------------------
 class SuggestionCreateInput(serializers.Serializer):
     section_key = StrictCharField(max_length=64)
     kind = serializers.ChoiceField(choices=SuggestionKind.choices)
     anchor_text = StrictCharField(
-        max_length=suggestions.MAX_ANCHOR_CHARS, required=False, allow_blank=True, trim_whitespace=False, default="",
-        help_text="The exact text the change is anchored to (case, whitespace and markdown count). Required for "
-        "delete and replace; for insert, the text after which `content` goes, or empty to append to the section.")
+        max_length=suggestions.MAX_ANCHOR_CHARS, required=False, allow_blank=True, trim_whitespace=False,
+        default="",
+        help_text="The exact text the change is anchored to (case, whitespace and markdown count). Required "
+        "for delete and replace; for insert, the text after which `content` goes, or empty to append to the "
+        "section.")
     occurrence = serializers.IntegerField(
         min_value=1, max_value=100_000, required=False, default=1,
         help_text="Which match of the anchor (1-based, counted left to right without overlaps).")
     content = StrictCharField(
         max_length=suggestions.MAX_CONTENT_CHARS, required=False, allow_blank=True, trim_whitespace=False,
-        default="", help_text="The new text, inserted exactly as given: required for insert and replace, empty for "
+        default="",
+        help_text="The new text, inserted exactly as given: required for insert and replace, empty for "
         "delete. An append (empty anchor) is separated from existing text by a blank line unless either side "
         "already has a line break there.")
     comment = StrictCharField(max_length=suggestions.MAX_COMMENT_CHARS, required=False, allow_blank=True,
@@ -49,9 +53,10 @@ class SuggestionCreateInput(serializers.Serializer):
             problems["anchor_text"] = f"A {kind} needs the text it changes."
         if kind == SuggestionKind.DELETE and content:
             problems["content"] = "A delete carries no content."
-        if kind in (SuggestionKind.INSERT, SuggestionKind.REPLACE) and not content:
-            problems["content"] = f"An {kind} needs content." if kind == "insert" else "A replace needs content; " \
-                "use a delete to remove text."
+        if kind == SuggestionKind.INSERT and not content:
+            problems["content"] = "An insert needs content."
+        if kind == SuggestionKind.REPLACE and not content:
+            problems["content"] = "A replace needs content; use a delete to remove text."
         if kind == SuggestionKind.REPLACE and anchor and content == anchor:
             problems["content"] = "The replacement is the same as the anchor text."
         if not anchor and attrs["occurrence"] != 1:
@@ -72,7 +77,8 @@ class SuggestionQueryInput(serializers.Serializer):
             try:
                 uuid.UUID(value)
             except ValueError:
-                raise serializers.ValidationError("Use `me` or a user id (UUID).", code="value_error") from None
+                message = "Use `me` or a user id (UUID)."
+                raise serializers.ValidationError(message, code="value_error") from None
         return value
 
 
@@ -96,7 +102,8 @@ class SuggestionOutput(serializers.Serializer):
     decided_by = StrictCharField(source="decided_by.display_name", allow_null=True, default=None)
     decided_at = serializers.DateTimeField(allow_null=True)
     base_version = serializers.IntegerField(help_text="The memo version when it was proposed.")
-    applied_version = serializers.IntegerField(allow_null=True, help_text="The memo version its acceptance made.")
+    applied_version = serializers.IntegerField(allow_null=True,
+                                               help_text="The memo version its acceptance made.")
     anchor_matches = serializers.BooleanField(
         allow_null=True, default=None,
         help_text="Pending only: whether it still applies to the current text (false: accepting is a 409). "
@@ -114,18 +121,19 @@ class SuggestionAcceptOutput(serializers.Serializer):
 
 
 def _section_payload(section: dict) -> dict:
-    return {**section, "updated_by": section.get("updated_by_name"), "updated_by_id": section.get("updated_by")}
+    return {**section, "updated_by": section.get("updated_by_name"),
+            "updated_by_id": section.get("updated_by")}
 
 
-# --- endpoints -----------------------------------------------------------------------------------------------
+# --- endpoints --------------------------------------------------------------------------------------------
 class SuggestionCollectionApi(DealScopedAPIView):
     guards = {"GET": RequireViewer, "POST": RequireCommenter}
 
     @extend_schema(
         operation_id="canvas_suggestions_list",
         summary="Suggestions, newest first (viewer)",
-        description="Filter by `status`, `section_key` and `author` (`me` or a user id). Pending suggestions say "
-        "whether they still apply to the current text (`anchor_matches`).",
+        description="Filter by `status`, `section_key` and `author` (`me` or a user id). Pending suggestions "
+        "say whether they still apply to the current text (`anchor_matches`).",
         parameters=[SuggestionQueryInput],
         responses={200: SuggestionOutput(many=True), **error_responses(401, 403, 404, 422)},
         tags=TAGS,
@@ -141,8 +149,8 @@ class SuggestionCollectionApi(DealScopedAPIView):
     @extend_schema(
         operation_id="canvas_suggestions_create",
         summary="Propose an insert, delete or replace in a section (commenter)",
-        description="The anchor must occur in the section's current text (422 at `anchor_text` or `occurrence` "
-        "otherwise); an unknown section is 404. Emits `suggestion_created`.",
+        description="The anchor must occur in the section's current text (422 at `anchor_text` or "
+        "`occurrence` otherwise); an unknown section is 404. Emits `suggestion_created`.",
         request=SuggestionCreateInput,
         responses={201: SuggestionOutput, **error_responses(401, 403, 404, 422, 503)},
         tags=TAGS,
@@ -159,10 +167,11 @@ class SuggestionAcceptApi(DealScopedAPIView):
     @extend_schema(
         operation_id="canvas_suggestion_accept",
         summary="Accept a suggestion: apply it as a new memo version (editor)",
-        description="Applies the change to the section's current text, as a new version with a snapshot, and emits "
-        "`suggestion_accepted`. 409 when the suggestion is not pending, when its anchor no longer matches (it "
-        "stays pending, with `current_version`), when `base_version` is stale, or when the memo is approved; "
-        "423 when another user holds the section's lock; 413 when the section would exceed the size limit.",
+        description="Applies the change to the section's current text, as a new version with a snapshot, "
+        "and emits `suggestion_accepted`. 409 when the suggestion is not pending, when its anchor no longer "
+        "matches (it stays pending; the body has `current_version`), when `base_version` is stale, or when "
+        "the memo is approved; 423 when another user holds the section's lock; 413 when the section would "
+        "exceed the size limit.",
         parameters=[SUGGESTION_PARAM],
         request=SuggestionAcceptInput,
         responses={200: SuggestionAcceptOutput, **error_responses(401, 403, 404, 409, 413, 422, 423, 503)},
@@ -172,7 +181,8 @@ class SuggestionAcceptApi(DealScopedAPIView):
         suggestion_pk = parse_path_uuid(suggestion_id, "suggestion_id")
         body = parse_body(SuggestionAcceptInput, request)
         outcome = suggestions.suggestion_accept(deal=self.deal_access.deal, user=request.user,
-                                                suggestion_id=suggestion_pk, base_version=body.get("base_version"))
+                                                suggestion_id=suggestion_pk,
+                                                base_version=body.get("base_version"))
         doc = outcome.write.doc
         return Response(SuggestionAcceptOutput({
             "success": True, "version": doc.version, "document_state": doc.state,
@@ -186,13 +196,15 @@ class SuggestionRejectApi(DealScopedAPIView):
     @extend_schema(
         operation_id="canvas_suggestion_reject",
         summary="Reject a suggestion (editor)",
-        description="The memo is untouched. 409 when the suggestion is not pending. Emits `suggestion_rejected`.",
+        description="The memo is untouched. 409 when the suggestion is not pending. Emits "
+        "`suggestion_rejected`.",
         parameters=[SUGGESTION_PARAM],
         request=None,
         responses={200: SuggestionOutput, **error_responses(401, 403, 404, 409, 422)},
         tags=TAGS,
     )
     def post(self, request, deal_id, suggestion_id):
+        suggestion_pk = parse_path_uuid(suggestion_id, "suggestion_id")
         suggestion = suggestions.suggestion_reject(deal=self.deal_access.deal, user=request.user,
-                                                   suggestion_id=parse_path_uuid(suggestion_id, "suggestion_id"))
+                                                   suggestion_id=suggestion_pk)
         return Response(SuggestionOutput(suggestion).data)

@@ -57,7 +57,7 @@ class SuggestionOutdated(ConflictError):
     code = "suggestion_outdated"
 
 
-# --- applying a change to text (pure) -------------------------------------------------------------------
+# --- applying a change to text (pure) ------------------------------------------------------------
 def find_occurrence(text: str, anchor: str, occurrence: int) -> int | None:
     """Start index of the `occurrence`-th (1-based, non-overlapping) match of `anchor`, or None."""
     if not anchor or occurrence < 1:
@@ -112,8 +112,8 @@ def _read_doc_quietly(deal: Deal) -> CanvasDoc | None:
 
 
 # --- services --------------------------------------------------------------------------------------------
-def suggestion_create(*, deal: Deal, user: User, section_key: str, kind: str, anchor_text: str, occurrence: int,
-                      content: str, comment: str) -> Suggestion:
+def suggestion_create(*, deal: Deal, user: User, section_key: str, kind: str, anchor_text: str,
+                      occurrence: int, content: str, comment: str) -> Suggestion:
     """Propose a change to a section. The anchor must occur in the section's current text (an insert with
     an empty anchor appends and needs none). Emits suggestion_created.
 
@@ -135,15 +135,17 @@ def suggestion_create(*, deal: Deal, user: User, section_key: str, kind: str, an
             raise InvalidInputError("The anchor text does not occur in the section's current text.",
                                     loc=["body", "anchor_text"], value=anchor_text, code="anchor_not_found")
         if found < occurrence:
-            raise InvalidInputError(f"The anchor text occurs {found} time(s) in the section, not {occurrence}.",
-                                    loc=["body", "occurrence"], value=occurrence, code="anchor_not_found")
+            raise InvalidInputError(
+                f"The anchor text occurs {found} time(s) in the section's current text, not {occurrence}.",
+                loc=["body", "occurrence"], value=occurrence, code="anchor_not_found")
     suggestion = Suggestion.objects.create(
         deal=deal, section_key=section_key, kind=kind, anchor_text=anchor_text, occurrence=occurrence,
         content=content, comment=comment, author=user, base_version=version,
     )
     suggestion.anchor_matches = True
-    events.emit(deal.pk, "suggestion_created", {"suggestion_id": str(suggestion.pk), "section_key": section_key,
-                                                "kind": kind}, actor_id=user.pk)
+    events.emit(deal.pk, "suggestion_created",
+                {"suggestion_id": str(suggestion.pk), "section_key": section_key, "kind": kind},
+                actor_id=user.pk)
     return suggestion
 
 
@@ -153,8 +155,8 @@ def _pending_for_update(deal: Deal, suggestion_id: uuid.UUID) -> Suggestion:
     if suggestion is None:
         raise SuggestionNotFound()
     if suggestion.status != SuggestionStatus.PENDING:
-        raise SuggestionNotPending(f"This suggestion was already {suggestion.status}; only a pending one can be "
-                                   "accepted or rejected.", status=suggestion.status)
+        raise SuggestionNotPending(f"This suggestion was already {suggestion.status}; only a pending one can "
+                                   "be accepted or rejected.", status=suggestion.status)
     return suggestion
 
 
@@ -204,19 +206,22 @@ def suggestion_accept(*, deal: Deal, user: User, suggestion_id: uuid.UUID,
             if markdown is None:
                 raise SuggestionOutdated(
                     f"The section {key!r} changed since this suggestion was made (version "
-                    f"{suggestion.base_version}, now {doc.version}): occurrence {suggestion.occurrence} of its "
-                    "anchor text is no longer there. Reject it, or ask for a new suggestion.",
+                    f"{suggestion.base_version}, now {doc.version}): occurrence {suggestion.occurrence} of "
+                    "its anchor text is no longer there. Reject it, or ask for a new suggestion.",
                     current_version=doc.version,
                 )
             if len(markdown) > settings.CANVAS_MAX_CONTENT_CHARS:
-                raise ContentTooLarge(f"With this suggestion the section would be {len(markdown):,} characters; "
-                                      f"the limit is {settings.CANVAS_MAX_CONTENT_CHARS:,}.")
+                raise ContentTooLarge(f"With this suggestion the section would be {len(markdown):,} "
+                                      f"characters; the limit is {settings.CANVAS_MAX_CONTENT_CHARS:,}.")
             _touch_section(section, markdown=markdown, user=user, now=now)
             _start_editing(doc)
-            return [key]
+            # _write_memo stores only the keys returned: on a memo never stored before, that must be all
+            # of the template's sections, or the others would be lost
+            return [key] if doc.exists else list(doc.sections)
 
         write = _write_memo(deal=deal, user=user, base_version=base_version, mutate=mutate,
-                            snapshot_reason=f"suggestion {suggestion.pk} accepted", event="suggestion_accepted")
+                            snapshot_reason=f"suggestion {suggestion.pk} accepted",
+                            event="suggestion_accepted")
         _decide(suggestion, user=user, status=SuggestionStatus.ACCEPTED, applied_version=write.doc.version)
     return AcceptOutcome(suggestion=suggestion, write=write)
 
