@@ -1,6 +1,6 @@
 from django.urls import path
 
-from canvas import apis, collab_apis, sse
+from canvas import apis, collab_apis, node_apis, sse
 
 D = "canvas/<str:deal_id>"
 
@@ -30,4 +30,7 @@ urlpatterns = [
     path(f"{D}/collab", collab_apis.CollabModeApi.as_view(), name="canvas-collab"),
     path(f"{D}/presence", collab_apis.PresenceApi.as_view(), name="canvas-presence"),
     path(f"{D}/sections/<str:key>/lock", collab_apis.SectionLockApi.as_view(), name="canvas-section-lock"),
+    path(f"{D}/nodes", node_apis.NodeCollectionApi.as_view(), name="canvas-nodes"),
+    path(f"{D}/nodes/<str:node_id>", node_apis.NodeDetailApi.as_view(), name="canvas-node"),
+    path(f"{D}/nodes/<str:node_id>/links", node_apis.NodeLinksApi.as_view(), name="canvas-node-links"),
 ]

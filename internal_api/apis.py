@@ -1,0 +1,256 @@
+"""The internal contract for AI engines (../shared/seeds/003_*.txt), to the letter.
+
+- 401: missing or invalid internal token (Authorization: Bearer <INTERNAL_ENGINE_TOKEN>).
+- 400: contract version mismatch, missing or malformed trusted claims (X-User-Id, X-Project-Id,
+  X-Thread-Id) or query parameters.
+- 403: the claims' scope and the query's scope differ, the thread is not of that deal, or the user
+  has no access to the deal.
+- 500: a real failure, in the contract's envelope with no internals.
+Errors always read {"success": false, "error": {"code", "message"}}.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+
+from django.db import IntegrityError, transaction
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, OpenApiTypes, extend_schema
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from canvas import nodes as canvas_nodes
+from canvas.errors import StoreUnavailable
+from canvas_project.api.validation import RequestValidationError, _validate
+from canvas_project.errors import DomainError
+from deals.access import DealAccessContext, require_role, resolve_deal_access
+from deals.models import DealRole, User
+from internal_api import context as context_service
+from internal_api.authentication import bearer_token, engine_token_matches
+from internal_api.errors import (
+    ContractBadRequest,
+    ContractError,
+    ContractForbidden,
+    ContractUnauthorized,
+    envelope,
+)
+from internal_api.models import ChatThread, IdempotencyRecord
+from internal_api.serializers import (
+    ContextQueryInput,
+    ContextResponseOutput,
+    ContractErrorOutput,
+    MutationsInput,
+    MutationsResponseOutput,
+)
+
+logger = logging.getLogger(__name__)
+CLAIM_HEADERS = {"user": "X-User-Id", "project": "X-Project-Id", "thread": "X-Thread-Id"}
+HEADER_PARAMS = [
+    OpenApiParameter("X-Contract-Version", str, OpenApiParameter.HEADER, required=True,
+                     description=f"Must be {context_service.CONTRACT_VERSION}."),
+    OpenApiParameter("X-User-Id", OpenApiTypes.UUID, OpenApiParameter.HEADER, required=True),
+    OpenApiParameter("X-Project-Id", OpenApiTypes.UUID, OpenApiParameter.HEADER, required=True,
+                     description="The deal id."),
+    OpenApiParameter("X-Thread-Id", OpenApiTypes.UUID, OpenApiParameter.HEADER, required=True,
+                     description="A chat thread of that deal."),
+]
+CONTRACT_ERRORS = {
+    400: OpenApiResponse(ContractErrorOutput, description="Contract version mismatch, missing trusted claims "
+                         "or malformed parameters."),
+    401: OpenApiResponse(ContractErrorOutput, description="Missing or invalid internal token."),
+    403: OpenApiResponse(ContractErrorOutput, description="Claims and query scope differ, the thread is not of "
+                         "the deal, or the user has no access."),
+    500: OpenApiResponse(ContractErrorOutput, description="Internal failure (no internals disclosed)."),
+}
+
+
+class TrustedClaims:
+    def __init__(self, user_id: uuid.UUID, project_id: uuid.UUID, thread_id: uuid.UUID) -> None:
+        self.user_id, self.project_id, self.thread_id = user_id, project_id, thread_id
+
+
+class InternalContractApi(APIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    def handle_exception(self, exc):
+        if isinstance(exc, ContractError):
+            return Response(envelope(exc.code, exc.message), status=exc.status)
+        if isinstance(exc, StoreUnavailable):
+            return Response(envelope("dependency_unavailable", "The canvas store is unavailable; retry shortly."),
+                            status=500)
+        if isinstance(exc, DomainError):
+            return Response(envelope(exc.code, exc.message), status=400)
+        logger.error("internal contract failure: %s", exc.__class__.__name__, exc_info=exc)
+        return Response(envelope("internal_error", "An internal error occurred."), status=500)
+
+    # -- the checks every contract call makes, in the contract's order --------------------------------
+    def trusted_claims(self, request) -> TrustedClaims:
+        token = bearer_token(request)
+        if token is None:
+            raise ContractUnauthorized("missing_token", "The internal engine token is missing.")
+        if not engine_token_matches(token):
+            raise ContractUnauthorized("invalid_token", "The internal engine token is invalid.")
+        version = request.headers.get("X-Contract-Version")
+        if version not in context_service.SUPPORTED_VERSIONS:
+            raise ContractBadRequest(
+                "contract_version_mismatch",
+                f"X-Contract-Version {version!r} is not supported; supported: "
+                + ", ".join(context_service.SUPPORTED_VERSIONS) + ".",
+            )
+        values = {}
+        for name, header in CLAIM_HEADERS.items():
+            raw = request.headers.get(header)
+            if not raw:
+                raise ContractBadRequest("missing_claim", f"The trusted claim {header} is missing.")
+            try:
+                values[name] = uuid.UUID(raw)
+            except ValueError:
+                raise ContractBadRequest("invalid_claim", f"The trusted claim {header} is not a UUID.") from None
+        return TrustedClaims(values["user"], values["project"], values["thread"])
+
+    def scoped_access(self, claims: TrustedClaims, *, project_id: uuid.UUID, thread_id: uuid.UUID,
+                      minimum: str = DealRole.VIEWER) -> tuple[DealAccessContext, ChatThread, User]:
+        if claims.project_id != project_id or claims.thread_id != thread_id:
+            raise ContractForbidden("scope_mismatch", "The trusted claims and the query name different scopes.")
+        user = User.objects.filter(pk=claims.user_id, is_active=True).first()
+        if user is None:
+            raise ContractForbidden("no_access", "The user has no access to this project.")
+        try:
+            access = resolve_deal_access(user=user, deal_id=project_id)
+            require_role(access, minimum)
+        except DomainError:
+            raise ContractForbidden("no_access", "The user has no access to this project.") from None
+        thread = ChatThread.objects.filter(pk=thread_id, deal_id=project_id).first()
+        if thread is None:
+            raise ContractForbidden("thread_scope", "The thread is not a thread of this project.")
+        return access, thread, user
+
+
+def _query(request) -> dict:
+    try:
+        return _validate(ContextQueryInput, {k: request.query_params.get(k) for k in request.query_params},
+                         "query", None)
+    except RequestValidationError as exc:
+        first = exc.items[0]
+        name = first["loc"][-1] if len(first["loc"]) > 1 else "query"
+        code = "missing_parameter" if first["type"] == "missing" else "invalid_parameter"
+        raise ContractBadRequest(code, f"Query parameter {name}: {first['msg']}") from None
+
+
+class CanvasContextApi(InternalContractApi):
+    @extend_schema(
+        operation_id="internal_canvas_context",
+        summary="Canvas context for AI engines (internal contract 2026-02)",
+        description="Authorization: Bearer INTERNAL_ENGINE_TOKEN. When `revision` equals the current revision, "
+        "`canvas_context.unchanged` is true and nodes and relationships are omitted.",
+        parameters=[*HEADER_PARAMS, ContextQueryInput],
+        responses={200: ContextResponseOutput, **CONTRACT_ERRORS},
+        tags=["internal"],
+        auth=[{"internalEngineToken": []}],
+    )
+    def get(self, request):
+        claims = self.trusted_claims(request)
+        query = _query(request)
+        access, _thread, _user = self.scoped_access(claims, project_id=query["projectId"],
+                                                    thread_id=query["threadId"])
+        result = context_service.canvas_context(
+            deal=access.deal, max_nodes=query["maxNodes"], include_content=query["includeContent"],
+            include_relationships=query["includeRelationships"], framework=query.get("framework"),
+            revision=query.get("revision"),
+        )
+        return Response({"success": True, **result})
+
+
+def _canonical_hash(body: object) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+class CanvasMutationsApi(InternalContractApi):
+    @extend_schema(
+        operation_id="internal_canvas_mutations",
+        summary="Engines create nodes, suggestions and links (idempotent)",
+        description="Same authentication and claims as the context endpoint, scoped by X-Project-Id and "
+        "X-Thread-Id. `Idempotency-Key` is required: repeating a key with the same body returns the first "
+        "result (meta.replayed = true); with another body it is refused (400). The user of X-User-Id needs "
+        "the commenter role.",
+        parameters=[*HEADER_PARAMS, OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER,
+                                                     required=True)],
+        request=MutationsInput,
+        responses={200: MutationsResponseOutput, **CONTRACT_ERRORS},
+        tags=["internal"],
+        auth=[{"internalEngineToken": []}],
+    )
+    def post(self, request):
+        claims = self.trusted_claims(request)
+        key = request.headers.get("Idempotency-Key", "").strip()
+        if not key or len(key) > 200:
+            raise ContractBadRequest("missing_idempotency_key", "The Idempotency-Key header is required "
+                                     "(at most 200 characters).")
+        access, thread, user = self.scoped_access(claims, project_id=claims.project_id,
+                                                  thread_id=claims.thread_id, minimum=DealRole.COMMENTER)
+        try:
+            body = _validate(MutationsInput, request.data, "body", None)
+        except RequestValidationError as exc:
+            first = exc.items[0]
+            raise ContractBadRequest("invalid_body", f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") \
+                from None
+        scope = f"{claims.user_id}:{claims.project_id}"
+        request_hash = _canonical_hash(request.data)
+        try:
+            with transaction.atomic():
+                record = IdempotencyRecord.objects.create(scope=scope, key=key, request_hash=request_hash,
+                                                          status_code=0, response={})
+        except IntegrityError:
+            return self._replay(scope, key, request_hash)
+        try:
+            results = [self._apply(access, thread, user, body["agent_id"], index, mutation)
+                       for index, mutation in enumerate(body["mutations"])]
+        except Exception:
+            record.delete()  # nothing to replay: the engine may retry with the same key
+            raise
+        summary, revision = context_service.canvas_summary(access.deal)
+        response = {"success": True, "data": {"results": results},
+                    "meta": {"revision": revision, "contractVersion": context_service.CONTRACT_VERSION,
+                             "idempotencyKey": key, "replayed": False}}
+        record.status_code, record.response = 200, response
+        record.save(update_fields=["status_code", "response"])
+        return Response(response)
+
+    def _replay(self, scope: str, key: str, request_hash: str) -> Response:
+        record = IdempotencyRecord.objects.get(scope=scope, key=key)
+        if record.request_hash != request_hash:
+            raise ContractBadRequest("idempotency_key_reused", "This Idempotency-Key was used with another body.")
+        if record.status_code == 0:
+            raise ContractBadRequest("idempotency_key_in_progress", "A request with this Idempotency-Key is still "
+                                     "being processed; retry shortly.")
+        replayed = {**record.response, "meta": {**record.response["meta"], "replayed": True}}
+        return Response(replayed, status=record.status_code)
+
+    def _apply(self, access, thread, user, agent_id: str, index: int, mutation: dict) -> dict:
+        deal = access.deal
+        prefix = ["body", "mutations", index]
+        try:
+            if mutation["op"] == "create_node":
+                spec = mutation["node"]
+                node = canvas_nodes.node_create(deal=deal, actor_id=str(user.pk), agent_id=agent_id,
+                                                thread_id=str(thread.pk), loc_prefix=[*prefix, "node"], **spec)
+                return {"op": "create_node", "node_id": node["id"]}
+            if mutation["op"] == "create_suggestion":
+                from canvas.suggestions import suggestion_create
+
+                spec = mutation["suggestion"]
+                suggestion = suggestion_create(deal=deal, user=user, **spec)
+                return {"op": "create_suggestion", "node_id": f"suggestion:{suggestion.pk}"}
+            edge = canvas_nodes.link_create(deal=deal, actor_id=str(user.pk), source=mutation["source"],
+                                            target=mutation["target"], edge_type=mutation["type"],
+                                            loc_prefix=prefix)
+            return {"op": "link", "from": edge["from"], "to": edge["to"], "type": edge["type"]}
+        except StoreUnavailable:
+            raise
+        except DomainError as exc:
+            where = ".".join(str(p) for p in getattr(exc, "loc", prefix))
+            raise ContractBadRequest(exc.code, f"mutation {index} ({where}): {exc.message}") from None

@@ -1,0 +1,134 @@
+"""Serializers of the internal contract (query, mutations, and the documented response shapes)."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from canvas.models import SuggestionKind
+from canvas_project.api.fields import StrictCharField
+from internal_api.context import DEFAULT_MAX_NODES, MAX_NODES_LIMIT
+
+
+class ContextQueryInput(serializers.Serializer):
+    agentId = StrictCharField(max_length=64)  # noqa: N815 - the contract's names
+    projectId = serializers.UUIDField()  # noqa: N815
+    threadId = serializers.UUIDField()  # noqa: N815
+    revision = StrictCharField(max_length=64, required=False)
+    maxNodes = serializers.IntegerField(min_value=1, max_value=MAX_NODES_LIMIT, default=DEFAULT_MAX_NODES)  # noqa: N815
+    includeContent = serializers.BooleanField(default=False)  # noqa: N815
+    includeRelationships = serializers.BooleanField(default=False)  # noqa: N815
+    framework = StrictCharField(max_length=64, required=False)
+
+
+class ContractErrorBody(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+class ContractErrorOutput(serializers.Serializer):
+    success = serializers.BooleanField(default=False)
+    error = ContractErrorBody()
+
+    class Meta:
+        ref_name = "ContractError"
+
+
+class ContextSummaryOutput(serializers.Serializer):
+    nodeCount = serializers.IntegerField()  # noqa: N815
+    byType = serializers.DictField(child=serializers.IntegerField())  # noqa: N815
+    byStatus = serializers.DictField(child=serializers.IntegerField(),  # noqa: N815
+                                     help_text="Exactly the keys approve, reject and pending.")
+
+
+class ContextNodeOutput(serializers.Serializer):
+    id = serializers.CharField()
+    type = serializers.CharField()
+    status = serializers.ChoiceField(choices=["approve", "reject", "pending"])
+    raw_status = serializers.CharField()
+    title = serializers.CharField()
+    content = serializers.CharField(required=False, help_text="Only with includeContent=true.")
+    section_key = serializers.CharField(allow_null=True)
+    agent_id = serializers.CharField(allow_null=True)
+    framework = serializers.CharField(allow_null=True)
+    thread_id = serializers.CharField(allow_null=True)
+    created_by = serializers.CharField(allow_null=True)
+    updated_at = serializers.CharField(allow_null=True)
+    derived = serializers.BooleanField(help_text="Mirrors a section, suggestion, comment or condition.")
+
+
+class ContextEdgeOutput(serializers.Serializer):
+    to = serializers.CharField()
+    type = serializers.CharField()
+
+
+class CanvasContextOutput(serializers.Serializer):
+    summary = ContextSummaryOutput()
+    nodes = ContextNodeOutput(many=True)
+    relationships = serializers.DictField(child=ContextEdgeOutput(many=True),
+                                          help_text="from node id -> edges; only with includeRelationships=true.")
+    unchanged = serializers.BooleanField(help_text="True when the given revision is current: nodes and "
+                                         "relationships are then omitted (empty).")
+    truncated = serializers.BooleanField(required=False, help_text="More nodes than maxNodes matched.")
+
+
+class ContextDataOutput(serializers.Serializer):
+    canvas_profile = serializers.DictField()
+    canvas_context = CanvasContextOutput()
+
+
+class ContextMetaOutput(serializers.Serializer):
+    revision = serializers.CharField(help_text="16 hex characters of SHA-256 over the canonical summary JSON.")
+    contractVersion = serializers.CharField()  # noqa: N815
+    nodeCount = serializers.IntegerField()  # noqa: N815
+
+
+class ContextResponseOutput(serializers.Serializer):
+    success = serializers.BooleanField()
+    data = ContextDataOutput()
+    meta = ContextMetaOutput()
+
+
+class NodeSpecInput(serializers.Serializer):
+    type = StrictCharField(max_length=40)
+    title = StrictCharField(max_length=300)
+    content = StrictCharField(max_length=20_000, required=False, allow_blank=True, default="")
+    status = StrictCharField(max_length=32, required=False, default="pending")
+    section_key = StrictCharField(max_length=64, required=False, allow_null=True, default=None)
+    framework = StrictCharField(max_length=64, required=False, allow_null=True, default=None)
+
+
+class SuggestionSpecInput(serializers.Serializer):
+    section_key = StrictCharField(max_length=64)
+    kind = serializers.ChoiceField(choices=SuggestionKind.choices)
+    anchor_text = StrictCharField(max_length=2000, allow_blank=True, default="", required=False)
+    occurrence = serializers.IntegerField(min_value=1, default=1, required=False)
+    content = StrictCharField(max_length=20_000, allow_blank=True, default="", required=False)
+    comment = StrictCharField(max_length=2000, allow_blank=True, default="", required=False)
+
+
+class MutationInput(serializers.Serializer):
+    op = serializers.ChoiceField(choices=["create_node", "create_suggestion", "link"])
+    node = NodeSpecInput(required=False)
+    suggestion = SuggestionSpecInput(required=False)
+    source = StrictCharField(max_length=100, required=False, help_text="link: the from node id")
+    target = StrictCharField(max_length=100, required=False, help_text="link: the to node id")
+    type = StrictCharField(max_length=40, required=False, help_text="link: the edge type")
+
+    def validate(self, attrs):
+        needed = {"create_node": ("node",), "create_suggestion": ("suggestion",),
+                  "link": ("source", "target", "type")}[attrs["op"]]
+        missing = [name for name in needed if not attrs.get(name)]
+        if missing:
+            raise serializers.ValidationError(f"{attrs['op']} needs {', '.join(missing)}.")
+        return attrs
+
+
+class MutationsInput(serializers.Serializer):
+    agent_id = StrictCharField(max_length=64)
+    mutations = MutationInput(many=True, min_length=1, max_length=50)
+
+
+class MutationsResponseOutput(serializers.Serializer):
+    success = serializers.BooleanField()
+    data = serializers.DictField(help_text="{results: [one result per mutation, in order]}")
+    meta = serializers.DictField(help_text="{revision, contractVersion, idempotencyKey, replayed}")
