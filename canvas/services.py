@@ -199,7 +199,7 @@ def _apply_retention(writer: CanvasWriter, doc: CanvasDoc) -> None:
 
 def _write_memo(*, deal: Deal, user: User | None, base_version: int | None, mutate: Mutation,
                 snapshot_reason: str | None, event: str, allow_when_approved: bool = False,
-                approval_snapshot: bool = False) -> WriteOutcome:
+                approval_snapshot: bool = False, event_payload: dict | None = None) -> WriteOutcome:
     """Apply `mutate` to the memo in one serialized Store transaction.
 
     `mutate(doc, now)` changes doc in place and returns the changed section keys (an empty list
@@ -224,7 +224,9 @@ def _write_memo(*, deal: Deal, user: User | None, base_version: int | None, muta
         doc.head["last_modified_at"] = now
         doc.head["last_modified_by"] = _actor_name(user)
         doc.head["last_modified_by_id"] = str(user.pk) if user else None
-        for key in changed:
+        # a memo written for the first time gets every section stored, not only the changed ones
+        to_write = changed if doc.exists else sorted(set(changed) | set(doc.sections))
+        for key in to_write:
             if key in doc.sections:
                 writer.put_section(doc.sections[key])
             else:
@@ -237,11 +239,12 @@ def _write_memo(*, deal: Deal, user: User | None, base_version: int | None, muta
                 doc.head.setdefault("approval_versions", []).append(doc.version)
             _apply_retention(writer, doc)
         writer.put_head(doc.head)
-    _after_write(deal, doc, user=user, event=event, changed=changed)
+    _after_write(deal, doc, user=user, event=event, changed=changed, extra=event_payload)
     return WriteOutcome(doc=doc, changed_keys=changed, wrote=True, from_state=from_state)
 
 
-def _after_write(deal: Deal, doc: CanvasDoc, *, user: User | None, event: str, changed: list[str]) -> None:
+def _after_write(deal: Deal, doc: CanvasDoc, *, user: User | None, event: str, changed: list[str],
+                 extra: dict | None = None) -> None:
     populated = len(doc.populated_keys())
     summary = {"memo_version": doc.version, "document_state": doc.state, "sections_populated": populated,
                "sections_total": len(doc.sections),
@@ -254,7 +257,7 @@ def _after_write(deal: Deal, doc: CanvasDoc, *, user: User | None, event: str, c
     except REDIS_ERRORS:
         # the cache is validated against the deal row's version, so a stale entry is never served
         logger.warning("could not drop the cached session of deal %s: Redis unavailable", deal.pk)
-    events.emit(deal.pk, event, {"version": doc.version, "sections": changed, "state": doc.state},
+    events.emit(deal.pk, event, {"version": doc.version, "sections": changed, "state": doc.state, **(extra or {})},
                 actor_id=user.pk if user else None)
 
 

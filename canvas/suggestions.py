@@ -221,7 +221,8 @@ def suggestion_accept(*, deal: Deal, user: User, suggestion_id: uuid.UUID,
 
         write = _write_memo(deal=deal, user=user, base_version=base_version, mutate=mutate,
                             snapshot_reason=f"suggestion {suggestion.pk} accepted",
-                            event="suggestion_accepted")
+                            event="suggestion_accepted",
+                            event_payload={"suggestion_id": str(suggestion.pk), "section_key": suggestion.section_key})
         _decide(suggestion, user=user, status=SuggestionStatus.ACCEPTED, applied_version=write.doc.version)
     return AcceptOutcome(suggestion=suggestion, write=write)
 

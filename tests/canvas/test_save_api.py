@@ -152,3 +152,18 @@ class TestSectionPut:
         response = cast.client("editor").put(canvas_url(cast.deal, "sections/risks"), {"markdown": "x"},
                                              format="json")
         assert response.status_code == 200
+
+
+def test_the_first_write_of_a_never_opened_memo_keeps_every_template_section(cast):
+    response = save(cast.client("editor"), cast.deal, "## Risks and Mitigants\n\nRates.")
+    assert response.status_code == 200
+    doc = read_canvas(cast.deal.pk)
+    assert len(doc.sections) == 9 and doc.sections["risks"]["markdown"] == "Rates."
+    session = cast.client("viewer").get(canvas_url(cast.deal)).json()
+    assert len(session["sections"]) == 9
+
+
+def test_the_first_section_edit_of_a_never_opened_memo_keeps_every_template_section(cast):
+    response = cast.client("editor").put(canvas_url(cast.deal, "sections/risks"), {"markdown": "x"}, format="json")
+    assert response.status_code == 200
+    assert len(read_canvas(cast.deal.pk).sections) == 9
