@@ -33,6 +33,11 @@ class SynthesisRun(models.Model):
     sections_failed = models.JSONField(default=list, blank=True)
     usage = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True, default="")
+    drafter = models.CharField(max_length=32, blank=True, default="", help_text="default (offline) or llm")
+    trace_summary = models.JSONField(default=list, blank=True,
+                                     help_text="Per node: section_key, status, elapsed (the full trace is in Redis "
+                                     "for 10 minutes).")
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -44,7 +49,8 @@ class SynthesisRun(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["deal", "status"], name="run_deal_status")]
+        indexes = [models.Index(fields=["deal", "status"], name="run_deal_status"),
+                   models.Index(fields=["status", "heartbeat_at"], name="run_status_heartbeat")]
 
     def __str__(self) -> str:
         return f"run {self.pk} ({self.status})"
