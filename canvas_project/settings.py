@@ -164,6 +164,9 @@ SIMPLE_JWT = {
 # Bearer tokens of AI engines for the internal contract and for minting deal-scoped tokens. Several
 # may be set (comma-separated) so a token can be rotated without downtime.
 INTERNAL_ENGINE_TOKENS = env_list("INTERNAL_ENGINE_TOKENS", env_list("INTERNAL_ENGINE_TOKEN", []))
+# An external AI engine for chat; without it the embedded offline engine answers.
+ENGINE_URL = env_str("ENGINE_URL", "")
+ENGINE_TIMEOUT_SECONDS = float(env_str("ENGINE_TIMEOUT_SECONDS", "60"))
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Deal Canvas API",

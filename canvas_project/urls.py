@@ -25,6 +25,7 @@ urlpatterns = [
     path("api/", include("canvas.suggestion_urls")),
     path("api/", include("canvas.run_urls")),
     path("api/", include("internal_api.urls")),
+    path("api/", include("internal_api.chat_urls")),
     path("api/", include("superadmin.urls")),
     # Anything else under /api/ is a JSON 404, also with DEBUG on.
     re_path(r"^api/", json_not_found),

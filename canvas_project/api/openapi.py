@@ -18,8 +18,11 @@ class ProjectAutoSchema(AutoSchema):
 
 
 def add_sse_endpoints(result, generator, request, public):
-    """drf-spectacular postprocessing hook: document the async SSE views of canvas.sse."""
+    """drf-spectacular postprocessing hook: document the async SSE views of canvas.sse and chat."""
     from canvas.sse import SSE_ENDPOINTS
+    from internal_api.chat_apis import CHAT_STREAM_ENDPOINT
+
+    _add_chat_stream(result, CHAT_STREAM_ENDPOINT)
 
     error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorDetail"}}}
     for endpoint in SSE_ENDPOINTS:
@@ -51,3 +54,26 @@ def add_sse_endpoints(result, generator, request, public):
             },
         }
     return result
+
+
+def _add_chat_stream(result, endpoint: dict) -> None:
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorDetail"}}}
+    result["paths"].setdefault(endpoint["path"], {})[endpoint["method"]] = {
+        "operationId": endpoint["operation_id"],
+        "summary": endpoint["summary"],
+        "description": endpoint["description"],
+        "tags": [endpoint["tag"]],
+        "security": [{"jwtAuth": []}],
+        "requestBody": {"required": True, "content": {"application/json": {
+            "schema": {"$ref": f"#/components/schemas/{endpoint['request']}"}}}},
+        "responses": {
+            "200": {"description": "An event stream.", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+            "401": {"description": "Missing, expired or invalid bearer token.", "content": error},
+            "403": {"description": "The role is too low.", "content": error},
+            "404": {"description": "Unknown project or thread.", "content": error},
+            "422": {"description": "Validation Error", "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/HTTPValidationError"}}}},
+            "429": {"description": "Rate limited; see Retry-After.", "content": error},
+            "503": {"description": "The engine or a dependency is down.", "content": error},
+        },
+    }

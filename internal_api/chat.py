@@ -1,0 +1,172 @@
+"""Chat with an engine about a deal: the context push of the internal contract (003_*.txt).
+
+Every chat call builds the metadata the contract describes (knowledge_search, attached_document_ids,
+canvas_context {mode: summary, summary, context_ref {project_id, thread_id, agent_id, revision}},
+canvas_profile) and sends it to the engine: an external engine at ENGINE_URL (with the internal
+headers) when configured, else the embedded engine, a LangGraph graph that answers offline from the
+canvas, pulling the full context through the same service as the internal endpoint when the summary
+is not enough. History lives in LangGraph checkpoints on thread `deal:<D>:chat:<thread>`.
+"""
+
+from __future__ import annotations
+
+import logging
+import operator
+import re
+import uuid
+from typing import Annotated, TypedDict
+
+import httpx
+from django.conf import settings
+from django.db import transaction
+from langgraph.graph import END, START, StateGraph
+
+from canvas.store import get_checkpointer
+from canvas_project.errors import DependencyUnavailableError, InvalidInputError, NotFoundError
+from deals.models import Deal, User
+from internal_api import context as context_service
+from internal_api.models import ChatThread
+
+logger = logging.getLogger(__name__)
+WORD_RE = re.compile(r"[a-z0-9]{3,}")
+DETAIL_WORDS = {"detail", "details", "quote", "exact", "full", "text", "section", "says", "wording"}
+
+
+class ThreadNotFound(NotFoundError):
+    code = "thread_not_found"
+    default_message = "This chat thread does not exist for you on this project."
+
+
+def thread_for(*, deal: Deal, user: User, thread_id: uuid.UUID | None, agent_id: str, first_message: str
+               ) -> ChatThread:
+    """The caller's thread of the deal, or a new one. Raises ThreadNotFound."""
+    if thread_id is None:
+        return ChatThread.objects.create(deal=deal, user=user, agent_id=agent_id, title=first_message[:80])
+    thread = ChatThread.objects.filter(pk=thread_id, deal=deal, user=user).first()
+    if thread is None:
+        raise ThreadNotFound()
+    return thread
+
+
+def _check_documents(deal: Deal, document_ids: list[uuid.UUID]) -> list[str]:
+    from deals.models import Document
+
+    found = set(Document.objects.filter(deal=deal, pk__in=document_ids).values_list("pk", flat=True))
+    for index, document_id in enumerate(document_ids):
+        if document_id not in found:
+            raise InvalidInputError("No document of this project has this id.",
+                                    loc=["body", "attached_document_ids", index], value=str(document_id))
+    return [str(d) for d in document_ids]
+
+
+def build_metadata(*, deal: Deal, thread: ChatThread, agent_id: str, knowledge_search: bool,
+                   attached_document_ids: list[uuid.UUID], canvas_profile: dict | None) -> dict:
+    """The metadata pushed with every chat call, exactly as the contract shapes it."""
+    summary, revision = context_service.canvas_summary(deal)
+    return {
+        "knowledge_search": knowledge_search,
+        "attached_document_ids": _check_documents(deal, attached_document_ids),
+        "canvas_context": {
+            "mode": "summary",
+            "summary": summary,
+            "context_ref": {"project_id": str(deal.pk), "thread_id": str(thread.pk), "agent_id": agent_id,
+                            "revision": revision},
+        },
+        "canvas_profile": canvas_profile if canvas_profile is not None else {},
+    }
+
+
+# --- the embedded engine ---------------------------------------------------------------------------------
+class ChatState(TypedDict):
+    messages: Annotated[list[dict], operator.add]
+    project_id: str
+    metadata: dict
+
+
+def _terms(text: str) -> set[str]:
+    return set(WORD_RE.findall(text.lower()))
+
+
+def _answer(state: ChatState) -> dict:
+    question = state["messages"][-1]["content"]
+    summary = state["metadata"]["canvas_context"]["summary"]
+    deal = Deal.objects.get(pk=state["project_id"])
+    terms = _terms(question)
+    lines = [f"The canvas of {deal.name} has {summary['nodeCount']} items "
+             f"({summary['byStatus']['approve']} approved, {summary['byStatus']['reject']} rejected, "
+             f"{summary['byStatus']['pending']} pending)."]
+    # the summary is not enough for questions about content: pull the full context, as an engine would
+    full = context_service.canvas_context(deal=deal, max_nodes=context_service.MAX_NODES_LIMIT,
+                                          include_content=True)["data"]["canvas_context"]["nodes"]
+    wants_detail = bool(terms & DETAIL_WORDS) or any(_terms(n["title"]) & terms for n in full)
+    if wants_detail:
+        scored = sorted(((len(_terms(n["title"] + " " + n.get("content", "")) & terms), n) for n in full),
+                        key=lambda pair: -pair[0])
+        relevant = [n for score, n in scored if score > 0 and (n.get("content") or "").strip()][:3]
+        for node in relevant:
+            excerpt = " ".join(node["content"].split())[:400]
+            lines.append(f"{node['title']} ({node['type']}, {node['status']}): {excerpt}")
+        if not relevant:
+            lines.append("Nothing in the canvas matches that question yet.")
+    history = len([m for m in state["messages"] if m["role"] == "user"])
+    if history > 1:
+        lines.append(f"(This is message {history} of our conversation.)")
+    return {"messages": [{"role": "assistant", "content": "\n\n".join(lines)}]}
+
+
+def embedded_engine():
+    graph = StateGraph(ChatState)
+    graph.add_node("answer", _answer)
+    graph.add_edge(START, "answer")
+    graph.add_edge("answer", END)
+    return graph.compile(checkpointer=get_checkpointer())
+
+
+def _external_engine(*, user: User, thread: ChatThread, agent_id: str, message: str, metadata: dict) -> str:
+    headers = {
+        "Authorization": f"Bearer {settings.INTERNAL_ENGINE_TOKENS[0]}" if settings.INTERNAL_ENGINE_TOKENS else "",
+        "X-Contract-Version": context_service.CONTRACT_VERSION,
+        "X-User-Id": str(user.pk), "X-Project-Id": str(thread.deal_id), "X-Thread-Id": str(thread.pk),
+    }
+    body = {"message": message, "agent_id": agent_id, "project_id": str(thread.deal_id),
+            "thread_id": str(thread.pk), "metadata": metadata}
+    try:
+        response = httpx.post(settings.ENGINE_URL.rstrip("/") + "/chat", json=body, headers=headers,
+                              timeout=settings.ENGINE_TIMEOUT_SECONDS)
+        response.raise_for_status()
+        payload = response.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        logger.warning("engine call failed: %s", exc.__class__.__name__)
+        raise DependencyUnavailableError("the engine", "The AI engine is unavailable; try again shortly.") from exc
+    content = payload.get("content") or (payload.get("message") or {}).get("content")
+    if not isinstance(content, str):
+        raise DependencyUnavailableError("the engine", "The AI engine answered without a message.")
+    return content
+
+
+def chat_send(*, deal: Deal, user: User, message: str, agent_id: str, thread_id: uuid.UUID | None,
+              knowledge_search: bool, attached_document_ids: list[uuid.UUID], canvas_profile: dict | None) -> dict:
+    """Send one message; returns {thread_id, message: {role, content}, metadata}.
+
+    Raises ThreadNotFound, InvalidInputError (attached documents), DependencyUnavailableError
+    (external engine), StoreUnavailable.
+    """
+    with transaction.atomic():
+        thread = thread_for(deal=deal, user=user, thread_id=thread_id, agent_id=agent_id, first_message=message)
+    metadata = build_metadata(deal=deal, thread=thread, agent_id=agent_id, knowledge_search=knowledge_search,
+                              attached_document_ids=attached_document_ids, canvas_profile=canvas_profile)
+    if settings.ENGINE_URL:
+        content = _external_engine(user=user, thread=thread, agent_id=agent_id, message=message, metadata=metadata)
+    else:
+        result = embedded_engine().invoke(
+            {"messages": [{"role": "user", "content": message}], "project_id": str(deal.pk), "metadata": metadata},
+            config={"configurable": {"thread_id": thread.langgraph_thread_id}},
+        )
+        content = result["messages"][-1]["content"]
+    thread.save(update_fields=["updated_at"])
+    return {"thread_id": str(thread.pk), "message": {"role": "assistant", "content": content}, "metadata": metadata}
+
+
+def chat_history(*, thread: ChatThread) -> list[dict]:
+    state = embedded_engine().get_state({"configurable": {"thread_id": thread.langgraph_thread_id}})
+    return list((state.values or {}).get("messages", []))
