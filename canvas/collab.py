@@ -23,7 +23,7 @@ from django.conf import settings
 
 from canvas import events, keys
 from canvas.errors import RedisUnavailable, SectionLocked
-from canvas_project.errors import ConflictError, GoneError, NotFoundError
+from canvas_project.errors import ConflictError, GoneError
 from canvas_project.redis_client import get_redis
 from deals.errors import RoleTooLow
 from deals.models import Deal, DealRole, User, role_rank
@@ -233,20 +233,12 @@ def _lock_holder_error(raw: bytes | str) -> SectionLocked:
     )
 
 
-def _require_section(deal: Deal, section_key: str) -> None:
-    from canvas.memo_store import read_canvas
-    from canvas.memo_templates import get_template
-
-    doc = read_canvas(deal.pk)
-    known = set(doc.sections) if doc else {s.key for s in get_template(deal.template_key).sections}
-    if section_key not in known:
-        raise NotFoundError(f"This memo has no section {section_key!r}.", code="section_not_found")
-
-
 def lock_acquire(*, deal: Deal, user: User, section_key: str, ttl_seconds: int) -> Lock:
     """Take or renew the section's lock. Raises SectionLocked (423), CollabModeMismatch, RedisUnavailable."""
+    from canvas.services import require_memo_section
+
     _require_collab(deal, False)
-    _require_section(deal, section_key)
+    require_memo_section(deal, section_key)
     expires = datetime.fromtimestamp(time.time() + ttl_seconds, tz=UTC).isoformat()
     token = secrets.token_urlsafe(16)
     value = json.dumps({"user_id": str(user.pk), "user_name": user.display_name, "token": token,

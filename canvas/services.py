@@ -517,7 +517,7 @@ def _drop_cache_quietly(deal_id) -> None:
 def feedback_create(*, deal: Deal, user: User, section_key: str, rating: int, comment: str,
                     tags: list[str]) -> SectionFeedback:
     """Rate a section. Raises SectionNotFound."""
-    _require_section(deal, section_key)
+    require_memo_section(deal, section_key)
     feedback = SectionFeedback.objects.create(deal=deal, section_key=section_key, user=user, rating=rating,
                                               comment=comment, tags=tags)
     _drop_cache_quietly(deal.pk)  # readiness reads ratings
@@ -525,7 +525,8 @@ def feedback_create(*, deal: Deal, user: User, section_key: str, rating: int, co
     return feedback
 
 
-def _require_section(deal: Deal, key: str) -> None:
+def require_memo_section(deal: Deal, key: str) -> None:
+    """Raises SectionNotFound unless the memo (or, before its first write, its template) has the section."""
     doc = read_canvas(deal.pk)
     keys_known = set(doc.sections) if doc else {s.key for s in deal_template(deal).sections}
     if key not in keys_known:
@@ -548,7 +549,7 @@ def comment_create(*, deal: Deal, user: User, section_key: str, body: str, paren
         parent = parent.parent or parent  # replies thread under the top-level comment
         section_key = parent.section_key
     else:
-        _require_section(deal, section_key)
+        require_memo_section(deal, section_key)
     comment = Comment.objects.create(deal=deal, section_key=section_key, parent=parent, author=user, body=body)
     _drop_cache_quietly(deal.pk)
     events.emit(deal.pk, "comment_created", {"comment_id": str(comment.pk), "section_key": section_key},
