@@ -122,3 +122,61 @@ class DealAccessAdmin(admin.ModelAdmin):
     search_fields = ("deal__name", "user__username", "user__email")
     autocomplete_fields = ("deal", "user")
     readonly_fields = ("granted_by", "created_at", "updated_at")
+
+
+# --- documents (deals.document_services owns every write; the admin only calls it) -----------------
+from deals import document_services  # noqa: E402
+from deals.models import Document, DocumentPage  # noqa: E402
+
+
+class DocumentPageInline(admin.TabularInline):
+    model = DocumentPage
+    fields = ("page_number", "label", "text")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    max_num = 0
+
+
+@admin.register(Document)
+class DocumentAdmin(admin.ModelAdmin):
+    list_display = ("filename", "deal", "kind", "state", "pages", "size", "uploaded_by", "created_at")
+    list_filter = ("state", "kind")
+    search_fields = ("filename", "deal__name", "sha256")
+    list_select_related = ("deal", "uploaded_by")
+    readonly_fields = ("id", "deal", "file", "filename", "content_type", "kind", "size", "sha256", "state",
+                       "error", "pages", "uploaded_by", "processing_started_at", "processed_at", "created_at",
+                       "updated_at")
+    inlines = [DocumentPageInline]
+    actions = ["reingest"]
+
+    def has_add_permission(self, request):
+        return False  # files come in through the upload API, which sniffs and limits them
+
+    @admin.action(description="Ingest the selected documents again")
+    def reingest(self, request, queryset):
+        for document in queryset:
+            document_services.document_reingest(document=document)
+        self.message_user(request, f"{queryset.count()} document(s) queued for ingestion.")
+
+    def delete_model(self, request, obj):
+        document_services.document_delete(document=obj)
+
+    def delete_queryset(self, request, queryset):
+        for document in queryset.select_related("deal"):
+            document_services.document_delete(document=document)
+
+
+@admin.register(DocumentPage)
+class DocumentPageAdmin(admin.ModelAdmin):
+    list_display = ("document", "page_number", "label", "deal")
+    search_fields = ("document__filename", "text")
+    list_select_related = ("document", "deal")
+    readonly_fields = ("document", "deal", "page_number", "label", "text")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

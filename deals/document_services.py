@@ -226,3 +226,11 @@ def document_fail(*, document_id, reason: str) -> None:
     document = Document.objects.select_related("deal").filter(pk=document_id).first()
     if document is not None and _finish(document, digitized=None, error=reason):
         _deal_caches_refresh(deal=document.deal)
+
+
+def document_reingest(*, document: Document) -> None:
+    """Queue a document for ingestion again (after a parser fix, or a stalled run)."""
+    with transaction.atomic():
+        Document.objects.filter(pk=document.pk).update(state=FileState.QUEUED, error="",
+                                                       updated_at=timezone.now())
+        transaction.on_commit(lambda: _enqueue_ingestion(document.pk))

@@ -292,3 +292,32 @@ def test_intake_names_missing_documents(cast):
     assert {r["key"]: r["status"] for r in body["requirements"]} == {
         "offering_memorandum": "received", "underwriting_model": "missing"}
     assert body["key_facts"]["purchase_price"]["value"] == 41_500_000
+
+
+# --- admin --------------------------------------------------------------------------------------------
+def test_admin_lists_documents_and_deletes_through_the_service(cast, client, django_capture_on_commit_callbacks):
+    doc = _stored_document(cast.deal, pages=("Purchase price: $41,500,000",))
+    get_redis().set(keys.digitization_key(cast.deal.pk, doc.pk), b"{}")
+    client.force_login(cast.users["superadmin"])
+    assert client.get("/admin/deals/document/").status_code == 200
+    page = client.get(f"/admin/deals/document/{doc.pk}/change/")
+    assert page.status_code == 200 and b"Purchase price" in page.content
+    assert client.get("/admin/deals/documentpage/").status_code == 200
+    path = doc.file.path
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/admin/deals/document/", {"action": "delete_selected", "_selected_action": [doc.pk],
+                                                          "post": "yes"})
+    assert response.status_code == 302
+    assert not Document.objects.exists() and not os.path.exists(path)
+    assert not get_redis().exists(keys.digitization_key(cast.deal.pk, doc.pk))
+
+
+def test_admin_reingests_selected_documents(cast, client, django_capture_on_commit_callbacks, monkeypatch):
+    queued = []
+    monkeypatch.setattr("deals.tasks.ingest_document.delay", lambda document_id: queued.append(document_id))
+    doc = _stored_document(cast.deal)
+    client.force_login(cast.users["superadmin"])
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post("/admin/deals/document/", {"action": "reingest", "_selected_action": [doc.pk]})
+    doc.refresh_from_db()
+    assert doc.state == FileState.QUEUED and queued == [str(doc.pk)]
