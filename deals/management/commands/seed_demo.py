@@ -5,6 +5,8 @@ Idempotent: running it again resets the demo passwords and grants and prints the
 
 from __future__ import annotations
 
+import os
+
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import transaction
@@ -64,7 +66,8 @@ class Command(BaseCommand):
         out.write("  bearer token of demo-owner (valid "
                   f"{int(settings.SIMPLE_JWT['ACCESS_TOKEN_LIFETIME'].total_seconds() // 60)} min):")
         out.write(f"  {token}")
-        out.write(f"  try: curl -H 'Authorization: Bearer <token>' http://127.0.0.1:8000/api/deals/{deal.pk}")
+        port = os.environ.get("PORT", "8000")
+        out.write(f"  try: curl -H 'Authorization: Bearer <token>' http://127.0.0.1:{port}/api/canvas/{deal.pk}")
 
     def _user(self, username: str, password: str, *, first_name: str, superuser: bool = False) -> User:
         user, _ = User.objects.get_or_create(username=username)
