@@ -159,9 +159,29 @@ def _page_text(page) -> str:
         return page.extract_text() or ""
 
 
+def _has_image_xobject(resources, depth: int = 0) -> bool:
+    """Whether the resources name an image XObject, directly or inside a form XObject (3 levels deep)."""
+    resources = resources.get_object() if resources is not None else None
+    xobjects = resources.get("/XObject") if resources else None
+    if not xobjects:
+        return False
+    for ref in xobjects.get_object().values():
+        xobject = ref.get_object()
+        subtype = xobject.get("/Subtype")
+        if subtype == "/Image":
+            return True
+        if subtype == "/Form" and depth < 3 and _has_image_xobject(xobject.get("/Resources"), depth + 1):
+            return True
+    return False
+
+
 def _page_crops(page, number: int, budget: int) -> list[Crop]:
+    """Figures of the page. Only XObject images: pypdf finds inline images by parsing the whole content
+    stream (it doubled the time per page), and inline images are icons and rules rather than figures."""
     crops: list[Crop] = []
     try:
+        if not _has_image_xobject(page.get("/Resources")):
+            return crops
         images = list(page.images)
     except Exception:  # an undecodable image must not fail the text of the page
         logger.info("images of page %s could not be listed", number, exc_info=True)
