@@ -23,7 +23,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
-from canvas_project.errors import PayloadTooLargeError
+from canvas_project.errors import DependencyUnavailableError, PayloadTooLargeError
 from deals.document_errors import DigitizationError
 from deals.ingestion.crops import digitization_cache_write, document_keys_delete
 from deals.ingestion.digitize import Digitized, digitize
@@ -73,7 +73,7 @@ def document_upload(*, deal: Deal, user, upload) -> Document:
     """Store an uploaded file and queue its ingestion.
 
     Raises PayloadTooLargeError beyond DOCUMENT_MAX_BYTES, UnsupportedDocumentType when the content is
-    not a PDF, XLSX, DOCX or UTF-8 CSV/TXT/MD.
+    not a PDF, XLSX, DOCX or UTF-8 CSV/TXT/MD, DependencyUnavailableError when the storage fails.
     """
     if upload.size > document_max_bytes():
         raise too_large_error(upload.size)
@@ -83,7 +83,11 @@ def document_upload(*, deal: Deal, user, upload) -> Document:
     document = Document(deal=deal, filename=filename, content_type=sniffed.content_type, kind=sniffed.kind,
                         size=upload.size, sha256=sha256, state=FileState.QUEUED, uploaded_by=user)
     # The storage may rename on collision (or S3 may normalise); the row keeps the name it got.
-    document.file.save(filename, upload, save=False)
+    try:
+        document.file.save(filename, upload, save=False)
+    except OSError as exc:  # a full disk, or an unreachable bucket (boto errors subclass OSError too)
+        logger.warning("storing %s failed: %s", filename, exc.__class__.__name__)
+        raise DependencyUnavailableError("File storage") from exc
     try:
         with transaction.atomic():
             document.save(force_insert=True)
@@ -234,3 +238,20 @@ def document_reingest(*, document: Document) -> None:
         Document.objects.filter(pk=document.pk).update(state=FileState.QUEUED, error="",
                                                        updated_at=timezone.now())
         transaction.on_commit(lambda: _enqueue_ingestion(document.pk))
+
+
+def deal_document_files_delete(*, deal: Deal) -> None:
+    """Delete the stored files of every document of a deal once the surrounding transaction commits.
+
+    For the deal deletion service: the rows go by cascade, the files would stay behind in storage.
+    """
+    names = list(Document.objects.filter(deal=deal).values_list("file", flat=True))
+
+    def after_commit() -> None:
+        for name in names:
+            try:
+                default_storage.delete(name)
+            except OSError:
+                logger.warning("stored file %s of deal %s not deleted", name, deal.pk, exc_info=True)
+
+    transaction.on_commit(after_commit)

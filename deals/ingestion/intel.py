@@ -226,7 +226,8 @@ def deal_intel_cached(*, deal_id) -> dict:
         logger.warning("deal intel cache of %s is not JSON; recomputing", deal_id)
     intel = deal_intel_compute(deal_id=deal_id)
     try:
-        get_redis().set(key, json.dumps(intel), ex=keys.DEAL_INTEL_TTL)
+        # NX: a document that finished while we computed has already written fresher intel; keep it.
+        get_redis().set(key, json.dumps(intel), ex=keys.DEAL_INTEL_TTL, nx=True)
     except REDIS_ERRORS as exc:
         logger.warning("deal intel not cached (%s)", exc.__class__.__name__)
     return intel

@@ -321,3 +321,25 @@ def test_admin_reingests_selected_documents(cast, client, django_capture_on_comm
         client.post("/admin/deals/document/", {"action": "reingest", "_selected_action": [doc.pk]})
     doc.refresh_from_db()
     assert doc.state == FileState.QUEUED and queued == [str(doc.pk)]
+
+
+def test_a_storage_failure_is_503_and_leaves_no_row(cast, monkeypatch):
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("django.core.files.storage.FileSystemStorage._save", full_disk)
+    response = _upload(cast.client("editor"), cast.deal, "notes.txt", b"text")
+    assert response.status_code == 503
+    assert response.json()["detail"] == "File storage is unavailable; try again shortly."
+    assert not Document.objects.exists()
+
+
+def test_deleting_a_deal_can_take_its_files_along(cast, django_capture_on_commit_callbacks):
+    from deals.document_services import deal_document_files_delete
+
+    doc = _stored_document(cast.deal)
+    path = doc.file.path
+    with django_capture_on_commit_callbacks(execute=True):
+        deal_document_files_delete(deal=cast.deal)
+        cast.deal.delete()
+    assert not os.path.exists(path)
