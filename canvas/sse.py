@@ -148,3 +148,171 @@ SSE_ENDPOINTS = [
         "tag": "collaboration",
     },
 ]
+
+
+# --- synthesis runs and agent discourse (canvas.runs) -------------------------------------------------
+# Appended by the synthesis work: the run stream, its use by POST /generate, and the discourse ring.
+def _run_status(run_id) -> str | None:
+    from canvas.models import SynthesisRun
+
+    return SynthesisRun.objects.filter(pk=run_id).values_list("status", flat=True).first()
+
+
+def _run_status_of_deal(deal_id, run_id) -> str | None:
+    from canvas.models import SynthesisRun
+
+    return SynthesisRun.objects.filter(pk=run_id, deal_id=deal_id).values_list("status", flat=True).first()
+
+
+_TERMINAL_RUN = ("succeeded", "failed", "cancelled")
+
+
+async def run_event_stream(deal_id, run_id, after: str | None, *,
+                           heartbeat: float = HEARTBEAT_SECONDS) -> AsyncIterator[str]:
+    """A run's events from after `after` (from its first event when None) up to and including `done`,
+    then the response ends. Before the run has written its first event (still queued) it sends pings."""
+    import contextlib
+
+    from canvas import keys
+
+    key = keys.run_key(deal_id, run_id, "events")
+    yield f"retry: {getattr(settings, 'SSE_RETRY_MS', 3000)}\n\n"
+    client = streams.async_redis()
+    if after is None:
+        waited = 0.0
+        while True:
+            try:
+                if await client.exists(key):
+                    break
+            except streams.REDIS_ERRORS:
+                pass
+            if await sync_to_async(_run_status)(run_id) in _TERMINAL_RUN and not await client.exists(key):
+                yield format_reset(streams.Reset("The run's event history is gone (expired or purged); read the run "
+                                                 "with GET /runs/{run_id}.", None))
+                return
+            await asyncio.sleep(0.2)
+            waited += 0.2
+            if waited >= heartbeat:
+                waited = 0.0
+                yield ": ping\n\n"
+        after = "0-0"
+    terminal_heartbeats = 0
+    async with contextlib.aclosing(streams.hub().subscribe(key, after=after, heartbeat=heartbeat)) as items:
+        async for item in items:
+            if item is streams.HEARTBEAT:
+                # a run that ended while Redis lost its `done` must not hold the client forever
+                if await sync_to_async(_run_status)(run_id) in _TERMINAL_RUN:
+                    terminal_heartbeats += 1
+                    if terminal_heartbeats >= 2:
+                        return
+                yield ": ping\n\n"
+            elif isinstance(item, streams.Reset):
+                yield format_reset(item)
+            else:
+                yield format_entry(item)
+                if item.fields.get("type") == "done":
+                    return
+
+
+def run_event_response(deal_id, run_id) -> StreamingHttpResponse:
+    """The whole event stream of a run, as POST /generate answers with Accept: text/event-stream."""
+    return sse_response(run_event_stream(deal_id, run_id, None))
+
+
+async def run_stream(request: HttpRequest, deal_id: str, run_id: str):
+    """GET /api/canvas/{deal_id}/runs/{run_id}/stream (viewer): the run's events; resumable."""
+    import uuid
+
+    from django.http import HttpResponse
+
+    from canvas import keys
+
+    if request.method != "GET":
+        return JsonResponse({"detail": f'Method "{request.method}" not allowed.'}, status=405)
+    try:
+        _user, access = await sync_to_async(_resolve, thread_sensitive=True)(request, deal_id, "viewer")
+        try:
+            run_uuid = uuid.UUID(str(run_id))
+        except ValueError:
+            raise _SseError(JsonResponse({"detail": [{
+                "loc": ["path", "run_id"], "msg": "Input should be a valid UUID.", "type": "uuid_parsing",
+                "input": run_id, "ctx": {}}]}, status=422)) from None
+        after = last_event_id(request)
+    except _SseError as exc:
+        return exc.response
+    status = await sync_to_async(_run_status_of_deal)(access.deal.pk, run_uuid)
+    if status is None:
+        return JsonResponse({"detail": "This deal has no such run."}, status=404)
+    if after is not None and status in _TERMINAL_RUN:
+        # the client saw the end already: 204 tells an EventSource to stop reconnecting
+        try:
+            last = await streams.async_redis().xrevrange(keys.run_key(access.deal.pk, run_uuid, "events"), count=1)
+        except streams.REDIS_ERRORS:
+            last = []
+        entry = streams._decode(last)[0] if last else None
+        if entry is not None and entry.fields.get("type") == "done" and \
+                streams.parse_id(after) >= streams.parse_id(entry.id):
+            return HttpResponse(status=204)
+    return sse_response(run_event_stream(access.deal.pk, run_uuid, after))
+
+
+async def discourse_event_stream(key: str, after: str | None) -> AsyncIterator[str]:
+    """The discourse ring: replayed whole (or after `after`, while that id is still in the ring), then live."""
+    client = streams.async_redis()
+    try:
+        first = streams._decode(await client.xrange(key, count=1))
+    except streams.REDIS_ERRORS:
+        first = []
+    if not first:
+        after = None  # an empty ring: follow from now on
+    elif after is None or streams.parse_id(after) < streams.parse_id(first[0].id):
+        after = "0-0"  # everything the ring still holds
+    async for chunk in event_stream(key, after):
+        yield chunk
+
+
+async def discourse_stream(request: HttpRequest, deal_id: str):
+    """GET /api/canvas/{deal_id}/discourse/stream (viewer): what the deal's agents are doing."""
+    from canvas import keys
+
+    if request.method != "GET":
+        return JsonResponse({"detail": f'Method "{request.method}" not allowed.'}, status=405)
+    try:
+        _user, access = await sync_to_async(_resolve, thread_sensitive=True)(request, deal_id, "viewer")
+        after = last_event_id(request)
+    except _SseError as exc:
+        return exc.response
+    return sse_response(discourse_event_stream(keys.discourse_key(access.deal.pk), after))
+
+
+SSE_ENDPOINTS.extend([
+    {
+        "path": "/api/canvas/{deal_id}/runs/{run_id}/stream",
+        "operation_id": "canvas_run_stream",
+        "extra_path_params": ["run_id"],
+        "summary": "A drafting run's events as server-sent events (viewer)",
+        "description": (
+            "The run's events from its first to `done`, after which the response ends: workflow_started "
+            "{inputs}, node_started {component_id (the section key), component_name, component_type, thoughts}, "
+            "message {component_id, content: a text delta}, message_end {component_id, status, content, "
+            "reference: citations}, node_finished {component_id, inputs, outputs, error, elapsed_time}, "
+            "workflow_finished {status, inputs, outputs: {delivered, missing, failed}, elapsed_time}, error "
+            "{message}, done {status}. Each has `id:`, `event:` and `data:` (JSON). Without Last-Event-ID the "
+            "whole run is replayed (pings while it is still queued); with it, the stream resumes after that event, "
+            "nothing lost or repeated, and answers 204 when that event was `done`. Closing the stream does not "
+            "stop the run. Kept 24 hours."
+        ),
+        "tag": "synthesis",
+    },
+    {
+        "path": "/api/canvas/{deal_id}/discourse/stream",
+        "operation_id": "canvas_discourse_stream",
+        "summary": "The deal's agent discourse as server-sent events (viewer)",
+        "description": (
+            "What the deal's agents do (retrieval, draft, brush, run), a ring of the last 100 events and at most "
+            "2 hours: replayed whole on connect, or after Last-Event-ID while that event is still in the ring, "
+            "then live. Each event's data is {kind, agent, text, run_id?, at}."
+        ),
+        "tag": "synthesis",
+    },
+])
