@@ -218,7 +218,8 @@ class DefaultDrafter:
         chosen: list[tuple[str, Hit]] = []
         seen: set[str] = set()
         for rank, hit in enumerate(request.hits):
-            if hit.score <= 0 or hit.score < MIN_RELATIVE_SCORE * top:
+            # Okapi's idf goes negative in a tiny corpus (a term on most pages): then rank alone decides
+            if rank and top > 0 and hit.score < MIN_RELATIVE_SCORE * top:
                 break
             scored = []
             for position, sentence in enumerate(sentences(hit.passage.text)):
