@@ -122,7 +122,7 @@ class SectionRegenerateApi(DealScopedAPIView):
         deal = self.deal_access.deal
         run = runs.run_create(deal=deal, user=request.user, kind="regenerate", sections=[key],
                               instructions=body["instructions"], enqueue_on_conflict=query["on_conflict"] == "enqueue")
-        return _run_accepted(run, estimated_seconds=runs.estimated_seconds(deal=deal))
+        return _run_accepted(run, estimated_seconds=runs.estimated_seconds(run=run))
 
 
 class RunCollectionApi(DealScopedAPIView):

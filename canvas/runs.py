@@ -134,14 +134,16 @@ def run_create(*, deal: Deal, user: User, kind: str, sections: list[str] | None,
     return run
 
 
-def estimated_seconds(*, deal: Deal, sections: int = 1) -> int:
-    """A guess from the deal's recent runs: their mean seconds per section, plus what is ahead in line."""
-    recent = SynthesisRun.objects.filter(deal=deal, status=RunStatus.SUCCEEDED).exclude(trace_summary=[])[:10]
-    elapsed = [node["elapsed"] for run in recent for node in run.trace_summary if node.get("elapsed") is not None]
+def estimated_seconds(*, run: SynthesisRun) -> int:
+    """A guess from the deal's recent runs: their mean seconds per section, times the run's sections and
+    those of the runs ahead of it in line."""
+    recent = SynthesisRun.objects.filter(deal_id=run.deal_id, status=RunStatus.SUCCEEDED).exclude(trace_summary=[])[:10]
+    elapsed = [node["elapsed"] for r in recent for node in r.trace_summary if node.get("elapsed") is not None]
     per_section = (sum(elapsed) / len(elapsed)) if elapsed else DEFAULT_SECTION_SECONDS
     ahead = sum(max(1, len(r.requested_sections) - len(r.sections_delivered)) for r in
-                SynthesisRun.objects.filter(deal=deal, status__in=ACTIVE_RUN_STATUSES))
-    return max(1, round(per_section * (sections + ahead) + 1))
+                SynthesisRun.objects.filter(deal_id=run.deal_id, status__in=ACTIVE_RUN_STATUSES,
+                                            created_at__lt=run.created_at))
+    return max(1, round(per_section * (len(run.requested_sections) + ahead) + 1))
 
 
 # --- execute ----------------------------------------------------------------------------------------------
