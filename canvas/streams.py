@@ -162,9 +162,12 @@ class StreamHub:
 
         `after`: the last id the client saw (resume), or None to follow from now on.
         """
+        from canvas_project.observability import metrics
+
         subscriber = _Subscriber()
         reader = self._reader(key)
         reader.subscribers.add(subscriber)
+        metrics.sse_subscribers.inc()
         try:
             await reader.ready.wait()
             client = async_redis()
@@ -197,6 +200,7 @@ class StreamHub:
                 last_sent = entry.id
                 yield entry
         finally:
+            metrics.sse_subscribers.dec()
             self._release(key, subscriber)
 
     async def _stale(self, client: aioredis.Redis, key: str, after: str) -> Reset | None:

@@ -9,6 +9,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from canvas_project.api.errors import json_not_found
 from canvas_project.api.health import HealthApi
+from canvas_project.observability import metrics_view
 
 handler404 = "canvas_project.api.errors.json_not_found"
 handler500 = "canvas_project.api.errors.json_server_error"
@@ -16,6 +17,7 @@ handler500 = "canvas_project.api.errors.json_server_error"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/health", HealthApi.as_view(), name="health"),
+    path("metrics", metrics_view, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),

@@ -1,0 +1,140 @@
+"""Request ids, structured JSON logs and Prometheus metrics.
+
+- Every request gets an id (the client's `X-Request-ID` when it is sane, else a new UUID), returned in
+  the `X-Request-ID` response header and attached to every log line written while it is handled,
+  with the deal id when the URL names one.
+- Logs are JSON lines (LOG_FORMAT=json, the default in production) or plain text.
+- Metrics: request latency by route, method and status; purge, run and SSE gauges registered by
+  their own modules through `metrics`. Exposed at GET /metrics (plain text, Prometheus format),
+  open to anyone holding METRICS_TOKEN when it is set, else only to superadmins' sessions.
+No secret ever reaches a log line: headers are never logged, and the filter below masks bearer
+tokens in anything that is.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import re
+import time
+import uuid
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.urls import Resolver404, resolve
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+deal_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("deal_id", default=None)
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_BEARER_RE = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
+
+
+class Metrics:
+    """The process's metrics, in a registry of their own (so tests can read exact values)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.request_latency = Histogram(
+            "dealcanvas_http_request_seconds", "HTTP request latency", ["route", "method", "status"],
+            registry=self.registry, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.purges = Counter("dealcanvas_purges_total", "Purges of per-deal Redis state",
+                              ["source", "mode", "dry_run", "status"], registry=self.registry)
+        self.purged_keys = Counter("dealcanvas_purged_keys_total", "Keys deleted by purges", ["family"],
+                                   registry=self.registry)
+        self.run_seconds = Histogram("dealcanvas_run_seconds", "Synthesis run durations", ["status"],
+                                     registry=self.registry, buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600))
+        self.sse_subscribers = Gauge("dealcanvas_sse_subscribers", "Open SSE subscriptions in this process",
+                                     registry=self.registry)
+
+
+metrics = Metrics()
+
+
+def _route_of(request: HttpRequest) -> tuple[str, str | None]:
+    match = getattr(request, "resolver_match", None)
+    if match is None:
+        try:
+            match = resolve(request.path_info)
+        except Resolver404:
+            return "unmatched", None
+    deal_id = match.kwargs.get("deal_id")
+    return (match.route or match.view_name or "unknown"), (str(deal_id) if deal_id else None)
+
+
+class RequestContextMiddleware:
+    """Request id in and out, request/deal ids for the logs, and the latency histogram."""
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        incoming = request.headers.get("X-Request-ID", "")
+        request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+        route, deal_id = _route_of(request)
+        request.request_id = request_id
+        tokens = (request_id_var.set(request_id), deal_id_var.set(deal_id))
+        started = time.perf_counter()
+        try:
+            response = self.get_response(request)
+        finally:
+            request_id_var.reset(tokens[0])
+            deal_id_var.reset(tokens[1])
+        status = getattr(response, "status_code", 500)
+        # streaming responses are measured to their first byte only; that is what this histogram means
+        metrics.request_latency.labels(route, request.method, str(status)).observe(time.perf_counter() - started)
+        response["X-Request-ID"] = request_id
+        return response
+
+
+class ContextFilter(logging.Filter):
+    """Adds request_id and deal_id to every record, and masks bearer tokens and known secrets."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id_var.get()
+        record.deal_id = deal_id_var.get()
+        message = record.getMessage()
+        masked = _BEARER_RE.sub(r"\1[redacted]", message)
+        for secret in _secrets():
+            if secret and secret in masked:
+                masked = masked.replace(secret, "[redacted]")
+        if masked != message:
+            record.msg, record.args = masked, ()
+        return True
+
+
+def _secrets() -> list[str]:
+    return [*getattr(settings, "INTERNAL_ENGINE_TOKENS", []), getattr(settings, "JWT_SIGNING_KEY", ""),
+            getattr(settings, "SECRET_KEY", ""), getattr(settings, "METRICS_TOKEN", "")]
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        payload = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": getattr(record, "request_id", None),
+            "deal_id": getattr(record, "deal_id", None),
+        }
+        if record.exc_info:
+            payload["exception"] = _BEARER_RE.sub(r"\1[redacted]", self.formatException(record.exc_info))
+        return json.dumps(payload, default=str)
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """GET /metrics: Prometheus text format. METRICS_TOKEN as a bearer token, or a superadmin session."""
+    import hmac
+
+    expected = getattr(settings, "METRICS_TOKEN", "")
+    presented = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    allowed = (expected and hmac.compare_digest(presented.encode(), expected.encode())) or (
+        getattr(request, "user", None) is not None and request.user.is_authenticated and request.user.is_superuser
+    )
+    if not allowed:
+        return HttpResponse('{"detail": "Metrics need METRICS_TOKEN or a superadmin session."}', status=401,
+                            content_type="application/json")
+    return HttpResponse(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
