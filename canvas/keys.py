@@ -169,6 +169,8 @@ _KEY_RE = re.compile(r"^" + PREFIX + r":(?P<kind>[a-z_]+):\{(?P<deal>[0-9a-f-]{3
 _KEY_RE_BYTES = re.compile(_KEY_RE.pattern.encode())
 _FAMILY_OF_KIND = {**{kind: family.name for kind, family in _KIND_TO_FAMILY.items()}, "index": "index"}
 _FAMILY_OF_KIND_BYTES = {kind.encode(): name for kind, name in _FAMILY_OF_KIND.items()}
+_match_bytes = _KEY_RE_BYTES.match
+_family_of_kind_bytes = _FAMILY_OF_KIND_BYTES.get
 
 
 def fixed_keys(deal_id) -> dict[str, list[str]]:
@@ -182,14 +184,13 @@ def fixed_keys(deal_id) -> dict[str, list[str]]:
 def classify(key: str | bytes) -> tuple[str, str] | None:
     """(family name, deal id) of a per-deal key, ("index", deal id) for the index, or None."""
     if isinstance(key, bytes):
-        # Bytes straight from SCAN: matched without decoding the whole name (purge of mode all
-        # classifies every key of the keyspace, so this path is the hot one).
-        match = _KEY_RE_BYTES.match(key)
+        # Bytes straight from SCAN, matched without decoding the whole name: a purge of mode all
+        # classifies every key of the keyspace, so this path is the hot one.
+        match = _match_bytes(key)
         if match is None:
             return None
-        kind, deal = match.group(1, 2)
-        family = _FAMILY_OF_KIND_BYTES.get(kind)
-        return (family, deal.decode("ascii")) if family else None
+        family = _family_of_kind_bytes(match[1])
+        return (family, match[2].decode("ascii")) if family else None
     match = _KEY_RE.match(key)
     if match is None:
         return None

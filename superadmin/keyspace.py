@@ -218,8 +218,8 @@ _UNDECIDED = object()
 class _NodeWalk:
     """One SCAN pass over one node, classifying and deleting as it goes.
 
-    Each round trip carries the UNLINKs of keys already decided, the activity checks of deals first
-    seen in the previous batch, and the next SCAN, so the walk costs one round trip per batch.
+    A key's deal is decided once (purge, or skip and why); with exclude_active_within_secs a deal first
+    seen is held until its activity check (an XREVRANGE sent with the next bundle) answers.
     """
 
     def __init__(
