@@ -22,6 +22,7 @@ import time
 import uuid
 from datetime import datetime, timedelta
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -86,8 +87,10 @@ def _lock_deal_runs(deal_id) -> None:
 def _enqueue(run_id) -> None:
     from canvas.tasks import run_synthesis
 
+    budget = config.time_budget_seconds()
     try:
-        run_synthesis.delay(str(run_id))
+        # a run stuck past its budget (a hung model call) is stopped, freeing the worker; the row is failed
+        run_synthesis.apply_async(args=[str(run_id)], soft_time_limit=budget + 60, time_limit=budget + 120)
     except Exception:  # noqa: BLE001 - the broker is down: the row stays queued; the sweeper re-enqueues it
         logger.exception("could not enqueue run %s; the sweeper will retry", run_id)
 
@@ -284,6 +287,11 @@ def run_execute(*, run_id) -> str:
                                               "text": f"Drafting {len(run.requested_sections)} section(s)."})
     try:
         results = _execute(run, deal, user)
+    except SoftTimeLimitExceeded:
+        finished = run_finish(run_id=run.pk, status=RunStatus.FAILED, elapsed=time.monotonic() - started,
+                              error=f"The run was stopped {config.time_budget_seconds() + 60} s after it started "
+                                    "(its time budget plus a minute).")
+        return finished.status if finished else _status_of(run.pk)
     except Exception as exc:  # noqa: BLE001 - any failure ends the run failed, with its reason
         logger.exception("run %s failed", run.pk)
         finished = run_finish(run_id=run.pk, status=RunStatus.FAILED, error=f"{exc.__class__.__name__}: {exc}",

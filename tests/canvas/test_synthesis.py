@@ -364,3 +364,17 @@ def test_the_sweeper_fails_silent_and_ancient_runs_and_records_them(cast, settin
     assert names == ["error", "workflow_finished", "done"]
     assert read_canvas(cast.deal.pk).head["last_run"]["missing_required"] == ["risks"]
     assert runs.runs_sweep_dead() == []  # nothing twice
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_stopped_by_the_task_time_limit_is_failed(cast, monkeypatch):
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    def hung(*args, **kwargs):
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(runs, "_execute", hung)
+    run = _create(cast, sections=["risks"])
+    assert runs.run_execute(run_id=run.pk) == RunStatus.FAILED
+    run.refresh_from_db()
+    assert "time budget" in run.error and run.sections_missing == ["risks"]
