@@ -70,17 +70,12 @@ def deal_commands(deal: str) -> list[tuple]:
     variable: list[tuple] = []
     variable += [("SET", keys.lock_key(deal, f"section{i}"), "token", "EX", 3600) for i in range(5)]
     variable += [
-        ("SET", keys.image_crop_key(deal, f"doc{i // 10}", i % 10), value, "EX", keys.IMAGE_CROP_TTL)
-        for i in range(40)
+        ("SET", keys.image_crop_key(deal, f"doc{i // 10}", i % 10), value, "EX", keys.IMAGE_CROP_TTL) for i in range(40)
     ]
-    variable += [
-        ("SET", keys.digitization_key(deal, f"doc{i}"), value, "EX", keys.DIGITIZATION_TTL) for i in range(10)
-    ]
+    variable += [("SET", keys.digitization_key(deal, f"doc{i}"), value, "EX", keys.DIGITIZATION_TTL) for i in range(10)]
     variable += [("SET", keys.brush_key(deal, f"brush{i}"), value, "EX", keys.BRUSH_TTL) for i in range(30)]
     for run in ("r0", "r1"):
-        variable.append(
-            ("XADD", keys.run_key(deal, run, "events"), f"{now_ms}-0", "event", "workflow_started")
-        )
+        variable.append(("XADD", keys.run_key(deal, run, "events"), f"{now_ms}-0", "event", "workflow_started"))
         variable.append(("SET", keys.run_key(deal, run, "cancel"), "1", "EX", keys.RUN_CANCEL_TTL))
         variable.append(("SET", keys.run_key(deal, run, "trace"), value, "EX", keys.RUN_TRACE_TTL))
     index = ("SADD", keys.index_key(deal), *(command[1] for command in variable))
@@ -264,9 +259,7 @@ def worker(port: int, kind: str, deals: int) -> None:
                 deleted += sum(pipe.execute())
         extra = {}
     else:
-        outcome = keyspace.purge_all_keys(
-            client=client, include_protected=(kind == "ours-all"), dry_run=False
-        )
+        outcome = keyspace.purge_all_keys(client=client, include_protected=(kind == "ours-all"), dry_run=False)
         deleted = sum(outcome.counts.values()) + outcome.indexes_deleted
         extra = {"deals_seen": len(outcome.deals_seen), "scanned": outcome.scanned}
     seconds = time.perf_counter() - started
@@ -372,6 +365,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--deals", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=200, help="by_deal measurements per keyspace size")
+    parser.add_argument("--repeat", type=int, default=2, help="runs of each mode-all measurement; best kept")
     parser.add_argument("--worker", choices=WORKERS, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -401,12 +395,26 @@ def main() -> None:
         def in_worker(kind: str):
             return lambda: run_worker(server, kind, args.deals)
 
-        xargs = timed_deletion(server, payload, "redis-cli --scan | xargs unlink", lambda: run_xargs(server))
-        ceiling = timed_deletion(server, payload, "pipelined UNLINK of known keys", in_worker("ceiling"))
-        scan_order = timed_deletion(server, payload, "  same, keys in SCAN order", in_worker("scan-order"))
-        ours = timed_deletion(server, payload, "purge all, include_checkpoints", in_worker("ours-all"))
-        assert ours["left"] == len(foreign_commands()), "only the non-deal keys may remain"
-        default = timed_deletion(server, payload, "purge all, default (runs kept)", in_worker("ours-default"))
+        methods = {
+            "xargs": ("redis-cli --scan | xargs unlink", lambda: run_xargs(server)),
+            "ceiling": ("pipelined UNLINK of known keys", in_worker("ceiling")),
+            "scan_order": ("  same, keys in SCAN order", in_worker("scan-order")),
+            "ours": ("purge all, include_checkpoints", in_worker("ours-all")),
+            "default": ("purge all, default (runs kept)", in_worker("ours-default")),
+        }
+        best: dict[str, dict] = {}
+        worst_p99: dict[str, float] = {}
+        for repeat in range(args.repeat):
+            if args.repeat > 1:
+                print(f" round {repeat + 1} of {args.repeat}:")
+            for name, (label, run) in methods.items():
+                figures = timed_deletion(server, payload, label, run)
+                if name == "ours":
+                    assert figures["left"] == len(foreign_commands()), "only the non-deal keys may remain"
+                if name not in best or figures["rate"] > best[name]["rate"]:
+                    best[name] = figures
+                worst_p99[name] = max(worst_p99.get(name, 0.0), figures["probe"]["p99_ms"])
+        xargs, ceiling, scan_order, ours, default = (best[n] for n in methods)
 
         print(f"by_deal, a {KEYS_PER_DEAL}-key deal, {args.rounds} purges each (deal restored before each):")
         server.client.flushall()
@@ -428,7 +436,7 @@ def main() -> None:
     unlink_us = ours["server_us_per_key"].get("unlink", 0)
     scan_us = ours["server_us_per_key"].get("scan", 0)
     ceiling_us = ceiling["server_us_per_key"].get("unlink", 0)
-    print("\nratios (same run):")
+    print(f"\nratios (same run; mode all: the best of {args.repeat} runs of each):")
     _line(
         "purge all vs redis-cli --scan | xargs unlink:",
         f"{ours['rate'] / xargs['rate']:.2f}x  (goal >= 1.5x)",
@@ -444,13 +452,14 @@ def main() -> None:
         f"SCAN {scan_us:.2f} us + UNLINK {unlink_us:.2f} us (known-keys UNLINK: {ceiling_us:.2f} us)",
     )
     _line(
-        "by_deal, 1M keys vs 1k keys present (median):",
+        f"by_deal, {big_keys:,} vs {small_keys:,} keys present (median):",
         f"{big['median_ms'] / small['median_ms']:.2f}x  ({big['median_ms']:.2f} ms vs "
         f"{small['median_ms']:.2f} ms; goal ~1x, a few ms)",
     )
     _line(
         "GET probe p99 during purge all:",
-        f"{ours['probe']['p99_ms']:.2f} ms  (goal < 10 ms; idle {idle['p99_ms']:.2f} ms, during xargs "
+        f"{ours['probe']['p99_ms']:.2f} ms, worst run {worst_p99['ours']:.2f} ms  (goal < 10 ms; "
+        f"idle {idle['p99_ms']:.2f} ms, during xargs "
         f"{xargs['probe']['p99_ms']:.2f} ms, during the known-keys UNLINK "
         f"{ceiling['probe']['p99_ms']:.2f} ms)",
     )
