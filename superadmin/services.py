@@ -30,6 +30,7 @@ from django.utils import timezone
 from canvas import store
 from canvas.selectors import active_run_ids
 from canvas_project.errors import DomainError
+from canvas_project.observability import metrics
 from deals.models import Deal
 from superadmin import keyspace, selectors
 from superadmin.errors import ActiveRunConflict, DealOrgMismatch, OrgUnknown, PurgeInputInvalid
@@ -199,6 +200,12 @@ def _finish(
         audit.result = result.as_dict()
         audit.keys_total = result.keys_total
     audit.save(update_fields=["status", "error", "finished_at", "duration_ms", "result", "keys_total"])
+    metrics.purges.labels(source=audit.source, mode=audit.mode, dry_run=str(audit.dry_run).lower(),
+                          status=status).inc()
+    if result is not None and not result.dry_run:
+        for family, count in result.keys_by_family.items():
+            if count:
+                metrics.purged_keys.labels(family=family).inc(count)
     return duration_ms
 
 

@@ -292,3 +292,17 @@ def test_the_index_rewrite_keeps_entries_of_keys_written_during_the_walk(redis_c
     redis_client.xadd(run, {"event": "x"})
     keyspace._rewrite_indexes(client=redis_client, deals=[deal], kept={deal: {run.encode()}})
     assert {m.decode() for m in redis_client.smembers(keys.index_key(deal))} == {written_meanwhile, run}
+
+
+def test_purges_are_counted_in_the_metrics(two_deals):
+    from canvas_project.observability import metrics
+
+    def sample(name: str, **labels) -> float:
+        return metrics.registry.get_sample_value(name, labels) or 0.0
+
+    purges = {"source": "command", "mode": "by_deal", "dry_run": "false", "status": "succeeded"}
+    before = sample("dealcanvas_purges_total", **purges), sample("dealcanvas_purged_keys_total", family="events")
+    purge(mode="by_deal", deal_id=two_deals[0].pk)
+    purge(mode="by_deal", deal_id=two_deals[0].pk, dry_run=True)
+    assert sample("dealcanvas_purges_total", **purges) == before[0] + 1
+    assert sample("dealcanvas_purged_keys_total", family="events") == before[1] + 3
