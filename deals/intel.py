@@ -7,10 +7,12 @@ cached values are recomputed from PostgreSQL.
 
 from __future__ import annotations
 
+from deals.ingestion.crops import crop_get, digitization_cache_get
 from deals.ingestion.intake import intake_summary_cached
 from deals.ingestion.intel import METRIC_NAMES, deal_intel_cached, ready_passages
 
-__all__ = ["METRIC_NAMES", "deal_intel_get", "deal_passages", "intake_summary_get"]
+__all__ = ["METRIC_NAMES", "deal_intel_get", "deal_passages", "document_crop_get", "document_digitization_get",
+           "intake_summary_get"]
 
 
 def deal_intel_get(*, deal) -> dict:
@@ -38,3 +40,15 @@ def deal_passages(*, deal_id) -> list[dict]:
         {"document_id": p.document_id, "filename": p.filename, "page": p.page, "text": p.text}
         for p in ready_passages(deal_id=deal_id)
     ]
+
+
+def document_digitization_get(*, deal_id, document_id) -> dict | None:
+    """The digitization cache of a document ({document_id, filename, kind, sha256, pages: [{page, label,
+    text}], crops: [{index, page, name, format, width, height, bytes}], digitized_at}), or None when it
+    expired, Redis is down, or the document is not ingested. Pages are durable in DocumentPage."""
+    return digitization_cache_get(deal_id=deal_id, document_id=document_id)
+
+
+def document_crop_get(*, deal_id, document_id, index: int) -> bytes | None:
+    """The bytes of figure `index` cropped from a PDF (format in the digitization cache), or None."""
+    return crop_get(deal_id=deal_id, document_id=document_id, index=index)

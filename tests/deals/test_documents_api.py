@@ -343,3 +343,12 @@ def test_deleting_a_deal_can_take_its_files_along(cast, django_capture_on_commit
         deal_document_files_delete(deal=cast.deal)
         cast.deal.delete()
     assert not os.path.exists(path)
+
+
+def test_listing_costs_the_same_few_queries_for_many_documents(cast, django_assert_max_num_queries):
+    for n in range(12):
+        _stored_document(cast.deal, name=f"doc{n}.pdf")
+    client = cast.client("viewer")
+    with django_assert_max_num_queries(4):  # user, deal with the caller's grant, the documents
+        response = client.get(_url(cast.deal))
+    assert len(response.json()) == 12

@@ -17,9 +17,14 @@ from PIL import Image
 from canvas import keys
 from canvas_project.redis_client import get_redis
 from deals.document_services import document_ingest, fail_stuck_ingestions
-from deals.ingestion.crops import crop_get
 from deals.ingestion.intel import Passage, extract_metrics
-from deals.intel import deal_intel_get, deal_passages, intake_summary_get
+from deals.intel import (
+    deal_intel_get,
+    deal_passages,
+    document_crop_get,
+    document_digitization_get,
+    intake_summary_get,
+)
 from deals.models import Document, DocumentPage, FileState
 from deals.tasks import sweep_stuck_ingestions
 from tests.deals import fixtures_documents as docs
@@ -146,7 +151,8 @@ def test_end_to_end_pdf_and_xlsx_on_the_worker(cast, celery_worker, media):
     assert 0 < redis.ttl(crop_key) <= keys.IMAGE_CROP_TTL
     index = redis.smembers(keys.index_key(cast.deal.pk))
     assert {crop_key.encode(), keys.digitization_key(cast.deal.pk, om.pk).encode()} <= index
-    assert crop_get(deal_id=cast.deal.pk, document_id=om.pk, index=0) == redis.get(crop_key)
+    assert document_crop_get(deal_id=cast.deal.pk, document_id=om.pk, index=0) == redis.get(crop_key)
+    assert document_digitization_get(deal_id=cast.deal.pk, document_id=om.pk) == cache
 
     intel = client.get(f"/api/deals/{cast.deal.pk}/intel").json()["metrics"]
     source = {"document_id": str(om.pk), "filename": "Riverside OM.pdf"}
