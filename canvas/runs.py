@@ -393,8 +393,8 @@ def run_finish(*, run_id, status: str, error: str = "", results: list[dict] | No
 
 
 def _record_last_run(deal: Deal, run: SynthesisRun) -> None:
-    """head.last_run = {run_id, status, missing_required, delivered, finished_at}; a snapshot when the run
-    delivered anything (a restore point of what the AI wrote)."""
+    """head.last_run = {run_id, status, missing_required, delivered, missing, failed, finished_at}; a
+    snapshot when the run delivered anything (a restore point of what the AI wrote)."""
     from canvas.services import _write_memo
 
     try:
@@ -406,7 +406,8 @@ def _record_last_run(deal: Deal, run: SynthesisRun) -> None:
     missing_required = [k for k in run.requested_sections
                         if k not in run.sections_delivered and k in plans and plans[k].required]
     last_run = {"run_id": str(run.pk), "status": run.status, "missing_required": missing_required,
-                "delivered": list(run.sections_delivered), "finished_at": run.finished_at.isoformat()}
+                "delivered": list(run.sections_delivered), "missing": list(run.sections_missing),
+                "failed": list(run.sections_failed), "finished_at": run.finished_at.isoformat()}
 
     def mutate(doc: CanvasDoc, now: str) -> list[str] | None:
         doc.head["last_run"] = last_run
