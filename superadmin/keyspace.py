@@ -280,16 +280,11 @@ class _NodeWalk:
         return _PENDING
 
     def _take_batch(self, found: list[bytes]) -> None:
-        """Classify one SCAN batch and queue what goes. The hot loop of mode all: locals, no calls
-        beyond the registry's classify() for a key whose deal is already decided."""
-        classify, allowed, seen, decided = keys.classify, self.allowed, self.outcome.deals_seen, self.decided
+        """Classify one SCAN batch (in one pass, through the registry) and queue what goes."""
+        allowed, seen, decided = self.allowed, self.outcome.deals_seen, self.decided
         left_alone, queue, groups = self.left_alone, self._queue, self.groups
         fast = self.cross_slot and not self.dry_run
-        for key in found:
-            found_key = classify(key)
-            if found_key is None:
-                continue
-            family, deal = found_key
+        for key, family, deal in keys.classify_batch(found):
             if allowed is not None and deal not in allowed:
                 continue
             seen.add(deal)
