@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import connection
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from rest_framework.exceptions import APIException
 from rest_framework_simplejwt.authentication import JWTAuthentication
@@ -56,6 +57,23 @@ def _resolve(request: HttpRequest, deal_id: str, minimum: str) -> tuple[object, 
     return user, access
 
 
+def _released(fn: Callable) -> Callable:
+    """`fn` on the request's sync thread, then its pooled DB connection goes back to the pool.
+
+    Django returns a thread's connection only at request_finished, which for a stream comes when the
+    stream ends: without this every open stream would pin one pooled connection (DB_POOL_MAX_SIZE
+    streams per worker, the next one waits DB_POOL_TIMEOUT and fails with a 500).
+    """
+
+    def call(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            connection.close()
+
+    return sync_to_async(call, thread_sensitive=True)
+
+
 def last_event_id(request: HttpRequest) -> str | None:
     """The client's resume point. Raises _SseError (422 at header or query) when malformed."""
     header = request.headers.get("Last-Event-ID")
@@ -70,10 +88,8 @@ def last_event_id(request: HttpRequest) -> str | None:
     return value
 
 
-def format_entry(entry: streams.Entry) -> str:
-    event = entry.fields.get("type", "message")
-    data = entry.fields.get("data", "{}")
-    return f"id: {entry.id}\nevent: {event}\ndata: {data}\n\n"
+def format_entry(entry: streams.Entry) -> bytes:
+    return entry.wire  # built once per entry, however many subscribers send it
 
 
 def format_reset(reset: streams.Reset) -> str:
@@ -86,13 +102,13 @@ async def event_stream(key: str, after: str | None, *, on_close: Callable[[], No
                        heartbeat: float = HEARTBEAT_SECONDS) -> AsyncIterator[str]:
     yield f"retry: {getattr(settings, 'SSE_RETRY_MS', 3000)}\n\n"
     try:
-        async for item in streams.hub().subscribe(key, after=after, heartbeat=heartbeat):
+        async for item in streams.hub().subscribe_batches(key, after=after, heartbeat=heartbeat):
             if item is streams.HEARTBEAT:
                 yield ": ping\n\n"
             elif isinstance(item, streams.Reset):
                 yield format_reset(item)
             else:
-                yield format_entry(item)
+                yield b"".join([entry.wire for entry in item])  # what is already queued leaves in one write
     except asyncio.CancelledError:
         raise  # the client went away: the hub's finally has released the subscription
     finally:
@@ -113,7 +129,7 @@ async def open_deal_stream(request: HttpRequest, deal_id: str, *, minimum: str,
     if request.method != "GET":
         return JsonResponse({"detail": f'Method "{request.method}" not allowed.'}, status=405)
     try:
-        _user, access = await sync_to_async(_resolve, thread_sensitive=True)(request, deal_id, minimum)
+        _user, access = await _released(_resolve)(request, deal_id, minimum)
         after = last_event_id(request)
     except _SseError as exc:
         return exc.response
@@ -186,7 +202,7 @@ async def run_event_stream(deal_id, run_id, after: str | None, *,
                     break
             except streams.REDIS_ERRORS:
                 pass
-            if await sync_to_async(_run_status)(run_id) in _TERMINAL_RUN and not await client.exists(key):
+            if await _released(_run_status)(run_id) in _TERMINAL_RUN and not await client.exists(key):
                 yield format_reset(streams.Reset("The run's event history is gone (expired or purged); read the run "
                                                  "with GET /runs/{run_id}.", None))
                 return
@@ -201,7 +217,7 @@ async def run_event_stream(deal_id, run_id, after: str | None, *,
         async for item in items:
             if item is streams.HEARTBEAT:
                 # a run that ended while Redis lost its `done` must not hold the client forever
-                if await sync_to_async(_run_status)(run_id) in _TERMINAL_RUN:
+                if await _released(_run_status)(run_id) in _TERMINAL_RUN:
                     terminal_heartbeats += 1
                     if terminal_heartbeats >= 2:
                         return
@@ -230,7 +246,7 @@ async def run_stream(request: HttpRequest, deal_id: str, run_id: str):
     if request.method != "GET":
         return JsonResponse({"detail": f'Method "{request.method}" not allowed.'}, status=405)
     try:
-        _user, access = await sync_to_async(_resolve, thread_sensitive=True)(request, deal_id, "viewer")
+        _user, access = await _released(_resolve)(request, deal_id, "viewer")
         try:
             run_uuid = uuid.UUID(str(run_id))
         except ValueError:
@@ -240,7 +256,7 @@ async def run_stream(request: HttpRequest, deal_id: str, run_id: str):
         after = last_event_id(request)
     except _SseError as exc:
         return exc.response
-    status = await sync_to_async(_run_status_of_deal)(access.deal.pk, run_uuid)
+    status = await _released(_run_status_of_deal)(access.deal.pk, run_uuid)
     if status is None:
         return JsonResponse({"detail": "This deal has no such run."}, status=404)
     if after is not None and status in _TERMINAL_RUN:
@@ -278,7 +294,7 @@ async def discourse_stream(request: HttpRequest, deal_id: str):
     if request.method != "GET":
         return JsonResponse({"detail": f'Method "{request.method}" not allowed.'}, status=405)
     try:
-        _user, access = await sync_to_async(_resolve, thread_sensitive=True)(request, deal_id, "viewer")
+        _user, access = await _released(_resolve)(request, deal_id, "viewer")
         after = last_event_id(request)
     except _SseError as exc:
         return exc.response

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -44,6 +45,17 @@ def valid_stream_id(value: str | None) -> bool:
 class Entry:
     id: str
     fields: dict[str, str]
+
+    @functools.cached_property
+    def order(self) -> tuple[int, int]:
+        """The id as (ms, seq), parsed once however many subscribers compare it."""
+        return parse_id(self.id)
+
+    @functools.cached_property
+    def wire(self) -> bytes:
+        """The SSE form, built once however many subscribers send it."""
+        event, data = self.fields.get("type", "message"), self.fields.get("data", "{}")
+        return f"id: {self.id}\nevent: {event}\ndata: {data}\n\n".encode()
 
 
 @dataclass(frozen=True)
@@ -80,9 +92,11 @@ def _decode(entries) -> list[Entry]:
 
 
 class _Subscriber:
-    def __init__(self) -> None:
+    def __init__(self, heartbeat: float) -> None:
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=QUEUE_SIZE)
         self.overflowed = False
+        self.heartbeat = heartbeat
+        self.last_yield = asyncio.get_running_loop().time()
 
     def offer(self, entry: Entry) -> None:
         if self.overflowed:
@@ -104,9 +118,21 @@ class _Reader:
         self.ready = asyncio.Event()
         self.task = asyncio.create_task(self._run(), name=f"stream-reader:{key}")
 
+    async def _tick(self) -> None:
+        """Heartbeats for quiet subscribers: one timer per stream, not one per wait of each subscriber."""
+        loop = asyncio.get_running_loop()
+        while True:
+            period = min((s.heartbeat for s in self.subscribers), default=BLOCK_MS / 1000)
+            await asyncio.sleep(min(max(period / 8, 0.05), 2.0))
+            now = loop.time()
+            for subscriber in list(self.subscribers):
+                if now - subscriber.last_yield >= subscriber.heartbeat and subscriber.queue.empty():
+                    subscriber.queue.put_nowait(HEARTBEAT)
+
     async def _run(self) -> None:
         client = aioredis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT)
         backoff = 0.2
+        ticker = asyncio.create_task(self._tick(), name=f"stream-heartbeat:{self.key}")
         try:
             while True:
                 try:
@@ -128,6 +154,7 @@ class _Reader:
                         for subscriber in list(self.subscribers):
                             subscriber.offer(entry)
         finally:
+            ticker.cancel()
             await client.aclose()
 
 
@@ -158,13 +185,23 @@ class StreamHub:
         return sum(len(r.subscribers) for r in self._readers.values())
 
     async def subscribe(self, key: str, *, after: str | None, heartbeat: float) -> AsyncIterator[object]:
-        """Yield Entry, Reset or HEARTBEAT until the consumer stops iterating (or is cancelled).
+        """Yield Entry, Reset or HEARTBEAT until the consumer stops iterating (or is cancelled)."""
+        async for item in self.subscribe_batches(key, after=after, heartbeat=heartbeat):
+            if isinstance(item, list):
+                for entry in item:
+                    yield entry
+            else:
+                yield item
+
+    async def subscribe_batches(self, key: str, *, after: str | None, heartbeat: float) -> AsyncIterator[object]:
+        """Yield list[Entry] (everything already queued, in order), Reset or HEARTBEAT.
 
         `after`: the last id the client saw (resume), or None to follow from now on.
         """
         from canvas_project.observability import metrics
 
-        subscriber = _Subscriber()
+        subscriber = _Subscriber(heartbeat)
+        loop = asyncio.get_running_loop()
         reader = self._reader(key)
         reader.subscribers.add(subscriber)
         metrics.sse_subscribers.inc()
@@ -178,27 +215,40 @@ class StreamHub:
                     yield reset
                     last_sent = reset.last_event_id
                 else:
-                    async for entry in self._catch_up(client, key, after):
-                        last_sent = entry.id
-                        yield entry
+                    async for batch in self._catch_up(client, key, after):
+                        last_sent = batch[-1].id
+                        yield batch
+            queue = subscriber.queue
+            floor: tuple[str, tuple[int, int]] | None = None
             while True:
                 if subscriber.overflowed:
                     subscriber.overflowed = False
-                    while not subscriber.queue.empty():
-                        subscriber.queue.get_nowait()
-                    async for entry in self._catch_up(client, key, last_sent or "0-0"):
-                        last_sent = entry.id
-                        yield entry
+                    while not queue.empty():
+                        queue.get_nowait()
+                    async for batch in self._catch_up(client, key, last_sent or "0-0"):
+                        last_sent = batch[-1].id
+                        yield batch
                     continue
-                try:
-                    entry = await asyncio.wait_for(subscriber.queue.get(), timeout=heartbeat)
-                except TimeoutError:
+                first = await queue.get() if queue.empty() else queue.get_nowait()
+                if first is HEARTBEAT:  # put by the reader's ticker after `heartbeat` s of quiet
+                    subscriber.last_yield = loop.time()
                     yield HEARTBEAT
                     continue
-                if last_sent is not None and parse_id(entry.id) <= parse_id(last_sent):
-                    continue  # already sent during the catch-up
-                last_sent = entry.id
-                yield entry
+                batch = [first]
+                while not queue.empty():  # what is already queued leaves in one write
+                    item = queue.get_nowait()
+                    if item is not HEARTBEAT:
+                        batch.append(item)
+                if last_sent is not None:
+                    if floor is None or floor[0] != last_sent:
+                        floor = (last_sent, parse_id(last_sent))
+                    if batch[0].order <= floor[1]:
+                        batch = [entry for entry in batch if entry.order > floor[1]]  # sent by a catch-up
+                if batch:
+                    last_sent = batch[-1].id
+                    floor = (last_sent, batch[-1].order)
+                    subscriber.last_yield = loop.time()
+                    yield batch
         finally:
             metrics.sse_subscribers.dec()
             self._release(key, subscriber)
@@ -218,16 +268,16 @@ class StreamHub:
             return Reset("Your last event is not in this history; reload the canvas.", tail)
         return None
 
-    async def _catch_up(self, client: aioredis.Redis, key: str, after: str) -> AsyncIterator[Entry]:
+    async def _catch_up(self, client: aioredis.Redis, key: str, after: str) -> AsyncIterator[list[Entry]]:
         cursor = after
         while True:
             try:
                 batch = _decode(await client.xrange(key, min=f"({cursor}", count=CATCH_UP_BATCH))
             except REDIS_ERRORS:
                 return
-            for entry in batch:
-                cursor = entry.id
-                yield entry
+            if batch:
+                cursor = batch[-1].id
+                yield batch
             if len(batch) < CATCH_UP_BATCH:
                 return
 

@@ -142,3 +142,25 @@ def test_a_malformed_last_event_id_is_422_at_header(service, cast):
     response = httpx.get(_url(service, cast), headers=headers, timeout=10)
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["header", "Last-Event-ID"]
+
+
+def test_open_streams_do_not_hold_database_connections(cast):
+    """With a pool of 2 connections, 4 concurrent streams all open: a stream releases its connection
+    once it is authorised (found by bench/events: each stream used to pin one until it closed)."""
+    server = ServiceProcess({
+        "DJANGO_SETTINGS_MODULE": "canvas_project.settings",
+        "DATABASE_URL": database_url_of(connection.settings_dict),
+        "REDIS_URL": settings.REDIS_URL,
+        "DB_POOL_MAX_SIZE": "2",
+        "DB_POOL_TIMEOUT": "2",
+    }).start()
+    readers = []
+    try:
+        for _ in range(4):
+            readers.append(SseReader(_url(server, cast), _token(cast)).start())
+        assert [r.status for r in readers] == [200, 200, 200, 200]
+        assert httpx.get(f"{server.url}/api/health", timeout=10).status_code == 200
+    finally:
+        for reader in readers:
+            reader.close()
+        server.stop()
