@@ -134,6 +134,10 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Periodic sweepers (run `celery -A canvas_project beat` beside the workers in production).
+CELERY_BEAT_SCHEDULE = {
+    "sweep-stuck-ingestions": {"task": "deals.sweep_stuck_ingestions", "schedule": 300.0},
+}
 
 # --- API --------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -224,6 +228,8 @@ LANGGRAPH_POOL_MAX_SIZE = env_int("LANGGRAPH_POOL_MAX_SIZE", 10)
 LANGGRAPH_POOL_TIMEOUT = float(env_str("LANGGRAPH_POOL_TIMEOUT", "3"))
 # A 500,000-character memo in multi-byte UTF-8 plus JSON escaping fits under 5 MB.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 5 * 1024 * 1024)
+# Uploads: larger files answer 413. A proxy in front needs client_max_body_size >= this + 64 KB.
+DOCUMENT_MAX_BYTES = env_int("DOCUMENT_MAX_BYTES", 50 * 1024 * 1024)
 DASHBOARD_PAGE_SIZE = env_int("DASHBOARD_PAGE_SIZE", 20)
 DASHBOARD_MAX_PAGE_SIZE = 100
 
@@ -237,7 +243,12 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 # Without `collectstatic` (development, tests) WhiteNoise finds files in the apps directly.
 WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", not PRODUCTION)
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Documents on local disk (MEDIA_ROOT) unless DOCUMENT_STORAGE_BUCKET names an S3-compatible bucket
+    # (then install django-storages[s3]).
+    "default": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {
+        "bucket_name": env_str("DOCUMENT_STORAGE_BUCKET", ""), "endpoint_url": env_str("S3_ENDPOINT_URL", "") or None,
+        "file_overwrite": False}} if env_str("DOCUMENT_STORAGE_BUCKET", "") else
+    {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage" if PRODUCTION
                     else "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }

@@ -149,8 +149,11 @@ def _discard_on_commit(deal_ids: list[uuid.UUID]) -> None:
 
 @transaction.atomic
 def deal_delete(*, deal: Deal) -> None:
-    """Delete the deal; once committed, its memo, checkpoints and Redis state go too."""
+    """Delete the deal; once committed, its files, memo, checkpoints and Redis state go too."""
+    from deals.document_services import deal_document_files_delete
+
     deal_id = deal.pk
+    deal_document_files_delete(deal=deal)
     deal.delete()
     _discard_on_commit([deal_id])
 
@@ -171,6 +174,10 @@ def deals_batch_delete(*, user: User, deal_ids: Iterable[uuid.UUID], token_deal_
     if not_owned:
         raise RoleTooLow("Only owners can delete deals; you do not own: " + ", ".join(not_owned)
                          + ". Nothing was deleted.")
+    from deals.document_services import deal_document_files_delete
+
+    for deal in Deal.objects.filter(pk__in=wanted):
+        deal_document_files_delete(deal=deal)
     Deal.objects.filter(pk__in=wanted).delete()
     _discard_on_commit(wanted)
     return wanted

@@ -187,3 +187,19 @@ def test_deleting_a_deal_discards_its_memo_and_redis_state(cast, django_capture_
     assert read_canvas(cast.deal.pk) is None
     assert read_snapshots(cast.deal.pk, [1]) == []
     assert get_redis().exists(keys.session_key(cast.deal.pk), keys.events_key(cast.deal.pk)) == 0
+
+
+def test_deleting_a_deal_deletes_its_stored_files(cast, django_capture_on_commit_callbacks):
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    from deals.models import Document
+
+    document = Document(deal=cast.deal, filename="om.txt", content_type="text/plain", kind="txt", size=5,
+                        sha256="0" * 64)
+    document.file.save("om.txt", ContentFile(b"hello"), save=True)
+    name = document.file.name
+    assert default_storage.exists(name)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert cast.client("owner").delete(_url(cast.deal)).status_code == 204
+    assert not default_storage.exists(name)
