@@ -23,7 +23,7 @@ from psycopg_pool import PoolTimeout
 from canvas import memo
 from canvas.errors import StoreUnavailable
 from canvas.memo_templates import MemoTemplate, get_template
-from canvas.store import canvas_namespace, get_pool, get_store, versions_namespace
+from canvas.store import canvas_namespace, edges_namespace, get_pool, get_store, nodes_namespace, versions_namespace
 
 HEAD_KEY = "head"
 SECTION_PREFIX = "section:"
@@ -173,10 +173,13 @@ def canvas_write(deal_id) -> Iterator[CanvasWriter]:
 
 
 def delete_canvas(deal_id) -> int:
-    """Remove every Store item of the deal (memo and snapshots); returns how many. Raises StoreUnavailable."""
+    """Remove every Store item of the deal (memo, snapshots, nodes, edges); returns how many.
+
+    Raises StoreUnavailable."""
     removed = 0
     with canvas_write(deal_id) as writer:
-        for namespace in (canvas_namespace(deal_id), versions_namespace(deal_id)):
+        for namespace in (canvas_namespace(deal_id), versions_namespace(deal_id), nodes_namespace(deal_id),
+                          edges_namespace(deal_id)):
             while True:
                 items = writer.store.search(namespace, limit=MAX_ITEMS)
                 if not items:

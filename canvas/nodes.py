@@ -6,7 +6,8 @@ Two kinds of node:
   endpoints;
 - stored nodes are created by engines or the frontend (e.g. `strategy_item`) and live in the Store,
   namespace ("deals", D, "nodes"), one item per node; typed edges between any two nodes are items
-  `edge:<from>|<type>|<to>` of the same namespace.
+  `edge:<from>|<type>|<to>` of their own namespace ("deals", D, "edges"), so listing a page of nodes
+  never reads the edges.
 Statuses normalise to approve (approved, accepted, approve), reject (rejected, declined, dismissed,
 reject) and pending (anything else).
 """
@@ -22,7 +23,7 @@ from langgraph.store.base import PutOp
 from canvas import events
 from canvas.errors import StoreUnavailable
 from canvas.memo_store import STORE_ERRORS, read_canvas
-from canvas.store import get_store, nodes_namespace
+from canvas.store import edges_namespace, get_pool, get_store, nodes_namespace
 from canvas_project.errors import ConflictError, InvalidInputError, NotFoundError
 from deals.models import Deal
 
@@ -100,30 +101,84 @@ def _derived_nodes(deal: Deal) -> tuple[list[dict], list[dict]]:
     return nodes, edges
 
 
-def _stored_items(deal_id) -> list:
+def _search(namespace: tuple, *, limit: int = MAX_STORED_NODES, filter: dict | None = None) -> list:
     try:
-        return get_store().search(nodes_namespace(deal_id), limit=MAX_STORED_NODES)
+        return get_store().search(namespace, filter=filter, limit=limit)
     except STORE_ERRORS as exc:
         raise StoreUnavailable() from exc
 
 
+def _stored_node(value: dict) -> dict:
+    return _node(id=value["id"], type=value["type"], raw_status=value.get("status", "pending"),
+                 title=value.get("title", ""), content=value.get("content", ""), section_key=value.get("section_key"),
+                 agent_id=value.get("agent_id"), framework=value.get("framework"), thread_id=value.get("thread_id"),
+                 created_by=value.get("created_by"), updated_at=value.get("updated_at"), derived=False)
+
+
+def _all_edges(deal_id) -> list[dict]:
+    return [dict(item.value) for item in _search(edges_namespace(deal_id))]
+
+
 def canvas_graph(deal: Deal) -> tuple[list[dict], list[dict]]:
-    """Every node (derived first: sections in memo order) and every edge. Raises StoreUnavailable."""
+    """Every node (derived first: sections in memo order; then stored, newest first) and every edge.
+
+    Raises StoreUnavailable.
+    """
     nodes, edges = _derived_nodes(deal)
-    stored, stored_edges = [], []
-    for item in _stored_items(deal.pk):
-        if item.key.startswith(NODE_PREFIX):
-            value = dict(item.value)
-            stored.append(_node(id=value["id"], type=value["type"], raw_status=value.get("status", "pending"),
-                                title=value.get("title", ""), content=value.get("content", ""),
-                                section_key=value.get("section_key"), agent_id=value.get("agent_id"),
-                                framework=value.get("framework"), thread_id=value.get("thread_id"),
-                                created_by=value.get("created_by"), updated_at=value.get("updated_at"),
-                                derived=False))
-        elif item.key.startswith(EDGE_PREFIX):
-            stored_edges.append(dict(item.value))
+    stored = [_stored_node(dict(item.value)) for item in _search(nodes_namespace(deal.pk))]
     stored.sort(key=lambda n: n.get("updated_at") or "", reverse=True)
-    return nodes + stored, edges + stored_edges
+    return nodes + stored, edges + _all_edges(deal.pk)
+
+
+def nodes_page(deal: Deal, *, limit: int, framework: str | None = None) -> tuple[list[dict], bool, list[dict]]:
+    """(the first `limit` nodes in canvas_graph's order, whether more matched, the implicit edges).
+
+    Reads only the newest `limit + 1` stored nodes, not all of them. Raises StoreUnavailable.
+    """
+    derived, implicit = _derived_nodes(deal)
+    if framework is not None:
+        derived = [n for n in derived if n.get("framework") == framework]
+    listed = derived[:limit]
+    room = limit - len(listed)
+    stored = [_stored_node(dict(item.value)) for item in _search(
+        nodes_namespace(deal.pk), limit=room + 1, filter={"framework": framework} if framework else None)]
+    stored.sort(key=lambda n: n.get("updated_at") or "", reverse=True)
+    truncated = len(derived) > limit or len(stored) > room
+    return listed + stored[:room], truncated, implicit
+
+
+def edges_of(deal: Deal, implicit: list[dict]) -> list[dict]:
+    """The implicit edges of derived nodes plus every stored edge. Raises StoreUnavailable."""
+    return implicit + _all_edges(deal.pk)
+
+
+def _stored_status_counts(deal_id) -> list[tuple[str, str, int]]:
+    """(type, raw status, count) of the deal's stored nodes, by one aggregate over LangGraph's `store`
+    table (prefix = the namespace joined by dots). Reading the table directly is deliberate: it is ~15x
+    cheaper than loading every node; tests pin it to equal summarize(canvas_graph())."""
+    prefix = ".".join(nodes_namespace(deal_id))
+    try:
+        with get_pool().connection() as conn:
+            rows = conn.execute(
+                "SELECT value->>'type' AS type, coalesce(value->>'status', 'pending') AS status, count(*) AS n "
+                "FROM store WHERE prefix = %s AND key LIKE 'node:%%' GROUP BY 1, 2",
+                (prefix,),
+            ).fetchall()
+    except STORE_ERRORS as exc:
+        raise StoreUnavailable() from exc
+    return [(row["type"], row["status"], int(row["n"])) for row in rows]
+
+
+def canvas_summary_counts(deal: Deal) -> dict:
+    """The summary of every node without loading the stored ones. Raises StoreUnavailable."""
+    derived, _edges = _derived_nodes(deal)
+    summary = summarize(derived)
+    for node_type, raw_status, count in _stored_status_counts(deal.pk):
+        summary["nodeCount"] += count
+        summary["byType"][node_type] = summary["byType"].get(node_type, 0) + count
+        summary["byStatus"][normalize_status(raw_status)] += count
+    summary["byType"] = dict(sorted(summary["byType"].items()))
+    return summary
 
 
 def summarize(nodes: list[dict]) -> dict:
@@ -150,9 +205,9 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def _put(deal_id, key: str, value: dict | None) -> None:
+def _put(deal_id, key: str, value: dict | None, namespace: tuple | None = None) -> None:
     try:
-        get_store().batch([PutOp(nodes_namespace(deal_id), key, value, index=False)])
+        get_store().batch([PutOp(namespace or nodes_namespace(deal_id), key, value, index=False)])
     except STORE_ERRORS as exc:
         raise StoreUnavailable() from exc
 
@@ -222,9 +277,9 @@ def node_delete(*, deal: Deal, actor_id: str | None, node_id: str) -> None:
     """Delete a stored node and its edges. Raises NodeNotFound, DerivedNodeReadOnly."""
     _require_stored(deal, node_id)
     ops = [PutOp(nodes_namespace(deal.pk), NODE_PREFIX + node_id, None)]
-    for item in _stored_items(deal.pk):
-        if item.key.startswith(EDGE_PREFIX) and node_id in (item.value.get("from"), item.value.get("to")):
-            ops.append(PutOp(nodes_namespace(deal.pk), item.key, None))
+    for end in ("from", "to"):
+        for item in _search(edges_namespace(deal.pk), filter={end: node_id}):
+            ops.append(PutOp(edges_namespace(deal.pk), item.key, None))
     try:
         get_store().batch(ops)
     except STORE_ERRORS as exc:
@@ -251,12 +306,12 @@ def link_create(*, deal: Deal, actor_id: str | None, source: str, target: str, e
                 raise NodeNotFound()
             raise InvalidInputError("No node of this canvas has this id.", loc=[*prefix, "to"], value=target)
     edge = {"from": source, "to": target, "type": edge_type, "created_by": actor_id, "created_at": _now()}
-    _put(deal.pk, _edge_key(source, edge_type, target), edge)
+    _put(deal.pk, _edge_key(source, edge_type, target), edge, edges_namespace(deal.pk))
     events.emit(deal.pk, "link_created", {"from": source, "to": target, "type": edge_type}, actor_id=actor_id)
     return edge
 
 
 def link_delete(*, deal: Deal, actor_id: str | None, source: str, target: str, edge_type: str) -> None:
     """Remove the edge (idempotent). Raises StoreUnavailable."""
-    _put(deal.pk, _edge_key(source, edge_type, target), None)
+    _put(deal.pk, _edge_key(source, edge_type, target), None, edges_namespace(deal.pk))
     events.emit(deal.pk, "link_deleted", {"from": source, "to": target, "type": edge_type}, actor_id=actor_id)

@@ -7,7 +7,7 @@ process (so Celery's forked workers each get their own) from Django's database s
 tests point at the test database. Tables are created by the canvas migration 0001 (`migrate`).
 
 Namespaces: ("deals", D, "canvas") for the memo, ("deals", D, "versions") for snapshots,
-("deals", D, "nodes") for canvas nodes. LangGraph threads of a deal are named `deal:<D>:...`.
+("deals", D, "nodes") for canvas nodes, ("deals", D, "edges") for the typed edges between them. LangGraph threads of a deal are named `deal:<D>:...`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import threading
 import uuid
 
 import dj_database_url
+import orjson
 
 from django.conf import settings
 from django.db import connection
@@ -24,6 +25,7 @@ from langgraph.store.postgres import PostgresStore
 from psycopg import Connection
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
+from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool
 
 _lock = threading.Lock()
@@ -31,6 +33,11 @@ _pool: ConnectionPool | None = None
 _pool_conninfo: str | None = None
 
 CONNECTION_KWARGS = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
+
+
+def _configure_connection(conn: Connection) -> None:
+    # orjson decodes the Store's jsonb about 4x faster than the stdlib (measured by bench/context)
+    set_json_loads(orjson.loads, conn)
 
 
 def conninfo_from_settings(settings_dict: dict) -> str:
@@ -68,6 +75,7 @@ def get_pool() -> ConnectionPool:
                 timeout=settings.LANGGRAPH_POOL_TIMEOUT,
                 open=True,
                 name="langgraph",
+                configure=_configure_connection,
             )
             _pool_conninfo = conninfo
         return _pool
@@ -107,6 +115,10 @@ def versions_namespace(deal_id) -> tuple[str, str, str]:
 
 def nodes_namespace(deal_id) -> tuple[str, str, str]:
     return ("deals", str(uuid.UUID(str(deal_id))), "nodes")
+
+
+def edges_namespace(deal_id) -> tuple[str, str, str]:
+    return ("deals", str(uuid.UUID(str(deal_id))), "edges")
 
 
 def deal_thread_prefix(deal_id) -> str:

@@ -31,9 +31,8 @@ def canvas_profile(deal: Deal) -> dict:
 
 
 def canvas_summary(deal: Deal) -> tuple[dict, str]:
-    """(summary, revision) of the deal's canvas. Raises StoreUnavailable."""
-    nodes, _edges = canvas_nodes.canvas_graph(deal)
-    summary = canvas_nodes.summarize(nodes)
+    """(summary, revision) of the deal's canvas, counted without loading every node. Raises StoreUnavailable."""
+    summary = canvas_nodes.canvas_summary_counts(deal)
     return summary, summary_revision(summary)
 
 
@@ -46,18 +45,16 @@ def canvas_context(*, deal: Deal, max_nodes: int = DEFAULT_MAX_NODES, include_co
     filters the listed nodes. When `revision` equals the current one, nodes and relationships are
     omitted and `unchanged` is true.
     """
-    all_nodes, edges = canvas_nodes.canvas_graph(deal)
-    summary = canvas_nodes.summarize(all_nodes)
-    current = summary_revision(summary)
+    # compare first: an engine whose revision is current gets its answer without the nodes being read
+    summary, current = canvas_summary(deal)
     context: dict = {"summary": summary, "nodes": [], "relationships": {}, "unchanged": revision == current}
     if not context["unchanged"]:
-        listed = [n for n in all_nodes if framework is None or n.get("framework") == framework]
-        context["truncated"] = len(listed) > max_nodes
-        listed = listed[:max_nodes]
+        listed, context["truncated"], implicit = canvas_nodes.nodes_page(deal, limit=max_nodes, framework=framework)
         if not include_content:
             listed = [{k: v for k, v in n.items() if k != "content"} for n in listed]
         context["nodes"] = listed
-        if include_relationships:
+        if include_relationships:  # edges are read only when asked for
+            edges = canvas_nodes.edges_of(deal, implicit)
             context["relationships"] = canvas_nodes.relationships_of(edges, {n["id"] for n in listed})
     return {
         "data": {"canvas_profile": canvas_profile(deal), "canvas_context": context},

@@ -245,3 +245,40 @@ def test_the_token_never_reaches_a_log(cast, thread, caplog):
     _call(cast, thread, token="wrong-token-value")
     text = caplog.text
     assert TOKEN not in text and "wrong-token-value" not in text
+
+
+def test_the_counted_summary_equals_the_summary_of_every_loaded_node(cast, thread, written):
+    """canvas_summary_counts reads LangGraph's store table directly: pin it to the slow, obvious path."""
+    for n, raw in enumerate(["approved", "rejected", "open", None, "Dismissed", "accepted"]):
+        kwargs = {"status": raw} if raw is not None else {}
+        nodes.node_create(deal=cast.deal, actor_id=None, type="strategy_item" if n % 2 else "risk_item",
+                          title=f"n{n}", **kwargs)
+    cast.client("commenter").post(canvas_url(cast.deal, "comments"), {"section_key": "risks", "body": "?"},
+                                  format="json")
+    cast.client("editor").post(canvas_url(cast.deal, "sections/risks/approve"), {}, format="json")
+    loaded = nodes.summarize(nodes.canvas_graph(cast.deal)[0])
+    assert nodes.canvas_summary_counts(cast.deal) == loaded
+    assert loaded["nodeCount"] == 16 and loaded["byStatus"]["reject"] == 2
+
+
+def test_an_unchanged_revision_does_not_load_the_nodes(cast, thread, written, monkeypatch):
+    revision = _call(cast, thread).json()["meta"]["revision"]
+
+    def forbidden(deal):
+        raise AssertionError("canvas_graph was called for an unchanged revision")
+
+    monkeypatch.setattr("canvas.nodes.canvas_graph", forbidden)
+    body = _call(cast, thread, query={"revision": revision}).json()
+    assert body["data"]["canvas_context"]["unchanged"] is True
+
+
+@pytest.mark.parametrize(("limit", "framework"), [(3, None), (9, None), (12, None), (40, None), (2, "swot"),
+                                                  (40, "swot")])
+def test_a_page_of_nodes_is_the_start_of_the_whole_list(cast, thread, written, limit, framework):
+    for n in range(15):
+        nodes.node_create(deal=cast.deal, actor_id=None, type="strategy_item", title=f"n{n}",
+                          framework="swot" if n % 3 == 0 else None)
+    everything = [n for n in nodes.canvas_graph(cast.deal)[0] if framework is None or n["framework"] == framework]
+    page, truncated, _implicit = nodes.nodes_page(cast.deal, limit=limit, framework=framework)
+    assert [n["id"] for n in page] == [n["id"] for n in everything[:limit]]
+    assert truncated == (len(everything) > limit)
