@@ -235,7 +235,7 @@ class _NodeWalk:
         outcome: WalkOutcome,
         decided: dict[str, object],
         index_deals: set[str],
-        kept: dict[str, set[bytes]],
+        kept: dict[str, list[bytes]],
     ) -> None:
         self.node = node
         self.cross_slot = cross_slot
@@ -246,7 +246,7 @@ class _NodeWalk:
         self.outcome = outcome
         self.decided = decided
         self.index_deals = index_deals
-        self.kept = kept  # deal -> protected keys seen and left in place
+        self.kept = kept  # deal -> the protected keys seen and left in place
         self.active_since_ms = (
             None if active_within_secs is None else server_time_ms(node) - active_within_secs * 1000
         )
@@ -292,11 +292,7 @@ class _NodeWalk:
                 if family == INDEX:  # rewritten after the walk: it still lists the protected keys that stay
                     self.index_deals.add(deal)
                 else:
-                    kept = self.kept.get(deal)
-                    if kept is None:
-                        self.kept[deal] = {key}
-                    else:
-                        kept.add(key)
+                    self.kept.setdefault(deal, []).append(key)
                 continue
             decision = decided.get(deal, _UNDECIDED)
             if decision is _UNDECIDED:
@@ -403,45 +399,48 @@ def _reply_or_error(conn):
         return exc
 
 
-def _rewrite_indexes(*, client, deals: list[str], kept: dict[str, set[bytes]]) -> None:
-    """After a walk without protected families: drop the index entries of the purged keys.
+# Drop a deal's index entries whose key is gone, in one step on the server (the index and its entries
+# share the deal's slot). ARGV: the protected keys the walk saw and left, kept without a look. One
+# multi-key EXISTS over the other entries is the usual answer (0: all purged); only when some exist (a
+# producer wrote meanwhile) is each entry checked, so no live key becomes unfindable. unpack() has a
+# stack limit, hence the slices.
+_PRUNE_INDEX_LUA = """
+local keep = {}
+for _, name in ipairs(ARGV) do keep[name] = true end
+local candidates = {}
+for _, member in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if not keep[member] then candidates[#candidates + 1] = member end
+end
+local alive = 0
+for first = 1, #candidates, 1000 do
+  alive = alive + redis.call('EXISTS', unpack(candidates, first, math.min(first + 999, #candidates)))
+end
+local gone = candidates
+if alive > 0 then
+  gone = {}
+  for _, member in ipairs(candidates) do
+    if redis.call('EXISTS', member) == 0 then gone[#gone + 1] = member end
+  end
+end
+for first = 1, #gone, 1000 do
+  redis.call('SREM', KEYS[1], unpack(gone, first, math.min(first + 999, #gone)))
+end
+return #gone
+"""
 
-    Entries of the protected keys the walk saw (and left) stay: by_deal still needs them. Every other
-    entry goes, after one multi-key EXISTS per deal says none of them names a live key; when some do
-    (a producer wrote during the purge) each is checked, so a key written meanwhile stays findable.
-    Set arithmetic on the raw names: no per-entry classification, which would cost more than the SREM.
-    """
+
+def _rewrite_indexes(*, client, deals: list[str], kept: dict[str, list[bytes]]) -> None:
+    """After a walk without protected families: drop the index entries of the keys it purged."""
     by_node: dict[int, tuple[redis.Redis, list[str]]] = {}
     for deal in deals:
         node = deal_node_client(client, deal)
         by_node.setdefault(id(node), (node, []))[1].append(deal)
-    nothing: set[bytes] = set()
     for node, node_deals in by_node.values():
+        prune = node.register_script(_PRUNE_INDEX_LUA)
         for start in range(0, len(node_deals), INDEX_BATCH):
-            chunk = node_deals[start : start + INDEX_BATCH]
             with node.pipeline(transaction=False) as pipe:
-                for deal in chunk:
-                    pipe.smembers(keys.index_key(deal))
-                member_sets = pipe.execute()
-            drop = {
-                deal: list(members - kept.get(deal, nothing))
-                for deal, members in zip(chunk, member_sets, strict=True)
-            }
-            candidates = [d for d in chunk if drop[d]]
-            with node.pipeline(transaction=False) as pipe:
-                for deal in candidates:
-                    pipe.exists(*drop[deal])
-                back = pipe.execute()
-            for deal in [d for d, n in zip(candidates, back, strict=True) if n]:
-                with node.pipeline(transaction=False) as pipe:
-                    for member in drop[deal]:
-                        pipe.exists(member)
-                    alive = pipe.execute()
-                drop[deal] = [m for m, exists in zip(drop[deal], alive, strict=True) if not exists]
-            with node.pipeline(transaction=False) as pipe:
-                for deal in candidates:
-                    if drop[deal]:
-                        pipe.srem(keys.index_key(deal), *drop[deal])
+                for deal in node_deals[start : start + INDEX_BATCH]:
+                    prune(keys=[keys.index_key(deal)], args=kept.get(deal, []), client=pipe)
                 pipe.execute()
 
 
@@ -466,7 +465,7 @@ def purge_all_keys(
     outcome = WalkOutcome()
     decided: dict[str, object] = {}
     index_deals: set[str] = set()
-    kept: dict[str, set[bytes]] = {}
+    kept: dict[str, list[bytes]] = {}
     nodes = primary_clients(client)
     keyspace = 0
     if progress is not None:

@@ -290,7 +290,7 @@ def test_the_index_rewrite_keeps_entries_of_keys_written_during_the_walk(redis_c
     redis_client.sadd(keys.index_key(deal), written_meanwhile, purged, run)
     redis_client.set(written_meanwhile, "token")
     redis_client.xadd(run, {"event": "x"})
-    keyspace._rewrite_indexes(client=redis_client, deals=[deal], kept={deal: {run.encode()}})
+    keyspace._rewrite_indexes(client=redis_client, deals=[deal], kept={deal: [run.encode()]})
     assert {m.decode() for m in redis_client.smembers(keys.index_key(deal))} == {written_meanwhile, run}
 
 
