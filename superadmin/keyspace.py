@@ -1,8 +1,8 @@
 """The Redis side of the purge: find, count and delete per-deal keys through the key registry.
 
 No key is spelled here. Names come from canvas.keys: `fixed_keys()` and the per-deal index
-(`index_key`) say where one deal's keys are, `scan_pattern()` + `classify()` find every deal's keys in
-mode `all`. This module knows nothing of PostgreSQL, so the benchmark drives it on its own.
+(`index_key`) say where one deal's keys are, `scan_pattern()` + `classify_batch()` find every deal's
+keys in mode `all`. This module knows nothing of PostgreSQL, so the benchmark drives it on its own.
 
 Cluster: every per-deal key carries the deal as a hash tag, so one deal lives in one slot of one
 primary. The walk below talks to each primary through a plain connection to that node, and only ever
@@ -26,7 +26,7 @@ from canvas_project.redis_client import get_redis
 # SCAN's COUNT hint. About 1000 keys per round trip: large enough that the per-command overhead is
 # amortised, small enough that no single command holds the server for more than a millisecond or two.
 SCAN_BATCH = 1000
-# Deals per round trip when the index post-pass of mode `all` reads and rewrites the per-deal index.
+# Deals per round trip when mode `all` (without protected families) rewrites the per-deal indexes.
 INDEX_BATCH = 500
 
 INDEX = "index"  # what classify() answers for a deal's index set; not a family, never counted
