@@ -769,7 +769,9 @@ def cmd_run(servers: Servers, args: list[str]) -> int:
     if env.get("DEV_WORKERS"):
         api_cmd += ["--workers", env["DEV_WORKERS"]]
     worker_cmd = [str(VENV / "bin" / "celery"), "-A", "canvas_project", "worker"]
-    worker_cmd += ["--loglevel=info", "--concurrency=2"]
+    # -B: the periodic sweepers (stuck ingestions, dead runs) run in the same process in development;
+    # production runs `celery -A canvas_project beat` once beside the workers.
+    worker_cmd += ["--loglevel=info", "--concurrency=2", "-B", "--schedule", str(DEVDATA / "celerybeat-schedule")]
     children: list[Child] = []
     try:
         with Signals.deferred():

@@ -200,35 +200,40 @@ def planned_edges(node_ids: list[str], section_keys: list[str]) -> list[tuple[st
 
 
 def seed_nodes(deal, *, n: int, actor_id: str, thread_id: str, rebuild: bool) -> tuple[int, int, bool]:
-    """`n` stored nodes and their edges in the deal's nodes namespace, written as node_create and
+    """`n` stored nodes and their edges in the deal's nodes and edges namespaces, written as node_create and
     link_create write them (same keys, same value shape) but in batches of PutOps. Reused when the
     namespace already holds exactly that many nodes and edges. Returns (nodes, edges, reused)."""
     from langgraph.store.base import PutOp
 
     from canvas import nodes as canvas_nodes
     from canvas.memo_store import read_canvas
-    from canvas.store import get_store, nodes_namespace
+    from canvas.store import edges_namespace, get_store, nodes_namespace
 
     store = get_store()
     namespace = nodes_namespace(deal.pk)
+    edge_namespace = edges_namespace(deal.pk)
     section_keys = [s["key"] for s in read_canvas(deal.pk).ordered_sections()]
     rng = random.Random(n)
     node_ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(n)]
     edges = planned_edges(node_ids, section_keys)
     if n + len(edges) > canvas_nodes.MAX_STORED_NODES:
-        raise SystemExit(f"{n} nodes + {len(edges)} edges exceed the {canvas_nodes.MAX_STORED_NODES} items "
-                         "canvas_graph reads per deal: choose fewer nodes")
+        raise SystemExit(
+            f"{n} nodes + {len(edges)} edges exceed the {canvas_nodes.MAX_STORED_NODES} items "
+            "canvas_graph reads per deal: choose fewer nodes"
+        )
     existing = store.search(namespace, limit=canvas_nodes.MAX_STORED_NODES + 1)
+    existing_edges = store.search(edge_namespace, limit=canvas_nodes.MAX_STORED_NODES + 1)
     have_nodes = sum(1 for item in existing if item.key.startswith(canvas_nodes.NODE_PREFIX))
-    have_edges = sum(1 for item in existing if item.key.startswith(canvas_nodes.EDGE_PREFIX))
+    have_edges = len(existing_edges) if len(existing) == have_nodes else -1  # edges beside nodes: old layout
     if not rebuild and have_nodes == n and have_edges == len(edges):
         return n, len(edges), True
 
     def flush(ops: list) -> None:
         for start in range(0, len(ops), 500):
-            store.batch(ops[start:start + 500])
+            store.batch(ops[start : start + 500])
 
-    flush([PutOp(namespace, item.key, None) for item in existing])
+    flush([PutOp(namespace, item.key, None) for item in existing]
+          + [PutOp(edge_namespace, item.key, None) for item in existing_edges])
     base = datetime.now(UTC) - timedelta(seconds=n)
     ops = []
     for i, node_id in enumerate(node_ids):
@@ -236,18 +241,24 @@ def seed_nodes(deal, *, n: int, actor_id: str, thread_id: str, rebuild: bool) ->
         kind = NODE_TYPES[i % len(NODE_TYPES)]
         words = " ".join(rng.choice(WORDS) for _ in range(rng.randrange(40, 80)))
         value = {
-            "id": node_id, "type": kind, "status": rng.choice(RAW_STATUSES),
+            "id": node_id,
+            "type": kind,
+            "status": rng.choice(RAW_STATUSES),
             "title": f"{kind.replace('_', ' ').capitalize()} {i}: {' '.join(rng.sample(WORDS, 4))}",
-            "content": words.capitalize() + ".", "section_key": section_keys[i % len(section_keys)],
-            "agent_id": AGENT_ID if i % 3 else "drafter", "framework": FRAMEWORKS[i % len(FRAMEWORKS)],
-            "thread_id": thread_id if i % 2 else None, "created_by": actor_id, "created_at": at,
+            "content": words.capitalize() + ".",
+            "section_key": section_keys[i % len(section_keys)],
+            "agent_id": AGENT_ID if i % 3 else "drafter",
+            "framework": FRAMEWORKS[i % len(FRAMEWORKS)],
+            "thread_id": thread_id if i % 2 else None,
+            "created_by": actor_id,
+            "created_at": at,
             "updated_at": at,
         }
         ops.append(PutOp(namespace, canvas_nodes.NODE_PREFIX + node_id, value, index=False))
     at = datetime.now(UTC).isoformat()
     for source, edge_type, target in edges:
         edge = {"from": source, "to": target, "type": edge_type, "created_by": actor_id, "created_at": at}
-        ops.append(PutOp(namespace, canvas_nodes._edge_key(source, edge_type, target), edge, index=False))
+        ops.append(PutOp(edge_namespace, canvas_nodes._edge_key(source, edge_type, target), edge, index=False))
     flush(ops)
     return n, len(edges), False
 
@@ -256,8 +267,7 @@ def prepare(database_url: str, redis_url: str, n: int, rebuild: bool) -> Fixture
     """Migrate the bench database; create org, users, deal, memo, thread and the stored nodes."""
     ensure_database(database_url)
     env = child_env(database_url, redis_url)
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=REPO, env=env,
-                   check=True)
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=REPO, env=env, check=True)
     os.environ.update({k: v for k, v in env.items() if k != "PYTHONPATH"})
     import django
 
@@ -272,29 +282,39 @@ def prepare(database_url: str, redis_url: str, n: int, rebuild: bool) -> Fixture
 
     def user(username: str) -> User:
         found = User.objects.filter(username=username).first()
-        return found or deal_services.user_create(username=username, password=None,
-                                                  email=f"{username}@bench.invalid",
-                                                  first_name=username.split("-")[-1].title())
+        return found or deal_services.user_create(
+            username=username,
+            password=None,
+            email=f"{username}@bench.invalid",
+            first_name=username.split("-")[-1].title(),
+        )
 
     owner, analyst = user("bench-context-owner"), user("bench-context-analyst")
     org = Org.objects.filter(name=ORG_NAME).first() or deal_services.org_create(name=ORG_NAME, created_by=owner)
     OrgMembership.objects.get_or_create(org=org, user=analyst, defaults={"role": OrgRole.MEMBER})
     name = DEAL_NAME.format(n=n)
     deal = Deal.objects.filter(org=org, name=name).first() or deal_services.deal_create(
-        user=owner, org=org, name=name, template_key="acquisition")
+        user=owner, org=org, name=name, template_key="acquisition"
+    )
     if not DealAccess.objects.filter(deal=deal, user=analyst).exists():
-        deal_services.deal_access_grant(deal=deal, user=analyst, role=DealRole.EDITOR, granted_by=owner,
-                                        field="user")
+        deal_services.deal_access_grant(deal=deal, user=analyst, role=DealRole.EDITOR, granted_by=owner, field="user")
     doc = read_canvas(deal.pk)
     if doc is None or not doc.populated_keys():
         canvas_services.canvas_save(deal=deal, user=analyst, content=memo_markdown(), base_version=None)
         deal.refresh_from_db()
-    thread = ChatThread.objects.filter(deal=deal, user=analyst, agent_id=AGENT_ID).first() or \
-        ChatThread.objects.create(deal=deal, user=analyst, agent_id=AGENT_ID, title="bench context")
-    stored, edges, reused = seed_nodes(deal, n=n, actor_id=str(analyst.pk), thread_id=str(thread.pk),
-                                       rebuild=rebuild)
-    fixture = Fixture(deal_id=str(deal.pk), user_id=str(analyst.pk), thread_id=str(thread.pk),
-                      token=settings.BENCH_ENGINE_TOKEN, stored_nodes=stored, edges=edges, reused=reused)
+    thread = ChatThread.objects.filter(deal=deal, user=analyst, agent_id=AGENT_ID).first() or ChatThread.objects.create(
+        deal=deal, user=analyst, agent_id=AGENT_ID, title="bench context"
+    )
+    stored, edges, reused = seed_nodes(deal, n=n, actor_id=str(analyst.pk), thread_id=str(thread.pk), rebuild=rebuild)
+    fixture = Fixture(
+        deal_id=str(deal.pk),
+        user_id=str(analyst.pk),
+        thread_id=str(thread.pk),
+        token=settings.BENCH_ENGINE_TOKEN,
+        stored_nodes=stored,
+        edges=edges,
+        reused=reused,
+    )
     close_connections()
     return fixture
 
@@ -328,11 +348,22 @@ class Server:
     def start(self, fixture: Fixture) -> Server:
         import httpx
 
-        argv = [sys.executable, "-m", "gunicorn", "canvas_project.wsgi:application", "--bind",
-                f"127.0.0.1:{self.port}", "--workers", str(self.workers), "--log-level", "warning"]
+        argv = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "canvas_project.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--workers",
+            str(self.workers),
+            "--log-level",
+            "warning",
+        ]
         with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(argv, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                argv, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         url = f"{self.base_url}{BARE_PATH}?{fixture.query()}"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -412,16 +443,27 @@ def merge_rounds(parts: list[LoadResult]) -> LoadResult:
     requests = sum(p.requests for p in parts)
     details = [f"round {i}: {p.error_detail}" for i, p in enumerate(parts, start=1) if p.errors]
     return LoadResult(
-        requests=requests, seconds=sum(p.seconds for p in parts),
-        p50_ms=statistics.median(p.p50_ms for p in parts), p99_ms=statistics.median(p.p99_ms for p in parts),
-        errors=sum(p.errors for p in parts), error_detail="; ".join(details) or "-",
+        requests=requests,
+        seconds=sum(p.seconds for p in parts),
+        p50_ms=statistics.median(p.p50_ms for p in parts),
+        p99_ms=statistics.median(p.p99_ms for p in parts),
+        errors=sum(p.errors for p in parts),
+        error_detail="; ".join(details) or "-",
         bytes_per_response=sum(p.bytes_per_response * p.requests for p in parts) / max(1, requests),
     )
 
 
 def run_wrk(wrk: str, url: str, headers: dict[str, str], seconds: int, connections: int) -> LoadResult:
-    argv = [wrk, f"-t{min(WRK_THREADS, connections)}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
-            "-s", str(LUA_REPORT)]
+    argv = [
+        wrk,
+        f"-t{min(WRK_THREADS, connections)}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(LUA_REPORT),
+    ]
     for name, value in headers.items():
         argv += ["-H", f"{name}: {value}"]
     done = subprocess.run([*argv, url], capture_output=True, text=True, timeout=seconds + 60)
@@ -431,8 +473,11 @@ def run_wrk(wrk: str, url: str, headers: dict[str, str], seconds: int, connectio
     data = json.loads(line.removeprefix("WRK_JSON "))
     kinds = ("connect", "read", "write", "status", "timeout")
     return LoadResult(
-        requests=data["requests"], seconds=data["duration_us"] / 1e6, p50_ms=data["p50_us"] / 1000,
-        p99_ms=data["p99_us"] / 1000, errors=sum(data[k] for k in kinds),
+        requests=data["requests"],
+        seconds=data["duration_us"] / 1e6,
+        p50_ms=data["p50_us"] / 1000,
+        p99_ms=data["p99_us"] / 1000,
+        errors=sum(data[k] for k in kinds),
         error_detail=", ".join(f"{k} {data[k]}" for k in kinds if data[k]) or "-",
         bytes_per_response=data["bytes"] / max(1, data["requests"]),
     )
@@ -494,7 +539,11 @@ def run_python_load(url: str, headers: dict[str, str], seconds: int, connections
     latencies = sorted(x for p in parts for x in p[3])
     q = statistics.quantiles(latencies, n=100, method="inclusive") if len(latencies) > 1 else latencies * 99
     return LoadResult(
-        requests=ok + errors, seconds=seconds, p50_ms=q[49] * 1000, p99_ms=q[98] * 1000, errors=errors,
+        requests=ok + errors,
+        seconds=seconds,
+        p50_ms=q[49] * 1000,
+        p99_ms=q[98] * 1000,
+        errors=errors,
         error_detail=f"non-200 or socket {errors}" if errors else "-",
         bytes_per_response=sum(p[2] for p in parts) / max(1, ok),
     )
@@ -513,10 +562,16 @@ def endpoints(fixture: Fixture) -> list[Endpoint]:
     return [
         Endpoint("bare", "bare contract endpoint (baseline)", f"{BARE_PATH}?{fixture.query()}"),
         Endpoint("ctx-200", f"context maxNodes={MAX_NODES}", ctx + fixture.query(maxNodes=MAX_NODES)),
-        Endpoint("ctx-full", f"context maxNodes={MAX_NODES} +content +relationships",
-                 ctx + fixture.query(maxNodes=MAX_NODES, includeContent="true", includeRelationships="true")),
-        Endpoint("unchanged", "context, unchanged revision",
-                 ctx + fixture.query(maxNodes=MAX_NODES, revision=fixture.revision)),
+        Endpoint(
+            "ctx-full",
+            f"context maxNodes={MAX_NODES} +content +relationships",
+            ctx + fixture.query(maxNodes=MAX_NODES, includeContent="true", includeRelationships="true"),
+        ),
+        Endpoint(
+            "unchanged",
+            "context, unchanged revision",
+            ctx + fixture.query(maxNodes=MAX_NODES, revision=fixture.revision),
+        ),
     ]
 
 
@@ -557,11 +612,10 @@ def check_responses(base_url: str, fixture: Fixture) -> None:
 STAGES = (
     ("contract checks: token, version, claims", "internal_api.apis", "InternalContractApi", "trusted_claims"),
     ("contract checks: query parameters", "internal_api.apis", None, "_query"),
-    ("contract checks: scope, user, access, thread (SQL)", "internal_api.apis", "InternalContractApi",
-     "scoped_access"),
+    ("contract checks: scope, user, access, thread (SQL)", "internal_api.apis", "InternalContractApi", "scoped_access"),
     ("canvas_graph (all nodes and edges), of which:", "canvas.nodes", None, "canvas_graph"),
     ("  derived nodes: memo from the Store + 3 SQL", "canvas.nodes", None, "_derived_nodes"),
-    ("  stored items: Store search (SQL + decode)", "canvas.nodes", None, "_stored_items"),
+    ("  stored items: Store search (SQL + decode)", "canvas.nodes", None, "_search"),
     ("summarize", "canvas.nodes", None, "summarize"),
     ("relationships_of", "canvas.nodes", None, "relationships_of"),
     ("DRF JSONRenderer.render", "rest_framework.renderers", "JSONRenderer", "render"),
@@ -610,9 +664,18 @@ def wsgi_caller(fixture: Fixture):
 
     def call(path_and_query: str) -> bytes:
         path, _, query = path_and_query.partition("?")
-        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": query, "SERVER_NAME": "127.0.0.1",
-                   "SERVER_PORT": "80", "HTTP_HOST": "127.0.0.1", "wsgi.url_scheme": "http",
-                   "wsgi.input": io.BytesIO(b""), "wsgi.errors": sys.stderr, **header_environ}
+        environ = {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": path,
+            "QUERY_STRING": query,
+            "SERVER_NAME": "127.0.0.1",
+            "SERVER_PORT": "80",
+            "HTTP_HOST": "127.0.0.1",
+            "wsgi.url_scheme": "http",
+            "wsgi.input": io.BytesIO(b""),
+            "wsgi.errors": sys.stderr,
+            **header_environ,
+        }
         statuses: list[str] = []
         body = b"".join(app(environ, lambda status, headers, *_: statuses.append(status)))
         if not statuses[0].startswith("200"):
@@ -633,7 +696,9 @@ def summary_by_aggregate(deal_id: str) -> dict:
     with get_pool().connection() as conn:
         rows = conn.execute(
             "SELECT value->>'type' AS type, value->>'status' AS status, count(*) AS n FROM store "
-            "WHERE prefix = %s AND key LIKE 'node:%%' GROUP BY 1, 2", (prefix,)).fetchall()
+            "WHERE prefix = %s AND key LIKE 'node:%%' GROUP BY 1, 2",
+            (prefix,),
+        ).fetchall()
     by_type: dict[str, int] = {}
     by_status = dict.fromkeys(canvas_nodes.STATUS_KEYS, 0)
     for node in derived:
@@ -693,8 +758,10 @@ def profile(fixture: Fixture, n: int) -> dict[str, float]:
                 totals[endpoint.key] = (time.perf_counter() - started) / n * 1000
             parts[endpoint.key] = {label: s / n * 1000 for label, s in timer.spent.items()}
 
-        print(f"\nwhere the time goes: {n} requests of each through Django's WSGI handler in this process "
-              "(no server, no sockets), ms per request")
+        print(
+            f"\nwhere the time goes: {n} requests of each through Django's WSGI handler in this process "
+            "(no server, no sockets), ms per request"
+        )
         keys = [e.key for e in chosen]
         widths = [52] + [10] * len(keys)
         print(fmt_row(["stage", *keys], widths))
@@ -705,14 +772,24 @@ def profile(fixture: Fixture, n: int) -> dict[str, float]:
             graph = parts[k].get(GRAPH)
             if graph is not None:
                 parts[k]["  node dicts + sort (rest of canvas_graph)"] = (
-                    graph - parts[k].get(DERIVED, 0) - parts[k].get(STORED, 0))
+                    graph - parts[k].get(DERIVED, 0) - parts[k].get(STORED, 0)
+                )
         rest_label = "  node dicts + sort (rest of canvas_graph)"
-        print(fmt_row([rest_label, *[f"{parts[k][rest_label]:.2f}" if rest_label in parts[k] else "-"
-                                     for k in keys]], widths))
+        print(
+            fmt_row(
+                [rest_label, *[f"{parts[k][rest_label]:.2f}" if rest_label in parts[k] else "-" for k in keys]], widths
+            )
+        )
         top_level = [label for label, *_ in STAGES if not label.startswith("  ")]
-        print(fmt_row(["everything else (Django, DRF, middleware, view)",
-                       *[f"{totals[k] - sum(parts[k].get(label, 0) for label in top_level):.2f}" for k in keys]],
-                      widths))
+        print(
+            fmt_row(
+                [
+                    "everything else (Django, DRF, middleware, view)",
+                    *[f"{totals[k] - sum(parts[k].get(label, 0) for label in top_level):.2f}" for k in keys],
+                ],
+                widths,
+            )
+        )
         print(fmt_row(["total", *[f"{totals[k]:.2f}" for k in keys]], widths))
 
         unchanged = next(e for e in chosen if e.key == "unchanged")
@@ -727,9 +804,11 @@ def profile(fixture: Fixture, n: int) -> dict[str, float]:
             stats.sort_stats(order).print_stats(count)
             lines = [ln for ln in out.getvalue().splitlines() if ln.strip()]
             start = next(i for i, ln in enumerate(lines) if ln.lstrip().startswith("ncalls"))
-            print(f"\ncProfile of the unchanged-revision request (maxNodes={MAX_NODES}, revision = current), "
-                  f"top {count} by {order}:")
-            print("\n".join(_shorten(ln) for ln in lines[start:start + count + 1]))
+            print(
+                f"\ncProfile of the unchanged-revision request (maxNodes={MAX_NODES}, revision = current), "
+                f"top {count} by {order}:"
+            )
+            print("\n".join(_shorten(ln) for ln in lines[start : start + count + 1]))
 
         # candidate fixes, on the same data and in the same process
         deal = _deal(fixture.deal_id)
@@ -752,24 +831,38 @@ def profile(fixture: Fixture, n: int) -> dict[str, float]:
         all_ms = timed_ms(lambda: store.search(namespace, limit=canvas_nodes.MAX_STORED_NODES), max(5, n // 2))
         page_ms = timed_ms(lambda: store.search(namespace, limit=MAX_NODES), n)
         with get_pool().connection() as conn:
-            raw = [row["v"] for row in conn.execute(
-                "SELECT value::text AS v FROM store WHERE prefix = %s", (".".join(namespace),)).fetchall()]
+            raw = [
+                row["v"]
+                for row in conn.execute(
+                    "SELECT value::text AS v FROM store WHERE prefix = %s", (".".join(namespace),)
+                ).fetchall()
+            ]
         stdlib_ms = timed_ms(lambda: [json.loads(v) for v in raw], max(5, n // 2))
         orjson_ms = timed_ms(lambda: [orjson.loads(v) for v in raw], max(5, n // 2))
-        print(f"\ncandidate fixes for the summary + revision (what the unchanged path needs), ms per call, "
-              f"{fixture.node_count} nodes:")
+        print(
+            f"\ncandidate fixes for the summary + revision (what the unchanged path needs), ms per call, "
+            f"{fixture.node_count} nodes:"
+        )
         print(f"  now: canvas_summary = canvas_graph (every node and edge) + summarize   {full_summary_ms:8.2f}")
         print(f"  derived nodes alone (memo from the Store + 3 SQL)                       {derived_ms:8.2f}")
-        print(f"  derived nodes + one GROUP BY (type, status) over the Store's node rows  {aggregate_ms:8.2f}"
-              f"   (same summary: checked)")
-        print(f"  Redis GET + json.loads of a cached {{summary, revision}} ({len(payload)} bytes)     "
-              f"{redis_ms:8.3f}")
-        print(f"\nwhat the listing costs, ms per call: Store search of every item of the nodes namespace "
-              f"({len(raw)}: nodes + edges) {all_ms:.2f}; of the newest {MAX_NODES} only {page_ms:.2f}")
-        print(f"decoding those {len(raw)} jsonb values: json.loads (psycopg's default loader) {stdlib_ms:.2f}, "
-              f"orjson.loads {orjson_ms:.2f}")
+        print(
+            f"  derived nodes + one GROUP BY (type, status) over the Store's node rows  {aggregate_ms:8.2f}"
+            f"   (same summary: checked)"
+        )
+        print(f"  Redis GET + json.loads of a cached {{summary, revision}} ({len(payload)} bytes)     {redis_ms:8.3f}")
+        print(
+            f"\nwhat the listing costs, ms per call: Store search of every item of the nodes namespace "
+            f"({len(raw)}: nodes + edges) {all_ms:.2f}; of the newest {MAX_NODES} only {page_ms:.2f}"
+        )
+        print(
+            f"decoding those {len(raw)} jsonb values: json.loads (psycopg's default loader) {stdlib_ms:.2f}, "
+            f"orjson.loads {orjson_ms:.2f}"
+        )
         totals["_full_summary_ms"], totals["_aggregate_ms"], totals["_redis_ms"] = (
-            full_summary_ms, aggregate_ms, redis_ms)
+            full_summary_ms,
+            aggregate_ms,
+            redis_ms,
+        )
         totals["_derived_ms"] = derived_ms
     finally:
         close_connections()
@@ -796,28 +889,66 @@ def ratio(a: float, b: float, digits: int = 2) -> str:
 def report(chosen: list[Endpoint], load: dict[str, LoadResult], tool: str, connections: int) -> None:
     bare = load["bare"]
     widths = [46, 6, 7, 8, 8, 6, 8, 10, 8, 8]
-    print("\n" + fmt_row(["GET (same run, same load)", "n", "req/s", "p50 ms", "p99 ms", "errors", "KB/resp",
-                          "req/s/bare", "p50/bare", "p99/bare"], widths))
+    print(
+        "\n"
+        + fmt_row(
+            [
+                "GET (same run, same load)",
+                "n",
+                "req/s",
+                "p50 ms",
+                "p99 ms",
+                "errors",
+                "KB/resp",
+                "req/s/bare",
+                "p50/bare",
+                "p99/bare",
+            ],
+            widths,
+        )
+    )
     for endpoint in chosen:
         r = load[endpoint.key]
-        print(fmt_row([endpoint.label, str(r.requests), f"{r.rps:.1f}", f"{r.p50_ms:.1f}", f"{r.p99_ms:.1f}",
-                       str(r.errors), f"{r.bytes_per_response / 1024:.1f}", ratio(r.rps, bare.rps, 3),
-                       ratio(r.p50_ms, bare.p50_ms, 1), ratio(r.p99_ms, bare.p99_ms, 1)], widths))
+        print(
+            fmt_row(
+                [
+                    endpoint.label,
+                    str(r.requests),
+                    f"{r.rps:.1f}",
+                    f"{r.p50_ms:.1f}",
+                    f"{r.p99_ms:.1f}",
+                    str(r.errors),
+                    f"{r.bytes_per_response / 1024:.1f}",
+                    ratio(r.rps, bare.rps, 3),
+                    ratio(r.p50_ms, bare.p50_ms, 1),
+                    ratio(r.p99_ms, bare.p99_ms, 1),
+                ],
+                widths,
+            )
+        )
     errors = {k: r.error_detail for k, r in load.items() if r.errors}
     if errors:
         print("errors by kind: " + "; ".join(f"{k}: {v}" for k, v in errors.items()))
     few = [k for k, r in load.items() if r.requests < 50]
     if few:
-        print(f"note: fewer than 50 requests completed for {', '.join(few)}: their p99 is close to the maximum; "
-              "a longer --duration gives a steadier tail")
+        print(
+            f"note: fewer than 50 requests completed for {', '.join(few)}: their p99 is close to the maximum; "
+            "a longer --duration gives a steadier tail"
+        )
     full, unchanged, content = load["ctx-200"], load["unchanged"], load["ctx-full"]
     print(f"\nratios ({tool}, {connections} connections; p50 and p99 are the medians of the rounds'):")
-    print(f"  unchanged revision / maxNodes={MAX_NODES}: req/s {ratio(unchanged.rps, full.rps)}, "
-          f"p50 {ratio(unchanged.p50_ms, full.p50_ms)}, p99 {ratio(unchanged.p99_ms, full.p99_ms)}")
-    print(f"  +content +relationships / maxNodes={MAX_NODES}: req/s {ratio(content.rps, full.rps)}, "
-          f"p50 {ratio(content.p50_ms, full.p50_ms)}, p99 {ratio(content.p99_ms, full.p99_ms)}")
-    print(f"  context maxNodes={MAX_NODES} / bare: req/s {ratio(full.rps, bare.rps, 3)}, "
-          f"p50 {ratio(full.p50_ms, bare.p50_ms, 1)}x")
+    print(
+        f"  unchanged revision / maxNodes={MAX_NODES}: req/s {ratio(unchanged.rps, full.rps)}, "
+        f"p50 {ratio(unchanged.p50_ms, full.p50_ms)}, p99 {ratio(unchanged.p99_ms, full.p99_ms)}"
+    )
+    print(
+        f"  +content +relationships / maxNodes={MAX_NODES}: req/s {ratio(content.rps, full.rps)}, "
+        f"p50 {ratio(content.p50_ms, full.p50_ms)}, p99 {ratio(content.p99_ms, full.p99_ms)}"
+    )
+    print(
+        f"  context maxNodes={MAX_NODES} / bare: req/s {ratio(full.rps, bare.rps, 3)}, "
+        f"p50 {ratio(full.p50_ms, bare.p50_ms, 1)}x"
+    )
 
 
 def main() -> int:
@@ -826,8 +957,12 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=10, help="seconds of load per endpoint (default 10)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds alternating the endpoints (default 2)")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of load on each endpoint first")
-    parser.add_argument("--connections", type=int, default=DEFAULT_CONNECTIONS,
-                        help=f"concurrent connections (default {DEFAULT_CONNECTIONS})")
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=DEFAULT_CONNECTIONS,
+        help=f"concurrent connections (default {DEFAULT_CONNECTIONS})",
+    )
     parser.add_argument("--workers", type=int, default=WORKERS, help=f"gunicorn workers (default {WORKERS})")
     parser.add_argument("--profile-requests", type=int, default=20, help="in-process requests per endpoint")
     parser.add_argument("--no-profile", action="store_true", help="skip the in-process profile")
@@ -849,15 +984,19 @@ def main() -> int:
     per_round = max(1, round(args.duration / args.rounds))
     print(f"bench/context  {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  on {machine_note()}")
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
-    print(f"load: {tool}, {args.connections} connections, {args.rounds} rounds x {per_round} s per endpoint "
-          f"(+{args.warmup} s warm-up each); load average before the run {os.getloadavg()[0]:.2f}")
+    print(
+        f"load: {tool}, {args.connections} connections, {args.rounds} rounds x {per_round} s per endpoint "
+        f"(+{args.warmup} s warm-up each); load average before the run {os.getloadavg()[0]:.2f}"
+    )
     print(f"database {args.database_url}, redis {args.redis_url}")
 
     started = time.monotonic()
     fixture = prepare(args.database_url, args.redis_url, args.nodes, args.rebuild)
-    print(f"fixture: {fixture.stored_nodes} stored nodes + {fixture.edges} edges "
-          f"({'reused' if fixture.reused else f'written in {time.monotonic() - started:.1f} s'}), "
-          f"memo of 9 sections, deal {fixture.deal_id}")
+    print(
+        f"fixture: {fixture.stored_nodes} stored nodes + {fixture.edges} edges "
+        f"({'reused' if fixture.reused else f'written in {time.monotonic() - started:.1f} s'}), "
+        f"memo of 9 sections, deal {fixture.deal_id}"
+    )
 
     env = child_env(args.database_url, args.redis_url)
     logdir = Path(tempfile.mkdtemp(prefix="bench-context-"))
@@ -869,8 +1008,11 @@ def main() -> int:
         server.start(fixture)
         check_responses(server.base_url, fixture)
         chosen = endpoints(fixture)
-        print(f"canvas: {fixture.node_count} nodes in the summary, revision {fixture.revision}; every endpoint "
-              "answered 200 with the expected body", flush=True)
+        print(
+            f"canvas: {fixture.node_count} nodes in the summary, revision {fixture.revision}; every endpoint "
+            "answered 200 with the expected body",
+            flush=True,
+        )
 
         def measure(endpoint: Endpoint, seconds: int) -> LoadResult:
             url = server.base_url + endpoint.path_and_query
@@ -888,8 +1030,11 @@ def main() -> int:
             for endpoint in chosen if number % 2 else chosen[::-1]:
                 result = measure(endpoint, per_round)
                 rounds[endpoint.key].append(result)
-                print(f"  round {number} {endpoint.key:<9} {result.rps:8.1f} req/s  p50 {result.p50_ms:8.1f} ms  "
-                      f"p99 {result.p99_ms:8.1f} ms  errors {result.errors}", flush=True)
+                print(
+                    f"  round {number} {endpoint.key:<9} {result.rps:8.1f} req/s  p50 {result.p50_ms:8.1f} ms  "
+                    f"p99 {result.p99_ms:8.1f} ms  errors {result.errors}",
+                    flush=True,
+                )
         load = {key: merge_rounds(parts) for key, parts in rounds.items()}
     finally:
         if server is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -137,6 +138,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Periodic sweepers (run `celery -A canvas_project beat` beside the workers in production).
 CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-ingestions": {"task": "deals.sweep_stuck_ingestions", "schedule": 300.0},
+    "canvas-sweep-dead-runs": {"task": "canvas.sweep_dead_runs", "schedule": 60.0},
 }
 
 # --- API --------------------------------------------------------------------------------------
@@ -218,6 +220,17 @@ CANVAS_VERSION_RETENTION = env_int("CANVAS_VERSION_RETENTION", 100)
 CANVAS_READINESS_GATE = env_int("CANVAS_READINESS_GATE", 70)
 CANVAS_EVENTS_MAXLEN = env_int("CANVAS_EVENTS_MAXLEN", 10_000)
 COLLAB_STEPS_WINDOW = env_int("COLLAB_STEPS_WINDOW", 1000)
+# Synthesis runs (canvas/synthesis, canvas/runs.py).
+SYNTHESIS_DEAD_RUN_SECONDS = env_int("SYNTHESIS_DEAD_RUN_SECONDS", 120)
+SYNTHESIS_MAX_RUN_SECONDS = env_int("SYNTHESIS_MAX_RUN_SECONDS", 4 * 3600)
+SYNTHESIS_TIME_BUDGET_SECONDS = env_int("SYNTHESIS_TIME_BUDGET_SECONDS", 600)
+SYNTHESIS_MAX_CONCURRENCY = env_int("SYNTHESIS_MAX_CONCURRENCY", 4)
+SYNTHESIS_HEARTBEAT_SECONDS = env_int("SYNTHESIS_HEARTBEAT_SECONDS", 2)
+SYNTHESIS_CANCEL_WAIT_SECONDS = env_int("SYNTHESIS_CANCEL_WAIT_SECONDS", 10)
+SYNTHESIS_TOP_K = env_int("SYNTHESIS_TOP_K", 6)
+SYNTHESIS_DRAFTER = env_str("SYNTHESIS_DRAFTER", "canvas.synthesis.drafters.DefaultDrafter")
+# An LLM drafter only when configured, e.g. "openai:gpt-4o-mini" (install that provider's langchain package).
+CANVAS_LLM_MODEL = env_str("CANVAS_LLM_MODEL", "")
 PRESENCE_WINDOW_SECONDS = float(env_str("PRESENCE_WINDOW_SECONDS", "30"))
 GENERATE_RATE_PER_MINUTE = env_int("GENERATE_RATE_PER_MINUTE", 10)
 GENERATE_RATE_BURST = env_int("GENERATE_RATE_BURST", 10)
@@ -240,7 +253,9 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
-# Without `collectstatic` (development, tests) WhiteNoise finds files in the apps directly.
+# Without `collectstatic` (development, tests) WhiteNoise finds files in the apps directly (and would
+# warn at every start that STATIC_ROOT does not exist yet).
+warnings.filterwarnings("ignore", message="No directory at", module="whitenoise.base")
 WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", not PRODUCTION)
 STORAGES = {
     # Documents on local disk (MEDIA_ROOT) unless DOCUMENT_STORAGE_BUCKET names an S3-compatible bucket

@@ -23,9 +23,10 @@ urlpatterns = [
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("api/", include("deals.urls")),
     path("api/", include("deals.document_urls")),
+    # run_urls holds the literal /api/canvas/prompts, which must come before /api/canvas/{deal_id}
+    path("api/", include("canvas.run_urls")),
     path("api/", include("canvas.urls")),
     path("api/", include("canvas.suggestion_urls")),
-    path("api/", include("canvas.run_urls")),
     path("api/", include("internal_api.urls")),
     path("api/", include("internal_api.chat_urls")),
     path("api/", include("superadmin.urls")),
