@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import orjson
 import redis
 from django.conf import settings
 from django.db import transaction
@@ -94,28 +95,34 @@ def _sync_deal_summary(deal: Deal, payload: dict) -> None:
             setattr(deal, name, value)
 
 
-def canvas_session_get(*, deal: Deal, role: str, user: User | None) -> dict:
-    """The session for the caller: from the cache when current, else built from the Store and cached.
-
-    Raises StoreUnavailable when the Store is down and no current cache exists.
-    """
+def canvas_session_bytes(*, deal: Deal, role: str, user: User | None) -> bytes:
+    """The session for the caller as JSON bytes: the cached body when current (one Redis GET, no
+    parsing), else built from the Store and cached. Raises StoreUnavailable when the Store is down
+    and no current cache exists."""
     warning = None
     try:
-        cached = session.cache_get(deal)
+        cached = session.cache_get_raw(deal)
     except REDIS_ERRORS:
         cached, warning = None, REDIS_DOWN_WARNING
     if cached is not None:
-        return session.with_role(cached, deal=deal, role=role, warning=None)
+        header, body = cached
+        return session.respond_bytes(header, body, deal=deal, role=role, warning=None)
 
     doc = _load_or_create(deal, user)
     payload = _fresh_payload(deal, doc)
     _sync_deal_summary(deal, payload)
+    header, body, value = session.encode(payload)
     if warning is None:
         try:
-            session.cache_put(payload)
+            session.cache_put_encoded(payload["deal_id"], payload["version"], value)
         except REDIS_ERRORS:
             warning = REDIS_DOWN_WARNING
-    return session.with_role(payload, deal=deal, role=role, warning=warning)
+    return session.respond_bytes(header, body, deal=deal, role=role, warning=warning)
+
+
+def canvas_session_get(*, deal: Deal, role: str, user: User | None) -> dict:
+    """canvas_session_bytes, parsed: for services that read the session."""
+    return orjson.loads(canvas_session_bytes(deal=deal, role=role, user=user))
 
 
 def canvas_refresh(*, deal: Deal, role: str, user: User) -> dict:

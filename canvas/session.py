@@ -5,27 +5,30 @@ are added per request. A cached payload is valid only while its `version` equals
 `memo_version`, which the caller's access check has already read, so validating costs nothing and a
 cache left stale by a lost write or a Redis outage is never served. Writes to the cache go through a
 Lua script that refuses to replace a newer version with an older one.
+
+The cache holds the payload already serialized: `<version>\n<header JSON>\n<body JSON>`. The header
+carries the few fields the role-dependent flags need; the body is sent as it is, with the per-request
+fields spliced in, so a cached GET neither parses nor re-renders the memo (bench/canvas_get).
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import orjson
 from django.conf import settings
-from django.core.serializers.json import DjangoJSONEncoder
 
 from canvas import keys
 from canvas.memo_store import CanvasDoc
 from canvas_project.redis_client import get_redis
 from deals.models import Deal, DealRole, role_rank
 
-# KEYS[1] session key; ARGV[1] payload; ARGV[2] its version; ARGV[3] TTL seconds.
+# KEYS[1] session key; ARGV[1] the encoded payload; ARGV[2] its version; ARGV[3] TTL seconds.
 _SET_IF_NOT_OLDER = """
 local current = redis.call('GET', KEYS[1])
 if current then
-  local ok, decoded = pcall(cjson.decode, current)
-  if ok and decoded['version'] and tonumber(decoded['version']) > tonumber(ARGV[2]) then
+  local cached = tonumber(string.match(current, '^(%d+)\\n'))
+  if cached and cached > tonumber(ARGV[2]) then
     return 0
   end
 end
@@ -84,18 +87,7 @@ def incomplete_delivery_blocked(doc: CanvasDoc) -> bool:
 
 def with_role(payload: dict[str, Any], *, deal: Deal, role: str, warning: str | None) -> dict[str, Any]:
     """The payload for one caller: fresh deal settings, role-dependent flags, the degradation warning."""
-    response = dict(payload)
-    response["deal_name"] = deal.name
-    response["collab_enabled"] = deal.collab_enabled
-    response["user_role"] = role
-    response["can_finalize"] = can_finalize(payload, role)
-    response["can_export"] = can_export(payload, role)
-    response["can_edit"] = role_rank(role) >= role_rank(DealRole.EDITOR) and payload["document_state"] != "approved"
-    response["can_comment"] = role_rank(role) >= role_rank(DealRole.COMMENTER)
-    if warning is None and payload.get("run_in_progress"):
-        warning = "A drafting run is in progress; sections will appear as they are written."
-    response["initialization_warning"] = warning
-    return response
+    return {**payload, **role_fields(payload, deal=deal, role=role, warning=warning)}
 
 
 def can_finalize(payload: dict[str, Any], role: str) -> bool:
@@ -116,26 +108,70 @@ def can_export(payload: dict[str, Any], role: str) -> bool:
     )
 
 
-def cache_get(deal: Deal) -> dict[str, Any] | None:
-    """The cached payload when it matches the deal's current version. Raises redis errors."""
+# Fields that come from the deal row or the caller on every request, never from the cache.
+PER_REQUEST_FIELDS = ("deal_name", "collab_enabled", "user_role", "can_finalize", "can_export", "can_edit",
+                      "can_comment", "initialization_warning")
+HEADER_FIELDS = ("version", "document_state", "is_blank", "incomplete_delivery_blocked", "readiness",
+                 "run_in_progress")
+
+
+def encode(payload: dict[str, Any]) -> tuple[dict[str, Any], bytes, bytes]:
+    """(header, body bytes, the cache value) of a role-independent payload."""
+    header = {name: payload[name] for name in HEADER_FIELDS}
+    body = orjson.dumps({k: v for k, v in payload.items() if k not in PER_REQUEST_FIELDS})
+    return header, body, b"%d\n" % payload["version"] + orjson.dumps(header) + b"\n" + body
+
+
+def role_fields(header: dict[str, Any], *, deal: Deal, role: str, warning: str | None) -> dict[str, Any]:
+    if warning is None and header.get("run_in_progress"):
+        warning = "A drafting run is in progress; sections will appear as they are written."
+    return {
+        "deal_name": deal.name,
+        "collab_enabled": deal.collab_enabled,
+        "user_role": role,
+        "can_finalize": can_finalize(header, role),
+        "can_export": can_export(header, role),
+        "can_edit": role_rank(role) >= role_rank(DealRole.EDITOR) and header["document_state"] != "approved",
+        "can_comment": role_rank(role) >= role_rank(DealRole.COMMENTER),
+        "initialization_warning": warning,
+    }
+
+
+def respond_bytes(header: dict[str, Any], body: bytes, *, deal: Deal, role: str, warning: str | None) -> bytes:
+    """The JSON response: the cached body with the per-request fields spliced in before its last brace."""
+    extra = orjson.dumps(role_fields(header, deal=deal, role=role, warning=warning))
+    return body[:-1] + b"," + extra[1:]
+
+
+def cache_get_raw(deal: Deal) -> tuple[dict[str, Any], bytes] | None:
+    """(header, body) of the cached payload when it matches the deal's version. Raises redis errors."""
     raw = get_redis().get(keys.session_key(deal.pk))
     if raw is None:
         return None
     try:
-        payload = json.loads(raw)
+        version, header, body = raw.split(b"\n", 2)
+        if int(version) != deal.memo_version:
+            return None
+        return orjson.loads(header), body
     except ValueError:
         return None
-    return payload if payload.get("version") == deal.memo_version else None
+
+
+def cache_get(deal: Deal) -> dict[str, Any] | None:
+    """The cached payload (parsed) when it matches the deal's current version. Raises redis errors."""
+    found = cache_get_raw(deal)
+    return orjson.loads(found[1]) if found else None
 
 
 def cache_put(payload: dict[str, Any]) -> bool:
     """Cache the payload unless a newer version is cached. Raises redis errors."""
-    return bool(
-        get_redis().eval(
-            _SET_IF_NOT_OLDER, 1, keys.session_key(payload["deal_id"]),
-            json.dumps(payload, cls=DjangoJSONEncoder), payload["version"], settings.CANVAS_SESSION_TTL_SECONDS,
-        )
-    )
+    _header, _body, value = encode(payload)
+    return cache_put_encoded(payload["deal_id"], payload["version"], value)
+
+
+def cache_put_encoded(deal_id, version: int, value: bytes) -> bool:
+    return bool(get_redis().eval(_SET_IF_NOT_OLDER, 1, keys.session_key(deal_id), value, version,
+                                 settings.CANVAS_SESSION_TTL_SECONDS))
 
 
 def cache_drop(deal_id) -> None:

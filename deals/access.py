@@ -15,10 +15,9 @@ import uuid
 from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import Exists, OuterRef, Subquery
 
 from deals.errors import DealNotFound, RoleTooLow
-from deals.models import Deal, DealAccess, DealRole, OrgMembership, Visibility, role_rank
+from deals.models import Deal, DealRole, Org, Visibility, role_rank
 
 
 @dataclass(frozen=True)
@@ -64,33 +63,56 @@ def _seed_owner_grant(*, deal_id: uuid.UUID, user_id: uuid.UUID) -> bool:
         return cursor.rowcount > 0
 
 
-def resolve_deal_access(*, user, deal_id: object, token: object = None) -> DealAccessContext:
-    """Resolve the deal and the caller's role.
+# One statement: the deal, its org's name, the caller's grant, whether the caller is an active member of
+# the org and (for deal-scoped tokens) whether the deal has an owner. Raw SQL because building the same
+# query through the ORM cost about four times its execution on the hot GET (bench/canvas_get).
+_DEAL_FIELDS = ("id", "org_id", "name", "description", "visibility", "template_key", "collab_enabled",
+                "created_blank", "created_by_id", "document_state", "memo_version", "sections_populated",
+                "sections_total", "incomplete_delivery_blocked", "created_at", "updated_at")
+_RESOLVE_SQL = (
+    "SELECT " + ", ".join(f"d.{name}" for name in _DEAL_FIELDS) + ", o.name, "
+    "(SELECT a.role FROM deals_dealaccess a WHERE a.deal_id = d.id AND a.user_id = %(user)s), "
+    "EXISTS (SELECT 1 FROM deals_orgmembership m JOIN deals_user u ON u.id = m.user_id "
+    "        WHERE m.org_id = d.org_id AND m.user_id = %(user)s AND u.is_active), "
+    "EXISTS (SELECT 1 FROM deals_dealaccess a WHERE a.deal_id = d.id AND a.role = 'owner') "
+    "FROM deals_deal d JOIN deals_org o ON o.id = d.org_id WHERE d.id = %(deal)s"
+)
 
-    Raises DealNotFound (unknown, malformed, other org, no access, token scoped to another deal).
+
+def resolve_deal_access(*, user, deal_id: object, token: object = None) -> DealAccessContext:
+    """Resolve the deal and the caller's role (one SQL query; one more to seed an owner grant).
+
+    `user` may be a full user or a token user carrying only its id: the query checks that the user is
+    active. Raises DealNotFound (unknown, malformed, other org, no access, inactive user, token scoped
+    to another deal).
     """
     deal_uuid = parse_deal_id(deal_id)
     claim = token_deal_claim(token)
     if claim is not None and claim != str(deal_uuid):
         raise DealNotFound()
-    if not getattr(user, "is_authenticated", False) or not isinstance(getattr(user, "pk", None), uuid.UUID):
+    if not getattr(user, "is_authenticated", False):
         raise DealNotFound()
+    try:
+        user_uuid = uuid.UUID(str(user.pk))
+    except (ValueError, TypeError, AttributeError):
+        raise DealNotFound() from None
 
-    queryset = Deal.objects.select_related("org").annotate(
-        grant_role=Subquery(DealAccess.objects.filter(deal=OuterRef("pk"), user=user.pk).values("role")[:1]),
-        is_member=Exists(OrgMembership.objects.filter(org=OuterRef("org_id"), user=user.pk)),
-    )
-    if claim is not None:
-        queryset = queryset.annotate(
-            has_owner=Exists(DealAccess.objects.filter(deal=OuterRef("pk"), role=DealRole.OWNER))
-        )
-    deal = queryset.filter(pk=deal_uuid).first()
-    if deal is None or not deal.is_member:
+    with connection.cursor() as cursor:
+        cursor.execute(_RESOLVE_SQL, {"user": user_uuid, "deal": deal_uuid})
+        row = cursor.fetchone()
+    if row is None:
         raise DealNotFound()
+    count = len(_DEAL_FIELDS)
+    org_name, grant_role, is_member, has_owner = row[count:]
+    if not is_member:
+        raise DealNotFound()
+    deal = Deal(**dict(zip(_DEAL_FIELDS, row[:count], strict=True)))
+    deal._state.adding, deal._state.db = False, "default"
+    deal.org = Org(id=deal.org_id, name=org_name)
 
-    role = deal.grant_role
-    if claim is not None and not deal.has_owner:
-        _seed_owner_grant(deal_id=deal.pk, user_id=user.pk)
+    role = grant_role
+    if claim is not None and not has_owner:
+        _seed_owner_grant(deal_id=deal.pk, user_id=user_uuid)
         role = DealRole.OWNER
     if role is None and deal.visibility == Visibility.ORG:
         role = DealRole.VIEWER

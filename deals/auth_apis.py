@@ -12,13 +12,13 @@ from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import AllowAny, BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.serializers import TokenRefreshSerializer
 from rest_framework_simplejwt.tokens import UntypedToken
 
 from canvas_project.api.schema import error_responses
 from canvas_project.api.validation import parse_body
+from deals.authentication import BearerJWTAuthentication
 from deals.errors import RoleTooLow
 from deals.serializers import (
     DealTokenInput,
@@ -108,7 +108,7 @@ class IsSuperadminOrEngine(BasePermission):
 
 
 class DealTokenApi(APIView):
-    authentication_classes = [InternalEngineTokenAuthentication, JWTAuthentication]
+    authentication_classes = [InternalEngineTokenAuthentication, BearerJWTAuthentication]
     permission_classes = [IsSuperadminOrEngine]
 
     @extend_schema(
