@@ -82,8 +82,9 @@ class NodeCollectionApi(DealScopedAPIView):
         wanted = [n for n in all_nodes if all(query.get(f) is None or n.get(f) == query[f]
                                               for f in ("type", "status", "section_key", "agent_id", "framework"))]
         page = wanted[query["offset"]: query["offset"] + query["limit"]]
-        return Response({"count": len(wanted), "results": page,
-                         "relationships": nodes.relationships_of(edges, {n["id"] for n in page})})
+        listed = {n["id"] for n in page}  # edges from the listed nodes, to any node of the canvas
+        relationships = {k: v for k, v in nodes.relationships_of(edges).items() if k in listed}
+        return Response({"count": len(wanted), "results": page, "relationships": relationships})
 
     @extend_schema(operation_id="canvas_nodes_create", summary="Create a node (commenter)", request=NodeCreateInput,
                    responses={201: ContextNodeOutput, **error_responses(401, 403, 404, 422, 503)}, tags=["nodes"])

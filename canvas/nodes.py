@@ -98,7 +98,27 @@ def _derived_nodes(deal: Deal) -> tuple[list[dict], list[dict]]:
                            raw_status="resolved" if cond.resolved else "open", title=cond.text[:80],
                            content=cond.text, section_key=cond.section_key, updated_at=_iso(cond.created_at)))
         edges.append({"from": f"condition:{cond.pk}", "to": f"section:{cond.section_key}", "type": "conditions"})
+    for finding in _brush_findings(deal):
+        node_id = f"brush:{finding['id']}"
+        nodes.append(_node(id=node_id, type="brush_finding", raw_status=finding.get("status") or "open",
+                           title=finding["message"][:80], content=finding["message"],
+                           section_key=finding.get("section_key"), agent_id="brush",
+                           updated_at=finding.get("created_at")))
+        if finding.get("section_key"):
+            edges.append({"from": node_id, "to": f"section:{finding['section_key']}", "type": "flags"})
     return nodes, edges
+
+
+def _brush_findings(deal: Deal) -> list[dict]:
+    """Findings of the deal's cached brush passes (Redis, 24 h); none while Redis is down."""
+    from canvas.synthesis.brushes import BrushesUnavailable, brush_list
+
+    try:
+        passes = brush_list(deal=deal)
+    except BrushesUnavailable:
+        return []
+    return [{**finding, "created_at": result.get("created_at")} for result in passes
+            for finding in result.get("findings", [])]
 
 
 def _search(namespace: tuple, *, limit: int = MAX_STORED_NODES, filter: dict | None = None) -> list:

@@ -146,3 +146,16 @@ def test_brush_counts_against_the_generate_rate_limit(cast, settings):
     assert _brush(client, cast.deal, brush="completeness").status_code == 201
     response = _brush(client, cast.deal, brush="completeness")
     assert response.status_code == 429 and response["Retry-After"]
+
+
+def test_brush_findings_appear_as_canvas_nodes(cast, memo):
+    body = _brush(cast.client("editor"), cast.deal, brush="figures").json()
+    [finding] = body["findings"]
+    listed = cast.client("viewer").get(canvas_url(cast.deal, "nodes") + "?type=brush_finding").json()
+    assert [n["id"] for n in listed["results"]] == [f"brush:{finding['id']}"]
+    node = listed["results"][0]
+    assert node["status"] == "pending" and node["section_key"] == finding["section_key"]
+    assert listed["relationships"][node["id"]] == [{"to": f"section:{finding['section_key']}", "type": "flags"}]
+    from canvas import nodes
+
+    assert nodes.canvas_summary_counts(cast.deal)["byType"]["brush_finding"] == 1
