@@ -182,11 +182,16 @@ def _first_hit(spec: MetricSpec, text: str) -> tuple[re.Match[str], float] | Non
     """
     for hint in spec.hint.finditer(text):
         low, high = max(0, hint.start() - _BEFORE_HINT), min(len(text), hint.end() + _AFTER_HINT)
-        for pattern in spec.patterns:
-            for match in pattern.finditer(text, low, high):
-                value = _number(match)
-                if spec.plausible(value):
-                    return match, value
+        candidates = [
+            (match, value)
+            for pattern in spec.patterns
+            for match in pattern.finditer(text, low, high)
+            if spec.plausible(value := _number(match))
+        ]
+        if candidates:
+            # the tightest phrasing wins: in "a 67.5% LTV, at a fixed rate of 5.25%" the value next to
+            # the label (67.5%) binds closer than the one a label-first pattern reaches past a comma
+            return min(candidates, key=lambda pair: (len(pair[0].group(0)), pair[0].start()))
     return None
 
 

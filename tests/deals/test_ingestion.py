@@ -455,3 +455,11 @@ def test_intake_prefers_the_document_whose_name_says_what_it_is(cast):
     requirement = summary["requirements"][0]
     assert requirement["status"] == "received" and requirement["document_ids"][0] == str(om.pk)
     assert [d["fills"] for d in summary["documents"]] == [None, "offering_memorandum"]
+
+
+def test_a_value_next_to_its_label_wins_over_a_later_one():
+    from deals.ingestion.intel import Passage, extract_metrics
+
+    text = "The loan is sized at a 67.5% LTV, at a fixed interest rate of 5.25% for ten years."
+    metrics = extract_metrics([Passage(document_id="d", filename="OM.pdf", page=3, text=text)])
+    assert metrics["ltv"]["value"] == 67.5
