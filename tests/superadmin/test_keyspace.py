@@ -41,3 +41,14 @@ def test_classify_batch_of_real_scan_replies(redis_client, db):
     assert cursor == 0
     assert sorted(keys.classify_batch(found)) == sorted((k, *keys.classify(k)) for k in found)
     assert len(found) == 17  # 16 keys of every family and the index
+
+
+def test_classify_batch_grouped_groups_what_classify_batch_finds():
+    deal = uuid.uuid4()
+    batch = [*_mixed_batch(), keys.events_key(deal).encode(), keys.steps_key(deal).encode(),
+             keys.discourse_key(deal).encode()]
+    grouped = keys.classify_batch_grouped(batch)
+    flat = sorted((key, family, deal.decode()) for family, rows in grouped.items() for key, _, deal in rows)
+    assert flat == sorted(keys.classify_batch(batch))
+    assert len(grouped["events"]) == 3
+    assert keys.classify_batch_grouped([*batch, b"a\nb"]).keys() == grouped.keys()
