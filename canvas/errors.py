@@ -13,7 +13,9 @@ class StoreUnavailable(DependencyUnavailableError):
     code = "store_unavailable"
 
     def __init__(self, message: str | None = None) -> None:
-        super().__init__("the LangGraph Store", message or "The canvas store (PostgreSQL) is unavailable; try again shortly.")
+        super().__init__(
+            "the LangGraph Store", message or "The canvas store (PostgreSQL) is unavailable; try again shortly."
+        )
 
 
 class RedisUnavailable(DependencyUnavailableError):

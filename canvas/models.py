@@ -34,9 +34,11 @@ class SynthesisRun(models.Model):
     usage = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True, default="")
     drafter = models.CharField(max_length=32, blank=True, default="", help_text="default (offline) or llm")
-    trace_summary = models.JSONField(default=list, blank=True,
-                                     help_text="Per node: section_key, status, elapsed (the full trace is in Redis "
-                                     "for 10 minutes).")
+    trace_summary = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Per node: section_key, status, elapsed (the full trace is in Redis for 10 minutes).",
+    )
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -49,8 +51,10 @@ class SynthesisRun(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["deal", "status"], name="run_deal_status"),
-                   models.Index(fields=["status", "heartbeat_at"], name="run_status_heartbeat")]
+        indexes = [
+            models.Index(fields=["deal", "status"], name="run_deal_status"),
+            models.Index(fields=["status", "heartbeat_at"], name="run_status_heartbeat"),
+        ]
 
     def __str__(self) -> str:
         return f"run {self.pk} ({self.status})"
@@ -93,8 +97,9 @@ class ApprovalCondition(models.Model):
     section_key = models.CharField(max_length=64)
     text = models.CharField(max_length=500)
     resolved = models.BooleanField(default=False)
-    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                    related_name="+")
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     resolved_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -107,6 +112,8 @@ class ApprovalCondition(models.Model):
 
 
 class SectionFeedback(models.Model):
+    """A reviewer's rating of one section (read by the readiness score)."""
+
     deal = models.ForeignKey("deals.Deal", on_delete=models.CASCADE, related_name="feedback")
     section_key = models.CharField(max_length=64)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
@@ -119,6 +126,9 @@ class SectionFeedback(models.Model):
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["deal", "section_key"], name="feedback_deal_section")]
 
+    def __str__(self) -> str:
+        return f"{self.rating}/5 on {self.section_key}"
+
 
 class Comment(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -128,8 +138,9 @@ class Comment(models.Model):
     author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     body = models.TextField(max_length=5000)
     resolved = models.BooleanField(default=False)
-    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                    related_name="+")
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     resolved_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -172,11 +183,13 @@ class Suggestion(models.Model):
     comment = models.TextField(max_length=2000, blank=True, default="")
     status = models.CharField(max_length=16, choices=SuggestionStatus.choices, default=SuggestionStatus.PENDING)
     author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     decided_at = models.DateTimeField(null=True, blank=True)
-    applied_version = models.PositiveIntegerField(null=True, blank=True,
-                                                  help_text="The memo version its acceptance produced.")
+    applied_version = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The memo version its acceptance produced."
+    )
     base_version = models.PositiveIntegerField(default=0, help_text="The memo version when it was proposed.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -64,8 +64,10 @@ def _section_quality(doc: CanvasDoc, populated: list[dict], signals: ReviewSigna
         scores.append(0.5 * heuristic + 0.5 * (rating - 1) / 4 if rating is not None else heuristic)
     score = round(100 * sum(scores) / len(scores))
     rated = sum(1 for s in populated if s["key"] in signals.ratings)
-    return score, (f"{len(populated)} sections with content average {score}/100 on depth and sourcing"
-                   + (f", {rated} rated by reviewers." if rated else "; none rated by reviewers yet."))
+    return score, (
+        f"{len(populated)} sections with content average {score}/100 on depth and sourcing"
+        + (f", {rated} rated by reviewers." if rated else "; none rated by reviewers yet.")
+    )
 
 
 def _approval_status(doc: CanvasDoc, sections: list[dict], signals: ReviewSignals) -> tuple[int, str]:
@@ -100,7 +102,10 @@ def _freshness(doc: CanvasDoc, now: datetime) -> tuple[int, str]:
         score = 100
     else:
         score = max(0, round(100 * (STALE_DAYS - age_days) / (STALE_DAYS - FRESH_DAYS)))
-    return score, f"Last changed {age_days:.0f} day(s) ago (full marks within {FRESH_DAYS} days, none after {STALE_DAYS})."
+    return (
+        score,
+        f"Last changed {age_days:.0f} day(s) ago (full marks within {FRESH_DAYS} days, none after {STALE_DAYS}).",
+    )
 
 
 def _model_integrity(populated: list[dict]) -> tuple[int, str]:

@@ -91,11 +91,14 @@ class CanvasSessionResponse(serializers.Serializer):
 
 
 class CanvasSaveInput(serializers.Serializer):
-    content = StrictCharField(allow_blank=True, trim_whitespace=False,
-                                    help_text=f"The whole memo as markdown, at most {settings.CANVAS_MAX_CONTENT_CHARS:,} "
-                                    "characters (413 beyond).")
-    base_version = serializers.IntegerField(min_value=0, required=False, allow_null=True,
-                                            help_text="The version the edit was based on; 409 when stale.")
+    content = StrictCharField(
+        allow_blank=True,
+        trim_whitespace=False,
+        help_text=f"The whole memo as markdown, at most {settings.CANVAS_MAX_CONTENT_CHARS:,} characters (413 beyond).",
+    )
+    base_version = serializers.IntegerField(
+        min_value=0, required=False, allow_null=True, help_text="The version the edit was based on; 409 when stale."
+    )
 
 
 class CanvasSaveOutput(serializers.Serializer):
@@ -135,8 +138,9 @@ class SectionApproveInput(serializers.Serializer):
     comment = StrictCharField(max_length=500, required=False, allow_blank=True, default="")
     role = serializers.ChoiceField(choices=ReviewerRole.choices, default=ReviewerRole.REVIEWER)
     quality_score = serializers.IntegerField(min_value=1, max_value=5, required=False, allow_null=True)
-    conditions = serializers.ListField(child=StrictCharField(max_length=500), max_length=3, required=False,
-                                       default=list)
+    conditions = serializers.ListField(
+        child=StrictCharField(max_length=500), max_length=3, required=False, default=list
+    )
     force = serializers.BooleanField(default=False, help_text="Owner only: approve over unresolved comments.")
 
 
@@ -165,8 +169,7 @@ class FeedbackInput(serializers.Serializer):
     section_key = StrictCharField(max_length=64)
     rating = serializers.IntegerField(min_value=1, max_value=5)
     comment = StrictCharField(max_length=2000, required=False, allow_blank=True, default="")
-    tags = serializers.ListField(child=StrictCharField(max_length=40), max_length=10, required=False,
-                                 default=list)
+    tags = serializers.ListField(child=StrictCharField(max_length=40), max_length=10, required=False, default=list)
 
 
 class FeedbackOutput(serializers.Serializer):
@@ -180,8 +183,9 @@ class FeedbackOutput(serializers.Serializer):
 
 
 class CommentCreateInput(serializers.Serializer):
-    section_key = StrictCharField(max_length=64, required=False,
-                                        help_text="Required unless parent_id is given (a reply).")
+    section_key = StrictCharField(
+        max_length=64, required=False, help_text="Required unless parent_id is given (a reply)."
+    )
     body = StrictCharField(max_length=5000)
     parent_id = serializers.UUIDField(required=False, allow_null=True)
 
@@ -292,5 +296,6 @@ class VersionRestoreInput(serializers.Serializer):
 
 class ExportQueryInput(serializers.Serializer):
     format = serializers.ChoiceField(choices=["md", "docx"], default="md")
-    version = serializers.IntegerField(min_value=1, required=False,
-                                       help_text="Export this approval snapshot instead of the current memo.")
+    version = serializers.IntegerField(
+        min_value=1, required=False, help_text="Export this approval snapshot instead of the current memo."
+    )

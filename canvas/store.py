@@ -7,7 +7,8 @@ process (so Celery's forked workers each get their own) from Django's database s
 tests point at the test database. Tables are created by the canvas migration 0001 (`migrate`).
 
 Namespaces: ("deals", D, "canvas") for the memo, ("deals", D, "versions") for snapshots,
-("deals", D, "nodes") for canvas nodes, ("deals", D, "edges") for the typed edges between them. LangGraph threads of a deal are named `deal:<D>:...`.
+("deals", D, "nodes") for canvas nodes, ("deals", D, "edges") for the typed edges between them.
+LangGraph threads of a deal are named `deal:<D>:...`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import uuid
 
 import dj_database_url
 import orjson
-
 from django.conf import settings
 from django.db import connection
 from langgraph.checkpoint.postgres import PostgresSaver

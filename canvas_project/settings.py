@@ -79,7 +79,9 @@ DATABASE_URL = env_str("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/dea
 # (CONN_MAX_AGE > 0) leak under ASGI, where every sync request runs on a fresh thread: measured by
 # bench/canvas_get, they exhausted PostgreSQL's max_connections within seconds.
 DB_POOL = env_bool("DB_POOL", True)
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0 if DB_POOL else env_int("DB_CONN_MAX_AGE", 0))}
+DATABASES = {
+    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=0 if DB_POOL else env_int("DB_CONN_MAX_AGE", 0))
+}
 DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int("DB_CONNECT_TIMEOUT", 5)
 if DB_POOL:
     DATABASES["default"]["OPTIONS"]["pool"] = {
@@ -156,7 +158,9 @@ REST_FRAMEWORK = {
 if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")
 
-JWT_SIGNING_KEY = env_required("JWT_SIGNING_KEY", when=PRODUCTION, fallback="dev-insecure-jwt-signing-key-0123456789abcdef")
+JWT_SIGNING_KEY = env_required(
+    "JWT_SIGNING_KEY", when=PRODUCTION, fallback="dev-insecure-jwt-signing-key-0123456789abcdef"
+)
 SIMPLE_JWT = {
     "ALGORITHM": "HS256",
     "SIGNING_KEY": JWT_SIGNING_KEY,
@@ -255,17 +259,26 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 # Without `collectstatic` (development, tests) WhiteNoise finds files in the apps directly (and would
 # warn at every start that STATIC_ROOT does not exist yet).
-warnings.filterwarnings("ignore", message="No directory at", module="whitenoise.base")
+warnings.filterwarnings("ignore", message="No directory at", category=UserWarning)
 WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", not PRODUCTION)
 STORAGES = {
     # Documents on local disk (MEDIA_ROOT) unless DOCUMENT_STORAGE_BUCKET names an S3-compatible bucket
     # (then install django-storages[s3]).
-    "default": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {
-        "bucket_name": env_str("DOCUMENT_STORAGE_BUCKET", ""), "endpoint_url": env_str("S3_ENDPOINT_URL", "") or None,
-        "file_overwrite": False}} if env_str("DOCUMENT_STORAGE_BUCKET", "") else
-    {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage" if PRODUCTION
-                    else "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "default": {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env_str("DOCUMENT_STORAGE_BUCKET", ""),
+            "endpoint_url": env_str("S3_ENDPOINT_URL", "") or None,
+            "file_overwrite": False,
+        },
+    }
+    if env_str("DOCUMENT_STORAGE_BUCKET", "")
+    else {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
 }
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "media")))
 

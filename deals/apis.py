@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from canvas_project.api.schema import deleted_response, error_responses
 from canvas_project.api.validation import parse_body, parse_path_uuid, parse_query
 from deals import selectors, services
+from deals.access import token_deal_claim
 from deals.models import DealRole
 from deals.permissions import DealScopedAPIView, RequireEditor, RequireOwner, RequireViewer
 from deals.serializers import (
@@ -34,7 +35,6 @@ from deals.serializers import (
     OrgCreateInput,
     OrgOutput,
 )
-from deals.access import token_deal_claim
 
 USER_ID_PARAM = OpenApiParameter("user_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
 ORG_ID_PARAM = OpenApiParameter("org_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
@@ -65,8 +65,12 @@ class DealCollectionApi(APIView):
 class DealDetailApi(DealScopedAPIView):
     guards = {"GET": RequireViewer, "PATCH": RequireEditor, "DELETE": RequireOwner}
 
-    @extend_schema(operation_id="deals_retrieve", summary="Get a deal", responses={200: DealOutput,
-                   **error_responses(401, 403, 404)}, tags=["deals"])
+    @extend_schema(
+        operation_id="deals_retrieve",
+        summary="Get a deal",
+        responses={200: DealOutput, **error_responses(401, 403, 404)},
+        tags=["deals"],
+    )
     def get(self, request, deal_id):
         ctx = self.deal_access
         return Response(_deal_payload(ctx.deal, ctx.role))
@@ -85,8 +89,12 @@ class DealDetailApi(DealScopedAPIView):
         deal = services.deal_update(deal=ctx.deal, role=ctx.role, changes=body)
         return Response(_deal_payload(deal, ctx.role))
 
-    @extend_schema(operation_id="deals_delete", summary="Delete a deal (owner)",
-                   responses={**deleted_response(), **error_responses(401, 403, 404)}, tags=["deals"])
+    @extend_schema(
+        operation_id="deals_delete",
+        summary="Delete a deal (owner)",
+        responses={**deleted_response(), **error_responses(401, 403, 404)},
+        tags=["deals"],
+    )
     def delete(self, request, deal_id):
         services.deal_delete(deal=self.deal_access.deal)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -96,7 +104,8 @@ class DealBatchDeleteApi(APIView):
     @extend_schema(
         operation_id="deals_batch_delete",
         summary="Delete several deals (owner of each)",
-        description="All or nothing: when one id is unknown (404) or not owned by the caller (403), nothing is deleted.",
+        description="All or nothing: when one id is unknown (404) or not owned by the caller (403), "
+        "nothing is deleted.",
         request=DealBatchDeleteInput,
         responses={200: DealBatchDeleteOutput, **error_responses(401, 403, 404, 422)},
         tags=["deals"],
@@ -154,16 +163,21 @@ class BlankCanvasApi(APIView):
             user=request.user, org=org, name=body["deal_name"], template_key=body["template_key"], created_blank=True
         )
         redirect_url = settings.CANVAS_REDIRECT_TEMPLATE.format(deal_id=deal.pk)
-        return Response(BlankCanvasOutput({"deal_id": deal.pk, "redirect_url": redirect_url}).data,
-                        status=status.HTTP_201_CREATED)
+        return Response(
+            BlankCanvasOutput({"deal_id": deal.pk, "redirect_url": redirect_url}).data, status=status.HTTP_201_CREATED
+        )
 
 
 # --- sharing ----------------------------------------------------------------------------------
 class DealAccessCollectionApi(DealScopedAPIView):
     guards = {"GET": RequireOwner, "POST": RequireOwner}
 
-    @extend_schema(operation_id="deal_access_list", summary="List who has access (owner)",
-                   responses={200: GrantOutput(many=True), **error_responses(401, 403, 404)}, tags=["sharing"])
+    @extend_schema(
+        operation_id="deal_access_list",
+        summary="List who has access (owner)",
+        responses={200: GrantOutput(many=True), **error_responses(401, 403, 404)},
+        tags=["sharing"],
+    )
     def get(self, request, deal_id):
         return Response(GrantOutput(selectors.deal_grants(deal=self.deal_access.deal), many=True).data)
 
@@ -218,13 +232,22 @@ class DealAccessDetailApi(DealScopedAPIView):
 
 # --- orgs -------------------------------------------------------------------------------------
 class OrgCollectionApi(APIView):
-    @extend_schema(operation_id="orgs_list", summary="The caller's orgs",
-                   responses={200: OrgOutput(many=True), **error_responses(401)}, tags=["orgs"])
+    @extend_schema(
+        operation_id="orgs_list",
+        summary="The caller's orgs",
+        responses={200: OrgOutput(many=True), **error_responses(401)},
+        tags=["orgs"],
+    )
     def get(self, request):
         return Response(OrgOutput(selectors.orgs_of_user(user=request.user), many=True).data)
 
-    @extend_schema(operation_id="orgs_create", summary="Create an org (the caller becomes its admin)",
-                   request=OrgCreateInput, responses={201: OrgOutput, **error_responses(401, 422)}, tags=["orgs"])
+    @extend_schema(
+        operation_id="orgs_create",
+        summary="Create an org (the caller becomes its admin)",
+        request=OrgCreateInput,
+        responses={201: OrgOutput, **error_responses(401, 422)},
+        tags=["orgs"],
+    )
     def post(self, request):
         body = parse_body(OrgCreateInput, request)
         org = services.org_create(name=body["name"], created_by=request.user)
@@ -233,16 +256,25 @@ class OrgCollectionApi(APIView):
 
 
 class OrgMembersApi(APIView):
-    @extend_schema(operation_id="org_members_list", summary="Members of an org (any member)",
-                   parameters=[ORG_ID_PARAM],
-                   responses={200: MemberOutput(many=True), **error_responses(401, 404, 422)}, tags=["orgs"])
+    @extend_schema(
+        operation_id="org_members_list",
+        summary="Members of an org (any member)",
+        parameters=[ORG_ID_PARAM],
+        responses={200: MemberOutput(many=True), **error_responses(401, 404, 422)},
+        tags=["orgs"],
+    )
     def get(self, request, org_id):
         membership = selectors.org_membership_of(user=request.user, org_id=parse_path_uuid(org_id, "org_id"))
         return Response(MemberOutput(selectors.org_members(org=membership.org), many=True).data)
 
-    @extend_schema(operation_id="org_members_add", summary="Add a member (org admin)",
-                   parameters=[ORG_ID_PARAM], request=MemberAddInput,
-                   responses={201: MemberOutput, **error_responses(401, 403, 404, 409, 422)}, tags=["orgs"])
+    @extend_schema(
+        operation_id="org_members_add",
+        summary="Add a member (org admin)",
+        parameters=[ORG_ID_PARAM],
+        request=MemberAddInput,
+        responses={201: MemberOutput, **error_responses(401, 403, 404, 409, 422)},
+        tags=["orgs"],
+    )
     def post(self, request, org_id):
         membership = selectors.org_membership_of(user=request.user, org_id=parse_path_uuid(org_id, "org_id"))
         body = parse_body(MemberAddInput, request)

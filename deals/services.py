@@ -18,20 +18,41 @@ from deals.selectors import deals_visible_to
 def user_find(*, user_id: uuid.UUID | None = None, email: str | None = None, field: str) -> User:
     """The active user named by id or email. Raises InvalidInputError at body.<field> when none."""
     users = User.objects.filter(is_active=True)
-    found = users.filter(pk=user_id).first() if user_id else users.filter(email__iexact=email).order_by("date_joined").first()
+    found = (
+        users.filter(pk=user_id).first()
+        if user_id
+        else users.filter(email__iexact=email).order_by("date_joined").first()
+    )
     if found is None:
-        raise InvalidInputError("No active user has this " + ("id." if user_id else "email."),
-                                loc=["body", field], value=str(user_id or email), code="user_not_found")
+        raise InvalidInputError(
+            "No active user has this " + ("id." if user_id else "email."),
+            loc=["body", field],
+            value=str(user_id or email),
+            code="user_not_found",
+        )
     return found
 
 
-def user_create(*, username: str, password: str | None, email: str = "", first_name: str = "",
-                last_name: str = "", is_superuser: bool = False) -> User:
+def user_create(
+    *,
+    username: str,
+    password: str | None,
+    email: str = "",
+    first_name: str = "",
+    last_name: str = "",
+    is_superuser: bool = False,
+) -> User:
     """Create a user. Raises AlreadyExists when the username is taken."""
     if User.objects.filter(username=username).exists():
         raise AlreadyExists(f"A user named {username!r} already exists.")
-    user = User(username=username, email=email, first_name=first_name, last_name=last_name,
-                is_superuser=is_superuser, is_staff=is_superuser)
+    user = User(
+        username=username,
+        email=email,
+        first_name=first_name,
+        last_name=last_name,
+        is_superuser=is_superuser,
+        is_staff=is_superuser,
+    )
     if password:
         user.set_password(password)
     else:
@@ -84,7 +105,8 @@ def org_member_remove(*, actor_membership: OrgMembership, user_id: uuid.UUID) ->
         raise LastOrgAdmin()
     owned = DealAccess.objects.filter(deal__org=org, user_id=user_id, role=DealRole.OWNER)
     sole = [
-        grant.deal.name for grant in owned.select_related("deal")
+        grant.deal.name
+        for grant in owned.select_related("deal")
         if not DealAccess.objects.filter(deal=grant.deal_id, role=DealRole.OWNER).exclude(user_id=user_id).exists()
     ]
     if sole:
@@ -108,22 +130,41 @@ def deal_org_for_create(*, user: User, org_id: uuid.UUID | None) -> Org:
         return membership.org
     orgs = [m.org for m in memberships[:2]]
     if not orgs:
-        raise InvalidInputError("You belong to no org; ask an org admin to add you, or create an org first.",
-                                loc=["body", "org_id"], value=None, code="missing")
+        raise InvalidInputError(
+            "You belong to no org; ask an org admin to add you, or create an org first.",
+            loc=["body", "org_id"],
+            value=None,
+            code="missing",
+        )
     if len(orgs) > 1:
-        raise InvalidInputError("You belong to several orgs; say which one with org_id.",
-                                loc=["body", "org_id"], value=None, code="missing")
+        raise InvalidInputError(
+            "You belong to several orgs; say which one with org_id.", loc=["body", "org_id"], value=None, code="missing"
+        )
     return orgs[0]
 
 
 @transaction.atomic
-def deal_create(*, user: User, org: Org, name: str, description: str = "", visibility: str = Visibility.PRIVATE,
-                template_key: str = DEFAULT_TEMPLATE_KEY, collab_enabled: bool = True,
-                created_blank: bool = False) -> Deal:
+def deal_create(
+    *,
+    user: User,
+    org: Org,
+    name: str,
+    description: str = "",
+    visibility: str = Visibility.PRIVATE,
+    template_key: str = DEFAULT_TEMPLATE_KEY,
+    collab_enabled: bool = True,
+    created_blank: bool = False,
+) -> Deal:
     """Create a deal; its creator becomes its owner."""
     deal = Deal.objects.create(
-        org=org, name=name, description=description, visibility=visibility, template_key=template_key,
-        collab_enabled=collab_enabled, created_blank=created_blank, created_by=user,
+        org=org,
+        name=name,
+        description=description,
+        visibility=visibility,
+        template_key=template_key,
+        collab_enabled=collab_enabled,
+        created_blank=created_blank,
+        created_by=user,
     )
     DealAccess.objects.create(deal=deal, user=user, role=DealRole.OWNER, granted_by=user)
     return deal
@@ -172,8 +213,9 @@ def deals_batch_delete(*, user: User, deal_ids: Iterable[uuid.UUID], token_deal_
         raise DealNotFound("Deals not found: " + ", ".join(missing) + ". Nothing was deleted.")
     not_owned = [str(d) for d in wanted if roles[d] != DealRole.OWNER]
     if not_owned:
-        raise RoleTooLow("Only owners can delete deals; you do not own: " + ", ".join(not_owned)
-                         + ". Nothing was deleted.")
+        raise RoleTooLow(
+            "Only owners can delete deals; you do not own: " + ", ".join(not_owned) + ". Nothing was deleted."
+        )
     from deals.document_services import deal_document_files_delete
 
     for deal in Deal.objects.filter(pk__in=wanted):
@@ -186,8 +228,12 @@ def deals_batch_delete(*, user: User, deal_ids: Iterable[uuid.UUID], token_deal_
 # --- sharing ----------------------------------------------------------------------------------
 def _require_org_member(deal: Deal, user: User, field: str) -> None:
     if not OrgMembership.objects.filter(org=deal.org_id, user=user.pk).exists():
-        raise InvalidInputError("This user is not a member of the deal's org; an org admin must add them first.",
-                                loc=["body", field], value=str(user.pk), code="not_org_member")
+        raise InvalidInputError(
+            "This user is not a member of the deal's org; an org admin must add them first.",
+            loc=["body", field],
+            value=str(user.pk),
+            code="not_org_member",
+        )
 
 
 def deal_access_grant(*, deal: Deal, user: User, role: str, granted_by: User, field: str) -> DealAccess:

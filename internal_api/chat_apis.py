@@ -17,7 +17,13 @@ from canvas_project import ratelimit
 from canvas_project.api.errors import domain_error_parts
 from canvas_project.api.fields import StrictCharField
 from canvas_project.api.schema import error_responses
-from canvas_project.api.validation import RequestValidationError, _validate, first_unstorable_text, parse_body, parse_query
+from canvas_project.api.validation import (
+    RequestValidationError,
+    _validate,
+    first_unstorable_text,
+    parse_body,
+    parse_query,
+)
 from canvas_project.errors import DomainError
 from deals.access import require_role, resolve_deal_access
 from deals.models import DealRole
@@ -43,8 +49,10 @@ class ChatMessageOutput(serializers.Serializer):
 class ChatOutput(serializers.Serializer):
     thread_id = serializers.UUIDField()
     message = ChatMessageOutput()
-    metadata = serializers.DictField(help_text="What was forwarded to the engine: knowledge_search, "
-                                     "attached_document_ids, canvas_context {mode, summary, context_ref}, canvas_profile.")
+    metadata = serializers.DictField(
+        help_text="What was forwarded to the engine: knowledge_search, "
+        "attached_document_ids, canvas_context {mode, summary, context_ref}, canvas_profile."
+    )
 
 
 class ThreadsQueryInput(serializers.Serializer):
@@ -63,26 +71,40 @@ def _send(user, token, body: dict) -> dict:
     access = resolve_deal_access(user=user, deal_id=body["project_id"], token=token)
     require_role(access, DealRole.VIEWER)
     ratelimit.consume(ratelimit.generate_bucket(), user.pk)
-    return chat.chat_send(deal=access.deal, user=user, message=body["message"], agent_id=body["agent_id"],
-                          thread_id=body.get("thread_id"), knowledge_search=body["knowledge_search"],
-                          attached_document_ids=body["attached_document_ids"],
-                          canvas_profile=body.get("canvas_profile"))
+    return chat.chat_send(
+        deal=access.deal,
+        user=user,
+        message=body["message"],
+        agent_id=body["agent_id"],
+        thread_id=body.get("thread_id"),
+        knowledge_search=body["knowledge_search"],
+        attached_document_ids=body["attached_document_ids"],
+        canvas_profile=body.get("canvas_profile"),
+    )
 
 
 class ChatApi(APIView):
-    @extend_schema(operation_id="chat", summary="Ask the deal's engine (viewer of the project)",
-                   description="Creates a thread when thread_id is omitted. Counts against the shared 'generate' "
-                   "rate limit.", request=ChatInput,
-                   responses={200: ChatOutput, **error_responses(401, 403, 404, 422, 429, 503)}, tags=["chat"])
+    @extend_schema(
+        operation_id="chat",
+        summary="Ask the deal's engine (viewer of the project)",
+        description="Creates a thread when thread_id is omitted. Counts against the shared 'generate' rate limit.",
+        request=ChatInput,
+        responses={200: ChatOutput, **error_responses(401, 403, 404, 422, 429, 503)},
+        tags=["chat"],
+    )
     def post(self, request):
         body = parse_body(ChatInput, request)
         return Response(_send(request.user, request.auth, body))
 
 
 class ThreadsApi(APIView):
-    @extend_schema(operation_id="chat_threads", summary="The caller's chat threads of a project",
-                   parameters=[ThreadsQueryInput],
-                   responses={200: ThreadOutput(many=True), **error_responses(401, 403, 404, 422)}, tags=["chat"])
+    @extend_schema(
+        operation_id="chat_threads",
+        summary="The caller's chat threads of a project",
+        parameters=[ThreadsQueryInput],
+        responses={200: ThreadOutput(many=True), **error_responses(401, 403, 404, 422)},
+        tags=["chat"],
+    )
     def get(self, request):
         query = parse_query(ThreadsQueryInput, request)
         access = resolve_deal_access(user=request.user, deal_id=query["project_id"], token=request.auth)
@@ -98,7 +120,7 @@ def _json_error(exc: DomainError) -> JsonResponse:
 def _chunks(text: str, size: int = 24):
     words = text.split(" ")
     for start in range(0, len(words), size):
-        yield " ".join(words[start:start + size]) + (" " if start + size < len(words) else "")
+        yield " ".join(words[start : start + size]) + (" " if start + size < len(words) else "")
 
 
 @csrf_exempt  # bearer-token API, no cookies: CSRF does not apply (DRF's views are exempt the same way)
@@ -117,8 +139,20 @@ async def chat_stream(request: HttpRequest):
         if problem:
             raise ValueError(problem)
     except ValueError as exc:
-        return JsonResponse({"detail": [{"loc": ["body"], "msg": f"Malformed request body: {exc}",
-                                         "type": "json_invalid", "input": None, "ctx": {}}]}, status=422)
+        return JsonResponse(
+            {
+                "detail": [
+                    {
+                        "loc": ["body"],
+                        "msg": f"Malformed request body: {exc}",
+                        "type": "json_invalid",
+                        "input": None,
+                        "ctx": {},
+                    }
+                ]
+            },
+            status=422,
+        )
     try:
         body = _validate(ChatInput, raw, "body", None)
         result = await sync_to_async(_send)(user, token, body)
@@ -142,7 +176,7 @@ CHAT_STREAM_ENDPOINT = {
     "operation_id": "chat_stream",
     "summary": "Ask the deal's engine, answered as server-sent events",
     "description": "Body as POST /api/v1/chat. Events: `message` {delta} (repeated), `message_end` "
-                   "{thread_id, message, metadata}, `done`.",
+    "{thread_id, message, metadata}, `done`.",
     "tag": "chat",
     "method": "post",
     "request": "ChatInput",

@@ -58,8 +58,11 @@ def run_health_checks() -> dict[str, dict]:
             error = exc.__class__.__name__
             if name == "postgres":
                 connection.close_if_unusable_or_obsolete()
-        results[name] = {"ok": error is None, "latency_ms": round((time.perf_counter() - started) * 1000, 2),
-                         "error": error}
+        results[name] = {
+            "ok": error is None,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+            "error": error,
+        }
     return results
 
 
@@ -77,6 +80,11 @@ class HealthApi(APIView):
     def get(self, request):
         checks = run_health_checks()
         down = [name for name, result in checks.items() if not result["ok"]]
-        detail = "All dependencies are up." if not down else ", ".join(down) + (" is" if len(down) == 1 else " are") + " down."
-        return Response({"status": "unavailable" if down else "ok", "detail": detail, "checks": checks},
-                        status=503 if down else 200)
+        detail = (
+            "All dependencies are up."
+            if not down
+            else ", ".join(down) + (" is" if len(down) == 1 else " are") + " down."
+        )
+        return Response(
+            {"status": "unavailable" if down else "ok", "detail": detail, "checks": checks}, status=503 if down else 200
+        )

@@ -27,12 +27,27 @@ def add_sse_endpoints(result, generator, request, public):
     error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorDetail"}}}
     for endpoint in SSE_ENDPOINTS:
         parameters = [
-            {"in": "path", "name": "deal_id", "required": True, "schema": {"type": "string", "format": "uuid"},
-             "description": "The deal's id; unknown or malformed ids answer 404."},
-            {"in": "header", "name": "Last-Event-ID", "required": False, "schema": {"type": "string"},
-             "description": "Resume after this event id (browsers send it when they reconnect)."},
-            {"in": "query", "name": "last_event_id", "required": False, "schema": {"type": "string"},
-             "description": "Resume after this event id, for clients that cannot set headers."},
+            {
+                "in": "path",
+                "name": "deal_id",
+                "required": True,
+                "schema": {"type": "string", "format": "uuid"},
+                "description": "The deal's id; unknown or malformed ids answer 404.",
+            },
+            {
+                "in": "header",
+                "name": "Last-Event-ID",
+                "required": False,
+                "schema": {"type": "string"},
+                "description": "Resume after this event id (browsers send it when they reconnect).",
+            },
+            {
+                "in": "query",
+                "name": "last_event_id",
+                "required": False,
+                "schema": {"type": "string"},
+                "description": "Resume after this event id, for clients that cannot set headers.",
+            },
         ]
         for name in endpoint.get("extra_path_params", []):
             parameters.insert(1, {"in": "path", "name": name, "required": True, "schema": {"type": "string"}})
@@ -44,13 +59,17 @@ def add_sse_endpoints(result, generator, request, public):
             "security": [{"jwtAuth": []}],
             "parameters": parameters,
             "responses": {
-                "200": {"description": "An event stream.",
-                        "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                "200": {
+                    "description": "An event stream.",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                },
                 "401": {"description": "Missing, expired or invalid bearer token.", "content": error},
                 "403": {"description": "The role is too low.", "content": error},
                 "404": {"description": "Unknown deal, or not visible to the caller.", "content": error},
-                "422": {"description": "Malformed Last-Event-ID.", "content": {"application/json": {
-                    "schema": {"$ref": "#/components/schemas/HTTPValidationError"}}}},
+                "422": {
+                    "description": "Malformed Last-Event-ID.",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}},
+                },
             },
         }
     return result
@@ -64,15 +83,22 @@ def _add_chat_stream(result, endpoint: dict) -> None:
         "description": endpoint["description"],
         "tags": [endpoint["tag"]],
         "security": [{"jwtAuth": []}],
-        "requestBody": {"required": True, "content": {"application/json": {
-            "schema": {"$ref": f"#/components/schemas/{endpoint['request']}"}}}},
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{endpoint['request']}"}}},
+        },
         "responses": {
-            "200": {"description": "An event stream.", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+            "200": {
+                "description": "An event stream.",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            },
             "401": {"description": "Missing, expired or invalid bearer token.", "content": error},
             "403": {"description": "The role is too low.", "content": error},
             "404": {"description": "Unknown project or thread.", "content": error},
-            "422": {"description": "Validation Error", "content": {"application/json": {
-                "schema": {"$ref": "#/components/schemas/HTTPValidationError"}}}},
+            "422": {
+                "description": "Validation Error",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}},
+            },
             "429": {"description": "Rate limited; see Retry-After.", "content": error},
             "503": {"description": "The engine or a dependency is down.", "content": error},
         },

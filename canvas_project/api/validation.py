@@ -11,7 +11,6 @@ import uuid
 from typing import Any
 
 from rest_framework import serializers
-from rest_framework.exceptions import ErrorDetail
 
 
 def _unstorable(text: str) -> str | None:

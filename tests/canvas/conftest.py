@@ -9,10 +9,13 @@ from canvas.memo_templates import ACQUISITION
 
 def section_text(title: str, n: int) -> str:
     """A substantial, cited paragraph (about 140 words) with figures."""
-    sentence = (f"The {title.lower()} review found that the property at 123 Main Street delivers net operating "
-                f"income of $2,450,000 on a purchase price of $41,500,000, a 5.9% going-in cap rate. ")
+    sentence = (
+        f"The {title.lower()} review found that the property at 123 Main Street delivers net operating "
+        f"income of $2,450,000 on a purchase price of $41,500,000, a 5.9% going-in cap rate. "
+    )
     filler = " ".join(["Occupancy has averaged 94% over the trailing twelve months across 240 units."] * 9)
-    return f"{sentence}{filler} The underwriting supports the business plan.[^{n}]\n\n[^{n}]: Offering Memorandum.pdf, p. {n + 3}"
+    note = f"[^{n}]: Offering Memorandum.pdf, p. {n + 3}"
+    return f"{sentence}{filler} The underwriting supports the business plan.[^{n}]\n\n{note}"
 
 
 def full_memo() -> str:

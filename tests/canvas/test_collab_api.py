@@ -18,12 +18,15 @@ from tests.conftest import ROLES, expected_status
 
 
 def _events(cast) -> list[tuple[str, dict]]:
-    return [(f[b"type"].decode(), json.loads(f[b"data"])) for _i, f in get_redis().xrange(keys.events_key(cast.deal.pk))]
+    return [
+        (f[b"type"].decode(), json.loads(f[b"data"])) for _i, f in get_redis().xrange(keys.events_key(cast.deal.pk))
+    ]
 
 
 def _push(client, deal, version, steps, client_id="c1"):
-    return client.post(canvas_url(deal, "collab/steps"), {"version": version, "client_id": client_id,
-                                                          "steps": steps}, format="json")
+    return client.post(
+        canvas_url(deal, "collab/steps"), {"version": version, "client_id": client_id, "steps": steps}, format="json"
+    )
 
 
 def _collab_off(cast):
@@ -47,10 +50,12 @@ def test_role_matrix_collab_mode(cast, role):
 
 @pytest.mark.parametrize("role", ROLES)
 def test_role_matrix_presence(cast, role):
-    assert cast.client(role).post(canvas_url(cast.deal, "presence"), {}, format="json").status_code == \
-        expected_status(role, minimum="viewer", ok=200)
-    assert cast.client(role).get(canvas_url(cast.deal, "presence")).status_code == \
-        expected_status(role, minimum="viewer", ok=200)
+    assert cast.client(role).post(canvas_url(cast.deal, "presence"), {}, format="json").status_code == expected_status(
+        role, minimum="viewer", ok=200
+    )
+    assert cast.client(role).get(canvas_url(cast.deal, "presence")).status_code == expected_status(
+        role, minimum="viewer", ok=200
+    )
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -58,8 +63,10 @@ def test_role_matrix_lock(cast, role):
     _collab_off(cast)
     taken = cast.client(role).post(canvas_url(cast.deal, "sections/risks/lock"), {}, format="json")
     assert taken.status_code == expected_status(role, minimum="editor", ok=200)
-    released = cast.client(role).delete(canvas_url(cast.deal, "sections/risks/lock") +
-                                        (f"?token={taken.json()['token']}" if taken.status_code == 200 else ""))
+    released = cast.client(role).delete(
+        canvas_url(cast.deal, "sections/risks/lock")
+        + (f"?token={taken.json()['token']}" if taken.status_code == 200 else "")
+    )
     assert released.status_code == expected_status(role, minimum="editor", ok=204)
 
 
@@ -93,10 +100,15 @@ def test_steps_need_collaboration_on(cast):
     assert _push(cast.client("editor"), cast.deal, 0, [{"a": 1}]).status_code == 409
 
 
-@pytest.mark.parametrize("body", [{"version": -1, "client_id": "c", "steps": [1]},
-                                  {"version": 0, "client_id": "", "steps": [1]},
-                                  {"version": 0, "client_id": "c", "steps": []},
-                                  {"version": 0, "client_id": "c", "steps": [1] * 101}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"version": -1, "client_id": "c", "steps": [1]},
+        {"version": 0, "client_id": "", "steps": [1]},
+        {"version": 0, "client_id": "c", "steps": []},
+        {"version": 0, "client_id": "c", "steps": [1] * 101},
+    ],
+)
 def test_bad_pushes_are_422(cast, body):
     response = cast.client("editor").post(canvas_url(cast.deal, "collab/steps"), body, format="json")
     assert response.status_code == 422
@@ -165,8 +177,9 @@ def test_switching_modes_clears_the_other_modes_state_and_emits_an_event(cast):
 
 # --- presence -----------------------------------------------------------------------------------------
 def test_presence_lists_who_is_where(cast):
-    cast.client("viewer").post(canvas_url(cast.deal, "presence"), {"section_key": "risks", "cursor": {"pos": 3}},
-                               format="json")
+    cast.client("viewer").post(
+        canvas_url(cast.deal, "presence"), {"section_key": "risks", "cursor": {"pos": 3}}, format="json"
+    )
     body = cast.client("editor").post(canvas_url(cast.deal, "presence"), {}, format="json").json()
     present = {row["display_name"]: row for row in body["present"]}
     assert set(present) == {"viewer", "editor"}

@@ -30,8 +30,17 @@ ALL_BUILT = {
 
 def test_every_family_of_the_design_is_declared():
     assert set(keys.FAMILIES) == {
-        "canvas_sessions", "locks", "presence", "events", "image_crops", "digitization", "intake_summaries",
-        "doc_readiness", "deal_intel", "brush_findings", "runs",
+        "canvas_sessions",
+        "locks",
+        "presence",
+        "events",
+        "image_crops",
+        "digitization",
+        "intake_summaries",
+        "doc_readiness",
+        "deal_intel",
+        "brush_findings",
+        "runs",
     }
     assert keys.CHECKPOINTS_FAMILY in keys.ALL_FAMILY_NAMES
     assert {name for name, f in keys.FAMILIES.items() if f.protected} == {"runs"}
@@ -51,11 +60,27 @@ def test_every_key_classifies_back_to_its_family_and_deal(family, built):
 
 
 def test_every_builder_is_covered_by_this_test():
-    builders = {name for name, fn in inspect.getmembers(keys, inspect.isfunction)
-                if name.endswith("_key") and not name.startswith("track_") and fn.__module__ == keys.__name__}
+    builders = {
+        name
+        for name, fn in inspect.getmembers(keys, inspect.isfunction)
+        if name.endswith("_key") and not name.startswith("track_") and fn.__module__ == keys.__name__
+    }
     assert builders == {
-        "session_key", "lock_key", "presence_key", "presence_meta_key", "events_key", "steps_key", "discourse_key", "image_crop_key",
-        "digitization_key", "intake_key", "readiness_key", "deal_intel_key", "brush_key", "run_key", "index_key",
+        "session_key",
+        "lock_key",
+        "presence_key",
+        "presence_meta_key",
+        "events_key",
+        "steps_key",
+        "discourse_key",
+        "image_crop_key",
+        "digitization_key",
+        "intake_key",
+        "readiness_key",
+        "deal_intel_key",
+        "brush_key",
+        "run_key",
+        "index_key",
         "rate_limit_key",
     }
 
@@ -119,7 +144,10 @@ def test_no_module_outside_the_registry_spells_a_canvas_key():
     for path in root.glob("*/**/*.py"):
         if ".venv" in path.parts or "tests" in path.parts or path.name == "keys.py":
             continue
-        if re.search(r"[\"']canvas:(session|lock|presence|presmeta|events|steps|discourse|crops|digitize|intake|readiness|"
-                     r"intel|brush|run|index):", path.read_text()):
+        if re.search(
+            r"[\"']canvas:(session|lock|presence|presmeta|events|steps|discourse|crops|digitize|intake|readiness|"
+            r"intel|brush|run|index):",
+            path.read_text(),
+        ):
             offenders.append(str(path))
     assert offenders == []

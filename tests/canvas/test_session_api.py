@@ -16,6 +16,7 @@ from deals.models import Deal
 from tests.canvas.conftest import canvas_url, save
 from tests.conftest import ROLES, expected_status
 
+
 def _cached(cast) -> dict:
     """The cached payload of the cast's deal, parsed (header and body; the per-request fields are absent)."""
     version, header, body = get_redis().get(keys.session_key(cast.deal.pk)).split(b"\n", 2)

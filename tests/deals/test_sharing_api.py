@@ -8,7 +8,6 @@ import pytest
 from django.db import connection
 
 from deals.models import DealAccess, DealRole
-from tests import factories
 from tests.conftest import ROLES, expected_status
 
 
