@@ -23,5 +23,4 @@ class BareContractApi(apis.InternalContractApi):
         return Response({"success": True})
 
 
-urlpatterns = [path("bench/internal-bare", BareContractApi.as_view(), name="bench-internal-bare"),
-               *project_urlpatterns]
+urlpatterns = [path("bench/internal-bare", BareContractApi.as_view(), name="bench-internal-bare"), *project_urlpatterns]

@@ -50,23 +50,47 @@ PDFS, PDF_PAGES, WORKBOOKS, SHEETS = 16, 18, 4, 3
 SEED = 20261122
 
 TOPICS = [
-    ("Investment thesis", "The investment thesis rests on in-place cash flow, a discount to replacement cost and "
-                          "rent growth; the purchase price is ${price:,} and returns exceed the fund target."),
-    ("Property description", "The property comprises {units} units built in {year} on {acres} acres, totalling "
-                             "{sf:,} square feet, with a pool, fitness centre and covered parking."),
-    ("Market overview", "Submarket vacancy is {vac}% and average rents grew {growth}% last year; new supply is "
-                        "limited while demand from job growth absorbed {absorb:,} units."),
-    ("Rent roll", "The rent roll shows occupancy of {occ}% with lease expirations spread evenly; tenants are "
-                  "predominantly young professionals."),
-    ("Financial summary", "Net operating income is ${noi:,} on revenue of ${rev:,}; operating expenses of "
-                          "${opex:,} include taxes, insurance and payroll."),
-    ("Underwriting", "The model projects a levered IRR of {irr}% and an equity multiple of {em}x over a five year "
-                     "hold, with cash on cash averaging {coc}% and an exit cap rate of {exitcap}%."),
+    (
+        "Investment thesis",
+        "The investment thesis rests on in-place cash flow, a discount to replacement cost and "
+        "rent growth; the purchase price is ${price:,} and returns exceed the fund target.",
+    ),
+    (
+        "Property description",
+        "The property comprises {units} units built in {year} on {acres} acres, totalling "
+        "{sf:,} square feet, with a pool, fitness centre and covered parking.",
+    ),
+    (
+        "Market overview",
+        "Submarket vacancy is {vac}% and average rents grew {growth}% last year; new supply is "
+        "limited while demand from job growth absorbed {absorb:,} units.",
+    ),
+    (
+        "Rent roll",
+        "The rent roll shows occupancy of {occ}% with lease expirations spread evenly; tenants are "
+        "predominantly young professionals.",
+    ),
+    (
+        "Financial summary",
+        "Net operating income is ${noi:,} on revenue of ${rev:,}; operating expenses of "
+        "${opex:,} include taxes, insurance and payroll.",
+    ),
+    (
+        "Underwriting",
+        "The model projects a levered IRR of {irr}% and an equity multiple of {em}x over a five year "
+        "hold, with cash on cash averaging {coc}% and an exit cap rate of {exitcap}%.",
+    ),
     ("Financing", "The senior loan is ${loan:,} at {rate}% fixed; debt service coverage is {dscr}x in year one."),
-    ("Risks", "The key risk is rising insurance cost; the mitigant is a fixed policy. Downside sensitivity shows "
-              "the IRR falling to {down}% if rents stay flat."),
-    ("Recommendation", "We recommend that the committee approve the acquisition subject to conditions: a "
-                       "property condition report and a loan commitment. Next steps are legal diligence."),
+    (
+        "Risks",
+        "The key risk is rising insurance cost; the mitigant is a fixed policy. Downside sensitivity shows "
+        "the IRR falling to {down}% if rents stay flat.",
+    ),
+    (
+        "Recommendation",
+        "We recommend that the committee approve the acquisition subject to conditions: a "
+        "property condition report and a loan commitment. Next steps are legal diligence.",
+    ),
 ]
 
 
@@ -74,13 +98,28 @@ TOPICS = [
 def _facts(rng: random.Random) -> dict:
     price = rng.randrange(30, 90) * 500_000
     noi = int(price * rng.uniform(0.05, 0.065))
-    return {"price": price, "units": rng.randrange(120, 400), "year": rng.randrange(1975, 2015),
-            "acres": rng.randrange(5, 20), "sf": rng.randrange(100, 400) * 1000, "vac": round(rng.uniform(3, 8), 1),
-            "growth": round(rng.uniform(1, 6), 1), "absorb": rng.randrange(500, 3000), "occ": rng.randrange(88, 98),
-            "noi": noi, "rev": int(noi * 1.7), "opex": int(noi * 0.7), "irr": round(rng.uniform(11, 18), 1),
-            "em": round(rng.uniform(1.6, 2.3), 2), "coc": round(rng.uniform(5, 9), 1),
-            "exitcap": round(rng.uniform(5.5, 7), 2), "loan": int(price * 0.65), "rate": round(rng.uniform(4, 7), 2),
-            "dscr": round(rng.uniform(1.2, 1.8), 2), "down": round(rng.uniform(6, 10), 1)}
+    return {
+        "price": price,
+        "units": rng.randrange(120, 400),
+        "year": rng.randrange(1975, 2015),
+        "acres": rng.randrange(5, 20),
+        "sf": rng.randrange(100, 400) * 1000,
+        "vac": round(rng.uniform(3, 8), 1),
+        "growth": round(rng.uniform(1, 6), 1),
+        "absorb": rng.randrange(500, 3000),
+        "occ": rng.randrange(88, 98),
+        "noi": noi,
+        "rev": int(noi * 1.7),
+        "opex": int(noi * 0.7),
+        "irr": round(rng.uniform(11, 18), 1),
+        "em": round(rng.uniform(1.6, 2.3), 2),
+        "coc": round(rng.uniform(5, 9), 1),
+        "exitcap": round(rng.uniform(5.5, 7), 2),
+        "loan": int(price * 0.65),
+        "rate": round(rng.uniform(4, 7), 2),
+        "dscr": round(rng.uniform(1.2, 1.8), 2),
+        "down": round(rng.uniform(6, 10), 1),
+    }
 
 
 def _wrap(text: str, width: int = 92) -> list[str]:
@@ -108,10 +147,17 @@ def build_pdf(rng: random.Random, facts: dict, pages: int) -> bytes:
         pdf.setFont("Helvetica", 9)
         y = height - 84
         paragraphs = [template.format(**facts)] + [
-            " ".join(rng.choice(("The", "Our", "This")) + " " + rng.choice(TOPICS)[0].lower() + " review notes "
-                     + rng.choice(("stable", "improving", "resilient", "competitive")) + " conditions." for _ in
-                     range(6))
-            for _ in range(5)]
+            " ".join(
+                rng.choice(("The", "Our", "This"))
+                + " "
+                + rng.choice(TOPICS)[0].lower()
+                + " review notes "
+                + rng.choice(("stable", "improving", "resilient", "competitive"))
+                + " conditions."
+                for _ in range(6)
+            )
+            for _ in range(5)
+        ]
         for paragraph in paragraphs:
             for line in _wrap(paragraph):
                 pdf.drawString(60, y, line)
@@ -129,16 +175,26 @@ def build_xlsx(rng: random.Random, facts: dict) -> bytes:
     returns = book.active
     returns.title = "Returns"
     returns.append(["Metric", "Value", "Note"])
-    for row in (("Purchase price", facts["price"], "Asking"), ("Levered IRR", f"{facts['irr']}%", "5-year hold"),
-                ("Equity multiple", f"{facts['em']}x", ""), ("LTV", "65%", "Senior loan"),
-                ("DSCR", f"{facts['dscr']}x", "Year 1")):
+    for row in (
+        ("Purchase price", facts["price"], "Asking"),
+        ("Levered IRR", f"{facts['irr']}%", "5-year hold"),
+        ("Equity multiple", f"{facts['em']}x", ""),
+        ("LTV", "65%", "Senior loan"),
+        ("DSCR", f"{facts['dscr']}x", "Year 1"),
+    ):
         returns.append(list(row))
     for name in ("Cash flow", "Rent roll")[: SHEETS - 1]:
         sheet = book.create_sheet(name)
         sheet.append(["Year", "Revenue", "NOI", "Debt service"])
         for year in range(1, 31):
-            sheet.append([year, facts["rev"] + year * rng.randrange(1000, 9000), facts["noi"] + year * 1000,
-                          int(facts["loan"] * 0.06)])
+            sheet.append(
+                [
+                    year,
+                    facts["rev"] + year * rng.randrange(1000, 9000),
+                    facts["noi"] + year * 1000,
+                    int(facts["loan"] * 0.06),
+                ]
+            )
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
@@ -154,10 +210,18 @@ def build_corpus() -> list[tuple[str, bytes]]:
 
 # --- the environment ------------------------------------------------------------------------------------
 def child_env(database_url: str, redis_url: str, media: str) -> dict[str, str]:
-    return {**os.environ, "DJANGO_SETTINGS_MODULE": "canvas_project.settings", "DATABASE_URL": database_url,
-            "REDIS_URL": redis_url, "CELERY_BROKER_URL": redis_url, "LANGGRAPH_DATABASE_URL": "",
-            "MEDIA_ROOT": media, "DJANGO_DEBUG": "false", "LOG_LEVEL": "WARNING",
-            "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "canvas_project.settings",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "CELERY_BROKER_URL": redis_url,
+        "LANGGRAPH_DATABASE_URL": "",
+        "MEDIA_ROOT": media,
+        "DJANGO_DEBUG": "false",
+        "LOG_LEVEL": "WARNING",
+        "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]),
+    }
 
 
 def ensure_database(database_url: str) -> None:
@@ -185,8 +249,9 @@ class Processes:
         self.children: list[subprocess.Popen] = []
 
     def start(self, args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-        child = subprocess.Popen(args, cwd=REPO, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-                                 start_new_session=True)
+        child = subprocess.Popen(
+            args, cwd=REPO, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.children.append(child)
         return child
 
@@ -260,8 +325,9 @@ def upload_and_ingest(base: str, deal_id: str, token: str, files: list[tuple[str
     started = time.perf_counter()
     with httpx.Client(timeout=60) as client:
         for name, content in files:
-            response = client.post(f"{base}/api/deals/{deal_id}/documents", headers=headers,
-                                   files={"file": (name, content)})
+            response = client.post(
+                f"{base}/api/deals/{deal_id}/documents", headers=headers, files={"file": (name, content)}
+            )
             response.raise_for_status()
     while True:
         states = list(Document.objects.filter(deal_id=deal_id).values_list("state", flat=True))
@@ -282,8 +348,12 @@ def generate_and_follow(base: str, deal_id: str, token: str) -> dict:
     run.raise_for_status()
     first_event = first_message = None
     count = 0
-    with httpx.stream("GET", base + run.json()["stream_url"], headers={**headers, "Accept": "text/event-stream"},
-                      timeout=httpx.Timeout(30, read=300)) as stream:
+    with httpx.stream(
+        "GET",
+        base + run.json()["stream_url"],
+        headers={**headers, "Accept": "text/event-stream"},
+        timeout=httpx.Timeout(30, read=300),
+    ) as stream:
         event = None
         for line in stream.iter_lines():
             if line.startswith("event:"):
@@ -295,9 +365,14 @@ def generate_and_follow(base: str, deal_id: str, token: str) -> dict:
                     first_message = now
             elif line.startswith("data:") and event == "done":
                 status = json.loads(line.split(":", 1)[1])["status"]
-                return {"generate": time.perf_counter() - started, "first_event": first_event,
-                        "first_message": first_message, "events": count, "status": status,
-                        "run_id": run.json()["run_id"]}
+                return {
+                    "generate": time.perf_counter() - started,
+                    "first_event": first_event,
+                    "first_message": first_message,
+                    "events": count,
+                    "status": status,
+                    "run_id": run.json()["run_id"],
+                }
     raise SystemExit("the run stream ended without `done`")
 
 
@@ -325,18 +400,49 @@ def main() -> None:
     built = time.perf_counter()
     files = build_corpus()
     pages = PDFS * PDF_PAGES + WORKBOOKS * SHEETS
-    print(f"corpus: {len(files)} documents, {pages} pages, {sum(len(c) for _, c in files) / 1e6:.1f} MB "
-          f"(built in {time.perf_counter() - built:.1f} s)", flush=True)
+    print(
+        f"corpus: {len(files)} documents, {pages} pages, {sum(len(c) for _, c in files) / 1e6:.1f} MB "
+        f"(built in {time.perf_counter() - built:.1f} s)",
+        flush=True,
+    )
 
     processes = Processes()
     signal.signal(signal.SIGTERM, lambda *_: (processes.stop(), sys.exit(143)))
     port = free_port()
     celery = str(Path(sys.executable).parent / "celery")
     try:
-        worker = processes.start([celery, "-A", "canvas_project", "worker", "--concurrency", "2", "--loglevel",
-                                  "WARNING", "--without-gossip", "--without-mingle"], env, logs / "worker.log")
-        processes.start([sys.executable, "-m", "uvicorn", "canvas_project.asgi:application", "--host", "127.0.0.1",
-                         "--port", str(port), "--log-level", "warning"], env, logs / "uvicorn.log")
+        worker = processes.start(
+            [
+                celery,
+                "-A",
+                "canvas_project",
+                "worker",
+                "--concurrency",
+                "2",
+                "--loglevel",
+                "WARNING",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            env,
+            logs / "worker.log",
+        )
+        processes.start(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "canvas_project.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            env,
+            logs / "uvicorn.log",
+        )
         base = f"http://127.0.0.1:{port}"
         import httpx
 
@@ -362,17 +468,27 @@ def main() -> None:
                     ingest = upload_and_ingest(base, deal_id, token, files)
                     generated = generate_and_follow(base, deal_id, token) if phase == "full" else None
                     total = time.perf_counter() - started
-                row[phase] = {"total": total, "ingest": ingest, "peak_total_mb": memory.peak_total / 2**20,
-                              "peak_single_mb": memory.peak_single / 2**20, **(generated or {})}
+                row[phase] = {
+                    "total": total,
+                    "ingest": ingest,
+                    "peak_total_mb": memory.peak_total / 2**20,
+                    "peak_single_mb": memory.peak_single / 2**20,
+                    **(generated or {}),
+                }
                 detail = ""
                 if generated:
-                    detail = (f", generate {generated['generate']:5.2f} s, first SSE event "
-                              f"{generated['first_event'] * 1000:6.0f} ms, first text "
-                              f"{generated['first_message'] * 1000:6.0f} ms, {generated['events']} events, "
-                              f"{generated['status']}")
-                print(f"round {round_number + 1} {phase:6}: total {total:6.2f} s, ingest {ingest:6.2f} s{detail}, "
-                      f"worker peak RSS {memory.peak_total / 2**20:6.0f} MB (largest process "
-                      f"{memory.peak_single / 2**20:4.0f} MB)", flush=True)
+                    detail = (
+                        f", generate {generated['generate']:5.2f} s, first SSE event "
+                        f"{generated['first_event'] * 1000:6.0f} ms, first text "
+                        f"{generated['first_message'] * 1000:6.0f} ms, {generated['events']} events, "
+                        f"{generated['status']}"
+                    )
+                print(
+                    f"round {round_number + 1} {phase:6}: total {total:6.2f} s, ingest {ingest:6.2f} s{detail}, "
+                    f"worker peak RSS {memory.peak_total / 2**20:6.0f} MB (largest process "
+                    f"{memory.peak_single / 2**20:4.0f} MB)",
+                    flush=True,
+                )
             results.append(row)
     finally:
         processes.stop()
@@ -384,14 +500,20 @@ def main() -> None:
     print()
     print(f"ingest only          : {ingest_only:6.2f} s for {len(files)} documents / {pages} pages")
     print(f"ingest + generate    : {full:6.2f} s  (ratio to ingest only {full / ingest_only:4.2f}x)")
-    print(f"generate (9 sections): {median('full', 'generate'):6.2f} s  "
-          f"({median('full', 'generate') / ingest_only:4.2f}x the ingest-only time)")
-    print(f"POST /generate -> first SSE event {median('full', 'first_event') * 1000:5.0f} ms, "
-          f"first drafted text {median('full', 'first_message') * 1000:5.0f} ms")
-    print(f"worker peak RSS (process tree): ingest only {median('ingest', 'peak_total_mb'):5.0f} MB, "
-          f"ingest + generate {median('full', 'peak_total_mb'):5.0f} MB "
-          f"({median('full', 'peak_total_mb') / median('ingest', 'peak_total_mb'):4.2f}x); largest process "
-          f"{median('full', 'peak_single_mb'):4.0f} MB")
+    print(
+        f"generate (9 sections): {median('full', 'generate'):6.2f} s  "
+        f"({median('full', 'generate') / ingest_only:4.2f}x the ingest-only time)"
+    )
+    print(
+        f"POST /generate -> first SSE event {median('full', 'first_event') * 1000:5.0f} ms, "
+        f"first drafted text {median('full', 'first_message') * 1000:5.0f} ms"
+    )
+    print(
+        f"worker peak RSS (process tree): ingest only {median('ingest', 'peak_total_mb'):5.0f} MB, "
+        f"ingest + generate {median('full', 'peak_total_mb'):5.0f} MB "
+        f"({median('full', 'peak_total_mb') / median('ingest', 'peak_total_mb'):4.2f}x); largest process "
+        f"{median('full', 'peak_single_mb'):4.0f} MB"
+    )
     print(f"logs: {logs}")
 
 
