@@ -104,6 +104,8 @@ AUTH_PASSWORD_VALIDATORS = [
 # --- Redis ------------------------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 REDIS_SOCKET_TIMEOUT = float(env_str("REDIS_SOCKET_TIMEOUT", "2"))
+# The superadmin purge talks to REDIS_URL as a Redis Cluster and walks every primary (superadmin.keyspace).
+REDIS_CLUSTER = env_bool("REDIS_CLUSTER", False)
 CACHES = {
     "default": {
         "BACKEND": "django_redis.cache.RedisCache",

@@ -21,7 +21,6 @@ from django.conf import settings
 from redis.cluster import RedisCluster
 
 from canvas import keys
-from canvas_project.env import env_bool
 from canvas_project.redis_client import get_redis
 
 # SCAN's COUNT hint. About 1000 keys per round trip: large enough that the per-command overhead is
@@ -45,10 +44,7 @@ def purge_redis_client() -> redis.Redis | RedisCluster:
     The producers' django-redis client talks to one node; a purge of mode `all` has to walk every
     primary, which redis-py's RedisCluster knows how to find (CLUSTER SLOTS).
     """
-    cluster = getattr(settings, "REDIS_CLUSTER", None)
-    if cluster is None:
-        cluster = env_bool("REDIS_CLUSTER", False)
-    if not cluster:
+    if not getattr(settings, "REDIS_CLUSTER", False):
         return get_redis()
     url = settings.REDIS_URL
     client = _cluster_clients.get(url)
