@@ -124,10 +124,13 @@ CACHES = {
 
 
 def _celery_broker_url(redis_url: str) -> str:
-    # kombu spells a Unix-socket Redis as redis+socket://; redis-py as unix://.
+    # kombu spells a Unix-socket Redis as redis+socket://, and takes its database number from
+    # `virtual_host` (it ignores `db` there); redis-py spells it unix://...?db=N.
     parts = urlsplit(redis_url)
     if parts.scheme == "unix":
-        return f"redis+socket://{parts.path}" + (f"?{parts.query}" if parts.query else "")
+        query = [q.replace("db=", "virtual_host=", 1) if q.startswith("db=") else q
+                 for q in parts.query.split("&") if q]
+        return f"redis+socket://{parts.path}" + (f"?{'&'.join(query)}" if query else "")
     return redis_url
 
 

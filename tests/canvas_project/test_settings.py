@@ -37,3 +37,14 @@ def test_production_starts_with_its_secrets():
 def test_a_malformed_boolean_is_refused():
     result = _start({"DJANGO_DEBUG": "maybe"})
     assert result.returncode != 0 and "DJANGO_DEBUG" in result.stderr
+
+
+@pytest.mark.parametrize(("redis_url", "broker"), [
+    ("unix:///run/redis.sock?db=3", "redis+socket:///run/redis.sock?virtual_host=3"),
+    ("unix:///run/redis.sock", "redis+socket:///run/redis.sock"),
+    ("redis://127.0.0.1:6379/2", "redis://127.0.0.1:6379/2"),
+])
+def test_the_celery_broker_uses_the_same_redis_database(redis_url, broker):
+    from canvas_project.settings import _celery_broker_url
+
+    assert _celery_broker_url(redis_url) == broker
