@@ -40,11 +40,9 @@ import contextlib
 import importlib.util
 import json
 import os
-import platform
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -58,6 +56,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from bench.common import close_connections, ensure_database, ensure_wrk, free_port, machine_note  # noqa: E402 - after the path setup
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/deal_canvas_bench"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
@@ -208,53 +208,6 @@ def child_env(database_url: str, redis_url: str) -> dict[str, str]:
     return env
 
 
-def ensure_database(database_url: str) -> None:
-    """CREATE DATABASE for the bench when missing (through the server's `postgres` database)."""
-    import psycopg
-
-    parts = urlsplit(database_url)
-    name = parts.path.lstrip("/")
-    admin_url = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
-            conn.execute(f'CREATE DATABASE "{name}"')
-            print(f"created database {name}")
-
-
-def ensure_wrk() -> str | None:
-    """wrk's path; installs the Debian package when missing. None when that is impossible."""
-    found = shutil.which("wrk")
-    if found:
-        return found
-    if shutil.which("apt-get") is None or os.geteuid() != 0:
-        return None
-    print("wrk is missing: apt-get install -y wrk ...", flush=True)
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-q", "wrk"]
-    if subprocess.run(install, env=env, capture_output=True).returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True)
-        subprocess.run(install, env=env, capture_output=True)
-    return shutil.which("wrk")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def machine_note() -> str:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return (
-        f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()} {platform.release()}"
-    )
-
-
 # --- the fixture ------------------------------------------------------------------------------------
 @dataclass
 class Fixture:
@@ -320,15 +273,6 @@ def prepare(database_url: str, redis_url: str) -> Fixture:
         raise SystemExit(f"the bench memo has {fixture.sections} sections, expected 20")
     close_connections()
     return fixture
-
-
-def close_connections() -> None:
-    from django.db import connections
-
-    from canvas.store import close_pool
-
-    connections.close_all()
-    close_pool()
 
 
 def drop_session_key(deal_id: str) -> None:

@@ -34,10 +34,8 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,10 +45,12 @@ import urllib.request
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from bench.common import ensure_database, free_port, machine_note  # noqa: E402 - after the path setup
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/deal_canvas_bench_events"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/13"
@@ -81,38 +81,6 @@ def child_env(database_url: str, redis_url: str) -> dict[str, str]:
         }
     )
     return env
-
-
-def ensure_database(database_url: str) -> None:
-    """CREATE DATABASE for the bench when missing (through the server's `postgres` database)."""
-    import psycopg
-
-    parts = urlsplit(database_url)
-    name = parts.path.lstrip("/")
-    with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as conn:
-        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
-            conn.execute(f'CREATE DATABASE "{name}"')
-            print(f"created database {name}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def machine_note() -> str:
-    cpu = platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (
-        f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
-        f"{platform.system()} {platform.release()}, load average {load}"
-    )
 
 
 # --- the fixture ------------------------------------------------------------------------------------
