@@ -20,6 +20,13 @@ SECRET_KEY = env_required("DJANGO_SECRET_KEY", when=PRODUCTION, fallback="dev-in
 DEBUG = env_bool("DJANGO_DEBUG", default=not PRODUCTION)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["*"] if not PRODUCTION else [])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+# A separate frontend calls the API from its own origin with bearer tokens (no cookies): list it here.
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", [])
+CORS_URLS_REGEX = r"^/api/.*$"
+CORS_ALLOW_CREDENTIALS = False
+CORS_EXPOSE_HEADERS = ["Retry-After", "X-Request-ID", "Content-Disposition"]
+CORS_ALLOW_HEADERS = ["authorization", "content-type", "last-event-id", "x-request-id", "idempotency-key",
+                      "accept"]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -28,6 +35,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "corsheaders",
     "rest_framework",
     "rest_framework_simplejwt",
     "rest_framework_simplejwt.token_blacklist",
@@ -44,6 +52,7 @@ MIDDLEWARE = [
     # Static files (the admin's, Swagger UI's) served by the app itself, under WSGI and ASGI alike.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
