@@ -9,7 +9,7 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from canvas import export, selectors, services
+from canvas import export, selectors, services, session
 from canvas.errors import ExportRefused
 from canvas.locks import require_section_writable
 from canvas.memo_templates import TEMPLATES
@@ -147,7 +147,7 @@ class SectionApi(DealScopedAPIView):
         outcome = services.section_update(deal=deal, user=request.user, key=key, markdown=body["markdown"],
                                           title=body.get("title"), base_version=body.get("base_version"))
         section = outcome.doc.sections[key]
-        payload = {**section, "updated_by": section.get("updated_by_name"), "updated_by_id": section.get("updated_by")}
+        payload = session.section_view(section)
         return Response({"success": True, "version": outcome.doc.version, "document_state": outcome.doc.state,
                          "section": CanvasSectionOutput(payload).data})
 

@@ -72,12 +72,19 @@ class CanvasDoc:
         return [k for k, s in self.sections.items() if (s.get("markdown") or "").strip()]
 
 
-def blank_section(spec, *, now: str) -> dict[str, Any]:
+def new_section(*, key: str, title: str, order: float, required: bool, custom: bool, now: str) -> dict[str, Any]:
+    """An empty section as the Store holds it (the one place its fields are listed)."""
     return {
-        "key": spec.key, "title": spec.title, "order": spec.order, "required": spec.required, "custom": False,
+        "key": key, "title": title, "order": order, "required": required, "custom": custom,
         "state": "draft", "markdown": "", "source": None, "updated_at": now, "updated_by": None,
         "updated_by_name": None, "delivery": "missing", "citations": [],
     }
+
+
+def blank_section(spec, *, now: str) -> dict[str, Any]:
+    """The empty section of a template's SectionSpec."""
+    return new_section(key=spec.key, title=spec.title, order=spec.order, required=spec.required, custom=False,
+                       now=now)
 
 
 def new_canvas(*, deal_id: str, template_key: str, is_blank: bool, created_by: str | None, now: str) -> CanvasDoc:

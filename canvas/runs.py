@@ -30,7 +30,7 @@ from django.utils import timezone
 from canvas import events
 from canvas.errors import MemoApproved, SectionNotFound, StoreUnavailable
 from canvas.memo import parse_citations
-from canvas.memo_store import CanvasDoc, blank_section, read_canvas
+from canvas.memo_store import CanvasDoc, blank_section, new_section, read_canvas
 from canvas.memo_templates import get_template
 from canvas.models import ACTIVE_RUN_STATUSES, RunStatus, SynthesisRun
 from canvas.synthesis import config, telemetry
@@ -237,10 +237,8 @@ def _write_ai_section(*, deal: Deal, user: User | None, run: SynthesisRun, plan:
         section = doc.sections.get(plan.key)
         if section is None:
             spec = doc.template.section(plan.key)
-            section = blank_section(spec, now=now) if spec is not None else {
-                "key": plan.key, "title": plan.title, "order": plan.order, "required": plan.required,
-                "custom": True, "state": "draft", "markdown": "", "source": None, "updated_at": now,
-                "updated_by": None, "updated_by_name": None, "delivery": "missing", "citations": []}
+            section = blank_section(spec, now=now) if spec is not None else new_section(
+                key=plan.key, title=plan.title, order=plan.order, required=plan.required, custom=True, now=now)
             doc.sections[plan.key] = section
         section.update(markdown=markdown, source="ai", delivery="delivered", citations=parse_citations(markdown),
                        state="draft", updated_at=now, updated_by=None, updated_by_name=AI_AUTHOR,

@@ -31,7 +31,15 @@ from canvas.errors import (
     UnresolvedComments,
     VersionNotFound,
 )
-from canvas.memo_store import CanvasDoc, CanvasWriter, blank_section, canvas_write, new_canvas, read_canvas
+from canvas.memo_store import (
+    CanvasDoc,
+    CanvasWriter,
+    blank_section,
+    canvas_write,
+    new_canvas,
+    new_section,
+    read_canvas,
+)
 from canvas.models import ApprovalCondition, Comment, SectionApproval, SectionFeedback
 from canvas.readiness import compute_readiness
 from canvas.selectors import active_run_ids, review_signals
@@ -307,12 +315,10 @@ def canvas_save(*, deal: Deal, user: User, content: str, base_version: int | Non
             section = doc.sections.get(part.key)
             if section is None:
                 spec = doc.template.section(part.key)
-                section = blank_section(spec, now=now) if spec else {
-                    "key": part.key, "title": part.title, "order": last_order + 0.001 * (position + 1),
-                    "required": False, "custom": True, "state": "draft", "markdown": "", "source": None,
-                    "updated_at": now, "updated_by": None, "updated_by_name": None, "delivery": "missing",
-                    "citations": [],
-                }
+                section = blank_section(spec, now=now) if spec else new_section(
+                    key=part.key, title=part.title, order=last_order + 0.001 * (position + 1), required=False,
+                    custom=True, now=now,
+                )
                 doc.sections[part.key] = section
                 changed.append(part.key)
             last_order = section.get("order", last_order)

@@ -37,25 +37,31 @@ return 1
 """
 
 
+def section_view(section: dict[str, Any]) -> dict[str, Any]:
+    """A stored section as the API shows it (CanvasSectionOutput): the writer's display name as
+    `updated_by`, their id as `updated_by_id`."""
+    return {
+        "key": section["key"],
+        "title": section["title"],
+        "order": section.get("order", 0),
+        "required": bool(section.get("required")),
+        "custom": bool(section.get("custom")),
+        "state": section.get("state", "draft"),
+        "markdown": section.get("markdown", ""),
+        "source": section.get("source"),
+        "updated_at": section.get("updated_at"),
+        "updated_by": section.get("updated_by_name"),
+        "updated_by_id": section.get("updated_by"),
+        "delivery": section.get("delivery", "missing"),
+        "citations": section.get("citations", []),
+    }
+
+
 def build_payload(*, deal: Deal, doc: CanvasDoc, readiness: dict, run_in_progress: bool) -> dict[str, Any]:
     """The role-independent part of the session."""
     sections = {}
     for section in doc.ordered_sections():
-        sections[section["key"]] = {
-            "key": section["key"],
-            "title": section["title"],
-            "order": section.get("order", 0),
-            "required": bool(section.get("required")),
-            "custom": bool(section.get("custom")),
-            "state": section.get("state", "draft"),
-            "markdown": section.get("markdown", ""),
-            "source": section.get("source"),
-            "updated_at": section.get("updated_at"),
-            "updated_by": section.get("updated_by_name"),
-            "updated_by_id": section.get("updated_by"),
-            "delivery": section.get("delivery", "missing"),
-            "citations": section.get("citations", []),
-        }
+        sections[section["key"]] = section_view(section)
     populated = [k for k, s in sections.items() if (s["markdown"] or "").strip()]
     return {
         "deal_id": str(deal.pk),

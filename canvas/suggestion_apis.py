@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from canvas import suggestions
 from canvas.models import SuggestionKind, SuggestionStatus
 from canvas.serializers import CanvasSectionOutput
+from canvas.session import section_view
 from canvas_project.api.fields import StrictCharField
 from canvas_project.api.schema import error_responses
 from canvas_project.api.validation import parse_body, parse_path_uuid, parse_query
@@ -120,11 +121,6 @@ class SuggestionAcceptOutput(serializers.Serializer):
     section = CanvasSectionOutput()
 
 
-def _section_payload(section: dict) -> dict:
-    return {**section, "updated_by": section.get("updated_by_name"),
-            "updated_by_id": section.get("updated_by")}
-
-
 # --- endpoints --------------------------------------------------------------------------------------------
 class SuggestionCollectionApi(DealScopedAPIView):
     guards = {"GET": RequireViewer, "POST": RequireCommenter}
@@ -186,7 +182,7 @@ class SuggestionAcceptApi(DealScopedAPIView):
         doc = outcome.write.doc
         return Response(SuggestionAcceptOutput({
             "success": True, "version": doc.version, "document_state": doc.state,
-            "suggestion": outcome.suggestion, "section": _section_payload(outcome.section),
+            "suggestion": outcome.suggestion, "section": section_view(outcome.section),
         }).data)
 
 
