@@ -24,7 +24,8 @@ from canvas_project.api.errors import domain_error_parts
 from canvas_project.errors import DomainError
 from deals.access import DealAccessContext, require_role, resolve_deal_access
 
-HEARTBEAT_SECONDS = 15.0
+# `: ping` after this many quiet seconds keeps proxies from closing an idle stream (SSE_HEARTBEAT_SECONDS).
+HEARTBEAT_SECONDS = float(getattr(settings, "SSE_HEARTBEAT_SECONDS", 15.0))
 
 
 class _SseError(Exception):

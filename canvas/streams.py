@@ -7,6 +7,11 @@ A subscriber that names the last id it saw first catches up from Redis (XRANGE),
 live queue, skipping what it already sent, so a resume loses nothing and repeats nothing. A
 subscriber whose id is older than what the stream still keeps, or who falls too far behind, gets a
 RESET marker: its client reloads the state and follows on from the current tail.
+
+When Redis fails, the reader retries with backoff while subscribers keep getting heartbeats; once it
+reads again, every subscriber gets a RESET in order in its queue, since changes made during the
+outage landed without their events (canvas.events drops them) and a restarted Redis may have lost
+the history.
 """
 
 from __future__ import annotations
@@ -106,6 +111,15 @@ class _Subscriber:
         except asyncio.QueueFull:
             self.overflowed = True  # it catches up from Redis instead of holding unbounded memory
 
+    def reset(self, marker: Reset) -> None:
+        """Queue a RESET after what is already queued. The reload it asks for supersedes a full
+        queue or a pending catch-up, so those are dropped rather than the marker."""
+        self.overflowed = False
+        if self.queue.full():
+            while not self.queue.empty():
+                self.queue.get_nowait()
+        self.queue.put_nowait(marker)
+
 
 class _Reader:
     """The one XREAD loop of a stream key in this process."""
@@ -132,6 +146,7 @@ class _Reader:
     async def _run(self) -> None:
         client = aioredis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT)
         backoff = 0.2
+        outage = False  # Redis failed since the last good read: events may have been dropped meanwhile
         ticker = asyncio.create_task(self._tick(), name=f"stream-heartbeat:{self.key}")
         try:
             while True:
@@ -140,10 +155,20 @@ class _Reader:
                         last = await client.xrevrange(self.key, count=1)
                         self.tail = _decode(last)[0].id if last else "0-0"
                         self.ready.set()
+                        if outage:
+                            outage = False
+                            logger.warning("stream reader %s: Redis is back; subscribers reset", self.key)
+                            marker = Reset("Redis was unavailable and events may have been missed; reload the "
+                                           "canvas.", self.tail if self.tail != "0-0" else None)
+                            for subscriber in list(self.subscribers):
+                                subscriber.reset(marker)
                     response = await client.xread({self.key: self.tail}, block=BLOCK_MS, count=CATCH_UP_BATCH)
                     backoff = 0.2
                 except REDIS_ERRORS:
-                    logger.warning("stream reader %s: Redis unavailable, retrying", self.key)
+                    if not outage:
+                        logger.warning("stream reader %s: Redis unavailable, retrying", self.key)
+                    outage = True
+                    self.tail = None  # follow on from the tail Redis has when it is back (it may be empty)
                     self.ready.set()
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
@@ -220,6 +245,7 @@ class StreamHub:
                         yield batch
             queue = subscriber.queue
             floor: tuple[str, tuple[int, int]] | None = None
+            pending: Reset | None = None  # met while batching; it leaves after the batch
             while True:
                 if subscriber.overflowed:
                     subscriber.overflowed = False
@@ -229,16 +255,27 @@ class StreamHub:
                         last_sent = batch[-1].id
                         yield batch
                     continue
-                first = await queue.get() if queue.empty() else queue.get_nowait()
+                if pending is not None:
+                    first, pending = pending, None
+                else:
+                    first = await queue.get() if queue.empty() else queue.get_nowait()
                 if first is HEARTBEAT:  # put by the reader's ticker after `heartbeat` s of quiet
                     subscriber.last_yield = loop.time()
                     yield HEARTBEAT
                     continue
+                if isinstance(first, Reset):  # put by the reader after a Redis outage
+                    last_sent, floor = first.last_event_id, None
+                    subscriber.last_yield = loop.time()
+                    yield first
+                    continue
                 batch = [first]
                 while not queue.empty():  # what is already queued leaves in one write
                     item = queue.get_nowait()
-                    if item is not HEARTBEAT:
+                    if isinstance(item, Entry):
                         batch.append(item)
+                    elif item is not HEARTBEAT:
+                        pending = item
+                        break
                 if last_sent is not None:
                     if floor is None or floor[0] != last_sent:
                         floor = (last_sent, parse_id(last_sent))
