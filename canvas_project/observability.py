@@ -129,6 +129,9 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     """GET /metrics: Prometheus text format. METRICS_TOKEN as a bearer token, or a superadmin session."""
     import hmac
 
+    if request.method not in ("GET", "HEAD"):  # read-only, like every other endpoint's undeclared methods
+        return HttpResponse(json.dumps({"detail": f'Method "{request.method}" not allowed.'}), status=405,
+                            content_type="application/json", headers={"Allow": "GET, HEAD"})
     expected = getattr(settings, "METRICS_TOKEN", "")
     presented = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
     allowed = (expected and hmac.compare_digest(presented.encode(), expected.encode())) or (

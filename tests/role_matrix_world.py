@@ -1,0 +1,220 @@
+"""The objects the role-matrix entries need on the cast's deal, built on demand through the services.
+
+One World per test (one entry, one principal), so an entry that changes or deletes something gets
+fresh objects for every principal and the order of the parametrization never matters. Setup always
+acts as the deal's owner, except where an entry is about the caller's own object (a comment, a lock).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+
+from canvas import collab, nodes, services, suggestions
+from canvas.models import ApprovalCondition, RunStatus, SynthesisRun
+from deals.models import Deal, Document, DocumentPage, FileState
+from deals.tokens import token_pair_for_user
+from internal_api.models import ChatThread
+from tests import factories
+from tests.canvas.conftest import full_memo
+
+RISKS = "Rates may rise. Vacancy is low."
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request: the path (with its query string), the body, and extra headers as WSGI META names."""
+
+    path: str
+    data: Any = None
+    format: str = "json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def engine_token() -> str:
+    return settings.INTERNAL_ENGINE_TOKENS[0]
+
+
+class World:
+    def __init__(self, cast, principal: str, request) -> None:
+        self.cast = cast
+        self.principal = principal
+        self._request = request
+
+    # --- who and where ---------------------------------------------------------------------------------
+    def client(self):
+        if self.principal == "internal":
+            return factories.client_for(token=engine_token())
+        return self.cast.client(self.principal)
+
+    @property
+    def caller(self):
+        """The principal's user; None for anonymous and the engine."""
+        return self.cast.users.get(self.principal)
+
+    @property
+    def owner(self):
+        return self.cast.users["owner"]
+
+    def user(self, name: str):
+        return self.cast.users[name]
+
+    @property
+    def deal_id(self) -> str:
+        return str(self.cast.deal.pk)
+
+    def deal(self) -> Deal:
+        # re-read: services update the row (memo version, state) behind any instance we hold
+        return Deal.objects.get(pk=self.cast.deal.pk)
+
+    def deal_path(self, suffix: str = "") -> str:
+        return f"/api/deals/{self.deal_id}" + (f"/{suffix}" if suffix else "")
+
+    def canvas_path(self, suffix: str = "") -> str:
+        return f"/api/canvas/{self.deal_id}" + (f"/{suffix}" if suffix else "")
+
+    # --- the memo --------------------------------------------------------------------------------------
+    @cached_property
+    def risks(self) -> int:
+        """The Risks section written (one section, version 1): enough for section-level endpoints."""
+        outcome = services.section_update(deal=self.deal(), user=self.owner, key="risks", markdown=RISKS,
+                                          title=None, base_version=None)
+        return outcome.doc.version
+
+    @cached_property
+    def written(self) -> int:
+        """The whole memo written by its owner: ready to approve (readiness above the gate)."""
+        outcome = services.canvas_save(deal=self.deal(), user=self.owner, content=full_memo(), base_version=None)
+        return outcome.doc.version
+
+    @cached_property
+    def approved(self) -> int:
+        self.written  # noqa: B018 - builds the memo first
+        result = services.memo_approve(deal=self.deal(), user=self.owner, role="owner")
+        assert result.success, result
+        return result.details["approval_version"]
+
+    @cached_property
+    def condition_id(self) -> int:
+        """An open approval condition on Risks."""
+        self.risks  # noqa: B018
+        services.section_approve(deal=self.deal(), user=self.owner, role="owner", key="risks", comment="",
+                                 reviewer_role="reviewer", quality_score=None, conditions=["Confirm the rate cap"],
+                                 force=False)
+        return ApprovalCondition.objects.get(deal_id=self.cast.deal.pk).pk
+
+    @cached_property
+    def commenters_comment(self) -> str:
+        """A comment on Risks written by the commenter (the author may resolve it)."""
+        comment = services.comment_create(deal=self.deal(), user=self.user("commenter"), section_key="risks",
+                                          body="Is the rate capped?")
+        return str(comment.pk)
+
+    @cached_property
+    def owners_comment(self) -> str:
+        comment = services.comment_create(deal=self.deal(), user=self.owner, section_key="risks",
+                                          body="Add the cap's strike.")
+        return str(comment.pk)
+
+    @cached_property
+    def suggestion(self) -> str:
+        """A commenter's pending insert into Risks (it applies whatever else happened)."""
+        self.risks  # noqa: B018
+        created = suggestions.suggestion_create(deal=self.deal(), user=self.user("commenter"), section_key="risks",
+                                                kind="insert", anchor_text="", occurrence=1,
+                                                content="Insurance costs rise.", comment="")
+        return str(created.pk)
+
+    # --- nodes -----------------------------------------------------------------------------------------
+    def _node(self, title: str) -> str:
+        return nodes.node_create(deal=self.deal(), actor_id=str(self.owner.pk), type="strategy_item",
+                                 title=title)["id"]
+
+    @cached_property
+    def node(self) -> str:
+        return self._node("Refinance in year 3")
+
+    @cached_property
+    def other_node(self) -> str:
+        return self._node("Sell in year 5")
+
+    @cached_property
+    def link(self) -> tuple[str, str, str]:
+        """(from, to, type) of a stored link between two nodes."""
+        nodes.link_create(deal=self.deal(), actor_id=str(self.owner.pk), source=self.node, target=self.other_node,
+                          edge_type="supports")
+        return self.node, self.other_node, "supports"
+
+    # --- collaboration ---------------------------------------------------------------------------------
+    @cached_property
+    def collab_off(self) -> bool:
+        Deal.objects.filter(pk=self.cast.deal.pk).update(collab_enabled=False)
+        return True
+
+    @cached_property
+    def callers_lock(self) -> str:
+        """The token of a lock on Risks held by the caller (no lock for anonymous and the engine)."""
+        self.collab_off  # noqa: B018
+        if self.caller is None:
+            return ""
+        return collab.lock_acquire(deal=self.deal(), user=self.caller, section_key="risks", ttl_seconds=60).token
+
+    # --- runs ------------------------------------------------------------------------------------------
+    def run(self, status: str = RunStatus.QUEUED) -> str:
+        """A run row of the deal (the editor's); queued runs are never picked up in tests."""
+        return str(SynthesisRun.objects.create(deal_id=self.cast.deal.pk, status=status,
+                                               requested_sections=["risks"], created_by=self.user("editor")).pk)
+
+    @cached_property
+    def queued_run(self) -> str:
+        return self.run()
+
+    # --- documents -------------------------------------------------------------------------------------
+    @cached_property
+    def media_root(self) -> str:
+        root = self._request.getfixturevalue("tmp_path") / "media"
+        self._request.getfixturevalue("settings").MEDIA_ROOT = str(root)
+        return str(root)
+
+    @cached_property
+    def document(self) -> str:
+        """A ready PDF with one extracted page and its file in (a temporary) storage."""
+        self.media_root  # noqa: B018
+        content = b"%PDF-1.4 stub"
+        doc = Document(deal_id=self.cast.deal.pk, filename="om.pdf", content_type="application/pdf", kind="pdf",
+                       size=len(content), sha256=hashlib.sha256(content).hexdigest(), state=FileState.READY, pages=1)
+        doc.file.save("om.pdf", ContentFile(content), save=False)
+        doc.save()
+        DocumentPage.objects.create(document=doc, deal_id=self.cast.deal.pk, page_number=1,
+                                    text="Purchase price: $41,500,000")
+        return str(doc.pk)
+
+    # --- people, tokens, threads -----------------------------------------------------------------------
+    @cached_property
+    def newcomer(self) -> str:
+        """A user in no org yet (to be added to one)."""
+        return str(factories.make_user("newcomer").pk)
+
+    @cached_property
+    def owners_refresh_token(self) -> str:
+        return token_pair_for_user(user=self.owner)["refresh"]
+
+    @cached_property
+    def owners_access_token(self) -> str:
+        return token_pair_for_user(user=self.owner)["access"]
+
+    @cached_property
+    def thread(self) -> str:
+        """A chat thread of the deal (the editor's), for the internal contract."""
+        return str(ChatThread.objects.create(deal_id=self.cast.deal.pk, user=self.user("editor"),
+                                             agent_id="strategy").pk)
+
+    def contract_headers(self, *, user: str = "editor", **extra: str) -> dict[str, str]:
+        """The internal contract's trusted claims (the Authorization header is the principal's own)."""
+        return {"HTTP_X_CONTRACT_VERSION": "2026-02", "HTTP_X_USER_ID": str(self.user(user).pk),
+                "HTTP_X_PROJECT_ID": self.deal_id, "HTTP_X_THREAD_ID": self.thread, **extra}
