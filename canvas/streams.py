@@ -144,7 +144,10 @@ class _Reader:
                     subscriber.queue.put_nowait(HEARTBEAT)
 
     async def _run(self) -> None:
-        client = aioredis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT)
+        # The read timeout outlasts the blocking XREAD: redis-py 8 defaults it to 5 s, as long as the
+        # block, so every quiet XREAD failed with TimeoutError and dropped its connection.
+        client = aioredis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT,
+                                         socket_timeout=BLOCK_MS / 1000 + settings.REDIS_SOCKET_TIMEOUT)
         backoff = 0.2
         outage = False  # Redis failed since the last good read: events may have been dropped meanwhile
         ticker = asyncio.create_task(self._tick(), name=f"stream-heartbeat:{self.key}")
