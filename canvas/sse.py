@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from rest_framework.exceptions import APIException
 from rest_framework_simplejwt.authentication import JWTAuthentication
@@ -33,6 +33,14 @@ class _SseError(Exception):
         self.response = response
 
 
+# PostgreSQL down or restarting: 503 as the DRF views answer it (canvas_project.api.errors), not a 500.
+DATABASE_DOWN = (OperationalError, InterfaceError)
+
+
+def _database_unavailable() -> _SseError:
+    return _SseError(JsonResponse({"detail": "PostgreSQL is unavailable; try again shortly."}, status=503))
+
+
 def _authenticate(request: HttpRequest):
     authenticator = JWTAuthentication()
     try:
@@ -48,13 +56,16 @@ def _authenticate(request: HttpRequest):
 
 
 def _resolve(request: HttpRequest, deal_id: str, minimum: str) -> tuple[object, DealAccessContext]:
-    user, token = _authenticate(request)
+    """The caller and its access to the deal. Raises _SseError (401, 403, 404, or 503 when PostgreSQL is down)."""
     try:
+        user, token = _authenticate(request)
         access = resolve_deal_access(user=user, deal_id=deal_id, token=token)
         require_role(access, minimum)
     except DomainError as exc:
         code, body, headers = domain_error_parts(exc)
         raise _SseError(JsonResponse(body, status=code, headers=headers)) from None
+    except DATABASE_DOWN:
+        raise _database_unavailable() from None
     return user, access
 
 
@@ -170,9 +181,13 @@ SSE_ENDPOINTS = [
 # --- synthesis runs and agent discourse (canvas.runs) -------------------------------------------------
 # Appended by the synthesis work: the run stream, its use by POST /generate, and the discourse ring.
 def _run_status(run_id) -> str | None:
+    """The run's status; None when unknown, also while PostgreSQL is down (the stream waits on)."""
     from canvas.models import SynthesisRun
 
-    return SynthesisRun.objects.filter(pk=run_id).values_list("status", flat=True).first()
+    try:
+        return SynthesisRun.objects.filter(pk=run_id).values_list("status", flat=True).first()
+    except DATABASE_DOWN:
+        return None
 
 
 def _run_status_of_deal(deal_id, run_id) -> str | None:
@@ -257,7 +272,10 @@ async def run_stream(request: HttpRequest, deal_id: str, run_id: str):
         after = last_event_id(request)
     except _SseError as exc:
         return exc.response
-    status = await _released(_run_status_of_deal)(access.deal.pk, run_uuid)
+    try:
+        status = await _released(_run_status_of_deal)(access.deal.pk, run_uuid)
+    except DATABASE_DOWN:
+        return _database_unavailable().response
     if status is None:
         return JsonResponse({"detail": "This deal has no such run."}, status=404)
     if after is not None and status in _TERMINAL_RUN:
