@@ -12,6 +12,7 @@ sends a multi-key command whose keys share one slot when the server is a cluster
 from __future__ import annotations
 
 import uuid
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -88,11 +89,6 @@ def _decode(value: bytes | str) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
-def _unique(names: Iterable[str]) -> list[str]:
-    # EXISTS k k counts 2 while UNLINK k k deletes 1: dedupe so a dry run counts what a real run deletes.
-    return list(dict.fromkeys(names))
-
-
 def server_time_ms(node: redis.Redis) -> int:
     # Stream ids are the server's millisecond clock, so "recent" is measured on the server's clock.
     seconds, micros = node.time()
@@ -122,69 +118,136 @@ def deal_recently_active(*, client, deal_id: str, within_secs: int) -> bool:
     return _is_recent(reply, now_ms - within_secs * 1000)
 
 
+# Names a purge computes for every deal: templates made once by the registry's builders, filled per deal
+# (mode all plans every deal, and building each name through the builders would cost more than the purge).
+_SAMPLE_DEAL = str(uuid.UUID(int=0))
+_FIXED_TEMPLATES = [(family, name) for family, names in keys.fixed_keys(_SAMPLE_DEAL).items() for name in names]
+_INDEX_TEMPLATE = keys.index_key(_SAMPLE_DEAL)
+_EVENTS_TEMPLATE = keys.events_key(_SAMPLE_DEAL)
+_FAMILY_OF_KIND = {kind.encode(): family.name for family in keys.FAMILIES.values() for kind in family.kinds}
+_PREFIX = keys.PREFIX.encode()
+
+
+def fixed_names(deal_id: str) -> list[tuple[str, str]]:
+    """(family, name) of each of the deal's fixed keys (a normalised deal id); the same as keys.fixed_keys()."""
+    return [(family, name.replace(_SAMPLE_DEAL, deal_id)) for family, name in _FIXED_TEMPLATES]
+
+
+def _index_name(deal_id: str) -> str:
+    return _INDEX_TEMPLATE.replace(_SAMPLE_DEAL, deal_id)
+
+
 @dataclass
 class DealKeyPlan:
     """One deal's keys as the registry knows them: what a purge would take, and the index entries."""
 
-    by_family: dict[str, list[str]]
-    index_members: list[str]
-    kept_members: list[str]  # index entries of protected keys this purge leaves in place
+    deal_id: str
+    by_family: dict[str, list[str | bytes]]  # family -> names, in the order the deal's keys are met
+    index_members: list[bytes]
+    kept_members: list[bytes]  # index entries of protected keys this purge leaves in place
+    recent: bool = False  # the deal's event stream is newer than the purge's cutoff
 
 
-def deal_key_plan(*, node: redis.Redis, deal_id: str, include_protected: bool) -> DealKeyPlan:
-    """Fixed names plus the members of the deal's index: no keyspace scan, O(keys of the deal)."""
-    members = sorted(_decode(m) for m in node.smembers(keys.index_key(deal_id)))
-    by_family: dict[str, list[str]] = {}
-    for family, names in keys.fixed_keys(deal_id).items():
+def deal_key_plan(*, deal_id: str, members: list[bytes], include_protected: bool) -> DealKeyPlan:
+    """Fixed names plus the members of the deal's index (as SMEMBERS answered): O(keys of the deal).
+
+    A followed entry is `<prefix>:<kind>:{<deal>}:<more>` for a kind of the registry (what
+    keys.classify() recognises as this deal's). Anything else in the index (another deal's key, an
+    index, no per-deal key at all) is never followed: it is dropped from the index, and whatever it
+    names is left alone. Mode all runs this for every deal, so the members are sorted once and each
+    kind's run of names found by bisection, without a Python step per key; and they are purged in
+    name order: keys written together (a document's crops, a run's parts) sort together and sit
+    together in Redis's memory, and Redis frees them a quarter faster that way (bench/purge.py).
+    """
+    by_family: dict[str, list[str | bytes]] = {}
+    for family, name in fixed_names(deal_id):
         if include_protected or not keys.FAMILIES[family].protected:
+            by_family.setdefault(family, []).append(name)
+    kept: list[bytes] = []
+    ordered = sorted(members)
+    tag = b":{" + deal_id.encode("ascii") + b"}:"
+    for kind, family in _FAMILY_OF_KIND.items():
+        prefix = _PREFIX + b":" + kind + tag
+        start = bisect_left(ordered, prefix)
+        if start < len(ordered) and ordered[start] == prefix:  # `<more>` may not be empty
+            start += 1
+        if start == len(ordered) or not ordered[start].startswith(prefix):
+            continue
+        names = ordered[start : bisect_left(ordered, prefix + b"\xff", start)]
+        if b"\n" in b"".join(names):  # not a registry name (keys.classify() refuses it): never followed
+            names = [name for name in names if b"\n" not in name]
+        if not names:
+            continue
+        if keys.FAMILIES[family].protected and not include_protected:
+            kept += names
+        else:
             by_family.setdefault(family, []).extend(names)
-    kept: list[str] = []
-    for member in members:
-        found = keys.classify(member)
-        # An entry that names another deal's key (or no per-deal key) is never followed: it is
-        # dropped from the index, and whatever it names is left alone.
-        if found is None or found[0] == INDEX or found[1] != deal_id:
-            continue
-        if keys.FAMILIES[found[0]].protected and not include_protected:
-            kept.append(member)
-            continue
-        by_family.setdefault(found[0], []).append(member)
-    return DealKeyPlan({f: _unique(names) for f, names in by_family.items()}, members, kept)
+    return DealKeyPlan(deal_id, by_family, members, kept)
+
+
+def plan_reads(deal_id: str, cutoff_ms: int | None) -> list[tuple]:
+    """The commands whose replies deal_key_plan() needs: the index, and the activity check if asked."""
+    reads: list[tuple] = [("SMEMBERS", _index_name(deal_id))]
+    if cutoff_ms is not None:
+        reads.append(("XREVRANGE", _EVENTS_TEMPLATE.replace(_SAMPLE_DEAL, deal_id), "+", "-", "COUNT", 1))
+    return reads
+
+
+def plan_commands(plan: DealKeyPlan, *, dry_run: bool) -> tuple[list[tuple], list[str]]:
+    """The commands that purge (or, dry, count) one planned deal, and the family each reply counts
+    ("index" for the index set going whole, "" for a reply that counts nothing).
+
+    One UNLINK (EXISTS when dry) per family, the deal's keys kept together: Redis frees keys written
+    together fastest when they are deleted together. Then the index: it goes whole when nothing of it
+    stays; otherwise the entries of what was purged (and those never followed) leave it.
+    """
+    verb = "EXISTS" if dry_run else "UNLINK"
+    commands = [(verb, *names) for names in plan.by_family.values() if names]
+    counted = [family for family, names in plan.by_family.items() if names]
+    if not dry_run:
+        if not plan.kept_members:
+            commands.append(("UNLINK", _index_name(plan.deal_id)))
+            counted.append(INDEX)
+        else:
+            kept = set(plan.kept_members)
+            dropped = [member for member in plan.index_members if member not in kept]
+            if dropped:
+                commands.append(("SREM", _index_name(plan.deal_id), *dropped))
+                counted.append("")
+    return commands, counted
+
+
+def _prune_expired(node: redis.Redis, plan: DealKeyPlan) -> None:
+    """Drop from the index the kept entries whose key has expired meanwhile."""
+    with node.pipeline(transaction=False) as pipe:
+        for member in plan.kept_members:
+            pipe.exists(member)
+        alive = pipe.execute()
+    expired = [m for m, exists in zip(plan.kept_members, alive, strict=True) if not exists]
+    if expired:
+        node.srem(keys.index_key(plan.deal_id), *expired)
 
 
 def purge_deal_keys(*, client, deal_id: str, include_protected: bool, dry_run: bool) -> dict[str, int]:
     """Delete (or, dry, count) one deal's keys; returns keys per family, every family present.
 
-    The deletion and the index update run in one MULTI on the deal's node (one slot), so a reader
-    never sees half a deal. Index entries of protected keys that stay are kept, unless their key has
-    expired; an index whose entries are all gone disappears with its last SREM.
+    No keyspace scan: the deal's index, then its deletion and the index update in one MULTI on the
+    deal's node (one slot), so a reader never sees half a deal.
     """
     node = deal_node_client(client, deal_id)
-    index = keys.index_key(deal_id)
-    plan = deal_key_plan(node=node, deal_id=deal_id, include_protected=include_protected)
-    families = [family for family, names in plan.by_family.items() if names]
-    counts = empty_counts()
+    members = list(node.smembers(_index_name(deal_id)))
+    plan = deal_key_plan(deal_id=deal_id, members=members, include_protected=include_protected)
+    commands, counted = plan_commands(plan, dry_run=dry_run)
     with node.pipeline(transaction=not dry_run) as pipe:
-        for family in families:
-            if dry_run:
-                pipe.exists(*plan.by_family[family])
-            else:
-                pipe.unlink(*plan.by_family[family])
-        kept = set(plan.kept_members)
-        dropped = [m for m in plan.index_members if m not in kept]
-        if not dry_run and dropped:
-            pipe.srem(index, *dropped)
+        for command in commands:
+            pipe.execute_command(*command)
         replies = pipe.execute()
-    for family, deleted in zip(families, replies, strict=False):
-        counts[family] += int(deleted)
+    counts = empty_counts()
+    for family, reply in zip(counted, replies, strict=True):
+        if family in counts:
+            counts[family] += int(reply)
     if not dry_run and plan.kept_members:
-        with node.pipeline(transaction=False) as pipe:
-            for member in plan.kept_members:
-                pipe.exists(member)
-            alive = pipe.execute()
-        expired = [m for m, exists in zip(plan.kept_members, alive, strict=True) if not exists]
-        if expired:
-            node.srem(index, *expired)
+        _prune_expired(node, plan)
     return counts
 
 
@@ -197,6 +260,9 @@ class WalkProgress:
     matched: int  # keys deleted (or, dry, that would be)
     deals: int  # deals seen so far
     keyspace: int  # DBSIZE of the nodes, read before the walk (a progress estimate only)
+    stage: str = "sweep"  # "known": the known deals, one script call each; "sweep": the SCAN walk
+    deals_done: int = 0  # stage "known": deals handled so far, of deals_total
+    deals_total: int = 0
 
 
 @dataclass
@@ -292,8 +358,9 @@ class _NodeWalk:
                     else:
                         self.kept.setdefault(deal.decode(), []).append(key)
             elif self.dry_run:
-                self.outcome.counts[family] += len(rows)
-                self.matched += len(rows)
+                if family != INDEX:  # an index is not a family: never counted
+                    self.outcome.counts[family] += len(rows)
+                    self.matched += len(rows)
             else:
                 self.groups.setdefault(family, []).extend(map(_KEY_OF_ROW, rows))
 
@@ -363,7 +430,7 @@ class _NodeWalk:
                 self._settle(bundle, [_reply_or_error(deleter) for _ in bundle])
                 bundle, commands = self._next_bundle()
                 if commands:
-                    deleter.send_packed_command(deleter.pack_commands(commands))
+                    deleter.send_packed_command(_packed(deleter, commands))
                 on_round(self.matched)
             finished = True
             self.finish()
@@ -407,6 +474,19 @@ class _NodeWalk:
             else:
                 for family, key in held:
                     self._queue(name, family, key)
+
+
+try:  # hiredis packs a command in C; redis-py's own packer checks every argument in Python first
+    from hiredis import pack_command as _pack_command
+except ImportError:  # pragma: no cover - hiredis is a dependency (redis[hiredis])
+    _pack_command = None
+
+
+def _packed(conn, commands: list[tuple]) -> list[bytes]:
+    """Commands as one RESP payload, for send_packed_command."""
+    if _pack_command is None:
+        return conn.pack_commands(commands)
+    return [b"".join(map(_pack_command, commands))]
 
 
 def _pool_connection(pool):
@@ -468,24 +548,115 @@ def _rewrite_indexes(*, client, deals: list[str], kept: dict[str, list[bytes]]) 
                 pipe.execute()
 
 
+# Deals per round trip in the known-deals stage: about 20,000 keys at 100 keys a deal, so the server
+# has the next batch queued while this process plans the current one.
+KNOWN_BATCH = 200
+
+
+def _purge_known_deals(
+    *,
+    node: redis.Redis,
+    deals: list[str],
+    include_protected: bool,
+    active_within_secs: int | None,
+    outcome: WalkOutcome,
+    decided: dict[str, object],
+    report: Callable[[int], None],
+) -> None:
+    """Stage one of a real mode-`all` purge on one node: each known deal by its registry names.
+
+    Two connections, as in the walk: one carries the reads (each deal's index, its activity check), the
+    other the deletions. The reads of batch i+1 are sent before batch i is planned, and the deletions of
+    batch i-1 answered after, so the server works while this process plans. Records each deal's decision
+    in `decided` (None: purged; else the skip reason).
+    """
+    cutoff = None if active_within_secs is None else server_time_ms(node) - active_within_secs * 1000
+    per_deal = len(plan_reads(_SAMPLE_DEAL, cutoff))
+    batches = [deals[start : start + KNOWN_BATCH] for start in range(0, len(deals), KNOWN_BATCH)]
+    pool = node.connection_pool
+    reader, deleter = _pool_connection(pool), _pool_connection(pool)
+    finished = False
+
+    def send_reads(batch: list[str]) -> None:
+        reader.send_packed_command(_packed(reader, [r for deal in batch for r in plan_reads(deal, cutoff)]))
+
+    counted_before: list[str] = []
+    done = 0
+    try:
+        if batches:
+            send_reads(batches[0])
+        for number, batch in enumerate(batches):
+            replies = [_reply_or_error(reader) for _ in range(per_deal * len(batch))]
+            if number + 1 < len(batches):
+                send_reads(batches[number + 1])
+            commands: list[tuple] = []
+            counted: list[tuple[str, str]] = []
+            for position, deal in enumerate(batch):
+                members, *check = replies[per_deal * position : per_deal * (position + 1)]
+                if isinstance(members, Exception):
+                    raise members
+                decided[deal] = None
+                if check and _is_recent(check[0], cutoff):  # type: ignore[arg-type]
+                    outcome.deals_seen.add(deal)
+                    decided[deal] = outcome.skipped[deal] = SKIP_RECENT_ACTIVITY
+                    continue
+                plan = deal_key_plan(deal_id=deal, members=members, include_protected=include_protected)
+                if members:
+                    outcome.deals_seen.add(deal)
+                deal_commands, deal_counted = plan_commands(plan, dry_run=False)
+                commands += deal_commands
+                counted += [(deal, family) for family in deal_counted]
+            _settle_known(outcome, counted_before, [_reply_or_error(deleter) for _ in counted_before])
+            deleter.send_packed_command(_packed(deleter, commands))
+            counted_before = counted
+            done += len(batch)
+            report(done)
+        _settle_known(outcome, counted_before, [_reply_or_error(deleter) for _ in counted_before])
+        finished = True
+    finally:
+        for conn in (reader, deleter):
+            if not finished:  # replies may be left unread: this connection cannot be reused
+                conn.disconnect()
+            pool.release(conn)
+
+
+def _settle_known(outcome: WalkOutcome, counted: list[tuple[str, str]], replies: list) -> None:
+    for (deal, family), reply in zip(counted, replies, strict=True):
+        if isinstance(reply, Exception):
+            raise reply
+        if family == INDEX:
+            outcome.indexes_deleted += reply
+        elif family and reply:
+            outcome.counts[family] += reply
+            outcome.deals_seen.add(deal)
+
+
 def purge_all_keys(
     *,
     client,
     include_protected: bool,
     dry_run: bool,
+    deals: Iterable[str] | None = None,
     allowed: set[str] | None = None,
     pre_skips: dict[str, str] | None = None,
     active_within_secs: int | None = None,
     batch: int = SCAN_BATCH,
     progress: ProgressCallback | None = None,
 ) -> WalkOutcome:
-    """Mode `all`: one SCAN pass per primary, classify each key, UNLINK in pipelined batches.
+    """Mode `all`: the known deals by name, then one SCAN pass per primary for whatever is left.
+
+    `deals` are the deals the caller knows of (PostgreSQL's rows): in a real run each is purged first
+    by its fixed names and its index, one script call per deal and no keyspace walk, which is what makes
+    mode all nearly as fast as deleting an already-known key list. The SCAN pass that follows (classify
+    each key through the registry, UNLINK in pipelined batches) then walks only what is left: keys of
+    deals PostgreSQL no longer has, keys a producer failed to track, protected keys that stay. A dry run
+    is the SCAN pass alone, so it counts each key once, and counts what the real run deletes.
 
     `allowed` restricts the walk to those deals (an org); `pre_skips` names deals to leave alone and
     why; `active_within_secs` skips deals whose event stream has an entry that recent. Never KEYS,
     never DEL: UNLINK frees big values off the main thread. Raises redis errors as they come.
     """
-    pre_skips = pre_skips or {}
+    pre_skips = dict(pre_skips or {})
     outcome = WalkOutcome()
     decided: dict[str, object] = {}
     index_deals: set[str] = set()
@@ -494,6 +665,32 @@ def purge_all_keys(
     keyspace = 0
     if progress is not None:
         keyspace = sum(int(node.dbsize()) for node in nodes)
+    known = sorted({normalise_deal_id(d) for d in deals or ()} - set(pre_skips))
+    if allowed is not None:
+        known = [deal for deal in known if deal in allowed]
+    if known and not dry_run:
+
+        def report_known(done: int) -> None:
+            if progress is not None:
+                progress(WalkProgress(node=1, nodes=len(nodes), scanned=0, matched=sum(outcome.counts.values()),
+                                      deals=len(outcome.deals_seen), keyspace=keyspace, stage="known",
+                                      deals_done=done, deals_total=len(known)))
+
+        by_node: dict[int, tuple[redis.Redis, list[str]]] = {}
+        for deal in known:
+            node = deal_node_client(client, deal)
+            by_node.setdefault(id(node), (node, []))[1].append(deal)
+        handled = 0
+        for node, node_deals in by_node.values():
+            _purge_known_deals(node=node, deals=node_deals, include_protected=include_protected,
+                               active_within_secs=active_within_secs, outcome=outcome, decided=decided,
+                               report=lambda done, before=handled: report_known(before + done))
+            handled += len(node_deals)
+        # The sweep leaves the deals skipped above alone, and does not ask again about the others.
+        pre_skips.update({deal: reason for deal, reason in decided.items() if reason is not None})
+        if progress is not None:
+            keyspace = sum(int(node.dbsize()) for node in nodes)
+    swept_from = sum(outcome.counts.values())
     done = 0
     for number, node in enumerate(nodes, start=1):
         walk = _NodeWalk(
@@ -517,7 +714,7 @@ def purge_all_keys(
                         node=number,
                         nodes=len(nodes),
                         scanned=outcome.scanned,
-                        matched=before + matched,
+                        matched=swept_from + before + matched,
                         deals=len(outcome.deals_seen),
                         keyspace=keyspace,
                     )
@@ -526,6 +723,7 @@ def purge_all_keys(
         walk.run(batch=batch, on_round=report)
         done += walk.matched
     if not dry_run and index_deals:
-        deals = sorted(d for d in index_deals if decided.get(d, None) is None)
-        _rewrite_indexes(client=client, deals=deals, kept=kept)
+        # Left: indexes listing protected keys that stay (their expired entries go) and indexes of deals
+        # the known stage did not take.
+        _rewrite_indexes(client=client, deals=sorted(d for d in index_deals if decided.get(d) is None), kept=kept)
     return outcome

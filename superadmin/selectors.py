@@ -125,6 +125,11 @@ def deals_with_checkpoint_threads(*, deal_ids: set[str] | None = None) -> set[st
     return found
 
 
+def all_deal_ids() -> set[str]:
+    """Every deal PostgreSQL knows: the deals a purge of mode all takes by name before its sweep."""
+    return {str(pk) for pk in Deal.objects.values_list("pk", flat=True)}
+
+
 def deal_ids_of_org(*, org_id: uuid.UUID | str) -> set[str] | None:
     """The org's deal ids, or None when no org has this id."""
     if not Org.objects.filter(pk=org_id).exists():

@@ -9,8 +9,10 @@ Decisions (see README "Superadmin purge"):
   still purged: its Redis leftovers (a deal deleted in PostgreSQL while Redis kept its state) are
   exactly what a superadmin wants gone. The org_id check needs the deal's row, so it applies only when
   the deal exists.
-- all walks the keyspace once per primary (SCAN + UNLINK in pipelined batches). With org_id it keeps
-  to that org's deals (an unknown org is a 422). Deals with an active run are skipped, not refused,
+- all takes every deal PostgreSQL knows by its registry names first (one script call per deal, no
+  walk), then walks the keyspace once per primary (SCAN + UNLINK in pipelined batches) for what is
+  left: deals PostgreSQL no longer has, untracked keys. A dry run is the walk alone. With org_id it
+  keeps to that org's deals (an unknown org is a 422). Deals with an active run are skipped, not refused,
   when checkpoints are included without force: one busy deal does not block a fleet-wide cleanup.
 - Protected families (runs) and checkpoint threads go only with include_checkpoints; while a run of
   the deal is queued or running that is refused (by_deal) or the deal skipped (all), unless forced.
@@ -269,6 +271,7 @@ def _purge_every(
         client=keyspace.purge_redis_client(),
         include_protected=include_checkpoints,
         dry_run=dry_run,
+        deals=allowed if allowed is not None else selectors.all_deal_ids(),
         allowed=allowed,
         pre_skips=pre_skips,
         active_within_secs=exclude_active_within_secs,

@@ -52,3 +52,75 @@ def test_classify_batch_grouped_groups_what_classify_batch_finds():
     assert flat == sorted(keys.classify_batch(batch))
     assert len(grouped["events"]) == 3
     assert keys.classify_batch_grouped([*batch, b"a\nb"]).keys() == grouped.keys()
+
+
+# --- mode all: the known deals by name, then the sweep ------------------------------------------------
+def test_fixed_name_templates_agree_with_the_registry_builders():
+    from superadmin import keyspace
+
+    deal = str(uuid.uuid4())
+    built = [(family, name) for family, names in keys.fixed_keys(deal).items() for name in names]
+    assert keyspace.fixed_names(deal) == built
+
+
+def _untracked_key(client, deal) -> str:
+    """A variable key some producer wrote without tracking it in the deal's index."""
+    name = keys.brush_key(deal, "untracked")
+    client.set(name, "{}", ex=keys.BRUSH_TTL)
+    return name
+
+
+@pytest.mark.parametrize("include_protected", [False, True])
+def test_known_deals_then_sweep_delete_exactly_what_the_dry_walk_counts(redis_client, db, include_protected):
+    from superadmin import keyspace
+    from tests.superadmin.conftest import EXPECTED, UNPROTECTED, deal_keys_present, write_foreign_keys
+
+    known, orphan = str(uuid.uuid4()), str(uuid.uuid4())  # `orphan`: keys of a deal the caller doesn't know
+    for deal in (known, orphan):
+        write_deal_state(deal)
+        _untracked_key(redis_client, deal)
+    foreign = write_foreign_keys(redis_client)
+    per_deal = dict(EXPECTED if include_protected else UNPROTECTED)
+    per_deal["brush_findings"] += 1
+    dry = keyspace.purge_all_keys(client=redis_client, include_protected=include_protected, dry_run=True,
+                                  deals=[known])
+    assert dry.counts == {family: 2 * n for family, n in per_deal.items()}
+    assert deal_keys_present(known)["brush_findings"] == 2  # a dry run deletes nothing
+
+    real = keyspace.purge_all_keys(client=redis_client, include_protected=include_protected, dry_run=False,
+                                   deals=[known])
+    assert real.counts == dry.counts
+    assert real.deals_seen == dry.deals_seen == {known, orphan}
+    left = {f: (0 if include_protected or not keys.FAMILIES[f].protected else n) for f, n in EXPECTED.items()}
+    assert deal_keys_present(known) == deal_keys_present(orphan) == left
+    assert all(redis_client.exists(name) for name in foreign)
+    for deal in (known, orphan):  # the index lists exactly the keys that stay
+        members = {m.decode() for m in redis_client.smembers(keys.index_key(deal))}
+        assert members == ({keys.run_key(deal, "r1", p) for p in keys.RUN_PARTS} if not include_protected else set())
+
+
+def test_known_stage_skips_recent_deals_and_the_sweep_leaves_them_alone(redis_client, db):
+    from superadmin import keyspace
+    from tests.superadmin.conftest import EXPECTED, deal_keys_present
+
+    busy, calm = str(uuid.uuid4()), str(uuid.uuid4())
+    write_deal_state(busy, events_age_ms=1000)
+    write_deal_state(calm, events_age_ms=3_600_000)
+    _untracked_key(redis_client, busy)
+    outcome = keyspace.purge_all_keys(client=redis_client, include_protected=True, dry_run=False,
+                                      deals=[busy, calm], active_within_secs=60)
+    assert outcome.skipped == {busy: keyspace.SKIP_RECENT_ACTIVITY}
+    assert deal_keys_present(busy) == {**EXPECTED, "brush_findings": 2}
+    assert sum(deal_keys_present(calm).values()) == 0
+    assert outcome.counts == EXPECTED
+
+
+def test_an_expired_protected_key_leaves_the_index_with_its_last_entry(redis_client, db):
+    from superadmin import keyspace
+
+    deal = str(uuid.uuid4())
+    write_deal_state(deal)
+    redis_client.delete(*(keys.run_key(deal, "r1", part) for part in keys.RUN_PARTS))  # as if expired
+    keyspace.purge_all_keys(client=redis_client, include_protected=False, dry_run=False, deals=[deal])
+    assert not redis_client.exists(keys.index_key(deal))
+    assert list(redis_client.scan_iter(match=f"*{{{deal}}}*")) == []

@@ -43,11 +43,15 @@ class _ProgressLine:
         self._draw(step)
 
     def _draw(self, step: WalkProgress) -> None:
-        share = min(step.scanned / step.keyspace, 1.0) if step.keyspace else 0.0
-        text = (
-            f"node {step.node}/{step.nodes} scanned {step.scanned:,} of ~{step.keyspace:,} keys, "
-            f"{step.matched:,} purged, {step.deals:,} deals"
-        )
+        if step.stage == "known":
+            share = step.deals_done / step.deals_total if step.deals_total else 0.0
+            text = f"known deals {step.deals_done:,} of {step.deals_total:,}, {step.matched:,} purged"
+        else:
+            share = min(step.scanned / step.keyspace, 1.0) if step.keyspace else 0.0
+            text = (
+                f"sweep: node {step.node}/{step.nodes} scanned {step.scanned:,} of ~{step.keyspace:,} keys, "
+                f"{step.matched:,} purged, {step.deals:,} deals"
+            )
         if self.tty:
             filled = int(share * self.WIDTH)
             self.stream.write(
