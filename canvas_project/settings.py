@@ -186,6 +186,8 @@ SIMPLE_JWT = {
     "AUTH_HEADER_TYPES": ("Bearer",),
     "USER_ID_FIELD": "id",
     "USER_ID_CLAIM": "user_id",
+    # simplejwt's access token plus a user_id claim that must be a UUID (a signed token without one is 401)
+    "AUTH_TOKEN_CLASSES": ("deals.tokens.UserAccessToken",),
     "UPDATE_LAST_LOGIN": False,
 }
 

@@ -29,7 +29,7 @@ from deals.serializers import (
     TokenVerifyInput,
     TokenVerifyOutput,
 )
-from deals.tokens import deal_token_mint, token_pair_for_user
+from deals.tokens import UserRefreshToken, deal_token_mint, token_pair_for_user
 from internal_api.authentication import InternalEngineTokenAuthentication
 
 
@@ -53,6 +53,10 @@ class TokenObtainApi(PublicTokenApi):
         return Response(token_pair_for_user(user=user))
 
 
+class _UserTokenRefreshSerializer(TokenRefreshSerializer):
+    token_class = UserRefreshToken
+
+
 class TokenRefreshApi(PublicTokenApi):
     @extend_schema(operation_id="auth_token_refresh",
                    summary="Trade a refresh token for a new pair (the old refresh token is revoked)",
@@ -60,7 +64,7 @@ class TokenRefreshApi(PublicTokenApi):
                    tags=["auth"], auth=[])
     def post(self, request):
         body = parse_body(TokenRefreshInput, request)
-        serializer = TokenRefreshSerializer(data=body)
+        serializer = _UserTokenRefreshSerializer(data=body)
         try:
             serializer.is_valid(raise_exception=True)
         except TokenError:

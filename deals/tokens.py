@@ -8,10 +8,45 @@ from __future__ import annotations
 
 import uuid
 
-from rest_framework_simplejwt.tokens import RefreshToken
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.settings import api_settings
+from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from canvas_project.errors import InvalidInputError
 from deals.models import Deal, OrgMembership, User
+
+
+def _require_user_claim(token) -> None:
+    """Raises TokenError unless the token names its user by a UUID.
+
+    Only the signing key's holder can mint a token without one, but such a token must be refused like
+    any other bad token (401): the stateless canvas GET read the missing claim and answered 500, and a
+    non-UUID id made the user lookup raise.
+    """
+    user_id = token.payload.get(api_settings.USER_ID_CLAIM)
+    if not isinstance(user_id, str):
+        raise TokenError("Token contained no recognizable user identification")
+    try:
+        uuid.UUID(user_id)
+    except ValueError:
+        raise TokenError("Token contained no recognizable user identification") from None
+
+
+class UserAccessToken(AccessToken):
+    """The access token every JWT path accepts (SIMPLE_JWT AUTH_TOKEN_CLASSES): simplejwt's checks, and
+    a user claim holding a UUID."""
+
+    def verify(self) -> None:
+        super().verify()
+        _require_user_claim(self)
+
+
+class UserRefreshToken(RefreshToken):
+    """The refresh token POST /api/auth/token/refresh accepts: as UserAccessToken, for refresh tokens."""
+
+    def verify(self) -> None:
+        super().verify()
+        _require_user_claim(self)
 
 
 def token_pair_for_user(*, user: User) -> dict[str, str]:

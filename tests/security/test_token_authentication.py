@@ -96,12 +96,28 @@ def test_a_token_for_an_unknown_user_is_refused(cast):
     assert _status(cast.deal, ghost) == {"drf view": 401, "stateless canvas GET": 404, "SSE view": 401}
 
 
-@pytest.mark.xfail(strict=True, reason="the stateless canvas GET reads the user_id claim without checking it is "
-                   "there: a correctly signed token without it answers 500 (deals/authentication.py)")
 def test_a_signed_token_without_a_user_claim_is_401(cast):
     no_user = _claims(cast.users["viewer"])
     del no_user["user_id"]
     assert _status(cast.deal, _forge(no_user)) == dict.fromkeys(_paths(cast.deal), 401)
+
+
+@pytest.mark.parametrize("user_id", [None, "", "not-a-uuid", 42, ["a list"]])
+def test_a_signed_token_with_a_malformed_user_claim_is_401(cast, user_id):
+    token = _forge(_claims(cast.users["viewer"], user_id=user_id))
+    assert _status(cast.deal, token) == dict.fromkeys(_paths(cast.deal), 401)
+
+
+@pytest.mark.parametrize("user_id", ["missing", None, "not-a-uuid", 42])
+def test_a_signed_refresh_token_with_a_missing_or_malformed_user_claim_is_401(cast, user_id):
+    claims = _claims(cast.users["viewer"], token_type="refresh")
+    if user_id == "missing":
+        del claims["user_id"]
+    else:
+        claims["user_id"] = user_id
+    response = factories.client_for(None).post("/api/auth/token/refresh", {"refresh": _forge(claims)},
+                                               format="json")
+    assert response.status_code == 401, response.content
 
 
 def test_the_configured_lifetimes_and_rotation(cast):
