@@ -197,6 +197,9 @@ INTERNAL_ENGINE_TOKENS = env_list("INTERNAL_ENGINE_TOKENS", env_list("INTERNAL_E
 # An external AI engine for chat; without it the embedded offline engine answers.
 ENGINE_URL = env_str("ENGINE_URL", "")
 ENGINE_TIMEOUT_SECONDS = float(env_str("ENGINE_TIMEOUT_SECONDS", "60"))
+# The most an engine's answer may weigh (its whole HTTP body); a larger one is 503, never read whole.
+# 1 MiB is far more than a chat reply needs.
+ENGINE_MAX_RESPONSE_BYTES = env_int("ENGINE_MAX_RESPONSE_BYTES", 1024 * 1024)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Deal Canvas API",

@@ -10,6 +10,7 @@ is not enough. History lives in LangGraph checkpoints on thread `deal:<D>:chat:<
 
 from __future__ import annotations
 
+import json
 import logging
 import operator
 import re
@@ -123,6 +124,12 @@ def embedded_engine():
 
 
 def _external_engine(*, user: User, thread: ChatThread, agent_id: str, message: str, metadata: dict) -> str:
+    """POST the message to ENGINE_URL/chat and return the engine's answer text.
+
+    Raises DependencyUnavailableError (503) when the engine cannot be reached, times out, redirects,
+    answers non-2xx, sends more than ENGINE_MAX_RESPONSE_BYTES, or answers anything but a JSON object
+    with a message text (see _engine_answer_text).
+    """
     headers = {
         "Authorization": f"Bearer {settings.INTERNAL_ENGINE_TOKENS[0]}" if settings.INTERNAL_ENGINE_TOKENS else "",
         "X-Contract-Version": context_service.CONTRACT_VERSION,
@@ -130,16 +137,57 @@ def _external_engine(*, user: User, thread: ChatThread, agent_id: str, message: 
     }
     body = {"message": message, "agent_id": agent_id, "project_id": str(thread.deal_id),
             "thread_id": str(thread.pk), "metadata": metadata}
+    limit = settings.ENGINE_MAX_RESPONSE_BYTES
     try:
-        response = httpx.post(settings.ENGINE_URL.rstrip("/") + "/chat", json=body, headers=headers,
-                              timeout=settings.ENGINE_TIMEOUT_SECONDS)
-        response.raise_for_status()
-        payload = response.json()
-    except (httpx.HTTPError, ValueError) as exc:
+        with httpx.stream("POST", settings.ENGINE_URL.rstrip("/") + "/chat", json=body, headers=headers,
+                          timeout=settings.ENGINE_TIMEOUT_SECONDS) as response:
+            response.raise_for_status()
+            raw = _read_at_most(response, limit)
+        payload = json.loads(raw)
+    except (httpx.HTTPError, ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deep
         logger.warning("engine call failed: %s", exc.__class__.__name__)
         raise DependencyUnavailableError("the engine", "The AI engine is unavailable; try again shortly.") from exc
-    content = payload.get("content") or (payload.get("message") or {}).get("content")
-    if not isinstance(content, str):
+    except _EngineAnswerTooLarge:
+        logger.warning("engine answer refused: more than %d bytes", limit)
+        raise DependencyUnavailableError(
+            "the engine", f"The AI engine's answer was larger than {limit} bytes.") from None
+    return _engine_answer_text(payload)
+
+
+class _EngineAnswerTooLarge(Exception):
+    pass
+
+
+def _read_at_most(response: httpx.Response, limit: int) -> bytes:
+    """The response body, read in chunks so that an oversized one is never held whole in memory.
+    Raises _EngineAnswerTooLarge past `limit` bytes (or when Content-Length already says so)."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _EngineAnswerTooLarge()
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise _EngineAnswerTooLarge()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _engine_answer_text(payload: object) -> str:
+    """The text of an engine's answer: `{"content": "..."}` or `{"message": {"content": "..."}}`.
+
+    Raises DependencyUnavailableError for anything else (a list, a bare string, `message` that is not an
+    object, content that is not a non-empty string): an engine's answer is untrusted input, and a
+    malformed one must not become a 500 or reach the client.
+    """
+    content = None
+    if isinstance(payload, dict):
+        content = payload.get("content")
+        message = payload.get("message")
+        if not (isinstance(content, str) and content) and isinstance(message, dict):
+            content = message.get("content")
+    if not (isinstance(content, str) and content):
         raise DependencyUnavailableError("the engine", "The AI engine answered without a message.")
     return content
 

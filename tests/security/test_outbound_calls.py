@@ -144,12 +144,15 @@ def test_a_client_cannot_choose_where_the_engine_call_goes(cast, settings):
     _answer(200, b"<html>not json</html>", {"Content-Type": "text/html"}),
     _answer(200, b'{"content": 42}'),
     _answer(200, b'{"message": {"content": ["a", "list"]}}'),
-    pytest.param(_answer(200, b'["content"]'), marks=pytest.mark.xfail(
-        strict=True, reason="internal_api.chat._external_engine calls .get on any JSON answer: a list is a 500")),
-    pytest.param(_answer(200, b'{"message": "a string"}'), marks=pytest.mark.xfail(
-        strict=True, reason="internal_api.chat._external_engine calls .get on `message`: a string is a 500")),
+    _answer(200, b'["content"]'),
+    _answer(200, b'{"message": "a string"}'),
+    _answer(200, b'"a bare string"'),
+    _answer(200, b"null"),
+    _answer(200, b'{"message": {"content": ""}}'),
+    _answer(200, b"[" * 100_000 + b"]" * 100_000),
     _answer(500, b'{"content": "an error page that looks like an answer"}'),
-])
+], ids=["html", "content not text", "content a list", "a json list", "message a string", "a bare string", "null",
+        "empty content", "nested too deep", "a 500"])
 def test_an_engine_answer_of_the_wrong_shape_is_503_and_not_passed_on(cast, settings, answer):
     with _server(answer) as (engine, calls):
         settings.ENGINE_URL = engine
@@ -158,6 +161,45 @@ def test_an_engine_answer_of_the_wrong_shape_is_503_and_not_passed_on(cast, sett
     assert response.status_code == 503
     assert response.json() == {"detail": "The AI engine is unavailable; try again shortly."} or \
         response.json() == {"detail": "The AI engine answered without a message."}
+
+
+def _unsized_answer(body: bytes) -> Callable[[BaseHTTPRequestHandler], None]:
+    """An answer without Content-Length: the body ends when the connection closes (HTTP/1.0)."""
+    def respond(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    return respond
+
+
+def _sized_answer(body: bytes) -> Callable[[BaseHTTPRequestHandler], None]:
+    return _answer(200, body)
+
+
+@pytest.mark.parametrize("respond", [_sized_answer, _unsized_answer], ids=["with Content-Length", "without"])
+def test_an_engine_answer_over_the_size_limit_is_503(cast, settings, respond):
+    settings.ENGINE_MAX_RESPONSE_BYTES = 1000
+    fits = json.dumps({"content": "x" * 900}).encode()
+    with _server(respond(fits)) as (engine, _calls):
+        settings.ENGINE_URL = engine
+        response = _chat(cast)
+    assert response.status_code == 200 and response.json()["message"]["content"] == "x" * 900
+
+    too_large = json.dumps({"content": "x" * 1001}).encode()
+    with _server(respond(too_large)) as (engine, calls):
+        settings.ENGINE_URL = engine
+        response = _chat(cast)
+    assert calls == ["/chat"]
+    assert response.status_code == 503
+    assert response.json() == {"detail": "The AI engine's answer was larger than 1000 bytes."}
+
+
+def test_the_default_engine_answer_limit_is_1_mib():
+    from canvas_project import settings as project_settings
+
+    assert project_settings.ENGINE_MAX_RESPONSE_BYTES == 1024 * 1024
 
 
 def test_a_slow_engine_is_cut_off_by_the_timeout(cast, settings):
