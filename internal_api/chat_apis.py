@@ -179,5 +179,5 @@ CHAT_STREAM_ENDPOINT = {
     "{thread_id, message, metadata}, `done`.",
     "tag": "chat",
     "method": "post",
-    "request": "ChatInput",
+    "request": "ChatInputRequest",
 }

@@ -38,6 +38,37 @@ def test_it_builds_and_validates_without_warnings(db):
     assert "openapi: 3" in out.getvalue()
 
 
+def _refs(node, where: str = "#"):
+    """(where, target) of every `$ref` in the document, at any depth."""
+    if isinstance(node, dict):
+        if isinstance(node.get("$ref"), str):
+            yield where, node["$ref"]
+        for key, value in node.items():
+            yield from _refs(value, f"{where}/{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _refs(value, f"{where}/{index}")
+
+
+def _resolves(document: dict, ref: str) -> bool:
+    if not ref.startswith("#/"):
+        return False  # the document is self-contained: no reference leaves it
+    node = document
+    for part in ref[2:].split("/"):
+        part = part.replace("~1", "/").replace("~0", "~")
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def test_every_reference_resolves(schema):
+    refs = list(_refs(schema))
+    assert len(refs) > 100  # the walk really went through the document
+    dangling = [(where, ref) for where, ref in refs if not _resolves(schema, ref)]
+    assert dangling == []
+
+
 def test_every_api_route_is_documented(schema):
     assert _api_routes() == set(schema["paths"]), "a route is missing from (or extra in) the schema"
 

@@ -37,9 +37,6 @@ def _request_properties(schema: dict) -> Iterator[tuple[str, str, dict]]:
     def walk(node: dict, seen: set[str]) -> Iterator[tuple[str, dict]]:
         if "$ref" in node:
             name = node["$ref"].rsplit("/", 1)[-1]
-            # the chat stream's hand-written operation names its body ChatInput, which the split
-            # request components call ChatInputRequest
-            name = name if name in components else name + "Request"
             if name not in seen:
                 yield from walk(components[name], seen | {name})
             return
