@@ -88,6 +88,11 @@ DATABASE_URL = env_str("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/dea
 # (CONN_MAX_AGE > 0) leak under ASGI, where every sync request runs on a fresh thread: measured by
 # bench/canvas_get, they exhausted PostgreSQL's max_connections within seconds.
 DB_POOL = env_bool("DB_POOL", True)
+# While PostgreSQL is down each pool retries connecting with a doubling delay (1 s, 2 s, 4 s, ...) for
+# this many seconds, then waits for the next request to try again. psycopg_pool's default of 5 minutes
+# lets the delay grow past a minute, during which the service kept answering 503 after PostgreSQL was
+# back. With 5 s the longest delay is 4 s, within DB_POOL_TIMEOUT. Both pools (Django's, the Store's).
+DB_POOL_RECONNECT_TIMEOUT = float(env_str("DB_POOL_RECONNECT_TIMEOUT", "5"))
 DATABASES = {
     "default": dj_database_url.parse(DATABASE_URL, conn_max_age=0 if DB_POOL else env_int("DB_CONN_MAX_AGE", 0))
 }
@@ -97,6 +102,7 @@ if DB_POOL:
         "min_size": env_int("DB_POOL_MIN_SIZE", 1),
         "max_size": env_int("DB_POOL_MAX_SIZE", 10),
         "timeout": float(env_str("DB_POOL_TIMEOUT", "5")),
+        "reconnect_timeout": DB_POOL_RECONNECT_TIMEOUT,
     }
 else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -216,6 +222,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # PATCH bodies are validated whole (parse_body, never partial): their fields are as required as on POST.
+    "COMPONENT_SPLIT_PATCH": False,
     "SCHEMA_PATH_PREFIX": r"/api",
     "ENUM_NAME_OVERRIDES": {
         "DealRoleEnum": "deals.models.DealRole",
@@ -227,6 +235,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "canvas_project.api.openapi.add_sse_endpoints",
+        "canvas_project.api.openapi.forbid_unknown_body_fields",
     ],
     "APPEND_COMPONENTS": {
         "securitySchemes": {
@@ -245,6 +254,9 @@ CANVAS_EVENTS_MAXLEN = env_int("CANVAS_EVENTS_MAXLEN", 10_000)
 COLLAB_STEPS_WINDOW = env_int("COLLAB_STEPS_WINDOW", 1000)
 # Seconds of quiet after which an SSE stream sends a `: ping` comment.
 SSE_HEARTBEAT_SECONDS = float(env_str("SSE_HEARTBEAT_SECONDS", "15"))
+# Events arriving within this many ms of the previous fan-out of their stream leave together with it
+# (one socket write per subscriber instead of one per event); a lone event leaves at once. 0: never wait.
+SSE_COALESCE_MS = float(env_str("SSE_COALESCE_MS", "20"))
 # Synthesis runs (canvas/synthesis, canvas/runs.py).
 SYNTHESIS_DEAD_RUN_SECONDS = env_int("SYNTHESIS_DEAD_RUN_SECONDS", 120)
 SYNTHESIS_MAX_RUN_SECONDS = env_int("SYNTHESIS_MAX_RUN_SECONDS", 4 * 3600)
@@ -259,6 +271,17 @@ CANVAS_LLM_MODEL = env_str("CANVAS_LLM_MODEL", "")
 PRESENCE_WINDOW_SECONDS = float(env_str("PRESENCE_WINDOW_SECONDS", "30"))
 GENERATE_RATE_PER_MINUTE = env_int("GENERATE_RATE_PER_MINUTE", 10)
 GENERATE_RATE_BURST = env_int("GENERATE_RATE_BURST", 10)
+# Login attempts (POST /api/auth/token), right or wrong, checked before the password: per username a
+# burst of 5, then one a minute (a right password clears the username's bucket); per client address a
+# burst of 20, then 20 a minute (an office behind one NAT logs in together; never cleared).
+LOGIN_USERNAME_RATE_PER_MINUTE = env_int("LOGIN_USERNAME_RATE_PER_MINUTE", 1)
+LOGIN_USERNAME_BURST = env_int("LOGIN_USERNAME_BURST", 5)
+LOGIN_ADDRESS_RATE_PER_MINUTE = env_int("LOGIN_ADDRESS_RATE_PER_MINUTE", 20)
+LOGIN_ADDRESS_BURST = env_int("LOGIN_ADDRESS_BURST", 20)
+# How many proxies in front append to X-Forwarded-For: the client address is the entry that many from
+# the right. 0 (no proxy) uses the connection's address; behind one nginx, 1. Never more than there are:
+# entries further left are whatever the client wrote.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 # The Store may live in another PostgreSQL than Django's tables; by default it shares Django's.
 LANGGRAPH_DATABASE_URL = env_str("LANGGRAPH_DATABASE_URL", "")
 LANGGRAPH_POOL_MAX_SIZE = env_int("LANGGRAPH_POOL_MAX_SIZE", 10)
