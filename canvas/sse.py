@@ -22,6 +22,7 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 from canvas import streams
 from canvas_project.api.errors import domain_error_parts
 from canvas_project.errors import DomainError
+from canvas_project.pool_recovery import check_pools_soon
 from deals.access import DealAccessContext, require_role, resolve_deal_access
 
 # `: ping` after this many quiet seconds keeps proxies from closing an idle stream (SSE_HEARTBEAT_SECONDS).
@@ -38,6 +39,7 @@ DATABASE_DOWN = (OperationalError, InterfaceError)
 
 
 def _database_unavailable() -> _SseError:
+    check_pools_soon()
     return _SseError(JsonResponse({"detail": "PostgreSQL is unavailable; try again shortly."}, status=503))
 
 

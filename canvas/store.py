@@ -73,11 +73,18 @@ def get_pool() -> ConnectionPool:
                 max_size=settings.LANGGRAPH_POOL_MAX_SIZE,
                 kwargs=CONNECTION_KWARGS,
                 timeout=settings.LANGGRAPH_POOL_TIMEOUT,
+                reconnect_timeout=settings.DB_POOL_RECONNECT_TIMEOUT,
                 open=True,
                 name="langgraph",
                 configure=_configure_connection,
             )
             _pool_conninfo = conninfo
+        return _pool
+
+
+def current_pool() -> ConnectionPool | None:
+    """The process's LangGraph pool if it was created, without creating it."""
+    with _lock:
         return _pool
 
 

@@ -1,9 +1,10 @@
-"""Throwaway real servers for fault tests: a Redis on a spare loopback port that a test may kill and
-restart, never the shared one."""
+"""Throwaway real servers for fault tests: a Redis, a PostgreSQL and the service itself on spare loopback
+ports, which a test may kill and restart; never the shared ones."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import socket
 import subprocess
@@ -74,6 +75,97 @@ class ThrowawayRedis:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def postgres_bin_dir() -> Path:
+    """PostgreSQL's programs: the `pgserver` package's (installed by the project), else Debian's."""
+    spec = importlib.util.find_spec("pgserver")
+    candidates = []
+    if spec and spec.submodule_search_locations:
+        candidates.append(Path(list(spec.submodule_search_locations)[0]) / "pginstall" / "bin")
+    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+    for candidate in candidates:
+        if (candidate / "pg_ctl").exists() and (candidate / "initdb").exists():
+            return candidate
+    raise RuntimeError("no PostgreSQL programs: install the project's embedded extra")
+
+
+class ThrowawayPostgres:
+    """A real PostgreSQL cluster in a temporary folder on a spare loopback port, never the shared one.
+
+    stop() (an immediate shutdown by default: backends die as in a crash) and start() again keep the
+    data and the port. As root it runs as the `postgres` user (or `pgserver`, created like dev.py does):
+    PostgreSQL refuses to run as root.
+    """
+
+    def __init__(self, port: int | None = None) -> None:
+        import tempfile
+
+        self.port = port or free_port()
+        self.bin = postgres_bin_dir()
+        self.folder = Path(tempfile.mkdtemp(prefix="dc-faults-pg-"))
+        self.data = self.folder / "data"
+        self.user = self._system_user()
+        if self.user is not None:
+            os.chown(self.folder, *self.user)
+
+    @staticmethod
+    def _system_user() -> tuple[int, int] | None:
+        import pwd
+
+        if os.geteuid() != 0:
+            return None
+        for name in ("postgres", "pgserver"):
+            try:
+                entry = pwd.getpwnam(name)
+                return entry.pw_uid, entry.pw_gid
+            except KeyError:
+                continue
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "pgserver"],
+                       check=True, capture_output=True)
+        entry = pwd.getpwnam("pgserver")
+        return entry.pw_uid, entry.pw_gid
+
+    def url(self, dbname: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
+
+    def _run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        kwargs = {}
+        if self.user is not None:
+            kwargs = {"user": self.user[0], "group": self.user[1], "extra_groups": []}
+        result = subprocess.run([str(self.bin / args[0]), *args[1:]], cwd=self.folder, capture_output=True,
+                                text=True, timeout=timeout, **kwargs)
+        if result.returncode != 0:
+            raise RuntimeError(f"{args[0]} failed: {result.stdout[-1000:]}{result.stderr[-1000:]}")
+        return result
+
+    def start(self) -> ThrowawayPostgres:
+        if not (self.data / "PG_VERSION").exists():
+            self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-locale",
+                      "--no-sync", "--no-instructions")
+        # fsync off: the data outlives a killed server (the kernel keeps its pages), only not a machine crash;
+        # synchronous_commit stays on, so an acknowledged commit is in the WAL when the server dies
+        options = f"-p {self.port} -h 127.0.0.1 -k {self.folder} -c fsync=off -c max_connections=50"
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.folder / "log"), "-w", "-t", "60", "-o", options,
+                  "start")
+        return self
+
+    def stop(self, mode: str = "immediate") -> None:
+        if (self.data / "postmaster.pid").exists():
+            self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop")
+
+    def create_database(self, name: str) -> str:
+        import psycopg
+
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def destroy(self) -> None:
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def database_url_of(settings_dict: dict) -> str:

@@ -22,6 +22,7 @@ from rest_framework.views import set_rollback
 
 from canvas_project import errors as domain
 from canvas_project.api.validation import RequestValidationError, drf_errors_to_items
+from canvas_project.pool_recovery import check_pools_soon, is_database_failure
 from deals.document_errors import UnsupportedDocumentType
 
 logger = logging.getLogger(__name__)
@@ -77,6 +78,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         return validation_response(exc.items)
     if isinstance(exc, domain.DomainError):
         set_rollback()
+        if isinstance(exc, domain.DependencyUnavailableError) and is_database_failure(exc):
+            check_pools_soon()  # the Store's PostgreSQL failed: replace the pools' dead connections
         return _domain_response(exc)
     if isinstance(exc, drf_exceptions.ParseError):
         return validation_response(
@@ -113,6 +116,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if isinstance(exc, OperationalError | InterfaceError):
         set_rollback()
         logger.warning("postgresql unavailable: %s", exc.__class__.__name__)
+        check_pools_soon()
         return Response({"detail": "PostgreSQL is unavailable; try again shortly."}, status=503)
     if isinstance(exc, DatabaseError):
         set_rollback()

@@ -12,6 +12,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from canvas_project.pool_recovery import check_pools_soon
 from canvas_project.redis_client import get_redis
 
 
@@ -58,6 +59,8 @@ def run_health_checks() -> dict[str, dict]:
             error = exc.__class__.__name__
             if name == "postgres":
                 connection.close_if_unusable_or_obsolete()
+            if name in ("postgres", "store"):
+                check_pools_soon()  # replace the pools' dead connections before requests meet them
         results[name] = {
             "ok": error is None,
             "latency_ms": round((time.perf_counter() - started) * 1000, 2),

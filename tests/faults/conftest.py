@@ -1,0 +1,129 @@
+"""Fault tests: the service as a real process (uvicorn) against throwaway servers this test may kill.
+
+Every check polls with a deadline instead of sleeping for a guessed time: a dependency that comes
+back is noticed as soon as the service sees it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.test import override_settings
+
+from deals.tokens import token_pair_for_user
+from tests.servers import ServiceProcess, ThrowawayRedis, database_url_of
+
+# What a request may answer while a dependency is down; a 500 is never among them.
+DEGRADED_OK = {200, 201, 202, 204, 503}
+# Lines of a service log that mean a crash: a 500, an exception escaping the ASGI app or a task.
+CRASH_MARKERS = ("Internal Server Error", "Exception in ASGI application", "exception was never retrieved")
+
+
+@dataclass
+class Api:
+    """HTTP calls to the service process as one member of the cast."""
+
+    base: str
+    token: str | None
+
+    def request(self, method: str, path: str, **kwargs) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return httpx.request(method, self.base + path, headers=headers, timeout=30, **kwargs)
+
+    def get(self, path: str, **kwargs) -> httpx.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs) -> httpx.Response:
+        return self.request("POST", path, **kwargs)
+
+    def put(self, path: str, **kwargs) -> httpx.Response:
+        return self.request("PUT", path, **kwargs)
+
+
+def api_as(service: ServiceProcess, cast, role: str) -> Api:
+    return Api(service.url, token_pair_for_user(user=cast.users[role])["access"])
+
+
+def wait_for(check: Callable[[], object], *, timeout: float, what: str, interval: float = 0.1):
+    """Call `check` until it returns something truthy; its last value. Fails the test at the deadline."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"{what}: not within {timeout} s (last: {last!r})")
+
+
+def assert_unavailable(response: httpx.Response, dependency: str) -> None:
+    """A 503 in the documented shape, {"detail": sentence}, naming the dependency that is down."""
+    assert response.status_code == 503, (response.status_code, response.text[:500])
+    detail = response.json()["detail"]
+    assert isinstance(detail, str) and dependency.lower() in detail.lower(), detail
+
+
+def service_env(**extra: str) -> dict[str, str]:
+    """The environment of a service or worker process on the test database."""
+    return {
+        "DJANGO_SETTINGS_MODULE": "canvas_project.settings",
+        "DATABASE_URL": database_url_of(connection.settings_dict),
+        "REDIS_URL": settings.REDIS_URL,
+        **extra,
+    }
+
+
+@pytest.fixture
+def own_redis() -> Iterator[ThrowawayRedis]:
+    """A Redis of this test's own, which it may kill and restart; this process uses it too."""
+    server = ThrowawayRedis().start()
+    caches = {"default": {**settings.CACHES["default"], "LOCATION": server.url}}
+    try:
+        with override_settings(CACHES=caches, REDIS_URL=server.url, CELERY_BROKER_URL=server.url):
+            yield server
+    finally:
+        server.stop()
+
+
+class RunningService:
+    """A ServiceProcess whose log (stderr) is read as it is written: unread, a full pipe would block it."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.server = ServiceProcess({"LOG_LEVEL": "WARNING", **env}).start()
+        self.url = self.server.url
+        self.log: list[str] = []
+        self._reader = threading.Thread(target=self._drain, args=(self.server.process.stderr,), daemon=True)
+        self._reader.start()
+
+    def _drain(self, pipe) -> None:
+        for line in iter(pipe.readline, b""):
+            self.log.append(line.decode(errors="replace"))
+
+    def crashes(self) -> list[str]:
+        return [line for line in self.log if any(marker in line for marker in CRASH_MARKERS)]
+
+    def stop(self) -> None:
+        self.server.stop()
+        self._reader.join(5)
+
+
+@pytest.fixture
+def start_service() -> Iterator[Callable[..., RunningService]]:
+    """start_service(VAR=value, ...): the service process on the test database, with env overrides."""
+    started: list[RunningService] = []
+
+    def start(**env: str) -> RunningService:
+        service = RunningService(service_env(**env))
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        service.stop()
