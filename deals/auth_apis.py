@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from django.contrib.auth import authenticate
 from django.core.exceptions import ObjectDoesNotExist
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import AllowAny, BasePermission
@@ -16,6 +15,7 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.serializers import TokenRefreshSerializer
 from rest_framework_simplejwt.tokens import UntypedToken
 
+from canvas_project.api.client_address import client_address
 from canvas_project.api.schema import error_responses
 from canvas_project.api.validation import parse_body
 from deals.authentication import BearerJWTAuthentication
@@ -29,7 +29,7 @@ from deals.serializers import (
     TokenVerifyInput,
     TokenVerifyOutput,
 )
-from deals.tokens import UserRefreshToken, deal_token_mint, token_pair_for_user
+from deals.tokens import UserRefreshToken, deal_token_mint, token_obtain
 from internal_api.authentication import InternalEngineTokenAuthentication
 
 
@@ -42,15 +42,27 @@ class PublicTokenApi(APIView):
 
 
 class TokenObtainApi(PublicTokenApi):
-    @extend_schema(operation_id="auth_token_obtain", summary="Log in: a bearer token pair",
-                   request=TokenObtainInput, responses={200: TokenPairOutput, **error_responses(401, 422)},
-                   tags=["auth"], auth=[])
+    @extend_schema(
+        operation_id="auth_token_obtain",
+        summary="Log in: a bearer token pair",
+        description="Attempts are rate-limited per username and per client address, right password or wrong, "
+        "before the password is checked: past the limit every attempt (even with the right password) is 429 "
+        "with Retry-After until the bucket refills. Defaults: per username a burst of 5, then 1 a minute (a "
+        "successful login clears it); per address a burst of 20, then 20 a minute.",
+        request=TokenObtainInput,
+        responses={200: TokenPairOutput, **error_responses(401, 422, 429)},
+        parameters=[OpenApiParameter("Retry-After", int, OpenApiParameter.HEADER, response=[429],
+                                     description="Seconds to wait before the next attempt.")],
+        tags=["auth"],
+        auth=[],
+    )
     def post(self, request):
         body = parse_body(TokenObtainInput, request)
-        user = authenticate(request, username=body["username"], password=body["password"])
-        if user is None or not user.is_active:
+        pair = token_obtain(request=request, username=body["username"], password=body["password"],
+                            client_address=client_address(request))
+        if pair is None:
             raise AuthenticationFailed("No active account found with the given credentials.")
-        return Response(token_pair_for_user(user=user))
+        return Response(pair)
 
 
 class _UserTokenRefreshSerializer(TokenRefreshSerializer):

@@ -6,14 +6,20 @@ callers (superadmins, engines holding the internal token) mint one.
 
 from __future__ import annotations
 
+import logging
 import uuid
 
+import redis
+from django.contrib.auth import authenticate
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
+from canvas_project import ratelimit
 from canvas_project.errors import InvalidInputError
 from deals.models import Deal, OrgMembership, User
+
+logger = logging.getLogger(__name__)
 
 
 def _require_user_claim(token) -> None:
@@ -52,6 +58,36 @@ class UserRefreshToken(RefreshToken):
 def token_pair_for_user(*, user: User) -> dict[str, str]:
     refresh = RefreshToken.for_user(user)
     return {"access": str(refresh.access_token), "refresh": str(refresh)}
+
+
+def token_obtain(*, request, username: str, password: str, client_address: str) -> dict[str, str] | None:
+    """Log in: a token pair for the credentials of an active user, None for anything else.
+
+    Every attempt, right or wrong, first takes one request from the username's and the client address's
+    login buckets (canvas_project.ratelimit), before the password is checked: once either is empty even
+    the right password is refused until it refills. A successful login clears its username's bucket (only
+    the password's holder can do that), never the address's. With the rate-limit Redis unreachable, login
+    goes on unmetered (logged): being able to log in matters more during an outage than the limit, and
+    the password hasher still makes each guess slow.
+
+    Raises RateLimitedError (429 with Retry-After).
+    """
+    username_subject = ratelimit.username_subject(username)
+    try:
+        ratelimit.consume_together([
+            (ratelimit.login_username_bucket(), username_subject),
+            (ratelimit.login_address_bucket(), ratelimit.address_subject(client_address)),
+        ])
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        logger.warning("redis unavailable: login attempts are not rate-limited (%s)", exc.__class__.__name__)
+    user = authenticate(request, username=username, password=password)
+    if user is None or not user.is_active:
+        return None
+    try:
+        ratelimit.forget(ratelimit.login_username_bucket(), username_subject)
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+        pass  # the bucket refills by itself
+    return token_pair_for_user(user=user)
 
 
 def deal_token_mint(*, user_id: uuid.UUID, deal_id: uuid.UUID) -> dict[str, str]:

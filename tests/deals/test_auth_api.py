@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from tests import factories
+from tests.servers import free_port
 
 
-def _login(username="owner", password=factories.PASSWORD):
-    return factories.client_for().post("/api/auth/token", {"username": username, "password": password}, format="json")
+def _login(username="owner", password=factories.PASSWORD, **headers):
+    return factories.client_for().post("/api/auth/token", {"username": username, "password": password},
+                                       format="json", **headers)
 
 
 def test_login_returns_a_working_pair(cast):
@@ -87,3 +94,113 @@ def test_admin_uses_session_auth_and_the_api_does_not(cast, client):
     assert client.get("/admin/").status_code == 200
     # a logged-in admin session is not an API credential
     assert client.get(f"/api/deals/{cast.deal.pk}").status_code == 401
+
+
+# --- the login rate limit ------------------------------------------------------------------------------
+@pytest.fixture
+def login_limits(settings):
+    """Small buckets with a one-second refill, so the window can pass inside a test."""
+    settings.LOGIN_USERNAME_RATE_PER_MINUTE, settings.LOGIN_USERNAME_BURST = 60, 3
+    settings.LOGIN_ADDRESS_RATE_PER_MINUTE, settings.LOGIN_ADDRESS_BURST = 60, 10
+    return settings
+
+
+def test_past_the_username_limit_even_the_right_password_is_refused_until_the_window_passes(cast, login_limits):
+    assert [_login("owner", "wrong").status_code for _ in range(3)] == [401, 401, 401]
+    refused = _login("owner")
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == "1"
+    assert refused.json() == {"detail": "Too many login attempts for this username: the 'login_username' limit "
+                                        "is 60/min with bursts of 3. Retry in 1 s."}
+    assert _login("owner").status_code == 429  # a refused attempt costs nothing, but it is still refused
+    time.sleep(1.1)
+    assert _login("owner").status_code == 200
+
+
+def test_a_username_at_its_limit_does_not_affect_other_users(cast, login_limits):
+    for _ in range(3):
+        _login("owner", "wrong")
+    assert _login("owner").status_code == 429
+    assert _login("viewer").status_code == 200  # same address, another username
+    assert _login("Owner").status_code == 429  # case variants share the bucket
+    assert _login("ghost", "whatever").status_code == 401
+
+
+def test_a_successful_login_clears_its_usernames_bucket(cast, login_limits):
+    assert [_login("owner", "wrong").status_code for _ in range(2)] == [401, 401]
+    assert _login("owner").status_code == 200
+    assert [_login("owner", "wrong").status_code for _ in range(4)] == [401, 401, 401, 429]
+
+
+def test_the_address_limit_spans_usernames_and_other_addresses_are_not_affected(cast, login_limits):
+    login_limits.LOGIN_ADDRESS_BURST = 4
+    here, there = {"REMOTE_ADDR": "203.0.113.7"}, {"REMOTE_ADDR": "203.0.113.8"}
+    statuses = [_login(name, "wrong", **here).status_code for name in ("a", "b", "c", "d")]
+    assert statuses == [401, 401, 401, 401]
+    refused = _login("viewer", **here)
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "1"
+    assert refused.json()["detail"].startswith("Too many login attempts from this address")
+    assert _login("viewer", **there).status_code == 200
+    time.sleep(1.1)
+    assert _login("viewer", **here).status_code == 200  # and a success never clears the address's bucket
+    assert _login("editor", **here).status_code == 429
+
+
+def test_an_attempt_refused_by_one_bucket_takes_nothing_from_the_other(cast, login_limits):
+    login_limits.LOGIN_USERNAME_RATE_PER_MINUTE, login_limits.LOGIN_USERNAME_BURST = 1, 1
+    login_limits.LOGIN_ADDRESS_RATE_PER_MINUTE, login_limits.LOGIN_ADDRESS_BURST = 1, 2
+    assert _login("owner", "wrong").status_code == 401
+    assert [_login("owner", "wrong").status_code for _ in range(5)] == [429] * 5  # username empty
+    assert _login("viewer").status_code == 200  # the address still had its second attempt
+    assert _login("editor").status_code == 429  # now the address is empty too
+
+
+def test_behind_trusted_proxies_the_address_is_read_from_x_forwarded_for(cast, login_limits):
+    login_limits.LOGIN_ADDRESS_BURST = 2
+    login_limits.TRUSTED_PROXY_COUNT = 1
+
+    names = iter(range(100))
+
+    def attempt(forwarded_for: str) -> int:  # a new username each time: only the address bucket counts
+        return _login(f"nobody{next(names)}", "wrong", REMOTE_ADDR="10.0.0.2",
+                      HTTP_X_FORWARDED_FOR=forwarded_for).status_code
+
+    # what the client wrote itself (left of the proxy's entry) changes nothing
+    assert [attempt(f"192.0.2.{n}, 198.51.100.1") for n in range(3)] == [401, 401, 429]
+    assert attempt("198.51.100.2") == 401
+    # without a trusted proxy the header is ignored: the connection's address is the client
+    login_limits.TRUSTED_PROXY_COUNT = 0
+    assert [attempt(f"198.51.100.{n}") for n in (3, 4, 5)] == [401, 401, 429]
+
+
+def test_an_ipv6_client_is_limited_by_its_64_prefix(cast, login_limits):
+    login_limits.LOGIN_ADDRESS_BURST = 2
+    assert _login("a", "wrong", REMOTE_ADDR="2001:db8:0:1::1").status_code == 401
+    assert _login("b", "wrong", REMOTE_ADDR="2001:db8:0:1::ffff").status_code == 401
+    assert _login("c", "wrong", REMOTE_ADDR="2001:db8:0:1:abcd::2").status_code == 429
+    assert _login("d", "wrong", REMOTE_ADDR="2001:db8:0:2::1").status_code == 401
+
+
+def test_with_the_rate_limit_redis_down_login_still_works(cast, login_limits, monkeypatch):
+    """Login fails open on purpose (docs/security.md): logging in matters more during an outage."""
+    dead = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.2, socket_timeout=0.2,
+                       retry=Retry(NoBackoff(), 0))
+    monkeypatch.setattr("canvas_project.ratelimit.get_redis", lambda: dead)
+    assert [_login("owner", "wrong").status_code for _ in range(5)] == [401] * 5
+    assert _login("owner").status_code == 200
+
+
+def test_the_default_login_limits():
+    from canvas_project import settings as project_settings
+
+    assert (project_settings.LOGIN_USERNAME_RATE_PER_MINUTE, project_settings.LOGIN_USERNAME_BURST) == (1, 5)
+    assert (project_settings.LOGIN_ADDRESS_RATE_PER_MINUTE, project_settings.LOGIN_ADDRESS_BURST) == (20, 20)
+    assert project_settings.TRUSTED_PROXY_COUNT == 0
+
+
+def test_the_schema_documents_the_429_and_its_retry_after(db):
+    from drf_spectacular.generators import SchemaGenerator
+
+    operation = SchemaGenerator().get_schema(request=None, public=True)["paths"]["/api/auth/token"]["post"]
+    assert operation["responses"]["429"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorDetail")
+    assert operation["responses"]["429"]["headers"]["Retry-After"]["schema"] == {"type": "integer"}
