@@ -101,7 +101,11 @@ def document_upload(*, deal: Deal, user, upload) -> Document:
 def _enqueue_ingestion(document_id) -> None:
     from deals.tasks import ingest_document
 
-    ingest_document.delay(str(document_id))
+    try:
+        ingest_document.delay(str(document_id))
+    except Exception:  # noqa: BLE001 - the broker is down: the row stays queued; requeue_lost_ingestions retries
+        # Raising here (an on_commit callback) used to answer 500 for an upload already committed.
+        logger.exception("could not enqueue the ingestion of document %s; the sweeper will retry", document_id)
 
 
 def document_delete(*, document: Document) -> None:
@@ -143,6 +147,20 @@ def fail_stuck_ingestions(*, now=None) -> int:
         for deal in Deal.objects.filter(pk__in=deal_ids):
             _deal_caches_refresh(deal=deal)
     return count
+
+
+def requeue_lost_ingestions(*, now=None) -> int:
+    """Enqueue again the documents queued for more than 20 minutes (their message was lost: the broker
+    was down at upload, or was restarted empty); returns how many. A duplicate message is harmless: the
+    first claims the row, the second finds it claimed or done."""
+    now = now or timezone.now()
+    lost = list(Document.objects.filter(state=FileState.QUEUED, updated_at__lt=now - STALL_AFTER)
+                .values_list("pk", flat=True))
+    for document_id in lost:
+        _enqueue_ingestion(document_id)
+    if lost:
+        logger.warning("re-enqueued %s ingestion(s) queued for more than 20 minutes", len(lost))
+    return len(lost)
 
 
 def _claim(document_id) -> Document | None:

@@ -1,7 +1,8 @@
 """Celery tasks of the deals app. Thin: each calls one service.
 
 Beat: `deals.sweep_stuck_ingestions` every 5 minutes fails documents stuck in processing (the same sweep
-also runs at the start of every ingestion).
+also runs at the start of every ingestion) and re-enqueues documents queued for 20 minutes whose
+message was lost.
 """
 
 from __future__ import annotations
@@ -30,4 +31,7 @@ def ingest_document(document_id: str) -> str | None:
 
 @shared_task(name="deals.sweep_stuck_ingestions")
 def sweep_stuck_ingestions() -> int:
-    return document_services.fail_stuck_ingestions()
+    """Fail stalled ingestions and re-enqueue lost ones; returns how many it failed."""
+    failed = document_services.fail_stuck_ingestions()
+    document_services.requeue_lost_ingestions()
+    return failed

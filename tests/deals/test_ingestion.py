@@ -385,6 +385,17 @@ def test_the_sweeper_fails_ingestions_stalled_for_more_than_20_minutes(cast):
     del queued
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_sweeper_enqueues_again_a_document_whose_message_was_lost(cast, celery_worker, media):
+    # an upload while the broker was down committed its row but never reached the queue
+    lost = _queued(cast.deal, "notes.md", b"# Notes\n\nNOI of $1.2 million.")
+    recent = _queued(cast.deal, "recent.md", b"# Recent\n")  # its message may still be on its way
+    Document.objects.filter(pk=lost.pk).update(updated_at=timezone.now() - timedelta(minutes=21))
+    assert sweep_stuck_ingestions() == 0  # nothing failed
+    assert _wait_settled(lost.pk).state == FileState.READY
+    assert Document.objects.get(pk=recent.pk).state == FileState.QUEUED
+
+
 def test_a_task_past_its_time_limit_fails_the_document(cast, media, monkeypatch):
     from celery.exceptions import SoftTimeLimitExceeded
 

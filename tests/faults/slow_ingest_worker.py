@@ -1,0 +1,35 @@
+"""A real `celery worker` whose ingestion digitizes slowly, so a test can kill it mid-task.
+
+Run as `python -m tests.faults.slow_ingest_worker`: it lengthens deals.document_services.digitize by
+SLOW_INGEST_SECONDS (default 60) in this process only, then starts the worker like the
+`celery -A canvas_project worker` command (solo pool, one task at a time).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import django
+
+
+def main() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "canvas_project.settings")
+    django.setup()
+    from canvas_project.celery import app
+    from deals import document_services
+
+    real_digitize = document_services.digitize
+    delay = float(os.environ.get("SLOW_INGEST_SECONDS", "60"))
+
+    def slow_digitize(*args, **kwargs):
+        time.sleep(delay)
+        return real_digitize(*args, **kwargs)
+
+    document_services.digitize = slow_digitize
+    app.worker_main(["worker", "--pool", "solo", "--concurrency", "1", "--without-heartbeat", "--without-mingle",
+                     "--without-gossip", "--loglevel", "WARNING"])
+
+
+if __name__ == "__main__":
+    main()
