@@ -36,6 +36,8 @@ RUN_CANCEL_TTL = 24 * 3600
 RUN_TRACE_TTL = 600
 # The index outlives every key it lists, so no tracked key is ever orphaned from it.
 INDEX_TTL = 8 * 24 * 3600
+# Worker heartbeats older than this are dropped; the set itself goes when no worker beats for as long.
+WORKER_HEARTBEATS_TTL = 24 * 3600
 
 RUN_PARTS = ("events", "cancel", "trace")
 
@@ -119,6 +121,18 @@ def index_key(deal_id) -> str:
 # Keys that are not per deal: outside every family, never purged.
 def rate_limit_key(bucket: str, subject: object) -> str:
     return f"ratelimit:{_segment(bucket, 'bucket')}:{_segment(subject, 'subject')}"
+
+
+def worker_heartbeats_key() -> str:
+    """Sorted set: Celery worker hostname -> its last heartbeat (Redis server time, ms); read by the health check."""
+    return "health:celery-workers"
+
+
+def run_seconds_metric_key() -> str:
+    """Hash: the deployment-wide histogram of synthesis run durations (dealcanvas_run_seconds), fields
+    `<status>:count`, `<status>:sum`, `<status>:le:<bucket>`; written by whichever process finishes a run,
+    read by every /metrics. No TTL: a counter that lives as long as Redis does."""
+    return "metrics:run_seconds"
 
 
 # --- families -------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from canvas.synthesis import config, telemetry
 from canvas.synthesis.graph import RunContext, SectionPlan, SectionWriteRefused, run_graph
 from canvas.synthesis.retrieval import PassageIndex, load_metrics, load_passages
 from canvas_project.errors import ConflictError, InvalidInputError, NotFoundError
+from canvas_project.observability import record_run_seconds
 from deals.models import Deal, User
 
 logger = logging.getLogger(__name__)
@@ -371,6 +372,8 @@ def run_finish(*, run_id, status: str, error: str = "", results: list[dict] | No
         if elapsed is not None:
             run.usage = {**run.usage, "elapsed_seconds": round(elapsed, 3)}
         run.save()
+    # from its start, or from its creation for a run that never started (cancelled or failed while queued)
+    record_run_seconds(status=status, seconds=(run.finished_at - (run.started_at or run.created_at)).total_seconds())
     deal = Deal.objects.get(pk=run.deal_id)
     _record_last_run(deal, run)
     inputs = {"kind": run.kind, "sections": run.requested_sections, "instructions": run.instructions}

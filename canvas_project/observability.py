@@ -4,9 +4,11 @@
   the `X-Request-ID` response header and attached to every log line written while it is handled,
   with the deal id when the URL names one.
 - Logs are JSON lines (LOG_FORMAT=json, the default in production) or plain text.
-- Metrics: request latency by route, method and status; purge, run and SSE gauges registered by
-  their own modules through `metrics`. Exposed at GET /metrics (plain text, Prometheus format),
-  open to anyone holding METRICS_TOKEN when it is set, else only to superadmins' sessions.
+- Metrics: request latency by route, method and status; purge counters and the SSE gauge updated by
+  their own modules through `metrics` (per process); synthesis run durations kept in Redis
+  (`record_run_seconds`), since runs finish in Celery workers. Exposed at GET /metrics (plain text,
+  Prometheus format), open to anyone holding METRICS_TOKEN when it is set, else only to superadmins'
+  sessions.
 No secret ever reaches a log line: headers are never logged, and the filter below masks bearer
 tokens in anything that is.
 """
@@ -20,11 +22,15 @@ import re
 import time
 import uuid
 
+import redis
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.urls import Resolver404, resolve
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
 
+logger = logging.getLogger(__name__)
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 deal_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("deal_id", default=None)
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -44,10 +50,59 @@ class Metrics:
                               ["source", "mode", "dry_run", "status"], registry=self.registry)
         self.purged_keys = Counter("dealcanvas_purged_keys_total", "Keys deleted by purges", ["family"],
                                    registry=self.registry)
-        self.run_seconds = Histogram("dealcanvas_run_seconds", "Synthesis run durations", ["status"],
-                                     registry=self.registry, buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600))
+        self.registry.register(RunSecondsCollector())
         self.sse_subscribers = Gauge("dealcanvas_sse_subscribers", "Open SSE subscriptions in this process",
                                      registry=self.registry)
+
+
+# Runs finish in Celery workers, whose registries nobody scrapes, so this histogram lives in Redis: the
+# process that finishes a run adds it there, and every /metrics reads the deployment-wide totals.
+RUN_SECONDS_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600)
+_RUN_SECONDS_HELP = "Synthesis run durations by final status (deployment-wide, kept in Redis)"
+
+
+def record_run_seconds(*, status: str, seconds: float) -> None:
+    """Count one finished run in dealcanvas_run_seconds. Never raises: with Redis unreachable the
+    observation is dropped (logged), as a metric is not worth failing a run's bookkeeping."""
+    from canvas import keys
+    from canvas_project.redis_client import get_redis
+
+    key = keys.run_seconds_metric_key()
+    try:
+        with get_redis().pipeline(transaction=True) as pipe:
+            pipe.hincrby(key, f"{status}:count", 1)
+            pipe.hincrbyfloat(key, f"{status}:sum", seconds)
+            for bound in RUN_SECONDS_BUCKETS:
+                if seconds <= bound:
+                    pipe.hincrby(key, f"{status}:le:{bound}", 1)
+            pipe.execute()
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        logger.warning("run duration not recorded: redis unavailable (%s)", exc.__class__.__name__)
+
+
+class RunSecondsCollector:
+    """dealcanvas_run_seconds read from Redis at each scrape (one HGETALL); nothing when Redis is down."""
+
+    def describe(self):
+        return [HistogramMetricFamily("dealcanvas_run_seconds", _RUN_SECONDS_HELP, labels=["status"])]
+
+    def collect(self):
+        from canvas import keys
+        from canvas_project.redis_client import get_redis
+
+        family = HistogramMetricFamily("dealcanvas_run_seconds", _RUN_SECONDS_HELP, labels=["status"])
+        try:
+            raw = get_redis().hgetall(keys.run_seconds_metric_key())
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            logger.warning("dealcanvas_run_seconds not scraped: redis unavailable (%s)", exc.__class__.__name__)
+            raw = {}
+        fields = {name.decode(): value.decode() for name, value in raw.items()}
+        for status in sorted({name.split(":", 1)[0] for name in fields}):
+            count = int(fields.get(f"{status}:count", 0))
+            buckets = [(floatToGoString(bound), int(fields.get(f"{status}:le:{bound}", 0)))
+                       for bound in RUN_SECONDS_BUCKETS]
+            family.add_metric([status], buckets + [("+Inf", count)], float(fields.get(f"{status}:sum", 0)))
+        yield family
 
 
 metrics = Metrics()

@@ -163,6 +163,10 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-ingestions": {"task": "deals.sweep_stuck_ingestions", "schedule": 300.0},
     "canvas-sweep-dead-runs": {"task": "canvas.sweep_dead_runs", "schedule": 60.0},
 }
+# Every worker records a heartbeat this often; GET /api/health counts the workers heard from within
+# WORKER_HEARTBEAT_MAX_AGE (canvas_project.worker_heartbeat). Not CELERY_*: Celery would read those.
+WORKER_HEARTBEAT_SECONDS = float(env_str("WORKER_HEARTBEAT_SECONDS", "10"))
+WORKER_HEARTBEAT_MAX_AGE = float(env_str("WORKER_HEARTBEAT_MAX_AGE", "30"))
 
 # --- API --------------------------------------------------------------------------------------
 REST_FRAMEWORK = {

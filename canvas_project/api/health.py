@@ -1,10 +1,17 @@
-"""GET /api/health: is each dependency reachable? 200 when all are, 503 naming what is down."""
+"""GET /api/health: is each dependency reachable?
+
+503 when PostgreSQL, Redis or the Store is down: this process cannot serve requests, and a load
+balancer should send them elsewhere. No live Celery worker only degrades the service (200, status
+`degraded`): reads and writes are served, drafting runs and ingestion wait in the queue until a worker
+is back; taking the web process out of rotation would not bring one back.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 
+from django.conf import settings
 from django.db import connection
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -14,18 +21,34 @@ from rest_framework.views import APIView
 
 from canvas_project.pool_recovery import check_pools_soon
 from canvas_project.redis_client import get_redis
+from canvas_project.worker_heartbeat import live_worker_count
+
+# Without one of these the process cannot serve: 503. Every other check only degrades the service.
+REQUIRED = ("postgres", "redis", "store")
 
 
 class HealthCheckOutput(serializers.Serializer):
     ok = serializers.BooleanField()
     latency_ms = serializers.FloatField()
-    error = serializers.CharField(allow_null=True)
+    error = serializers.CharField(allow_null=True, help_text="The failure's class name, e.g. NoWorkerHeartbeat.")
+    workers = serializers.IntegerField(
+        required=False, help_text="celery only: workers whose heartbeat is younger than WORKER_HEARTBEAT_MAX_AGE."
+    )
 
 
 class HealthOutput(serializers.Serializer):
-    status = serializers.ChoiceField(choices=["ok", "unavailable"])
+    status = serializers.ChoiceField(
+        choices=["ok", "degraded", "unavailable"],
+        help_text="ok; degraded (200) when only celery is down; unavailable (503) when postgres, redis or store is.",
+    )
     detail = serializers.CharField(help_text="'All dependencies are up.' or which are down.")
-    checks = serializers.DictField(child=HealthCheckOutput(), help_text="postgres, redis, store (the LangGraph Store)")
+    checks = serializers.DictField(
+        child=HealthCheckOutput(), help_text="postgres, redis, store (the LangGraph Store), celery (worker heartbeats)"
+    )
+
+
+class NoWorkerHeartbeat(Exception):
+    """No Celery worker has recorded a heartbeat within WORKER_HEARTBEAT_MAX_AGE seconds."""
 
 
 def _check_postgres() -> None:
@@ -45,15 +68,26 @@ def _check_store() -> None:
         conn.execute("SELECT 1 FROM store LIMIT 1")
 
 
-CHECKS: dict[str, Callable[[], None]] = {"postgres": _check_postgres, "redis": _check_redis, "store": _check_store}
+def _check_celery() -> dict:
+    """One Redis round trip over the workers' heartbeats (canvas_project.worker_heartbeat); no broadcast."""
+    workers = live_worker_count()
+    if not workers:
+        raise NoWorkerHeartbeat()
+    return {"workers": workers}
+
+
+CHECKS: dict[str, Callable[[], dict | None]] = {
+    "postgres": _check_postgres, "redis": _check_redis, "store": _check_store, "celery": _check_celery,
+}
 
 
 def run_health_checks() -> dict[str, dict]:
     results = {}
     for name, check in CHECKS.items():
         started = time.perf_counter()
+        extra: dict = {}
         try:
-            check()
+            extra = check() or {}
             error = None
         except Exception as exc:  # any failure means "down"; the class name is enough to act on
             error = exc.__class__.__name__
@@ -61,12 +95,29 @@ def run_health_checks() -> dict[str, dict]:
                 connection.close_if_unusable_or_obsolete()
             if name in ("postgres", "store"):
                 check_pools_soon()  # replace the pools' dead connections before requests meet them
+            if name == "celery":
+                extra = {"workers": 0} if isinstance(exc, NoWorkerHeartbeat) else {}
         results[name] = {
             "ok": error is None,
             "latency_ms": round((time.perf_counter() - started) * 1000, 2),
             "error": error,
+            **extra,
         }
     return results
+
+
+def health_summary(checks: dict[str, dict]) -> tuple[str, str]:
+    """(status, detail) of the checks' results."""
+    down = [name for name, result in checks.items() if not result["ok"]]
+    if not down:
+        return "ok", "All dependencies are up."
+    detail = ", ".join(down) + (" is" if len(down) == 1 else " are") + " down."
+    if any(name in REQUIRED for name in down):
+        return "unavailable", detail
+    if checks["celery"].get("error") == NoWorkerHeartbeat.__name__:
+        detail += (f" No Celery worker has reported within {settings.WORKER_HEARTBEAT_MAX_AGE:g} s: the API serves "
+                   "reads and writes; drafting runs and document ingestion wait in the queue.")
+    return "degraded", detail
 
 
 class HealthApi(APIView):
@@ -76,18 +127,20 @@ class HealthApi(APIView):
     @extend_schema(
         operation_id="health",
         summary="Dependency health",
-        responses={200: HealthOutput, 503: OpenApiResponse(HealthOutput, description="A dependency is down.")},
+        description=(
+            "Checks PostgreSQL, Redis, the LangGraph Store and the Celery workers. 503 (`unavailable`) when "
+            "PostgreSQL, Redis or the Store is down: this process cannot serve. `celery` is ok when at least one "
+            "worker recorded a heartbeat within WORKER_HEARTBEAT_MAX_AGE (30 s; workers beat every "
+            "WORKER_HEARTBEAT_SECONDS, 10 s); without one the answer stays 200 with status `degraded`, since the "
+            "API still serves reads and writes and only drafting runs and ingestion wait. Alert on `degraded`; "
+            "route traffic on the status code."
+        ),
+        responses={200: HealthOutput, 503: OpenApiResponse(HealthOutput, description="A required dependency is down.")},
         tags=["service"],
         auth=[],
     )
     def get(self, request):
         checks = run_health_checks()
-        down = [name for name, result in checks.items() if not result["ok"]]
-        detail = (
-            "All dependencies are up."
-            if not down
-            else ", ".join(down) + (" is" if len(down) == 1 else " are") + " down."
-        )
-        return Response(
-            {"status": "unavailable" if down else "ok", "detail": detail, "checks": checks}, status=503 if down else 200
-        )
+        status, detail = health_summary(checks)
+        return Response({"status": status, "detail": detail, "checks": checks},
+                        status=503 if status == "unavailable" else 200)

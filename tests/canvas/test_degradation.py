@@ -37,7 +37,7 @@ def test_with_redis_down_reads_still_work_and_writes_that_need_redis_say_503(cas
     saved = save(editor, cast.deal, body["markdown_content"] + "\n## Closing Note\n\nStill here.\n", base_version=1)
     assert saved.status_code == 200 and saved.json()["version"] == 2
     health = viewer.get("/api/health")
-    assert health.status_code == 503 and health.json()["detail"] == "redis is down."
+    assert health.status_code == 503 and health.json()["detail"] == "redis, celery are down."
 
     own_redis.start()  # the same port, empty: everything must come back without a restart
     recovered = viewer.get(canvas_url(cast.deal)).json()

@@ -82,6 +82,8 @@ def test_every_builder_is_covered_by_this_test():
         "run_key",
         "index_key",
         "rate_limit_key",
+        "worker_heartbeats_key",
+        "run_seconds_metric_key",
     }
 
 
@@ -107,6 +109,10 @@ def test_fixed_keys_cover_every_non_variable_family():
 
 def test_non_deal_keys_are_outside_every_family():
     assert keys.classify(keys.rate_limit_key("generate", "user-1")) is None
+    assert keys.classify(keys.worker_heartbeats_key()) is None
+    assert not keys.worker_heartbeats_key().startswith(keys.scan_pattern().rstrip("*"))  # purge all never sees it
+    assert keys.classify(keys.run_seconds_metric_key()) is None
+    assert not keys.run_seconds_metric_key().startswith(keys.scan_pattern().rstrip("*"))
     assert keys.classify("celery") is None
     assert keys.classify("_kombu.binding.celery") is None
     assert keys.classify("canvas:session:not-a-uuid") is None

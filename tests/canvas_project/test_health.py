@@ -1,12 +1,15 @@
-"""GET /api/health against the real servers, and against a Redis that is not there."""
+"""GET /api/health against the real servers, with and without a Celery worker, and against a Redis or a
+PostgreSQL that is not there. A killed worker ageing out: tests/faults/test_worker_killed.py."""
 
 from __future__ import annotations
 
 import socket
 
+from celery.contrib.testing.worker import start_worker
 from django.db import connection
 from django.test import override_settings
 
+from canvas_project.celery import app
 from tests import factories
 
 
@@ -16,12 +19,38 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_it_is_200_when_everything_is_up(db):
+def test_it_is_200_when_everything_is_up(celery_worker):
     response = factories.client_for().get("/api/health")
     assert response.status_code == 200
     body = response.json()
-    assert body["status"] == "ok"
+    assert body["status"] == "ok" and body["detail"] == "All dependencies are up."
+    assert all(body["checks"][name]["ok"] for name in ("postgres", "redis", "store", "celery"))
+    assert body["checks"]["celery"]["workers"] == 1
+
+
+def test_without_a_worker_it_is_200_degraded_naming_celery(db):
+    # a web process without workers still serves reads and writes: a load balancer keeps it in rotation
+    response = factories.client_for().get("/api/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "degraded"
+    assert body["detail"].startswith("celery is down. No Celery worker has reported within 30 s")
+    assert body["checks"]["celery"] == {**body["checks"]["celery"], "ok": False, "error": "NoWorkerHeartbeat",
+                                        "workers": 0}
     assert all(body["checks"][name]["ok"] for name in ("postgres", "redis", "store"))
+
+
+def test_a_worker_that_stops_is_gone_at_once_and_the_check_costs_one_round_trip(transactional_db,
+                                                                              django_assert_max_num_queries):
+    app.conf.task_always_eager = False
+    with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False, loglevel="WARNING"):
+        with django_assert_max_num_queries(1):  # postgres's SELECT 1; celery reads only Redis
+            body = factories.client_for().get("/api/health").json()
+        assert body["checks"]["celery"]["ok"] is True and body["status"] == "ok"
+        assert body["checks"]["celery"]["latency_ms"] < 100
+    # a worker stopping cleanly removes its heartbeat: no waiting for it to age out
+    after = factories.client_for().get("/api/health").json()
+    assert after["status"] == "degraded" and after["checks"]["celery"]["workers"] == 0
 
 
 def test_it_is_503_naming_redis_when_redis_is_down(db, settings):
@@ -31,8 +60,10 @@ def test_it_is_503_naming_redis_when_redis_is_down(db, settings):
         response = factories.client_for().get("/api/health")
     assert response.status_code == 503
     body = response.json()
-    assert body["detail"] == "redis is down."
+    # the workers' heartbeats live in Redis too (and so does their broker): celery cannot be up
+    assert body["status"] == "unavailable" and body["detail"] == "redis, celery are down."
     assert body["checks"]["redis"]["ok"] is False
+    assert body["checks"]["celery"]["error"] == "ConnectionError"
     assert body["checks"]["postgres"]["ok"] is True
 
 
@@ -49,5 +80,5 @@ def test_it_is_503_naming_postgres_when_postgres_is_down(db, settings):
         connection.settings_dict.update(original)
     assert response.status_code == 503
     # the Store lives in the same PostgreSQL, so it is down with it
-    assert response.json()["detail"] == "postgres, store are down."
+    assert response.json()["detail"] == "postgres, store, celery are down."  # and no worker in this test
     assert response.json()["checks"]["redis"]["ok"] is True

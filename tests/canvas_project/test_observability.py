@@ -74,3 +74,107 @@ def test_the_metrics_endpoint(cast, client, settings):
     settings.METRICS_TOKEN = ""
     assert client.get("/metrics").status_code == 200
     assert metrics.registry is not None and factories
+
+
+# --- run durations ---------------------------------------------------------------------------------------
+def _run_seconds(client, settings) -> dict[tuple[str, str], float]:
+    """dealcanvas_run_seconds samples from GET /metrics: (sample name, status or status|le) -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    settings.METRICS_TOKEN = "scrape-me"
+    scraped = client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-me")
+    assert scraped.status_code == 200
+    samples = {}
+    for family in text_string_to_metric_families(scraped.content.decode()):
+        if family.name == "dealcanvas_run_seconds":
+            for sample in family.samples:
+                label = sample.labels["status"] + (f"|{sample.labels['le']}" if "le" in sample.labels else "")
+                samples[(sample.name, label)] = sample.value
+    return samples
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_durations_are_recorded_by_final_status(cast, client, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from canvas import runs
+    from canvas.models import RunStatus, SynthesisRun
+    from tests.canvas.synthesis_corpus import make_corpus
+
+    assert _run_seconds(client, settings) == {}
+    make_corpus(cast.deal)
+    editor = cast.users["editor"]
+
+    def create():
+        return runs.run_create(deal=cast.deal, user=editor, kind="generate", sections=["risks"], instructions="",
+                               enqueue_on_conflict=False)
+
+    succeeded = create()
+    assert runs.run_execute(run_id=succeeded.pk) == RunStatus.SUCCEEDED
+    cancelled = create()
+    assert runs.run_cancel(deal=cast.deal, run_id=cancelled.pk, user=editor).status == RunStatus.CANCELLED
+    now = timezone.now()
+    SynthesisRun.objects.create(deal=cast.deal, status=RunStatus.RUNNING, requested_sections=["risks"],
+                                started_at=now - timedelta(minutes=5), heartbeat_at=now - timedelta(minutes=5))
+    assert len(runs.runs_sweep_dead()) == 1
+
+    samples = _run_seconds(client, settings)
+    for status in ("succeeded", "cancelled", "failed"):
+        assert samples[("dealcanvas_run_seconds_count", status)] == 1, status
+        assert samples[("dealcanvas_run_seconds_bucket", f"{status}|+Inf")] == 1, status
+    succeeded.refresh_from_db()
+    took = (succeeded.finished_at - succeeded.started_at).total_seconds()
+    assert samples[("dealcanvas_run_seconds_sum", "succeeded")] == pytest.approx(took, abs=0.001)
+    # the swept run had been running for five minutes: above the 300 s bucket, inside the 600 s one
+    assert samples[("dealcanvas_run_seconds_bucket", "failed|300.0")] == 0
+    assert samples[("dealcanvas_run_seconds_bucket", "failed|600.0")] == 1
+    assert 300 <= samples[("dealcanvas_run_seconds_sum", "failed")] < 310
+    # cancelled while queued: timed from its creation, well inside the first bucket
+    assert samples[("dealcanvas_run_seconds_bucket", "cancelled|1.0")] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_finished_in_another_process_is_seen_by_this_ones_metrics(cast, client, settings):
+    """Runs finish in Celery workers, which nobody scrapes: the web process must report them too."""
+    import os
+    import subprocess
+    import sys
+
+    from django.db import connection
+
+    from canvas import runs
+    from canvas.models import RunStatus
+    from tests.canvas.synthesis_corpus import make_corpus
+    from tests.servers import database_url_of
+
+    make_corpus(cast.deal)
+    run = runs.run_create(deal=cast.deal, user=cast.users["editor"], kind="generate", sections=["risks"],
+                          instructions="", enqueue_on_conflict=False)
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "canvas_project.settings",
+           "DATABASE_URL": database_url_of(connection.settings_dict), "REDIS_URL": settings.REDIS_URL}
+    worker = subprocess.run(
+        [sys.executable, "-c", "import django, sys; django.setup(); from canvas import runs; "
+         "print(runs.run_execute(run_id=sys.argv[1]))", str(run.pk)],
+        env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert worker.returncode == 0 and worker.stdout.strip() == RunStatus.SUCCEEDED, worker.stderr[-2000:]
+    samples = _run_seconds(client, settings)
+    assert samples[("dealcanvas_run_seconds_count", "succeeded")] == 1
+
+
+def test_with_redis_down_a_run_duration_is_dropped_and_the_scrape_still_answers(monkeypatch, caplog):
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    from canvas_project.observability import RunSecondsCollector, record_run_seconds
+    from tests.servers import free_port
+
+    dead = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.2, socket_timeout=0.2,
+                       retry=Retry(NoBackoff(), 0))
+    monkeypatch.setattr("canvas_project.redis_client.get_redis", lambda: dead)
+    record_run_seconds(status="succeeded", seconds=1.5)  # does not raise: a run's bookkeeping goes on
+    assert "run duration not recorded" in caplog.text
+    [family] = RunSecondsCollector().collect()
+    assert family.name == "dealcanvas_run_seconds" and family.samples == []

@@ -6,7 +6,8 @@ killed mid-run: the dead-run sweeper fails the run within its heartbeat window a
 
 Here the document the killed worker was digitizing stays `processing` (nothing reports for it); the
 stall sweeper fails it with a reason once it has been stuck for 20 minutes, and re-ingesting it from
-the admin on a live worker makes it ready.
+the admin on a live worker makes it ready. And GET /api/health stops counting a killed worker once its
+last heartbeat is older than WORKER_HEARTBEAT_MAX_AGE.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from datetime import timedelta
 
 import pytest
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
 from django.utils import timezone
 
 from deals.document_services import STALL_AFTER, STALL_REASON, fail_stuck_ingestions
@@ -88,3 +91,33 @@ def test_a_worker_killed_mid_ingestion_leaves_a_document_the_sweeper_fails_and_r
     row = editor.get(f"/api/deals/{cast.deal.pk}/documents/{document_id}").json()
     assert row["state"] == "ready" and row["error"] in ("", None) and row["pages"] >= 1
     assert "Purchase price" in DocumentPage.objects.get(document_id=document_id, page_number=1).text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_health_reports_a_killed_worker_gone_once_its_heartbeat_ages_out(settings):
+    settings.WORKER_HEARTBEAT_MAX_AGE = 1.5
+    env = {**os.environ, **service_env(WORKER_HEARTBEAT_SECONDS="0.2"), "PYTHONPATH": str(settings.BASE_DIR)}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "canvas_project", "worker", "--pool", "solo", "--concurrency", "1",
+         "--without-heartbeat", "--without-mingle", "--without-gossip", "--loglevel", "WARNING"],
+        cwd=settings.BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    client = Client()
+    try:
+        def celery_check():
+            assert worker.poll() is None, worker.stderr.read().decode()[-2000:]
+            return client.get("/api/health").json()["checks"]["celery"]
+
+        wait_for(lambda: celery_check()["ok"], timeout=60, what="the worker's heartbeat reaches health")
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+        killed_at = time.monotonic()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(10)
+    # killed, it cannot remove its heartbeat: health reports it gone once the last beat is 1.5 s old
+    wait_for(lambda: not client.get("/api/health").json()["checks"]["celery"]["ok"], timeout=10,
+             what="health notices the killed worker")
+    assert time.monotonic() - killed_at < 1.5 + 2
+    response = client.get("/api/health")
+    assert response.status_code == 200 and response.json()["status"] == "degraded"  # the API still serves
