@@ -173,7 +173,9 @@ SSE_ENDPOINTS = [
             "`id:` (its stream id), `event:` (its type) and `data:` (JSON). Resume with the Last-Event-ID "
             "header or `?last_event_id=`: nothing is lost or repeated. When the id is older than the kept "
             "history (the newest CANVAS_EVENTS_MAXLEN events, at most 7 days) the stream sends `event: reset` "
-            "and the client reloads the canvas. `: ping` comments every 15 s keep proxies from closing it."
+            "and the client reloads the canvas; so does an open stream once Redis is back after an outage (changes "
+            "made meanwhile sent no event). `: ping` comments after 15 s of quiet (SSE_HEARTBEAT_SECONDS), "
+            "outages included, keep proxies from closing it."
         ),
         "tag": "collaboration",
     },

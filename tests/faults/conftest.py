@@ -86,7 +86,7 @@ def own_redis() -> Iterator[ThrowawayRedis]:
     server = ThrowawayRedis().start()
     caches = {"default": {**settings.CACHES["default"], "LOCATION": server.url}}
     try:
-        with override_settings(CACHES=caches, REDIS_URL=server.url, CELERY_BROKER_URL=server.url):
+        with override_settings(CACHES=caches, REDIS_URL=server.url):
             yield server
     finally:
         server.stop()
