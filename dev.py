@@ -770,7 +770,10 @@ def cmd_run(servers: Servers, args: list[str]) -> int:
         api_cmd += ["--workers", env["DEV_WORKERS"]]
     worker_cmd = [str(VENV / "bin" / "celery"), "-A", "canvas_project", "worker"]
     # -B: the periodic sweepers (stuck ingestions, dead runs) run in the same process in development;
-    # production runs `celery -A canvas_project beat` once beside the workers.
+    # production runs `celery -A canvas_project beat` once beside the workers. Its schedule file lives in
+    # .devdata/, which only the embedded servers create: with DATABASE_URL and REDIS_URL set, beat could not
+    # open it and no sweeper ran.
+    DEVDATA.mkdir(exist_ok=True)
     worker_cmd += ["--loglevel=info", "--concurrency=2", "-B", "--schedule", str(DEVDATA / "celerybeat-schedule")]
     children: list[Child] = []
     try:
