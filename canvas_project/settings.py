@@ -162,7 +162,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-ingestions": {"task": "deals.sweep_stuck_ingestions", "schedule": 300.0},
     "canvas-sweep-dead-runs": {"task": "canvas.sweep_dead_runs", "schedule": 60.0},
+    "internal-api-sweep-idempotency-records": {"task": "internal_api.sweep_idempotency_records", "schedule": 3600.0},
 }
+# Engine mutations' idempotency records are replayable this long, then swept (internal_api.idempotency).
+IDEMPOTENCY_RECORD_RETENTION_HOURS = env_int("IDEMPOTENCY_RECORD_RETENTION_HOURS", 24)
 # Every worker records a heartbeat this often; GET /api/health counts the workers heard from within
 # WORKER_HEARTBEAT_MAX_AGE (canvas_project.worker_heartbeat). Not CELERY_*: Celery would read those.
 WORKER_HEARTBEAT_SECONDS = float(env_str("WORKER_HEARTBEAT_SECONDS", "10"))

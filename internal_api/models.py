@@ -32,7 +32,10 @@ class ChatThread(models.Model):
 
 
 class IdempotencyRecord(models.Model):
-    """The first result of an engine mutation, replayed for a repeated Idempotency-Key."""
+    """The first result of an engine mutation, replayed for a repeated Idempotency-Key.
+
+    Kept IDEMPOTENCY_RECORD_RETENTION_HOURS, then deleted by the beat sweeper
+    (internal_api.idempotency.idempotency_records_sweep)."""
 
     scope = models.CharField(max_length=200, help_text="user and project of the trusted claims")
     key = models.CharField(max_length=200)
@@ -43,6 +46,7 @@ class IdempotencyRecord(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["scope", "key"], name="uniq_idempotency_scope_key")]
+        indexes = [models.Index(fields=["created_at"], name="idempotency_created_at")]  # the sweeper's range
 
     def __str__(self) -> str:
         return f"{self.scope} {self.key}"
