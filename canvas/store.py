@@ -3,8 +3,11 @@
 Both run on their own psycopg pool, never on Django's connection: LangGraph needs autocommit (a
 non-autocommit connection silently loses checkpoint writes), no server-side prepared statements
 (prepare_threshold=0, safe behind PgBouncer) and dict rows. The pool is created lazily in each
-process (so Celery's forked workers each get their own) from Django's database settings, which in
-tests point at the test database. Tables are created by the canvas migration 0001 (`migrate`).
+process (so Celery's forked workers each get their own) from LANGGRAPH_DATABASE_URL, or without it
+from Django's database settings, which in tests point at the test database. Their tables live in that
+same database: `migrate` creates them there (the canvas migration 0001 on a fresh install) and brings
+them up to date on every run (a post_migrate hook in canvas.apps, for upgrades of
+langgraph-checkpoint-postgres), both through setup_langgraph_tables.
 
 Namespaces: ("deals", D, "canvas") for the memo, ("deals", D, "versions") for snapshots,
 ("deals", D, "nodes") for canvas nodes, ("deals", D, "edges") for the typed edges between them.
@@ -53,10 +56,15 @@ def conninfo_from_settings(settings_dict: dict) -> str:
     return make_conninfo(**{k: v for k, v in params.items() if v})
 
 
-def store_conninfo() -> str:
+def store_conninfo_for(django_settings_dict: dict) -> str:
+    """The Store's database: LANGGRAPH_DATABASE_URL when set, else the given Django database."""
     if settings.LANGGRAPH_DATABASE_URL:
         return conninfo_from_settings(dj_database_url.parse(settings.LANGGRAPH_DATABASE_URL))
-    return conninfo_from_settings(connection.settings_dict)
+    return conninfo_from_settings(django_settings_dict)
+
+
+def store_conninfo() -> str:
+    return store_conninfo_for(connection.settings_dict)
 
 
 def get_pool() -> ConnectionPool:
@@ -105,8 +113,11 @@ def get_checkpointer() -> PostgresSaver:
 
 
 def setup_langgraph_tables(settings_dict: dict) -> None:
-    """Create or migrate the Store's and the Saver's tables (idempotent; run by `migrate`)."""
-    with Connection.connect(conninfo_from_settings(settings_dict), **CONNECTION_KWARGS) as conn:
+    """Create or migrate the Store's and the Saver's tables in the database the Store uses (idempotent;
+    run by `migrate`). `settings_dict` is the Django database being migrated; the tables go there only
+    when LANGGRAPH_DATABASE_URL is unset. Raises psycopg.OperationalError when that database cannot be
+    reached (a missing database included: create it first)."""
+    with Connection.connect(store_conninfo_for(settings_dict), **CONNECTION_KWARGS) as conn:
         PostgresStore(conn).setup()
         PostgresSaver(conn).setup()
 

@@ -1,4 +1,6 @@
-"""Create LangGraph's Store and checkpoint tables in the project database (idempotent)."""
+"""Create LangGraph's Store and checkpoint tables in the Store's database (idempotent): the one
+LANGGRAPH_DATABASE_URL names, else the database being migrated. canvas.apps runs the same setup after
+every `migrate`, so later versions of the tables arrive too."""
 
 from django.db import migrations
 
