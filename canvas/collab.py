@@ -23,6 +23,7 @@ from django.conf import settings
 
 from canvas import events, keys
 from canvas.errors import RedisUnavailable, SectionLocked
+from canvas.locks import section_lock_key
 from canvas_project.errors import ConflictError, GoneError
 from canvas_project.redis_client import get_redis
 from deals.errors import RoleTooLow
@@ -254,11 +255,11 @@ def lock_acquire(*, deal: Deal, user: User, section_key: str, ttl_seconds: int) 
 
 def lock_release(*, deal: Deal, user: User, role: str, section_key: str, token: str, force: bool) -> bool:
     """Release the lock (the holder, with its token) or force-release it (owner). Returns whether a lock
-    was removed. Raises RoleTooLow (force by a non-owner), SectionLocked (someone else's lock),
-    LockTokenMismatch, RedisUnavailable."""
+    was removed. Raises RoleTooLow (force by a non-owner), SectionNotFound (a key no section can have),
+    SectionLocked (someone else's lock), LockTokenMismatch, RedisUnavailable."""
     if force and role_rank(role) < role_rank(DealRole.OWNER):
         raise RoleTooLow("Only an owner can force-release another user's lock.")
-    ok, previous = _call(_RELEASE, [keys.lock_key(deal.pk, section_key), keys.index_key(deal.pk)],
+    ok, previous = _call(_RELEASE, [section_lock_key(deal.pk, section_key), keys.index_key(deal.pk)],
                          [str(user.pk), "1" if force else "0", token or ""])
     if not ok:
         holder = json.loads(previous)

@@ -13,15 +13,25 @@ import json
 import redis
 
 from canvas import keys
-from canvas.errors import RedisUnavailable, SectionLocked
+from canvas.errors import RedisUnavailable, SectionLocked, SectionNotFound
 from canvas_project.redis_client import get_redis
 from deals.models import Deal, User
 
 
-def lock_holder(deal_id, section_key: str) -> dict | None:
-    """The current lock of the section, or None. Raises RedisUnavailable."""
+def section_lock_key(deal_id, section_key: str) -> str:
+    """The section's lock key. Raises SectionNotFound for a key no section can have (the registry refuses
+    empty keys and braces, colons, spaces or glob characters, none of which a template's keys contain)."""
     try:
-        raw = get_redis().get(keys.lock_key(deal_id, section_key))
+        return keys.lock_key(deal_id, section_key)
+    except ValueError:
+        raise SectionNotFound(f"This memo has no section {section_key!r}.") from None
+
+
+def lock_holder(deal_id, section_key: str) -> dict | None:
+    """The current lock of the section, or None. Raises SectionNotFound (an impossible key), RedisUnavailable."""
+    lock_key = section_lock_key(deal_id, section_key)
+    try:
+        raw = get_redis().get(lock_key)
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
         raise RedisUnavailable("Redis is unavailable, so section locks cannot be checked; try again shortly.") from exc
     if raw is None:

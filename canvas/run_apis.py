@@ -37,7 +37,7 @@ from canvas.run_serializers import (
 )
 from canvas.synthesis import brushes, config, prompts
 from canvas_project import ratelimit
-from canvas_project.api.schema import error_responses
+from canvas_project.api.schema import SERVER_SENT_EVENT_REF, error_responses
 from canvas_project.api.validation import parse_body, parse_path_uuid, parse_query
 from deals.permissions import DealScopedAPIView, RequireEditor, RequireOwner, RequireViewer
 
@@ -83,7 +83,8 @@ class GenerateApi(DealScopedAPIView):
         parameters=[ConflictQueryInput],
         request=GenerateInput,
         responses={202: GenerateOutput,
-                   (200, EVENT_STREAM): OpenApiResponse(OpenApiTypes.STR, description="The run's event stream."),
+                   (200, EVENT_STREAM): OpenApiResponse(SERVER_SENT_EVENT_REF,
+                                                       description="The run's event stream."),
                    409: RUN_CONFLICT, **error_responses(401, 403, 404, 422, 429, 503)},
         tags=TAGS,
     )

@@ -243,7 +243,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "canvas_project.api.openapi.add_sse_endpoints",
-        "canvas_project.api.openapi.forbid_unknown_body_fields",
+        "canvas_project.api.openapi.document_request_body_rules",
     ],
     "APPEND_COMPONENTS": {
         "securitySchemes": {

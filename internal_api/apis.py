@@ -18,6 +18,7 @@ import uuid
 
 from django.db import IntegrityError, transaction
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, OpenApiTypes, extend_schema
+from rest_framework.exceptions import MethodNotAllowed, ParseError, UnsupportedMediaType
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -50,6 +51,7 @@ logger = logging.getLogger(__name__)
 CLAIM_HEADERS = {"user": "X-User-Id", "project": "X-Project-Id", "thread": "X-Thread-Id"}
 HEADER_PARAMS = [
     OpenApiParameter("X-Contract-Version", str, OpenApiParameter.HEADER, required=True,
+                     enum=list(context_service.SUPPORTED_VERSIONS),
                      description=f"Must be {context_service.CONTRACT_VERSION}."),
     OpenApiParameter("X-User-Id", OpenApiTypes.UUID, OpenApiParameter.HEADER, required=True),
     OpenApiParameter("X-Project-Id", OpenApiTypes.UUID, OpenApiParameter.HEADER, required=True,
@@ -79,6 +81,12 @@ class InternalContractApi(APIView):
     def handle_exception(self, exc):
         if isinstance(exc, ContractError):
             return Response(envelope(exc.code, exc.message), status=exc.status)
+        if isinstance(exc, ParseError | UnsupportedMediaType):
+            # a body that is not JSON, or holds text PostgreSQL cannot store (NUL): bad input, the contract's 400
+            return Response(envelope("invalid_body", f"The body could not be read: {exc.detail}"), status=400)
+        if isinstance(exc, MethodNotAllowed):
+            return Response(envelope("method_not_allowed", str(exc.detail)), status=405,
+                            headers={"Allow": ", ".join(self.allowed_methods)})
         if isinstance(exc, StoreUnavailable):
             return Response(envelope("dependency_unavailable", "The canvas store is unavailable; retry shortly."),
                             status=500)

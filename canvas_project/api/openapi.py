@@ -6,6 +6,8 @@ JSON; the schema still says what a valid id looks like.)
 
 from drf_spectacular.openapi import AutoSchema
 
+from canvas_project.api.schema import ERROR_DESCRIPTIONS, SERVER_SENT_EVENT_REF, SERVER_SENT_EVENT_SCHEMA
+
 
 class ProjectAutoSchema(AutoSchema):
     def _resolve_path_parameters(self, variables):
@@ -22,6 +24,8 @@ def add_sse_endpoints(result, generator, request, public):
     from canvas.sse import SSE_ENDPOINTS
     from internal_api.chat_apis import CHAT_STREAM_ENDPOINT
 
+    # every text/event-stream response (these and POST /generate's) describes its events with this
+    result.setdefault("components", {}).setdefault("schemas", {})["ServerSentEvent"] = SERVER_SENT_EVENT_SCHEMA
     _add_chat_stream(result, CHAT_STREAM_ENDPOINT)
 
     error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorDetail"}}}
@@ -61,7 +65,7 @@ def add_sse_endpoints(result, generator, request, public):
             "responses": {
                 "200": {
                     "description": "An event stream.",
-                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    "content": {"text/event-stream": {"schema": SERVER_SENT_EVENT_REF}},
                 },
                 "401": {"description": "Missing, expired or invalid bearer token.", "content": error},
                 "403": {"description": "The role is too low.", "content": error},
@@ -75,7 +79,40 @@ def add_sse_endpoints(result, generator, request, public):
     return result
 
 
+def document_request_body_rules(result, generator, request, public):
+    """drf-spectacular postprocessing hook: what every DRF view that reads a body does, said once.
+
+    - Each request body's top-level object has `additionalProperties: false`: canvas_project.api.
+      validation refuses unknown fields (422 extra_forbidden). Nested objects are left alone, as the
+      validator checks only the top level.
+    - A body in a media type the view does not parse answers 415 (DRF's UnsupportedMediaType), so every
+      operation with a body documents 415 next to its 422. The internal contract (400 for any bad input,
+      no 422) and the chat stream (an async view that reads any body as JSON) never answer 415.
+    """
+    from internal_api.chat_apis import CHAT_STREAM_ENDPOINT
+
+    schemas = result.get("components", {}).get("schemas", {})
+    for path, item in result["paths"].items():
+        for operation in item.values():
+            if not isinstance(operation, dict) or "requestBody" not in operation:
+                continue
+            for media in operation["requestBody"].get("content", {}).values():
+                ref = media.get("schema", {}).get("$ref", "")
+                component = schemas.get(ref.removeprefix("#/components/schemas/"))
+                if component is not None and component.get("type") == "object":
+                    component["additionalProperties"] = False
+            responses = operation.get("responses", {})
+            if "422" in responses and "415" not in responses and path != CHAT_STREAM_ENDPOINT["path"]:
+                responses["415"] = {
+                    "description": ERROR_DESCRIPTIONS[415],
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorDetail"}}},
+                }
+    return result
+
+
 def _add_chat_stream(result, endpoint: dict) -> None:
+    if endpoint["request"] not in result.get("components", {}).get("schemas", {}):
+        raise ValueError(f"{endpoint['path']}: no component named {endpoint['request']!r} for its request body")
     error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorDetail"}}}
     result["paths"].setdefault(endpoint["path"], {})[endpoint["method"]] = {
         "operationId": endpoint["operation_id"],
@@ -90,7 +127,7 @@ def _add_chat_stream(result, endpoint: dict) -> None:
         "responses": {
             "200": {
                 "description": "An event stream.",
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                "content": {"text/event-stream": {"schema": SERVER_SENT_EVENT_REF}},
             },
             "401": {"description": "Missing, expired or invalid bearer token.", "content": error},
             "403": {"description": "The role is too low.", "content": error},

@@ -31,7 +31,7 @@ class ErrorDetailSerializer(serializers.Serializer):
         ref_name = "ErrorDetail"
 
 
-_DESCRIPTIONS = {
+ERROR_DESCRIPTIONS = {
     401: "Missing, expired or invalid bearer token.",
     403: "Authenticated, but the role is too low for this action.",
     404: "Unknown id, malformed deal id, or a deal outside the caller's orgs.",
@@ -45,6 +45,22 @@ _DESCRIPTIONS = {
 }
 
 
+# One server-sent event as a client's EventSource sees it (the per-event schema of a text/event-stream
+# response, as OpenAPI 3.2's itemSchema has it). Retry-only blocks and `: ping` comments are not events.
+SERVER_SENT_EVENT_SCHEMA = {
+    "type": "object",
+    "description": "One server-sent event of the stream.",
+    "properties": {
+        "event": {"type": "string", "description": "The event type (`message` when the block names none)."},
+        "data": {"type": "string", "description": "The event's payload: JSON text."},
+        "id": {"type": "string", "description": "Its stream id; resume after it with Last-Event-ID."},
+        "retry": {"type": "integer", "description": "Reconnection delay in milliseconds."},
+    },
+    "required": ["event", "data"],
+}
+SERVER_SENT_EVENT_REF = {"$ref": "#/components/schemas/ServerSentEvent"}
+
+
 def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
     """Responses for the given error statuses; 422 always uses HTTPValidationError."""
     responses: dict[int, OpenApiResponse] = {}
@@ -52,7 +68,7 @@ def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
         if code == 422:
             responses[422] = OpenApiResponse(HTTPValidationErrorSerializer, description="Validation Error")
         else:
-            responses[code] = OpenApiResponse(ErrorDetailSerializer, description=_DESCRIPTIONS.get(code, ""))
+            responses[code] = OpenApiResponse(ErrorDetailSerializer, description=ERROR_DESCRIPTIONS.get(code, ""))
     return responses
 
 
@@ -61,6 +77,9 @@ def deleted_response(description: str = "Deleted.") -> dict[int, OpenApiResponse
 
 
 __all__ = [
+    "ERROR_DESCRIPTIONS",
+    "SERVER_SENT_EVENT_REF",
+    "SERVER_SENT_EVENT_SCHEMA",
     "ErrorDetailSerializer",
     "HTTPValidationErrorSerializer",
     "deleted_response",

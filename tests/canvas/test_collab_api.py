@@ -275,6 +275,15 @@ class TestLocks:
         _collab_off(cast)
         assert self._take(cast.client("editor"), cast.deal, key="nope").status_code == 404
 
+    @pytest.mark.parametrize("key", ["risks]", "a*b", "x%3Ay", "%F1%8C%99%80%5D"])
+    def test_a_key_no_section_can_have_is_404_for_release_and_put(self, cast, written, key):
+        # found by tests/test_schemathesis.py: such a key reached the key registry, which refuses it (500)
+        _collab_off(cast)
+        editor = cast.client("editor")
+        assert editor.delete(canvas_url(cast.deal, f"sections/{key}/lock")).status_code == 404
+        assert editor.put(canvas_url(cast.deal, f"sections/{key}"), {"markdown": "x"}, format="json").status_code \
+            == 404
+
     @pytest.mark.parametrize("ttl", [0, 4, 301, "x"])
     def test_bad_ttls_are_422(self, cast, ttl):
         _collab_off(cast)

@@ -106,3 +106,31 @@ def test_the_claimed_user_needs_the_commenter_role(cast, thread, written, user, 
 
 def test_a_wrong_token_is_401(cast, thread):
     assert _post(cast, thread, BODY, token="nope").status_code == 401
+
+
+@pytest.mark.parametrize("raw, content_type", [
+    ('{"agent_id": "strategy", "mutations": [{"op": "create_node", "node": {"type": "x", "title": "a\\u0000b"}}]}',
+     "application/json"),
+    ("{not json", "application/json"),
+    ("agent_id=strategy", "text/plain"),
+])
+def test_an_unreadable_body_is_the_contracts_400_not_a_500(cast, thread, written, raw, content_type):
+    # found by tests/test_schemathesis.py: a NUL in the JSON body answered 500 internal_error
+    headers = {"HTTP_AUTHORIZATION": "Bearer test-engine-token-primary", "HTTP_X_CONTRACT_VERSION": "2026-02",
+               "HTTP_X_USER_ID": str(cast.users["editor"].pk), "HTTP_X_PROJECT_ID": str(cast.deal.pk),
+               "HTTP_X_THREAD_ID": str(thread.pk), "HTTP_IDEMPOTENCY_KEY": "k-raw"}
+    response = APIClient().post(URL, raw, content_type=content_type, **headers)
+    assert response.status_code == 400, response.content
+    body = response.json()
+    assert body["success"] is False and body["error"]["code"] == "invalid_body"
+    assert not IdempotencyRecord.objects.exists()
+
+
+@pytest.mark.parametrize("method, url", [("get", URL), ("delete", URL), ("post", "/api/internal/canvas/context"),
+                                         ("put", "/api/internal/canvas/context")])
+def test_an_unsupported_method_is_405_in_the_envelope_not_a_500(method, url):
+    # found by tests/test_schemathesis.py (its coverage cases try the methods an operation does not have)
+    response = getattr(APIClient(), method)(url, HTTP_AUTHORIZATION="Bearer test-engine-token-primary")
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "method_not_allowed" and "OPTIONS" in response["Allow"]
+
