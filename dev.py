@@ -4,6 +4,7 @@
     python3 dev.py run                  # start the service: API (uvicorn) + Celery worker
     python3 dev.py test [pytest args]   # run the whole test suite (args go to pytest, from the repo root)
     python3 dev.py servers              # start only PostgreSQL and Redis; print their URLs; wait for Ctrl-C
+    python3 dev.py manage <command>     # manage.py on the same servers (e.g. purge_deals --all --dry-run)
 
 Every command first makes sure `.venv/` exists and holds `pip install -e '.[dev,embedded]'` (redone
 whenever pyproject.toml changes), then re-runs itself with the venv's python.
@@ -755,6 +756,13 @@ def cmd_test(servers: Servers, args: list[str]) -> int:
     return run_foreground([sys.executable, "-m", "pytest", *args], env)
 
 
+def cmd_manage(servers: Servers, args: list[str]) -> int:
+    """manage.py on the servers `run` uses: a running launcher's, else embedded ones for this command only."""
+    if not args:
+        raise DevError("usage: python3 dev.py manage <command> [options] (e.g. purge_deals --all --dry-run)")
+    return run_foreground([sys.executable, "manage.py", *args], child_env(servers.start()))
+
+
 def cmd_run(servers: Servers, args: list[str]) -> int:
     env = child_env(servers.start())
     for step in (["migrate", "--noinput"], ["seed_demo"]):
@@ -794,7 +802,7 @@ def cmd_run(servers: Servers, args: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "test": cmd_test, "servers": cmd_servers}
+COMMANDS = {"run": cmd_run, "test": cmd_test, "servers": cmd_servers, "manage": cmd_manage}
 
 
 def main(argv: list[str]) -> int:

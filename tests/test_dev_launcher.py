@@ -7,6 +7,7 @@ machine where the embedded servers never ran.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -75,3 +76,43 @@ def test_with_server_urls_set_beat_gets_its_schedule_file_and_starts(tmp_path):
     finally:
         code = _stop(launcher)
     assert code == 0, log_path.read_text(errors="replace")[-3000:]
+
+
+MANAGE = """
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import dev
+dev.DEVDATA = Path(sys.argv[2])
+dev.VENV = Path(sys.executable).parent.parent
+dev.Signals.install()
+servers = dev.Servers()
+try:
+    code = dev.cmd_manage(servers, sys.argv[3:])
+finally:
+    dev.Signals.deferring += 1
+    servers.stop()
+sys.exit(code)
+"""
+
+
+def test_manage_runs_a_management_command_on_the_launchers_servers(tmp_path, cast):
+    env = {**os.environ, "DATABASE_URL": database_url_of(connection.settings_dict), "REDIS_URL": settings.REDIS_URL,
+           "DJANGO_SETTINGS_MODULE": "canvas_project.settings"}
+    done = subprocess.run([sys.executable, "-c", MANAGE, str(REPO), str(tmp_path / ".devdata"), "purge_deals",
+                           "--deal", str(cast.deal.pk), "--dry-run", "--json"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert result["mode"] == "by_deal" and result["dry_run"] is True and result["deals_considered"] == 1
+    from superadmin.models import PurgeAudit
+
+    audit = PurgeAudit.objects.get()  # the command wrote its audit row to the test database
+    assert audit.source == "command" and audit.dry_run
+
+
+def test_manage_without_a_command_says_how_to_use_it(tmp_path):
+    done = subprocess.run([sys.executable, "-c", MANAGE, str(REPO), str(tmp_path / ".devdata")], cwd=REPO,
+                          env={**os.environ, "DATABASE_URL": database_url_of(connection.settings_dict),
+                               "REDIS_URL": settings.REDIS_URL}, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "usage: python3 dev.py manage" in (done.stdout + done.stderr)
