@@ -569,8 +569,8 @@ def _purge_known_deals(
 
     Two connections, as in the walk: one carries the reads (each deal's index, its activity check), the
     other the deletions. The reads of batch i+1 are sent before batch i is planned, and the deletions of
-    batch i-1 answered after, so the server works while this process plans. Records each deal's decision
-    in `decided` (None: purged; else the skip reason).
+    batch i-1 answered only after batch i's are sent, so the server works while this process plans.
+    Records each deal's decision in `decided` (None: purged; else the skip reason).
     """
     cutoff = None if active_within_secs is None else server_time_ms(node) - active_within_secs * 1000
     per_deal = len(plan_reads(_SAMPLE_DEAL, cutoff))
@@ -608,8 +608,9 @@ def _purge_known_deals(
                 deal_commands, deal_counted = plan_commands(plan, dry_run=False)
                 commands += deal_commands
                 counted += [(deal, family) for family in deal_counted]
-            _settle_known(outcome, counted_before, [_reply_or_error(deleter) for _ in counted_before])
+            # Sent before the previous batch's replies are read: the server always has a batch queued.
             deleter.send_packed_command(_packed(deleter, commands))
+            _settle_known(outcome, counted_before, [_reply_or_error(deleter) for _ in counted_before])
             counted_before = counted
             done += len(batch)
             report(done)
