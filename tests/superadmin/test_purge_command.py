@@ -70,7 +70,8 @@ def test_all_mode_asks_first(cast, monkeypatch):
     monkeypatch.setattr("sys.stdin", _Tty("yes\n"))
     out, err = run("--all", "--include-checkpoints")
     assert "purged 16 keys of 1 of 1 deals" in out
-    assert "scanned" in err  # progress lines on stderr
+    assert "known deals 1 of 1" in err  # progress lines on stderr, the known deals first
+    assert err.strip().splitlines()[-1].startswith("100% done: 16 purged, 1 deals")
     assert not any(deal_keys_present(cast.deal.pk).values())
     from canvas_project.redis_client import get_redis
 

@@ -33,8 +33,11 @@ class _ProgressLine:
         self.last = 0.0
         self.drawn = False
         self.pending: WalkProgress | None = None
+        self.latest: WalkProgress | None = None
+        self.finished = False  # set once the purge returned: the last line then says 100%
 
     def __call__(self, step: WalkProgress) -> None:
+        self.latest = step
         now = time.monotonic()
         if now - self.last < (0.1 if self.tty else self.EVERY_SECONDS):
             self.pending = step
@@ -43,7 +46,10 @@ class _ProgressLine:
         self._draw(step)
 
     def _draw(self, step: WalkProgress) -> None:
-        if step.stage == "known":
+        if self.finished:  # SCAN's progress is only an estimate (matched keys of DBSIZE); done is done
+            share = 1.0
+            text = f"done: {step.matched:,} purged, {step.deals:,} deals"
+        elif step.stage == "known":
             share = step.deals_done / step.deals_total if step.deals_total else 0.0
             text = f"known deals {step.deals_done:,} of {step.deals_total:,}, {step.matched:,} purged"
         else:
@@ -64,9 +70,11 @@ class _ProgressLine:
             self.stream.write(f"{share:4.0%} {text}", style_func=str)
         self.stream.flush()
 
-    def close(self) -> None:
-        if self.pending is not None:  # the last state, however soon after the previous line
-            self._draw(self.pending)
+    def close(self, *, finished: bool = False) -> None:
+        self.finished = finished
+        last = self.latest if finished else self.pending  # the last state, however soon after the previous
+        if last is not None:
+            self._draw(last)
         if self.drawn:
             self.stream.write("")
 
@@ -130,6 +138,9 @@ class Command(BaseCommand):
                 source=PurgeSource.COMMAND,
                 progress=progress,
             )
+            if progress is not None:
+                progress.close(finished=True)
+                progress = None
         except InvalidInputError as exc:
             option = _OPTION_OF_LOC.get(str(exc.loc[-1]), str(exc.loc[-1]))
             raise CommandError(f"{option}: {exc.message}") from None
