@@ -35,7 +35,7 @@ dev.VENV = Path(sys.executable).parent.parent
 dev.Signals.install()
 servers = dev.Servers()
 try:
-    code = dev.cmd_run(servers, [])
+    code = dev.COMMANDS[sys.argv[3]](servers, sys.argv[4:])
 finally:
     dev.Signals.deferring += 1
     servers.stop()
@@ -58,7 +58,7 @@ def test_with_server_urls_set_beat_gets_its_schedule_file_and_starts(tmp_path):
            "PORT": str(free_port()), "DJANGO_SETTINGS_MODULE": "canvas_project.settings"}
     log_path = tmp_path / "dev-run.log"
     with log_path.open("wb") as log:
-        launcher = subprocess.Popen([sys.executable, "-c", LAUNCH, str(REPO), str(devdata)], cwd=REPO, env=env,
+        launcher = subprocess.Popen([sys.executable, "-c", LAUNCH, str(REPO), str(devdata), "run"], cwd=REPO, env=env,
                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True)
     try:
@@ -78,28 +78,10 @@ def test_with_server_urls_set_beat_gets_its_schedule_file_and_starts(tmp_path):
     assert code == 0, log_path.read_text(errors="replace")[-3000:]
 
 
-MANAGE = """
-import sys
-from pathlib import Path
-sys.path.insert(0, sys.argv[1])
-import dev
-dev.DEVDATA = Path(sys.argv[2])
-dev.VENV = Path(sys.executable).parent.parent
-dev.Signals.install()
-servers = dev.Servers()
-try:
-    code = dev.cmd_manage(servers, sys.argv[3:])
-finally:
-    dev.Signals.deferring += 1
-    servers.stop()
-sys.exit(code)
-"""
-
-
 def test_manage_runs_a_management_command_on_the_launchers_servers(tmp_path, cast):
     env = {**os.environ, "DATABASE_URL": database_url_of(connection.settings_dict), "REDIS_URL": settings.REDIS_URL,
            "DJANGO_SETTINGS_MODULE": "canvas_project.settings"}
-    done = subprocess.run([sys.executable, "-c", MANAGE, str(REPO), str(tmp_path / ".devdata"), "purge_deals",
+    done = subprocess.run([sys.executable, "-c", LAUNCH, str(REPO), str(tmp_path / ".devdata"), "manage", "purge_deals",
                            "--deal", str(cast.deal.pk), "--dry-run", "--json"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -112,7 +94,7 @@ def test_manage_runs_a_management_command_on_the_launchers_servers(tmp_path, cas
 
 
 def test_manage_without_a_command_says_how_to_use_it(tmp_path):
-    done = subprocess.run([sys.executable, "-c", MANAGE, str(REPO), str(tmp_path / ".devdata")], cwd=REPO,
+    done = subprocess.run([sys.executable, "-c", LAUNCH, str(REPO), str(tmp_path / ".devdata"), "manage"], cwd=REPO,
                           env={**os.environ, "DATABASE_URL": database_url_of(connection.settings_dict),
                                "REDIS_URL": settings.REDIS_URL}, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and "usage: python3 dev.py manage" in (done.stdout + done.stderr)

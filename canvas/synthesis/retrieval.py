@@ -1,8 +1,7 @@
 """What the drafters read: the deal's passages (one per document page), a BM25 index over them, and
 the deal's headline figures (deal intel) with their source pages.
 
-Both come from deals.intel, the public read API of ingestion; when it is not importable (a checkout
-without ingestion) the passages are read from DocumentPage directly and there are no figures.
+Both come from deals.intel, the public read API of ingestion.
 """
 
 from __future__ import annotations
@@ -98,26 +97,17 @@ class PassageIndex:
 
 
 def load_passages(*, deal_id) -> list[Passage]:
-    """Every page of the deal's ready documents, in upload then page order."""
-    try:
-        from deals.intel import deal_passages
-    except ImportError:  # ingestion not installed: read the durable page text directly
-        from deals.models import DocumentPage, FileState
+    """Every page of the deal's ready documents, in upload then page order (the deals app's selector)."""
+    from deals.intel import deal_passages
 
-        rows = (DocumentPage.objects.filter(deal_id=deal_id, document__state=FileState.READY)
-                .order_by("document__created_at", "document_id", "page_number")
-                .values_list("document_id", "document__filename", "page_number", "text"))
-        return [Passage(str(doc), filename, page, text) for doc, filename, page, text in rows]
     return [Passage(str(p["document_id"]), p["filename"], int(p["page"]), p["text"])
             for p in deal_passages(deal_id=deal_id)]
 
 
 def load_metrics(*, deal) -> dict[str, dict]:
     """name -> {value, unit, text, source{document_id, filename, page}} from deal intel ({} without it)."""
-    try:
-        from deals.intel import deal_intel_get
-    except ImportError:
-        return {}
+    from deals.intel import deal_intel_get
+
     try:
         return dict(deal_intel_get(deal=deal).get("metrics") or {})
     except Exception:  # noqa: BLE001 - figures are an enrichment; a draft goes on without them

@@ -28,7 +28,6 @@ def add_sse_endpoints(result, generator, request, public):
     result.setdefault("components", {}).setdefault("schemas", {})["ServerSentEvent"] = SERVER_SENT_EVENT_SCHEMA
     _add_chat_stream(result, CHAT_STREAM_ENDPOINT)
 
-    error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorDetail"}}}
     for endpoint in SSE_ENDPOINTS:
         parameters = [
             {
@@ -62,19 +61,8 @@ def add_sse_endpoints(result, generator, request, public):
             "tags": [endpoint["tag"]],
             "security": [{"jwtAuth": []}],
             "parameters": parameters,
-            "responses": {
-                "200": {
-                    "description": "An event stream.",
-                    "content": {"text/event-stream": {"schema": SERVER_SENT_EVENT_REF}},
-                },
-                "401": {"description": "Missing, expired or invalid bearer token.", "content": error},
-                "403": {"description": "The role is too low.", "content": error},
-                "404": {"description": "Unknown deal, or not visible to the caller.", "content": error},
-                "422": {
-                    "description": "Malformed Last-Event-ID.",
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}},
-                },
-            },
+            "responses": _stream_responses(not_found="Unknown deal, or not visible to the caller.",
+                                           invalid="Malformed Last-Event-ID."),
         }
     return result
 
@@ -110,6 +98,21 @@ def document_request_body_rules(result, generator, request, public):
     return result
 
 
+def _stream_responses(*, not_found: str, invalid: str) -> dict:
+    """The answers every event-stream operation documents: the stream, 401, 403, 404 and 422."""
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorDetail"}}}
+    return {
+        "200": {"description": "An event stream.", "content": {"text/event-stream": {"schema": SERVER_SENT_EVENT_REF}}},
+        "401": {"description": "Missing, expired or invalid bearer token.", "content": error},
+        "403": {"description": "The role is too low.", "content": error},
+        "404": {"description": not_found, "content": error},
+        "422": {
+            "description": invalid,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}},
+        },
+    }
+
+
 def _add_chat_stream(result, endpoint: dict) -> None:
     if endpoint["request"] not in result.get("components", {}).get("schemas", {}):
         raise ValueError(f"{endpoint['path']}: no component named {endpoint['request']!r} for its request body")
@@ -125,17 +128,7 @@ def _add_chat_stream(result, endpoint: dict) -> None:
             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{endpoint['request']}"}}},
         },
         "responses": {
-            "200": {
-                "description": "An event stream.",
-                "content": {"text/event-stream": {"schema": SERVER_SENT_EVENT_REF}},
-            },
-            "401": {"description": "Missing, expired or invalid bearer token.", "content": error},
-            "403": {"description": "The role is too low.", "content": error},
-            "404": {"description": "Unknown project or thread.", "content": error},
-            "422": {
-                "description": "Validation Error",
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}},
-            },
+            **_stream_responses(not_found="Unknown project or thread.", invalid="Validation Error"),
             "429": {"description": "Rate limited; see Retry-After.", "content": error},
             "503": {"description": "The engine or a dependency is down.", "content": error},
         },

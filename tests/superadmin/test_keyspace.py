@@ -87,9 +87,14 @@ def test_known_deals_then_sweep_delete_exactly_what_the_dry_walk_counts(redis_cl
     assert dry.counts == {family: 2 * n for family, n in per_deal.items()}
     assert deal_keys_present(known)["brush_findings"] == 2  # a dry run deletes nothing
 
+    orphan_keys = len(list(redis_client.scan_iter(match=f"*{{{orphan}}}*")))
     real = keyspace.purge_all_keys(client=redis_client, include_protected=include_protected, dry_run=False,
                                    deals=[known])
     assert real.counts == dry.counts
+    # the known deal went by name before the sweep: SCAN met only the orphan's keys, the known deal's
+    # untracked key (which only the sweep can find) and, without protected families, the known deal's
+    # three run keys and its index, which stay
+    assert real.scanned == orphan_keys + 1 + (0 if include_protected else 4)
     assert real.deals_seen == dry.deals_seen == {known, orphan}
     left = {f: (0 if include_protected or not keys.FAMILIES[f].protected else n) for f, n in EXPECTED.items()}
     assert deal_keys_present(known) == deal_keys_present(orphan) == left
