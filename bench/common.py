@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import platform
+import queue
 import shutil
+import signal
 import socket
 import subprocess
+import threading
+import time
 from urllib.parse import urlsplit, urlunsplit
 
 
@@ -64,3 +70,54 @@ def close_connections() -> None:
 
     connections.close_all()
     close_pool()
+
+
+class JsonLinesChild:
+    """A child process (its own session) that writes one JSON object per line on stdout, read by a thread;
+    commands go to its stdin one per line. `label` names it in errors."""
+
+    def __init__(self, argv: list[str], *, cwd, label: str, env: dict[str, str] | None = None) -> None:
+        self.label = label
+        self.lines: queue.Queue = queue.Queue()
+        self.process = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        text=True, start_new_session=True)
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        for line in self.process.stdout:
+            with contextlib.suppress(ValueError):
+                self.lines.put(json.loads(line))
+        self.lines.put({"event": "exit"})
+
+    def expect(self, event: str, timeout: float) -> dict:
+        """The next line whose `event` is `event` (others are skipped). Raises when the child exits first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{self.label}: no {event!r} within {timeout:.0f} s")
+            try:
+                message = self.lines.get(timeout=left)
+            except queue.Empty:
+                continue
+            if message.get("event") == event:
+                return message
+            if message.get("event") == "exit":
+                raise RuntimeError(f"{self.label} exited (code {self.process.wait()}) before {event!r}")
+
+    def send(self, line: str) -> None:
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=5)
+        with contextlib.suppress(OSError):
+            self.process.stdin.close()

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import queue
 import signal
@@ -50,7 +49,7 @@ from urllib.parse import urlsplit
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.common import ensure_database, free_port, machine_note  # noqa: E402 - after the path setup
+from bench.common import JsonLinesChild, ensure_database, free_port, machine_note  # noqa: E402 - after the path setup
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/deal_canvas_bench_events"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/13"
@@ -233,42 +232,13 @@ class Server:
         self.process = None
 
 
-class Client:
-    """One bench/events_client.py child; its stdout lines are read by a thread."""
+class Client(JsonLinesChild):
+    """One bench/events_client.py child; its latencies land in `out`."""
 
     def __init__(self, argv: list[str], out: Path) -> None:
         self.out = out
-        self.lines: queue.Queue = queue.Queue()
-        self.process = subprocess.Popen(
-            [sys.executable, str(CLIENT), *argv, "--out", str(out)],
-            cwd=REPO,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        for line in self.process.stdout:
-            with contextlib.suppress(ValueError):
-                self.lines.put(json.loads(line))
-        self.lines.put({"event": "exit"})
-
-    def expect_line(self, event: str, timeout: float) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"subscriber client: no {event!r} within {timeout:.0f} s")
-            try:
-                message = self.lines.get(timeout=left)
-            except queue.Empty:
-                continue
-            if message.get("event") == event:
-                return message
-            if message.get("event") == "exit":
-                raise RuntimeError(f"subscriber client exited (code {self.process.wait()}) before {event!r}")
+        super().__init__([sys.executable, str(CLIENT), *argv, "--out", str(out)], cwd=REPO,
+                         label="subscriber client")
 
     def poll_line(self, event: str) -> dict | None:
         try:
@@ -279,28 +249,11 @@ class Client:
             raise RuntimeError(f"subscriber client exited (code {self.process.wait()})")
         return message if message.get("event") == event else None
 
-    def send(self, line: str) -> None:
-        self.process.stdin.write(line + "\n")
-        self.process.stdin.flush()
-
     def latencies(self) -> array:
         values = array("q")
         with open(self.out, "rb") as fh:
             values.frombytes(fh.read())
         return values
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=5)
-        with contextlib.suppress(OSError):
-            self.process.stdin.close()
 
 
 # --- observation of the worker ------------------------------------------------------------------------
@@ -488,7 +441,7 @@ class Phase:
 def finish_phase(name: str, clients: list[Client], subscribers: int, published: Published, drain: float) -> Phase:
     for client in clients:
         client.send(f"expect {published.count}")
-    done = [client.expect_line("done", drain + 60) for client in clients]
+    done = [client.expect("done", drain + 60) for client in clients]
     latencies = array("q")
     for client in clients:
         latencies.extend(client.latencies())
@@ -511,7 +464,7 @@ def run_baseline(fixture: Fixture, args, tmp: Path) -> Phase:
         tmp / "xread.bin",
     )
     try:
-        client.expect_line("opened", 30)
+        client.expect("opened", 30)
         warm_up(fixture.deal_id, [client], 30)
         published = publish(fixture.deal_id, args.rate, args.baseline_duration)
         return finish_phase("direct XREAD", [client], 1, published, args.drain)
@@ -621,7 +574,7 @@ def main() -> int:
             # warm the worker's SSE path (imports, hub, first reader) with one subscriber; then idle RSS
             warm = sse_clients(fixture, server, 1, 1, args, tmp, "warm")
             clients.extend(warm)
-            warm[0].expect_line("opened", args.open_timeout + 30)
+            warm[0].expect("opened", args.open_timeout + 30)
             warm_up(fixture.deal_id, warm, 30)
             finish_phase("warm", warm, 1, Published(), 0.5)
             warm[0].stop()
@@ -636,7 +589,7 @@ def main() -> int:
             )
             clients.extend(sse_clients(fixture, server, args.subscribers, args.client_procs, args, tmp, "sse"))
             opened = [
-                c.expect_line("opened", args.subscribers * args.open_timeout / args.open_concurrency + 60)
+                c.expect("opened", args.subscribers * args.open_timeout / args.open_concurrency + 60)
                 for c in clients
             ]
             n_open = sum(o["ok"] for o in opened)

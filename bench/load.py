@@ -62,7 +62,6 @@ import contextlib
 import importlib.util
 import json
 import os
-import queue
 import random
 import resource
 import secrets
@@ -83,7 +82,14 @@ from urllib.parse import urlsplit
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.common import close_connections, ensure_database, ensure_wrk, free_port, machine_note  # noqa: E402 - after the path setup
+from bench.common import (  # noqa: E402 - after the path setup
+    JsonLinesChild,
+    close_connections,
+    ensure_database,
+    ensure_wrk,
+    free_port,
+    machine_note,
+)
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/deal_canvas_bench_load"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
@@ -910,57 +916,14 @@ async def run_sse_client(args) -> None:
             sub.transport.close()
 
 
-class SseClient:
+class SseClient(JsonLinesChild):
     """The child process that holds the SSE streams; one JSON object per line on its stdout."""
 
     def __init__(self, port: int, plan: Path, env: dict[str, str]) -> None:
-        self.lines: queue.Queue = queue.Queue()
-        self.process = subprocess.Popen(
+        super().__init__(
             [sys.executable, str(Path(__file__).resolve()), "_sse-client", "--port", str(port), "--plan", str(plan)],
-            cwd=REPO,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
+            cwd=REPO, env=env, label="SSE client",
         )
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        for line in self.process.stdout:
-            with contextlib.suppress(ValueError):
-                self.lines.put(json.loads(line))
-        self.lines.put({"event": "exit"})
-
-    def expect(self, event: str, timeout: float) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"SSE client: no {event!r} within {timeout:.0f} s")
-            with contextlib.suppress(queue.Empty):
-                message = self.lines.get(timeout=left)
-                if message.get("event") == event:
-                    return message
-                if message.get("event") == "exit":
-                    raise RuntimeError(f"SSE client exited (code {self.process.wait()}) before {event!r}")
-
-    def send(self, line: str) -> None:
-        self.process.stdin.write(line + "\n")
-        self.process.stdin.flush()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=5)
-        with contextlib.suppress(OSError):
-            self.process.stdin.close()
 
 
 def stream_markers(deal_ids: list[str]) -> dict[str, str]:
