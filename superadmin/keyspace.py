@@ -121,16 +121,32 @@ def deal_recently_active(*, client, deal_id: str, within_secs: int) -> bool:
 # Names a purge computes for every deal: templates made once by the registry's builders, filled per deal
 # (mode all plans every deal, and building each name through the builders would cost more than the purge).
 _SAMPLE_DEAL = str(uuid.UUID(int=0))
-_FIXED_TEMPLATES = [(family, name) for family, names in keys.fixed_keys(_SAMPLE_DEAL).items() for name in names]
+
+
+def _fixed_parts() -> dict[str, tuple[bool, list[tuple[str, str]]]]:
+    """Family -> (protected, [(text before the deal id, text after it)] of each fixed name), registry order."""
+    parts: dict[str, tuple[bool, list[tuple[str, str]]]] = {}
+    for family, names in keys.fixed_keys(_SAMPLE_DEAL).items():
+        parts[family] = (keys.FAMILIES[family].protected, [tuple(name.split(_SAMPLE_DEAL)) for name in names])
+    return parts
+
+
+_FIXED_PARTS = _fixed_parts()
 _INDEX_TEMPLATE = keys.index_key(_SAMPLE_DEAL)
 _EVENTS_TEMPLATE = keys.events_key(_SAMPLE_DEAL)
-_FAMILY_OF_KIND = {kind.encode(): family.name for family in keys.FAMILIES.values() for kind in family.kinds}
 _PREFIX = keys.PREFIX.encode()
+# What an index entry may be: `<prefix>:<kind>:{<deal>}:<more>` for a kind of a variable family (the only
+# keys producers track): (kind, family, protected), in the registry's order.
+_VARIABLE_KINDS = [
+    (kind.encode(), family.name, family.protected)
+    for family in keys.FAMILIES.values() if family.variable for kind in family.kinds
+]
 
 
 def fixed_names(deal_id: str) -> list[tuple[str, str]]:
     """(family, name) of each of the deal's fixed keys (a normalised deal id); the same as keys.fixed_keys()."""
-    return [(family, name.replace(_SAMPLE_DEAL, deal_id)) for family, name in _FIXED_TEMPLATES]
+    return [(family, before + deal_id + after) for family, (_, parts) in _FIXED_PARTS.items()
+            for before, after in parts]
 
 
 def _index_name(deal_id: str) -> str:
@@ -151,22 +167,26 @@ class DealKeyPlan:
 def deal_key_plan(*, deal_id: str, members: list[bytes], include_protected: bool) -> DealKeyPlan:
     """Fixed names plus the members of the deal's index (as SMEMBERS answered): O(keys of the deal).
 
-    A followed entry is `<prefix>:<kind>:{<deal>}:<more>` for a kind of the registry (what
-    keys.classify() recognises as this deal's). Anything else in the index (another deal's key, an
-    index, no per-deal key at all) is never followed: it is dropped from the index, and whatever it
-    names is left alone. Mode all runs this for every deal, so the members are sorted once and each
-    kind's run of names found by bisection, without a Python step per key; and they are purged in
-    name order: keys written together (a document's crops, a run's parts) sort together and sit
-    together in Redis's memory, and Redis frees them a quarter faster that way (bench/purge.py).
+    A followed entry is `<prefix>:<kind>:{<deal>}:<more>` for a kind of a variable family of the
+    registry (what producers track with keys.track_variable_key()). Anything else in the index (another
+    deal's key, a fixed name, an index, no per-deal key at all, a name with a newline) is never
+    followed: it is dropped from the index, and whatever it names is left alone. Mode all runs this for
+    every deal, so the members are sorted once and each kind's run of names found by bisection, without
+    a Python step per key; and they are purged in name order: keys written together (a document's
+    crops, a run's parts) sort together and sit together in Redis's memory, and Redis frees them a
+    quarter faster that way (bench/purge.py).
     """
-    by_family: dict[str, list[str | bytes]] = {}
-    for family, name in fixed_names(deal_id):
-        if include_protected or not keys.FAMILIES[family].protected:
-            by_family.setdefault(family, []).append(name)
+    by_family: dict[str, list[str | bytes]] = {
+        family: [before + deal_id + after for before, after in parts]
+        for family, (protected, parts) in _FIXED_PARTS.items()
+        if include_protected or not protected
+    }
     kept: list[bytes] = []
     ordered = sorted(members)
+    if b"\n" in b"".join(ordered):  # not a registry name (keys.classify() refuses it): never followed
+        ordered = [name for name in ordered if b"\n" not in name]
     tag = b":{" + deal_id.encode("ascii") + b"}:"
-    for kind, family in _FAMILY_OF_KIND.items():
+    for kind, family, protected in _VARIABLE_KINDS:
         prefix = _PREFIX + b":" + kind + tag
         start = bisect_left(ordered, prefix)
         if start < len(ordered) and ordered[start] == prefix:  # `<more>` may not be empty
@@ -174,11 +194,7 @@ def deal_key_plan(*, deal_id: str, members: list[bytes], include_protected: bool
         if start == len(ordered) or not ordered[start].startswith(prefix):
             continue
         names = ordered[start : bisect_left(ordered, prefix + b"\xff", start)]
-        if b"\n" in b"".join(names):  # not a registry name (keys.classify() refuses it): never followed
-            names = [name for name in names if b"\n" not in name]
-        if not names:
-            continue
-        if keys.FAMILIES[family].protected and not include_protected:
+        if protected and not include_protected:
             kept += names
         else:
             by_family.setdefault(family, []).extend(names)
@@ -427,7 +443,7 @@ class _NodeWalk:
                         scanner.send_command("SCAN", int(cursor), *scan_args)
                     self.outcome.scanned += len(found)
                     take(found)
-                self._settle(bundle, [_reply_or_error(deleter) for _ in bundle])
+                self._settle(bundle, _read_replies(deleter, len(bundle)))
                 bundle, commands = self._next_bundle()
                 if commands:
                     deleter.send_packed_command(_packed(deleter, commands))
@@ -501,6 +517,47 @@ def _reply_or_error(conn):
         return conn.read_response()
     except redis.exceptions.ResponseError as exc:  # an error reply; the connection is still in step
         return exc
+
+
+try:  # what the hiredis reader of redis-py's parser answers when a reply is not complete yet
+    from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NOT_ENOUGH_DATA
+except ImportError:  # pragma: no cover - older redis-py configured hiredis' default
+    _NOT_ENOUGH_DATA = False
+
+
+def _hiredis_reader(conn):
+    """(gets, fill) of the connection's hiredis reader, or None when it has none (no hiredis, another parser).
+
+    redis-py's read_response() spends a few microseconds of Python on each reply, and mode all reads one
+    per family and deal (about 12 a deal): a tenth of the purge's own CPU. The reader hands out parsed
+    replies in C; `fill` reads the socket into it when a reply is incomplete. Both are redis-py internals,
+    so tests/superadmin/test_keyspace.py checks that the installed redis-py still offers them.
+    """
+    parser = getattr(conn, "_parser", None)
+    reader = getattr(parser, "_reader", None)
+    fill = getattr(parser, "read_from_socket", None)
+    if reader is None or fill is None or not hasattr(reader, "gets"):
+        return None
+    return reader.gets, fill
+
+
+def _read_replies(conn, count: int) -> list:
+    """The next `count` replies of a connection, error replies as exception objects (not raised)."""
+    fast = _hiredis_reader(conn)
+    if fast is None:
+        return [_reply_or_error(conn) for _ in range(count)]
+    gets, fill = fast
+    replies = []
+    append = replies.append
+    for _ in range(count):
+        reply = gets()
+        while reply is _NOT_ENOUGH_DATA:
+            fill()
+            reply = gets()
+        if isinstance(reply, redis.exceptions.ConnectionError):
+            raise reply
+        append(reply)
+    return replies
 
 
 # Drop a deal's index entries whose key is gone, in one step on the server (the index and its entries
@@ -588,7 +645,7 @@ def _purge_known_deals(
         if batches:
             send_reads(batches[0])
         for number, batch in enumerate(batches):
-            replies = [_reply_or_error(reader) for _ in range(per_deal * len(batch))]
+            replies = _read_replies(reader, per_deal * len(batch))
             if number + 1 < len(batches):
                 send_reads(batches[number + 1])
             commands: list[tuple] = []
@@ -610,11 +667,11 @@ def _purge_known_deals(
                 counted += [(deal, family) for family in deal_counted]
             # Sent before the previous batch's replies are read: the server always has a batch queued.
             deleter.send_packed_command(_packed(deleter, commands))
-            _settle_known(outcome, counted_before, [_reply_or_error(deleter) for _ in counted_before])
+            _settle_known(outcome, counted_before, _read_replies(deleter, len(counted_before)))
             counted_before = counted
             done += len(batch)
             report(done)
-        _settle_known(outcome, counted_before, [_reply_or_error(deleter) for _ in counted_before])
+        _settle_known(outcome, counted_before, _read_replies(deleter, len(counted_before)))
         finished = True
     finally:
         for conn in (reader, deleter):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+import redis
 
 from canvas import keys
 from tests.superadmin.conftest import write_deal_state
@@ -129,3 +130,58 @@ def test_an_expired_protected_key_leaves_the_index_with_its_last_entry(redis_cli
     keyspace.purge_all_keys(client=redis_client, include_protected=False, dry_run=False, deals=[deal])
     assert not redis_client.exists(keys.index_key(deal))
     assert list(redis_client.scan_iter(match=f"*{{{deal}}}*")) == []
+
+
+# --- reading many replies at once ---------------------------------------------------------------------
+def test_the_installed_redis_py_still_offers_the_fast_reply_reader(redis_client):
+    """Mode all reads its replies through the connection's hiredis reader (a redis-py internal); should an
+    upgrade take it away the purge would still work, one read_response() a reply, but slower: say so here."""
+    from superadmin import keyspace
+
+    pool = redis_client.connection_pool
+    conn = keyspace._pool_connection(pool)
+    try:
+        assert keyspace._hiredis_reader(conn) is not None
+    finally:
+        pool.release(conn)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_read_replies_takes_many_replies_across_socket_reads_and_hands_back_errors(redis_client, monkeypatch, fast):
+    from superadmin import keyspace
+
+    if not fast:
+        monkeypatch.setattr(keyspace, "_hiredis_reader", lambda conn: None)
+    name = f"test:read-replies:{uuid.uuid4()}"
+    redis_client.set(name, b"v" * 100_000, ex=60)  # 40 of these are several reads of the socket's buffer
+    pool = redis_client.connection_pool
+    conn = keyspace._pool_connection(pool)
+    try:
+        commands = [("GET", name)] * 40 + [("HGET", name, "field"), ("EXISTS", name)]
+        conn.send_packed_command(keyspace._packed(conn, commands))
+        replies = keyspace._read_replies(conn, len(commands))
+        assert replies[:40] == [b"v" * 100_000] * 40
+        assert isinstance(replies[40], redis.exceptions.ResponseError) and "WRONGTYPE" in str(replies[40])
+        assert replies[41] == 1
+        assert conn.send_command("PING") is None and conn.read_response() in (b"PONG", "PONG")  # still in step
+    finally:
+        pool.release(conn)
+        redis_client.delete(name)
+
+
+def test_index_entries_that_are_not_variable_keys_of_the_deal_are_never_followed(redis_client):
+    """The index lists the variable keys producers track; an entry with a fixed family's kind, another
+    deal's key or a name with a newline is dropped from the index and what it names stays."""
+    from superadmin import keyspace
+
+    deal, other = str(uuid.uuid4()), str(uuid.uuid4())
+    odd = [f"canvas:session:{{{deal}}}:extra", keys.lock_key(other, "risks"), f"canvas:lock:{{{deal}}}:a\nb"]
+    tracked = keys.brush_key(deal, "numbers")
+    for name in [*odd, tracked]:
+        redis_client.set(name, "1", ex=60)
+    redis_client.sadd(keys.index_key(deal), *odd, tracked)
+    counts = keyspace.purge_deal_keys(client=redis_client, deal_id=deal, include_protected=True, dry_run=False)
+    assert counts["brush_findings"] == 1 and sum(counts.values()) == 1
+    assert not redis_client.exists(tracked, keys.index_key(deal))
+    assert redis_client.exists(*odd) == len(odd)
+    redis_client.delete(*odd)
