@@ -134,7 +134,10 @@ class SectionApi(DealScopedAPIView):
     @extend_schema(
         operation_id="canvas_section_update",
         summary="Edit one section (editor)",
-        description="With collaboration off, another user's section lock answers 423.",
+        description="`base_version` is the memo version the edit was made on: 409 with `current_version` only when "
+        "this section was written after it (or the memo has not reached it); edits of other sections meanwhile do "
+        "not make it stale. Without `base_version` the edit is last-writer-wins. With collaboration off, another "
+        "user's section lock answers 423.",
         parameters=[KEY_PARAM],
         request=SectionUpdateInput,
         responses={200: SectionUpdateOutput, **error_responses(401, 403, 404, 409, 413, 422, 423, 503)},

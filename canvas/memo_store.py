@@ -78,6 +78,7 @@ def new_section(*, key: str, title: str, order: float, required: bool, custom: b
         "key": key, "title": title, "order": order, "required": required, "custom": custom,
         "state": "draft", "markdown": "", "source": None, "updated_at": now, "updated_by": None,
         "updated_by_name": None, "delivery": "missing", "citations": [],
+        "version": 0,  # the memo version that last wrote this section (canvas.services._write_memo)
     }
 
 

@@ -212,14 +212,38 @@ def _apply_retention(writer: CanvasWriter, doc: CanvasDoc) -> None:
         doc.head["versions"].remove(version)
 
 
+def _check_base_version(doc: CanvasDoc, base_version: int | None, base_section: str | None) -> None:
+    """Raises StaleVersion when a write based on `base_version` would lose an update.
+
+    A write of the whole memo needs the memo as it is (base_version == its version). A write of one
+    section (`base_section`) needs only that section as it is: it is stale when the section was written
+    after base_version, whatever happened to the other sections meanwhile, so two editors of different
+    sections do not turn each other away. A section stored before sections recorded their version is
+    checked against the whole memo's.
+    """
+    if base_version is None:
+        return
+    section = doc.sections.get(base_section) if base_section is not None else None
+    if section is None or "version" not in section:
+        if base_version != doc.version:
+            raise StaleVersion(current_version=doc.version, base_version=base_version)
+        return
+    if not section["version"] <= base_version <= doc.version:
+        raise StaleVersion(current_version=doc.version, base_version=base_version, section_key=base_section,
+                           section_version=section["version"])
+
+
 def _write_memo(*, deal: Deal, user: User | None, base_version: int | None, mutate: Mutation,
                 snapshot_reason: str | None, event: str, allow_when_approved: bool = False,
-                approval_snapshot: bool = False, event_payload: dict | None = None) -> WriteOutcome:
+                approval_snapshot: bool = False, event_payload: dict | None = None,
+                base_section: str | None = None) -> WriteOutcome:
     """Apply `mutate` to the memo in one serialized Store transaction.
 
     `mutate(doc, now)` changes doc in place and returns the changed section keys (an empty list
-    means "head only"), or None when nothing changed (no new version). Raises StaleVersion,
-    MemoApproved, StoreUnavailable and whatever `mutate` raises.
+    means "head only"), or None when nothing changed (no new version). `base_version` is checked
+    against the whole memo, or only against section `base_section` (_check_base_version); every
+    section written records the new version. Raises StaleVersion, MemoApproved, StoreUnavailable and
+    whatever `mutate` raises.
     """
     now_dt = datetime.now(UTC)
     now = now_dt.isoformat()
@@ -227,8 +251,7 @@ def _write_memo(*, deal: Deal, user: User | None, base_version: int | None, muta
         doc = writer.load() or new_canvas(deal_id=str(deal.pk), template_key=deal.template_key,
                                           is_blank=deal.created_blank, created_by=str(user.pk) if user else None,
                                           now=now)
-        if base_version is not None and base_version != doc.version:
-            raise StaleVersion(current_version=doc.version, base_version=base_version)
+        _check_base_version(doc, base_version, base_section)
         if doc.state == "approved" and not allow_when_approved:
             raise MemoApproved()
         from_state = doc.state
@@ -241,6 +264,9 @@ def _write_memo(*, deal: Deal, user: User | None, base_version: int | None, muta
         doc.head["last_modified_by_id"] = str(user.pk) if user else None
         # a memo written for the first time gets every section stored, not only the changed ones
         to_write = changed if doc.exists else sorted(set(changed) | set(doc.sections))
+        for key in changed:
+            if key in doc.sections:
+                doc.sections[key]["version"] = doc.version
         for key in to_write:
             if key in doc.sections:
                 writer.put_section(doc.sections[key])
@@ -364,7 +390,7 @@ def section_update(*, deal: Deal, user: User, key: str, markdown: str, title: st
         return [key]
 
     return _write_memo(deal=deal, user=user, base_version=base_version, mutate=mutate,
-                       snapshot_reason=f"section {key} edited", event="section_updated")
+                       snapshot_reason=f"section {key} edited", event="section_updated", base_section=key)
 
 
 # --- lifecycle --------------------------------------------------------------------------------------

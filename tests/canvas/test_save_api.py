@@ -135,6 +135,59 @@ class TestSectionPut:
                                              {"markdown": "x", "base_version": 0}, format="json")
         assert response.status_code == 409 and response.json()["current_version"] == 1
 
+    def test_editors_of_different_sections_do_not_turn_each_other_away(self, cast, written):
+        """Both read version 1; the second save, of another section, still lands (nothing of it is lost)."""
+        first = cast.client("editor").put(canvas_url(cast.deal, "sections/risks"),
+                                          {"markdown": "Rate risk.", "base_version": 1}, format="json")
+        second = cast.client("owner").put(canvas_url(cast.deal, "sections/executive_summary"),
+                                          {"markdown": "Buy it.", "base_version": 1}, format="json")
+        assert (first.status_code, second.status_code) == (200, 200)
+        assert second.json()["version"] == 3
+        doc = read_canvas(cast.deal.pk)
+        assert doc.sections["risks"]["markdown"] == "Rate risk."
+        assert doc.sections["executive_summary"]["markdown"] == "Buy it."
+
+    def test_a_section_written_after_the_base_version_is_409_and_keeps_the_other_write(self, cast, written):
+        client = cast.client("editor")
+        assert client.put(canvas_url(cast.deal, "sections/risks"), {"markdown": "Rate risk.", "base_version": 1},
+                          format="json").status_code == 200
+        late = cast.client("owner").put(canvas_url(cast.deal, "sections/risks"),
+                                        {"markdown": "Mine.", "base_version": 1}, format="json")
+        assert late.status_code == 409
+        body = late.json()
+        assert body["current_version"] == 2
+        assert "'risks' changed since version 1 (at version 2)" in body["detail"]
+        assert read_canvas(cast.deal.pk).sections["risks"]["markdown"] == "Rate risk."
+        # a whole-memo save still needs the memo as it is
+        stale_save = save(client, cast.deal, "## Risks and Mitigants\n\nOther.", base_version=1)
+        assert stale_save.status_code == 409 and stale_save.json()["current_version"] == 2
+
+    def test_a_base_version_the_memo_has_not_reached_is_409(self, cast, written):
+        response = cast.client("editor").put(canvas_url(cast.deal, "sections/risks"),
+                                             {"markdown": "x", "base_version": 7}, format="json")
+        assert response.status_code == 409 and response.json()["current_version"] == 1
+        assert "no version 7 yet" in response.json()["detail"]
+
+    def test_a_section_stored_before_sections_recorded_their_version_is_checked_against_the_memo(
+            self, cast, written):
+        from canvas.memo_store import canvas_write
+
+        with canvas_write(cast.deal.pk) as writer:  # as the Store held sections before this change
+            doc = writer.load()
+            for section in doc.sections.values():
+                section.pop("version", None)
+                writer.put_section(section)
+        client = cast.client("editor")
+        assert client.put(canvas_url(cast.deal, "sections/risks"), {"markdown": "A.", "base_version": 1},
+                          format="json").status_code == 200
+        other = client.put(canvas_url(cast.deal, "sections/executive_summary"),
+                           {"markdown": "B.", "base_version": 1}, format="json")
+        assert other.status_code == 409  # no record of when it was written: the whole memo decides
+        again = client.put(canvas_url(cast.deal, "sections/risks"), {"markdown": "C.", "base_version": 2},
+                           format="json")
+        assert again.status_code == 200  # risks records its version from now on
+        assert read_canvas(cast.deal.pk).sections["risks"]["version"] == 3
+
     def test_with_collaboration_off_another_users_lock_is_423(self, cast, written):
         Deal.objects.filter(pk=cast.deal.pk).update(collab_enabled=False)
         holder = {"user_id": str(cast.users["owner"].pk), "user_name": "owner", "token": "t",
