@@ -25,6 +25,24 @@ class User(AbstractUser):
     def display_name(self) -> str:
         return self.get_full_name() or self.username
 
+    # A new password (the admin's form, `manage.py changepassword`, create_user) revokes every refresh token
+    # the user holds once it is saved: whoever had the old password must not keep a session for days.
+    def set_password(self, raw_password) -> None:
+        super().set_password(raw_password)
+        self._password_replaced = True
+
+    def set_unusable_password(self) -> None:
+        super().set_unusable_password()
+        self._password_replaced = True
+
+    def save(self, *args, **kwargs) -> None:
+        super().save(*args, **kwargs)
+        if getattr(self, "_password_replaced", False):
+            self._password_replaced = False
+            from deals.tokens import revoke_refresh_tokens
+
+            revoke_refresh_tokens(user=self)
+
 
 class OrgRole(models.TextChoices):
     MEMBER = "member", "Member"

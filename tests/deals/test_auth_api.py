@@ -57,6 +57,54 @@ def test_refresh_rotates_and_revokes_the_old_refresh_token(cast):
     assert replay.status_code == 401
 
 
+def _refresh(token: str):
+    return factories.client_for().post("/api/auth/token/refresh", {"refresh": token}, format="json")
+
+
+def test_a_new_password_revokes_every_refresh_token_of_the_user_and_only_theirs(cast):
+    owner = cast.users["owner"]
+    phone, laptop = _login().json(), _login().json()
+    rotated = _refresh(laptop["refresh"]).json()  # a rotated token is revoked too
+    editor = _login("editor").json()
+    owner.set_password("a-new-pass-1234")
+    owner.save()
+    assert _refresh(phone["refresh"]).status_code == 401
+    assert _refresh(rotated["refresh"]).status_code == 401
+    verify = factories.client_for().post("/api/auth/token/verify", {"token": phone["refresh"]}, format="json")
+    assert verify.status_code == 401 and verify.json()["detail"] == "Token is blacklisted."
+    assert _refresh(editor["refresh"]).status_code == 200  # another user's session is untouched
+    assert _login("owner").status_code == 401
+    fresh = _login("owner", "a-new-pass-1234").json()
+    assert _refresh(fresh["refresh"]).status_code == 200
+    owner.first_name = "Olive"
+    owner.save()  # saving anything but the password revokes nothing
+    assert _refresh(_login("owner", "a-new-pass-1234").json()["refresh"]).status_code == 200
+
+
+def test_a_password_changed_in_the_admin_revokes_the_users_refresh_tokens(cast, client):
+    viewer = cast.users["viewer"]
+    pair = _login("viewer").json()
+    client.force_login(cast.users["superadmin"])
+    page = f"/admin/deals/user/{viewer.pk}/password/"
+    response = client.post(page, {"password1": "Another-pass-5678", "password2": "Another-pass-5678",
+                                  "usable_password": "true"})
+    assert response.status_code == 302, response.content[:500]
+    assert _refresh(pair["refresh"]).status_code == 401
+    assert _login("viewer", "Another-pass-5678").status_code == 200
+
+
+def test_a_deactivated_user_can_neither_refresh_nor_use_an_access_token(cast):
+    viewer = cast.users["viewer"]
+    pair = _login("viewer").json()
+    viewer.is_active = False
+    viewer.save()
+    assert _refresh(pair["refresh"]).status_code == 401
+    api = factories.client_for(token=pair["access"])
+    # the canvas GET reads no user row (the access query requires an active member): the deal is not found
+    assert api.get(f"/api/canvas/{cast.deal.pk}").status_code == 404
+    assert api.get(f"/api/deals/{cast.deal.pk}").status_code == 401
+
+
 def test_an_access_token_is_not_a_refresh_token(cast):
     pair = _login().json()
     response = factories.client_for().post("/api/auth/token/refresh", {"refresh": pair["access"]}, format="json")
