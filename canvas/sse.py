@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import weakref
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 
 from asgiref.sync import sync_to_async
@@ -88,6 +90,62 @@ def _released(fn: Callable) -> Callable:
     return sync_to_async(call, thread_sensitive=True)
 
 
+# --- open streams per user ------------------------------------------------------------------------
+# Streams of each user open in this process (touched only on the event loop's thread). A stream costs a
+# thread and a subscription for as long as it is open, so one user (or a leaked token) may hold at most
+# SSE_MAX_STREAMS_PER_USER of them in each ASGI worker process; 0 lifts the limit.
+_open_streams: Counter[str] = Counter()
+STREAM_SLOT_RETRY_AFTER = 10
+
+
+def open_streams_of(user_id) -> int:
+    return _open_streams[str(user_id)]
+
+
+def _take_stream_slot(user) -> Callable[[], None]:
+    """Count one more open stream of the user; returns its release (idempotent). Raises _SseError (429)."""
+    user_id = str(user.pk)
+    limit = int(getattr(settings, "SSE_MAX_STREAMS_PER_USER", 0))
+    if limit and _open_streams[user_id] >= limit:
+        raise _SseError(JsonResponse(
+            {"detail": f"You have {limit} event streams open, the most one user may hold on this server; "
+                       "close one (each browser tab holds its own) and try again."},
+            status=429, headers={"Retry-After": str(STREAM_SLOT_RETRY_AFTER)}))
+    _open_streams[user_id] += 1
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        if released:
+            return
+        released = True
+        _open_streams[user_id] -= 1
+        if _open_streams[user_id] <= 0:
+            del _open_streams[user_id]
+
+    return release
+
+
+async def _holding_slot(stream: AsyncIterator[str], release: Callable[[], None]) -> AsyncIterator[str]:
+    try:
+        async for chunk in stream:
+            yield chunk
+    finally:
+        release()
+
+
+def slotted_response(user, stream: AsyncIterator[str]) -> StreamingHttpResponse:
+    """The stream's response, holding one of the user's stream slots until the stream ends.
+
+    Released when the stream finishes or the client goes away, and (weakref.finalize) when the response is
+    dropped before its stream ever started, which no `finally` inside it would see. Raises _SseError (429).
+    """
+    release = _take_stream_slot(user)
+    wrapped = _holding_slot(stream, release)
+    weakref.finalize(wrapped, release)
+    return sse_response(wrapped)
+
+
 def last_event_id(request: HttpRequest) -> str | None:
     """The client's resume point. Raises _SseError (422 at header or query) when malformed."""
     header = request.headers.get("Last-Event-ID")
@@ -143,11 +201,11 @@ async def open_deal_stream(request: HttpRequest, deal_id: str, *, minimum: str,
     if request.method != "GET":
         return JsonResponse({"detail": f'Method "{request.method}" not allowed.'}, status=405)
     try:
-        _user, access = await _released(_resolve)(request, deal_id, minimum)
+        user, access = await _released(_resolve)(request, deal_id, minimum)
         after = last_event_id(request)
+        return slotted_response(user, event_stream(key_for(access), after))
     except _SseError as exc:
         return exc.response
-    return sse_response(event_stream(key_for(access), after))
 
 
 # --- endpoints ---------------------------------------------------------------------------------------
@@ -266,7 +324,7 @@ async def run_stream(request: HttpRequest, deal_id: str, run_id: str):
     if request.method != "GET":
         return JsonResponse({"detail": f'Method "{request.method}" not allowed.'}, status=405)
     try:
-        _user, access = await _released(_resolve)(request, deal_id, "viewer")
+        user, access = await _released(_resolve)(request, deal_id, "viewer")
         try:
             run_uuid = uuid.UUID(str(run_id))
         except ValueError:
@@ -292,7 +350,10 @@ async def run_stream(request: HttpRequest, deal_id: str, run_id: str):
         if entry is not None and entry.fields.get("type") == "done" and \
                 streams.parse_id(after) >= streams.parse_id(entry.id):
             return HttpResponse(status=204)
-    return sse_response(run_event_stream(access.deal.pk, run_uuid, after))
+    try:
+        return slotted_response(user, run_event_stream(access.deal.pk, run_uuid, after))
+    except _SseError as exc:
+        return exc.response
 
 
 async def discourse_event_stream(key: str, after: str | None) -> AsyncIterator[str]:
@@ -317,11 +378,11 @@ async def discourse_stream(request: HttpRequest, deal_id: str):
     if request.method != "GET":
         return JsonResponse({"detail": f'Method "{request.method}" not allowed.'}, status=405)
     try:
-        _user, access = await _released(_resolve)(request, deal_id, "viewer")
+        user, access = await _released(_resolve)(request, deal_id, "viewer")
         after = last_event_id(request)
+        return slotted_response(user, discourse_event_stream(keys.discourse_key(access.deal.pk), after))
     except _SseError as exc:
         return exc.response
-    return sse_response(discourse_event_stream(keys.discourse_key(access.deal.pk), after))
 
 
 SSE_ENDPOINTS.extend([

@@ -265,6 +265,8 @@ SSE_HEARTBEAT_SECONDS = float(env_str("SSE_HEARTBEAT_SECONDS", "15"))
 # Events arriving within this many ms of the previous fan-out of their stream leave together with it
 # (one socket write per subscriber instead of one per event); a lone event leaves at once. 0: never wait.
 SSE_COALESCE_MS = float(env_str("SSE_COALESCE_MS", "20"))
+# Event streams one user may hold open at once in each ASGI worker process (429 past it); 0: no limit.
+SSE_MAX_STREAMS_PER_USER = env_int("SSE_MAX_STREAMS_PER_USER", 32)
 # Synthesis runs (canvas/synthesis, canvas/runs.py).
 SYNTHESIS_DEAD_RUN_SECONDS = env_int("SYNTHESIS_DEAD_RUN_SECONDS", 120)
 SYNTHESIS_MAX_RUN_SECONDS = env_int("SYNTHESIS_MAX_RUN_SECONDS", 4 * 3600)

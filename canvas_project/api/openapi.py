@@ -99,7 +99,7 @@ def document_request_body_rules(result, generator, request, public):
 
 
 def _stream_responses(*, not_found: str, invalid: str) -> dict:
-    """The answers every event-stream operation documents: the stream, 401, 403, 404 and 422."""
+    """The answers every event-stream operation documents: the stream, 401, 403, 404, 422, 429 and 503."""
     error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorDetail"}}}
     return {
         "200": {"description": "An event stream.", "content": {"text/event-stream": {"schema": SERVER_SENT_EVENT_REF}}},
@@ -110,6 +110,13 @@ def _stream_responses(*, not_found: str, invalid: str) -> dict:
             "description": invalid,
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}},
         },
+        "429": {
+            "description": "The caller already holds SSE_MAX_STREAMS_PER_USER open event streams on this server "
+            "process (default 32); close one. Retry-After says when to try again.",
+            "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait."}},
+            "content": error,
+        },
+        "503": {"description": "PostgreSQL is unavailable.", "content": error},
     }
 
 

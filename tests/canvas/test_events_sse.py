@@ -166,3 +166,56 @@ def test_open_streams_do_not_hold_database_connections(cast):
         for reader in readers:
             reader.close()
         server.stop()
+
+
+def test_one_user_may_hold_only_so_many_streams_open(cast):
+    """SSE_MAX_STREAMS_PER_USER=2: the third stream of a user is 429 with Retry-After, whichever stream
+    it is; other users are not affected; a closed stream gives its slot back."""
+    server = ServiceProcess({
+        "DJANGO_SETTINGS_MODULE": "canvas_project.settings",
+        "DATABASE_URL": database_url_of(connection.settings_dict),
+        "REDIS_URL": settings.REDIS_URL,
+        "SSE_MAX_STREAMS_PER_USER": "2",
+        "SSE_HEARTBEAT_SECONDS": "1",
+    }).start()
+    token = _token(cast)
+    headers = {"Authorization": f"Bearer {token}"}
+    readers = []
+    try:
+        readers = [_open(_url(server, cast), token), _open(_url(server, cast), token)]
+        for path in ("events", "discourse/stream"):
+            refused = httpx.get(f"{server.url}/api/canvas/{cast.deal.pk}/{path}", headers=headers, timeout=10)
+            assert refused.status_code == 429
+            assert refused.headers["Retry-After"] == "10" and "2 event streams open" in refused.json()["detail"]
+        other = _open(_url(server, cast), _token(cast, "owner"))
+        other.close()
+        readers.pop().close()
+        deadline = time.monotonic() + 20  # the server sees the closed socket at its next heartbeat
+        status = None
+        while time.monotonic() < deadline:
+            with httpx.stream("GET", _url(server, cast), headers=headers, timeout=10) as response:
+                status = response.status_code
+            if status == 200:
+                break
+            time.sleep(0.5)
+        assert status == 200
+    finally:
+        for reader in readers:
+            reader.close()
+        server.stop()
+
+
+def test_a_stream_dropped_before_it_started_gives_its_slot_back(cast):
+    import gc
+
+    from canvas import sse
+
+    async def never_started():
+        yield "x"
+
+    user = cast.users["viewer"]
+    response = sse.slotted_response(user, never_started())
+    assert sse.open_streams_of(user.pk) == 1
+    del response
+    gc.collect()
+    assert sse.open_streams_of(user.pk) == 0
