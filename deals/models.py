@@ -27,17 +27,16 @@ class User(AbstractUser):
 
     # A new password (the admin's form, `manage.py changepassword`, create_user) revokes every refresh token
     # the user holds once it is saved: whoever had the old password must not keep a session for days.
-    def set_password(self, raw_password) -> None:
-        super().set_password(raw_password)
-        self._password_replaced = True
-
+    # Django marks a new password in `_password` (set_password) and leaves it unmarked when it only rehashes
+    # the same password at login (a hasher upgrade), which must not log the user out elsewhere.
     def set_unusable_password(self) -> None:
         super().set_unusable_password()
         self._password_replaced = True
 
     def save(self, *args, **kwargs) -> None:
+        replaced = getattr(self, "_password", None) is not None or getattr(self, "_password_replaced", False)
         super().save(*args, **kwargs)
-        if getattr(self, "_password_replaced", False):
+        if replaced:
             self._password_replaced = False
             from deals.tokens import revoke_refresh_tokens
 

@@ -81,6 +81,31 @@ def test_a_new_password_revokes_every_refresh_token_of_the_user_and_only_theirs(
     assert _refresh(_login("owner", "a-new-pass-1234").json()["refresh"]).status_code == 200
 
 
+def test_a_hash_upgrade_at_login_is_not_a_new_password(cast, settings):
+    """Django rehashes a password stored with an outdated hasher when its owner logs in: the same password,
+    so the user's other sessions stay."""
+    from django.contrib.auth.hashers import PBKDF2PasswordHasher
+
+    settings.PASSWORD_HASHERS = [*settings.PASSWORD_HASHERS, "django.contrib.auth.hashers.PBKDF2PasswordHasher"]
+
+    owner = cast.users["owner"]
+    pair = _login().json()
+    old_hash = PBKDF2PasswordHasher().encode(factories.PASSWORD, "saltsaltsalt", iterations=1000)
+    type(owner).objects.filter(pk=owner.pk).update(password=old_hash)
+    assert _login().status_code == 200
+    owner.refresh_from_db()
+    assert owner.password != old_hash  # rehashed at login
+    assert _refresh(pair["refresh"]).status_code == 200
+
+
+def test_an_unusable_password_revokes_the_users_refresh_tokens(cast):
+    owner = cast.users["owner"]
+    pair = _login().json()
+    owner.set_unusable_password()
+    owner.save()
+    assert _refresh(pair["refresh"]).status_code == 401
+
+
 def test_a_password_changed_in_the_admin_revokes_the_users_refresh_tokens(cast, client):
     viewer = cast.users["viewer"]
     pair = _login("viewer").json()
