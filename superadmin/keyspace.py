@@ -668,10 +668,12 @@ def _purge_known_deals(
             # Sent before the previous batch's replies are read: the server always has a batch queued.
             deleter.send_packed_command(_packed(deleter, commands))
             _settle_known(outcome, counted_before, _read_replies(deleter, len(counted_before)))
+            if done:
+                report(done)  # the deals whose deletions have answered, and what they deleted
             counted_before = counted
             done += len(batch)
-            report(done)
         _settle_known(outcome, counted_before, _read_replies(deleter, len(counted_before)))
+        report(done)
         finished = True
     finally:
         for conn in (reader, deleter):

@@ -185,3 +185,18 @@ def test_index_entries_that_are_not_variable_keys_of_the_deal_are_never_followed
     assert not redis_client.exists(tracked, keys.index_key(deal))
     assert redis_client.exists(*odd) == len(odd)
     redis_client.delete(*odd)
+
+
+def test_the_known_stage_reports_what_has_been_deleted_and_ends_on_every_deal(redis_client, db):
+    from superadmin import keyspace
+
+    deals = [str(uuid.uuid4()) for _ in range(keyspace.KNOWN_BATCH + 3)]  # two batches
+    for deal in deals:
+        write_deal_state(deal)
+    steps = []
+    outcome = keyspace.purge_all_keys(client=redis_client, include_protected=True, dry_run=False, deals=deals,
+                                      progress=steps.append)
+    known = [step for step in steps if step.stage == "known"]
+    assert [step.deals_done for step in known] == [keyspace.KNOWN_BATCH, len(deals)]
+    assert known[0].matched == 16 * keyspace.KNOWN_BATCH  # the first batch's deletions, answered
+    assert known[-1].matched == sum(outcome.counts.values()) == 16 * len(deals)
