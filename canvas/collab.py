@@ -25,7 +25,7 @@ from canvas import events, keys
 from canvas.errors import RedisUnavailable, SectionLocked
 from canvas.locks import section_lock_key
 from canvas_project.errors import ConflictError, GoneError
-from canvas_project.redis_client import get_redis
+from canvas_project.redis_client import LuaScript, get_redis
 from deals.errors import RoleTooLow
 from deals.models import Deal, DealRole, User, role_rank
 
@@ -36,9 +36,9 @@ def _redis():
     return get_redis()
 
 
-def _call(script: str, keys_: list[str], args: list) -> list:
+def _call(script: LuaScript, keys_: list[str], args: list) -> list:
     try:
-        return _redis().eval(script, len(keys_), *keys_, *args)
+        return script(keys_, args, client=_redis())
     except REDIS_ERRORS as exc:
         raise RedisUnavailable("Redis is unavailable, so live collaboration is paused; try again shortly.") from exc
 
@@ -58,7 +58,7 @@ class CollabModeMismatch(ConflictError):
     code = "collab_mode"
 
 
-_PUSH_STEPS = """
+_PUSH_STEPS = LuaScript("""
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local version = 0
 if #last > 0 then version = tonumber(string.match(last[1][1], '%-(%d+)$')) end
@@ -69,7 +69,7 @@ for i = 5, #ARGV do
 end
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 return {1, version}
-"""
+""")
 
 
 def _require_collab(deal: Deal, enabled: bool) -> None:
@@ -125,7 +125,7 @@ def steps_since(*, deal: Deal, since: int) -> dict:
 
 
 # --- presence -----------------------------------------------------------------------------------------
-_HEARTBEAT = """
+_HEARTBEAT = LuaScript("""
 local now = tonumber(ARGV[1])
 local cutoff = now - tonumber(ARGV[2])
 local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. cutoff)
@@ -146,7 +146,7 @@ for i = 1, #present, 2 do
   metas[#metas + 1] = redis.call('HGET', KEYS[2], present[i]) or ''
 end
 return {joined, gone, present, metas}
-"""
+""")
 
 
 def _presence(deal: Deal, member: str = "", meta: str = "") -> tuple[bool, list[str], list[dict]]:
@@ -187,7 +187,7 @@ def presence_list(*, deal: Deal) -> list[dict]:
 
 
 # --- section locks ------------------------------------------------------------------------------------
-_ACQUIRE = """
+_ACQUIRE = LuaScript("""
 local current = redis.call('GET', KEYS[1])
 if current then
   local holder = cjson.decode(current)
@@ -197,9 +197,9 @@ redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 redis.call('SADD', KEYS[2], KEYS[1])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 return {1, ARGV[2]}
-"""
+""")
 
-_RELEASE = """
+_RELEASE = LuaScript("""
 local current = redis.call('GET', KEYS[1])
 if not current then return {1, ''} end
 local holder = cjson.decode(current)
@@ -209,7 +209,7 @@ if ARGV[2] == '1' or (holder['user_id'] == ARGV[1] and holder['token'] == ARGV[3
   return {1, current}
 end
 return {0, current}
-"""
+""")
 
 
 class LockTokenMismatch(ConflictError):

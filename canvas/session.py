@@ -20,11 +20,11 @@ from django.conf import settings
 
 from canvas import keys
 from canvas.memo_store import CanvasDoc
-from canvas_project.redis_client import get_redis
+from canvas_project.redis_client import LuaScript, get_redis
 from deals.models import Deal, DealRole, role_rank
 
 # KEYS[1] session key; ARGV[1] the encoded payload; ARGV[2] its version; ARGV[3] TTL seconds.
-_SET_IF_NOT_OLDER = """
+_SET_IF_NOT_OLDER = LuaScript("""
 local current = redis.call('GET', KEYS[1])
 if current then
   local cached = tonumber(string.match(current, '^(%d+)\\n'))
@@ -34,7 +34,7 @@ if current then
 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[3]))
 return 1
-"""
+""")
 
 
 def section_view(section: dict[str, Any]) -> dict[str, Any]:
@@ -176,8 +176,7 @@ def cache_put(payload: dict[str, Any]) -> bool:
 
 
 def cache_put_encoded(deal_id, version: int, value: bytes) -> bool:
-    return bool(get_redis().eval(_SET_IF_NOT_OLDER, 1, keys.session_key(deal_id), value, version,
-                                 settings.CANVAS_SESSION_TTL_SECONDS))
+    return bool(_SET_IF_NOT_OLDER([keys.session_key(deal_id)], [value, version, settings.CANVAS_SESSION_TTL_SECONDS]))
 
 
 def cache_drop(deal_id) -> None:

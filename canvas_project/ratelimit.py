@@ -19,13 +19,13 @@ from django.conf import settings
 
 from canvas import keys
 from canvas_project.errors import DependencyUnavailableError, RateLimitedError
-from canvas_project.redis_client import get_redis
+from canvas_project.redis_client import LuaScript, get_redis
 
 # KEYS[i] a bucket; ARGV[2i-1] its emission interval in ms, ARGV[2i] its burst (requests allowed at once).
 # A request is allowed only when every bucket allows it, and then it is taken from all of them; a refused
 # request takes nothing. Returns {allowed (1/0), milliseconds until allowed, index of the bucket that
 # refused longest (1-based, 0 when allowed)}.
-_GCRA = """
+_GCRA = LuaScript("""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local wait, refused_by = 0, 0
@@ -48,7 +48,7 @@ for i, key in ipairs(KEYS) do
   redis.call('SET', key, new_tats[i], 'PX', new_tats[i] - now)
 end
 return {1, 0, 0}
-"""
+""")
 
 
 @dataclass(frozen=True)
@@ -120,8 +120,8 @@ def consume_together(spends: list[tuple[Bucket, object]]) -> None:
     args: list[object] = []
     for bucket, _subject in spends:
         args += [bucket.interval_ms, bucket.burst]
-    allowed, wait_ms, refused_by = get_redis().eval(
-        _GCRA, len(spends), *[keys.rate_limit_key(bucket.name, subject) for bucket, subject in spends], *args)
+    allowed, wait_ms, refused_by = _GCRA(
+        [keys.rate_limit_key(bucket.name, subject) for bucket, subject in spends], args, client=get_redis())
     if not allowed:
         bucket = spends[int(refused_by) - 1][0]
         retry_after = max(1, math.ceil(int(wait_ms) / 1000))
