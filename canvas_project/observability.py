@@ -5,7 +5,10 @@
   with the deal id when the URL names one.
 - Logs are JSON lines (LOG_FORMAT=json, the default in production) or plain text.
 - Metrics: request latency by route, method and status; purge counters and the SSE gauge updated by
-  their own modules through `metrics` (per process); synthesis run durations kept in Redis
+  their own modules through `metrics`. Per process, unless PROMETHEUS_MULTIPROC_DIR names a directory
+  (prometheus_client's multiprocess mode): then every process of a server writes its values there and
+  /metrics answers the sum over them, whichever worker serves the scrape (canvas_project/gunicorn_conf.py
+  empties it at start and drops an exited worker's live gauge). Synthesis run durations are kept in Redis
   (`record_run_seconds`), since runs finish in Celery workers. Exposed at GET /metrics (plain text,
   Prometheus format), open to anyone holding METRICS_TOKEN when it is set, else only to superadmins'
   sessions.
@@ -51,8 +54,9 @@ class Metrics:
         self.purged_keys = Counter("dealcanvas_purged_keys_total", "Keys deleted by purges", ["family"],
                                    registry=self.registry)
         self.registry.register(RunSecondsCollector())
-        self.sse_subscribers = Gauge("dealcanvas_sse_subscribers", "Open SSE subscriptions in this process",
-                                     registry=self.registry)
+        self.sse_subscribers = Gauge("dealcanvas_sse_subscribers",
+                                     "Open SSE subscriptions (summed over live processes in multiprocess mode)",
+                                     registry=self.registry, multiprocess_mode="livesum")
 
 
 # Runs finish in Celery workers, whose registries nobody scrapes, so this histogram lives in Redis: the
@@ -195,4 +199,25 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     if not allowed:
         return HttpResponse('{"detail": "Metrics need METRICS_TOKEN or a superadmin session."}', status=401,
                             content_type="application/json")
-    return HttpResponse(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
+    return HttpResponse(generate_latest(scrape_registry()), content_type=CONTENT_TYPE_LATEST)
+
+
+def multiprocess_dir() -> str | None:
+    """The directory of prometheus_client's multiprocess mode, when it is on (read at its import)."""
+    import os
+
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir") or None
+
+
+def scrape_registry() -> CollectorRegistry:
+    """What /metrics reports: this process's registry, or in multiprocess mode the sum over every process
+    that wrote to the directory, plus the Redis-kept run durations (deployment-wide either way)."""
+    path = multiprocess_dir()
+    if path is None:
+        return metrics.registry
+    from prometheus_client import multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=path)
+    registry.register(RunSecondsCollector())
+    return registry

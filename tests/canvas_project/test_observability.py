@@ -178,3 +178,69 @@ def test_with_redis_down_a_run_duration_is_dropped_and_the_scrape_still_answers(
     assert "run duration not recorded" in caplog.text
     [family] = RunSecondsCollector().collect()
     assert family.name == "dealcanvas_run_seconds" and family.samples == []
+
+
+# --- several worker processes behind one port (prometheus_client's multiprocess mode) ------------------
+@pytest.mark.django_db(transaction=True)
+def test_with_several_workers_every_scrape_reports_the_sum_over_them(cast, tmp_path):
+    """gunicorn, 2 worker processes, PROMETHEUS_MULTIPROC_DIR: whichever worker answers /metrics, it reports
+    every request of both (per-process registries would each show only their own share). A previous run's
+    files are cleared at start (canvas_project.gunicorn_conf)."""
+    import os
+    import re
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+    from django.conf import settings as django_settings
+    from django.db import connection
+
+    from tests.servers import database_url_of, free_port
+
+    folder = tmp_path / "prom"
+    folder.mkdir()
+    (folder / "counter_999999.db").write_bytes(b"left by a previous run")
+    port = free_port()
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "canvas_project.settings",
+           "DATABASE_URL": database_url_of(connection.settings_dict), "REDIS_URL": django_settings.REDIS_URL,
+           "PROMETHEUS_MULTIPROC_DIR": str(folder), "METRICS_TOKEN": "scrape-token", "LOG_LEVEL": "WARNING"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "canvas_project.wsgi:application",
+         "-c", "python:canvas_project.gunicorn_conf", "-k", "gthread", "--workers", "2", "--threads", "2",
+         "--bind", f"127.0.0.1:{port}", "--log-level", "warning"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{base}/api/health", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert server.poll() is None and time.monotonic() < deadline, server.stderr.read().decode()[-2000:]
+                time.sleep(0.3)
+        assert not (folder / "counter_999999.db").exists()
+        from deals.tokens import token_pair_for_user
+
+        headers = {"Authorization": f"Bearer {token_pair_for_user(user=cast.users['viewer'])['access']}"}
+
+        def workers_with_requests() -> int:
+            return len({name for name in os.listdir(folder) if name.startswith("histogram_")})
+
+        sent = 0
+        while sent < 400 and (sent < 40 or workers_with_requests() < 2):
+            # a new connection each time: the workers take turns accepting, so both serve some
+            assert httpx.get(f"{base}/api/deals/{cast.deal.pk}", headers=headers, timeout=10).status_code == 200
+            sent += 1
+        assert workers_with_requests() == 2
+        pattern = re.compile(r'dealcanvas_http_request_seconds_count\{method="GET",route="api/deals/<str:deal_id>",'
+                             r'status="200"\} (\S+)')
+        seen = []
+        for _ in range(8):
+            text = httpx.get(f"{base}/metrics", headers={"Authorization": "Bearer scrape-token"}, timeout=10).text
+            seen.append(float(pattern.search(text).group(1)))
+        assert seen == [float(sent)] * 8
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
