@@ -19,7 +19,6 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from rest_framework.exceptions import APIException
-from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from canvas import streams
 from canvas_project.api.errors import domain_error_parts
@@ -46,7 +45,9 @@ def _database_unavailable() -> _SseError:
 
 
 def _authenticate(request: HttpRequest):
-    authenticator = JWTAuthentication()
+    from deals.authentication import BearerJWTAuthentication
+
+    authenticator = BearerJWTAuthentication()
     try:
         result = authenticator.authenticate(request)
     except APIException as exc:

@@ -47,6 +47,16 @@ def token_deal_claim(token: object) -> str | None:
     return str(claim) if claim else None
 
 
+def _issued_at(token: object) -> int | None:
+    """A JWT's `iat` (seconds), checked against the user's last password change; None for other callers.
+    A JWT without a usable `iat` counts as issued at 0: older than any recorded change."""
+    getter = getattr(token, "get", None)
+    if getter is None:
+        return None
+    issued = getter("iat")
+    return int(issued) if isinstance(issued, int | float) else 0
+
+
 def _seed_owner_grant(*, deal_id: uuid.UUID, user_id: uuid.UUID) -> bool:
     # One statement, so the check "no owner yet" and the insert cannot be split by another request
     # of the same user; an existing lower grant of this user is raised to owner.
@@ -73,7 +83,9 @@ _RESOLVE_SQL = (
     "SELECT " + ", ".join(f"d.{name}" for name in _DEAL_FIELDS) + ", o.name, "
     "(SELECT a.role FROM deals_dealaccess a WHERE a.deal_id = d.id AND a.user_id = %(user)s), "
     "EXISTS (SELECT 1 FROM deals_orgmembership m JOIN deals_user u ON u.id = m.user_id "
-    "        WHERE m.org_id = d.org_id AND m.user_id = %(user)s AND u.is_active), "
+    "        WHERE m.org_id = d.org_id AND m.user_id = %(user)s AND u.is_active "
+    "        AND (%(issued)s::bigint IS NULL OR u.credentials_changed_at IS NULL "
+    "             OR u.credentials_changed_at <= to_timestamp(%(issued)s::bigint))), "
     "EXISTS (SELECT 1 FROM deals_dealaccess a WHERE a.deal_id = d.id AND a.role = 'owner') "
     "FROM deals_deal d JOIN deals_org o ON o.id = d.org_id WHERE d.id = %(deal)s"
 )
@@ -83,8 +95,9 @@ def resolve_deal_access(*, user, deal_id: object, token: object = None) -> DealA
     """Resolve the deal and the caller's role (one SQL query; one more to seed an owner grant).
 
     `user` may be a full user or a token user carrying only its id: the query checks that the user is
-    active. Raises DealNotFound (unknown, malformed, other org, no access, inactive user, token scoped
-    to another deal).
+    active and, for a JWT, that it was issued no earlier than the user's last password change. Raises
+    DealNotFound (unknown, malformed, other org, no access, inactive user, token older than the password,
+    token scoped to another deal).
     """
     deal_uuid = parse_deal_id(deal_id)
     claim = token_deal_claim(token)
@@ -98,7 +111,7 @@ def resolve_deal_access(*, user, deal_id: object, token: object = None) -> DealA
         raise DealNotFound() from None
 
     with connection.cursor() as cursor:
-        cursor.execute(_RESOLVE_SQL, {"user": user_uuid, "deal": deal_uuid})
+        cursor.execute(_RESOLVE_SQL, {"user": user_uuid, "deal": deal_uuid, "issued": _issued_at(token)})
         row = cursor.fetchone()
     if row is None:
         raise DealNotFound()

@@ -8,7 +8,13 @@ from deals.models import Deal, DealAccess, Org, OrgMembership, User
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
     list_display = ("username", "email", "first_name", "last_name", "is_superuser", "is_active", "date_joined")
-    readonly_fields = ("id",)
+    readonly_fields = ("id", "credentials_changed_at")
+    # the password's last change ended the user's earlier sessions (deals.models.User.save)
+    fieldsets = (
+        *DjangoUserAdmin.fieldsets[:-1],
+        (DjangoUserAdmin.fieldsets[-1][0],
+         {"fields": (*DjangoUserAdmin.fieldsets[-1][1]["fields"], "credentials_changed_at")}),
+    )
 
 
 class OrgMembershipInline(admin.TabularInline):

@@ -17,6 +17,10 @@ class User(AbstractUser):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     email = models.EmailField("email address", blank=True, db_index=True)
+    credentials_changed_at = models.DateTimeField(
+        null=True, blank=True, editable=False,
+        help_text="When the password last changed (whole seconds): access tokens issued before it are refused.",
+    )
 
     class Meta(AbstractUser.Meta):
         swappable = "AUTH_USER_MODEL"
@@ -25,16 +29,24 @@ class User(AbstractUser):
     def display_name(self) -> str:
         return self.get_full_name() or self.username
 
-    # A new password (the admin's form, `manage.py changepassword`, create_user) revokes every refresh token
-    # the user holds once it is saved: whoever had the old password must not keep a session for days.
-    # Django marks a new password in `_password` (set_password) and leaves it unmarked when it only rehashes
-    # the same password at login (a hasher upgrade), which must not log the user out elsewhere.
+    # A new password (the admin's form, `manage.py changepassword`, create_user) ends every session the user
+    # had: their refresh tokens are revoked once it is saved, and access tokens issued before it are refused
+    # (credentials_changed_at, checked by deals.authentication and deals.access). Django marks a new password
+    # in `_password` (set_password) and leaves it unmarked when it only rehashes the same password at login
+    # (a hasher upgrade), which must not log the user out elsewhere.
     def set_unusable_password(self) -> None:
         super().set_unusable_password()
         self._password_replaced = True
 
     def save(self, *args, **kwargs) -> None:
         replaced = getattr(self, "_password", None) is not None or getattr(self, "_password_replaced", False)
+        if replaced and not self._state.adding:
+            from django.utils import timezone
+
+            # whole seconds, like a token's `iat`: a token issued in the same second still works
+            self.credentials_changed_at = timezone.now().replace(microsecond=0)
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "credentials_changed_at"}
         super().save(*args, **kwargs)
         if replaced:
             self._password_replaced = False

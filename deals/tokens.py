@@ -60,6 +60,20 @@ def token_pair_for_user(*, user: User) -> dict[str, str]:
     return {"access": str(refresh.access_token), "refresh": str(refresh)}
 
 
+def issued_before_credentials_changed(*, changed_at, token) -> bool:
+    """Whether the access token predates the user's last password change (`changed_at`, whole seconds).
+
+    Both sides are whole seconds, so a token issued in the very second of the change still works (the new
+    login right after it). A token without `iat` cannot show it is newer: refused once a change is recorded.
+    """
+    if changed_at is None:
+        return False
+    issued = token.get("iat") if token is not None else None
+    if not isinstance(issued, int | float):
+        return True
+    return int(issued) < int(changed_at.timestamp())
+
+
 def revoke_refresh_tokens(*, user: User) -> int:
     """Blacklist every refresh token of the user that has not expired; returns how many were revoked.
 

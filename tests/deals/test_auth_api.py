@@ -81,6 +81,43 @@ def test_a_new_password_revokes_every_refresh_token_of_the_user_and_only_theirs(
     assert _refresh(_login("owner", "a-new-pass-1234").json()["refresh"]).status_code == 200
 
 
+def _access_issued_ago(user, seconds: int) -> str:
+    from deals.tokens import UserAccessToken
+
+    token = UserAccessToken.for_user(user)
+    token["iat"] = int(time.time()) - seconds
+    return str(token)
+
+
+def test_access_tokens_issued_before_a_new_password_are_refused_everywhere(cast):
+    from django.test import RequestFactory
+
+    from canvas import sse
+
+    owner, deal = cast.users["owner"], cast.deal.pk
+    before = factories.client_for(token=_access_issued_ago(owner, 5))
+    assert before.get(f"/api/deals/{deal}").status_code == 200
+    assert before.get(f"/api/canvas/{deal}").status_code == 200
+    owner.set_password("a-new-pass-1234")
+    owner.save()
+    refused = before.get(f"/api/deals/{deal}")
+    assert refused.status_code == 401
+    assert refused.json()["detail"] == "This token was issued before the password was changed; log in again."
+    assert before.get(f"/api/canvas/{deal}").status_code == 404  # the stateless GET: its one query says no
+    assert before.get("/api/dashboard/memos").status_code == 401
+    request = RequestFactory().get(f"/api/canvas/{deal}/events",
+                                   HTTP_AUTHORIZATION=f"Bearer {_access_issued_ago(owner, 5)}")
+    with pytest.raises(sse._SseError) as raised:
+        sse._authenticate(request)
+    assert raised.value.response.status_code == 401
+    # a login right after the change (the same second, even) works everywhere
+    fresh = factories.client_for(token=_login("owner", "a-new-pass-1234").json()["access"])
+    assert fresh.get(f"/api/deals/{deal}").status_code == 200
+    assert fresh.get(f"/api/canvas/{deal}").status_code == 200
+    # other users' tokens are untouched
+    assert cast.client("editor").get(f"/api/canvas/{deal}").status_code == 200
+
+
 def test_a_hash_upgrade_at_login_is_not_a_new_password(cast, settings):
     """Django rehashes a password stored with an outdated hasher when its owner logs in: the same password,
     so the user's other sessions stay."""
@@ -95,7 +132,9 @@ def test_a_hash_upgrade_at_login_is_not_a_new_password(cast, settings):
     assert _login().status_code == 200
     owner.refresh_from_db()
     assert owner.password != old_hash  # rehashed at login
+    assert owner.credentials_changed_at is None
     assert _refresh(pair["refresh"]).status_code == 200
+    assert factories.client_for(token=pair["access"]).get(f"/api/deals/{cast.deal.pk}").status_code == 200
 
 
 def test_an_unusable_password_revokes_the_users_refresh_tokens(cast):
@@ -116,6 +155,10 @@ def test_a_password_changed_in_the_admin_revokes_the_users_refresh_tokens(cast, 
     assert response.status_code == 302, response.content[:500]
     assert _refresh(pair["refresh"]).status_code == 401
     assert _login("viewer", "Another-pass-5678").status_code == 200
+    viewer.refresh_from_db()
+    page = client.get(f"/admin/deals/user/{viewer.pk}/change/")
+    assert page.status_code == 200 and b"Credentials changed at" in page.content
+    assert viewer.credentials_changed_at is not None
 
 
 def test_a_deactivated_user_can_neither_refresh_nor_use_an_access_token(cast):
