@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import weakref
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -92,10 +93,12 @@ def _released(fn: Callable) -> Callable:
 
 
 # --- open streams per user ------------------------------------------------------------------------
-# Streams of each user open in this process (touched only on the event loop's thread). A stream costs a
-# thread and a subscription for as long as it is open, so one user (or a leaked token) may hold at most
-# SSE_MAX_STREAMS_PER_USER of them in each ASGI worker process; 0 lifts the limit.
+# Streams of each user open in this process. A stream costs a thread and a subscription for as long as it is
+# open, so one user (or a leaked token) may hold at most SSE_MAX_STREAMS_PER_USER of them in each ASGI worker
+# process; 0 lifts the limit. Taken on the event loop; given back there, or by the garbage collector in
+# whichever thread drops an unstarted response, hence the lock.
 _open_streams: Counter[str] = Counter()
+_open_streams_lock = threading.Lock()
 STREAM_SLOT_RETRY_AFTER = 10
 
 
@@ -107,22 +110,24 @@ def _take_stream_slot(user) -> Callable[[], None]:
     """Count one more open stream of the user; returns its release (idempotent). Raises _SseError (429)."""
     user_id = str(user.pk)
     limit = int(getattr(settings, "SSE_MAX_STREAMS_PER_USER", 0))
-    if limit and _open_streams[user_id] >= limit:
-        raise _SseError(JsonResponse(
-            {"detail": f"You have {limit} event streams open, the most one user may hold on this server; "
-                       "close one (each browser tab holds its own) and try again."},
-            status=429, headers={"Retry-After": str(STREAM_SLOT_RETRY_AFTER)}))
-    _open_streams[user_id] += 1
+    with _open_streams_lock:
+        if limit and _open_streams[user_id] >= limit:
+            raise _SseError(JsonResponse(
+                {"detail": f"You have {limit} event streams open, the most one user may hold on this server; "
+                           "close one (each browser tab holds its own) and try again."},
+                status=429, headers={"Retry-After": str(STREAM_SLOT_RETRY_AFTER)}))
+        _open_streams[user_id] += 1
     released = False
 
     def release() -> None:
         nonlocal released
-        if released:
-            return
-        released = True
-        _open_streams[user_id] -= 1
-        if _open_streams[user_id] <= 0:
-            del _open_streams[user_id]
+        with _open_streams_lock:
+            if released:
+                return
+            released = True
+            _open_streams[user_id] -= 1
+            if _open_streams[user_id] <= 0:
+                del _open_streams[user_id]
 
     return release
 
