@@ -180,11 +180,14 @@ def database_url_of(settings_dict: dict) -> str:
 
 
 class ServiceProcess:
-    """The service itself (uvicorn, ASGI) in a child process against the test database and Redis."""
+    """The service itself in a child process against the test database and Redis: uvicorn (ASGI) unless
+    `command` says otherwise (argv after `python -m`, with `{port}` where the port goes)."""
 
-    def __init__(self, env: dict[str, str], port: int | None = None) -> None:
+    def __init__(self, env: dict[str, str], port: int | None = None, command: list[str] | None = None) -> None:
         self.port = port or free_port()
         self.env = env
+        self.command = command or ["uvicorn", "canvas_project.asgi:application", "--host", "127.0.0.1", "--port",
+                                   "{port}", "--log-level", "warning", "--timeout-graceful-shutdown", "1"]
         self.process: subprocess.Popen | None = None
 
     @property
@@ -198,8 +201,7 @@ class ServiceProcess:
 
         env = {**os.environ, **self.env}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "canvas_project.asgi:application", "--host", "127.0.0.1", "--port",
-             str(self.port), "--log-level", "warning", "--timeout-graceful-shutdown", "1"],
+            [sys.executable, "-m", *(part.replace("{port}", str(self.port)) for part in self.command)],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
         deadline = time.monotonic() + 60
@@ -217,7 +219,7 @@ class ServiceProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(timeout=10)
+                self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.process.kill()
         self.process = None

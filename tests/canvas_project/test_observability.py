@@ -188,38 +188,26 @@ def test_with_several_workers_every_scrape_reports_the_sum_over_them(cast, tmp_p
     files are cleared at start (canvas_project.gunicorn_conf)."""
     import os
     import re
-    import subprocess
-    import sys
-    import time
 
     import httpx
     from django.conf import settings as django_settings
     from django.db import connection
 
-    from tests.servers import database_url_of, free_port
+    from tests.servers import ServiceProcess, database_url_of
 
     folder = tmp_path / "prom"
     folder.mkdir()
     (folder / "counter_999999.db").write_bytes(b"left by a previous run")
-    port = free_port()
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "canvas_project.settings",
-           "DATABASE_URL": database_url_of(connection.settings_dict), "REDIS_URL": django_settings.REDIS_URL,
-           "PROMETHEUS_MULTIPROC_DIR": str(folder), "METRICS_TOKEN": "scrape-token", "LOG_LEVEL": "WARNING"}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "canvas_project.wsgi:application",
-         "-c", "python:canvas_project.gunicorn_conf", "-k", "gthread", "--workers", "2", "--threads", "2",
-         "--bind", f"127.0.0.1:{port}", "--log-level", "warning"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
+    server = ServiceProcess(
+        {"DJANGO_SETTINGS_MODULE": "canvas_project.settings", "DATABASE_URL": database_url_of(connection.settings_dict),
+         "REDIS_URL": django_settings.REDIS_URL, "PROMETHEUS_MULTIPROC_DIR": str(folder),
+         "METRICS_TOKEN": "scrape-token", "LOG_LEVEL": "WARNING"},
+        command=["gunicorn", "canvas_project.wsgi:application", "-c", "python:canvas_project.gunicorn_conf",
+                 "-k", "gthread", "--workers", "2", "--threads", "2", "--bind", "127.0.0.1:{port}",
+                 "--log-level", "warning"],
+    )
+    base = server.start().url
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{base}/api/health", timeout=1)
-                break
-            except httpx.HTTPError:
-                assert server.poll() is None and time.monotonic() < deadline, server.stderr.read().decode()[-2000:]
-                time.sleep(0.3)
         assert not (folder / "counter_999999.db").exists()
         from deals.tokens import token_pair_for_user
 
@@ -242,5 +230,4 @@ def test_with_several_workers_every_scrape_reports_the_sum_over_them(cast, tmp_p
             seen.append(float(pattern.search(text).group(1)))
         assert seen == [float(sent)] * 8
     finally:
-        server.terminate()
-        server.wait(timeout=20)
+        server.stop()

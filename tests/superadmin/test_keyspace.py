@@ -150,7 +150,9 @@ def test_the_installed_redis_py_still_offers_the_fast_reply_reader(redis_client)
 def test_read_replies_takes_many_replies_across_socket_reads_and_hands_back_errors(redis_client, monkeypatch, fast):
     from superadmin import keyspace
 
-    if not fast:
+    if fast:  # the replies must come from the hiredis reader, not one read_response() each
+        monkeypatch.setattr(keyspace, "_reply_or_error", lambda conn: pytest.fail("took the slow path"))
+    else:
         monkeypatch.setattr(keyspace, "_hiredis_reader", lambda conn: None)
     name = f"test:read-replies:{uuid.uuid4()}"
     redis_client.set(name, b"v" * 100_000, ex=60)  # 40 of these are several reads of the socket's buffer
