@@ -185,9 +185,7 @@ class Child:
         kwargs.setdefault("cwd", REPO)
         if user is not None:
             kwargs.update(user=user[0], group=user[1], extra_groups=[])
-        self.popen = subprocess.Popen(
-            cmd, start_new_session=True, preexec_fn=_death_signal(stop_signal), **kwargs
-        )
+        self.popen = subprocess.Popen(cmd, start_new_session=True, preexec_fn=_death_signal(stop_signal), **kwargs)
 
     @property
     def pid(self) -> int:

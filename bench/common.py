@@ -79,8 +79,9 @@ class JsonLinesChild:
     def __init__(self, argv: list[str], *, cwd, label: str, env: dict[str, str] | None = None) -> None:
         self.label = label
         self.lines: queue.Queue = queue.Queue()
-        self.process = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        text=True, start_new_session=True)
+        self.process = subprocess.Popen(
+            argv, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True
+        )
         threading.Thread(target=self._pump, daemon=True).start()
 
     def _pump(self) -> None:

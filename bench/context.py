@@ -189,8 +189,10 @@ def seed_nodes(deal, *, n: int, actor_id: str, thread_id: str, rebuild: bool) ->
         for start in range(0, len(ops), 500):
             store.batch(ops[start : start + 500])
 
-    flush([PutOp(namespace, item.key, None) for item in existing]
-          + [PutOp(edge_namespace, item.key, None) for item in existing_edges])
+    flush(
+        [PutOp(namespace, item.key, None) for item in existing]
+        + [PutOp(edge_namespace, item.key, None) for item in existing_edges]
+    )
     base = datetime.now(UTC) - timedelta(seconds=n)
     ops = []
     for i, node_id in enumerate(node_ids):

@@ -239,8 +239,7 @@ class Client(JsonLinesChild):
 
     def __init__(self, argv: list[str], out: Path) -> None:
         self.out = out
-        super().__init__([sys.executable, str(CLIENT), *argv, "--out", str(out)], cwd=REPO,
-                         label="subscriber client")
+        super().__init__([sys.executable, str(CLIENT), *argv, "--out", str(out)], cwd=REPO, label="subscriber client")
 
     def poll_line(self, event: str) -> dict | None:
         try:
@@ -591,8 +590,7 @@ def main() -> int:
             )
             clients.extend(sse_clients(fixture, server, args.subscribers, args.client_procs, args, tmp, "sse"))
             opened = [
-                c.expect("opened", args.subscribers * args.open_timeout / args.open_concurrency + 60)
-                for c in clients
+                c.expect("opened", args.subscribers * args.open_timeout / args.open_concurrency + 60) for c in clients
             ]
             n_open = sum(o["ok"] for o in opened)
             outcomes: dict[str, int] = {}

@@ -924,7 +924,9 @@ class SseClient(JsonLinesChild):
     def __init__(self, port: int, plan: Path, env: dict[str, str]) -> None:
         super().__init__(
             [sys.executable, str(Path(__file__).resolve()), "_sse-client", "--port", str(port), "--plan", str(plan)],
-            cwd=REPO, env=env, label="SSE client",
+            cwd=REPO,
+            env=env,
+            label="SSE client",
         )
 
 

@@ -262,8 +262,9 @@ def worker(port: int, kind: str, deals: int) -> None:
     else:
         # The deal ids the service reads from PostgreSQL (one query: `manage.py shell` timed 10,000 ids at
         # about 10 ms); here they are the dataset's.
-        outcome = keyspace.purge_all_keys(client=client, include_protected=(kind == "ours-all"), dry_run=False,
-                                          deals=known_deals)
+        outcome = keyspace.purge_all_keys(
+            client=client, include_protected=(kind == "ours-all"), dry_run=False, deals=known_deals
+        )
         deleted = sum(outcome.counts.values()) + outcome.indexes_deleted
         extra = {"deals_seen": len(outcome.deals_seen), "scanned": outcome.scanned}
     seconds = time.perf_counter() - started
@@ -430,8 +431,10 @@ def main() -> None:
                 worst_p99[name] = max(worst_p99.get(name, 0.0), figures["probe"]["p99_ms"])
         xargs, ceiling, scan_order, ours, default = (best[n] for n in methods)
 
-        print(f"by_deal, a {KEYS_PER_DEAL}-key deal, {args.rounds} purges each (deal restored before each; "
-              "a second server holds the small keyspace, the two take turns):")
+        print(
+            f"by_deal, a {KEYS_PER_DEAL}-key deal, {args.rounds} purges each (deal restored before each; "
+            "a second server holds the small keyspace, the two take turns):"
+        )
         server.client.flushall()
         server.load(payload)
         big_keys = server.client.dbsize()

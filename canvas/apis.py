@@ -56,14 +56,27 @@ WRITE_ERRORS = error_responses(401, 403, 404, 409, 422, 503)
 def parse_path_int(value: str, name: str) -> int:
     """Raises RequestValidationError (422 at path.<name>) unless value is a positive integer."""
     if not value.isdigit() or int(value) < 1 or len(value) > 12:
-        raise RequestValidationError([{"loc": ["path", name], "msg": "Input should be a positive integer.",
-                                       "type": "int_parsing", "input": value, "ctx": {}}])
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ["path", name],
+                    "msg": "Input should be a positive integer.",
+                    "type": "int_parsing",
+                    "input": value,
+                    "ctx": {},
+                }
+            ]
+        )
     return int(value)
 
 
 class TemplateListApi(APIView):
-    @extend_schema(operation_id="canvas_templates", summary="Memo templates and their sections",
-                   responses={200: MemoTemplateOutput(many=True), **error_responses(401)}, tags=["canvas"])
+    @extend_schema(
+        operation_id="canvas_templates",
+        summary="Memo templates and their sections",
+        responses={200: MemoTemplateOutput(many=True), **error_responses(401)},
+        tags=["canvas"],
+    )
     def get(self, request):
         return Response(MemoTemplateOutput(list(TEMPLATES.values()), many=True).data)
 
@@ -122,10 +135,21 @@ class CanvasSaveApi(DealScopedAPIView):
     )
     def post(self, request, deal_id):
         body = parse_body(CanvasSaveInput, request)
-        outcome = services.canvas_save(deal=self.deal_access.deal, user=request.user, content=body["content"],
-                                       base_version=body.get("base_version"))
-        return Response({"success": True, "version": outcome.doc.version, "document_state": outcome.doc.state,
-                         "changed_sections": outcome.changed_keys, "saved": outcome.wrote})
+        outcome = services.canvas_save(
+            deal=self.deal_access.deal,
+            user=request.user,
+            content=body["content"],
+            base_version=body.get("base_version"),
+        )
+        return Response(
+            {
+                "success": True,
+                "version": outcome.doc.version,
+                "document_state": outcome.doc.state,
+                "changed_sections": outcome.changed_keys,
+                "saved": outcome.wrote,
+            }
+        )
 
 
 class SectionApi(DealScopedAPIView):
@@ -147,17 +171,36 @@ class SectionApi(DealScopedAPIView):
         body = parse_body(SectionUpdateInput, request)
         deal = self.deal_access.deal
         require_section_writable(deal=deal, section_key=key, user=request.user)
-        outcome = services.section_update(deal=deal, user=request.user, key=key, markdown=body["markdown"],
-                                          title=body.get("title"), base_version=body.get("base_version"))
+        outcome = services.section_update(
+            deal=deal,
+            user=request.user,
+            key=key,
+            markdown=body["markdown"],
+            title=body.get("title"),
+            base_version=body.get("base_version"),
+        )
         section = outcome.doc.sections[key]
         payload = session.section_view(section)
-        return Response({"success": True, "version": outcome.doc.version, "document_state": outcome.doc.state,
-                         "section": CanvasSectionOutput(payload).data})
+        return Response(
+            {
+                "success": True,
+                "version": outcome.doc.version,
+                "document_state": outcome.doc.state,
+                "section": CanvasSectionOutput(payload).data,
+            }
+        )
 
 
 def _transition_response(result) -> Response:
-    return Response({"success": result.success, "from_state": result.from_state, "to_state": result.to_state,
-                     "error": result.error, "details": result.details})
+    return Response(
+        {
+            "success": result.success,
+            "from_state": result.from_state,
+            "to_state": result.to_state,
+            "error": result.error,
+            "details": result.details,
+        }
+    )
 
 
 class CanvasApproveApi(DealScopedAPIView):
@@ -169,9 +212,11 @@ class CanvasApproveApi(DealScopedAPIView):
         description="editing -> approved, only when `can_finalize`; mints an immutable approval snapshot. "
         "Refused transitions answer 409 with the same shape and `success: false`.",
         request=None,
-        responses={200: DocumentStateResponse,
-                   409: OpenApiResponse(DocumentStateRefusedResponse, description="Transition refused."),
-                   **error_responses(401, 403, 404, 503)},
+        responses={
+            200: DocumentStateResponse,
+            409: OpenApiResponse(DocumentStateRefusedResponse, description="Transition refused."),
+            **error_responses(401, 403, 404, 503),
+        },
         tags=["canvas"],
     )
     def post(self, request, deal_id):
@@ -186,9 +231,11 @@ class CanvasReopenApi(DealScopedAPIView):
         operation_id="canvas_reopen",
         summary="Reopen an approved memo (owner)",
         request=None,
-        responses={200: DocumentStateResponse,
-                   409: OpenApiResponse(DocumentStateRefusedResponse, description="Transition refused."),
-                   **error_responses(401, 403, 404, 503)},
+        responses={
+            200: DocumentStateResponse,
+            409: OpenApiResponse(DocumentStateRefusedResponse, description="Transition refused."),
+            **error_responses(401, 403, 404, 503),
+        },
         tags=["canvas"],
     )
     def post(self, request, deal_id):
@@ -213,8 +260,14 @@ class SectionApproveApi(DealScopedAPIView):
         body = parse_body(SectionApproveInput, request)
         ctx = self.deal_access
         result = services.section_approve(
-            deal=ctx.deal, user=request.user, role=ctx.role, key=key, comment=body["comment"],
-            reviewer_role=body["role"], quality_score=body.get("quality_score"), conditions=body["conditions"],
+            deal=ctx.deal,
+            user=request.user,
+            role=ctx.role,
+            key=key,
+            comment=body["comment"],
+            reviewer_role=body["role"],
+            quality_score=body.get("quality_score"),
+            conditions=body["conditions"],
             force=body["force"],
         )
         return Response(SectionApprovalOutput(result).data)
@@ -233,16 +286,22 @@ class ConditionResolveApi(DealScopedAPIView):
         tags=["review"],
     )
     def post(self, request, deal_id, key, cid):
-        result = services.condition_resolve(deal=self.deal_access.deal, user=request.user, section_key=key,
-                                            condition_id=parse_path_int(cid, "cid"))
+        result = services.condition_resolve(
+            deal=self.deal_access.deal, user=request.user, section_key=key, condition_id=parse_path_int(cid, "cid")
+        )
         return Response(SectionApprovalOutput(result).data)
 
 
 class FeedbackApi(DealScopedAPIView):
     guards = {"POST": RequireCommenter}
 
-    @extend_schema(operation_id="canvas_feedback", summary="Rate a section (commenter)", request=FeedbackInput,
-                   responses={201: FeedbackOutput, **WRITE_ERRORS}, tags=["review"])
+    @extend_schema(
+        operation_id="canvas_feedback",
+        summary="Rate a section (commenter)",
+        request=FeedbackInput,
+        responses={201: FeedbackOutput, **WRITE_ERRORS},
+        tags=["review"],
+    )
     def post(self, request, deal_id):
         body = parse_body(FeedbackInput, request)
         feedback = services.feedback_create(deal=self.deal_access.deal, user=request.user, **body)
@@ -252,43 +311,67 @@ class FeedbackApi(DealScopedAPIView):
 class CommentCollectionApi(DealScopedAPIView):
     guards = {"GET": RequireViewer, "POST": RequireCommenter}
 
-    @extend_schema(operation_id="canvas_comments_list", summary="Comment threads (viewer)",
-                   parameters=[CommentQueryInput],
-                   responses={200: CommentOutput(many=True), **error_responses(401, 403, 404, 422)}, tags=["review"])
+    @extend_schema(
+        operation_id="canvas_comments_list",
+        summary="Comment threads (viewer)",
+        parameters=[CommentQueryInput],
+        responses={200: CommentOutput(many=True), **error_responses(401, 403, 404, 422)},
+        tags=["review"],
+    )
     def get(self, request, deal_id):
         query = parse_query(CommentQueryInput, request)
-        comments = selectors.comments_of_deal(deal=self.deal_access.deal, section_key=query.get("section_key"),
-                                              resolved=query.get("resolved"))
+        comments = selectors.comments_of_deal(
+            deal=self.deal_access.deal, section_key=query.get("section_key"), resolved=query.get("resolved")
+        )
         return Response(CommentOutput(comments, many=True).data)
 
-    @extend_schema(operation_id="canvas_comments_create", summary="Comment on a section, or reply (commenter)",
-                   request=CommentCreateInput, responses={201: CommentOutput, **WRITE_ERRORS}, tags=["review"])
+    @extend_schema(
+        operation_id="canvas_comments_create",
+        summary="Comment on a section, or reply (commenter)",
+        request=CommentCreateInput,
+        responses={201: CommentOutput, **WRITE_ERRORS},
+        tags=["review"],
+    )
     def post(self, request, deal_id):
         body = parse_body(CommentCreateInput, request)
-        comment = services.comment_create(deal=self.deal_access.deal, user=request.user,
-                                          section_key=body.get("section_key", ""), body=body["body"],
-                                          parent_id=body.get("parent_id"))
+        comment = services.comment_create(
+            deal=self.deal_access.deal,
+            user=request.user,
+            section_key=body.get("section_key", ""),
+            body=body["body"],
+            parent_id=body.get("parent_id"),
+        )
         return Response(CommentOutput(comment).data, status=status.HTTP_201_CREATED)
 
 
 class CommentResolveApi(DealScopedAPIView):
     guards = {"POST": RequireCommenter}
 
-    @extend_schema(operation_id="canvas_comment_resolve",
-                   summary="Resolve a comment thread (its author, or an editor)", parameters=[COMMENT_PARAM],
-                   request=None, responses={200: CommentOutput, **WRITE_ERRORS}, tags=["review"])
+    @extend_schema(
+        operation_id="canvas_comment_resolve",
+        summary="Resolve a comment thread (its author, or an editor)",
+        parameters=[COMMENT_PARAM],
+        request=None,
+        responses={200: CommentOutput, **WRITE_ERRORS},
+        tags=["review"],
+    )
     def post(self, request, deal_id, comment_id):
         ctx = self.deal_access
-        comment = services.comment_resolve(deal=ctx.deal, user=request.user, role=ctx.role,
-                                           comment_id=parse_path_uuid(comment_id, "comment_id"))
+        comment = services.comment_resolve(
+            deal=ctx.deal, user=request.user, role=ctx.role, comment_id=parse_path_uuid(comment_id, "comment_id")
+        )
         return Response(CommentOutput(comment).data)
 
 
 class ReadinessApi(DealScopedAPIView):
     guards = {"GET": RequireViewer}
 
-    @extend_schema(operation_id="canvas_readiness", summary="Readiness score with its reasons (viewer)",
-                   responses={200: ReadinessOutput, **READ_ERRORS}, tags=["review"])
+    @extend_schema(
+        operation_id="canvas_readiness",
+        summary="Readiness score with its reasons (viewer)",
+        responses={200: ReadinessOutput, **READ_ERRORS},
+        tags=["review"],
+    )
     def get(self, request, deal_id):
         report = selectors.readiness_get(deal=self.deal_access.deal)
         return Response({**report, "gate": settings.CANVAS_READINESS_GATE})
@@ -297,8 +380,12 @@ class ReadinessApi(DealScopedAPIView):
 class ProgressApi(DealScopedAPIView):
     guards = {"GET": RequireViewer}
 
-    @extend_schema(operation_id="canvas_progress", summary="Which sections have content (viewer)",
-                   responses={200: ProgressOutput, **error_responses(401, 403, 404)}, tags=["canvas"])
+    @extend_schema(
+        operation_id="canvas_progress",
+        summary="Which sections have content (viewer)",
+        responses={200: ProgressOutput, **error_responses(401, 403, 404)},
+        tags=["canvas"],
+    )
     def get(self, request, deal_id):
         return Response(selectors.progress_get(deal=self.deal_access.deal))
 
@@ -306,9 +393,13 @@ class ProgressApi(DealScopedAPIView):
 class VersionListApi(DealScopedAPIView):
     guards = {"GET": RequireViewer}
 
-    @extend_schema(operation_id="canvas_versions", summary="Version snapshots, newest first (viewer)",
-                   parameters=[PageQueryInput],
-                   responses={200: VersionPageOutput, **error_responses(401, 403, 404, 422, 503)}, tags=["versions"])
+    @extend_schema(
+        operation_id="canvas_versions",
+        summary="Version snapshots, newest first (viewer)",
+        parameters=[PageQueryInput],
+        responses={200: VersionPageOutput, **error_responses(401, 403, 404, 422, 503)},
+        tags=["versions"],
+    )
     def get(self, request, deal_id):
         query = parse_query(PageQueryInput, request)
         return Response(selectors.versions_page(deal=self.deal_access.deal, **query))
@@ -317,9 +408,13 @@ class VersionListApi(DealScopedAPIView):
 class VersionDetailApi(DealScopedAPIView):
     guards = {"GET": RequireViewer}
 
-    @extend_schema(operation_id="canvas_version", summary="One version snapshot (viewer)", parameters=[N_PARAM],
-                   responses={200: VersionDetailOutput, **error_responses(401, 403, 404, 422, 503)},
-                   tags=["versions"])
+    @extend_schema(
+        operation_id="canvas_version",
+        summary="One version snapshot (viewer)",
+        parameters=[N_PARAM],
+        responses={200: VersionDetailOutput, **error_responses(401, 403, 404, 422, 503)},
+        tags=["versions"],
+    )
     def get(self, request, deal_id, n):
         snapshot = selectors.version_get(deal=self.deal_access.deal, version=parse_path_int(n, "n"))
         return Response(VersionDetailOutput(snapshot).data)
@@ -328,9 +423,13 @@ class VersionDetailApi(DealScopedAPIView):
 class VersionDiffApi(DealScopedAPIView):
     guards = {"GET": RequireViewer}
 
-    @extend_schema(operation_id="canvas_version_diff", summary="Diff of a version against the current memo (viewer)",
-                   parameters=[N_PARAM], responses={200: VersionDiffOutput, **error_responses(401, 403, 404, 422, 503)},
-                   tags=["versions"])
+    @extend_schema(
+        operation_id="canvas_version_diff",
+        summary="Diff of a version against the current memo (viewer)",
+        parameters=[N_PARAM],
+        responses={200: VersionDiffOutput, **error_responses(401, 403, 404, 422, 503)},
+        tags=["versions"],
+    )
     def get(self, request, deal_id, n):
         return Response(selectors.version_diff(deal=self.deal_access.deal, version=parse_path_int(n, "n")))
 
@@ -338,15 +437,31 @@ class VersionDiffApi(DealScopedAPIView):
 class VersionRestoreApi(DealScopedAPIView):
     guards = {"POST": RequireEditor}
 
-    @extend_schema(operation_id="canvas_version_restore",
-                   summary="Restore a version as a new version (editor)", parameters=[N_PARAM],
-                   request=VersionRestoreInput, responses={200: CanvasSaveOutput, **WRITE_ERRORS}, tags=["versions"])
+    @extend_schema(
+        operation_id="canvas_version_restore",
+        summary="Restore a version as a new version (editor)",
+        parameters=[N_PARAM],
+        request=VersionRestoreInput,
+        responses={200: CanvasSaveOutput, **WRITE_ERRORS},
+        tags=["versions"],
+    )
     def post(self, request, deal_id, n):
         body = parse_body(VersionRestoreInput, request)
-        outcome = services.version_restore(deal=self.deal_access.deal, user=request.user,
-                                           version=parse_path_int(n, "n"), base_version=body.get("base_version"))
-        return Response({"success": True, "version": outcome.doc.version, "document_state": outcome.doc.state,
-                         "changed_sections": outcome.changed_keys, "saved": outcome.wrote})
+        outcome = services.version_restore(
+            deal=self.deal_access.deal,
+            user=request.user,
+            version=parse_path_int(n, "n"),
+            base_version=body.get("base_version"),
+        )
+        return Response(
+            {
+                "success": True,
+                "version": outcome.doc.version,
+                "document_state": outcome.doc.state,
+                "changed_sections": outcome.changed_keys,
+                "saved": outcome.wrote,
+            }
+        )
 
 
 class ExportApi(DealScopedAPIView):
@@ -361,7 +476,8 @@ class ExportApi(DealScopedAPIView):
         responses={
             (200, "text/markdown"): OpenApiResponse(OpenApiTypes.STR, description="The memo as Markdown."),
             (200, "application/vnd.openxmlformats-officedocument.wordprocessingml.document"): OpenApiResponse(
-                OpenApiTypes.BINARY, description="The memo as a Word document."),
+                OpenApiTypes.BINARY, description="The memo as a Word document."
+            ),
             **error_responses(401, 403, 404, 409, 422, 503),
         },
         tags=["canvas"],
@@ -388,11 +504,13 @@ class ExportApi(DealScopedAPIView):
         if query["format"] == "docx":
             body = export.memo_docx(title=deal.name, sections=sections, subtitle=subtitle)
             response = HttpResponse(
-                body, content_type="application/vnd.openxmlformats-officedocument.wordprocessingml.document")
+                body, content_type="application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+            )
             response["Content-Disposition"] = f'attachment; filename="{stem}.docx"'
             return response
-        response = HttpResponse(export.memo_markdown(title=deal.name, sections=sections),
-                                content_type="text/markdown; charset=utf-8")
+        response = HttpResponse(
+            export.memo_markdown(title=deal.name, sections=sections), content_type="text/markdown; charset=utf-8"
+        )
         response["Content-Disposition"] = f'attachment; filename="{stem}.md"'
         return response
 

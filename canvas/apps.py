@@ -22,5 +22,6 @@ class CanvasConfig(AppConfig):
     verbose_name = "Canvas"
 
     def ready(self) -> None:
-        post_migrate.connect(_langgraph_tables_after_migrate, sender=self,
-                             dispatch_uid="canvas.langgraph_tables_after_migrate")
+        post_migrate.connect(
+            _langgraph_tables_after_migrate, sender=self, dispatch_uid="canvas.langgraph_tables_after_migrate"
+        )

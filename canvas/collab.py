@@ -75,8 +75,9 @@ return {1, version}
 def _require_collab(deal: Deal, enabled: bool) -> None:
     if deal.collab_enabled != enabled:
         raise CollabModeMismatch(
-            "Collaboration is off for this deal: edit sections under their locks." if enabled else
-            "Collaboration is on for this deal: section locks are not used."
+            "Collaboration is off for this deal: edit sections under their locks."
+            if enabled
+            else "Collaboration is on for this deal: section locks are not used."
         )
 
 
@@ -87,15 +88,23 @@ def steps_push(*, deal: Deal, user: User, version: int, client_id: str, steps: l
     """
     _require_collab(deal, True)
     encoded = [json.dumps(step, separators=(",", ":")) for step in steps]
-    accepted, current = _call(_PUSH_STEPS, [keys.steps_key(deal.pk)],
-                              [version, client_id, settings.COLLAB_STEPS_WINDOW, keys.EVENTS_TTL, *encoded])
+    accepted, current = _call(
+        _PUSH_STEPS,
+        [keys.steps_key(deal.pk)],
+        [version, client_id, settings.COLLAB_STEPS_WINDOW, keys.EVENTS_TTL, *encoded],
+    )
     if not accepted:
         raise StaleStepsVersion(
             f"Version {version} is not current; the document is at version {current}. Fetch the steps since "
-            f"{version}, rebase, and push again.", current_version=int(current),
+            f"{version}, rebase, and push again.",
+            current_version=int(current),
         )
-    events.emit(deal.pk, "collab_steps", {"from_version": version, "to_version": int(current),
-                                          "client_id": client_id, "steps": steps}, actor_id=user.pk)
+    events.emit(
+        deal.pk,
+        "collab_steps",
+        {"from_version": version, "to_version": int(current), "client_id": client_id, "steps": steps},
+        actor_id=user.pk,
+    )
     return int(current)
 
 
@@ -112,15 +121,22 @@ def steps_since(*, deal: Deal, since: int) -> dict:
     version = int(last[0][0].decode().split("-")[1]) if last else 0
     oldest = int(first[0][0].decode().split("-")[1]) if first else version + 1
     if since > version:
-        raise StaleStepsVersion(f"Version {since} is ahead of the document (version {version}); reload.",
-                                current_version=version)
+        raise StaleStepsVersion(
+            f"Version {since} is ahead of the document (version {version}); reload.", current_version=version
+        )
     if since < oldest - 1:
         raise StepsWindowGone(
             f"Steps after version {since} are no longer kept (the window starts at {oldest}); reload the memo.",
             current_version=version,
         )
-    steps = [{"version": int(raw_id.decode().split("-")[1]), "client_id": fields[b"c"].decode(),
-              "step": json.loads(fields[b"s"])} for raw_id, fields in entries]
+    steps = [
+        {
+            "version": int(raw_id.decode().split("-")[1]),
+            "client_id": fields[b"c"].decode(),
+            "step": json.loads(fields[b"s"]),
+        }
+        for raw_id, fields in entries
+    ]
     return {"version": version, "steps": steps}
 
 
@@ -152,7 +168,8 @@ return {joined, gone, present, metas}
 def _presence(deal: Deal, member: str = "", meta: str = "") -> tuple[bool, list[str], list[dict]]:
     window_ms = int(settings.PRESENCE_WINDOW_SECONDS * 1000)
     joined, gone, present, metas = _call(
-        _HEARTBEAT, [keys.presence_key(deal.pk), keys.presence_meta_key(deal.pk)],
+        _HEARTBEAT,
+        [keys.presence_key(deal.pk), keys.presence_meta_key(deal.pk)],
         [int(time.time() * 1000), window_ms, member, meta, keys.PRESENCE_TTL * 1000],
     )
     rows = []
@@ -161,9 +178,16 @@ def _presence(deal: Deal, member: str = "", meta: str = "") -> tuple[bool, list[
         last_seen = int(float(present[index + 1]))
         raw = metas[index // 2]
         info = json.loads(raw) if raw else {}
-        rows.append({"user_id": user_id, "display_name": info.get("display_name"), "role": info.get("role"),
-                     "section_key": info.get("section_key"), "cursor": info.get("cursor"),
-                     "last_seen": datetime.fromtimestamp(last_seen / 1000, tz=UTC).isoformat()})
+        rows.append(
+            {
+                "user_id": user_id,
+                "display_name": info.get("display_name"),
+                "role": info.get("role"),
+                "section_key": info.get("section_key"),
+                "cursor": info.get("cursor"),
+                "last_seen": datetime.fromtimestamp(last_seen / 1000, tz=UTC).isoformat(),
+            }
+        )
     left = [m.decode() for m in gone]
     for user_id in left:
         events.emit(deal.pk, "presence_left", {"user_id": user_id})
@@ -172,12 +196,15 @@ def _presence(deal: Deal, member: str = "", meta: str = "") -> tuple[bool, list[
 
 def presence_heartbeat(*, deal: Deal, user: User, role: str, section_key: str | None, cursor) -> list[dict]:
     """Record that the user is on the canvas (and where); returns who is present. Raises RedisUnavailable."""
-    meta = json.dumps({"display_name": user.display_name, "role": role, "section_key": section_key,
-                       "cursor": cursor})
+    meta = json.dumps({"display_name": user.display_name, "role": role, "section_key": section_key, "cursor": cursor})
     joined, _left, rows = _presence(deal, str(user.pk), meta)
     if joined:
-        events.emit(deal.pk, "presence_joined", {"user_id": str(user.pk), "display_name": user.display_name,
-                                                 "section_key": section_key}, actor_id=user.pk)
+        events.emit(
+            deal.pk,
+            "presence_joined",
+            {"user_id": str(user.pk), "display_name": user.display_name, "section_key": section_key},
+            actor_id=user.pk,
+        )
     return rows
 
 
@@ -230,7 +257,9 @@ def _lock_holder_error(raw: bytes | str) -> SectionLocked:
     holder = json.loads(raw)
     return SectionLocked(
         f"{holder.get('user_name') or 'Another user'} holds the lock on this section until {holder['expires_at']}.",
-        holder=holder.get("user_name"), holder_id=holder.get("user_id"), expires_at=holder.get("expires_at"),
+        holder=holder.get("user_name"),
+        holder_id=holder.get("user_id"),
+        expires_at=holder.get("expires_at"),
     )
 
 
@@ -242,14 +271,28 @@ def lock_acquire(*, deal: Deal, user: User, section_key: str, ttl_seconds: int) 
     require_memo_section(deal, section_key)
     expires = datetime.fromtimestamp(time.time() + ttl_seconds, tz=UTC).isoformat()
     token = secrets.token_urlsafe(16)
-    value = json.dumps({"user_id": str(user.pk), "user_name": user.display_name, "token": token,
-                        "expires_at": expires, "section_key": section_key})
-    ok, stored = _call(_ACQUIRE, [keys.lock_key(deal.pk, section_key), keys.index_key(deal.pk)],
-                       [str(user.pk), value, ttl_seconds * 1000, keys.INDEX_TTL * 1000])
+    value = json.dumps(
+        {
+            "user_id": str(user.pk),
+            "user_name": user.display_name,
+            "token": token,
+            "expires_at": expires,
+            "section_key": section_key,
+        }
+    )
+    ok, stored = _call(
+        _ACQUIRE,
+        [keys.lock_key(deal.pk, section_key), keys.index_key(deal.pk)],
+        [str(user.pk), value, ttl_seconds * 1000, keys.INDEX_TTL * 1000],
+    )
     if not ok:
         raise _lock_holder_error(stored)
-    events.emit(deal.pk, "lock_acquired", {"section_key": section_key, "user_id": str(user.pk),
-                                           "expires_at": expires}, actor_id=user.pk)
+    events.emit(
+        deal.pk,
+        "lock_acquired",
+        {"section_key": section_key, "user_id": str(user.pk), "expires_at": expires},
+        actor_id=user.pk,
+    )
     return Lock(section_key, str(user.pk), user.display_name, token, expires, ttl_seconds)
 
 
@@ -259,8 +302,11 @@ def lock_release(*, deal: Deal, user: User, role: str, section_key: str, token: 
     SectionLocked (someone else's lock), LockTokenMismatch, RedisUnavailable."""
     if force and role_rank(role) < role_rank(DealRole.OWNER):
         raise RoleTooLow("Only an owner can force-release another user's lock.")
-    ok, previous = _call(_RELEASE, [section_lock_key(deal.pk, section_key), keys.index_key(deal.pk)],
-                         [str(user.pk), "1" if force else "0", token or ""])
+    ok, previous = _call(
+        _RELEASE,
+        [section_lock_key(deal.pk, section_key), keys.index_key(deal.pk)],
+        [str(user.pk), "1" if force else "0", token or ""],
+    )
     if not ok:
         holder = json.loads(previous)
         if holder.get("user_id") == str(user.pk):
@@ -269,8 +315,12 @@ def lock_release(*, deal: Deal, user: User, role: str, section_key: str, token: 
     if not previous:
         return False
     holder = json.loads(previous)
-    events.emit(deal.pk, "lock_force_released" if force and holder.get("user_id") != str(user.pk) else
-                "lock_released", {"section_key": section_key, "user_id": holder.get("user_id")}, actor_id=user.pk)
+    events.emit(
+        deal.pk,
+        "lock_force_released" if force and holder.get("user_id") != str(user.pk) else "lock_released",
+        {"section_key": section_key, "user_id": holder.get("user_id")},
+        actor_id=user.pk,
+    )
     return True
 
 

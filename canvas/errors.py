@@ -28,13 +28,21 @@ class RedisUnavailable(DependencyUnavailableError):
 class StaleVersion(ConflictError):
     code = "stale_version"
 
-    def __init__(self, *, current_version: int, base_version: int, section_key: str | None = None,
-                 section_version: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        current_version: int,
+        base_version: int,
+        section_key: str | None = None,
+        section_version: int | None = None,
+    ) -> None:
         if section_key is None:
             what = f"The memo changed since version {base_version}; it is now at version {current_version}."
         elif section_version is not None and section_version > base_version:
-            what = (f"Section {section_key!r} changed since version {base_version} (at version {section_version}); "
-                    f"the memo is now at version {current_version}.")
+            what = (
+                f"Section {section_key!r} changed since version {base_version} (at version {section_version}); "
+                f"the memo is now at version {current_version}."
+            )
         else:
             what = f"The memo has no version {base_version} yet; it is at version {current_version}."
         super().__init__(f"{what} Reload, reapply your change and save again.", current_version=current_version)

@@ -23,13 +23,22 @@ logger = logging.getLogger(__name__)
 
 def emit(deal_id, event_type: str, payload: dict | None = None, *, actor_id=None) -> str | None:
     """Append an event; returns its stream id, or None when Redis is unavailable."""
-    body = {"type": event_type, "deal_id": str(deal_id), "actor_id": str(actor_id) if actor_id else None,
-            "at": int(time.time() * 1000), **(payload or {})}
+    body = {
+        "type": event_type,
+        "deal_id": str(deal_id),
+        "actor_id": str(actor_id) if actor_id else None,
+        "at": int(time.time() * 1000),
+        **(payload or {}),
+    }
     try:
         client = get_redis()
         with client.pipeline(transaction=False) as pipe:
-            pipe.xadd(keys.events_key(deal_id), {"type": event_type, "data": json.dumps(body, cls=DjangoJSONEncoder)},
-                      maxlen=settings.CANVAS_EVENTS_MAXLEN, approximate=True)
+            pipe.xadd(
+                keys.events_key(deal_id),
+                {"type": event_type, "data": json.dumps(body, cls=DjangoJSONEncoder)},
+                maxlen=settings.CANVAS_EVENTS_MAXLEN,
+                approximate=True,
+            )
             pipe.expire(keys.events_key(deal_id), keys.EVENTS_TTL)
             stream_id, _ = pipe.execute()
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):

@@ -151,10 +151,22 @@ FAMILIES: dict[str, KeyFamily] = {
     for f in (
         KeyFamily("canvas_sessions", ("session",), False, False, SESSION_TTL, "Cached canvas session payload"),
         KeyFamily("locks", ("lock",), True, False, LOCK_TTL, "Section locks (collaboration off)"),
-        KeyFamily("presence", ("presence", "presmeta"), False, False, PRESENCE_TTL,
-                  "Who is on the canvas, last seen, and where"),
-        KeyFamily("events", ("events", "steps", "discourse"), False, False, EVENTS_TTL,
-                  "Canvas event stream, collaboration steps, agent discourse"),
+        KeyFamily(
+            "presence",
+            ("presence", "presmeta"),
+            False,
+            False,
+            PRESENCE_TTL,
+            "Who is on the canvas, last seen, and where",
+        ),
+        KeyFamily(
+            "events",
+            ("events", "steps", "discourse"),
+            False,
+            False,
+            EVENTS_TTL,
+            "Canvas event stream, collaboration steps, agent discourse",
+        ),
         KeyFamily("image_crops", ("crops",), True, False, IMAGE_CROP_TTL, "Figures cropped from PDFs"),
         KeyFamily("digitization", ("digitize",), True, False, DIGITIZATION_TTL, "Digitized document cache"),
         KeyFamily("intake_summaries", ("intake",), False, False, INTAKE_TTL, "Intake summary of the deal"),
@@ -187,9 +199,7 @@ _FAMILY_OF_KIND = {**{kind: family.name for kind, family in _KIND_TO_FAMILY.item
 _FAMILY_OF_KIND_BYTES = {kind.encode(): name for kind, name in _FAMILY_OF_KIND.items()}
 _match_bytes = _KEY_RE_BYTES.match
 # The same shape, one key per line: ^ and $ are the line's ends, and `.` never crosses a newline.
-_find_lines = re.compile(
-    rb"^(" + PREFIX.encode() + rb":([a-z_]+):\{([0-9a-f-]{36})\}(?::.*)?)$", re.MULTILINE
-).findall
+_find_lines = re.compile(rb"^(" + PREFIX.encode() + rb":([a-z_]+):\{([0-9a-f-]{36})\}(?::.*)?)$", re.MULTILINE).findall
 _family_of_kind_bytes = _FAMILY_OF_KIND_BYTES.get
 _kind_of_match = itemgetter(1)
 
@@ -230,8 +240,9 @@ def classify_batch(raw_keys: list[bytes]) -> list[tuple[bytes, str, str]]:
     if joined.count(b"\n") != max(len(raw_keys) - 1, 0):
         return [(key, *found) for key in raw_keys if (found := classify(key)) is not None]
     family_of = _family_of_kind_bytes
-    return [(key, family, deal.decode("ascii")) for key, kind, deal in _find_lines(joined)
-            if (family := family_of(kind))]
+    return [
+        (key, family, deal.decode("ascii")) for key, kind, deal in _find_lines(joined) if (family := family_of(kind))
+    ]
 
 
 def classify_batch_grouped(raw_keys: list[bytes]) -> dict[str, list[tuple[bytes, bytes, bytes]]]:
@@ -242,8 +253,12 @@ def classify_batch_grouped(raw_keys: list[bytes]) -> dict[str, list[tuple[bytes,
     """
     joined = b"\n".join(raw_keys)
     if joined.count(b"\n") != max(len(raw_keys) - 1, 0):
-        rows = [(key, b"", deal.encode("ascii"), family) for key in raw_keys
-                if (found := classify(key)) is not None for family, deal in (found,)]
+        rows = [
+            (key, b"", deal.encode("ascii"), family)
+            for key in raw_keys
+            if (found := classify(key)) is not None
+            for family, deal in (found,)
+        ]
         grouped: dict[str, list[tuple[bytes, bytes, bytes]]] = {}
         for key, kind, deal, family in rows:
             grouped.setdefault(family, []).append((key, kind, deal))

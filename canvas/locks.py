@@ -51,12 +51,18 @@ def require_section_writable(*, deal: Deal, section_key: str, user: User) -> Non
         return
     holder = lock_holder(deal.pk, section_key)
     if holder is None:
-        raise SectionLocked("Collaboration is off for this deal: take the section's lock "
-                            "(POST .../sections/{key}/lock) before editing it.", holder=None, holder_id=None,
-                            expires_at=None)
+        raise SectionLocked(
+            "Collaboration is off for this deal: take the section's lock "
+            "(POST .../sections/{key}/lock) before editing it.",
+            holder=None,
+            holder_id=None,
+            expires_at=None,
+        )
     if holder.get("user_id") != str(user.pk):
         raise SectionLocked(
             f"{holder.get('user_name') or 'Another user'} is editing this section; try again after "
             f"{holder.get('expires_at', 'the lock expires')}.",
-            holder=holder.get("user_name"), holder_id=holder.get("user_id"), expires_at=holder.get("expires_at"),
+            holder=holder.get("user_name"),
+            holder_id=holder.get("user_id"),
+            expires_at=holder.get("expires_at"),
         )

@@ -75,25 +75,44 @@ class CanvasDoc:
 def new_section(*, key: str, title: str, order: float, required: bool, custom: bool, now: str) -> dict[str, Any]:
     """An empty section as the Store holds it (the one place its fields are listed)."""
     return {
-        "key": key, "title": title, "order": order, "required": required, "custom": custom,
-        "state": "draft", "markdown": "", "source": None, "updated_at": now, "updated_by": None,
-        "updated_by_name": None, "delivery": "missing", "citations": [],
+        "key": key,
+        "title": title,
+        "order": order,
+        "required": required,
+        "custom": custom,
+        "state": "draft",
+        "markdown": "",
+        "source": None,
+        "updated_at": now,
+        "updated_by": None,
+        "updated_by_name": None,
+        "delivery": "missing",
+        "citations": [],
         "version": 0,  # the memo version that last wrote this section (canvas.services._write_memo)
     }
 
 
 def blank_section(spec, *, now: str) -> dict[str, Any]:
     """The empty section of a template's SectionSpec."""
-    return new_section(key=spec.key, title=spec.title, order=spec.order, required=spec.required, custom=False,
-                       now=now)
+    return new_section(key=spec.key, title=spec.title, order=spec.order, required=spec.required, custom=False, now=now)
 
 
 def new_canvas(*, deal_id: str, template_key: str, is_blank: bool, created_by: str | None, now: str) -> CanvasDoc:
     template = get_template(template_key)
     head = {
-        "schema": 1, "state": "draft", "version": 0, "is_blank": is_blank, "template_key": template.key,
-        "created_at": now, "created_by": created_by, "last_modified_by": None, "last_modified_by_id": None,
-        "last_modified_at": None, "versions": [], "approval_versions": [], "last_run": None,
+        "schema": 1,
+        "state": "draft",
+        "version": 0,
+        "is_blank": is_blank,
+        "template_key": template.key,
+        "created_at": now,
+        "created_by": created_by,
+        "last_modified_by": None,
+        "last_modified_by_id": None,
+        "last_modified_at": None,
+        "versions": [],
+        "approval_versions": [],
+        "last_run": None,
     }
     sections = {spec.key: blank_section(spec, now=now) for spec in template.sections}
     return CanvasDoc(deal_id=str(deal_id), head=head, sections=sections, exists=False)
@@ -106,7 +125,7 @@ def _doc_from_items(deal_id: str, items) -> CanvasDoc | None:
         if item.key == HEAD_KEY:
             head = dict(item.value)
         elif item.key.startswith(SECTION_PREFIX):
-            sections[item.key[len(SECTION_PREFIX):]] = dict(item.value)
+            sections[item.key[len(SECTION_PREFIX) :]] = dict(item.value)
     if head is None:
         return None
     return CanvasDoc(deal_id=str(deal_id), head=head, sections=sections)
@@ -155,8 +174,9 @@ class CanvasWriter:
         self._ops.append(PutOp(canvas_namespace(self.deal_id), SECTION_PREFIX + key, None))
 
     def put_snapshot(self, snapshot: dict[str, Any]) -> None:
-        self._ops.append(PutOp(versions_namespace(self.deal_id), snapshot_key(snapshot["version"]), snapshot,
-                               index=False))
+        self._ops.append(
+            PutOp(versions_namespace(self.deal_id), snapshot_key(snapshot["version"]), snapshot, index=False)
+        )
 
     def delete_snapshot(self, version: int) -> None:
         self._ops.append(PutOp(versions_namespace(self.deal_id), snapshot_key(version), None))
@@ -186,8 +206,12 @@ def delete_canvas(deal_id) -> int:
     Raises StoreUnavailable."""
     removed = 0
     with canvas_write(deal_id) as writer:
-        for namespace in (canvas_namespace(deal_id), versions_namespace(deal_id), nodes_namespace(deal_id),
-                          edges_namespace(deal_id)):
+        for namespace in (
+            canvas_namespace(deal_id),
+            versions_namespace(deal_id),
+            nodes_namespace(deal_id),
+            edges_namespace(deal_id),
+        ):
             while True:
                 items = writer.store.search(namespace, limit=MAX_ITEMS)
                 if not items:

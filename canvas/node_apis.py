@@ -16,8 +16,12 @@ from canvas_project.api.validation import parse_body, parse_query
 from deals.permissions import DealScopedAPIView, RequireCommenter, RequireEditor, RequireViewer
 from internal_api.serializers import ContextEdgeOutput, ContextNodeOutput
 
-NODE_PARAM = OpenApiParameter("node_id", OpenApiTypes.STR, OpenApiParameter.PATH,
-                              description="A stored node's UUID, or a derived node's `<type>:<id>`.")
+NODE_PARAM = OpenApiParameter(
+    "node_id",
+    OpenApiTypes.STR,
+    OpenApiParameter.PATH,
+    description="A stored node's UUID, or a derived node's `<type>:<id>`.",
+)
 
 
 class NodeQueryInput(serializers.Serializer):
@@ -73,21 +77,36 @@ class LinkOutput(serializers.Serializer):
 class NodeCollectionApi(DealScopedAPIView):
     guards = {"GET": RequireViewer, "POST": RequireCommenter}
 
-    @extend_schema(operation_id="canvas_nodes_list", summary="Canvas nodes with their relationships (viewer)",
-                   parameters=[NodeQueryInput],
-                   responses={200: NodeListOutput, **error_responses(401, 403, 404, 422, 503)}, tags=["nodes"])
+    @extend_schema(
+        operation_id="canvas_nodes_list",
+        summary="Canvas nodes with their relationships (viewer)",
+        parameters=[NodeQueryInput],
+        responses={200: NodeListOutput, **error_responses(401, 403, 404, 422, 503)},
+        tags=["nodes"],
+    )
     def get(self, request, deal_id):
         query = parse_query(NodeQueryInput, request)
         all_nodes, edges = nodes.canvas_graph(self.deal_access.deal)
-        wanted = [n for n in all_nodes if all(query.get(f) is None or n.get(f) == query[f]
-                                              for f in ("type", "status", "section_key", "agent_id", "framework"))]
-        page = wanted[query["offset"]: query["offset"] + query["limit"]]
+        wanted = [
+            n
+            for n in all_nodes
+            if all(
+                query.get(f) is None or n.get(f) == query[f]
+                for f in ("type", "status", "section_key", "agent_id", "framework")
+            )
+        ]
+        page = wanted[query["offset"] : query["offset"] + query["limit"]]
         listed = {n["id"] for n in page}  # edges from the listed nodes, to any node of the canvas
         relationships = {k: v for k, v in nodes.relationships_of(edges).items() if k in listed}
         return Response({"count": len(wanted), "results": page, "relationships": relationships})
 
-    @extend_schema(operation_id="canvas_nodes_create", summary="Create a node (commenter)", request=NodeCreateInput,
-                   responses={201: ContextNodeOutput, **error_responses(401, 403, 404, 422, 503)}, tags=["nodes"])
+    @extend_schema(
+        operation_id="canvas_nodes_create",
+        summary="Create a node (commenter)",
+        request=NodeCreateInput,
+        responses={201: ContextNodeOutput, **error_responses(401, 403, 404, 422, 503)},
+        tags=["nodes"],
+    )
     def post(self, request, deal_id):
         body = parse_body(NodeCreateInput, request)
         node = nodes.node_create(deal=self.deal_access.deal, actor_id=str(request.user.pk), **body)
@@ -97,19 +116,28 @@ class NodeCollectionApi(DealScopedAPIView):
 class NodeDetailApi(DealScopedAPIView):
     guards = {"PATCH": RequireEditor, "DELETE": RequireEditor}
 
-    @extend_schema(operation_id="canvas_nodes_update", summary="Change a node's status, title or content (editor)",
-                   parameters=[NODE_PARAM], request=NodeUpdateInput,
-                   responses={200: ContextNodeOutput, **error_responses(401, 403, 404, 409, 422, 503)},
-                   tags=["nodes"])
+    @extend_schema(
+        operation_id="canvas_nodes_update",
+        summary="Change a node's status, title or content (editor)",
+        parameters=[NODE_PARAM],
+        request=NodeUpdateInput,
+        responses={200: ContextNodeOutput, **error_responses(401, 403, 404, 409, 422, 503)},
+        tags=["nodes"],
+    )
     def patch(self, request, deal_id, node_id):
         body = parse_body(NodeUpdateInput, request)
-        node = nodes.node_update(deal=self.deal_access.deal, actor_id=str(request.user.pk), node_id=node_id,
-                                 changes=body)
+        node = nodes.node_update(
+            deal=self.deal_access.deal, actor_id=str(request.user.pk), node_id=node_id, changes=body
+        )
         return Response(node)
 
-    @extend_schema(operation_id="canvas_nodes_delete", summary="Delete a node and its links (editor)",
-                   parameters=[NODE_PARAM],
-                   responses={**deleted_response(), **error_responses(401, 403, 404, 409, 503)}, tags=["nodes"])
+    @extend_schema(
+        operation_id="canvas_nodes_delete",
+        summary="Delete a node and its links (editor)",
+        parameters=[NODE_PARAM],
+        responses={**deleted_response(), **error_responses(401, 403, 404, 409, 503)},
+        tags=["nodes"],
+    )
     def delete(self, request, deal_id, node_id):
         nodes.node_delete(deal=self.deal_access.deal, actor_id=str(request.user.pk), node_id=node_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -118,20 +146,39 @@ class NodeDetailApi(DealScopedAPIView):
 class NodeLinksApi(DealScopedAPIView):
     guards = {"POST": RequireCommenter, "DELETE": RequireEditor}
 
-    @extend_schema(operation_id="canvas_nodes_link", summary="Link this node to another (commenter)",
-                   parameters=[NODE_PARAM], request=LinkInput,
-                   responses={201: LinkOutput, **error_responses(401, 403, 404, 422, 503)}, tags=["nodes"])
+    @extend_schema(
+        operation_id="canvas_nodes_link",
+        summary="Link this node to another (commenter)",
+        parameters=[NODE_PARAM],
+        request=LinkInput,
+        responses={201: LinkOutput, **error_responses(401, 403, 404, 422, 503)},
+        tags=["nodes"],
+    )
     def post(self, request, deal_id, node_id):
         body = parse_body(LinkInput, request)
-        edge = nodes.link_create(deal=self.deal_access.deal, actor_id=str(request.user.pk), source=node_id,
-                                 target=body["to"], edge_type=body["type"])
+        edge = nodes.link_create(
+            deal=self.deal_access.deal,
+            actor_id=str(request.user.pk),
+            source=node_id,
+            target=body["to"],
+            edge_type=body["type"],
+        )
         return Response(LinkOutput(edge).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(operation_id="canvas_nodes_unlink", summary="Remove a link (editor)",
-                   parameters=[NODE_PARAM, LinkInput],
-                   responses={**deleted_response(), **error_responses(401, 403, 404, 422, 503)}, tags=["nodes"])
+    @extend_schema(
+        operation_id="canvas_nodes_unlink",
+        summary="Remove a link (editor)",
+        parameters=[NODE_PARAM, LinkInput],
+        responses={**deleted_response(), **error_responses(401, 403, 404, 422, 503)},
+        tags=["nodes"],
+    )
     def delete(self, request, deal_id, node_id):
         query = parse_query(LinkInput, request)
-        nodes.link_delete(deal=self.deal_access.deal, actor_id=str(request.user.pk), source=node_id,
-                          target=query["to"], edge_type=query["type"])
+        nodes.link_delete(
+            deal=self.deal_access.deal,
+            actor_id=str(request.user.pk),
+            source=node_id,
+            target=query["to"],
+            edge_type=query["type"],
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)

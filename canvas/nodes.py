@@ -55,13 +55,36 @@ def normalize_status(raw: str | None) -> str:
     return "pending"
 
 
-def _node(*, id: str, type: str, raw_status: str, title: str, content: str, section_key: str | None,
-          agent_id: str | None = None, framework: str | None = None, thread_id: str | None = None,
-          created_by: str | None = None, updated_at: str | None = None, derived: bool = True) -> dict:
-    return {"id": id, "type": type, "status": normalize_status(raw_status), "raw_status": raw_status,
-            "title": title, "content": content, "section_key": section_key, "agent_id": agent_id,
-            "framework": framework, "thread_id": thread_id, "created_by": created_by, "updated_at": updated_at,
-            "derived": derived}
+def _node(
+    *,
+    id: str,
+    type: str,
+    raw_status: str,
+    title: str,
+    content: str,
+    section_key: str | None,
+    agent_id: str | None = None,
+    framework: str | None = None,
+    thread_id: str | None = None,
+    created_by: str | None = None,
+    updated_at: str | None = None,
+    derived: bool = True,
+) -> dict:
+    return {
+        "id": id,
+        "type": type,
+        "status": normalize_status(raw_status),
+        "raw_status": raw_status,
+        "title": title,
+        "content": content,
+        "section_key": section_key,
+        "agent_id": agent_id,
+        "framework": framework,
+        "thread_id": thread_id,
+        "created_by": created_by,
+        "updated_at": updated_at,
+        "derived": derived,
+    }
 
 
 def _iso(value) -> str | None:
@@ -75,35 +98,77 @@ def _derived_nodes(deal: Deal) -> tuple[list[dict], list[dict]]:
     nodes, edges = [], []
     doc = read_canvas(deal.pk)
     for section in doc.ordered_sections() if doc else []:
-        nodes.append(_node(id=f"section:{section['key']}", type="section", raw_status=section.get("state", "draft"),
-                           title=section["title"], content=section.get("markdown") or "",
-                           section_key=section["key"], agent_id="drafter" if section.get("source") == "ai" else None,
-                           updated_at=section.get("updated_at")))
-    for s in Suggestion.objects.filter(deal=deal).only("id", "section_key", "kind", "status", "content",
-                                                        "anchor_text", "author_id", "updated_at"):
-        nodes.append(_node(id=f"suggestion:{s.pk}", type="suggestion", raw_status=s.status,
-                           title=f"{s.kind} in {s.section_key}", content=s.content or s.anchor_text,
-                           section_key=s.section_key, created_by=str(s.author_id) if s.author_id else None,
-                           updated_at=_iso(s.updated_at)))
+        nodes.append(
+            _node(
+                id=f"section:{section['key']}",
+                type="section",
+                raw_status=section.get("state", "draft"),
+                title=section["title"],
+                content=section.get("markdown") or "",
+                section_key=section["key"],
+                agent_id="drafter" if section.get("source") == "ai" else None,
+                updated_at=section.get("updated_at"),
+            )
+        )
+    for s in Suggestion.objects.filter(deal=deal).only(
+        "id", "section_key", "kind", "status", "content", "anchor_text", "author_id", "updated_at"
+    ):
+        nodes.append(
+            _node(
+                id=f"suggestion:{s.pk}",
+                type="suggestion",
+                raw_status=s.status,
+                title=f"{s.kind} in {s.section_key}",
+                content=s.content or s.anchor_text,
+                section_key=s.section_key,
+                created_by=str(s.author_id) if s.author_id else None,
+                updated_at=_iso(s.updated_at),
+            )
+        )
         edges.append({"from": f"suggestion:{s.pk}", "to": f"section:{s.section_key}", "type": "targets"})
-    for c in Comment.objects.filter(deal=deal, parent=None).only("id", "section_key", "body", "resolved",
-                                                                 "author_id", "updated_at"):
-        nodes.append(_node(id=f"comment:{c.pk}", type="comment", raw_status="resolved" if c.resolved else "open",
-                           title=c.body[:80], content=c.body, section_key=c.section_key,
-                           created_by=str(c.author_id) if c.author_id else None, updated_at=_iso(c.updated_at)))
+    for c in Comment.objects.filter(deal=deal, parent=None).only(
+        "id", "section_key", "body", "resolved", "author_id", "updated_at"
+    ):
+        nodes.append(
+            _node(
+                id=f"comment:{c.pk}",
+                type="comment",
+                raw_status="resolved" if c.resolved else "open",
+                title=c.body[:80],
+                content=c.body,
+                section_key=c.section_key,
+                created_by=str(c.author_id) if c.author_id else None,
+                updated_at=_iso(c.updated_at),
+            )
+        )
         edges.append({"from": f"comment:{c.pk}", "to": f"section:{c.section_key}", "type": "comments_on"})
-    for cond in ApprovalCondition.objects.filter(deal=deal).only("id", "section_key", "text", "resolved",
-                                                                  "created_at"):
-        nodes.append(_node(id=f"condition:{cond.pk}", type="approval_condition",
-                           raw_status="resolved" if cond.resolved else "open", title=cond.text[:80],
-                           content=cond.text, section_key=cond.section_key, updated_at=_iso(cond.created_at)))
+    for cond in ApprovalCondition.objects.filter(deal=deal).only("id", "section_key", "text", "resolved", "created_at"):
+        nodes.append(
+            _node(
+                id=f"condition:{cond.pk}",
+                type="approval_condition",
+                raw_status="resolved" if cond.resolved else "open",
+                title=cond.text[:80],
+                content=cond.text,
+                section_key=cond.section_key,
+                updated_at=_iso(cond.created_at),
+            )
+        )
         edges.append({"from": f"condition:{cond.pk}", "to": f"section:{cond.section_key}", "type": "conditions"})
     for finding in _brush_findings(deal):
         node_id = f"brush:{finding['id']}"
-        nodes.append(_node(id=node_id, type="brush_finding", raw_status=finding.get("status") or "open",
-                           title=finding["message"][:80], content=finding["message"],
-                           section_key=finding.get("section_key"), agent_id="brush",
-                           updated_at=finding.get("created_at")))
+        nodes.append(
+            _node(
+                id=node_id,
+                type="brush_finding",
+                raw_status=finding.get("status") or "open",
+                title=finding["message"][:80],
+                content=finding["message"],
+                section_key=finding.get("section_key"),
+                agent_id="brush",
+                updated_at=finding.get("created_at"),
+            )
+        )
         if finding.get("section_key"):
             edges.append({"from": node_id, "to": f"section:{finding['section_key']}", "type": "flags"})
     return nodes, edges
@@ -117,8 +182,11 @@ def _brush_findings(deal: Deal) -> list[dict]:
         passes = brush_list(deal=deal)
     except BrushesUnavailable:
         return []
-    return [{**finding, "created_at": result.get("created_at")} for result in passes
-            for finding in result.get("findings", [])]
+    return [
+        {**finding, "created_at": result.get("created_at")}
+        for result in passes
+        for finding in result.get("findings", [])
+    ]
 
 
 def _search(namespace: tuple, *, limit: int = MAX_STORED_NODES, filter: dict | None = None) -> list:
@@ -129,10 +197,20 @@ def _search(namespace: tuple, *, limit: int = MAX_STORED_NODES, filter: dict | N
 
 
 def _stored_node(value: dict) -> dict:
-    return _node(id=value["id"], type=value["type"], raw_status=value.get("status", "pending"),
-                 title=value.get("title", ""), content=value.get("content", ""), section_key=value.get("section_key"),
-                 agent_id=value.get("agent_id"), framework=value.get("framework"), thread_id=value.get("thread_id"),
-                 created_by=value.get("created_by"), updated_at=value.get("updated_at"), derived=False)
+    return _node(
+        id=value["id"],
+        type=value["type"],
+        raw_status=value.get("status", "pending"),
+        title=value.get("title", ""),
+        content=value.get("content", ""),
+        section_key=value.get("section_key"),
+        agent_id=value.get("agent_id"),
+        framework=value.get("framework"),
+        thread_id=value.get("thread_id"),
+        created_by=value.get("created_by"),
+        updated_at=value.get("updated_at"),
+        derived=False,
+    )
 
 
 def _all_edges(deal_id) -> list[dict]:
@@ -160,8 +238,12 @@ def nodes_page(deal: Deal, *, limit: int, framework: str | None = None) -> tuple
         derived = [n for n in derived if n.get("framework") == framework]
     listed = derived[:limit]
     room = limit - len(listed)
-    stored = [_stored_node(dict(item.value)) for item in _search(
-        nodes_namespace(deal.pk), limit=room + 1, filter={"framework": framework} if framework else None)]
+    stored = [
+        _stored_node(dict(item.value))
+        for item in _search(
+            nodes_namespace(deal.pk), limit=room + 1, filter={"framework": framework} if framework else None
+        )
+    ]
     stored.sort(key=lambda n: n.get("updated_at") or "", reverse=True)
     truncated = len(derived) > limit or len(stored) > room
     return listed + stored[:room], truncated, implicit
@@ -247,32 +329,71 @@ def node_exists(deal: Deal, node_id: str) -> bool:
     return _get_stored(deal.pk, node_id) is not None
 
 
-def node_create(*, deal: Deal, actor_id: str | None, type: str, title: str, content: str = "",
-                status: str = "pending", section_key: str | None = None, agent_id: str | None = None,
-                framework: str | None = None, thread_id: str | None = None, loc_prefix: list | None = None) -> dict:
+def node_create(
+    *,
+    deal: Deal,
+    actor_id: str | None,
+    type: str,
+    title: str,
+    content: str = "",
+    status: str = "pending",
+    section_key: str | None = None,
+    agent_id: str | None = None,
+    framework: str | None = None,
+    thread_id: str | None = None,
+    loc_prefix: list | None = None,
+) -> dict:
     """Create a stored node. Raises InvalidInputError (a derived or malformed type), StoreUnavailable."""
     prefix = loc_prefix or ["body"]
     if type in DERIVED_TYPES or not TYPE_RE.match(type):
-        raise InvalidInputError("type must be lowercase letters, digits and underscores, and not one of "
-                                + ", ".join(DERIVED_TYPES) + " (those mirror the memo).",
-                                loc=[*prefix, "type"], value=type)
+        raise InvalidInputError(
+            "type must be lowercase letters, digits and underscores, and not one of "
+            + ", ".join(DERIVED_TYPES)
+            + " (those mirror the memo).",
+            loc=[*prefix, "type"],
+            value=type,
+        )
     node_id = str(uuid.uuid4())
     now = _now()
-    value = {"id": node_id, "type": type, "status": status, "title": title, "content": content,
-             "section_key": section_key, "agent_id": agent_id, "framework": framework, "thread_id": thread_id,
-             "created_by": actor_id, "created_at": now, "updated_at": now}
+    value = {
+        "id": node_id,
+        "type": type,
+        "status": status,
+        "title": title,
+        "content": content,
+        "section_key": section_key,
+        "agent_id": agent_id,
+        "framework": framework,
+        "thread_id": thread_id,
+        "created_by": actor_id,
+        "created_at": now,
+        "updated_at": now,
+    }
     _put(deal.pk, NODE_PREFIX + node_id, value)
     events.emit(deal.pk, "node_created", {"node_id": node_id, "type": type}, actor_id=actor_id)
-    return _node(id=node_id, type=type, raw_status=status, title=title, content=content, section_key=section_key,
-                 agent_id=agent_id, framework=framework, thread_id=thread_id, created_by=actor_id,
-                 updated_at=now, derived=False)
+    return _node(
+        id=node_id,
+        type=type,
+        raw_status=status,
+        title=title,
+        content=content,
+        section_key=section_key,
+        agent_id=agent_id,
+        framework=framework,
+        thread_id=thread_id,
+        created_by=actor_id,
+        updated_at=now,
+        derived=False,
+    )
 
 
 def _require_stored(deal: Deal, node_id: str) -> dict:
     if ":" in node_id:
         if node_exists(deal, node_id):
-            raise DerivedNodeReadOnly("This node mirrors a section, suggestion, comment or condition; change it "
-                                      "through that item's own endpoint.")
+            raise DerivedNodeReadOnly(
+                "This node mirrors a section, suggestion, comment or condition; change it "
+                "through that item's own endpoint."
+            )
         raise NodeNotFound()
     value = _get_stored(deal.pk, node_id)
     if value is None:
@@ -287,10 +408,20 @@ def node_update(*, deal: Deal, actor_id: str | None, node_id: str, changes: dict
     value["updated_at"] = _now()
     _put(deal.pk, NODE_PREFIX + node_id, value)
     events.emit(deal.pk, "node_updated", {"node_id": node_id, "changes": sorted(changes)}, actor_id=actor_id)
-    return _node(id=node_id, type=value["type"], raw_status=value.get("status", "pending"), title=value["title"],
-                 content=value.get("content", ""), section_key=value.get("section_key"),
-                 agent_id=value.get("agent_id"), framework=value.get("framework"), thread_id=value.get("thread_id"),
-                 created_by=value.get("created_by"), updated_at=value["updated_at"], derived=False)
+    return _node(
+        id=node_id,
+        type=value["type"],
+        raw_status=value.get("status", "pending"),
+        title=value["title"],
+        content=value.get("content", ""),
+        section_key=value.get("section_key"),
+        agent_id=value.get("agent_id"),
+        framework=value.get("framework"),
+        thread_id=value.get("thread_id"),
+        created_by=value.get("created_by"),
+        updated_at=value["updated_at"],
+        derived=False,
+    )
 
 
 def node_delete(*, deal: Deal, actor_id: str | None, node_id: str) -> None:
@@ -311,13 +442,15 @@ def _edge_key(source: str, edge_type: str, target: str) -> str:
     return f"{EDGE_PREFIX}{source}|{edge_type}|{target}"
 
 
-def link_create(*, deal: Deal, actor_id: str | None, source: str, target: str, edge_type: str,
-                loc_prefix: list | None = None) -> dict:
+def link_create(
+    *, deal: Deal, actor_id: str | None, source: str, target: str, edge_type: str, loc_prefix: list | None = None
+) -> dict:
     """A typed edge source -> target. Raises NodeNotFound, InvalidInputError, StoreUnavailable."""
     prefix = loc_prefix or ["body"]
     if not EDGE_TYPE_RE.match(edge_type):
-        raise InvalidInputError("type must be lowercase letters, digits and underscores.", loc=[*prefix, "type"],
-                                value=edge_type)
+        raise InvalidInputError(
+            "type must be lowercase letters, digits and underscores.", loc=[*prefix, "type"], value=edge_type
+        )
     if source == target:
         raise InvalidInputError("A node cannot link to itself.", loc=[*prefix, "to"], value=target)
     for node_id, field in ((source, "from"), (target, "to")):

@@ -41,8 +41,12 @@ from canvas_project.api.schema import SERVER_SENT_EVENT_REF, error_responses
 from canvas_project.api.validation import parse_body, parse_path_uuid, parse_query
 from deals.permissions import DealScopedAPIView, RequireEditor, RequireOwner, RequireViewer
 
-RUN_PARAM = OpenApiParameter("run_id", OpenApiTypes.UUID, OpenApiParameter.PATH,
-                             description="The run's id; a malformed one is 422, an unknown one 404.")
+RUN_PARAM = OpenApiParameter(
+    "run_id",
+    OpenApiTypes.UUID,
+    OpenApiParameter.PATH,
+    description="The run's id; a malformed one is 422, an unknown one 404.",
+)
 KEY_PARAM = OpenApiParameter("key", OpenApiTypes.STR, OpenApiParameter.PATH, description="Section key.")
 TAGS = ["synthesis"]
 EVENT_STREAM = "text/event-stream"
@@ -59,8 +63,10 @@ def _wants_event_stream(request) -> bool:
 
 
 def _run_accepted(run, **extra) -> Response:
-    return Response({"run_id": str(run.pk), "status": run.status, "stream_url": runs.stream_url(run), **extra},
-                    status=status.HTTP_202_ACCEPTED)
+    return Response(
+        {"run_id": str(run.pk), "status": run.status, "stream_url": runs.stream_url(run), **extra},
+        status=status.HTTP_202_ACCEPTED,
+    )
 
 
 class GenerateApi(DealScopedAPIView):
@@ -82,19 +88,26 @@ class GenerateApi(DealScopedAPIView):
         "is the run's event stream instead (200). " + STREAM_DESCRIPTION,
         parameters=[ConflictQueryInput],
         request=GenerateInput,
-        responses={202: GenerateOutput,
-                   (200, EVENT_STREAM): OpenApiResponse(SERVER_SENT_EVENT_REF,
-                                                       description="The run's event stream."),
-                   409: RUN_CONFLICT, **error_responses(401, 403, 404, 422, 429, 503)},
+        responses={
+            202: GenerateOutput,
+            (200, EVENT_STREAM): OpenApiResponse(SERVER_SENT_EVENT_REF, description="The run's event stream."),
+            409: RUN_CONFLICT,
+            **error_responses(401, 403, 404, 422, 429, 503),
+        },
         tags=TAGS,
     )
     def post(self, request, deal_id):
         body = parse_body(GenerateInput, request)
         query = parse_query(ConflictQueryInput, request)
         ratelimit.consume(ratelimit.generate_bucket(), request.user.pk)
-        run = runs.run_create(deal=self.deal_access.deal, user=request.user, kind="generate",
-                              sections=body.get("sections"), instructions=body["instructions"],
-                              enqueue_on_conflict=query["on_conflict"] == "enqueue")
+        run = runs.run_create(
+            deal=self.deal_access.deal,
+            user=request.user,
+            kind="generate",
+            sections=body.get("sections"),
+            instructions=body["instructions"],
+            enqueue_on_conflict=query["on_conflict"] == "enqueue",
+        )
         if _wants_event_stream(request):
             from canvas.sse import run_event_response
 
@@ -121,8 +134,14 @@ class SectionRegenerateApi(DealScopedAPIView):
         query = parse_query(ConflictQueryInput, request)
         ratelimit.consume(ratelimit.generate_bucket(), request.user.pk)
         deal = self.deal_access.deal
-        run = runs.run_create(deal=deal, user=request.user, kind="regenerate", sections=[key],
-                              instructions=body["instructions"], enqueue_on_conflict=query["on_conflict"] == "enqueue")
+        run = runs.run_create(
+            deal=deal,
+            user=request.user,
+            kind="regenerate",
+            sections=[key],
+            instructions=body["instructions"],
+            enqueue_on_conflict=query["on_conflict"] == "enqueue",
+        )
         return _run_accepted(run, estimated_seconds=runs.estimated_seconds(run=run))
 
 
@@ -145,19 +164,28 @@ class RunCollectionApi(DealScopedAPIView):
         runs.runs_sweep_dead(deal_id=deal.pk)
         created_by = query.get("created_by")
         page = runs.run_list(
-            deal=deal, statuses=query.get("status"),
+            deal=deal,
+            statuses=query.get("status"),
             created_by=request.user.pk if created_by == "me" else created_by,
-            created_after=query.get("created_after"), created_before=query.get("created_before"),
-            ordering=query["ordering"], page=query["page"], page_size=query["page_size"])
+            created_after=query.get("created_after"),
+            created_before=query.get("created_before"),
+            ordering=query["ordering"],
+            page=query["page"],
+            page_size=query["page_size"],
+        )
         return Response(RunPageOutput(page).data)
 
 
 class RunDetailApi(DealScopedAPIView):
     guards = {"GET": RequireViewer}
 
-    @extend_schema(operation_id="canvas_run", summary="One run: status, timings, sections, usage, error (viewer)",
-                   parameters=[RUN_PARAM], responses={200: RunOutput, **error_responses(401, 403, 404, 422)},
-                   tags=TAGS)
+    @extend_schema(
+        operation_id="canvas_run",
+        summary="One run: status, timings, sections, usage, error (viewer)",
+        parameters=[RUN_PARAM],
+        responses={200: RunOutput, **error_responses(401, 403, 404, 422)},
+        tags=TAGS,
+    )
     def get(self, request, deal_id, run_id):
         deal = self.deal_access.deal
         run = runs.run_get(deal=deal, run_id=parse_path_uuid(run_id, "run_id"))
@@ -175,7 +203,8 @@ class RunCancelApi(DealScopedAPIView):
         description="Idempotent: a finished run is returned as it is. A queued run is cancelled at once; a running "
         "one is signalled (its drafters check between and inside nodes) and the answer waits until it has "
         "stopped, or decides it after a few seconds. Sections delivered before the cancel stay in the memo.",
-        parameters=[RUN_PARAM], request=None,
+        parameters=[RUN_PARAM],
+        request=None,
         responses={200: RunOutput, **error_responses(401, 403, 404, 422)},
         tags=TAGS,
     )
@@ -217,8 +246,9 @@ class DebugApi(DealScopedAPIView):
     def post(self, request, deal_id):
         body = parse_body(DebugInput, request)
         ratelimit.consume(ratelimit.generate_bucket(), request.user.pk)
-        result = runs.section_debug(deal=self.deal_access.deal, section_key=body["section_key"],
-                                    inputs=body.get("inputs") or {})
+        result = runs.section_debug(
+            deal=self.deal_access.deal, section_key=body["section_key"], inputs=body.get("inputs") or {}
+        )
         return Response(DebugOutput(result).data)
 
 
@@ -241,13 +271,23 @@ class ResetApi(DealScopedAPIView):
 
 
 class PromptCatalogueApi(APIView):
-    @extend_schema(operation_id="canvas_prompts", summary="The prompt templates the drafters use",
-                   responses={200: PromptCatalogueOutput, **error_responses(401)}, tags=TAGS)
+    @extend_schema(
+        operation_id="canvas_prompts",
+        summary="The prompt templates the drafters use",
+        responses={200: PromptCatalogueOutput, **error_responses(401)},
+        tags=TAGS,
+    )
     def get(self, request):
         drafter = config.drafter_class()
-        return Response(PromptCatalogueOutput({
-            "drafter": drafter.name, "model": config.llm_model() or None,
-            "prompts": [p.__dict__ for p in prompts.PROMPTS]}).data)
+        return Response(
+            PromptCatalogueOutput(
+                {
+                    "drafter": drafter.name,
+                    "model": config.llm_model() or None,
+                    "prompts": [p.__dict__ for p in prompts.PROMPTS],
+                }
+            ).data
+        )
 
 
 class BrushApi(DealScopedAPIView):
@@ -280,6 +320,11 @@ class BrushApi(DealScopedAPIView):
     def post(self, request, deal_id):
         body = parse_body(BrushInput, request)
         ratelimit.consume(ratelimit.generate_bucket(), request.user.pk)
-        result = brushes.brush_run(deal=self.deal_access.deal, user=request.user, brush=body["brush"],
-                                   section_key=body.get("section_key"), create_suggestions=body["create_suggestions"])
+        result = brushes.brush_run(
+            deal=self.deal_access.deal,
+            user=request.user,
+            brush=body["brush"],
+            section_key=body.get("section_key"),
+            create_suggestions=body["create_suggestions"],
+        )
         return Response(BrushResultOutput(result).data, status=status.HTTP_201_CREATED)

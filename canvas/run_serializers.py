@@ -29,17 +29,29 @@ def one_of(values, **kwargs) -> StrictCharField:
 # --- generate / regenerate -----------------------------------------------------------------------------
 class GenerateInput(serializers.Serializer):
     sections = serializers.ListField(
-        child=StrictCharField(max_length=64), required=False, allow_empty=False, max_length=50,
-        help_text="Section keys to draft; all of the template's sections when omitted.")
-    instructions = StrictCharField(max_length=MAX_INSTRUCTIONS, required=False, allow_blank=True, default="",
-                                   help_text="Extra guidance for the drafters (also steers retrieval).")
+        child=StrictCharField(max_length=64),
+        required=False,
+        allow_empty=False,
+        max_length=50,
+        help_text="Section keys to draft; all of the template's sections when omitted.",
+    )
+    instructions = StrictCharField(
+        max_length=MAX_INSTRUCTIONS,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Extra guidance for the drafters (also steers retrieval).",
+    )
 
 
 class ConflictQueryInput(serializers.Serializer):
     on_conflict = serializers.ChoiceField(
-        choices=["reject", "enqueue"], required=False, default="reject",
+        choices=["reject", "enqueue"],
+        required=False,
+        default="reject",
         help_text="What to do while another run of the deal is active: `reject` answers 409 naming it, "
-        "`enqueue` queues this run behind it.")
+        "`enqueue` queues this run behind it.",
+    )
 
 
 class GenerateOutput(serializers.Serializer):
@@ -53,8 +65,9 @@ class RegenerateInput(serializers.Serializer):
 
 
 class RegenerateOutput(GenerateOutput):
-    estimated_seconds = serializers.IntegerField(min_value=1,
-                                                 help_text="A guess from the deal's recent runs and the queue.")
+    estimated_seconds = serializers.IntegerField(
+        min_value=1, help_text="A guess from the deal's recent runs and the queue."
+    )
 
 
 class RunConflictOutput(serializers.Serializer):
@@ -92,8 +105,9 @@ class RunOutput(serializers.Serializer):
     requested_sections = serializers.ListField(child=StrictCharField())
     instructions = StrictCharField(allow_blank=True)
     sections_delivered = serializers.ListField(child=StrictCharField())
-    sections_missing = serializers.ListField(child=StrictCharField(),
-                                             help_text="Requested but never drafted (cancelled, or the run died).")
+    sections_missing = serializers.ListField(
+        child=StrictCharField(), help_text="Requested but never drafted (cancelled, or the run died)."
+    )
     sections_failed = serializers.ListField(child=StrictCharField())
     usage = RunUsageOutput()
     error = StrictCharField(allow_blank=True)
@@ -126,8 +140,9 @@ class RunOutput(serializers.Serializer):
 
 class RunQueryInput(serializers.Serializer):
     status = StrictCharField(required=False, help_text="One status or several, comma-separated.")
-    created_by = StrictCharField(required=False, max_length=36,
-                                 help_text="`me` for the caller's own runs, or a user id.")
+    created_by = StrictCharField(
+        required=False, max_length=36, help_text="`me` for the caller's own runs, or a user id."
+    )
     created_after = serializers.DateTimeField(required=False, help_text="ISO 8601; inclusive.")
     created_before = serializers.DateTimeField(required=False, help_text="ISO 8601; exclusive.")
     ordering = serializers.ChoiceField(choices=list(RUN_ORDERINGS), required=False, default="-created_at")
@@ -139,7 +154,8 @@ class RunQueryInput(serializers.Serializer):
         unknown = [s for s in statuses if s not in RunStatus.values]
         if not statuses or unknown:
             raise serializers.ValidationError(
-                f"Use one or more of {', '.join(RunStatus.values)}, comma-separated.", code="enum")
+                f"Use one or more of {', '.join(RunStatus.values)}, comma-separated.", code="enum"
+            )
         return statuses
 
     def validate_created_by(self, value: str) -> str:
@@ -153,8 +169,9 @@ class RunQueryInput(serializers.Serializer):
     def validate(self, attrs):
         after, before = attrs.get("created_after"), attrs.get("created_before")
         if after and before and after >= before:
-            raise serializers.ValidationError({"created_before": "Must be later than created_after."},
-                                              code="value_error")
+            raise serializers.ValidationError(
+                {"created_before": "Must be later than created_after."}, code="value_error"
+            )
         return attrs
 
 
@@ -222,10 +239,12 @@ class DebugInputsInput(serializers.Serializer):
     retrieval_query = StrictCharField(required=False, max_length=500)
     instructions = StrictCharField(required=False, allow_blank=True, max_length=MAX_INSTRUCTIONS)
     top_k = serializers.IntegerField(required=False, min_value=1, max_value=20)
-    passages = DebugPassageInput(many=True, required=False, max_length=500,
-                                 help_text="Search these instead of the deal's documents.")
-    metrics = serializers.DictField(child=DebugMetricInput(), required=False,
-                                    help_text="Use these figures instead of the deal's intel.")
+    passages = DebugPassageInput(
+        many=True, required=False, max_length=500, help_text="Search these instead of the deal's documents."
+    )
+    metrics = serializers.DictField(
+        child=DebugMetricInput(), required=False, help_text="Use these figures instead of the deal's intel."
+    )
 
 
 class DebugInput(serializers.Serializer):
@@ -263,7 +282,8 @@ class ResetOutput(serializers.Serializer):
     success = serializers.BooleanField()
     version = serializers.IntegerField(help_text="The version of the blank memo.")
     restorable_version = serializers.IntegerField(
-        allow_null=True, help_text="POST /versions/{n}/restore with it to get the memo back; null when it was empty.")
+        allow_null=True, help_text="POST /versions/{n}/restore with it to get the memo back; null when it was empty."
+    )
     cancelled_runs = serializers.ListField(child=serializers.UUIDField())
     checkpoint_threads_deleted = serializers.IntegerField()
     redis_keys_deleted = serializers.IntegerField()
@@ -286,12 +306,15 @@ class PromptCatalogueOutput(serializers.Serializer):
 
 # --- brushes -------------------------------------------------------------------------------------------------
 class BrushInput(serializers.Serializer):
-    brush = serializers.ChoiceField(choices=list(BRUSHES), help_text=", ".join(f"`{k}`: {v}" for k, v in
-                                                                                   BRUSHES.items()))
+    brush = serializers.ChoiceField(
+        choices=list(BRUSHES), help_text=", ".join(f"`{k}`: {v}" for k, v in BRUSHES.items())
+    )
     section_key = StrictCharField(max_length=64, required=False, help_text="Only this section.")
     create_suggestions = serializers.BooleanField(
-        required=False, default=False,
-        help_text="File every finding that carries a fix as a pending suggestion (its `suggestion_id`).")
+        required=False,
+        default=False,
+        help_text="File every finding that carries a fix as a pending suggestion (its `suggestion_id`).",
+    )
 
 
 class BrushQueryInput(serializers.Serializer):
@@ -315,7 +338,8 @@ class BrushFindingOutput(serializers.Serializer):
     message = StrictCharField()
     evidence = serializers.DictField()
     suggestion = SuggestionPayloadOutput(
-        allow_null=True, help_text="Ready to POST to /suggestions as it is; null when there is no fix to propose.")
+        allow_null=True, help_text="Ready to POST to /suggestions as it is; null when there is no fix to propose."
+    )
     suggestion_id = serializers.UUIDField(allow_null=True)
 
 

@@ -17,8 +17,9 @@ urlpatterns = [
     path(f"{D}/runs/<str:run_id>/stream", sse.run_stream, name="canvas-run-stream"),
     path(f"{D}/runs/<str:run_id>/cancel", run_apis.RunCancelApi.as_view(), name="canvas-run-cancel"),
     path(f"{D}/runs/<str:run_id>/trace", run_apis.RunTraceApi.as_view(), name="canvas-run-trace"),
-    path(f"{D}/sections/<str:key>/regenerate", run_apis.SectionRegenerateApi.as_view(),
-         name="canvas-section-regenerate"),
+    path(
+        f"{D}/sections/<str:key>/regenerate", run_apis.SectionRegenerateApi.as_view(), name="canvas-section-regenerate"
+    ),
     path(f"{D}/debug", run_apis.DebugApi.as_view(), name="canvas-debug"),
     path(f"{D}/reset", run_apis.ResetApi.as_view(), name="canvas-reset"),
     path(f"{D}/brush", run_apis.BrushApi.as_view(), name="canvas-brush"),

@@ -65,12 +65,19 @@ def section_plans(*, deal: Deal, doc: CanvasDoc | None) -> dict[str, SectionPlan
     """What each section of the memo is about: the template's sections, plus the memo's custom ones
     (drafted from their title)."""
     template = doc.template if doc is not None else get_template(deal.template_key)
-    plans = {spec.key: SectionPlan(spec.key, spec.title, float(spec.order), spec.required, spec.retrieval_query)
-             for spec in template.sections}
-    for key, section in (doc.sections.items() if doc is not None else ()):
+    plans = {
+        spec.key: SectionPlan(spec.key, spec.title, float(spec.order), spec.required, spec.retrieval_query)
+        for spec in template.sections
+    }
+    for key, section in doc.sections.items() if doc is not None else ():
         if key not in plans:
-            plans[key] = SectionPlan(key, section.get("title") or key, float(section.get("order") or 99),
-                                     bool(section.get("required")), section.get("title") or key)
+            plans[key] = SectionPlan(
+                key,
+                section.get("title") or key,
+                float(section.get("order") or 99),
+                bool(section.get("required")),
+                section.get("title") or key,
+            )
     return plans
 
 
@@ -97,8 +104,9 @@ def _enqueue(run_id) -> None:
 
 
 # --- create -----------------------------------------------------------------------------------------------
-def run_create(*, deal: Deal, user: User, kind: str, sections: list[str] | None, instructions: str,
-               enqueue_on_conflict: bool) -> SynthesisRun:
+def run_create(
+    *, deal: Deal, user: User, kind: str, sections: list[str] | None, instructions: str, enqueue_on_conflict: bool
+) -> SynthesisRun:
     """Queue a drafting run of `sections` (all of the template's when None) and enqueue it on commit.
 
     Raises InvalidInputError (unknown section in body.sections), SectionNotFound (regenerate of an
@@ -118,23 +126,37 @@ def run_create(*, deal: Deal, user: User, kind: str, sections: list[str] | None,
             if key not in plans:
                 if kind == "regenerate":
                     raise SectionNotFound(f"This memo has no section {key!r}.")
-                raise InvalidInputError(f"This memo has no section {key!r}.", loc=["body", "sections", index],
-                                        value=key, code="unknown_section")
+                raise InvalidInputError(
+                    f"This memo has no section {key!r}.",
+                    loc=["body", "sections", index],
+                    value=key,
+                    code="unknown_section",
+                )
     with transaction.atomic():
         _lock_deal_runs(deal.pk)
-        active = (SynthesisRun.objects.filter(deal=deal, status__in=ACTIVE_RUN_STATUSES)
-                  .order_by("created_at").first())
+        active = SynthesisRun.objects.filter(deal=deal, status__in=ACTIVE_RUN_STATUSES).order_by("created_at").first()
         if active is not None and not enqueue_on_conflict:
             raise RunConflict(
                 f"Run {active.pk} of this deal is {active.status}; wait for it, cancel it, or send "
                 "?on_conflict=enqueue to queue this one behind it.",
-                active_run_id=str(active.pk), active_run_status=active.status,
+                active_run_id=str(active.pk),
+                active_run_status=active.status,
             )
-        run = SynthesisRun.objects.create(deal=deal, kind=kind, requested_sections=keys, instructions=instructions,
-                                          created_by=user, drafter=config.drafter_class().name)
+        run = SynthesisRun.objects.create(
+            deal=deal,
+            kind=kind,
+            requested_sections=keys,
+            instructions=instructions,
+            created_by=user,
+            drafter=config.drafter_class().name,
+        )
         transaction.on_commit(lambda: _enqueue(run.pk))
-    events.emit(deal.pk, "run_queued", {"run_id": str(run.pk), "kind": kind, "sections": keys,
-                                        "queued_behind": str(active.pk) if active else None}, actor_id=user.pk)
+    events.emit(
+        deal.pk,
+        "run_queued",
+        {"run_id": str(run.pk), "kind": kind, "sections": keys, "queued_behind": str(active.pk) if active else None},
+        actor_id=user.pk,
+    )
     return run
 
 
@@ -144,9 +166,12 @@ def estimated_seconds(*, run: SynthesisRun) -> int:
     recent = SynthesisRun.objects.filter(deal_id=run.deal_id, status=RunStatus.SUCCEEDED).exclude(trace_summary=[])[:10]
     elapsed = [node["elapsed"] for r in recent for node in r.trace_summary if node.get("elapsed") is not None]
     per_section = (sum(elapsed) / len(elapsed)) if elapsed else DEFAULT_SECTION_SECONDS
-    ahead = sum(max(1, len(r.requested_sections) - len(r.sections_delivered)) for r in
-                SynthesisRun.objects.filter(deal_id=run.deal_id, status__in=ACTIVE_RUN_STATUSES,
-                                            created_at__lt=run.created_at))
+    ahead = sum(
+        max(1, len(r.requested_sections) - len(r.sections_delivered))
+        for r in SynthesisRun.objects.filter(
+            deal_id=run.deal_id, status__in=ACTIVE_RUN_STATUSES, created_at__lt=run.created_at
+        )
+    )
     return max(1, round(per_section * (len(run.requested_sections) + ahead) + 1))
 
 
@@ -163,8 +188,11 @@ def _claim(run_id) -> SynthesisRun | None:
             return None
         if SynthesisRun.objects.filter(deal_id=deal_id, status=RunStatus.RUNNING).exists():
             return None  # the running run kicks the next queued one when it ends
-        older = (SynthesisRun.objects.filter(deal_id=deal_id, status=RunStatus.QUEUED, created_at__lt=run.created_at)
-                 .order_by("created_at").first())
+        older = (
+            SynthesisRun.objects.filter(deal_id=deal_id, status=RunStatus.QUEUED, created_at__lt=run.created_at)
+            .order_by("created_at")
+            .first()
+        )
         if older is not None:
             transaction.on_commit(lambda: _enqueue(older.pk))
             return None
@@ -238,18 +266,32 @@ def _write_ai_section(*, deal: Deal, user: User | None, run: SynthesisRun, plan:
         section = doc.sections.get(plan.key)
         if section is None:
             spec = doc.template.section(plan.key)
-            section = blank_section(spec, now=now) if spec is not None else new_section(
-                key=plan.key, title=plan.title, order=plan.order, required=plan.required, custom=True, now=now)
+            section = (
+                blank_section(spec, now=now)
+                if spec is not None
+                else new_section(
+                    key=plan.key, title=plan.title, order=plan.order, required=plan.required, custom=True, now=now
+                )
+            )
             doc.sections[plan.key] = section
-        section.update(markdown=markdown, source="ai", delivery="delivered", citations=parse_citations(markdown),
-                       state="draft", updated_at=now, updated_by=None, updated_by_name=AI_AUTHOR,
-                       run_id=str(run.pk))
+        section.update(
+            markdown=markdown,
+            source="ai",
+            delivery="delivered",
+            citations=parse_citations(markdown),
+            state="draft",
+            updated_at=now,
+            updated_by=None,
+            updated_by_name=AI_AUTHOR,
+            run_id=str(run.pk),
+        )
         doc.head["is_blank"] = False
         # on a memo never stored before, every section must be written, or the others would be lost
         return [plan.key] if doc.exists else list(doc.sections)
 
-    outcome = _write_memo(deal=deal, user=user, base_version=None, mutate=mutate, snapshot_reason=None,
-                          event="run_section_delivered")
+    outcome = _write_memo(
+        deal=deal, user=user, base_version=None, mutate=mutate, snapshot_reason=None, event="run_section_delivered"
+    )
     return outcome.doc.version
 
 
@@ -264,8 +306,9 @@ def _write_section_failed(*, deal: Deal, user: User | None, run: SynthesisRun, k
         section["delivery"] = "failed"
         return [key] if doc.exists else list(doc.sections)
 
-    _write_memo(deal=deal, user=user, base_version=None, mutate=mutate, snapshot_reason=None,
-                event="run_section_failed")
+    _write_memo(
+        deal=deal, user=user, base_version=None, mutate=mutate, snapshot_reason=None, event="run_section_failed"
+    )
 
 
 def run_execute(*, run_id) -> str:
@@ -277,28 +320,50 @@ def run_execute(*, run_id) -> str:
     deal = Deal.objects.get(pk=run.deal_id)
     user = User.objects.filter(pk=run.created_by_id).first() if run.created_by_id else None
     started = time.monotonic()
-    telemetry.emit_run_event(deal.pk, run.pk, "workflow_started", {
-        "inputs": {"kind": run.kind, "sections": run.requested_sections, "instructions": run.instructions},
-        "drafter": run.drafter})
-    events.emit(deal.pk, "run_started", {"run_id": str(run.pk), "kind": run.kind,
-                                         "sections": run.requested_sections}, actor_id=run.created_by_id)
-    telemetry.discourse_emit(deal.pk, "run", {"run_id": str(run.pk), "agent": "synthesis",
-                                              "text": f"Drafting {len(run.requested_sections)} section(s)."})
+    telemetry.emit_run_event(
+        deal.pk,
+        run.pk,
+        "workflow_started",
+        {
+            "inputs": {"kind": run.kind, "sections": run.requested_sections, "instructions": run.instructions},
+            "drafter": run.drafter,
+        },
+    )
+    events.emit(
+        deal.pk,
+        "run_started",
+        {"run_id": str(run.pk), "kind": run.kind, "sections": run.requested_sections},
+        actor_id=run.created_by_id,
+    )
+    telemetry.discourse_emit(
+        deal.pk,
+        "run",
+        {"run_id": str(run.pk), "agent": "synthesis", "text": f"Drafting {len(run.requested_sections)} section(s)."},
+    )
     try:
         results = _execute(run, deal, user)
     except SoftTimeLimitExceeded:
-        finished = run_finish(run_id=run.pk, status=RunStatus.FAILED, elapsed=time.monotonic() - started,
-                              error=f"The run was stopped {config.time_budget_seconds() + 60} s after it started "
-                                    "(its time budget plus a minute).")
+        finished = run_finish(
+            run_id=run.pk,
+            status=RunStatus.FAILED,
+            elapsed=time.monotonic() - started,
+            error=f"The run was stopped {config.time_budget_seconds() + 60} s after it started "
+            "(its time budget plus a minute).",
+        )
         return finished.status if finished else _status_of(run.pk)
     except Exception as exc:  # noqa: BLE001 - any failure ends the run failed, with its reason
         logger.exception("run %s failed", run.pk)
-        finished = run_finish(run_id=run.pk, status=RunStatus.FAILED, error=f"{exc.__class__.__name__}: {exc}",
-                              elapsed=time.monotonic() - started)
+        finished = run_finish(
+            run_id=run.pk,
+            status=RunStatus.FAILED,
+            error=f"{exc.__class__.__name__}: {exc}",
+            elapsed=time.monotonic() - started,
+        )
         return finished.status if finished else _status_of(run.pk)
     status, error = _outcome(run, results)
-    finished = run_finish(run_id=run.pk, status=status, error=error, results=results,
-                          elapsed=time.monotonic() - started)
+    finished = run_finish(
+        run_id=run.pk, status=status, error=error, results=results, elapsed=time.monotonic() - started
+    )
     return finished.status if finished else _status_of(run.pk)
 
 
@@ -315,19 +380,32 @@ def _execute(run: SynthesisRun, deal: Deal, user: User | None) -> list[dict]:
     guard = _RunGuard(run)
     drafter = config.drafter_class()()
     ctx = RunContext(
-        deal_id=str(deal.pk), deal_name=deal.name,
+        deal_id=str(deal.pk),
+        deal_name=deal.name,
         template_key=doc.template.key if doc else get_template(deal.template_key).key,
-        run_id=str(run.pk), plans=plans, index=PassageIndex(load_passages(deal_id=deal.pk)),
-        metrics=load_metrics(deal=deal), drafter=drafter, instructions=run.instructions, top_k=config.top_k(),
+        run_id=str(run.pk),
+        plans=plans,
+        index=PassageIndex(load_passages(deal_id=deal.pk)),
+        metrics=load_metrics(deal=deal),
+        drafter=drafter,
+        instructions=run.instructions,
+        top_k=config.top_k(),
         deadline=time.monotonic() + config.time_budget_seconds(),
-        write_section=lambda key, markdown: _write_ai_section(deal=deal, user=user, run=run, plan=plans[key],
-                                                              markdown=markdown),
+        write_section=lambda key, markdown: _write_ai_section(
+            deal=deal, user=user, run=run, plan=plans[key], markdown=markdown
+        ),
         mark_failed=lambda key, reason: _write_section_failed(deal=deal, user=user, run=run, key=key),
         record=lambda key, outcome: _record_section(run.pk, key, outcome),
-        beat=guard.beat, cancelled=guard.cancelled,
+        beat=guard.beat,
+        cancelled=guard.cancelled,
     )
-    return run_graph(ctx=ctx, sections=sections, thread_id=run.thread_id, checkpointer=get_checkpointer(),
-                     max_concurrency=config.max_concurrency())
+    return run_graph(
+        ctx=ctx,
+        sections=sections,
+        thread_id=run.thread_id,
+        checkpointer=get_checkpointer(),
+        max_concurrency=config.max_concurrency(),
+    )
 
 
 def _outcome(run: SynthesisRun, results: list[dict]) -> tuple[str, str]:
@@ -345,9 +423,15 @@ def _outcome(run: SynthesisRun, results: list[dict]) -> tuple[str, str]:
 
 
 # --- finish -----------------------------------------------------------------------------------------------
-def run_finish(*, run_id, status: str, error: str = "", results: list[dict] | None = None,
-               elapsed: float | None = None, only_if: tuple[str, ...] = tuple(ACTIVE_RUN_STATUSES)
-               ) -> SynthesisRun | None:
+def run_finish(
+    *,
+    run_id,
+    status: str,
+    error: str = "",
+    results: list[dict] | None = None,
+    elapsed: float | None = None,
+    only_if: tuple[str, ...] = tuple(ACTIVE_RUN_STATUSES),
+) -> SynthesisRun | None:
     """End a run with `status` if it is still in one of `only_if`; returns it, or None when someone else
     ended it first. Records head.last_run on the memo, closes the event stream (workflow_finished,
     done), emits run_finished, and kicks the next queued run of the deal."""
@@ -361,8 +445,10 @@ def run_finish(*, run_id, status: str, error: str = "", results: list[dict] | No
         run.status, run.error, run.finished_at = status, error, timezone.now()
         run.sections_failed, run.sections_missing = failed, missing
         if results is not None:
-            run.trace_summary = [{"section_key": r["section_key"], "status": r["status"], "elapsed": r["elapsed"],
-                                  "error": r["error"]} for r in results]
+            run.trace_summary = [
+                {"section_key": r["section_key"], "status": r["status"], "elapsed": r["elapsed"], "error": r["error"]}
+                for r in results
+            ]
             usage = {"drafter": run.drafter, "sections": len(results), "words": 0, "citations": 0, "passages": 0}
             for r in results:
                 for name, value in (r.get("usage") or {}).items():
@@ -381,14 +467,25 @@ def run_finish(*, run_id, status: str, error: str = "", results: list[dict] | No
     took = (run.finished_at - run.started_at).total_seconds() if run.started_at else 0.0
     if status == RunStatus.FAILED:
         telemetry.emit_run_event(run.deal_id, run.pk, "error", {"message": error or "The run failed."})
-    telemetry.emit_run_event(run.deal_id, run.pk, "workflow_finished", {
-        "status": status, "inputs": inputs, "outputs": outputs, "elapsed_time": round(took, 3), "error": error})
+    telemetry.emit_run_event(
+        run.deal_id,
+        run.pk,
+        "workflow_finished",
+        {"status": status, "inputs": inputs, "outputs": outputs, "elapsed_time": round(took, 3), "error": error},
+    )
     telemetry.emit_run_event(run.deal_id, run.pk, "done", {"status": status})
-    events.emit(run.deal_id, "run_finished", {"run_id": str(run.pk), "status": status, **outputs},
-                actor_id=run.created_by_id)
-    telemetry.discourse_emit(run.deal_id, "run", {
-        "run_id": str(run.pk), "agent": "synthesis",
-        "text": f"Run {status}: {len(delivered)} delivered, {len(missing)} missing, {len(failed)} failed."})
+    events.emit(
+        run.deal_id, "run_finished", {"run_id": str(run.pk), "status": status, **outputs}, actor_id=run.created_by_id
+    )
+    telemetry.discourse_emit(
+        run.deal_id,
+        "run",
+        {
+            "run_id": str(run.pk),
+            "agent": "synthesis",
+            "text": f"Run {status}: {len(delivered)} delivered, {len(missing)} missing, {len(failed)} failed.",
+        },
+    )
     _kick_next(run.deal_id)
     return run
 
@@ -404,20 +501,32 @@ def _record_last_run(deal: Deal, run: SynthesisRun) -> None:
         logger.warning("last_run of run %s not recorded: the Store is unavailable", run.pk)
         return
     plans = section_plans(deal=deal, doc=doc)
-    missing_required = [k for k in run.requested_sections
-                        if k not in run.sections_delivered and k in plans and plans[k].required]
-    last_run = {"run_id": str(run.pk), "status": run.status, "missing_required": missing_required,
-                "delivered": list(run.sections_delivered), "missing": list(run.sections_missing),
-                "failed": list(run.sections_failed), "finished_at": run.finished_at.isoformat()}
+    missing_required = [
+        k for k in run.requested_sections if k not in run.sections_delivered and k in plans and plans[k].required
+    ]
+    last_run = {
+        "run_id": str(run.pk),
+        "status": run.status,
+        "missing_required": missing_required,
+        "delivered": list(run.sections_delivered),
+        "missing": list(run.sections_missing),
+        "failed": list(run.sections_failed),
+        "finished_at": run.finished_at.isoformat(),
+    }
 
     def mutate(doc: CanvasDoc, now: str) -> list[str] | None:
         doc.head["last_run"] = last_run
         return [] if doc.exists else list(doc.sections)
 
     try:
-        _write_memo(deal=deal, user=None, base_version=None, mutate=mutate,
-                    snapshot_reason=f"drafting run {run.pk} {run.status}" if run.sections_delivered else None,
-                    event="run_recorded")
+        _write_memo(
+            deal=deal,
+            user=None,
+            base_version=None,
+            mutate=mutate,
+            snapshot_reason=f"drafting run {run.pk} {run.status}" if run.sections_delivered else None,
+            event="run_recorded",
+        )
     except MemoApproved:
         logger.info("last_run of run %s not recorded: the memo was approved meanwhile", run.pk)
     except StoreUnavailable:
@@ -425,8 +534,12 @@ def _record_last_run(deal: Deal, run: SynthesisRun) -> None:
 
 
 def _kick_next(deal_id) -> None:
-    nxt = (SynthesisRun.objects.filter(deal_id=deal_id, status=RunStatus.QUEUED).order_by("created_at")
-           .values_list("pk", flat=True).first())
+    nxt = (
+        SynthesisRun.objects.filter(deal_id=deal_id, status=RunStatus.QUEUED)
+        .order_by("created_at")
+        .values_list("pk", flat=True)
+        .first()
+    )
     if nxt is not None:
         transaction.on_commit(lambda: _enqueue(nxt))
 
@@ -449,16 +562,20 @@ def run_cancel(*, deal: Deal, run_id: uuid.UUID, user: User) -> SynthesisRun:
     except telemetry.REDIS_ERRORS:
         logger.warning("cancel flag of run %s not set: Redis unavailable; the worker reads the row", run.pk)
     events.emit(deal.pk, "run_cancel_requested", {"run_id": str(run.pk)}, actor_id=user.pk)
-    run_finish(run_id=run.pk, status=RunStatus.CANCELLED, error="Cancelled before it started.",
-               only_if=(RunStatus.QUEUED,))
+    run_finish(
+        run_id=run.pk, status=RunStatus.CANCELLED, error="Cancelled before it started.", only_if=(RunStatus.QUEUED,)
+    )
     deadline = time.monotonic() + config.cancel_wait_seconds()
     while time.monotonic() < deadline:
         run.refresh_from_db()
         if run.status in TERMINAL_RUN_STATUSES:
             return run
         time.sleep(0.1)
-    run_finish(run_id=run.pk, status=RunStatus.CANCELLED,
-               error=f"Cancelled; the worker did not confirm within {config.cancel_wait_seconds():g} s.")
+    run_finish(
+        run_id=run.pk,
+        status=RunStatus.CANCELLED,
+        error=f"Cancelled; the worker did not confirm within {config.cancel_wait_seconds():g} s.",
+    )
     run.refresh_from_db()
     return run
 
@@ -474,15 +591,17 @@ def runs_sweep_dead(*, deal_id=None, now: datetime | None = None) -> list[str]:
     active = SynthesisRun.objects.filter(status__in=ACTIVE_RUN_STATUSES)
     if deal_id is not None:
         active = active.filter(deal_id=deal_id)
-    silent = Q(status=RunStatus.RUNNING) & (Q(heartbeat_at__lt=stale) |
-                                            Q(heartbeat_at__isnull=True, started_at__lt=stale))
+    silent = Q(status=RunStatus.RUNNING) & (
+        Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True, started_at__lt=stale)
+    )
     failed = []
     for run in active.filter(silent | Q(created_at__lt=too_old)).only("pk", "status", "created_at"):
         if run.created_at < too_old:
             reason = f"The run was still {run.status} after {config.max_run_seconds() // 3600} hours; it is dead."
         else:
-            reason = (f"The worker sent no heartbeat for {config.dead_run_seconds()} s (killed or stuck); "
-                      "the run is dead.")
+            reason = (
+                f"The worker sent no heartbeat for {config.dead_run_seconds()} s (killed or stuck); the run is dead."
+            )
         if run_finish(run_id=run.pk, status=RunStatus.FAILED, error=reason) is not None:
             failed.append(str(run.pk))
     waiting = active.filter(status=RunStatus.QUEUED, created_at__lt=stale)
@@ -522,8 +641,14 @@ def canvas_reset(*, deal: Deal, user: User) -> dict:
         if versions and versions[-1] == doc.version:
             restorable = doc.version
         else:
-            outcome = _write_memo(deal=deal, user=user, base_version=None, mutate=lambda d, now: [],
-                                  snapshot_reason="before reset", event="memo_snapshot")
+            outcome = _write_memo(
+                deal=deal,
+                user=user,
+                base_version=None,
+                mutate=lambda d, now: [],
+                snapshot_reason="before reset",
+                event="memo_snapshot",
+            )
             restorable = outcome.doc.version
 
     def blank(doc: CanvasDoc, now: str) -> list[str] | None:
@@ -534,12 +659,19 @@ def canvas_reset(*, deal: Deal, user: User) -> dict:
         doc.head.update(state="draft", is_blank=True, last_run=None)
         return changed
 
-    outcome = _write_memo(deal=deal, user=user, base_version=None, mutate=blank, snapshot_reason="reset",
-                          event="memo_reset")
+    outcome = _write_memo(
+        deal=deal, user=user, base_version=None, mutate=blank, snapshot_reason="reset", event="memo_reset"
+    )
     threads = delete_deal_threads(deal.pk)
     removed = telemetry.clear_deal_run_state(deal.pk)
-    return {"success": True, "version": outcome.doc.version, "restorable_version": restorable,
-            "cancelled_runs": cancelled, "checkpoint_threads_deleted": threads, "redis_keys_deleted": removed}
+    return {
+        "success": True,
+        "version": outcome.doc.version,
+        "restorable_version": restorable,
+        "cancelled_runs": cancelled,
+        "checkpoint_threads_deleted": threads,
+        "redis_keys_deleted": removed,
+    }
 
 
 # --- debug ----------------------------------------------------------------------------------------------------
@@ -561,8 +693,9 @@ def section_debug(*, deal: Deal, section_key: str, inputs: dict) -> dict:
     if instructions:
         query = f"{query} {instructions}"
     if inputs.get("passages") is not None:
-        passages = [Passage(str(p.get("document_id") or ""), p["filename"], p["page"], p["text"])
-                    for p in inputs["passages"]]
+        passages = [
+            Passage(str(p.get("document_id") or ""), p["filename"], p["page"], p["text"]) for p in inputs["passages"]
+        ]
     else:
         passages = load_passages(deal_id=deal.pk)
     metrics = inputs["metrics"] if inputs.get("metrics") is not None else load_metrics(deal=deal)
@@ -571,25 +704,47 @@ def section_debug(*, deal: Deal, section_key: str, inputs: dict) -> dict:
     hits = PassageIndex(passages).search(query, top_k)
     drafter = config.drafter_class()()
     deltas: list[str] = []
-    request = DraftRequest(deal_name=deal.name, template_key=doc.template.key if doc else deal.template_key,
-                           section_key=section_key, title=plan.title, order=plan.order, required=plan.required,
-                           retrieval_query=query, instructions=instructions, hits=hits, metrics=metrics)
+    request = DraftRequest(
+        deal_name=deal.name,
+        template_key=doc.template.key if doc else deal.template_key,
+        section_key=section_key,
+        title=plan.title,
+        order=plan.order,
+        required=plan.required,
+        retrieval_query=query,
+        instructions=instructions,
+        hits=hits,
+        metrics=metrics,
+    )
     deadline = time.monotonic() + min(120, config.time_budget_seconds())
     error, markdown, usage = None, "", {}
     try:
-        draft = drafter.draft(request, emit=deltas.append,
-                              should_stop=lambda: "time_budget" if time.monotonic() > deadline else None)
+        draft = drafter.draft(
+            request, emit=deltas.append, should_stop=lambda: "time_budget" if time.monotonic() > deadline else None
+        )
         markdown, usage = draft.markdown, draft.usage
     except DraftFailed as exc:
         error = str(exc)
     except Exception as exc:  # noqa: BLE001 - debugging shows the drafter's failure instead of a 500
         error = f"{exc.__class__.__name__}: {exc}"
-    return {"section_key": section_key, "drafter": drafter.name, "inputs": {
-                "retrieval_query": query, "instructions": instructions, "top_k": top_k,
-                "passages_searched": len(passages), "metrics": sorted(metrics)},
-            "passages": [{**h.passage.source, "score": h.score, "text": h.passage.text[:1000]} for h in hits],
-            "markdown": markdown, "citations": parse_citations(markdown), "deltas": len(deltas), "usage": usage,
-            "error": error, "elapsed_ms": round((time.monotonic() - started) * 1000, 1)}
+    return {
+        "section_key": section_key,
+        "drafter": drafter.name,
+        "inputs": {
+            "retrieval_query": query,
+            "instructions": instructions,
+            "top_k": top_k,
+            "passages_searched": len(passages),
+            "metrics": sorted(metrics),
+        },
+        "passages": [{**h.passage.source, "score": h.score, "text": h.passage.text[:1000]} for h in hits],
+        "markdown": markdown,
+        "citations": parse_citations(markdown),
+        "deltas": len(deltas),
+        "usage": usage,
+        "error": error,
+        "elapsed_ms": round((time.monotonic() - started) * 1000, 1),
+    }
 
 
 # --- selectors --------------------------------------------------------------------------------------------------
@@ -601,8 +756,17 @@ def run_get(*, deal: Deal, run_id: uuid.UUID) -> SynthesisRun:
     return run
 
 
-def run_list(*, deal: Deal, statuses: list[str] | None = None, created_by=None, created_after=None,
-             created_before=None, ordering: str = "-created_at", page: int = 1, page_size: int = 20) -> dict:
+def run_list(
+    *,
+    deal: Deal,
+    statuses: list[str] | None = None,
+    created_by=None,
+    created_after=None,
+    created_before=None,
+    ordering: str = "-created_at",
+    page: int = 1,
+    page_size: int = 20,
+) -> dict:
     runs = SynthesisRun.objects.filter(deal=deal).select_related("created_by")
     if statuses:
         runs = runs.filter(status__in=statuses)
@@ -616,7 +780,7 @@ def run_list(*, deal: Deal, statuses: list[str] | None = None, created_by=None, 
         ordering = "-created_at"
     runs = runs.order_by(ordering, "-pk" if ordering.startswith("-") else "pk")
     count = runs.count()
-    results = list(runs[(page - 1) * page_size: page * page_size])
+    results = list(runs[(page - 1) * page_size : page * page_size])
     return {"count": count, "page": page, "page_size": page_size, "results": results}
 
 
@@ -625,5 +789,10 @@ def run_trace_get(*, deal: Deal, run_id: uuid.UUID) -> dict:
     the row. Raises RunNotFound, redis errors."""
     run = run_get(deal=deal, run_id=run_id)
     nodes = telemetry.trace_read(run.deal_id, run.pk)
-    return {"run_id": str(run.pk), "status": run.status, "expired": nodes is None, "nodes": nodes or [],
-            "summary": run.trace_summary}
+    return {
+        "run_id": str(run.pk),
+        "status": run.status,
+        "expired": nodes is None,
+        "nodes": nodes or [],
+        "summary": run.trace_summary,
+    }

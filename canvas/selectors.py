@@ -24,8 +24,12 @@ REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 def active_run_ids(*, deal_id) -> list[str]:
     """Ids of the deal's runs that are queued or running."""
-    return [str(pk) for pk in SynthesisRun.objects.filter(deal_id=deal_id, status__in=ACTIVE_RUN_STATUSES)
-            .values_list("pk", flat=True)]
+    return [
+        str(pk)
+        for pk in SynthesisRun.objects.filter(deal_id=deal_id, status__in=ACTIVE_RUN_STATUSES).values_list(
+            "pk", flat=True
+        )
+    ]
 
 
 def review_signals(*, deal_id) -> ReviewSignals:
@@ -53,8 +57,9 @@ def readiness_get(*, deal: Deal) -> dict:
     if doc is None:
         from canvas.memo_store import new_canvas
 
-        doc = new_canvas(deal_id=str(deal.pk), template_key=deal.template_key, is_blank=deal.created_blank,
-                         created_by=None, now="")
+        doc = new_canvas(
+            deal_id=str(deal.pk), template_key=deal.template_key, is_blank=deal.created_blank, created_by=None, now=""
+        )
     report = {**compute_readiness(doc, review_signals(deal_id=deal.pk)), "version": doc.version}
     if client is not None:
         try:
@@ -69,17 +74,24 @@ def progress_get(*, deal: Deal) -> dict:
     try:
         doc = read_canvas(deal.pk)
     except StoreUnavailable:
-        return {"populated": deal.sections_populated, "total": deal.sections_total, "sections": {},
-                "store_available": False}
+        return {
+            "populated": deal.sections_populated,
+            "total": deal.sections_total,
+            "sections": {},
+            "store_available": False,
+        }
     if doc is None:
         from canvas.memo_templates import get_template
 
         template = get_template(deal.template_key)
-        return {"populated": 0, "total": len(template.sections),
-                "sections": {s.key: False for s in template.sections}, "store_available": True}
+        return {
+            "populated": 0,
+            "total": len(template.sections),
+            "sections": {s.key: False for s in template.sections},
+            "store_available": True,
+        }
     sections = {s["key"]: bool((s.get("markdown") or "").strip()) for s in doc.ordered_sections()}
-    return {"populated": sum(sections.values()), "total": len(sections), "sections": sections,
-            "store_available": True}
+    return {"populated": sum(sections.values()), "total": len(sections), "sections": sections, "store_available": True}
 
 
 def versions_page(*, deal: Deal, page: int, page_size: int) -> dict:
@@ -95,8 +107,13 @@ def versions_page(*, deal: Deal, page: int, page_size: int) -> dict:
         for n in chosen
         if n in snapshots
     ]
-    return {"count": len(numbers), "page": page, "page_size": page_size,
-            "current_version": doc.version if doc else 0, "results": results}
+    return {
+        "count": len(numbers),
+        "page": page,
+        "page_size": page_size,
+        "current_version": doc.version if doc else 0,
+        "results": results,
+    }
 
 
 def version_get(*, deal: Deal, version: int) -> dict:
@@ -114,24 +131,33 @@ def version_diff(*, deal: Deal, version: int) -> dict:
     current_md = doc.markdown() if doc else ""
     current_sections = {k: s.get("markdown") or "" for k, s in (doc.sections.items() if doc else [])}
     old_sections = {k: s.get("markdown") or "" for k, s in snapshot["sections"].items()}
-    diff = "".join(difflib.unified_diff(
-        snapshot["markdown"].splitlines(keepends=True), current_md.splitlines(keepends=True),
-        fromfile=f"version {version}", tofile=f"version {doc.version if doc else 0} (current)",
-    ))
+    diff = "".join(
+        difflib.unified_diff(
+            snapshot["markdown"].splitlines(keepends=True),
+            current_md.splitlines(keepends=True),
+            fromfile=f"version {version}",
+            tofile=f"version {doc.version if doc else 0} (current)",
+        )
+    )
     return {
         "from_version": version,
         "to_version": doc.version if doc else 0,
         "diff": diff,
         "sections_added": sorted(set(current_sections) - set(old_sections)),
         "sections_removed": sorted(set(old_sections) - set(current_sections)),
-        "sections_changed": sorted(k for k in set(old_sections) & set(current_sections)
-                                   if old_sections[k] != current_sections[k]),
+        "sections_changed": sorted(
+            k for k in set(old_sections) & set(current_sections) if old_sections[k] != current_sections[k]
+        ),
     }
 
 
 def comments_of_deal(*, deal: Deal, section_key: str | None, resolved: bool | None):
-    comments = (Comment.objects.filter(deal=deal, parent=None).select_related("author", "resolved_by")
-                .prefetch_related("replies__author").order_by("created_at", "pk"))
+    comments = (
+        Comment.objects.filter(deal=deal, parent=None)
+        .select_related("author", "resolved_by")
+        .prefetch_related("replies__author")
+        .order_by("created_at", "pk")
+    )
     if section_key:
         comments = comments.filter(section_key=section_key)
     if resolved is not None:

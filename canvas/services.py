@@ -48,8 +48,10 @@ from deals.models import Deal, DealRole, User, role_rank
 
 logger = logging.getLogger(__name__)
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-REDIS_DOWN_WARNING = ("Redis is unavailable: this session was read straight from the store and live "
-                      "collaboration is paused until Redis is back.")
+REDIS_DOWN_WARNING = (
+    "Redis is unavailable: this session was read straight from the store and live "
+    "collaboration is paused until Redis is back."
+)
 
 
 def _now() -> str:
@@ -66,8 +68,13 @@ def _create_canvas(deal: Deal, user: User | None) -> CanvasDoc:
         doc = writer.load()
         if doc is not None:  # created meanwhile by a concurrent first GET
             return doc
-        doc = new_canvas(deal_id=str(deal.pk), template_key=deal.template_key, is_blank=deal.created_blank,
-                         created_by=str(user.pk) if user else None, now=_now())
+        doc = new_canvas(
+            deal_id=str(deal.pk),
+            template_key=deal.template_key,
+            is_blank=deal.created_blank,
+            created_by=str(user.pk) if user else None,
+            now=_now(),
+        )
         writer.put_head(doc.head)
         for section in doc.sections.values():
             writer.put_section(section)
@@ -82,8 +89,9 @@ def _load_or_create(deal: Deal, user: User | None) -> CanvasDoc:
 
 def _fresh_payload(deal: Deal, doc: CanvasDoc) -> dict:
     readiness = compute_readiness(doc, review_signals(deal_id=deal.pk))
-    return session.build_payload(deal=deal, doc=doc, readiness=readiness,
-                                 run_in_progress=bool(active_run_ids(deal_id=deal.pk)))
+    return session.build_payload(
+        deal=deal, doc=doc, readiness=readiness, run_in_progress=bool(active_run_ids(deal_id=deal.pk))
+    )
 
 
 def _sync_deal_summary(deal: Deal, payload: dict) -> None:
@@ -162,8 +170,12 @@ def canvas_discard(*, deal_id) -> None:
     steps = (
         ("store", lambda: delete_canvas(deal_id)),
         ("checkpoints", lambda: delete_deal_threads(deal_id)),
-        ("redis", lambda: keyspace.purge_deal_keys(client=keyspace.purge_redis_client(), deal_id=str(deal_id),
-                                                   include_protected=True, dry_run=False)),
+        (
+            "redis",
+            lambda: keyspace.purge_deal_keys(
+                client=keyspace.purge_redis_client(), deal_id=str(deal_id), include_protected=True, dry_run=False
+            ),
+        ),
     )
     for name, step in steps:
         try:
@@ -196,8 +208,21 @@ def _snapshot(doc: CanvasDoc, *, deal: Deal, reason: str, user: User | None, now
         "approval": approval,
         "markdown": doc.markdown(),
         "sections": {
-            key: {k: s.get(k) for k in ("key", "title", "order", "required", "custom", "state", "markdown", "source",
-                                        "citations", "delivery")}
+            key: {
+                k: s.get(k)
+                for k in (
+                    "key",
+                    "title",
+                    "order",
+                    "required",
+                    "custom",
+                    "state",
+                    "markdown",
+                    "source",
+                    "citations",
+                    "delivery",
+                )
+            }
             for key, s in doc.sections.items()
         },
     }
@@ -229,14 +254,27 @@ def _check_base_version(doc: CanvasDoc, base_version: int | None, base_section: 
             raise StaleVersion(current_version=doc.version, base_version=base_version)
         return
     if not section["version"] <= base_version <= doc.version:
-        raise StaleVersion(current_version=doc.version, base_version=base_version, section_key=base_section,
-                           section_version=section["version"])
+        raise StaleVersion(
+            current_version=doc.version,
+            base_version=base_version,
+            section_key=base_section,
+            section_version=section["version"],
+        )
 
 
-def _write_memo(*, deal: Deal, user: User | None, base_version: int | None, mutate: Mutation,
-                snapshot_reason: str | None, event: str, allow_when_approved: bool = False,
-                approval_snapshot: bool = False, event_payload: dict | None = None,
-                base_section: str | None = None) -> WriteOutcome:
+def _write_memo(
+    *,
+    deal: Deal,
+    user: User | None,
+    base_version: int | None,
+    mutate: Mutation,
+    snapshot_reason: str | None,
+    event: str,
+    allow_when_approved: bool = False,
+    approval_snapshot: bool = False,
+    event_payload: dict | None = None,
+    base_section: str | None = None,
+) -> WriteOutcome:
     """Apply `mutate` to the memo in one serialized Store transaction.
 
     `mutate(doc, now)` changes doc in place and returns the changed section keys (an empty list
@@ -248,9 +286,13 @@ def _write_memo(*, deal: Deal, user: User | None, base_version: int | None, muta
     now_dt = datetime.now(UTC)
     now = now_dt.isoformat()
     with canvas_write(deal.pk) as writer:
-        doc = writer.load() or new_canvas(deal_id=str(deal.pk), template_key=deal.template_key,
-                                          is_blank=deal.created_blank, created_by=str(user.pk) if user else None,
-                                          now=now)
+        doc = writer.load() or new_canvas(
+            deal_id=str(deal.pk),
+            template_key=deal.template_key,
+            is_blank=deal.created_blank,
+            created_by=str(user.pk) if user else None,
+            now=now,
+        )
         _check_base_version(doc, base_version, base_section)
         if doc.state == "approved" and not allow_when_approved:
             raise MemoApproved()
@@ -273,8 +315,9 @@ def _write_memo(*, deal: Deal, user: User | None, base_version: int | None, muta
             else:
                 writer.delete_section(key)
         if snapshot_reason is not None:
-            writer.put_snapshot(_snapshot(doc, deal=deal, reason=snapshot_reason, user=user, now=now_dt,
-                                          approval=approval_snapshot))
+            writer.put_snapshot(
+                _snapshot(doc, deal=deal, reason=snapshot_reason, user=user, now=now_dt, approval=approval_snapshot)
+            )
             doc.head.setdefault("versions", []).append(doc.version)
             if approval_snapshot:
                 doc.head.setdefault("approval_versions", []).append(doc.version)
@@ -284,12 +327,17 @@ def _write_memo(*, deal: Deal, user: User | None, base_version: int | None, muta
     return WriteOutcome(doc=doc, changed_keys=changed, wrote=True, from_state=from_state)
 
 
-def _after_write(deal: Deal, doc: CanvasDoc, *, user: User | None, event: str, changed: list[str],
-                 extra: dict | None = None) -> None:
+def _after_write(
+    deal: Deal, doc: CanvasDoc, *, user: User | None, event: str, changed: list[str], extra: dict | None = None
+) -> None:
     populated = len(doc.populated_keys())
-    summary = {"memo_version": doc.version, "document_state": doc.state, "sections_populated": populated,
-               "sections_total": len(doc.sections),
-               "incomplete_delivery_blocked": session.incomplete_delivery_blocked(doc)}
+    summary = {
+        "memo_version": doc.version,
+        "document_state": doc.state,
+        "sections_populated": populated,
+        "sections_total": len(doc.sections),
+        "incomplete_delivery_blocked": session.incomplete_delivery_blocked(doc),
+    }
     Deal.objects.filter(pk=deal.pk, memo_version__lt=doc.version).update(**summary, updated_at=timezone.now())
     for name, value in summary.items():
         setattr(deal, name, value)
@@ -298,8 +346,12 @@ def _after_write(deal: Deal, doc: CanvasDoc, *, user: User | None, event: str, c
     except REDIS_ERRORS:
         # the cache is validated against the deal row's version, so a stale entry is never served
         logger.warning("could not drop the cached session of deal %s: Redis unavailable", deal.pk)
-    events.emit(deal.pk, event, {"version": doc.version, "sections": changed, "state": doc.state, **(extra or {})},
-                actor_id=user.pk if user else None)
+    events.emit(
+        deal.pk,
+        event,
+        {"version": doc.version, "sections": changed, "state": doc.state, **(extra or {})},
+        actor_id=user.pk if user else None,
+    )
 
 
 def _touch_section(section: dict, *, markdown: str, user: User | None, now: str) -> None:
@@ -341,9 +393,17 @@ def canvas_save(*, deal: Deal, user: User, content: str, base_version: int | Non
             section = doc.sections.get(part.key)
             if section is None:
                 spec = doc.template.section(part.key)
-                section = blank_section(spec, now=now) if spec else new_section(
-                    key=part.key, title=part.title, order=last_order + 0.001 * (position + 1), required=False,
-                    custom=True, now=now,
+                section = (
+                    blank_section(spec, now=now)
+                    if spec
+                    else new_section(
+                        key=part.key,
+                        title=part.title,
+                        order=last_order + 0.001 * (position + 1),
+                        required=False,
+                        custom=True,
+                        now=now,
+                    )
                 )
                 doc.sections[part.key] = section
                 changed.append(part.key)
@@ -368,12 +428,14 @@ def canvas_save(*, deal: Deal, user: User, content: str, base_version: int | Non
         _start_editing(doc)
         return changed
 
-    return _write_memo(deal=deal, user=user, base_version=base_version, mutate=mutate,
-                       snapshot_reason="save", event="document_saved")
+    return _write_memo(
+        deal=deal, user=user, base_version=base_version, mutate=mutate, snapshot_reason="save", event="document_saved"
+    )
 
 
-def section_update(*, deal: Deal, user: User, key: str, markdown: str, title: str | None,
-                   base_version: int | None) -> WriteOutcome:
+def section_update(
+    *, deal: Deal, user: User, key: str, markdown: str, title: str | None, base_version: int | None
+) -> WriteOutcome:
     """Edit one section. Raises SectionNotFound, ContentTooLarge, StaleVersion, MemoApproved, StoreUnavailable."""
     _check_size(markdown)
 
@@ -389,8 +451,15 @@ def section_update(*, deal: Deal, user: User, key: str, markdown: str, title: st
         _start_editing(doc)
         return [key]
 
-    return _write_memo(deal=deal, user=user, base_version=base_version, mutate=mutate,
-                       snapshot_reason=f"section {key} edited", event="section_updated", base_section=key)
+    return _write_memo(
+        deal=deal,
+        user=user,
+        base_version=base_version,
+        mutate=mutate,
+        snapshot_reason=f"section {key} edited",
+        event="section_updated",
+        base_section=key,
+    )
 
 
 # --- lifecycle --------------------------------------------------------------------------------------
@@ -410,21 +479,37 @@ def memo_approve(*, deal: Deal, user: User, role: str) -> TransitionResult:
         reasons = _finalize_blockers(current)
         raise TransitionRefused(
             f"The memo cannot be approved from {current['document_state']}: {'; '.join(reasons)}.",
-            success=False, from_state=current["document_state"], to_state=None,
-            error="transition_refused", details={"reasons": reasons, "readiness": current["readiness"]},
+            success=False,
+            from_state=current["document_state"],
+            to_state=None,
+            error="transition_refused",
+            details={"reasons": reasons, "readiness": current["readiness"]},
         )
 
     def mutate(doc: CanvasDoc, now: str) -> list[str] | None:
         if doc.state != "editing":
-            raise TransitionRefused(f"The memo is {doc.state}, not editing.", success=False, from_state=doc.state,
-                                    to_state=None, error="transition_refused", details={})
+            raise TransitionRefused(
+                f"The memo is {doc.state}, not editing.",
+                success=False,
+                from_state=doc.state,
+                to_state=None,
+                error="transition_refused",
+                details={},
+            )
         doc.head["state"] = "approved"
         doc.head["approved_at"] = now
         doc.head["approved_by"] = _actor_name(user)
         return []
 
-    outcome = _write_memo(deal=deal, user=user, base_version=None, mutate=mutate, snapshot_reason="memo approved",
-                          event="state_changed", approval_snapshot=True)
+    outcome = _write_memo(
+        deal=deal,
+        user=user,
+        base_version=None,
+        mutate=mutate,
+        snapshot_reason="memo approved",
+        event="state_changed",
+        approval_snapshot=True,
+    )
     return TransitionResult(True, "editing", "approved", details={"approval_version": outcome.doc.version})
 
 
@@ -447,13 +532,26 @@ def memo_reopen(*, deal: Deal, user: User) -> TransitionResult:
 
     def mutate(doc: CanvasDoc, now: str) -> list[str] | None:
         if doc.state != "approved":
-            raise TransitionRefused(f"Only an approved memo can be reopened; it is {doc.state}.", success=False,
-                                    from_state=doc.state, to_state=None, error="transition_refused", details={})
+            raise TransitionRefused(
+                f"Only an approved memo can be reopened; it is {doc.state}.",
+                success=False,
+                from_state=doc.state,
+                to_state=None,
+                error="transition_refused",
+                details={},
+            )
         doc.head["state"] = "editing"
         return []
 
-    _write_memo(deal=deal, user=user, base_version=None, mutate=mutate, snapshot_reason=None,
-                event="state_changed", allow_when_approved=True)
+    _write_memo(
+        deal=deal,
+        user=user,
+        base_version=None,
+        mutate=mutate,
+        snapshot_reason=None,
+        event="state_changed",
+        allow_when_approved=True,
+    )
     return TransitionResult(True, "approved", "editing")
 
 
@@ -483,8 +581,18 @@ def _set_section_state(deal: Deal, user: User, key: str, state: str, event: str)
     _write_memo(deal=deal, user=user, base_version=None, mutate=mutate, snapshot_reason=None, event=event)
 
 
-def section_approve(*, deal: Deal, user: User, role: str, key: str, comment: str, reviewer_role: str,
-                    quality_score: int | None, conditions: list[str], force: bool) -> ApprovalResult:
+def section_approve(
+    *,
+    deal: Deal,
+    user: User,
+    role: str,
+    key: str,
+    comment: str,
+    reviewer_role: str,
+    quality_score: int | None,
+    conditions: list[str],
+    force: bool,
+) -> ApprovalResult:
     """Approve a section; with conditions it is `reviewed` until they are all resolved, then `approved`.
 
     Raises SectionNotFound, TransitionRefused (empty section), UnresolvedComments (open comments on the
@@ -507,11 +615,19 @@ def section_approve(*, deal: Deal, user: User, role: str, key: str, comment: str
     state = "reviewed" if conditions else "approved"
     with transaction.atomic():
         approval = SectionApproval.objects.create(
-            deal=deal, section_key=key, approved_by=user, reviewer_role=reviewer_role, comment=comment,
-            quality_score=quality_score, forced=bool(force and open_comments), memo_version=doc.version,
+            deal=deal,
+            section_key=key,
+            approved_by=user,
+            reviewer_role=reviewer_role,
+            comment=comment,
+            quality_score=quality_score,
+            forced=bool(force and open_comments),
+            memo_version=doc.version,
         )
-        created = [ApprovalCondition.objects.create(approval=approval, deal=deal, section_key=key, text=text)
-                   for text in conditions]
+        created = [
+            ApprovalCondition.objects.create(approval=approval, deal=deal, section_key=key, text=text)
+            for text in conditions
+        ]
     _set_section_state(deal, user, key, state, "section_approved")
     return ApprovalResult(approval=approval, conditions=created, section_state=state, auto_promoted=not conditions)
 
@@ -522,8 +638,12 @@ def condition_resolve(*, deal: Deal, user: User, section_key: str, condition_id:
     Raises ConditionNotFound, MemoApproved, StoreUnavailable.
     """
     with transaction.atomic():
-        condition = (ApprovalCondition.objects.select_for_update().select_related("approval")
-                     .filter(pk=condition_id, deal=deal, section_key=section_key).first())
+        condition = (
+            ApprovalCondition.objects.select_for_update()
+            .select_related("approval")
+            .filter(pk=condition_id, deal=deal, section_key=section_key)
+            .first()
+        )
         if condition is None:
             raise ConditionNotFound()
         if not condition.resolved:
@@ -553,12 +673,14 @@ def _drop_cache_quietly(deal_id) -> None:
         logger.warning("could not drop the cached session of deal %s: Redis unavailable", deal_id)
 
 
-def feedback_create(*, deal: Deal, user: User, section_key: str, rating: int, comment: str,
-                    tags: list[str]) -> SectionFeedback:
+def feedback_create(
+    *, deal: Deal, user: User, section_key: str, rating: int, comment: str, tags: list[str]
+) -> SectionFeedback:
     """Rate a section. Raises SectionNotFound."""
     require_memo_section(deal, section_key)
-    feedback = SectionFeedback.objects.create(deal=deal, section_key=section_key, user=user, rating=rating,
-                                              comment=comment, tags=tags)
+    feedback = SectionFeedback.objects.create(
+        deal=deal, section_key=section_key, user=user, rating=rating, comment=comment, tags=tags
+    )
     _drop_cache_quietly(deal.pk)  # readiness reads ratings
     events.emit(deal.pk, "feedback_created", {"section_key": section_key, "rating": rating}, actor_id=user.pk)
     return feedback
@@ -591,8 +713,9 @@ def comment_create(*, deal: Deal, user: User, section_key: str, body: str, paren
         require_memo_section(deal, section_key)
     comment = Comment.objects.create(deal=deal, section_key=section_key, parent=parent, author=user, body=body)
     _drop_cache_quietly(deal.pk)
-    events.emit(deal.pk, "comment_created", {"comment_id": str(comment.pk), "section_key": section_key},
-                actor_id=user.pk)
+    events.emit(
+        deal.pk, "comment_created", {"comment_id": str(comment.pk), "section_key": section_key}, actor_id=user.pk
+    )
     return comment
 
 
@@ -607,8 +730,12 @@ def comment_resolve(*, deal: Deal, user: User, role: str, comment_id) -> Comment
         comment.resolved, comment.resolved_by, comment.resolved_at = True, user, timezone.now()
         comment.save(update_fields=["resolved", "resolved_by", "resolved_at", "updated_at"])
         _drop_cache_quietly(deal.pk)
-        events.emit(deal.pk, "comment_resolved", {"comment_id": str(comment.pk),
-                                                  "section_key": comment.section_key}, actor_id=user.pk)
+        events.emit(
+            deal.pk,
+            "comment_resolved",
+            {"comment_id": str(comment.pk), "section_key": comment.section_key},
+            actor_id=user.pk,
+        )
     return comment
 
 
@@ -644,5 +771,11 @@ def version_restore(*, deal: Deal, user: User, version: int, base_version: int |
         _start_editing(doc)
         return changed
 
-    return _write_memo(deal=deal, user=user, base_version=base_version, mutate=mutate,
-                       snapshot_reason=f"restored from version {version}", event="version_restored")
+    return _write_memo(
+        deal=deal,
+        user=user,
+        base_version=base_version,
+        mutate=mutate,
+        snapshot_reason=f"restored from version {version}",
+        event="version_restored",
+    )

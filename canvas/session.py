@@ -115,10 +115,17 @@ def can_export(payload: dict[str, Any], role: str) -> bool:
 
 
 # Fields that come from the deal row or the caller on every request, never from the cache.
-PER_REQUEST_FIELDS = ("deal_name", "collab_enabled", "user_role", "can_finalize", "can_export", "can_edit",
-                      "can_comment", "initialization_warning")
-HEADER_FIELDS = ("version", "document_state", "is_blank", "incomplete_delivery_blocked", "readiness",
-                 "run_in_progress")
+PER_REQUEST_FIELDS = (
+    "deal_name",
+    "collab_enabled",
+    "user_role",
+    "can_finalize",
+    "can_export",
+    "can_edit",
+    "can_comment",
+    "initialization_warning",
+)
+HEADER_FIELDS = ("version", "document_state", "is_blank", "incomplete_delivery_blocked", "readiness", "run_in_progress")
 
 
 def encode(payload: dict[str, Any]) -> tuple[dict[str, Any], bytes, bytes]:

@@ -53,11 +53,17 @@ def _authenticate(request: HttpRequest):
         result = authenticator.authenticate(request)
     except APIException as exc:
         detail = exc.detail.get("detail") if isinstance(exc.detail, dict) else exc.detail
-        raise _SseError(JsonResponse({"detail": str(detail)}, status=401,
-                                     headers={"WWW-Authenticate": 'Bearer realm="api"'})) from None
+        raise _SseError(
+            JsonResponse({"detail": str(detail)}, status=401, headers={"WWW-Authenticate": 'Bearer realm="api"'})
+        ) from None
     if result is None:
-        raise _SseError(JsonResponse({"detail": "Authentication credentials were not provided."}, status=401,
-                                     headers={"WWW-Authenticate": 'Bearer realm="api"'}))
+        raise _SseError(
+            JsonResponse(
+                {"detail": "Authentication credentials were not provided."},
+                status=401,
+                headers={"WWW-Authenticate": 'Bearer realm="api"'},
+            )
+        )
     return result
 
 
@@ -112,10 +118,16 @@ def _take_stream_slot(user) -> Callable[[], None]:
     limit = int(getattr(settings, "SSE_MAX_STREAMS_PER_USER", 0))
     with _open_streams_lock:
         if limit and _open_streams[user_id] >= limit:
-            raise _SseError(JsonResponse(
-                {"detail": f"You have {limit} event streams open, the most one user may hold on this server; "
-                           "close one (each browser tab holds its own) and try again."},
-                status=429, headers={"Retry-After": str(STREAM_SLOT_RETRY_AFTER)}))
+            raise _SseError(
+                JsonResponse(
+                    {
+                        "detail": f"You have {limit} event streams open, the most one user may hold on this server; "
+                        "close one (each browser tab holds its own) and try again."
+                    },
+                    status=429,
+                    headers={"Retry-After": str(STREAM_SLOT_RETRY_AFTER)},
+                )
+            )
         _open_streams[user_id] += 1
     released = False
 
@@ -160,9 +172,22 @@ def last_event_id(request: HttpRequest) -> str | None:
     if value is None or value == "":
         return None
     if not streams.valid_stream_id(value):
-        raise _SseError(JsonResponse({"detail": [{
-            "loc": [location, name], "msg": "Expected a stream id such as 1732300000000-0.", "type": "value_error",
-            "input": value, "ctx": {}}]}, status=422))
+        raise _SseError(
+            JsonResponse(
+                {
+                    "detail": [
+                        {
+                            "loc": [location, name],
+                            "msg": "Expected a stream id such as 1732300000000-0.",
+                            "type": "value_error",
+                            "input": value,
+                            "ctx": {},
+                        }
+                    ]
+                },
+                status=422,
+            )
+        )
     return value
 
 
@@ -176,8 +201,9 @@ def format_reset(reset: streams.Reset) -> str:
     return f"{id_line}event: reset\ndata: {body}\n\n"
 
 
-async def event_stream(key: str, after: str | None, *, on_close: Callable[[], None] | None = None,
-                       heartbeat: float = HEARTBEAT_SECONDS) -> AsyncIterator[str]:
+async def event_stream(
+    key: str, after: str | None, *, on_close: Callable[[], None] | None = None, heartbeat: float = HEARTBEAT_SECONDS
+) -> AsyncIterator[str]:
     yield f"retry: {getattr(settings, 'SSE_RETRY_MS', 3000)}\n\n"
     try:
         async for item in streams.hub().subscribe_batches(key, after=after, heartbeat=heartbeat):
@@ -201,8 +227,9 @@ def sse_response(stream: AsyncIterator[str]) -> StreamingHttpResponse:
     return response
 
 
-async def open_deal_stream(request: HttpRequest, deal_id: str, *, minimum: str,
-                           key_for: Callable[[DealAccessContext], str]):
+async def open_deal_stream(
+    request: HttpRequest, deal_id: str, *, minimum: str, key_for: Callable[[DealAccessContext], str]
+):
     """Authenticate, scope to the deal, validate the resume id, and stream `key_for(access)`."""
     if request.method != "GET":
         return JsonResponse({"detail": f'Method "{request.method}" not allowed.'}, status=405)
@@ -219,8 +246,9 @@ async def canvas_events(request: HttpRequest, deal_id: str):
     """GET /api/canvas/{deal_id}/events (viewer): every change of the canvas as it happens."""
     from canvas import keys
 
-    return await open_deal_stream(request, deal_id, minimum="viewer",
-                                  key_for=lambda access: keys.events_key(access.deal.pk))
+    return await open_deal_stream(
+        request, deal_id, minimum="viewer", key_for=lambda access: keys.events_key(access.deal.pk)
+    )
 
 
 # OpenAPI entries of the SSE endpoints (Django async views are invisible to drf-spectacular; the
@@ -267,8 +295,9 @@ def _run_status_of_deal(deal_id, run_id) -> str | None:
 _TERMINAL_RUN = ("succeeded", "failed", "cancelled")
 
 
-async def run_event_stream(deal_id, run_id, after: str | None, *,
-                           heartbeat: float = HEARTBEAT_SECONDS) -> AsyncIterator[str]:
+async def run_event_stream(
+    deal_id, run_id, after: str | None, *, heartbeat: float = HEARTBEAT_SECONDS
+) -> AsyncIterator[str]:
     """A run's events from after `after` (from its first event when None) up to and including `done`,
     then the response ends. Before the run has written its first event (still queued) it sends pings."""
     import contextlib
@@ -287,8 +316,12 @@ async def run_event_stream(deal_id, run_id, after: str | None, *,
             except streams.REDIS_ERRORS:
                 pass
             if await _released(_run_status)(run_id) in _TERMINAL_RUN and not await client.exists(key):
-                yield format_reset(streams.Reset("The run's event history is gone (expired or purged); read the run "
-                                                 "with GET /runs/{run_id}.", None))
+                yield format_reset(
+                    streams.Reset(
+                        "The run's event history is gone (expired or purged); read the run with GET /runs/{run_id}.",
+                        None,
+                    )
+                )
                 return
             await asyncio.sleep(0.2)
             waited += 0.2
@@ -334,9 +367,22 @@ async def run_stream(request: HttpRequest, deal_id: str, run_id: str):
         try:
             run_uuid = uuid.UUID(str(run_id))
         except ValueError:
-            raise _SseError(JsonResponse({"detail": [{
-                "loc": ["path", "run_id"], "msg": "Input should be a valid UUID.", "type": "uuid_parsing",
-                "input": run_id, "ctx": {}}]}, status=422)) from None
+            raise _SseError(
+                JsonResponse(
+                    {
+                        "detail": [
+                            {
+                                "loc": ["path", "run_id"],
+                                "msg": "Input should be a valid UUID.",
+                                "type": "uuid_parsing",
+                                "input": run_id,
+                                "ctx": {},
+                            }
+                        ]
+                    },
+                    status=422,
+                )
+            ) from None
         after = last_event_id(request)
     except _SseError as exc:
         return exc.response
@@ -353,8 +399,11 @@ async def run_stream(request: HttpRequest, deal_id: str, run_id: str):
         except streams.REDIS_ERRORS:
             last = []
         entry = streams._decode(last)[0] if last else None
-        if entry is not None and entry.fields.get("type") == "done" and \
-                streams.parse_id(after) >= streams.parse_id(entry.id):
+        if (
+            entry is not None
+            and entry.fields.get("type") == "done"
+            and streams.parse_id(after) >= streams.parse_id(entry.id)
+        ):
             return HttpResponse(status=204)
     try:
         return slotted_response(user, run_event_stream(access.deal.pk, run_uuid, after))
@@ -391,34 +440,36 @@ async def discourse_stream(request: HttpRequest, deal_id: str):
         return exc.response
 
 
-SSE_ENDPOINTS.extend([
-    {
-        "path": "/api/canvas/{deal_id}/runs/{run_id}/stream",
-        "operation_id": "canvas_run_stream",
-        "extra_path_params": ["run_id"],
-        "summary": "A drafting run's events as server-sent events (viewer)",
-        "description": (
-            "The run's events from its first to `done`, after which the response ends: workflow_started "
-            "{inputs}, node_started {component_id (the section key), component_name, component_type, thoughts}, "
-            "message {component_id, content: a text delta}, message_end {component_id, status, content, "
-            "reference: citations}, node_finished {component_id, inputs, outputs, error, elapsed_time}, "
-            "workflow_finished {status, inputs, outputs: {delivered, missing, failed}, elapsed_time}, error "
-            "{message}, done {status}. Each has `id:`, `event:` and `data:` (JSON). Without Last-Event-ID the "
-            "whole run is replayed (pings while it is still queued); with it, the stream resumes after that event, "
-            "nothing lost or repeated, and answers 204 when that event was `done`. Closing the stream does not "
-            "stop the run. Kept 24 hours."
-        ),
-        "tag": "synthesis",
-    },
-    {
-        "path": "/api/canvas/{deal_id}/discourse/stream",
-        "operation_id": "canvas_discourse_stream",
-        "summary": "The deal's agent discourse as server-sent events (viewer)",
-        "description": (
-            "What the deal's agents do (retrieval, draft, brush, run), a ring of the last 100 events and at most "
-            "2 hours: replayed whole on connect, or after Last-Event-ID while that event is still in the ring, "
-            "then live. Each event's data is {kind, agent, text, run_id?, at}."
-        ),
-        "tag": "synthesis",
-    },
-])
+SSE_ENDPOINTS.extend(
+    [
+        {
+            "path": "/api/canvas/{deal_id}/runs/{run_id}/stream",
+            "operation_id": "canvas_run_stream",
+            "extra_path_params": ["run_id"],
+            "summary": "A drafting run's events as server-sent events (viewer)",
+            "description": (
+                "The run's events from its first to `done`, after which the response ends: workflow_started "
+                "{inputs}, node_started {component_id (the section key), component_name, component_type, thoughts}, "
+                "message {component_id, content: a text delta}, message_end {component_id, status, content, "
+                "reference: citations}, node_finished {component_id, inputs, outputs, error, elapsed_time}, "
+                "workflow_finished {status, inputs, outputs: {delivered, missing, failed}, elapsed_time}, error "
+                "{message}, done {status}. Each has `id:`, `event:` and `data:` (JSON). Without Last-Event-ID the "
+                "whole run is replayed (pings while it is still queued); with it, the stream resumes after that event, "
+                "nothing lost or repeated, and answers 204 when that event was `done`. Closing the stream does not "
+                "stop the run. Kept 24 hours."
+            ),
+            "tag": "synthesis",
+        },
+        {
+            "path": "/api/canvas/{deal_id}/discourse/stream",
+            "operation_id": "canvas_discourse_stream",
+            "summary": "The deal's agent discourse as server-sent events (viewer)",
+            "description": (
+                "What the deal's agents do (retrieval, draft, brush, run), a ring of the last 100 events and at most "
+                "2 hours: replayed whole on connect, or after Last-Event-ID while that event is still in the ring, "
+                "then live. Each event's data is {kind, agent, text, run_id?, at}."
+            ),
+            "tag": "synthesis",
+        },
+    ]
+)

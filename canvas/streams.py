@@ -83,8 +83,9 @@ def async_redis() -> aioredis.Redis:
     loop_id = id(asyncio.get_running_loop())
     client = _clients.get(loop_id)
     if client is None:
-        client = aioredis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT,
-                                         health_check_interval=30)
+        client = aioredis.Redis.from_url(
+            settings.REDIS_URL, socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT, health_check_interval=30
+        )
         _clients[loop_id] = client
     return client
 
@@ -92,11 +93,15 @@ def async_redis() -> aioredis.Redis:
 def _decode(entries) -> list[Entry]:
     out = []
     for raw_id, raw_fields in entries:
-        out.append(Entry(
-            id=raw_id.decode() if isinstance(raw_id, bytes) else raw_id,
-            fields={(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-                    for k, v in raw_fields.items()},
-        ))
+        out.append(
+            Entry(
+                id=raw_id.decode() if isinstance(raw_id, bytes) else raw_id,
+                fields={
+                    (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+                    for k, v in raw_fields.items()
+                },
+            )
+        )
     return out
 
 
@@ -150,8 +155,11 @@ class _Reader:
     async def _run(self) -> None:
         # The read timeout outlasts the blocking XREAD: redis-py 8 defaults it to 5 s, as long as the
         # block, so every quiet XREAD failed with TimeoutError and dropped its connection.
-        client = aioredis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT,
-                                         socket_timeout=BLOCK_MS / 1000 + settings.REDIS_SOCKET_TIMEOUT)
+        client = aioredis.Redis.from_url(
+            settings.REDIS_URL,
+            socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT,
+            socket_timeout=BLOCK_MS / 1000 + settings.REDIS_SOCKET_TIMEOUT,
+        )
         backoff = 0.2
         outage = False  # Redis failed since the last good read: events may have been dropped meanwhile
         loop = asyncio.get_running_loop()
@@ -168,8 +176,10 @@ class _Reader:
                         if outage:
                             outage = False
                             logger.warning("stream reader %s: Redis is back; subscribers reset", self.key)
-                            marker = Reset("Redis was unavailable and events may have been missed; reload the "
-                                           "canvas.", self.tail if self.tail != "0-0" else None)
+                            marker = Reset(
+                                "Redis was unavailable and events may have been missed; reload the canvas.",
+                                self.tail if self.tail != "0-0" else None,
+                            )
                             for subscriber in list(self.subscribers):
                                 subscriber.reset(marker)
                     response = await client.xread({self.key: self.tail}, block=BLOCK_MS, count=CATCH_UP_BATCH)

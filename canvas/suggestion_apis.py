@@ -20,8 +20,11 @@ from deals.models import DocumentState
 from deals.permissions import DealScopedAPIView, RequireCommenter, RequireEditor, RequireViewer
 
 SUGGESTION_PARAM = OpenApiParameter(
-    "suggestion_id", OpenApiTypes.UUID, OpenApiParameter.PATH,
-    description="The suggestion's id; a malformed one is 422, an unknown one 404.")
+    "suggestion_id",
+    OpenApiTypes.UUID,
+    OpenApiParameter.PATH,
+    description="The suggestion's id; a malformed one is 422, an unknown one 404.",
+)
 TAGS = ["suggestions"]
 
 
@@ -30,22 +33,39 @@ class SuggestionCreateInput(serializers.Serializer):
     section_key = StrictCharField(max_length=64)
     kind = serializers.ChoiceField(choices=SuggestionKind.choices)
     anchor_text = StrictCharField(
-        max_length=suggestions.MAX_ANCHOR_CHARS, required=False, allow_blank=True, trim_whitespace=False,
+        max_length=suggestions.MAX_ANCHOR_CHARS,
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
         default="",
         help_text="The exact text the change is anchored to (case, whitespace and markdown count). Required "
         "for delete and replace; for insert, the text after which `content` goes, or empty to append to the "
-        "section.")
+        "section.",
+    )
     occurrence = serializers.IntegerField(
-        min_value=1, max_value=100_000, required=False, default=1,
-        help_text="Which match of the anchor (1-based, counted left to right without overlaps).")
+        min_value=1,
+        max_value=100_000,
+        required=False,
+        default=1,
+        help_text="Which match of the anchor (1-based, counted left to right without overlaps).",
+    )
     content = StrictCharField(
-        max_length=suggestions.MAX_CONTENT_CHARS, required=False, allow_blank=True, trim_whitespace=False,
+        max_length=suggestions.MAX_CONTENT_CHARS,
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
         default="",
         help_text="The new text, inserted exactly as given: required for insert and replace, empty for "
         "delete. An append (empty anchor) is separated from existing text by a blank line unless either side "
-        "already has a line break there.")
-    comment = StrictCharField(max_length=suggestions.MAX_COMMENT_CHARS, required=False, allow_blank=True,
-                              default="", help_text="Why the change is proposed.")
+        "already has a line break there.",
+    )
+    comment = StrictCharField(
+        max_length=suggestions.MAX_COMMENT_CHARS,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Why the change is proposed.",
+    )
 
     def validate(self, attrs):
         kind, anchor, content = attrs["kind"], attrs["anchor_text"], attrs["content"]
@@ -70,8 +90,9 @@ class SuggestionCreateInput(serializers.Serializer):
 class SuggestionQueryInput(serializers.Serializer):
     status = serializers.ChoiceField(choices=SuggestionStatus.choices, required=False)
     section_key = StrictCharField(max_length=64, required=False)
-    author = StrictCharField(required=False, max_length=36,
-                             help_text="`me` for the caller's own suggestions, or a user id.")
+    author = StrictCharField(
+        required=False, max_length=36, help_text="`me` for the caller's own suggestions, or a user id."
+    )
 
     def validate_author(self, value: str) -> str:
         if value != "me":
@@ -84,8 +105,9 @@ class SuggestionQueryInput(serializers.Serializer):
 
 
 class SuggestionAcceptInput(serializers.Serializer):
-    base_version = serializers.IntegerField(min_value=0, required=False, allow_null=True,
-                                            help_text="The memo version the editor saw; 409 when stale.")
+    base_version = serializers.IntegerField(
+        min_value=0, required=False, allow_null=True, help_text="The memo version the editor saw; 409 when stale."
+    )
 
 
 class SuggestionOutput(serializers.Serializer):
@@ -103,12 +125,13 @@ class SuggestionOutput(serializers.Serializer):
     decided_by = StrictCharField(source="decided_by.display_name", allow_null=True, default=None)
     decided_at = serializers.DateTimeField(allow_null=True)
     base_version = serializers.IntegerField(help_text="The memo version when it was proposed.")
-    applied_version = serializers.IntegerField(allow_null=True,
-                                               help_text="The memo version its acceptance made.")
+    applied_version = serializers.IntegerField(allow_null=True, help_text="The memo version its acceptance made.")
     anchor_matches = serializers.BooleanField(
-        allow_null=True, default=None,
+        allow_null=True,
+        default=None,
         help_text="Pending only: whether it still applies to the current text (false: accepting is a 409). "
-        "Null once decided, or when the memo cannot be read right now.")
+        "Null once decided, or when the memo cannot be read right now.",
+    )
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 
@@ -138,8 +161,12 @@ class SuggestionCollectionApi(DealScopedAPIView):
         query = parse_query(SuggestionQueryInput, request)
         author = query.get("author")
         author_id = request.user.pk if author == "me" else (uuid.UUID(author) if author else None)
-        found = suggestions.suggestion_list(deal=self.deal_access.deal, status=query.get("status"),
-                                            section_key=query.get("section_key"), author_id=author_id)
+        found = suggestions.suggestion_list(
+            deal=self.deal_access.deal,
+            status=query.get("status"),
+            section_key=query.get("section_key"),
+            author_id=author_id,
+        )
         return Response(SuggestionOutput(found, many=True).data)
 
     @extend_schema(
@@ -176,14 +203,24 @@ class SuggestionAcceptApi(DealScopedAPIView):
     def post(self, request, deal_id, suggestion_id):
         suggestion_pk = parse_path_uuid(suggestion_id, "suggestion_id")
         body = parse_body(SuggestionAcceptInput, request)
-        outcome = suggestions.suggestion_accept(deal=self.deal_access.deal, user=request.user,
-                                                suggestion_id=suggestion_pk,
-                                                base_version=body.get("base_version"))
+        outcome = suggestions.suggestion_accept(
+            deal=self.deal_access.deal,
+            user=request.user,
+            suggestion_id=suggestion_pk,
+            base_version=body.get("base_version"),
+        )
         doc = outcome.write.doc
-        return Response(SuggestionAcceptOutput({
-            "success": True, "version": doc.version, "document_state": doc.state,
-            "suggestion": outcome.suggestion, "section": section_view(outcome.section),
-        }).data)
+        return Response(
+            SuggestionAcceptOutput(
+                {
+                    "success": True,
+                    "version": doc.version,
+                    "document_state": doc.state,
+                    "suggestion": outcome.suggestion,
+                    "section": section_view(outcome.section),
+                }
+            ).data
+        )
 
 
 class SuggestionRejectApi(DealScopedAPIView):
@@ -192,8 +229,7 @@ class SuggestionRejectApi(DealScopedAPIView):
     @extend_schema(
         operation_id="canvas_suggestion_reject",
         summary="Reject a suggestion (editor)",
-        description="The memo is untouched. 409 when the suggestion is not pending. Emits "
-        "`suggestion_rejected`.",
+        description="The memo is untouched. 409 when the suggestion is not pending. Emits `suggestion_rejected`.",
         parameters=[SUGGESTION_PARAM],
         request=None,
         responses={200: SuggestionOutput, **error_responses(401, 403, 404, 409, 422)},
@@ -201,6 +237,7 @@ class SuggestionRejectApi(DealScopedAPIView):
     )
     def post(self, request, deal_id, suggestion_id):
         suggestion_pk = parse_path_uuid(suggestion_id, "suggestion_id")
-        suggestion = suggestions.suggestion_reject(deal=self.deal_access.deal, user=request.user,
-                                                   suggestion_id=suggestion_pk)
+        suggestion = suggestions.suggestion_reject(
+            deal=self.deal_access.deal, user=request.user, suggestion_id=suggestion_pk
+        )
         return Response(SuggestionOutput(suggestion).data)

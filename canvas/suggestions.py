@@ -100,8 +100,16 @@ def _anchor_matches(suggestion: Suggestion, doc: CanvasDoc | None) -> bool | Non
     section = doc.sections.get(suggestion.section_key)
     if section is None:
         return False
-    return apply_change(section.get("markdown") or "", kind=suggestion.kind, anchor=suggestion.anchor_text,
-                        occurrence=suggestion.occurrence, content=suggestion.content) is not None
+    return (
+        apply_change(
+            section.get("markdown") or "",
+            kind=suggestion.kind,
+            anchor=suggestion.anchor_text,
+            occurrence=suggestion.occurrence,
+            content=suggestion.content,
+        )
+        is not None
+    )
 
 
 def _read_doc_quietly(deal: Deal) -> CanvasDoc | None:
@@ -112,8 +120,17 @@ def _read_doc_quietly(deal: Deal) -> CanvasDoc | None:
 
 
 # --- services --------------------------------------------------------------------------------------------
-def suggestion_create(*, deal: Deal, user: User, section_key: str, kind: str, anchor_text: str,
-                      occurrence: int, content: str, comment: str) -> Suggestion:
+def suggestion_create(
+    *,
+    deal: Deal,
+    user: User,
+    section_key: str,
+    kind: str,
+    anchor_text: str,
+    occurrence: int,
+    content: str,
+    comment: str,
+) -> Suggestion:
     """Propose a change to a section. The anchor must occur in the section's current text (an insert with
     an empty anchor appends and needs none). Emits suggestion_created.
 
@@ -132,31 +149,54 @@ def suggestion_create(*, deal: Deal, user: User, section_key: str, kind: str, an
     if anchor_text:
         found = markdown.count(anchor_text)
         if found == 0:
-            raise InvalidInputError("The anchor text does not occur in the section's current text.",
-                                    loc=["body", "anchor_text"], value=anchor_text, code="anchor_not_found")
+            raise InvalidInputError(
+                "The anchor text does not occur in the section's current text.",
+                loc=["body", "anchor_text"],
+                value=anchor_text,
+                code="anchor_not_found",
+            )
         if found < occurrence:
             raise InvalidInputError(
                 f"The anchor text occurs {found} time(s) in the section's current text, not {occurrence}.",
-                loc=["body", "occurrence"], value=occurrence, code="anchor_not_found")
+                loc=["body", "occurrence"],
+                value=occurrence,
+                code="anchor_not_found",
+            )
     suggestion = Suggestion.objects.create(
-        deal=deal, section_key=section_key, kind=kind, anchor_text=anchor_text, occurrence=occurrence,
-        content=content, comment=comment, author=user, base_version=version,
+        deal=deal,
+        section_key=section_key,
+        kind=kind,
+        anchor_text=anchor_text,
+        occurrence=occurrence,
+        content=content,
+        comment=comment,
+        author=user,
+        base_version=version,
     )
     suggestion.anchor_matches = True
-    events.emit(deal.pk, "suggestion_created",
-                {"suggestion_id": str(suggestion.pk), "section_key": section_key, "kind": kind},
-                actor_id=user.pk)
+    events.emit(
+        deal.pk,
+        "suggestion_created",
+        {"suggestion_id": str(suggestion.pk), "section_key": section_key, "kind": kind},
+        actor_id=user.pk,
+    )
     return suggestion
 
 
 def _pending_for_update(deal: Deal, suggestion_id: uuid.UUID) -> Suggestion:
-    suggestion = (Suggestion.objects.select_for_update(of=("self",)).select_related("author")
-                  .filter(pk=suggestion_id, deal=deal).first())
+    suggestion = (
+        Suggestion.objects.select_for_update(of=("self",))
+        .select_related("author")
+        .filter(pk=suggestion_id, deal=deal)
+        .first()
+    )
     if suggestion is None:
         raise SuggestionNotFound()
     if suggestion.status != SuggestionStatus.PENDING:
-        raise SuggestionNotPending(f"This suggestion was already {suggestion.status}; only a pending one can "
-                                   "be accepted or rejected.", status=suggestion.status)
+        raise SuggestionNotPending(
+            f"This suggestion was already {suggestion.status}; only a pending one can be accepted or rejected.",
+            status=suggestion.status,
+        )
     return suggestion
 
 
@@ -179,8 +219,9 @@ class AcceptOutcome:
         return self.write.doc.sections[self.suggestion.section_key]
 
 
-def suggestion_accept(*, deal: Deal, user: User, suggestion_id: uuid.UUID,
-                      base_version: int | None = None) -> AcceptOutcome:
+def suggestion_accept(
+    *, deal: Deal, user: User, suggestion_id: uuid.UUID, base_version: int | None = None
+) -> AcceptOutcome:
     """Apply a pending suggestion to the section's current text as a new memo version (snapshot
     "suggestion <id> accepted", event suggestion_accepted).
 
@@ -200,9 +241,13 @@ def suggestion_accept(*, deal: Deal, user: User, suggestion_id: uuid.UUID,
             section = doc.sections.get(key)
             if section is None:
                 raise SuggestionOutdated(f"The section {key!r} no longer exists; reject this suggestion.")
-            markdown = apply_change(section.get("markdown") or "", kind=suggestion.kind,
-                                    anchor=suggestion.anchor_text, occurrence=suggestion.occurrence,
-                                    content=suggestion.content)
+            markdown = apply_change(
+                section.get("markdown") or "",
+                kind=suggestion.kind,
+                anchor=suggestion.anchor_text,
+                occurrence=suggestion.occurrence,
+                content=suggestion.content,
+            )
             if markdown is None:
                 raise SuggestionOutdated(
                     f"The section {key!r} changed since this suggestion was made (version "
@@ -211,18 +256,25 @@ def suggestion_accept(*, deal: Deal, user: User, suggestion_id: uuid.UUID,
                     current_version=doc.version,
                 )
             if len(markdown) > settings.CANVAS_MAX_CONTENT_CHARS:
-                raise ContentTooLarge(f"With this suggestion the section would be {len(markdown):,} "
-                                      f"characters; the limit is {settings.CANVAS_MAX_CONTENT_CHARS:,}.")
+                raise ContentTooLarge(
+                    f"With this suggestion the section would be {len(markdown):,} "
+                    f"characters; the limit is {settings.CANVAS_MAX_CONTENT_CHARS:,}."
+                )
             _touch_section(section, markdown=markdown, user=user, now=now)
             _start_editing(doc)
             # _write_memo stores only the keys returned: on a memo never stored before, that must be all
             # of the template's sections, or the others would be lost
             return [key] if doc.exists else list(doc.sections)
 
-        write = _write_memo(deal=deal, user=user, base_version=base_version, mutate=mutate,
-                            snapshot_reason=f"suggestion {suggestion.pk} accepted",
-                            event="suggestion_accepted",
-                            event_payload={"suggestion_id": str(suggestion.pk), "section_key": suggestion.section_key})
+        write = _write_memo(
+            deal=deal,
+            user=user,
+            base_version=base_version,
+            mutate=mutate,
+            snapshot_reason=f"suggestion {suggestion.pk} accepted",
+            event="suggestion_accepted",
+            event_payload={"suggestion_id": str(suggestion.pk), "section_key": suggestion.section_key},
+        )
         _decide(suggestion, user=user, status=SuggestionStatus.ACCEPTED, applied_version=write.doc.version)
     return AcceptOutcome(suggestion=suggestion, write=write)
 
@@ -235,18 +287,24 @@ def suggestion_reject(*, deal: Deal, user: User, suggestion_id: uuid.UUID) -> Su
     with transaction.atomic():
         suggestion = _pending_for_update(deal, suggestion_id)
         _decide(suggestion, user=user, status=SuggestionStatus.REJECTED)
-    events.emit(deal.pk, "suggestion_rejected", {"suggestion_id": str(suggestion.pk),
-                                                 "section_key": suggestion.section_key}, actor_id=user.pk)
+    events.emit(
+        deal.pk,
+        "suggestion_rejected",
+        {"suggestion_id": str(suggestion.pk), "section_key": suggestion.section_key},
+        actor_id=user.pk,
+    )
     return suggestion
 
 
 # --- selectors -------------------------------------------------------------------------------------------
-def suggestion_list(*, deal: Deal, status: str | None = None, section_key: str | None = None,
-                    author_id: uuid.UUID | None = None) -> list[Suggestion]:
+def suggestion_list(
+    *, deal: Deal, status: str | None = None, section_key: str | None = None, author_id: uuid.UUID | None = None
+) -> list[Suggestion]:
     """The deal's suggestions, newest first, each pending one marked with whether it still applies
     (`anchor_matches`; None when the Store cannot be read)."""
-    queryset: QuerySet[Suggestion] = (Suggestion.objects.filter(deal=deal)
-                                      .select_related("author", "decided_by").order_by("-created_at", "-pk"))
+    queryset: QuerySet[Suggestion] = (
+        Suggestion.objects.filter(deal=deal).select_related("author", "decided_by").order_by("-created_at", "-pk")
+    )
     if status:
         queryset = queryset.filter(status=status)
     if section_key:

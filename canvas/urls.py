@@ -13,8 +13,11 @@ urlpatterns = [
     path(f"{D}/approve", apis.CanvasApproveApi.as_view(), name="canvas-approve"),
     path(f"{D}/reopen", apis.CanvasReopenApi.as_view(), name="canvas-reopen"),
     path(f"{D}/sections/<str:key>/approve", apis.SectionApproveApi.as_view(), name="canvas-section-approve"),
-    path(f"{D}/sections/<str:key>/conditions/<str:cid>/resolve", apis.ConditionResolveApi.as_view(),
-         name="canvas-condition-resolve"),
+    path(
+        f"{D}/sections/<str:key>/conditions/<str:cid>/resolve",
+        apis.ConditionResolveApi.as_view(),
+        name="canvas-condition-resolve",
+    ),
     path(f"{D}/feedback", apis.FeedbackApi.as_view(), name="canvas-feedback"),
     path(f"{D}/comments", apis.CommentCollectionApi.as_view(), name="canvas-comments"),
     path(f"{D}/comments/<str:comment_id>/resolve", apis.CommentResolveApi.as_view(), name="canvas-comment-resolve"),

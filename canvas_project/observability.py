@@ -46,17 +46,28 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.request_latency = Histogram(
-            "dealcanvas_http_request_seconds", "HTTP request latency", ["route", "method", "status"],
-            registry=self.registry, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            "dealcanvas_http_request_seconds",
+            "HTTP request latency",
+            ["route", "method", "status"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
-        self.purges = Counter("dealcanvas_purges_total", "Purges of per-deal Redis state",
-                              ["source", "mode", "dry_run", "status"], registry=self.registry)
-        self.purged_keys = Counter("dealcanvas_purged_keys_total", "Keys deleted by purges", ["family"],
-                                   registry=self.registry)
+        self.purges = Counter(
+            "dealcanvas_purges_total",
+            "Purges of per-deal Redis state",
+            ["source", "mode", "dry_run", "status"],
+            registry=self.registry,
+        )
+        self.purged_keys = Counter(
+            "dealcanvas_purged_keys_total", "Keys deleted by purges", ["family"], registry=self.registry
+        )
         self.registry.register(RunSecondsCollector())
-        self.sse_subscribers = Gauge("dealcanvas_sse_subscribers",
-                                     "Open SSE subscriptions (summed over live processes in multiprocess mode)",
-                                     registry=self.registry, multiprocess_mode="livesum")
+        self.sse_subscribers = Gauge(
+            "dealcanvas_sse_subscribers",
+            "Open SSE subscriptions (summed over live processes in multiprocess mode)",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
 
 
 # Runs finish in Celery workers, whose registries nobody scrapes, so this histogram lives in Redis: the
@@ -103,8 +114,9 @@ class RunSecondsCollector:
         fields = {name.decode(): value.decode() for name, value in raw.items()}
         for status in sorted({name.split(":", 1)[0] for name in fields}):
             count = int(fields.get(f"{status}:count", 0))
-            buckets = [(floatToGoString(bound), int(fields.get(f"{status}:le:{bound}", 0)))
-                       for bound in RUN_SECONDS_BUCKETS]
+            buckets = [
+                (floatToGoString(bound), int(fields.get(f"{status}:le:{bound}", 0))) for bound in RUN_SECONDS_BUCKETS
+            ]
             family.add_metric([status], buckets + [("+Inf", count)], float(fields.get(f"{status}:sum", 0)))
         yield family
 
@@ -165,8 +177,12 @@ class ContextFilter(logging.Filter):
 
 
 def _secrets() -> list[str]:
-    return [*getattr(settings, "INTERNAL_ENGINE_TOKENS", []), getattr(settings, "JWT_SIGNING_KEY", ""),
-            getattr(settings, "SECRET_KEY", ""), getattr(settings, "METRICS_TOKEN", "")]
+    return [
+        *getattr(settings, "INTERNAL_ENGINE_TOKENS", []),
+        getattr(settings, "JWT_SIGNING_KEY", ""),
+        getattr(settings, "SECRET_KEY", ""),
+        getattr(settings, "METRICS_TOKEN", ""),
+    ]
 
 
 class JsonFormatter(logging.Formatter):
@@ -189,16 +205,23 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     import hmac
 
     if request.method not in ("GET", "HEAD"):  # read-only, like every other endpoint's undeclared methods
-        return HttpResponse(json.dumps({"detail": f'Method "{request.method}" not allowed.'}), status=405,
-                            content_type="application/json", headers={"Allow": "GET, HEAD"})
+        return HttpResponse(
+            json.dumps({"detail": f'Method "{request.method}" not allowed.'}),
+            status=405,
+            content_type="application/json",
+            headers={"Allow": "GET, HEAD"},
+        )
     expected = getattr(settings, "METRICS_TOKEN", "")
     presented = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
     allowed = (expected and hmac.compare_digest(presented.encode(), expected.encode())) or (
         getattr(request, "user", None) is not None and request.user.is_authenticated and request.user.is_superuser
     )
     if not allowed:
-        return HttpResponse('{"detail": "Metrics need METRICS_TOKEN or a superadmin session."}', status=401,
-                            content_type="application/json")
+        return HttpResponse(
+            '{"detail": "Metrics need METRICS_TOKEN or a superadmin session."}',
+            status=401,
+            content_type="application/json",
+        )
     return HttpResponse(generate_latest(scrape_registry()), content_type=CONTENT_TYPE_LATEST)
 
 

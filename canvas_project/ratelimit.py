@@ -68,13 +68,21 @@ def generate_bucket() -> Bucket:
 
 
 def login_username_bucket() -> Bucket:
-    return Bucket("login_username", settings.LOGIN_USERNAME_RATE_PER_MINUTE, settings.LOGIN_USERNAME_BURST,
-                  what="login attempts for this username")
+    return Bucket(
+        "login_username",
+        settings.LOGIN_USERNAME_RATE_PER_MINUTE,
+        settings.LOGIN_USERNAME_BURST,
+        what="login attempts for this username",
+    )
 
 
 def login_address_bucket() -> Bucket:
-    return Bucket("login_address", settings.LOGIN_ADDRESS_RATE_PER_MINUTE, settings.LOGIN_ADDRESS_BURST,
-                  what="login attempts from this address")
+    return Bucket(
+        "login_address",
+        settings.LOGIN_ADDRESS_RATE_PER_MINUTE,
+        settings.LOGIN_ADDRESS_BURST,
+        what="login attempts from this address",
+    )
 
 
 def username_subject(username: str) -> str:
@@ -106,8 +114,9 @@ def consume(bucket: Bucket, subject: object) -> None:
     try:
         consume_together([(bucket, subject)])
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-        raise DependencyUnavailableError("Redis", "Redis is unavailable, so AI work cannot be metered; "
-                                         "try again shortly.") from exc
+        raise DependencyUnavailableError(
+            "Redis", "Redis is unavailable, so AI work cannot be metered; try again shortly."
+        ) from exc
 
 
 def consume_together(spends: list[tuple[Bucket, object]]) -> None:
@@ -121,7 +130,8 @@ def consume_together(spends: list[tuple[Bucket, object]]) -> None:
     for bucket, _subject in spends:
         args += [bucket.interval_ms, bucket.burst]
     allowed, wait_ms, refused_by = _GCRA(
-        [keys.rate_limit_key(bucket.name, subject) for bucket, subject in spends], args, client=get_redis())
+        [keys.rate_limit_key(bucket.name, subject) for bucket, subject in spends], args, client=get_redis()
+    )
     if not allowed:
         bucket = spends[int(refused_by) - 1][0]
         retry_after = max(1, math.ceil(int(wait_ms) / 1000))

@@ -25,8 +25,7 @@ CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", [])
 CORS_URLS_REGEX = r"^/api/.*$"
 CORS_ALLOW_CREDENTIALS = False
 CORS_EXPOSE_HEADERS = ["Retry-After", "X-Request-ID", "Content-Disposition"]
-CORS_ALLOW_HEADERS = ["authorization", "content-type", "last-event-id", "x-request-id", "idempotency-key",
-                      "accept"]
+CORS_ALLOW_HEADERS = ["authorization", "content-type", "last-event-id", "x-request-id", "idempotency-key", "accept"]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -144,8 +143,9 @@ def _celery_broker_url(redis_url: str) -> str:
     # `virtual_host` (it ignores `db` there); redis-py spells it unix://...?db=N.
     parts = urlsplit(redis_url)
     if parts.scheme == "unix":
-        query = [q.replace("db=", "virtual_host=", 1) if q.startswith("db=") else q
-                 for q in parts.query.split("&") if q]
+        query = [
+            q.replace("db=", "virtual_host=", 1) if q.startswith("db=") else q for q in parts.query.split("&") if q
+        ]
         return f"redis+socket://{parts.path}" + (f"?{'&'.join(query)}" if query else "")
     return redis_url
 

@@ -76,9 +76,24 @@ def _seed_owner_grant(*, deal_id: uuid.UUID, user_id: uuid.UUID) -> bool:
 # One statement: the deal, its org's name, the caller's grant, whether the caller is an active member of
 # the org and (for deal-scoped tokens) whether the deal has an owner. Raw SQL because building the same
 # query through the ORM cost about four times its execution on the hot GET (bench/canvas_get).
-_DEAL_FIELDS = ("id", "org_id", "name", "description", "visibility", "template_key", "collab_enabled",
-                "created_blank", "created_by_id", "document_state", "memo_version", "sections_populated",
-                "sections_total", "incomplete_delivery_blocked", "created_at", "updated_at")
+_DEAL_FIELDS = (
+    "id",
+    "org_id",
+    "name",
+    "description",
+    "visibility",
+    "template_key",
+    "collab_enabled",
+    "created_blank",
+    "created_by_id",
+    "document_state",
+    "memo_version",
+    "sections_populated",
+    "sections_total",
+    "incomplete_delivery_blocked",
+    "created_at",
+    "updated_at",
+)
 _RESOLVE_SQL = (
     "SELECT " + ", ".join(f"d.{name}" for name in _DEAL_FIELDS) + ", o.name, "
     "(SELECT a.role FROM deals_dealaccess a WHERE a.deal_id = d.id AND a.user_id = %(user)s), "

@@ -12,8 +12,10 @@ class UserAdmin(DjangoUserAdmin):
     # the password's last change ended the user's earlier sessions (deals.models.User.save)
     fieldsets = (
         *DjangoUserAdmin.fieldsets[:-1],
-        (DjangoUserAdmin.fieldsets[-1][0],
-         {"fields": (*DjangoUserAdmin.fieldsets[-1][1]["fields"], "credentials_changed_at")}),
+        (
+            DjangoUserAdmin.fieldsets[-1][0],
+            {"fields": (*DjangoUserAdmin.fieldsets[-1][1]["fields"], "credentials_changed_at")},
+        ),
     )
 
 
@@ -56,13 +58,32 @@ class DealAccessInline(admin.TabularInline):
 
 @admin.register(Deal)
 class DealAdmin(admin.ModelAdmin):
-    list_display = ("name", "org", "visibility", "template_key", "document_state", "memo_version",
-                    "collab_enabled", "updated_at")
+    list_display = (
+        "name",
+        "org",
+        "visibility",
+        "template_key",
+        "document_state",
+        "memo_version",
+        "collab_enabled",
+        "updated_at",
+    )
     list_filter = ("visibility", "document_state", "template_key", "collab_enabled", "org")
     search_fields = ("name", "description", "id", "org__name")
-    readonly_fields = ("id", "created_by", "created_at", "updated_at", "document_state", "memo_version",
-                       "sections_populated", "sections_total", "incomplete_delivery_blocked", "created_blank",
-                       "memo_overview", "memo_versions")
+    readonly_fields = (
+        "id",
+        "created_by",
+        "created_at",
+        "updated_at",
+        "document_state",
+        "memo_version",
+        "sections_populated",
+        "sections_total",
+        "incomplete_delivery_blocked",
+        "created_blank",
+        "memo_overview",
+        "memo_versions",
+    )
     autocomplete_fields = ("org",)
     inlines = [DealAccessInline]
     date_hierarchy = "updated_at"
@@ -80,14 +101,20 @@ class DealAdmin(admin.ModelAdmin):
         except StoreUnavailable:
             return "The LangGraph Store is unavailable."
         rows = format_html_join(
-            "", "<li>{}: {} &times; {} &mdash; {}</li>",
+            "",
+            "<li>{}: {} &times; {} &mdash; {}</li>",
             ((d["label"], d["score"], d["weight"], d["why"]) for d in readiness["dimensions"]),
         )
         return format_html(
             "<p>State <b>{}</b>, version {}, {} of {} sections written.</p>"
             "<p>Readiness <b>{}</b> (grade {})</p><ul>{}</ul>",
-            obj.document_state, obj.memo_version, progress["populated"], progress["total"],
-            readiness["score"], readiness["grade"], rows,
+            obj.document_state,
+            obj.memo_version,
+            progress["populated"],
+            progress["total"],
+            readiness["score"],
+            readiness["grade"],
+            rows,
         )
 
     @admin.display(description="versions (newest first)")
@@ -104,12 +131,19 @@ class DealAdmin(admin.ModelAdmin):
         if not page["results"]:
             return "No versions yet."
         rows = format_html_join(
-            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            ((v["version"], v["title"], v["reason"], v["author"] or "-", "approval" if v["approval"] else "")
-             for v in page["results"]),
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (v["version"], v["title"], v["reason"], v["author"] or "-", "approval" if v["approval"] else "")
+                for v in page["results"]
+            ),
         )
-        return format_html("<table><tr><th>version</th><th>title</th><th>reason</th><th>author</th><th></th></tr>"
-                           "{}</table><p>{} versions kept in all.</p>", rows, page["count"])
+        return format_html(
+            "<table><tr><th>version</th><th>title</th><th>reason</th><th>author</th><th></th></tr>"
+            "{}</table><p>{} versions kept in all.</p>",
+            rows,
+            page["count"],
+        )
 
     def save_formset(self, request, form, formset, change):
         for grant in formset.save(commit=False):
@@ -151,9 +185,24 @@ class DocumentAdmin(admin.ModelAdmin):
     list_filter = ("state", "kind")
     search_fields = ("filename", "deal__name", "sha256")
     list_select_related = ("deal", "uploaded_by")
-    readonly_fields = ("id", "deal", "file", "filename", "content_type", "kind", "size", "sha256", "state",
-                       "error", "pages", "uploaded_by", "processing_started_at", "processed_at", "created_at",
-                       "updated_at")
+    readonly_fields = (
+        "id",
+        "deal",
+        "file",
+        "filename",
+        "content_type",
+        "kind",
+        "size",
+        "sha256",
+        "state",
+        "error",
+        "pages",
+        "uploaded_by",
+        "processing_started_at",
+        "processed_at",
+        "created_at",
+        "updated_at",
+    )
     inlines = [DocumentPageInline]
     actions = ["reingest"]
 

@@ -51,15 +51,26 @@ class TokenObtainApi(PublicTokenApi):
         "successful login clears it); per address a burst of 20, then 20 a minute.",
         request=TokenObtainInput,
         responses={200: TokenPairOutput, **error_responses(401, 422, 429)},
-        parameters=[OpenApiParameter("Retry-After", int, OpenApiParameter.HEADER, response=[429],
-                                     description="Seconds to wait before the next attempt.")],
+        parameters=[
+            OpenApiParameter(
+                "Retry-After",
+                int,
+                OpenApiParameter.HEADER,
+                response=[429],
+                description="Seconds to wait before the next attempt.",
+            )
+        ],
         tags=["auth"],
         auth=[],
     )
     def post(self, request):
         body = parse_body(TokenObtainInput, request)
-        pair = token_obtain(request=request, username=body["username"], password=body["password"],
-                            client_address=client_address(request))
+        pair = token_obtain(
+            request=request,
+            username=body["username"],
+            password=body["password"],
+            client_address=client_address(request),
+        )
         if pair is None:
             raise AuthenticationFailed("No active account found with the given credentials.")
         return Response(pair)
@@ -70,10 +81,14 @@ class _UserTokenRefreshSerializer(TokenRefreshSerializer):
 
 
 class TokenRefreshApi(PublicTokenApi):
-    @extend_schema(operation_id="auth_token_refresh",
-                   summary="Trade a refresh token for a new pair (the old refresh token is revoked)",
-                   request=TokenRefreshInput, responses={200: TokenPairOutput, **error_responses(401, 422)},
-                   tags=["auth"], auth=[])
+    @extend_schema(
+        operation_id="auth_token_refresh",
+        summary="Trade a refresh token for a new pair (the old refresh token is revoked)",
+        request=TokenRefreshInput,
+        responses={200: TokenPairOutput, **error_responses(401, 422)},
+        tags=["auth"],
+        auth=[],
+    )
     def post(self, request):
         body = parse_body(TokenRefreshInput, request)
         serializer = _UserTokenRefreshSerializer(data=body)
@@ -83,14 +98,23 @@ class TokenRefreshApi(PublicTokenApi):
             raise AuthenticationFailed("Token is invalid, expired or already used.") from None
         except ObjectDoesNotExist:
             raise AuthenticationFailed("No active account found for this token.") from None
-        return Response({"access": serializer.validated_data["access"],
-                         "refresh": serializer.validated_data.get("refresh", body["refresh"])})
+        return Response(
+            {
+                "access": serializer.validated_data["access"],
+                "refresh": serializer.validated_data.get("refresh", body["refresh"]),
+            }
+        )
 
 
 class TokenVerifyApi(PublicTokenApi):
-    @extend_schema(operation_id="auth_token_verify", summary="Check a token and read its claims",
-                   request=TokenVerifyInput, responses={200: TokenVerifyOutput, **error_responses(401, 422)},
-                   tags=["auth"], auth=[])
+    @extend_schema(
+        operation_id="auth_token_verify",
+        summary="Check a token and read its claims",
+        request=TokenVerifyInput,
+        responses={200: TokenVerifyOutput, **error_responses(401, 422)},
+        tags=["auth"],
+        auth=[],
+    )
     def post(self, request):
         body = parse_body(TokenVerifyInput, request)
         try:

@@ -34,8 +34,9 @@ class BearerJWTAuthentication(JWTAuthentication):
     def get_user(self, validated_token):
         user = super().get_user(validated_token)
         if issued_before_credentials_changed(changed_at=user.credentials_changed_at, token=validated_token):
-            raise AuthenticationFailed("This token was issued before the password was changed; log in again.",
-                                       code="token_not_valid")
+            raise AuthenticationFailed(
+                "This token was issued before the password was changed; log in again.", code="token_not_valid"
+            )
         return user
 
 

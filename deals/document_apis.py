@@ -24,8 +24,7 @@ from deals.ingestion.sniff import CONTENT_TYPES
 from deals.intel import deal_intel_get, intake_summary_get
 from deals.permissions import DealScopedAPIView, RequireEditor, RequireViewer
 
-DOC_ID_PARAM = OpenApiParameter("doc_id", OpenApiTypes.UUID, OpenApiParameter.PATH,
-                                description="The document's id.")
+DOC_ID_PARAM = OpenApiParameter("doc_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The document's id.")
 # Multipart framing around the file (boundaries, part headers) on top of the file's own bytes.
 MULTIPART_OVERHEAD = 64 * 1024
 
@@ -49,21 +48,22 @@ class _SizeLimitHandler(FileUploadHandler):
 
 
 def _document(view, doc_id: str):
-    return document_selectors.document_get(deal=view.deal_access.deal,
-                                           document_id=parse_path_uuid(doc_id, "doc_id"))
+    return document_selectors.document_get(deal=view.deal_access.deal, document_id=parse_path_uuid(doc_id, "doc_id"))
 
 
 class DocumentCollectionApi(DealScopedAPIView):
     guards = {"GET": RequireViewer, "POST": RequireEditor}
     parser_classes = [MultiPartParser]
 
-    @extend_schema(operation_id="deal_documents_list", summary="Documents of the deal",
-                   description="With their ingestion state (queued, processing, ready, failed).",
-                   responses={200: DocumentOutput(many=True), **error_responses(401, 403, 404)},
-                   tags=["documents"])
+    @extend_schema(
+        operation_id="deal_documents_list",
+        summary="Documents of the deal",
+        description="With their ingestion state (queued, processing, ready, failed).",
+        responses={200: DocumentOutput(many=True), **error_responses(401, 403, 404)},
+        tags=["documents"],
+    )
     def get(self, request, deal_id):
-        return Response(DocumentOutput(document_selectors.document_list(deal=self.deal_access.deal),
-                                       many=True).data)
+        return Response(DocumentOutput(document_selectors.document_list(deal=self.deal_access.deal), many=True).data)
 
     @extend_schema(
         operation_id="deal_documents_upload",
@@ -95,9 +95,13 @@ class DocumentCollectionApi(DealScopedAPIView):
 class DocumentDetailApi(DealScopedAPIView):
     guards = {"GET": RequireViewer, "DELETE": RequireEditor}
 
-    @extend_schema(operation_id="deal_documents_retrieve", summary="A document of the deal",
-                   parameters=[DOC_ID_PARAM],
-                   responses={200: DocumentOutput, **error_responses(401, 403, 404, 422)}, tags=["documents"])
+    @extend_schema(
+        operation_id="deal_documents_retrieve",
+        summary="A document of the deal",
+        parameters=[DOC_ID_PARAM],
+        responses={200: DocumentOutput, **error_responses(401, 403, 404, 422)},
+        tags=["documents"],
+    )
     def get(self, request, deal_id, doc_id):
         return Response(DocumentOutput(_document(self, doc_id)).data)
 
@@ -105,7 +109,7 @@ class DocumentDetailApi(DealScopedAPIView):
         operation_id="deal_documents_delete",
         summary="Delete a document (editor)",
         description="Removes the stored file, the extracted pages and the document's Redis keys; deal intel "
-                    "and the intake summary are rebuilt without it.",
+        "and the intake summary are rebuilt without it.",
         parameters=[DOC_ID_PARAM],
         responses={**deleted_response(), **error_responses(401, 403, 404, 422)},
         tags=["documents"],
@@ -124,8 +128,10 @@ class DocumentDownloadApi(DealScopedAPIView):
         description="Streams the stored file with its sniffed content type, as an attachment.",
         parameters=[DOC_ID_PARAM],
         responses={
-            **{(200, media.split(";")[0]): OpenApiResponse(OpenApiTypes.BINARY, description="The file.")
-               for media in CONTENT_TYPES.values()},
+            **{
+                (200, media.split(";")[0]): OpenApiResponse(OpenApiTypes.BINARY, description="The file.")
+                for media in CONTENT_TYPES.values()
+            },
             **error_responses(401, 403, 404, 422),
         },
         tags=["documents"],
@@ -136,8 +142,9 @@ class DocumentDownloadApi(DealScopedAPIView):
             handle = default_storage.open(document.file.name, "rb")
         except (OSError, ValueError):
             raise DocumentNotFound("The document's file is missing from storage.") from None
-        response = FileResponse(handle, as_attachment=True, filename=document.filename,
-                                content_type=document.content_type)
+        response = FileResponse(
+            handle, as_attachment=True, filename=document.filename, content_type=document.content_type
+        )
         response["Content-Length"] = str(document.size)
         response["X-Content-Type-Options"] = "nosniff"
         return response
@@ -150,8 +157,8 @@ class DealIntelApi(DealScopedAPIView):
         operation_id="deal_intel",
         summary="Deal metrics extracted from the documents",
         description="Purchase price, NOI, cap rate, units, square feet, occupancy, IRR, equity multiple, "
-                    "LTV, DSCR and year built, each with the matched text and its source page. Cached for "
-                    "24 h and rebuilt whenever a document finishes ingesting or is deleted.",
+        "LTV, DSCR and year built, each with the matched text and its source page. Cached for "
+        "24 h and rebuilt whenever a document finishes ingesting or is deleted.",
         responses={200: DealIntelOutput, **error_responses(401, 403, 404)},
         tags=["documents"],
     )
@@ -166,7 +173,7 @@ class DealIntakeApi(DealScopedAPIView):
         operation_id="deal_intake",
         summary="Intake summary",
         description="Which documents came in, which documents the deal's memo template still needs, "
-                    "and the key facts found so far.",
+        "and the key facts found so far.",
         responses={200: IntakeSummaryOutput, **error_responses(401, 403, 404)},
         tags=["documents"],
     )

@@ -11,7 +11,8 @@ from deals.models import FileState
 
 class DocumentUploadInput(serializers.Serializer):
     file = serializers.FileField(
-        allow_empty_file=False, use_url=False,
+        allow_empty_file=False,
+        use_url=False,
         help_text="PDF, XLSX, DOCX, or UTF-8 CSV, TXT or MD; the content is sniffed (415 otherwise).",
     )
 
@@ -54,8 +55,7 @@ class MetricOutput(serializers.Serializer):
 DealMetricsOutput = type(
     "DealMetricsOutput",
     (serializers.Serializer,),
-    {spec.name: MetricOutput(required=False, help_text=f"In {spec.unit}; absent when not found.")
-     for spec in METRICS},
+    {spec.name: MetricOutput(required=False, help_text=f"In {spec.unit}; absent when not found.") for spec in METRICS},
 )
 
 

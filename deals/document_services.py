@@ -80,8 +80,16 @@ def document_upload(*, deal: Deal, user, upload) -> Document:
     filename = clean_filename(upload.name)
     sniffed = sniff_document(upload, filename)
     sha256 = _sha256(upload)
-    document = Document(deal=deal, filename=filename, content_type=sniffed.content_type, kind=sniffed.kind,
-                        size=upload.size, sha256=sha256, state=FileState.QUEUED, uploaded_by=user)
+    document = Document(
+        deal=deal,
+        filename=filename,
+        content_type=sniffed.content_type,
+        kind=sniffed.kind,
+        size=upload.size,
+        sha256=sha256,
+        state=FileState.QUEUED,
+        uploaded_by=user,
+    )
     # The storage may rename on collision (or S3 may normalise); the row keeps the name it got.
     try:
         document.file.save(filename, upload, save=False)
@@ -154,8 +162,9 @@ def requeue_lost_ingestions(*, now=None) -> int:
     was down at upload, or was restarted empty); returns how many. A duplicate message is harmless: the
     first claims the row, the second finds it claimed or done."""
     now = now or timezone.now()
-    lost = list(Document.objects.filter(state=FileState.QUEUED, updated_at__lt=now - STALL_AFTER)
-                .values_list("pk", flat=True))
+    lost = list(
+        Document.objects.filter(state=FileState.QUEUED, updated_at__lt=now - STALL_AFTER).values_list("pk", flat=True)
+    )
     for document_id in lost:
         _enqueue_ingestion(document_id)
     if lost:
@@ -193,8 +202,12 @@ def _finish(document: Document, *, digitized: Digitized | None, error: str = "")
         if digitized is not None:
             DocumentPage.objects.filter(document=current).delete()
             DocumentPage.objects.bulk_create(
-                [DocumentPage(document=current, deal_id=current.deal_id, page_number=p.number, label=p.label,
-                              text=p.text) for p in digitized.pages],
+                [
+                    DocumentPage(
+                        document=current, deal_id=current.deal_id, page_number=p.number, label=p.label, text=p.text
+                    )
+                    for p in digitized.pages
+                ],
                 batch_size=500,
             )
             current.state, current.pages, current.error = FileState.READY, len(digitized.pages), ""
@@ -238,8 +251,14 @@ def document_ingest(*, document_id) -> Document | None:
         intake_summary_refresh(deal=document.deal)
     except Exception:
         logger.exception("intake summary of deal %s not refreshed", document.deal_id)
-    logger.info("ingested document %s (%s, %s pages) in %.2fs: %s", document.pk, document.kind,
-                document.pages, time.perf_counter() - started, document.state)
+    logger.info(
+        "ingested document %s (%s, %s pages) in %.2fs: %s",
+        document.pk,
+        document.kind,
+        document.pages,
+        time.perf_counter() - started,
+        document.state,
+    )
     return document
 
 
@@ -253,8 +272,7 @@ def document_fail(*, document_id, reason: str) -> None:
 def document_reingest(*, document: Document) -> None:
     """Queue a document for ingestion again (after a parser fix, or a stalled run)."""
     with transaction.atomic():
-        Document.objects.filter(pk=document.pk).update(state=FileState.QUEUED, error="",
-                                                       updated_at=timezone.now())
+        Document.objects.filter(pk=document.pk).update(state=FileState.QUEUED, error="", updated_at=timezone.now())
         transaction.on_commit(lambda: _enqueue_ingestion(document.pk))
 
 

@@ -11,8 +11,14 @@ from deals.ingestion.crops import crop_get, digitization_cache_get
 from deals.ingestion.intake import intake_summary_cached
 from deals.ingestion.intel import METRIC_NAMES, deal_intel_cached, ready_passages
 
-__all__ = ["METRIC_NAMES", "deal_intel_get", "deal_passages", "document_crop_get", "document_digitization_get",
-           "intake_summary_get"]
+__all__ = [
+    "METRIC_NAMES",
+    "deal_intel_get",
+    "deal_passages",
+    "document_crop_get",
+    "document_digitization_get",
+    "intake_summary_get",
+]
 
 
 def deal_intel_get(*, deal) -> dict:

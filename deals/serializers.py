@@ -100,9 +100,7 @@ class DealCreateInput(serializers.Serializer):
 class DealUpdateInput(serializers.Serializer):
     name = StrictCharField(max_length=NAME_MAX, required=False)
     description = StrictCharField(max_length=DESCRIPTION_MAX, required=False, allow_blank=True)
-    visibility = serializers.ChoiceField(
-        choices=Visibility.choices, required=False, help_text="Owner only."
-    )
+    visibility = serializers.ChoiceField(choices=Visibility.choices, required=False, help_text="Owner only.")
 
     def validate(self, attrs):
         if not attrs:
@@ -148,12 +146,23 @@ class BlankCanvasOutput(serializers.Serializer):
 
 
 class DashboardQueryInput(serializers.Serializer):
-    q = StrictCharField(max_length=200, required=False, allow_blank=True, default="",
-                              help_text="Keyword search in deal name and description.")
-    scope = serializers.ChoiceField(choices=DASHBOARD_SCOPES, default="all",
-                                    help_text="owned: you own it; shared: granted to you; org: visible to your org.")
-    ordering = serializers.ChoiceField(choices=sorted(DASHBOARD_ORDERINGS), default="updated",
-                                       help_text="updated/created: newest first; prefix '-' for oldest first.")
+    q = StrictCharField(
+        max_length=200,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Keyword search in deal name and description.",
+    )
+    scope = serializers.ChoiceField(
+        choices=DASHBOARD_SCOPES,
+        default="all",
+        help_text="owned: you own it; shared: granted to you; org: visible to your org.",
+    )
+    ordering = serializers.ChoiceField(
+        choices=sorted(DASHBOARD_ORDERINGS),
+        default="updated",
+        help_text="updated/created: newest first; prefix '-' for oldest first.",
+    )
     page = serializers.IntegerField(min_value=1, default=1)
     page_size = serializers.IntegerField(min_value=1, max_value=100, default=20)
 

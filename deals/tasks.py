@@ -16,15 +16,20 @@ from deals import document_services
 INGEST_SOFT_TIME_LIMIT = 15 * 60
 
 
-@shared_task(name="deals.ingest_document", acks_late=True, soft_time_limit=INGEST_SOFT_TIME_LIMIT,
-             time_limit=INGEST_SOFT_TIME_LIMIT + 60)
+@shared_task(
+    name="deals.ingest_document",
+    acks_late=True,
+    soft_time_limit=INGEST_SOFT_TIME_LIMIT,
+    time_limit=INGEST_SOFT_TIME_LIMIT + 60,
+)
 def ingest_document(document_id: str) -> str | None:
     """Digitize one document; returns its final state, or None when there was nothing to do."""
     try:
         document = document_services.document_ingest(document_id=document_id)
     except SoftTimeLimitExceeded:
-        document_services.document_fail(document_id=document_id,
-                                        reason="ingestion took longer than 15 minutes and was stopped")
+        document_services.document_fail(
+            document_id=document_id, reason="ingestion took longer than 15 minutes and was stopped"
+        )
         return "failed"
     return document.state if document is not None else None
 

@@ -85,8 +85,9 @@ def revoke_refresh_tokens(*, user: User) -> int:
     from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
     live = OutstandingToken.objects.filter(user=user, expires_at__gt=timezone.now(), blacklistedtoken__isnull=True)
-    revoked = BlacklistedToken.objects.bulk_create([BlacklistedToken(token=token) for token in live],
-                                                   ignore_conflicts=True)
+    revoked = BlacklistedToken.objects.bulk_create(
+        [BlacklistedToken(token=token) for token in live], ignore_conflicts=True
+    )
     if revoked:
         logger.info("revoked %d refresh token(s) of user %s after a password change", len(revoked), user.pk)
     return len(revoked)
@@ -106,10 +107,12 @@ def token_obtain(*, request, username: str, password: str, client_address: str) 
     """
     username_subject = ratelimit.username_subject(username)
     try:
-        ratelimit.consume_together([
-            (ratelimit.login_username_bucket(), username_subject),
-            (ratelimit.login_address_bucket(), ratelimit.address_subject(client_address)),
-        ])
+        ratelimit.consume_together(
+            [
+                (ratelimit.login_username_bucket(), username_subject),
+                (ratelimit.login_address_bucket(), ratelimit.address_subject(client_address)),
+            ]
+        )
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
         logger.warning("redis unavailable: login attempts are not rate-limited (%s)", exc.__class__.__name__)
     user = authenticate(request, username=username, password=password)
@@ -130,15 +133,21 @@ def deal_token_mint(*, user_id: uuid.UUID, deal_id: uuid.UUID) -> dict[str, str]
     """
     user = User.objects.filter(pk=user_id, is_active=True).first()
     if user is None:
-        raise InvalidInputError("No active user has this id.", loc=["body", "user_id"], value=str(user_id),
-                                code="user_not_found")
+        raise InvalidInputError(
+            "No active user has this id.", loc=["body", "user_id"], value=str(user_id), code="user_not_found"
+        )
     deal = Deal.objects.filter(pk=deal_id).only("id", "org_id").first()
     if deal is None:
-        raise InvalidInputError("No deal has this id.", loc=["body", "deal_id"], value=str(deal_id),
-                                code="deal_not_found")
+        raise InvalidInputError(
+            "No deal has this id.", loc=["body", "deal_id"], value=str(deal_id), code="deal_not_found"
+        )
     if not OrgMembership.objects.filter(org_id=deal.org_id, user=user).exists():
-        raise InvalidInputError("This user is not a member of the deal's org.", loc=["body", "user_id"],
-                                value=str(user_id), code="not_org_member")
+        raise InvalidInputError(
+            "This user is not a member of the deal's org.",
+            loc=["body", "user_id"],
+            value=str(user_id),
+            code="not_org_member",
+        )
     refresh = RefreshToken.for_user(user)
     refresh["deal_id"] = str(deal.pk)
     return {"access": str(refresh.access_token), "refresh": str(refresh), "user_id": user.pk, "deal_id": deal.pk}

@@ -50,21 +50,35 @@ from internal_api.serializers import (
 logger = logging.getLogger(__name__)
 CLAIM_HEADERS = {"user": "X-User-Id", "project": "X-Project-Id", "thread": "X-Thread-Id"}
 HEADER_PARAMS = [
-    OpenApiParameter("X-Contract-Version", str, OpenApiParameter.HEADER, required=True,
-                     enum=list(context_service.SUPPORTED_VERSIONS),
-                     description=f"Must be {context_service.CONTRACT_VERSION}."),
+    OpenApiParameter(
+        "X-Contract-Version",
+        str,
+        OpenApiParameter.HEADER,
+        required=True,
+        enum=list(context_service.SUPPORTED_VERSIONS),
+        description=f"Must be {context_service.CONTRACT_VERSION}.",
+    ),
     OpenApiParameter("X-User-Id", OpenApiTypes.UUID, OpenApiParameter.HEADER, required=True),
-    OpenApiParameter("X-Project-Id", OpenApiTypes.UUID, OpenApiParameter.HEADER, required=True,
-                     description="The deal id."),
-    OpenApiParameter("X-Thread-Id", OpenApiTypes.UUID, OpenApiParameter.HEADER, required=True,
-                     description="A chat thread of that deal."),
+    OpenApiParameter(
+        "X-Project-Id", OpenApiTypes.UUID, OpenApiParameter.HEADER, required=True, description="The deal id."
+    ),
+    OpenApiParameter(
+        "X-Thread-Id",
+        OpenApiTypes.UUID,
+        OpenApiParameter.HEADER,
+        required=True,
+        description="A chat thread of that deal.",
+    ),
 ]
 CONTRACT_ERRORS = {
-    400: OpenApiResponse(ContractErrorOutput, description="Contract version mismatch, missing trusted claims "
-                         "or malformed parameters."),
+    400: OpenApiResponse(
+        ContractErrorOutput, description="Contract version mismatch, missing trusted claims or malformed parameters."
+    ),
     401: OpenApiResponse(ContractErrorOutput, description="Missing or invalid internal token."),
-    403: OpenApiResponse(ContractErrorOutput, description="Claims and query scope differ, the thread is not of "
-                         "the deal, or the user has no access."),
+    403: OpenApiResponse(
+        ContractErrorOutput,
+        description="Claims and query scope differ, the thread is not of the deal, or the user has no access.",
+    ),
     500: OpenApiResponse(ContractErrorOutput, description="Internal failure (no internals disclosed)."),
 }
 
@@ -85,11 +99,15 @@ class InternalContractApi(APIView):
             # a body that is not JSON, or holds text PostgreSQL cannot store (NUL): bad input, the contract's 400
             return Response(envelope("invalid_body", f"The body could not be read: {exc.detail}"), status=400)
         if isinstance(exc, MethodNotAllowed):
-            return Response(envelope("method_not_allowed", str(exc.detail)), status=405,
-                            headers={"Allow": ", ".join(self.allowed_methods)})
+            return Response(
+                envelope("method_not_allowed", str(exc.detail)),
+                status=405,
+                headers={"Allow": ", ".join(self.allowed_methods)},
+            )
         if isinstance(exc, StoreUnavailable):
-            return Response(envelope("dependency_unavailable", "The canvas store is unavailable; retry shortly."),
-                            status=500)
+            return Response(
+                envelope("dependency_unavailable", "The canvas store is unavailable; retry shortly."), status=500
+            )
         if isinstance(exc, DomainError):
             return Response(envelope(exc.code, exc.message), status=400)
         logger.error("internal contract failure: %s", exc.__class__.__name__, exc_info=exc)
@@ -107,7 +125,8 @@ class InternalContractApi(APIView):
             raise ContractBadRequest(
                 "contract_version_mismatch",
                 f"X-Contract-Version {version!r} is not supported; supported: "
-                + ", ".join(context_service.SUPPORTED_VERSIONS) + ".",
+                + ", ".join(context_service.SUPPORTED_VERSIONS)
+                + ".",
             )
         values = {}
         for name, header in CLAIM_HEADERS.items():
@@ -120,8 +139,9 @@ class InternalContractApi(APIView):
                 raise ContractBadRequest("invalid_claim", f"The trusted claim {header} is not a UUID.") from None
         return TrustedClaims(values["user"], values["project"], values["thread"])
 
-    def scoped_access(self, claims: TrustedClaims, *, project_id: uuid.UUID, thread_id: uuid.UUID,
-                      minimum: str = DealRole.VIEWER) -> tuple[DealAccessContext, ChatThread, User]:
+    def scoped_access(
+        self, claims: TrustedClaims, *, project_id: uuid.UUID, thread_id: uuid.UUID, minimum: str = DealRole.VIEWER
+    ) -> tuple[DealAccessContext, ChatThread, User]:
         if claims.project_id != project_id or claims.thread_id != thread_id:
             raise ContractForbidden("scope_mismatch", "The trusted claims and the query name different scopes.")
         user = User.objects.filter(pk=claims.user_id, is_active=True).first()
@@ -140,8 +160,9 @@ class InternalContractApi(APIView):
 
 def _query(request) -> dict:
     try:
-        return _validate(ContextQueryInput, {k: request.query_params.get(k) for k in request.query_params},
-                         "query", None)
+        return _validate(
+            ContextQueryInput, {k: request.query_params.get(k) for k in request.query_params}, "query", None
+        )
     except RequestValidationError as exc:
         first = exc.items[0]
         name = first["loc"][-1] if len(first["loc"]) > 1 else "query"
@@ -163,11 +184,13 @@ class CanvasContextApi(InternalContractApi):
     def get(self, request):
         claims = self.trusted_claims(request)
         query = _query(request)
-        access, _thread, _user = self.scoped_access(claims, project_id=query["projectId"],
-                                                    thread_id=query["threadId"])
+        access, _thread, _user = self.scoped_access(claims, project_id=query["projectId"], thread_id=query["threadId"])
         result = context_service.canvas_context(
-            deal=access.deal, max_nodes=query["maxNodes"], include_content=query["includeContent"],
-            include_relationships=query["includeRelationships"], framework=query.get("framework"),
+            deal=access.deal,
+            max_nodes=query["maxNodes"],
+            include_content=query["includeContent"],
+            include_relationships=query["includeRelationships"],
+            framework=query.get("framework"),
             revision=query.get("revision"),
         )
         return Response({"success": True, **result})
@@ -185,8 +208,7 @@ class CanvasMutationsApi(InternalContractApi):
         "X-Thread-Id. `Idempotency-Key` is required: repeating a key with the same body returns the first "
         "result (meta.replayed = true); with another body it is refused (400). The user of X-User-Id needs "
         "the commenter role.",
-        parameters=[*HEADER_PARAMS, OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER,
-                                                     required=True)],
+        parameters=[*HEADER_PARAMS, OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=True)],
         request=MutationsInput,
         responses={200: MutationsResponseOutput, **CONTRACT_ERRORS},
         tags=["internal"],
@@ -196,34 +218,47 @@ class CanvasMutationsApi(InternalContractApi):
         claims = self.trusted_claims(request)
         key = request.headers.get("Idempotency-Key", "").strip()
         if not key or len(key) > 200:
-            raise ContractBadRequest("missing_idempotency_key", "The Idempotency-Key header is required "
-                                     "(at most 200 characters).")
-        access, thread, user = self.scoped_access(claims, project_id=claims.project_id,
-                                                  thread_id=claims.thread_id, minimum=DealRole.COMMENTER)
+            raise ContractBadRequest(
+                "missing_idempotency_key", "The Idempotency-Key header is required (at most 200 characters)."
+            )
+        access, thread, user = self.scoped_access(
+            claims, project_id=claims.project_id, thread_id=claims.thread_id, minimum=DealRole.COMMENTER
+        )
         try:
             body = _validate(MutationsInput, request.data, "body", None)
         except RequestValidationError as exc:
             first = exc.items[0]
-            raise ContractBadRequest("invalid_body", f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") \
-                from None
+            raise ContractBadRequest(
+                "invalid_body", f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+            ) from None
         scope = f"{claims.user_id}:{claims.project_id}"
         request_hash = _canonical_hash(request.data)
         try:
             with transaction.atomic():
-                record = IdempotencyRecord.objects.create(scope=scope, key=key, request_hash=request_hash,
-                                                          status_code=0, response={})
+                record = IdempotencyRecord.objects.create(
+                    scope=scope, key=key, request_hash=request_hash, status_code=0, response={}
+                )
         except IntegrityError:
             return self._replay(scope, key, request_hash)
         try:
-            results = [self._apply(access, thread, user, body["agent_id"], index, mutation)
-                       for index, mutation in enumerate(body["mutations"])]
+            results = [
+                self._apply(access, thread, user, body["agent_id"], index, mutation)
+                for index, mutation in enumerate(body["mutations"])
+            ]
         except Exception:
             record.delete()  # nothing to replay: the engine may retry with the same key
             raise
         summary, revision = context_service.canvas_summary(access.deal)
-        response = {"success": True, "data": {"results": results},
-                    "meta": {"revision": revision, "contractVersion": context_service.CONTRACT_VERSION,
-                             "idempotencyKey": key, "replayed": False}}
+        response = {
+            "success": True,
+            "data": {"results": results},
+            "meta": {
+                "revision": revision,
+                "contractVersion": context_service.CONTRACT_VERSION,
+                "idempotencyKey": key,
+                "replayed": False,
+            },
+        }
         record.status_code, record.response = 200, response
         record.save(update_fields=["status_code", "response"])
         return Response(response)
@@ -233,8 +268,10 @@ class CanvasMutationsApi(InternalContractApi):
         if record.request_hash != request_hash:
             raise ContractBadRequest("idempotency_key_reused", "This Idempotency-Key was used with another body.")
         if record.status_code == 0:
-            raise ContractBadRequest("idempotency_key_in_progress", "A request with this Idempotency-Key is still "
-                                     "being processed; retry shortly.")
+            raise ContractBadRequest(
+                "idempotency_key_in_progress",
+                "A request with this Idempotency-Key is still being processed; retry shortly.",
+            )
         replayed = {**record.response, "meta": {**record.response["meta"], "replayed": True}}
         return Response(replayed, status=record.status_code)
 
@@ -244,8 +281,14 @@ class CanvasMutationsApi(InternalContractApi):
         try:
             if mutation["op"] == "create_node":
                 spec = mutation["node"]
-                node = canvas_nodes.node_create(deal=deal, actor_id=str(user.pk), agent_id=agent_id,
-                                                thread_id=str(thread.pk), loc_prefix=[*prefix, "node"], **spec)
+                node = canvas_nodes.node_create(
+                    deal=deal,
+                    actor_id=str(user.pk),
+                    agent_id=agent_id,
+                    thread_id=str(thread.pk),
+                    loc_prefix=[*prefix, "node"],
+                    **spec,
+                )
                 return {"op": "create_node", "node_id": node["id"]}
             if mutation["op"] == "create_suggestion":
                 from canvas.suggestions import suggestion_create
@@ -253,9 +296,14 @@ class CanvasMutationsApi(InternalContractApi):
                 spec = mutation["suggestion"]
                 suggestion = suggestion_create(deal=deal, user=user, **spec)
                 return {"op": "create_suggestion", "node_id": f"suggestion:{suggestion.pk}"}
-            edge = canvas_nodes.link_create(deal=deal, actor_id=str(user.pk), source=mutation["source"],
-                                            target=mutation["target"], edge_type=mutation["type"],
-                                            loc_prefix=prefix)
+            edge = canvas_nodes.link_create(
+                deal=deal,
+                actor_id=str(user.pk),
+                source=mutation["source"],
+                target=mutation["target"],
+                edge_type=mutation["type"],
+                loc_prefix=prefix,
+            )
             return {"op": "link", "from": edge["from"], "to": edge["to"], "type": edge["type"]}
         except StoreUnavailable:
             raise

@@ -38,8 +38,7 @@ class ThreadNotFound(NotFoundError):
     default_message = "This chat thread does not exist for you on this project."
 
 
-def thread_for(*, deal: Deal, user: User, thread_id: uuid.UUID | None, agent_id: str, first_message: str
-               ) -> ChatThread:
+def thread_for(*, deal: Deal, user: User, thread_id: uuid.UUID | None, agent_id: str, first_message: str) -> ChatThread:
     """The caller's thread of the deal, or a new one. Raises ThreadNotFound."""
     if thread_id is None:
         return ChatThread.objects.create(deal=deal, user=user, agent_id=agent_id, title=first_message[:80])
@@ -55,13 +54,23 @@ def _check_documents(deal: Deal, document_ids: list[uuid.UUID]) -> list[str]:
     found = set(Document.objects.filter(deal=deal, pk__in=document_ids).values_list("pk", flat=True))
     for index, document_id in enumerate(document_ids):
         if document_id not in found:
-            raise InvalidInputError("No document of this project has this id.",
-                                    loc=["body", "attached_document_ids", index], value=str(document_id))
+            raise InvalidInputError(
+                "No document of this project has this id.",
+                loc=["body", "attached_document_ids", index],
+                value=str(document_id),
+            )
     return [str(d) for d in document_ids]
 
 
-def build_metadata(*, deal: Deal, thread: ChatThread, agent_id: str, knowledge_search: bool,
-                   attached_document_ids: list[uuid.UUID], canvas_profile: dict | None) -> dict:
+def build_metadata(
+    *,
+    deal: Deal,
+    thread: ChatThread,
+    agent_id: str,
+    knowledge_search: bool,
+    attached_document_ids: list[uuid.UUID],
+    canvas_profile: dict | None,
+) -> dict:
     """The metadata pushed with every chat call, exactly as the contract shapes it."""
     summary, revision = context_service.canvas_summary(deal)
     return {
@@ -70,8 +79,12 @@ def build_metadata(*, deal: Deal, thread: ChatThread, agent_id: str, knowledge_s
         "canvas_context": {
             "mode": "summary",
             "summary": summary,
-            "context_ref": {"project_id": str(deal.pk), "thread_id": str(thread.pk), "agent_id": agent_id,
-                            "revision": revision},
+            "context_ref": {
+                "project_id": str(deal.pk),
+                "thread_id": str(thread.pk),
+                "agent_id": agent_id,
+                "revision": revision,
+            },
         },
         "canvas_profile": canvas_profile if canvas_profile is not None else {},
     }
@@ -93,16 +106,20 @@ def _answer(state: ChatState) -> dict:
     summary = state["metadata"]["canvas_context"]["summary"]
     deal = Deal.objects.get(pk=state["project_id"])
     terms = _terms(question)
-    lines = [f"The canvas of {deal.name} has {summary['nodeCount']} items "
-             f"({summary['byStatus']['approve']} approved, {summary['byStatus']['reject']} rejected, "
-             f"{summary['byStatus']['pending']} pending)."]
+    lines = [
+        f"The canvas of {deal.name} has {summary['nodeCount']} items "
+        f"({summary['byStatus']['approve']} approved, {summary['byStatus']['reject']} rejected, "
+        f"{summary['byStatus']['pending']} pending)."
+    ]
     # the summary is not enough for questions about content: pull the full context, as an engine would
-    full = context_service.canvas_context(deal=deal, max_nodes=context_service.MAX_NODES_LIMIT,
-                                          include_content=True)["data"]["canvas_context"]["nodes"]
+    full = context_service.canvas_context(deal=deal, max_nodes=context_service.MAX_NODES_LIMIT, include_content=True)[
+        "data"
+    ]["canvas_context"]["nodes"]
     wants_detail = bool(terms & DETAIL_WORDS) or any(_terms(n["title"]) & terms for n in full)
     if wants_detail:
-        scored = sorted(((len(_terms(n["title"] + " " + n.get("content", "")) & terms), n) for n in full),
-                        key=lambda pair: -pair[0])
+        scored = sorted(
+            ((len(_terms(n["title"] + " " + n.get("content", "")) & terms), n) for n in full), key=lambda pair: -pair[0]
+        )
         relevant = [n for score, n in scored if score > 0 and (n.get("content") or "").strip()][:3]
         for node in relevant:
             excerpt = " ".join(node["content"].split())[:400]
@@ -133,14 +150,26 @@ def _external_engine(*, user: User, thread: ChatThread, agent_id: str, message: 
     headers = {
         "Authorization": f"Bearer {settings.INTERNAL_ENGINE_TOKENS[0]}" if settings.INTERNAL_ENGINE_TOKENS else "",
         "X-Contract-Version": context_service.CONTRACT_VERSION,
-        "X-User-Id": str(user.pk), "X-Project-Id": str(thread.deal_id), "X-Thread-Id": str(thread.pk),
+        "X-User-Id": str(user.pk),
+        "X-Project-Id": str(thread.deal_id),
+        "X-Thread-Id": str(thread.pk),
     }
-    body = {"message": message, "agent_id": agent_id, "project_id": str(thread.deal_id),
-            "thread_id": str(thread.pk), "metadata": metadata}
+    body = {
+        "message": message,
+        "agent_id": agent_id,
+        "project_id": str(thread.deal_id),
+        "thread_id": str(thread.pk),
+        "metadata": metadata,
+    }
     limit = settings.ENGINE_MAX_RESPONSE_BYTES
     try:
-        with httpx.stream("POST", settings.ENGINE_URL.rstrip("/") + "/chat", json=body, headers=headers,
-                          timeout=settings.ENGINE_TIMEOUT_SECONDS) as response:
+        with httpx.stream(
+            "POST",
+            settings.ENGINE_URL.rstrip("/") + "/chat",
+            json=body,
+            headers=headers,
+            timeout=settings.ENGINE_TIMEOUT_SECONDS,
+        ) as response:
             response.raise_for_status()
             raw = _read_at_most(response, limit)
         payload = json.loads(raw)
@@ -150,7 +179,8 @@ def _external_engine(*, user: User, thread: ChatThread, agent_id: str, message: 
     except _EngineAnswerTooLarge:
         logger.warning("engine answer refused: more than %d bytes", limit)
         raise DependencyUnavailableError(
-            "the engine", f"The AI engine's answer was larger than {limit} bytes.") from None
+            "the engine", f"The AI engine's answer was larger than {limit} bytes."
+        ) from None
     return _engine_answer_text(payload)
 
 
@@ -192,8 +222,17 @@ def _engine_answer_text(payload: object) -> str:
     return content
 
 
-def chat_send(*, deal: Deal, user: User, message: str, agent_id: str, thread_id: uuid.UUID | None,
-              knowledge_search: bool, attached_document_ids: list[uuid.UUID], canvas_profile: dict | None) -> dict:
+def chat_send(
+    *,
+    deal: Deal,
+    user: User,
+    message: str,
+    agent_id: str,
+    thread_id: uuid.UUID | None,
+    knowledge_search: bool,
+    attached_document_ids: list[uuid.UUID],
+    canvas_profile: dict | None,
+) -> dict:
     """Send one message; returns {thread_id, message: {role, content}, metadata}.
 
     Raises ThreadNotFound, InvalidInputError (attached documents), DependencyUnavailableError
@@ -201,8 +240,14 @@ def chat_send(*, deal: Deal, user: User, message: str, agent_id: str, thread_id:
     """
     with transaction.atomic():
         thread = thread_for(deal=deal, user=user, thread_id=thread_id, agent_id=agent_id, first_message=message)
-    metadata = build_metadata(deal=deal, thread=thread, agent_id=agent_id, knowledge_search=knowledge_search,
-                              attached_document_ids=attached_document_ids, canvas_profile=canvas_profile)
+    metadata = build_metadata(
+        deal=deal,
+        thread=thread,
+        agent_id=agent_id,
+        knowledge_search=knowledge_search,
+        attached_document_ids=attached_document_ids,
+        canvas_profile=canvas_profile,
+    )
     if settings.ENGINE_URL:
         content = _external_engine(user=user, thread=thread, agent_id=agent_id, message=message, metadata=metadata)
     else:

@@ -24,10 +24,16 @@ def summary_revision(summary: dict) -> str:
 
 
 def canvas_profile(deal: Deal) -> dict:
-    return {"project_id": str(deal.pk), "name": deal.name, "template_key": deal.template_key,
-            "document_state": deal.document_state, "version": deal.memo_version,
-            "sections_populated": deal.sections_populated, "sections_total": deal.sections_total,
-            "collab_enabled": deal.collab_enabled}
+    return {
+        "project_id": str(deal.pk),
+        "name": deal.name,
+        "template_key": deal.template_key,
+        "document_state": deal.document_state,
+        "version": deal.memo_version,
+        "sections_populated": deal.sections_populated,
+        "sections_total": deal.sections_total,
+        "collab_enabled": deal.collab_enabled,
+    }
 
 
 def canvas_summary(deal: Deal) -> tuple[dict, str]:
@@ -36,9 +42,15 @@ def canvas_summary(deal: Deal) -> tuple[dict, str]:
     return summary, summary_revision(summary)
 
 
-def canvas_context(*, deal: Deal, max_nodes: int = DEFAULT_MAX_NODES, include_content: bool = False,
-                   include_relationships: bool = False, framework: str | None = None,
-                   revision: str | None = None) -> dict:
+def canvas_context(
+    *,
+    deal: Deal,
+    max_nodes: int = DEFAULT_MAX_NODES,
+    include_content: bool = False,
+    include_relationships: bool = False,
+    framework: str | None = None,
+    revision: str | None = None,
+) -> dict:
     """The `data` and `meta` of the contract's response. Raises StoreUnavailable.
 
     The summary covers every node (so the revision does not depend on the query); `framework`

@@ -24,8 +24,11 @@ def idempotency_records_sweep(*, now: datetime | None = None) -> int:
     cutoff = (now or timezone.now()) - timedelta(hours=settings.IDEMPOTENCY_RECORD_RETENTION_HOURS)
     deleted = 0
     while True:
-        batch = list(IdempotencyRecord.objects.filter(created_at__lt=cutoff).order_by("created_at")
-                     .values_list("pk", flat=True)[:SWEEP_BATCH])
+        batch = list(
+            IdempotencyRecord.objects.filter(created_at__lt=cutoff)
+            .order_by("created_at")
+            .values_list("pk", flat=True)[:SWEEP_BATCH]
+        )
         if not batch:
             return deleted
         deleted += IdempotencyRecord.objects.filter(pk__in=batch).delete()[0]

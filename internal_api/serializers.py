@@ -36,8 +36,10 @@ class ContractErrorOutput(serializers.Serializer):
 class ContextSummaryOutput(serializers.Serializer):
     nodeCount = serializers.IntegerField()  # noqa: N815
     byType = serializers.DictField(child=serializers.IntegerField())  # noqa: N815
-    byStatus = serializers.DictField(child=serializers.IntegerField(),  # noqa: N815
-                                     help_text="Exactly the keys approve, reject and pending.")
+    byStatus = serializers.DictField(
+        child=serializers.IntegerField(),  # noqa: N815
+        help_text="Exactly the keys approve, reject and pending.",
+    )
 
 
 class ContextNodeOutput(serializers.Serializer):
@@ -64,10 +66,12 @@ class ContextEdgeOutput(serializers.Serializer):
 class CanvasContextOutput(serializers.Serializer):
     summary = ContextSummaryOutput()
     nodes = ContextNodeOutput(many=True)
-    relationships = serializers.DictField(child=ContextEdgeOutput(many=True),
-                                          help_text="from node id -> edges; only with includeRelationships=true.")
-    unchanged = serializers.BooleanField(help_text="True when the given revision is current: nodes and "
-                                         "relationships are then omitted (empty).")
+    relationships = serializers.DictField(
+        child=ContextEdgeOutput(many=True), help_text="from node id -> edges; only with includeRelationships=true."
+    )
+    unchanged = serializers.BooleanField(
+        help_text="True when the given revision is current: nodes and relationships are then omitted (empty)."
+    )
     truncated = serializers.BooleanField(required=False, help_text="More nodes than maxNodes matched.")
 
 
@@ -115,8 +119,9 @@ class MutationInput(serializers.Serializer):
     type = StrictCharField(max_length=40, required=False, help_text="link: the edge type")
 
     def validate(self, attrs):
-        needed = {"create_node": ("node",), "create_suggestion": ("suggestion",),
-                  "link": ("source", "target", "type")}[attrs["op"]]
+        needed = {"create_node": ("node",), "create_suggestion": ("suggestion",), "link": ("source", "target", "type")}[
+            attrs["op"]
+        ]
         missing = [name for name in needed if not attrs.get(name)]
         if missing:
             raise serializers.ValidationError(f"{attrs['op']} needs {', '.join(missing)}.")

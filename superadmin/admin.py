@@ -136,9 +136,7 @@ class PurgeAuditAdmin(admin.ModelAdmin):
             else:
                 if confirm:
                     self.message_user(request, _done_message(result), messages.SUCCESS)
-                    return HttpResponseRedirect(
-                        reverse("admin:superadmin_purgeaudit_change", args=[result.audit_id])
-                    )
+                    return HttpResponseRedirect(reverse("admin:superadmin_purgeaudit_change", args=[result.audit_id]))
                 preview = result
         context = {
             **self.admin_site.each_context(request),
@@ -152,13 +150,10 @@ class PurgeAuditAdmin(admin.ModelAdmin):
 
 
 def _done_message(result: services.PurgeResult) -> str:
-    threads = (
-        f" and {result.checkpoint_threads_deleted} checkpoint threads" if result.include_checkpoints else ""
-    )
+    threads = f" and {result.checkpoint_threads_deleted} checkpoint threads" if result.include_checkpoints else ""
     skipped = f" ({len(result.deals_skipped)} skipped)" if result.deals_skipped else ""
     return (
-        f"Purged {result.keys_total} keys{threads} of {result.deals_purged} deals{skipped} "
-        f"in {result.duration_ms} ms."
+        f"Purged {result.keys_total} keys{threads} of {result.deals_purged} deals{skipped} in {result.duration_ms} ms."
     )
 
 
@@ -191,9 +186,7 @@ def purge_redis_state(modeladmin: admin.ModelAdmin, request: HttpRequest, querys
         )
     if confirmed:
         if rows:
-            modeladmin.message_user(
-                request, f"Purged {total} Redis keys of {len(rows)} deals.", messages.SUCCESS
-            )
+            modeladmin.message_user(request, f"Purged {total} Redis keys of {len(rows)} deals.", messages.SUCCESS)
         for failure in failures:
             modeladmin.message_user(request, f"Not purged: {failure}", messages.ERROR)
         return None

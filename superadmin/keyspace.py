@@ -139,14 +139,17 @@ _PREFIX = keys.PREFIX.encode()
 # keys producers track): (kind, family, protected), in the registry's order.
 _VARIABLE_KINDS = [
     (kind.encode(), family.name, family.protected)
-    for family in keys.FAMILIES.values() if family.variable for kind in family.kinds
+    for family in keys.FAMILIES.values()
+    if family.variable
+    for kind in family.kinds
 ]
 
 
 def fixed_names(deal_id: str) -> list[tuple[str, str]]:
     """(family, name) of each of the deal's fixed keys (a normalised deal id); the same as keys.fixed_keys()."""
-    return [(family, before + deal_id + after) for family, (_, parts) in _FIXED_PARTS.items()
-            for before, after in parts]
+    return [
+        (family, before + deal_id + after) for family, (_, parts) in _FIXED_PARTS.items() for before, after in parts
+    ]
 
 
 def _index_name(deal_id: str) -> str:
@@ -327,14 +330,10 @@ class _NodeWalk:
         self.decided = decided
         self.index_deals = index_deals
         self.kept = kept  # deal -> the protected keys seen and left in place
-        self.active_since_ms = (
-            None if active_within_secs is None else server_time_ms(node) - active_within_secs * 1000
-        )
+        self.active_since_ms = None if active_within_secs is None else server_time_ms(node) - active_within_secs * 1000
         self.groups: dict[str | tuple[str, str], list[bytes]] = {}
         # Families this walk leaves in place (the protected ones and the index, unless included).
-        self.left_alone = (
-            set() if include_protected else {INDEX, *(n for n, f in keys.FAMILIES.items() if f.protected)}
-        )
+        self.left_alone = set() if include_protected else {INDEX, *(n for n, f in keys.FAMILIES.items() if f.protected)}
         self.waiting: dict[str, list[tuple[str, bytes]]] = {}
         self.checks: list[str] = []
         self.matched = 0
@@ -734,9 +733,19 @@ def purge_all_keys(
 
         def report_known(done: int) -> None:
             if progress is not None:
-                progress(WalkProgress(node=1, nodes=len(nodes), scanned=0, matched=sum(outcome.counts.values()),
-                                      deals=len(outcome.deals_seen), keyspace=keyspace, stage="known",
-                                      deals_done=done, deals_total=len(known)))
+                progress(
+                    WalkProgress(
+                        node=1,
+                        nodes=len(nodes),
+                        scanned=0,
+                        matched=sum(outcome.counts.values()),
+                        deals=len(outcome.deals_seen),
+                        keyspace=keyspace,
+                        stage="known",
+                        deals_done=done,
+                        deals_total=len(known),
+                    )
+                )
 
         by_node: dict[int, tuple[redis.Redis, list[str]]] = {}
         for deal in known:
@@ -744,9 +753,15 @@ def purge_all_keys(
             by_node.setdefault(id(node), (node, []))[1].append(deal)
         handled = 0
         for node, node_deals in by_node.values():
-            _purge_known_deals(node=node, deals=node_deals, include_protected=include_protected,
-                               active_within_secs=active_within_secs, outcome=outcome, decided=decided,
-                               report=lambda done, before=handled: report_known(before + done))
+            _purge_known_deals(
+                node=node,
+                deals=node_deals,
+                include_protected=include_protected,
+                active_within_secs=active_within_secs,
+                outcome=outcome,
+                decided=decided,
+                report=lambda done, before=handled: report_known(before + done),
+            )
             handled += len(node_deals)
         # The sweep leaves the deals skipped above alone, and does not ask again about the others.
         pre_skips.update({deal: reason for deal, reason in decided.items() if reason is not None})

@@ -15,14 +15,11 @@ class PurgeDealsInput(serializers.Serializer):
         choices=MODES,
         help_text="`all`: every deal in Redis (optionally one org's); `by_deal`: the deal named by deal_id.",
     )
-    deal_id = serializers.UUIDField(
-        required=False, allow_null=True, help_text="Required when mode is by_deal."
-    )
+    deal_id = serializers.UUIDField(required=False, allow_null=True, help_text="Required when mode is by_deal.")
     org_id = serializers.UUIDField(
         required=False,
         allow_null=True,
-        help_text="by_deal: must be the deal's org (checked when the deal exists). all: only this org's "
-        "deals.",
+        help_text="by_deal: must be the deal's org (checked when the deal exists). all: only this org's deals.",
     )
     include_checkpoints = serializers.BooleanField(
         default=False,
@@ -48,19 +45,11 @@ class PurgeDealsInput(serializers.Serializer):
     def validate(self, attrs):
         if attrs["mode"] == MODE_BY_DEAL and not attrs.get("deal_id"):
             raise serializers.ValidationError(
-                {
-                    "deal_id": serializers.ErrorDetail(
-                        "deal_id is required when mode is by_deal.", code="missing"
-                    )
-                }
+                {"deal_id": serializers.ErrorDetail("deal_id is required when mode is by_deal.", code="missing")}
             )
         if attrs["mode"] == MODE_ALL and attrs.get("deal_id"):
             raise serializers.ValidationError(
-                {
-                    "deal_id": serializers.ErrorDetail(
-                        "deal_id is only used by mode by_deal.", code="value_error"
-                    )
-                }
+                {"deal_id": serializers.ErrorDetail("deal_id is only used by mode by_deal.", code="value_error")}
             )
         return attrs
 
@@ -78,10 +67,7 @@ KeysByFamilyOutput = type(
     "KeysByFamilyOutput",
     (serializers.Serializer,),
     {
-        **{
-            name: serializers.IntegerField(help_text=family.description)
-            for name, family in keys.FAMILIES.items()
-        },
+        **{name: serializers.IntegerField(help_text=family.description) for name, family in keys.FAMILIES.items()},
         "__doc__": "Keys deleted (or, in a dry run, that would be) per family of the key registry.",
         "__module__": __name__,
     },
@@ -92,18 +78,12 @@ class PurgeResultOutput(serializers.Serializer):
     mode = serializers.ChoiceField(choices=MODES)
     dry_run = serializers.BooleanField()
     include_checkpoints = serializers.BooleanField()
-    deals_considered = serializers.IntegerField(
-        help_text="Deals with state in Redis (or checkpoint threads) in scope."
-    )
-    deals_purged = serializers.IntegerField(
-        help_text="Deals purged (or that would be), i.e. considered minus skipped."
-    )
+    deals_considered = serializers.IntegerField(help_text="Deals with state in Redis (or checkpoint threads) in scope.")
+    deals_purged = serializers.IntegerField(help_text="Deals purged (or that would be), i.e. considered minus skipped.")
     deals_skipped = DealSkippedOutput(many=True)
     keys_by_family = KeysByFamilyOutput()
     keys_total = serializers.IntegerField()
-    checkpoint_threads_deleted = serializers.IntegerField(
-        help_text="In a dry run: threads that would be deleted."
-    )
+    checkpoint_threads_deleted = serializers.IntegerField(help_text="In a dry run: threads that would be deleted.")
     duration_ms = serializers.IntegerField()
     audit_id = serializers.UUIDField(help_text="The PurgeAudit record of this call.")
 
@@ -128,15 +108,11 @@ class FamilyFootprintOutput(serializers.Serializer):
 
 class DealRedisFootprintOutput(serializers.Serializer):
     deal_id = serializers.UUIDField()
-    deal_exists = serializers.BooleanField(
-        help_text="False for Redis leftovers of a deal PostgreSQL does not know."
-    )
+    deal_exists = serializers.BooleanField(help_text="False for Redis leftovers of a deal PostgreSQL does not know.")
     deal_name = serializers.CharField(allow_null=True)
     families = FamilyFootprintOutput(many=True)
     index_entries = serializers.IntegerField(help_text="Entries of the deal's index of variable keys.")
     index_bytes = serializers.IntegerField()
     total_keys = serializers.IntegerField()
     total_bytes = serializers.IntegerField()
-    checkpoint_threads = serializers.IntegerField(
-        help_text="LangGraph checkpoint threads of the deal (PostgreSQL)."
-    )
+    checkpoint_threads = serializers.IntegerField(help_text="LangGraph checkpoint threads of the deal (PostgreSQL).")

@@ -79,13 +79,9 @@ def _check_input(
                 "Input should be a valid UUID.", loc=["body", name], value=str(value), code="uuid_parsing"
             ) from None
     if mode == MODE_BY_DEAL and ids["deal_id"] is None:
-        raise PurgeInputInvalid(
-            "deal_id is required when mode is by_deal.", loc=["body", "deal_id"], code="missing"
-        )
+        raise PurgeInputInvalid("deal_id is required when mode is by_deal.", loc=["body", "deal_id"], code="missing")
     if mode == MODE_ALL and ids["deal_id"] is not None:
-        raise PurgeInputInvalid(
-            "deal_id is only used by mode by_deal.", loc=["body", "deal_id"], value=ids["deal_id"]
-        )
+        raise PurgeInputInvalid("deal_id is only used by mode by_deal.", loc=["body", "deal_id"], value=ids["deal_id"])
     if exclude_active_within_secs is not None and exclude_active_within_secs < 0:
         raise PurgeInputInvalid(
             "exclude_active_within_secs must be 0 or more.",
@@ -142,9 +138,7 @@ def deals_purge(
         started_at=timezone.now(),
     )
     started = time.monotonic()
-    result = PurgeResult(
-        mode=mode, dry_run=dry_run, include_checkpoints=include_checkpoints, audit_id=str(audit.pk)
-    )
+    result = PurgeResult(mode=mode, dry_run=dry_run, include_checkpoints=include_checkpoints, audit_id=str(audit.pk))
     try:
         if mode == MODE_BY_DEAL:
             _purge_one(
@@ -202,8 +196,7 @@ def _finish(
         audit.result = result.as_dict()
         audit.keys_total = result.keys_total
     audit.save(update_fields=["status", "error", "finished_at", "duration_ms", "result", "keys_total"])
-    metrics.purges.labels(source=audit.source, mode=audit.mode, dry_run=str(audit.dry_run).lower(),
-                          status=status).inc()
+    metrics.purges.labels(source=audit.source, mode=audit.mode, dry_run=str(audit.dry_run).lower(), status=status).inc()
     if result is not None and not result.dry_run:
         for family, count in result.keys_by_family.items():
             if count:
@@ -263,9 +256,7 @@ def _purge_every(
     threaded: set[str] = set()
     if include_checkpoints:
         if not force:
-            pre_skips = dict.fromkeys(
-                selectors.deals_with_active_runs(deal_ids=allowed), keyspace.SKIP_ACTIVE_RUN
-            )
+            pre_skips = dict.fromkeys(selectors.deals_with_active_runs(deal_ids=allowed), keyspace.SKIP_ACTIVE_RUN)
         threaded = selectors.deals_with_checkpoint_threads(deal_ids=allowed)
     outcome = keyspace.purge_all_keys(
         client=keyspace.purge_redis_client(),

@@ -86,6 +86,7 @@ def celery_worker(transactional_db):
     from canvas_project.celery import app
 
     app.conf.task_always_eager = False
-    with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False, shutdown_timeout=30,
-                      loglevel="WARNING") as worker:
+    with start_worker(
+        app, pool="solo", concurrency=1, perform_ping_check=False, shutdown_timeout=30, loglevel="WARNING"
+    ) as worker:
         yield worker

@@ -16,8 +16,13 @@ _seq = itertools.count(1)
 def make_user(username: str | None = None, *, superuser: bool = False, **fields) -> User:
     n = next(_seq)
     username = username or f"user{n}"
-    user = User(username=username, email=fields.pop("email", f"{username}@example.com"),
-                is_superuser=superuser, is_staff=superuser, **fields)
+    user = User(
+        username=username,
+        email=fields.pop("email", f"{username}@example.com"),
+        is_superuser=superuser,
+        is_staff=superuser,
+        **fields,
+    )
     user.set_password(PASSWORD)
     user.save()
     return user
@@ -34,8 +39,9 @@ def add_member(org: Org, user: User, role: str = OrgRole.MEMBER) -> OrgMembershi
     return OrgMembership.objects.create(org=org, user=user, role=role)
 
 
-def make_deal(org: Org, *, owner: User | None = None, name: str = "Deal", visibility: str = Visibility.PRIVATE,
-              **fields) -> Deal:
+def make_deal(
+    org: Org, *, owner: User | None = None, name: str = "Deal", visibility: str = Visibility.PRIVATE, **fields
+) -> Deal:
     deal = Deal.objects.create(org=org, name=name, visibility=visibility, created_by=owner, **fields)
     if owner is not None:
         grant(deal, owner, "owner")

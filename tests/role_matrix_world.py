@@ -82,8 +82,9 @@ class World:
     @cached_property
     def risks(self) -> int:
         """The Risks section written (one section, version 1): enough for section-level endpoints."""
-        outcome = services.section_update(deal=self.deal(), user=self.owner, key="risks", markdown=RISKS,
-                                          title=None, base_version=None)
+        outcome = services.section_update(
+            deal=self.deal(), user=self.owner, key="risks", markdown=RISKS, title=None, base_version=None
+        )
         return outcome.doc.version
 
     @cached_property
@@ -103,37 +104,53 @@ class World:
     def condition_id(self) -> int:
         """An open approval condition on Risks."""
         self.risks  # noqa: B018
-        services.section_approve(deal=self.deal(), user=self.owner, role="owner", key="risks", comment="",
-                                 reviewer_role="reviewer", quality_score=None, conditions=["Confirm the rate cap"],
-                                 force=False)
+        services.section_approve(
+            deal=self.deal(),
+            user=self.owner,
+            role="owner",
+            key="risks",
+            comment="",
+            reviewer_role="reviewer",
+            quality_score=None,
+            conditions=["Confirm the rate cap"],
+            force=False,
+        )
         return ApprovalCondition.objects.get(deal_id=self.cast.deal.pk).pk
 
     @cached_property
     def commenters_comment(self) -> str:
         """A comment on Risks written by the commenter (the author may resolve it)."""
-        comment = services.comment_create(deal=self.deal(), user=self.user("commenter"), section_key="risks",
-                                          body="Is the rate capped?")
+        comment = services.comment_create(
+            deal=self.deal(), user=self.user("commenter"), section_key="risks", body="Is the rate capped?"
+        )
         return str(comment.pk)
 
     @cached_property
     def owners_comment(self) -> str:
-        comment = services.comment_create(deal=self.deal(), user=self.owner, section_key="risks",
-                                          body="Add the cap's strike.")
+        comment = services.comment_create(
+            deal=self.deal(), user=self.owner, section_key="risks", body="Add the cap's strike."
+        )
         return str(comment.pk)
 
     @cached_property
     def suggestion(self) -> str:
         """A commenter's pending insert into Risks (it applies whatever else happened)."""
         self.risks  # noqa: B018
-        created = suggestions.suggestion_create(deal=self.deal(), user=self.user("commenter"), section_key="risks",
-                                                kind="insert", anchor_text="", occurrence=1,
-                                                content="Insurance costs rise.", comment="")
+        created = suggestions.suggestion_create(
+            deal=self.deal(),
+            user=self.user("commenter"),
+            section_key="risks",
+            kind="insert",
+            anchor_text="",
+            occurrence=1,
+            content="Insurance costs rise.",
+            comment="",
+        )
         return str(created.pk)
 
     # --- nodes -----------------------------------------------------------------------------------------
     def _node(self, title: str) -> str:
-        return nodes.node_create(deal=self.deal(), actor_id=str(self.owner.pk), type="strategy_item",
-                                 title=title)["id"]
+        return nodes.node_create(deal=self.deal(), actor_id=str(self.owner.pk), type="strategy_item", title=title)["id"]
 
     @cached_property
     def node(self) -> str:
@@ -146,8 +163,13 @@ class World:
     @cached_property
     def link(self) -> tuple[str, str, str]:
         """(from, to, type) of a stored link between two nodes."""
-        nodes.link_create(deal=self.deal(), actor_id=str(self.owner.pk), source=self.node, target=self.other_node,
-                          edge_type="supports")
+        nodes.link_create(
+            deal=self.deal(),
+            actor_id=str(self.owner.pk),
+            source=self.node,
+            target=self.other_node,
+            edge_type="supports",
+        )
         return self.node, self.other_node, "supports"
 
     # --- collaboration ---------------------------------------------------------------------------------
@@ -167,8 +189,11 @@ class World:
     # --- runs ------------------------------------------------------------------------------------------
     def run(self, status: str = RunStatus.QUEUED) -> str:
         """A run row of the deal (the editor's); queued runs are never picked up in tests."""
-        return str(SynthesisRun.objects.create(deal_id=self.cast.deal.pk, status=status,
-                                               requested_sections=["risks"], created_by=self.user("editor")).pk)
+        return str(
+            SynthesisRun.objects.create(
+                deal_id=self.cast.deal.pk, status=status, requested_sections=["risks"], created_by=self.user("editor")
+            ).pk
+        )
 
     @cached_property
     def queued_run(self) -> str:
@@ -186,12 +211,21 @@ class World:
         """A ready PDF with one extracted page and its file in (a temporary) storage."""
         self.media_root  # noqa: B018
         content = b"%PDF-1.4 stub"
-        doc = Document(deal_id=self.cast.deal.pk, filename="om.pdf", content_type="application/pdf", kind="pdf",
-                       size=len(content), sha256=hashlib.sha256(content).hexdigest(), state=FileState.READY, pages=1)
+        doc = Document(
+            deal_id=self.cast.deal.pk,
+            filename="om.pdf",
+            content_type="application/pdf",
+            kind="pdf",
+            size=len(content),
+            sha256=hashlib.sha256(content).hexdigest(),
+            state=FileState.READY,
+            pages=1,
+        )
         doc.file.save("om.pdf", ContentFile(content), save=False)
         doc.save()
-        DocumentPage.objects.create(document=doc, deal_id=self.cast.deal.pk, page_number=1,
-                                    text="Purchase price: $41,500,000")
+        DocumentPage.objects.create(
+            document=doc, deal_id=self.cast.deal.pk, page_number=1, text="Purchase price: $41,500,000"
+        )
         return str(doc.pk)
 
     # --- people, tokens, threads -----------------------------------------------------------------------
@@ -211,10 +245,16 @@ class World:
     @cached_property
     def thread(self) -> str:
         """A chat thread of the deal (the editor's), for the internal contract."""
-        return str(ChatThread.objects.create(deal_id=self.cast.deal.pk, user=self.user("editor"),
-                                             agent_id="strategy").pk)
+        return str(
+            ChatThread.objects.create(deal_id=self.cast.deal.pk, user=self.user("editor"), agent_id="strategy").pk
+        )
 
     def contract_headers(self, *, user: str = "editor", **extra: str) -> dict[str, str]:
         """The internal contract's trusted claims (the Authorization header is the principal's own)."""
-        return {"HTTP_X_CONTRACT_VERSION": "2026-02", "HTTP_X_USER_ID": str(self.user(user).pk),
-                "HTTP_X_PROJECT_ID": self.deal_id, "HTTP_X_THREAD_ID": self.thread, **extra}
+        return {
+            "HTTP_X_CONTRACT_VERSION": "2026-02",
+            "HTTP_X_USER_ID": str(self.user(user).pk),
+            "HTTP_X_PROJECT_ID": self.deal_id,
+            "HTTP_X_THREAD_ID": self.thread,
+            **extra,
+        }

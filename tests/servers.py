@@ -50,9 +50,23 @@ class ThrowawayRedis:
 
     def start(self) -> ThrowawayRedis:
         self.process = subprocess.Popen(
-            [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                redis_server_binary(),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--loglevel",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
         deadline = time.monotonic() + 10
@@ -121,8 +135,11 @@ class ThrowawayPostgres:
                 return entry.pw_uid, entry.pw_gid
             except KeyError:
                 continue
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "pgserver"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "pgserver"],
+            check=True,
+            capture_output=True,
+        )
         entry = pwd.getpwnam("pgserver")
         return entry.pw_uid, entry.pw_gid
 
@@ -133,21 +150,40 @@ class ThrowawayPostgres:
         kwargs = {}
         if self.user is not None:
             kwargs = {"user": self.user[0], "group": self.user[1], "extra_groups": []}
-        result = subprocess.run([str(self.bin / args[0]), *args[1:]], cwd=self.folder, capture_output=True,
-                                text=True, timeout=timeout, **kwargs)
+        result = subprocess.run(
+            [str(self.bin / args[0]), *args[1:]],
+            cwd=self.folder,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            **kwargs,
+        )
         if result.returncode != 0:
             raise RuntimeError(f"{args[0]} failed: {result.stdout[-1000:]}{result.stderr[-1000:]}")
         return result
 
     def start(self) -> ThrowawayPostgres:
         if not (self.data / "PG_VERSION").exists():
-            self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-locale",
-                      "--no-sync", "--no-instructions")
+            self._run(
+                "initdb",
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-locale",
+                "--no-sync",
+                "--no-instructions",
+            )
         # fsync off: the data outlives a killed server (the kernel keeps its pages), only not a machine crash;
         # synchronous_commit stays on, so an acknowledged commit is in the WAL when the server dies
         options = f"-p {self.port} -h 127.0.0.1 -k {self.folder} -c fsync=off -c max_connections=50"
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.folder / "log"), "-w", "-t", "60", "-o", options,
-                  "start")
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-l", str(self.folder / "log"), "-w", "-t", "60", "-o", options, "start"
+        )
         return self
 
     def stop(self, mode: str = "immediate") -> None:
@@ -186,8 +222,18 @@ class ServiceProcess:
     def __init__(self, env: dict[str, str], port: int | None = None, command: list[str] | None = None) -> None:
         self.port = port or free_port()
         self.env = env
-        self.command = command or ["uvicorn", "canvas_project.asgi:application", "--host", "127.0.0.1", "--port",
-                                   "{port}", "--log-level", "warning", "--timeout-graceful-shutdown", "1"]
+        self.command = command or [
+            "uvicorn",
+            "canvas_project.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "{port}",
+            "--log-level",
+            "warning",
+            "--timeout-graceful-shutdown",
+            "1",
+        ]
         self.process: subprocess.Popen | None = None
 
     @property
@@ -202,7 +248,9 @@ class ServiceProcess:
         env = {**os.environ, **self.env}
         self.process = subprocess.Popen(
             [sys.executable, "-m", *(part.replace("{port}", str(self.port)) for part in self.command)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -45,8 +45,10 @@ class SseReader:
             self.opened.set()  # the server went away: the stream simply ends
 
     def _read(self) -> None:
-        with httpx.Client(timeout=httpx.Timeout(30, read=60)) as client, \
-                client.stream("GET", self.url, headers=self.headers) as response:
+        with (
+            httpx.Client(timeout=httpx.Timeout(30, read=60)) as client,
+            client.stream("GET", self.url, headers=self.headers) as response,
+        ):
             self.status = response.status_code
             self.opened.set()
             if response.status_code != 200:
@@ -57,8 +59,11 @@ class SseReader:
                     return
                 if line == "":
                     if "event" in fields or "data" in fields:
-                        self.events.put(SseEvent(fields.get("id"), fields.get("event", "message"),
-                                                 json.loads(fields.get("data", "{}"))))
+                        self.events.put(
+                            SseEvent(
+                                fields.get("id"), fields.get("event", "message"), json.loads(fields.get("data", "{}"))
+                            )
+                        )
                     fields = {}
                 elif line.startswith(":"):
                     self.comments += 1

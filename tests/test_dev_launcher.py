@@ -54,13 +54,24 @@ def _stop(launcher: subprocess.Popen) -> int:
 
 def test_with_server_urls_set_beat_gets_its_schedule_file_and_starts(tmp_path):
     devdata = tmp_path / ".devdata"  # does not exist: no embedded server ever ran here
-    env = {**os.environ, "DATABASE_URL": database_url_of(connection.settings_dict), "REDIS_URL": settings.REDIS_URL,
-           "PORT": str(free_port()), "DJANGO_SETTINGS_MODULE": "canvas_project.settings"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url_of(connection.settings_dict),
+        "REDIS_URL": settings.REDIS_URL,
+        "PORT": str(free_port()),
+        "DJANGO_SETTINGS_MODULE": "canvas_project.settings",
+    }
     log_path = tmp_path / "dev-run.log"
     with log_path.open("wb") as log:
-        launcher = subprocess.Popen([sys.executable, "-c", LAUNCH, str(REPO), str(devdata), "run"], cwd=REPO, env=env,
-                                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
+        launcher = subprocess.Popen(
+            [sys.executable, "-c", LAUNCH, str(REPO), str(devdata), "run"],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and launcher.poll() is None:
@@ -79,11 +90,32 @@ def test_with_server_urls_set_beat_gets_its_schedule_file_and_starts(tmp_path):
 
 
 def test_manage_runs_a_management_command_on_the_launchers_servers(tmp_path, cast):
-    env = {**os.environ, "DATABASE_URL": database_url_of(connection.settings_dict), "REDIS_URL": settings.REDIS_URL,
-           "DJANGO_SETTINGS_MODULE": "canvas_project.settings"}
-    done = subprocess.run([sys.executable, "-c", LAUNCH, str(REPO), str(tmp_path / ".devdata"), "manage", "purge_deals",
-                           "--deal", str(cast.deal.pk), "--dry-run", "--json"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url_of(connection.settings_dict),
+        "REDIS_URL": settings.REDIS_URL,
+        "DJANGO_SETTINGS_MODULE": "canvas_project.settings",
+    }
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            LAUNCH,
+            str(REPO),
+            str(tmp_path / ".devdata"),
+            "manage",
+            "purge_deals",
+            "--deal",
+            str(cast.deal.pk),
+            "--dry-run",
+            "--json",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
     assert result["mode"] == "by_deal" and result["dry_run"] is True and result["deals_considered"] == 1
@@ -94,7 +126,12 @@ def test_manage_runs_a_management_command_on_the_launchers_servers(tmp_path, cas
 
 
 def test_manage_without_a_command_says_how_to_use_it(tmp_path):
-    done = subprocess.run([sys.executable, "-c", LAUNCH, str(REPO), str(tmp_path / ".devdata"), "manage"], cwd=REPO,
-                          env={**os.environ, "DATABASE_URL": database_url_of(connection.settings_dict),
-                               "REDIS_URL": settings.REDIS_URL}, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", LAUNCH, str(REPO), str(tmp_path / ".devdata"), "manage"],
+        cwd=REPO,
+        env={**os.environ, "DATABASE_URL": database_url_of(connection.settings_dict), "REDIS_URL": settings.REDIS_URL},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode != 0 and "usage: python3 dev.py manage" in (done.stdout + done.stderr)

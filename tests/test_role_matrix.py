@@ -90,20 +90,33 @@ class Entry:
         return f"{self.pattern}:{self.method}" + (f"[{self.case}]" if self.case else "")
 
 
-def at(pattern: str, method: str, expect: dict[str, int], build: Callable[[World], Call], *, case: str = "",
-       given: tuple[str, ...] = (), transactional: bool = False) -> Entry:
+def at(
+    pattern: str,
+    method: str,
+    expect: dict[str, int],
+    build: Callable[[World], Call],
+    *,
+    case: str = "",
+    given: tuple[str, ...] = (),
+    transactional: bool = False,
+) -> Entry:
     return Entry(pattern, method, expect, build, case, given, transactional)
 
 
 def _upload(w: World) -> Call:
     w.media_root  # noqa: B018
-    return Call(w.deal_path("documents"), {"file": SimpleUploadedFile("notes.txt", b"Purchase price: $1,000,000\n")},
-                format="multipart")
+    return Call(
+        w.deal_path("documents"),
+        {"file": SimpleUploadedFile("notes.txt", b"Purchase price: $1,000,000\n")},
+        format="multipart",
+    )
 
 
 CHAT = {"message": "What is the going-in cap rate?", "agent_id": "strategy"}
-MUTATIONS = {"agent_id": "strategy",
-             "mutations": [{"op": "create_node", "node": {"type": "strategy_item", "title": "Refinance"}}]}
+MUTATIONS = {
+    "agent_id": "strategy",
+    "mutations": [{"op": "create_node", "node": {"type": "strategy_item", "title": "Refinance"}}],
+}
 
 # --- the table ------------------------------------------------------------------------------------------
 TABLE: list[Entry] = [
@@ -121,49 +134,100 @@ TABLE: list[Entry] = [
     # anything else under /api/ is a JSON 404, whoever asks and however
     *[at("^api/", method, everyone(404), lambda w: Call("/api/no-such-endpoint")) for method in PROBED_METHODS],
     # auth: the public token endpoints ignore the Authorization header
-    at("auth-token", "POST", everyone(200),
-       lambda w: Call("/api/auth/token", {"username": "owner", "password": factories.PASSWORD})),
-    at("auth-token-refresh", "POST", everyone(200),
-       lambda w: Call("/api/auth/token/refresh", {"refresh": w.owners_refresh_token})),
-    at("auth-token-verify", "POST", everyone(200),
-       lambda w: Call("/api/auth/token/verify", {"token": w.owners_access_token})),
-    at("auth-token-deal", "POST", {**superadmin_only(201), "internal": 201},
-       lambda w: Call("/api/auth/token/deal", {"user_id": str(w.user("viewer").pk), "deal_id": w.deal_id})),
+    at(
+        "auth-token",
+        "POST",
+        everyone(200),
+        lambda w: Call("/api/auth/token", {"username": "owner", "password": factories.PASSWORD}),
+    ),
+    at(
+        "auth-token-refresh",
+        "POST",
+        everyone(200),
+        lambda w: Call("/api/auth/token/refresh", {"refresh": w.owners_refresh_token}),
+    ),
+    at(
+        "auth-token-verify",
+        "POST",
+        everyone(200),
+        lambda w: Call("/api/auth/token/verify", {"token": w.owners_access_token}),
+    ),
+    at(
+        "auth-token-deal",
+        "POST",
+        {**superadmin_only(201), "internal": 201},
+        lambda w: Call("/api/auth/token/deal", {"user_id": str(w.user("viewer").pk), "deal_id": w.deal_id}),
+    ),
     # orgs
     at("orgs", "GET", users(200), lambda w: Call("/api/orgs")),
     at("orgs", "POST", users(201), lambda w: Call("/api/orgs", {"name": "New Fund"})),
     at("org-members", "GET", org_a("member", 200), lambda w: Call(f"/api/orgs/{w.cast.org.pk}/members")),
-    at("org-members", "POST", org_a("admin", 201),
-       lambda w: Call(f"/api/orgs/{w.cast.org.pk}/members", {"user_id": w.newcomer, "role": "member"})),
-    at("org-member", "DELETE", org_a("admin", 204),
-       lambda w: Call(f"/api/orgs/{w.cast.org.pk}/members/{w.user('member').pk}")),
+    at(
+        "org-members",
+        "POST",
+        org_a("admin", 201),
+        lambda w: Call(f"/api/orgs/{w.cast.org.pk}/members", {"user_id": w.newcomer, "role": "member"}),
+    ),
+    at(
+        "org-member",
+        "DELETE",
+        org_a("admin", 204),
+        lambda w: Call(f"/api/orgs/{w.cast.org.pk}/members/{w.user('member').pk}"),
+    ),
     # deals
     at("dashboard-memos", "GET", users(200), lambda w: Call("/api/dashboard/memos")),
     # creating in a named org: its members create (201); for anyone else the org_id is invalid input (422)
-    at("canvas-blank", "POST", users(201, outsider=422, other_org=422, superadmin=422),
-       lambda w: Call("/api/canvas/blank", {"deal_name": "Harbor Point", "org_id": str(w.cast.org.pk)})),
-    at("deals", "POST", users(201, outsider=422, other_org=422, superadmin=422),
-       lambda w: Call("/api/deals", {"name": "Harbor Point", "org_id": str(w.cast.org.pk)})),
-    at("deals-batch-delete", "POST", deal_scoped("owner"),
-       lambda w: Call("/api/deals/batch_delete", {"deal_ids": [w.deal_id]})),
+    at(
+        "canvas-blank",
+        "POST",
+        users(201, outsider=422, other_org=422, superadmin=422),
+        lambda w: Call("/api/canvas/blank", {"deal_name": "Harbor Point", "org_id": str(w.cast.org.pk)}),
+    ),
+    at(
+        "deals",
+        "POST",
+        users(201, outsider=422, other_org=422, superadmin=422),
+        lambda w: Call("/api/deals", {"name": "Harbor Point", "org_id": str(w.cast.org.pk)}),
+    ),
+    at(
+        "deals-batch-delete",
+        "POST",
+        deal_scoped("owner"),
+        lambda w: Call("/api/deals/batch_delete", {"deal_ids": [w.deal_id]}),
+    ),
     at("deal", "GET", deal_scoped("viewer"), lambda w: Call(w.deal_path())),
     at("deal", "PATCH", deal_scoped("editor"), lambda w: Call(w.deal_path(), {"name": "Renamed"})),
     at("deal", "DELETE", deal_scoped("owner", 204), lambda w: Call(w.deal_path())),
     at("deal-access", "GET", deal_scoped("owner"), lambda w: Call(w.deal_path("access"))),
-    at("deal-access", "POST", deal_scoped("owner", 201),
-       lambda w: Call(w.deal_path("access"), {"user_id": str(w.user("member").pk), "role": "viewer"})),
-    at("deal-access-detail", "PATCH", deal_scoped("owner"),
-       lambda w: Call(w.deal_path(f"access/{w.user('viewer').pk}"), {"role": "editor"})),
-    at("deal-access-detail", "DELETE", deal_scoped("owner", 204),
-       lambda w: Call(w.deal_path(f"access/{w.user('commenter').pk}"))),
+    at(
+        "deal-access",
+        "POST",
+        deal_scoped("owner", 201),
+        lambda w: Call(w.deal_path("access"), {"user_id": str(w.user("member").pk), "role": "viewer"}),
+    ),
+    at(
+        "deal-access-detail",
+        "PATCH",
+        deal_scoped("owner"),
+        lambda w: Call(w.deal_path(f"access/{w.user('viewer').pk}"), {"role": "editor"}),
+    ),
+    at(
+        "deal-access-detail",
+        "DELETE",
+        deal_scoped("owner", 204),
+        lambda w: Call(w.deal_path(f"access/{w.user('commenter').pk}")),
+    ),
     # documents
     at("deal-documents", "GET", deal_scoped("viewer"), lambda w: Call(w.deal_path("documents"))),
     at("deal-documents", "POST", deal_scoped("editor", 201), _upload),
     at("deal-document", "GET", deal_scoped("viewer"), lambda w: Call(w.deal_path(f"documents/{w.document}"))),
-    at("deal-document", "DELETE", deal_scoped("editor", 204),
-       lambda w: Call(w.deal_path(f"documents/{w.document}"))),
-    at("deal-document-download", "GET", deal_scoped("viewer"),
-       lambda w: Call(w.deal_path(f"documents/{w.document}/download"))),
+    at("deal-document", "DELETE", deal_scoped("editor", 204), lambda w: Call(w.deal_path(f"documents/{w.document}"))),
+    at(
+        "deal-document-download",
+        "GET",
+        deal_scoped("viewer"),
+        lambda w: Call(w.deal_path(f"documents/{w.document}/download")),
+    ),
     at("deal-intel", "GET", deal_scoped("viewer"), lambda w: Call(w.deal_path("intel"))),
     at("deal-intake", "GET", deal_scoped("viewer"), lambda w: Call(w.deal_path("intake"))),
     # canvas: catalogues
@@ -172,128 +236,290 @@ TABLE: list[Entry] = [
     # canvas: session and writes
     at("canvas", "GET", deal_scoped("viewer"), lambda w: Call(w.canvas_path())),
     at("canvas-refresh", "POST", deal_scoped("editor"), lambda w: Call(w.canvas_path("refresh"))),
-    at("canvas-save", "POST", deal_scoped("editor"),
-       lambda w: Call(w.canvas_path("save"), {"content": "## Risks and Mitigants\n\nRates."})),
-    at("canvas-section", "PUT", deal_scoped("editor"),
-       lambda w: Call(w.canvas_path("sections/risks"), {"markdown": "Rates may fall."})),
+    at(
+        "canvas-save",
+        "POST",
+        deal_scoped("editor"),
+        lambda w: Call(w.canvas_path("save"), {"content": "## Risks and Mitigants\n\nRates."}),
+    ),
+    at(
+        "canvas-section",
+        "PUT",
+        deal_scoped("editor"),
+        lambda w: Call(w.canvas_path("sections/risks"), {"markdown": "Rates may fall."}),
+    ),
     # lifecycle
     at("canvas-approve", "POST", deal_scoped("owner"), lambda w: Call(w.canvas_path("approve")), given=("written",)),
     at("canvas-reopen", "POST", deal_scoped("owner"), lambda w: Call(w.canvas_path("reopen")), given=("approved",)),
     # review
-    at("canvas-section-approve", "POST", deal_scoped("editor"),
-       given=("risks",), build=lambda w: Call(w.canvas_path("sections/risks/approve"), {})),
-    at("canvas-condition-resolve", "POST", deal_scoped("editor"),
-       lambda w: Call(w.canvas_path(f"sections/risks/conditions/{w.condition_id}/resolve"))),
-    at("canvas-feedback", "POST", deal_scoped("commenter", 201),
-       lambda w: Call(w.canvas_path("feedback"), {"section_key": "risks", "rating": 4})),
+    at(
+        "canvas-section-approve",
+        "POST",
+        deal_scoped("editor"),
+        given=("risks",),
+        build=lambda w: Call(w.canvas_path("sections/risks/approve"), {}),
+    ),
+    at(
+        "canvas-condition-resolve",
+        "POST",
+        deal_scoped("editor"),
+        lambda w: Call(w.canvas_path(f"sections/risks/conditions/{w.condition_id}/resolve")),
+    ),
+    at(
+        "canvas-feedback",
+        "POST",
+        deal_scoped("commenter", 201),
+        lambda w: Call(w.canvas_path("feedback"), {"section_key": "risks", "rating": 4}),
+    ),
     at("canvas-comments", "GET", deal_scoped("viewer"), lambda w: Call(w.canvas_path("comments"))),
-    at("canvas-comments", "POST", deal_scoped("commenter", 201),
-       lambda w: Call(w.canvas_path("comments"), {"section_key": "risks", "body": "Why?"})),
+    at(
+        "canvas-comments",
+        "POST",
+        deal_scoped("commenter", 201),
+        lambda w: Call(w.canvas_path("comments"), {"section_key": "risks", "body": "Why?"}),
+    ),
     # the guard admits commenters; the author, or an editor and up, may resolve
-    at("canvas-comment-resolve", "POST", deal_scoped("commenter"), case="the commenter's own comment",
-       build=lambda w: Call(w.canvas_path(f"comments/{w.commenters_comment}/resolve"))),
-    at("canvas-comment-resolve", "POST", deal_scoped("editor"), case="another member's comment",
-       build=lambda w: Call(w.canvas_path(f"comments/{w.owners_comment}/resolve"))),
+    at(
+        "canvas-comment-resolve",
+        "POST",
+        deal_scoped("commenter"),
+        case="the commenter's own comment",
+        build=lambda w: Call(w.canvas_path(f"comments/{w.commenters_comment}/resolve")),
+    ),
+    at(
+        "canvas-comment-resolve",
+        "POST",
+        deal_scoped("editor"),
+        case="another member's comment",
+        build=lambda w: Call(w.canvas_path(f"comments/{w.owners_comment}/resolve")),
+    ),
     at("canvas-readiness", "GET", deal_scoped("viewer"), lambda w: Call(w.canvas_path("readiness"))),
     at("canvas-progress", "GET", deal_scoped("viewer"), lambda w: Call(w.canvas_path("progress"))),
     # versions and export
     at("canvas-versions", "GET", deal_scoped("viewer"), lambda w: Call(w.canvas_path("versions"))),
     at("canvas-version", "GET", deal_scoped("viewer"), lambda w: Call(w.canvas_path("versions/1")), given=("risks",)),
-    at("canvas-version-diff", "GET", deal_scoped("viewer"),
-       given=("risks",), build=lambda w: Call(w.canvas_path("versions/1/diff"))),
-    at("canvas-version-restore", "POST", deal_scoped("editor"),
-       given=("risks",), build=lambda w: Call(w.canvas_path("versions/1/restore"), {})),
+    at(
+        "canvas-version-diff",
+        "GET",
+        deal_scoped("viewer"),
+        given=("risks",),
+        build=lambda w: Call(w.canvas_path("versions/1/diff")),
+    ),
+    at(
+        "canvas-version-restore",
+        "POST",
+        deal_scoped("editor"),
+        given=("risks",),
+        build=lambda w: Call(w.canvas_path("versions/1/restore"), {}),
+    ),
     # can_export: editors and up while editing; everyone on the deal once approved
-    at("canvas-export", "GET", deal_scoped("editor"), case="memo being edited",
-       given=("risks",), build=lambda w: Call(w.canvas_path("export"))),
-    at("canvas-export", "GET", deal_scoped("viewer"), case="approved memo",
-       given=("approved",), build=lambda w: Call(w.canvas_path("export"))),
+    at(
+        "canvas-export",
+        "GET",
+        deal_scoped("editor"),
+        case="memo being edited",
+        given=("risks",),
+        build=lambda w: Call(w.canvas_path("export")),
+    ),
+    at(
+        "canvas-export",
+        "GET",
+        deal_scoped("viewer"),
+        case="approved memo",
+        given=("approved",),
+        build=lambda w: Call(w.canvas_path("export")),
+    ),
     at("canvas-events", "GET", deal_scoped("viewer"), lambda w: Call(w.canvas_path("events")), transactional=True),
     # collaboration
     at("canvas-collab-steps", "GET", deal_scoped("viewer"), lambda w: Call(w.canvas_path("collab/steps?since=0"))),
-    at("canvas-collab-steps", "POST", deal_scoped("editor"),
-       lambda w: Call(w.canvas_path("collab/steps"), {"version": 0, "client_id": "c1", "steps": [{"op": "x"}]})),
+    at(
+        "canvas-collab-steps",
+        "POST",
+        deal_scoped("editor"),
+        lambda w: Call(w.canvas_path("collab/steps"), {"version": 0, "client_id": "c1", "steps": [{"op": "x"}]}),
+    ),
     at("canvas-collab", "PATCH", deal_scoped("owner"), lambda w: Call(w.canvas_path("collab"), {"enabled": False})),
     at("canvas-presence", "GET", deal_scoped("viewer"), lambda w: Call(w.canvas_path("presence"))),
-    at("canvas-presence", "POST", deal_scoped("viewer"),
-       lambda w: Call(w.canvas_path("presence"), {"section_key": "risks"})),
-    at("canvas-section-lock", "POST", deal_scoped("editor"),
-       given=("collab_off",), build=lambda w: Call(w.canvas_path("sections/risks/lock"), {"ttl_seconds": 30})),
+    at(
+        "canvas-presence",
+        "POST",
+        deal_scoped("viewer"),
+        lambda w: Call(w.canvas_path("presence"), {"section_key": "risks"}),
+    ),
+    at(
+        "canvas-section-lock",
+        "POST",
+        deal_scoped("editor"),
+        given=("collab_off",),
+        build=lambda w: Call(w.canvas_path("sections/risks/lock"), {"ttl_seconds": 30}),
+    ),
     # the caller releases its own lock (one is taken for every user principal, whatever its role)
-    at("canvas-section-lock", "DELETE", deal_scoped("editor", 204),
-       lambda w: Call(w.canvas_path(f"sections/risks/lock?token={w.callers_lock}"))),
+    at(
+        "canvas-section-lock",
+        "DELETE",
+        deal_scoped("editor", 204),
+        lambda w: Call(w.canvas_path(f"sections/risks/lock?token={w.callers_lock}")),
+    ),
     # nodes
     at("canvas-nodes", "GET", deal_scoped("viewer"), lambda w: Call(w.canvas_path("nodes"))),
-    at("canvas-nodes", "POST", deal_scoped("commenter", 201),
-       lambda w: Call(w.canvas_path("nodes"), {"type": "strategy_item", "title": "Hold"})),
-    at("canvas-node", "PATCH", deal_scoped("editor"),
-       lambda w: Call(w.canvas_path(f"nodes/{w.node}"), {"status": "approved"})),
+    at(
+        "canvas-nodes",
+        "POST",
+        deal_scoped("commenter", 201),
+        lambda w: Call(w.canvas_path("nodes"), {"type": "strategy_item", "title": "Hold"}),
+    ),
+    at(
+        "canvas-node",
+        "PATCH",
+        deal_scoped("editor"),
+        lambda w: Call(w.canvas_path(f"nodes/{w.node}"), {"status": "approved"}),
+    ),
     at("canvas-node", "DELETE", deal_scoped("editor", 204), lambda w: Call(w.canvas_path(f"nodes/{w.node}"))),
-    at("canvas-node-links", "POST", deal_scoped("commenter", 201),
-       lambda w: Call(w.canvas_path(f"nodes/{w.node}/links"), {"to": w.other_node, "type": "supports"})),
-    at("canvas-node-links", "DELETE", deal_scoped("editor", 204),
-       lambda w: Call(w.canvas_path(f"nodes/{w.link[0]}/links?to={w.link[1]}&type={w.link[2]}"))),
+    at(
+        "canvas-node-links",
+        "POST",
+        deal_scoped("commenter", 201),
+        lambda w: Call(w.canvas_path(f"nodes/{w.node}/links"), {"to": w.other_node, "type": "supports"}),
+    ),
+    at(
+        "canvas-node-links",
+        "DELETE",
+        deal_scoped("editor", 204),
+        lambda w: Call(w.canvas_path(f"nodes/{w.link[0]}/links?to={w.link[1]}&type={w.link[2]}")),
+    ),
     # suggestions
     at("canvas-suggestions", "GET", deal_scoped("viewer"), lambda w: Call(w.canvas_path("suggestions"))),
-    at("canvas-suggestions", "POST", deal_scoped("commenter", 201),
-       given=("risks",), build=lambda w: Call(w.canvas_path("suggestions"),
-                                  {"section_key": "risks", "kind": "replace", "anchor_text": "Vacancy is low.",
-                                   "content": "Vacancy is 6%."})),
-    at("canvas-suggestion-accept", "POST", deal_scoped("editor"),
-       lambda w: Call(w.canvas_path(f"suggestions/{w.suggestion}/accept"), {})),
-    at("canvas-suggestion-reject", "POST", deal_scoped("editor"),
-       lambda w: Call(w.canvas_path(f"suggestions/{w.suggestion}/reject"))),
+    at(
+        "canvas-suggestions",
+        "POST",
+        deal_scoped("commenter", 201),
+        given=("risks",),
+        build=lambda w: Call(
+            w.canvas_path("suggestions"),
+            {"section_key": "risks", "kind": "replace", "anchor_text": "Vacancy is low.", "content": "Vacancy is 6%."},
+        ),
+    ),
+    at(
+        "canvas-suggestion-accept",
+        "POST",
+        deal_scoped("editor"),
+        lambda w: Call(w.canvas_path(f"suggestions/{w.suggestion}/accept"), {}),
+    ),
+    at(
+        "canvas-suggestion-reject",
+        "POST",
+        deal_scoped("editor"),
+        lambda w: Call(w.canvas_path(f"suggestions/{w.suggestion}/reject")),
+    ),
     # synthesis: runs are created and enqueued on commit, which a test transaction never reaches
     at("canvas-generate", "POST", deal_scoped("editor", 202), lambda w: Call(w.canvas_path("generate"), {})),
-    at("canvas-section-regenerate", "POST", deal_scoped("editor", 202),
-       lambda w: Call(w.canvas_path("sections/risks/regenerate"), {})),
+    at(
+        "canvas-section-regenerate",
+        "POST",
+        deal_scoped("editor", 202),
+        lambda w: Call(w.canvas_path("sections/risks/regenerate"), {}),
+    ),
     at("canvas-runs", "GET", deal_scoped("viewer"), lambda w: Call(w.canvas_path("runs")), given=("queued_run",)),
     at("canvas-run", "GET", deal_scoped("viewer"), lambda w: Call(w.canvas_path(f"runs/{w.run()}"))),
-    at("canvas-run-stream", "GET", deal_scoped("viewer"), lambda w: Call(w.canvas_path(f"runs/{w.run()}/stream")),
-       transactional=True),
+    at(
+        "canvas-run-stream",
+        "GET",
+        deal_scoped("viewer"),
+        lambda w: Call(w.canvas_path(f"runs/{w.run()}/stream")),
+        transactional=True,
+    ),
     at("canvas-run-cancel", "POST", deal_scoped("editor"), lambda w: Call(w.canvas_path(f"runs/{w.run()}/cancel"))),
-    at("canvas-run-trace", "GET", deal_scoped("viewer"),
-       lambda w: Call(w.canvas_path(f"runs/{w.run(RunStatus.SUCCEEDED)}/trace"))),
+    at(
+        "canvas-run-trace",
+        "GET",
+        deal_scoped("viewer"),
+        lambda w: Call(w.canvas_path(f"runs/{w.run(RunStatus.SUCCEEDED)}/trace")),
+    ),
     at("canvas-debug", "POST", deal_scoped("editor"), lambda w: Call(w.canvas_path("debug"), {"section_key": "risks"})),
     at("canvas-reset", "POST", deal_scoped("owner"), lambda w: Call(w.canvas_path("reset")), given=("risks",)),
     at("canvas-brush", "GET", deal_scoped("viewer"), lambda w: Call(w.canvas_path("brush"))),
-    at("canvas-brush", "POST", deal_scoped("editor", 201),
-       given=("risks",), build=lambda w: Call(w.canvas_path("brush"), {"brush": "completeness"})),
-    at("canvas-discourse-stream", "GET", deal_scoped("viewer"), lambda w: Call(w.canvas_path("discourse/stream")),
-       transactional=True),
+    at(
+        "canvas-brush",
+        "POST",
+        deal_scoped("editor", 201),
+        given=("risks",),
+        build=lambda w: Call(w.canvas_path("brush"), {"brush": "completeness"}),
+    ),
+    at(
+        "canvas-discourse-stream",
+        "GET",
+        deal_scoped("viewer"),
+        lambda w: Call(w.canvas_path("discourse/stream")),
+        transactional=True,
+    ),
     # chat: a viewer of the project asks; strangers do not learn the deal exists
     at("chat", "POST", deal_scoped("viewer"), lambda w: Call("/api/v1/chat", {**CHAT, "project_id": w.deal_id})),
-    at("chat-stream", "POST", deal_scoped("viewer"),
-       lambda w: Call("/api/v1/chat/stream", {**CHAT, "project_id": w.deal_id})),
+    at(
+        "chat-stream",
+        "POST",
+        deal_scoped("viewer"),
+        lambda w: Call("/api/v1/chat/stream", {**CHAT, "project_id": w.deal_id}),
+    ),
     at("chat-threads", "GET", deal_scoped("viewer"), lambda w: Call(f"/api/v1/threads?project_id={w.deal_id}")),
     # the internal contract (shared/seeds/003): the engine token, acting for the user of X-User-Id
-    at("internal-canvas-context", "GET", engine_only(200),
-       lambda w: Call(f"/api/internal/canvas/context?agentId=strategy&projectId={w.deal_id}&threadId={w.thread}",
-                      headers=w.contract_headers())),
-    at("internal-canvas-mutations", "POST", engine_only(200),
-       lambda w: Call("/api/internal/canvas/mutations", MUTATIONS,
-                      headers=w.contract_headers(HTTP_IDEMPOTENCY_KEY="matrix-1"))),
+    at(
+        "internal-canvas-context",
+        "GET",
+        engine_only(200),
+        lambda w: Call(
+            f"/api/internal/canvas/context?agentId=strategy&projectId={w.deal_id}&threadId={w.thread}",
+            headers=w.contract_headers(),
+        ),
+    ),
+    at(
+        "internal-canvas-mutations",
+        "POST",
+        engine_only(200),
+        lambda w: Call(
+            "/api/internal/canvas/mutations", MUTATIONS, headers=w.contract_headers(HTTP_IDEMPOTENCY_KEY="matrix-1")
+        ),
+    ),
     # ...and that user's own access decides: 403 in the contract's envelope
-    at("internal-canvas-context", "GET", engine_only(403), case="for a user outside the deal",
-       build=lambda w: Call(f"/api/internal/canvas/context?agentId=strategy&projectId={w.deal_id}&threadId={w.thread}",
-                            headers=w.contract_headers(user="outsider"))),
-    at("internal-canvas-mutations", "POST", engine_only(403), case="for a viewer (commenter needed)",
-       build=lambda w: Call("/api/internal/canvas/mutations", MUTATIONS,
-                            headers=w.contract_headers(user="viewer", HTTP_IDEMPOTENCY_KEY="matrix-1"))),
+    at(
+        "internal-canvas-context",
+        "GET",
+        engine_only(403),
+        case="for a user outside the deal",
+        build=lambda w: Call(
+            f"/api/internal/canvas/context?agentId=strategy&projectId={w.deal_id}&threadId={w.thread}",
+            headers=w.contract_headers(user="outsider"),
+        ),
+    ),
+    at(
+        "internal-canvas-mutations",
+        "POST",
+        engine_only(403),
+        case="for a viewer (commenter needed)",
+        build=lambda w: Call(
+            "/api/internal/canvas/mutations",
+            MUTATIONS,
+            headers=w.contract_headers(user="viewer", HTTP_IDEMPOTENCY_KEY="matrix-1"),
+        ),
+    ),
     # superadmin
-    at("superadmin-purge-deals", "POST", superadmin_only(200),
-       lambda w: Call("/api/superadmin/purge_deals", {"mode": "by_deal", "deal_id": w.deal_id, "dry_run": True})),
-    at("superadmin-deal-redis", "GET", superadmin_only(200),
-       lambda w: Call(f"/api/superadmin/deals/{w.deal_id}/redis")),
+    at(
+        "superadmin-purge-deals",
+        "POST",
+        superadmin_only(200),
+        lambda w: Call("/api/superadmin/purge_deals", {"mode": "by_deal", "deal_id": w.deal_id, "dry_run": True}),
+    ),
+    at(
+        "superadmin-deal-redis", "GET", superadmin_only(200), lambda w: Call(f"/api/superadmin/deals/{w.deal_id}/redis")
+    ),
 ]
 
 # Left out of the matrix on purpose, by URL namespace, with the reason. A pattern of such a namespace that
 # has an entry all the same is checked like any other.
 NOT_IN_MATRIX = {
     "admin": "the Django admin works with its own session login and is_staff, never bearer tokens, and its pages "
-             "come and go with every registered model; its index and the purge page are in TABLE (no bearer token, "
-             "not even a superadmin's, opens them), the rest is covered page by page in tests/deals/test_admin.py "
-             "and tests/superadmin/test_purge_admin.py",
+    "come and go with every registered model; its index and the purge page are in TABLE (no bearer token, "
+    "not even a superadmin's, opens them), the rest is covered page by page in tests/deals/test_admin.py "
+    "and tests/superadmin/test_purge_admin.py",
 }
 
 
@@ -316,8 +542,10 @@ def coverage_gaps(patterns: list[ServedPattern], table: list[Entry]) -> tuple[li
             served |= {(key, method) for key, method in declared if key == pattern.key} or {(pattern.key, "*")}
         else:
             served |= {(pattern.key, method) for method in pattern.methods}
-    return ([f"{method} {key}" for key, method in sorted(served - declared)],
-            [f"{method} {key}" for key, method in sorted(declared - served)])
+    return (
+        [f"{method} {key}" for key, method in sorted(served - declared)],
+        [f"{method} {key}" for key, method in sorted(declared - served)],
+    )
 
 
 # --- the inventory --------------------------------------------------------------------------------------
@@ -336,8 +564,7 @@ def test_a_new_pattern_or_method_without_an_entry_is_reported():
         def post(self, request): ...
 
     new_view = ServedPattern(key="brand-new", route="api/brand-new", namespace=None, view_class=Probe)
-    new_function = ServedPattern(key="brand-new-stream", route="api/brand-new/stream", namespace=None,
-                                 view_class=None)
+    new_function = ServedPattern(key="brand-new-stream", route="api/brand-new/stream", namespace=None, view_class=None)
     patterns = [p for p in served_patterns() if p.key != "canvas-brush"]  # as if the brush route had gone
     missing, stale = coverage_gaps([*patterns, new_view, new_function], TABLE)
     assert missing == ["GET brand-new", "POST brand-new", "* brand-new-stream"]

@@ -82,12 +82,14 @@ def _served_schema() -> dict[str, Any]:
 
 
 RAW_SCHEMA = _served_schema()
-CONFIG = schemathesis.Config.from_dict({
-    # The caller's credentials come from the role loop below, never from generated security parameters.
-    "generation": {"with-security-parameters": False},
-    # An event stream never ends: keep its opening event, then disconnect.
-    "max-stream-events": 1,
-})
+CONFIG = schemathesis.Config.from_dict(
+    {
+        # The caller's credentials come from the role loop below, never from generated security parameters.
+        "generation": {"with-security-parameters": False},
+        # An event stream never ends: keep its opening event, then disconnect.
+        "max-stream-events": 1,
+    }
+)
 SCHEMA = schemathesis.openapi.from_dict(RAW_SCHEMA, config=CONFIG)
 OPERATIONS = {result.ok().label: result.ok() for result in SCHEMA.get_all_operations()}
 # Streams that only end when the client goes away; served by the uvicorn child (see the module docstring).
@@ -129,48 +131,96 @@ def seed_world(cast) -> World:
     deal, users = cast.deal, cast.users
     owner, editor, commenter = cast.client("owner"), cast.client("editor"), cast.client("commenter")
     assert save(owner, deal, full_memo()).status_code == 200
-    approval = editor.post(canvas_url(deal, f"sections/{SECTION_KEY}/approve"),
-                           {"conditions": ["Confirm the rate cap"]}, format="json")
+    approval = editor.post(
+        canvas_url(deal, f"sections/{SECTION_KEY}/approve"), {"conditions": ["Confirm the rate cap"]}, format="json"
+    )
     condition_id = approval.json()["conditions"][0]["id"] if approval.status_code == 200 else None
     assert condition_id, approval.content[:500]
-    comment_id = _created(commenter.post(canvas_url(deal, "comments"),
-                                         {"body": "Is the rate cap priced?", "section_key": SECTION_KEY},
-                                         format="json"))
-    suggestion_id = _created(commenter.post(canvas_url(deal, "suggestions"),
-                                            {"section_key": SECTION_KEY, "kind": "insert",
-                                             "content": "The seller credits closing costs."}, format="json"))
-    node_id = _created(editor.post(canvas_url(deal, "nodes"), {"type": "strategy_item", "title": "Hold 7 years"},
-                                   format="json"))
+    comment_id = _created(
+        commenter.post(
+            canvas_url(deal, "comments"), {"body": "Is the rate cap priced?", "section_key": SECTION_KEY}, format="json"
+        )
+    )
+    suggestion_id = _created(
+        commenter.post(
+            canvas_url(deal, "suggestions"),
+            {"section_key": SECTION_KEY, "kind": "insert", "content": "The seller credits closing costs."},
+            format="json",
+        )
+    )
+    node_id = _created(
+        editor.post(canvas_url(deal, "nodes"), {"type": "strategy_item", "title": "Hold 7 years"}, format="json")
+    )
     run_id = _created(editor.post(canvas_url(deal, "generate"), {}, format="json"), "run_id")
     upload = SimpleUploadedFile("rent-roll.csv", b"unit,rent\n101,1850\n102,1900\n", content_type="text/csv")
     doc_id = _created(owner.post(f"/api/deals/{deal.pk}/documents", {"file": upload}, format="multipart"))
-    thread_id = _created(owner.post("/api/v1/chat", {"message": "What are the risks?", "project_id": str(deal.pk),
-                                                      "agent_id": "strategy"}, format="json"), "thread_id")
+    thread_id = _created(
+        owner.post(
+            "/api/v1/chat",
+            {"message": "What are the risks?", "project_id": str(deal.pk), "agent_id": "strategy"},
+            format="json",
+        ),
+        "thread_id",
+    )
     tokens = {role: token_pair_for_user(user=users[role])["access"] for role in USER_ROLES}
     spare = token_pair_for_user(user=users["editor"])  # for /auth/token/refresh and /verify bodies
     tokens["engine"] = ENGINE_TOKEN
     viewer = users["viewer"]
     return World(
         tokens=tokens,
-        path={"deal_id": deal.pk, "key": SECTION_KEY, "comment_id": comment_id, "suggestion_id": suggestion_id,
-              "node_id": node_id, "cid": condition_id, "run_id": run_id, "doc_id": doc_id, "n": 1,
-              "user_id": viewer.pk, "org_id": cast.org.pk},
-        query={"project_id": deal.pk, "projectId": deal.pk, "threadId": thread_id, "section_key": SECTION_KEY,
-               "agentId": "strategy", "to": node_id},
-        header={"X-Project-Id": deal.pk, "X-Thread-Id": thread_id, "X-User-Id": users["owner"].pk,
-                "X-Contract-Version": "2026-02"},
-        body={"deal_id": deal.pk, "project_id": deal.pk, "deal_ids": [deal.pk], "user_id": viewer.pk,
-              "thread_id": thread_id, "org_id": cast.org.pk, "section_key": SECTION_KEY, "parent_id": comment_id,
-              "username": "owner", "password": PASSWORD, "agent_id": "strategy", "refresh": spare["refresh"],
-              "token": spare["access"]},
+        path={
+            "deal_id": deal.pk,
+            "key": SECTION_KEY,
+            "comment_id": comment_id,
+            "suggestion_id": suggestion_id,
+            "node_id": node_id,
+            "cid": condition_id,
+            "run_id": run_id,
+            "doc_id": doc_id,
+            "n": 1,
+            "user_id": viewer.pk,
+            "org_id": cast.org.pk,
+        },
+        query={
+            "project_id": deal.pk,
+            "projectId": deal.pk,
+            "threadId": thread_id,
+            "section_key": SECTION_KEY,
+            "agentId": "strategy",
+            "to": node_id,
+        },
+        header={
+            "X-Project-Id": deal.pk,
+            "X-Thread-Id": thread_id,
+            "X-User-Id": users["owner"].pk,
+            "X-Contract-Version": "2026-02",
+        },
+        body={
+            "deal_id": deal.pk,
+            "project_id": deal.pk,
+            "deal_ids": [deal.pk],
+            "user_id": viewer.pk,
+            "thread_id": thread_id,
+            "org_id": cast.org.pk,
+            "section_key": SECTION_KEY,
+            "parent_id": comment_id,
+            "username": "owner",
+            "password": PASSWORD,
+            "agent_id": "strategy",
+            "refresh": spare["refresh"],
+            "token": spare["access"],
+        },
     )
 
 
 def ground(case, world: World, keep_generated: Callable[[str], bool]) -> None:
     """Point the case's identifiers at the seeded world: the deal always, any other known name unless
     keep_generated(name)."""
-    for container, values in ((case.path_parameters, world.path), (case.query, world.query),
-                              (case.headers, world.header)):
+    for container, values in (
+        (case.path_parameters, world.path),
+        (case.query, world.query),
+        (case.headers, world.header),
+    ):
         for name in list(container or {}):
             if name in values and (name == "deal_id" or not keep_generated(name)):
                 container[name] = str(values[name])
@@ -260,9 +310,15 @@ def fuzz(operation, world: World, **call_kwargs) -> None:
     strategy = case_strategy(operation)
     roles = roles_for(operation)
 
-    @hypothesis.settings(max_examples=EXAMPLES, derandomize=SEED is None, database=None, deadline=None,
-                         phases=(hypothesis.Phase.explicit, hypothesis.Phase.generate),
-                         suppress_health_check=list(hypothesis.HealthCheck), print_blob=False)
+    @hypothesis.settings(
+        max_examples=EXAMPLES,
+        derandomize=SEED is None,
+        database=None,
+        deadline=None,
+        phases=(hypothesis.Phase.explicit, hypothesis.Phase.generate),
+        suppress_health_check=list(hypothesis.HealthCheck),
+        print_blob=False,
+    )
     @hypothesis.given(data=st.data())
     def exercise(data):
         case = data.draw(strategy, label="case")
@@ -285,8 +341,9 @@ def cover(operation, world: World, **call_kwargs) -> None:
 
     Raises AssertionError listing the cases with failures."""
     config = operation.schema.config.generation_for(operation=operation)
-    cases = operation.schema.iter_coverage_cases(operation, generation_modes=list(GenerationMode),
-                                                 generation_config=config)
+    cases = operation.schema.iter_coverage_cases(
+        operation, generation_modes=list(GenerationMode), generation_config=config
+    )
     role = privileged_role(operation)
     failures = []
     for case in cases:
@@ -328,12 +385,14 @@ def uvicorn_service(django_db_setup, django_db_blocker, tmp_path_factory):
     from django.conf import settings
 
     with django_db_blocker.unblock():
-        server = ServiceProcess({
-            "DJANGO_SETTINGS_MODULE": "canvas_project.settings",
-            "DATABASE_URL": database_url_of(connection.settings_dict),
-            "REDIS_URL": settings.REDIS_URL,
-            "MEDIA_ROOT": str(tmp_path_factory.mktemp("media")),
-        }).start()
+        server = ServiceProcess(
+            {
+                "DJANGO_SETTINGS_MODULE": "canvas_project.settings",
+                "DATABASE_URL": database_url_of(connection.settings_dict),
+                "REDIS_URL": settings.REDIS_URL,
+                "MEDIA_ROOT": str(tmp_path_factory.mktemp("media")),
+            }
+        ).start()
     yield server
     server.stop()
 
@@ -376,17 +435,24 @@ def test_event_stream_as_every_role(label, uvicorn_service, world):
 
 
 def test_every_operation_of_the_schema_is_exercised():
-    served = {f"{method.upper()} {path}" for path, item in RAW_SCHEMA["paths"].items() for method in item
-              if method in ("get", "post", "put", "patch", "delete")}
+    served = {
+        f"{method.upper()} {path}"
+        for path, item in RAW_SCHEMA["paths"].items()
+        for method in item
+        if method in ("get", "post", "put", "patch", "delete")
+    }
     assert set(OPERATIONS) == served
     assert ENDLESS_STREAMS <= served, "an event stream left the schema: update ENDLESS_STREAMS"
 
 
-@pytest.mark.parametrize("status, body", [
-    (500, b'{"detail": "Internal server error."}'),  # not_a_server_error
-    (418, b'{"detail": "I am a teapot."}'),  # status_code_conformance: 418 is not documented
-    (200, b'{"status": 42}'),  # response_schema_conformance: not the HealthOutput shape
-])
+@pytest.mark.parametrize(
+    "status, body",
+    [
+        (500, b'{"detail": "Internal server error."}'),  # not_a_server_error
+        (418, b'{"detail": "I am a teapot."}'),  # status_code_conformance: 418 is not documented
+        (200, b'{"status": 42}'),  # response_schema_conformance: not the HealthOutput shape
+    ],
+)
 def test_the_checks_fail_what_they_should(status, body):
     """The harness is not toothless: each check rejects a response that breaks it."""
     import requests

@@ -53,8 +53,9 @@ def _walk(resolver: URLResolver, prefix: str, namespace: str | None) -> Iterator
         elif isinstance(entry, URLPattern):
             route = prefix + str(entry.pattern)
             name = f"{namespace}:{entry.name}" if namespace and entry.name else entry.name
-            yield ServedPattern(key=name or route, route=route, namespace=namespace,
-                                view_class=_view_class(entry.callback))
+            yield ServedPattern(
+                key=name or route, route=route, namespace=namespace, view_class=_view_class(entry.callback)
+            )
 
 
 def served_patterns() -> list[ServedPattern]:

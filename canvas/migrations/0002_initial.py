@@ -7,40 +7,66 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('canvas', '0001_langgraph_tables'),
-        ('deals', '0001_initial'),
+        ("canvas", "0001_langgraph_tables"),
+        ("deals", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='SynthesisRun',
+            name="SynthesisRun",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], default='queued', max_length=16)),
-                ('kind', models.CharField(default='generate', help_text='generate or regenerate', max_length=32)),
-                ('requested_sections', models.JSONField(blank=True, default=list)),
-                ('instructions', models.TextField(blank=True, default='')),
-                ('sections_delivered', models.JSONField(blank=True, default=list)),
-                ('sections_missing', models.JSONField(blank=True, default=list)),
-                ('sections_failed', models.JSONField(blank=True, default=list)),
-                ('usage', models.JSONField(blank=True, default=dict)),
-                ('error', models.TextField(blank=True, default='')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('heartbeat_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('deal', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='runs', to='deals.deal')),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        default="queued",
+                        max_length=16,
+                    ),
+                ),
+                ("kind", models.CharField(default="generate", help_text="generate or regenerate", max_length=32)),
+                ("requested_sections", models.JSONField(blank=True, default=list)),
+                ("instructions", models.TextField(blank=True, default="")),
+                ("sections_delivered", models.JSONField(blank=True, default=list)),
+                ("sections_missing", models.JSONField(blank=True, default=list)),
+                ("sections_failed", models.JSONField(blank=True, default=list)),
+                ("usage", models.JSONField(blank=True, default=dict)),
+                ("error", models.TextField(blank=True, default="")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("heartbeat_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "deal",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="runs", to="deals.deal"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
-                'indexes': [models.Index(fields=['deal', 'status'], name='run_deal_status')],
+                "ordering": ["-created_at"],
+                "indexes": [models.Index(fields=["deal", "status"], name="run_deal_status")],
             },
         ),
     ]

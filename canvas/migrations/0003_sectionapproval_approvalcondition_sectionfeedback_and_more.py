@@ -7,95 +7,182 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('canvas', '0002_initial'),
-        ('deals', '0001_initial'),
+        ("canvas", "0002_initial"),
+        ("deals", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='SectionApproval',
+            name="SectionApproval",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('section_key', models.CharField(max_length=64)),
-                ('reviewer_role', models.CharField(choices=[('analyst', 'Analyst'), ('partner', 'Partner'), ('reviewer', 'Reviewer')], default='reviewer', max_length=16)),
-                ('comment', models.CharField(blank=True, default='', max_length=500)),
-                ('quality_score', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('forced', models.BooleanField(default=False, help_text='Approved over unresolved comments by an owner.')),
-                ('memo_version', models.PositiveIntegerField(default=0)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('approved_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('deal', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='section_approvals', to='deals.deal')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("section_key", models.CharField(max_length=64)),
+                (
+                    "reviewer_role",
+                    models.CharField(
+                        choices=[("analyst", "Analyst"), ("partner", "Partner"), ("reviewer", "Reviewer")],
+                        default="reviewer",
+                        max_length=16,
+                    ),
+                ),
+                ("comment", models.CharField(blank=True, default="", max_length=500)),
+                ("quality_score", models.PositiveSmallIntegerField(blank=True, null=True)),
+                (
+                    "forced",
+                    models.BooleanField(default=False, help_text="Approved over unresolved comments by an owner."),
+                ),
+                ("memo_version", models.PositiveIntegerField(default=0)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "approved_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "deal",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="section_approvals", to="deals.deal"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='ApprovalCondition',
+            name="ApprovalCondition",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('section_key', models.CharField(max_length=64)),
-                ('text', models.CharField(max_length=500)),
-                ('resolved', models.BooleanField(default=False)),
-                ('resolved_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('deal', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='approval_conditions', to='deals.deal')),
-                ('resolved_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('approval', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='conditions', to='canvas.sectionapproval')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("section_key", models.CharField(max_length=64)),
+                ("text", models.CharField(max_length=500)),
+                ("resolved", models.BooleanField(default=False)),
+                ("resolved_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "deal",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="approval_conditions", to="deals.deal"
+                    ),
+                ),
+                (
+                    "resolved_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "approval",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="conditions",
+                        to="canvas.sectionapproval",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['created_at', 'pk'],
+                "ordering": ["created_at", "pk"],
             },
         ),
         migrations.CreateModel(
-            name='SectionFeedback',
+            name="SectionFeedback",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('section_key', models.CharField(max_length=64)),
-                ('rating', models.PositiveSmallIntegerField()),
-                ('comment', models.CharField(blank=True, default='', max_length=2000)),
-                ('tags', models.JSONField(blank=True, default=list)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('deal', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='feedback', to='deals.deal')),
-                ('user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("section_key", models.CharField(max_length=64)),
+                ("rating", models.PositiveSmallIntegerField()),
+                ("comment", models.CharField(blank=True, default="", max_length=2000)),
+                ("tags", models.JSONField(blank=True, default=list)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "deal",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="feedback", to="deals.deal"
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='Comment',
+            name="Comment",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('section_key', models.CharField(max_length=64)),
-                ('body', models.TextField(max_length=5000)),
-                ('resolved', models.BooleanField(default=False)),
-                ('resolved_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('author', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('deal', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='comments', to='deals.deal')),
-                ('parent', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='replies', to='canvas.comment')),
-                ('resolved_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ("section_key", models.CharField(max_length=64)),
+                ("body", models.TextField(max_length=5000)),
+                ("resolved", models.BooleanField(default=False)),
+                ("resolved_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "author",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "deal",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="comments", to="deals.deal"
+                    ),
+                ),
+                (
+                    "parent",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="replies",
+                        to="canvas.comment",
+                    ),
+                ),
+                (
+                    "resolved_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['created_at', 'pk'],
-                'indexes': [models.Index(fields=['deal', 'section_key', 'resolved'], name='comment_deal_section')],
+                "ordering": ["created_at", "pk"],
+                "indexes": [models.Index(fields=["deal", "section_key", "resolved"], name="comment_deal_section")],
             },
         ),
         migrations.AddIndex(
-            model_name='sectionapproval',
-            index=models.Index(fields=['deal', 'section_key', '-created_at'], name='approval_deal_section'),
+            model_name="sectionapproval",
+            index=models.Index(fields=["deal", "section_key", "-created_at"], name="approval_deal_section"),
         ),
         migrations.AddIndex(
-            model_name='approvalcondition',
-            index=models.Index(fields=['deal', 'resolved'], name='condition_deal_resolved'),
+            model_name="approvalcondition",
+            index=models.Index(fields=["deal", "resolved"], name="condition_deal_resolved"),
         ),
         migrations.AddIndex(
-            model_name='sectionfeedback',
-            index=models.Index(fields=['deal', 'section_key'], name='feedback_deal_section'),
+            model_name="sectionfeedback",
+            index=models.Index(fields=["deal", "section_key"], name="feedback_deal_section"),
         ),
     ]

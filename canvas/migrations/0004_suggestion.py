@@ -7,37 +7,78 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('canvas', '0003_sectionapproval_approvalcondition_sectionfeedback_and_more'),
-        ('deals', '0001_initial'),
+        ("canvas", "0003_sectionapproval_approvalcondition_sectionfeedback_and_more"),
+        ("deals", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Suggestion',
+            name="Suggestion",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('section_key', models.CharField(max_length=64)),
-                ('kind', models.CharField(choices=[('insert', 'Insert'), ('delete', 'Delete'), ('replace', 'Replace')], max_length=16)),
-                ('anchor_text', models.TextField(blank=True, default='', max_length=2000)),
-                ('occurrence', models.PositiveIntegerField(default=1)),
-                ('content', models.TextField(blank=True, default='', max_length=20000)),
-                ('comment', models.TextField(blank=True, default='', max_length=2000)),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('accepted', 'Accepted'), ('rejected', 'Rejected')], default='pending', max_length=16)),
-                ('decided_at', models.DateTimeField(blank=True, null=True)),
-                ('applied_version', models.PositiveIntegerField(blank=True, help_text='The memo version its acceptance produced.', null=True)),
-                ('base_version', models.PositiveIntegerField(default=0, help_text='The memo version when it was proposed.')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('author', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('deal', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='suggestions', to='deals.deal')),
-                ('decided_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ("section_key", models.CharField(max_length=64)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("insert", "Insert"), ("delete", "Delete"), ("replace", "Replace")], max_length=16
+                    ),
+                ),
+                ("anchor_text", models.TextField(blank=True, default="", max_length=2000)),
+                ("occurrence", models.PositiveIntegerField(default=1)),
+                ("content", models.TextField(blank=True, default="", max_length=20000)),
+                ("comment", models.TextField(blank=True, default="", max_length=2000)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("pending", "Pending"), ("accepted", "Accepted"), ("rejected", "Rejected")],
+                        default="pending",
+                        max_length=16,
+                    ),
+                ),
+                ("decided_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "applied_version",
+                    models.PositiveIntegerField(
+                        blank=True, help_text="The memo version its acceptance produced.", null=True
+                    ),
+                ),
+                (
+                    "base_version",
+                    models.PositiveIntegerField(default=0, help_text="The memo version when it was proposed."),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "author",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "deal",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="suggestions", to="deals.deal"
+                    ),
+                ),
+                (
+                    "decided_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-pk'],
-                'indexes': [models.Index(fields=['deal', 'status'], name='suggestion_deal_status')],
+                "ordering": ["-created_at", "-pk"],
+                "indexes": [models.Index(fields=["deal", "status"], name="suggestion_deal_status")],
             },
         ),
     ]

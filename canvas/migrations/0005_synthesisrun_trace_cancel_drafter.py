@@ -5,31 +5,34 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('canvas', '0004_suggestion'),
-        ('deals', '0002_document_documentpage_document_document_deal_state_and_more'),
+        ("canvas", "0004_suggestion"),
+        ("deals", "0002_document_documentpage_document_document_deal_state_and_more"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='synthesisrun',
-            name='cancel_requested_at',
+            model_name="synthesisrun",
+            name="cancel_requested_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='synthesisrun',
-            name='drafter',
-            field=models.CharField(blank=True, default='', help_text='default (offline) or llm', max_length=32),
+            model_name="synthesisrun",
+            name="drafter",
+            field=models.CharField(blank=True, default="", help_text="default (offline) or llm", max_length=32),
         ),
         migrations.AddField(
-            model_name='synthesisrun',
-            name='trace_summary',
-            field=models.JSONField(blank=True, default=list, help_text='Per node: section_key, status, elapsed (the full trace is in Redis for 10 minutes).'),
+            model_name="synthesisrun",
+            name="trace_summary",
+            field=models.JSONField(
+                blank=True,
+                default=list,
+                help_text="Per node: section_key, status, elapsed (the full trace is in Redis for 10 minutes).",
+            ),
         ),
         migrations.AddIndex(
-            model_name='synthesisrun',
-            index=models.Index(fields=['status', 'heartbeat_at'], name='run_status_heartbeat'),
+            model_name="synthesisrun",
+            index=models.Index(fields=["status", "heartbeat_at"], name="run_status_heartbeat"),
         ),
     ]

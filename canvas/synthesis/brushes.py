@@ -71,8 +71,11 @@ MENTION_PATTERNS: dict[str, tuple[re.Pattern[str], ...]] = {
         "equity_multiple": (r"\bequity\s+multiple\b" + _GAP + _MULT, _MULT + r"\s+equity\s+multiple\b"),
         "ltv": (r"\b(?:LTV|loan[- ]to[- ]value)\b" + _GAP + _PCT, _PCT + r"\s+(?:LTV|loan[- ]to[- ]value)\b"),
         "dscr": (r"\b(?:DSCR|debt\s+service\s+coverage(?:\s+ratio)?)\b" + _GAP + _MULT,),
-        "units": (r"\b(?:comprises|comprising|totals?|totalling|totaling|of)\s+" + _NUM
-                  + r"[- ](?:apartment\s+|residential\s+)?units\b",),
+        "units": (
+            r"\b(?:comprises|comprising|totals?|totalling|totaling|of)\s+"
+            + _NUM
+            + r"[- ](?:apartment\s+|residential\s+)?units\b",
+        ),
         "square_feet": (_NUM + r"\s*(?:rentable\s+|net\s+rentable\s+|gross\s+)?(?:square\s+feet|sq\.?\s?ft\.?|sf)\b",),
         "year_built": (r"\b(?:built\s+in|year\s+built|constructed\s+in)\s*(?:of\s+)?(?P<num>1[89]\d\d|20\d\d)\b",),
     }.items()
@@ -115,7 +118,7 @@ def find_mentions(markdown: str) -> list[Mention]:
                     start = body.rfind("$", match.start(), start)
                     end = match.end("scale") if match.group("scale") else end
                 elif name in ("cap_rate", "occupancy", "irr", "ltv", "equity_multiple", "dscr"):
-                    tail = re.match(r"\s*(%|x)", body[end:end + 4])
+                    tail = re.match(r"\s*(%|x)", body[end : end + 4])
                     end = end + tail.end() if tail else end
                 found.setdefault((name, start), Mention(name, _value(match), body[start:end], start))
     return sorted(found.values(), key=lambda m: m.start)
@@ -133,10 +136,17 @@ def _occurrence(markdown: str, anchor: str, start: int) -> int:
     return markdown[:start].count(anchor) + 1
 
 
-def _finding(kind: str, severity: str, section_key: str, message: str, evidence: dict,
-             suggestion: dict | None) -> dict:
-    return {"id": uuid.uuid4().hex[:12], "kind": kind, "severity": severity, "section_key": section_key,
-            "message": message, "evidence": evidence, "suggestion": suggestion, "suggestion_id": None}
+def _finding(kind: str, severity: str, section_key: str, message: str, evidence: dict, suggestion: dict | None) -> dict:
+    return {
+        "id": uuid.uuid4().hex[:12],
+        "kind": kind,
+        "severity": severity,
+        "section_key": section_key,
+        "message": message,
+        "evidence": evidence,
+        "suggestion": suggestion,
+        "suggestion_id": None,
+    }
 
 
 # --- checks -----------------------------------------------------------------------------------------------
@@ -152,19 +162,34 @@ def check_figures(doc: CanvasDoc, sections: list[dict], metrics: dict[str, dict]
             if mention.metric in ("units", "square_feet"):
                 correct = f"{float(intel['value']):,.0f}"
             source = intel.get("source") or {}
-            findings.append(_finding(
-                "figure_mismatch", "error", section["key"],
-                f"{section['title']} states {mention.metric.replace('_', ' ')} as {mention.text}, but the deal's "
-                f"documents say {format_metric(mention.metric, intel)} ({source.get('filename')}, p. "
-                f"{source.get('page')}).",
-                {"metric": mention.metric, "memo_text": mention.text, "memo_value": mention.value,
-                 "intel_value": float(intel["value"]), "intel_unit": intel.get("unit"),
-                 "intel_text": intel.get("text"), "source": source},
-                {"section_key": section["key"], "kind": "replace", "anchor_text": mention.text,
-                 "occurrence": _occurrence(markdown, mention.text, mention.start), "content": correct,
-                 "comment": f"Deal intel gives {format_metric(mention.metric, intel)} "
-                            f"({source.get('filename')}, p. {source.get('page')})."},
-            ))
+            findings.append(
+                _finding(
+                    "figure_mismatch",
+                    "error",
+                    section["key"],
+                    f"{section['title']} states {mention.metric.replace('_', ' ')} as {mention.text}, but the deal's "
+                    f"documents say {format_metric(mention.metric, intel)} ({source.get('filename')}, p. "
+                    f"{source.get('page')}).",
+                    {
+                        "metric": mention.metric,
+                        "memo_text": mention.text,
+                        "memo_value": mention.value,
+                        "intel_value": float(intel["value"]),
+                        "intel_unit": intel.get("unit"),
+                        "intel_text": intel.get("text"),
+                        "source": source,
+                    },
+                    {
+                        "section_key": section["key"],
+                        "kind": "replace",
+                        "anchor_text": mention.text,
+                        "occurrence": _occurrence(markdown, mention.text, mention.start),
+                        "content": correct,
+                        "comment": f"Deal intel gives {format_metric(mention.metric, intel)} "
+                        f"({source.get('filename')}, p. {source.get('page')}).",
+                    },
+                )
+            )
     return findings
 
 
@@ -201,35 +226,51 @@ def check_citations(doc: CanvasDoc, sections: list[dict], index: PassageIndex) -
                 used.add(note)
                 evidence["source"] = {**hit.passage.source, "score": hit.score}
                 suggestion = {
-                    "section_key": section["key"], "kind": "insert", "anchor_text": line,
+                    "section_key": section["key"],
+                    "kind": "insert",
+                    "anchor_text": line,
                     "occurrence": _occurrence(markdown, line, offset),
                     "content": f"[^{note}]\n\n[^{note}]: {hit.passage.filename}, p. {hit.passage.page}",
                     "comment": f"The best matching page of the deal's documents is {hit.passage.filename}, "
-                               f"p. {hit.passage.page}; check that it supports the figure.",
+                    f"p. {hit.passage.page}; check that it supports the figure.",
                 }
-            findings.append(_finding(
-                "uncited_figure", "warning", section["key"],
-                f"{section['title']} states a figure without a citation: \u201c{line[:120]}\u201d"
-                + ("" if hits else " No page of the deal's documents matches it."),
-                evidence, suggestion))
+            findings.append(
+                _finding(
+                    "uncited_figure",
+                    "warning",
+                    section["key"],
+                    f"{section['title']} states a figure without a citation: \u201c{line[:120]}\u201d"
+                    + ("" if hits else " No page of the deal's documents matches it."),
+                    evidence,
+                    suggestion,
+                )
+            )
     return findings
 
 
 def _drafted(deal: Deal, doc: CanvasDoc, section: dict, index: PassageIndex, metrics: dict) -> str | None:
     spec = doc.template.section(section["key"])
     request = DraftRequest(
-        deal_name=deal.name, template_key=doc.template.key, section_key=section["key"], title=section["title"],
-        order=float(section.get("order") or 0), required=bool(section.get("required")),
-        retrieval_query=spec.retrieval_query if spec else section["title"], instructions="",
-        hits=index.search(spec.retrieval_query if spec else section["title"], 6), metrics=metrics)
+        deal_name=deal.name,
+        template_key=doc.template.key,
+        section_key=section["key"],
+        title=section["title"],
+        order=float(section.get("order") or 0),
+        required=bool(section.get("required")),
+        retrieval_query=spec.retrieval_query if spec else section["title"],
+        instructions="",
+        hits=index.search(spec.retrieval_query if spec else section["title"], 6),
+        metrics=metrics,
+    )
     try:
         return DefaultDrafter().draft(request, emit=lambda _delta: None, should_stop=lambda: None).markdown
     except DraftFailed:
         return None
 
 
-def check_completeness(deal: Deal, doc: CanvasDoc, sections: list[dict], index: PassageIndex,
-                       metrics: dict) -> list[dict]:
+def check_completeness(
+    deal: Deal, doc: CanvasDoc, sections: list[dict], index: PassageIndex, metrics: dict
+) -> list[dict]:
     findings = []
     for section in sections:
         if not section.get("required"):
@@ -242,14 +283,26 @@ def check_completeness(deal: Deal, doc: CanvasDoc, sections: list[dict], index: 
         draft = _drafted(deal, doc, section, index, metrics)
         suggestion = None
         if draft:
-            suggestion = {"section_key": section["key"], "kind": "insert", "anchor_text": "", "occurrence": 1,
-                          "content": draft, "comment": "Drafted from the deal's documents by the completeness "
-                                                       "brush; review before accepting."}
-        findings.append(_finding(
-            "missing_section" if missing else "thin_section", "error" if missing else "warning", section["key"],
-            f"The required section {section['title']} is empty." if missing else
-            f"The required section {section['title']} has {words} words; aim for at least {THIN_WORDS}.",
-            {"words": words, "required": True}, suggestion))
+            suggestion = {
+                "section_key": section["key"],
+                "kind": "insert",
+                "anchor_text": "",
+                "occurrence": 1,
+                "content": draft,
+                "comment": "Drafted from the deal's documents by the completeness brush; review before accepting.",
+            }
+        findings.append(
+            _finding(
+                "missing_section" if missing else "thin_section",
+                "error" if missing else "warning",
+                section["key"],
+                f"The required section {section['title']} is empty."
+                if missing
+                else f"The required section {section['title']} has {words} words; aim for at least {THIN_WORDS}.",
+                {"words": words, "required": True},
+                suggestion,
+            )
+        )
     return findings
 
 
@@ -259,8 +312,9 @@ def brush_run(*, deal: Deal, user: User, brush: str, section_key: str | None, cr
 
     Raises SectionNotFound, StoreUnavailable.
     """
-    doc = read_canvas(deal.pk) or new_canvas(deal_id=str(deal.pk), template_key=deal.template_key,
-                                            is_blank=deal.created_blank, created_by=None, now="")
+    doc = read_canvas(deal.pk) or new_canvas(
+        deal_id=str(deal.pk), template_key=deal.template_key, is_blank=deal.created_blank, created_by=None, now=""
+    )
     sections = doc.ordered_sections()
     if section_key is not None:
         sections = [s for s in sections if s["key"] == section_key]
@@ -277,14 +331,31 @@ def brush_run(*, deal: Deal, user: User, brush: str, section_key: str | None, cr
         findings += check_completeness(deal, doc, sections, index, metrics)
     if create_suggestions:
         _file_suggestions(deal, user, findings)
-    result = {"brush_id": uuid.uuid4().hex, "brush": brush, "section_key": section_key,
-              "memo_version": doc.version, "created_at": datetime.now(UTC).isoformat(),
-              "created_by": str(user.pk), "findings": findings}
+    result = {
+        "brush_id": uuid.uuid4().hex,
+        "brush": brush,
+        "section_key": section_key,
+        "memo_version": doc.version,
+        "created_at": datetime.now(UTC).isoformat(),
+        "created_by": str(user.pk),
+        "findings": findings,
+    }
     _cache(deal, result)
-    events.emit(deal.pk, "brush_completed", {"brush_id": result["brush_id"], "brush": brush,
-                                             "findings": len(findings)}, actor_id=user.pk)
-    telemetry.discourse_emit(deal.pk, "brush", {"agent": f"brush:{brush}", "brush_id": result["brush_id"],
-                                                "text": f"The {brush} brush found {len(findings)} issue(s)."})
+    events.emit(
+        deal.pk,
+        "brush_completed",
+        {"brush_id": result["brush_id"], "brush": brush, "findings": len(findings)},
+        actor_id=user.pk,
+    )
+    telemetry.discourse_emit(
+        deal.pk,
+        "brush",
+        {
+            "agent": f"brush:{brush}",
+            "brush_id": result["brush_id"],
+            "text": f"The {brush} brush found {len(findings)} issue(s).",
+        },
+    )
     return result
 
 

@@ -66,9 +66,16 @@ SECTION_METRICS = {
     "project_program": ("units", "square_feet"),
 }
 QUERY_METRIC_WORDS = {
-    "purchase_price": ("price", "purchase"), "noi": ("noi", "net operating"), "cap_rate": ("cap rate", "cap"),
-    "units": ("units",), "square_feet": ("square feet", "sf"), "occupancy": ("occupancy",),
-    "irr": ("irr",), "equity_multiple": ("equity multiple",), "ltv": ("ltv",), "dscr": ("dscr",),
+    "purchase_price": ("price", "purchase"),
+    "noi": ("noi", "net operating"),
+    "cap_rate": ("cap rate", "cap"),
+    "units": ("units",),
+    "square_feet": ("square feet", "sf"),
+    "occupancy": ("occupancy",),
+    "irr": ("irr",),
+    "equity_multiple": ("equity multiple",),
+    "ltv": ("ltv",),
+    "dscr": ("dscr",),
     "year_built": ("year built",),
 }
 
@@ -182,14 +189,19 @@ class DefaultDrafter:
         blocks: list[str] = []
         figure_names = relevant_metrics(request.section_key, request.retrieval_query, request.metrics)
         if figure_names:
-            parts = [f"{METRIC_LABELS.get(n, n)} of {format_metric(n, request.metrics[n])}"
-                     f"{notes.ref(request.metrics[n]['source'])}" for n in figure_names]
+            parts = [
+                f"{METRIC_LABELS.get(n, n)} of {format_metric(n, request.metrics[n])}"
+                f"{notes.ref(request.metrics[n]['source'])}"
+                for n in figure_names
+            ]
             joined = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
             blocks.append(f"Key figures: {joined}.")
         evidence = self._evidence(request)
         if not evidence and not figure_names:
-            raise DraftFailed(f"No passage of the deal's documents matches {request.retrieval_query!r}, and no "
-                              "deal figure applies to this section.")
+            raise DraftFailed(
+                f"No passage of the deal's documents matches {request.retrieval_query!r}, and no "
+                "deal figure applies to this section."
+            )
         if evidence:
             blocks.append("\n".join(f"- {text}{notes.ref(hit.passage.source)}" for text, hit in evidence))
         sources = [{**hit.passage.source, "score": hit.score} for hit in request.hits]
@@ -204,9 +216,16 @@ class DefaultDrafter:
         pieces.append(footer)
         emit(footer)
         markdown = "".join(pieces)
-        return Draft(markdown=markdown, sources=sources,
-                     usage={"words": memo.word_count(markdown), "citations": len(notes),
-                            "passages": len(request.hits), "figures": len(figure_names)})
+        return Draft(
+            markdown=markdown,
+            sources=sources,
+            usage={
+                "words": memo.word_count(markdown),
+                "citations": len(notes),
+                "passages": len(request.hits),
+                "figures": len(figure_names),
+            },
+        )
 
     @staticmethod
     def _evidence(request: DraftRequest) -> list[tuple[str, Hit]]:
@@ -223,8 +242,11 @@ class DefaultDrafter:
                 break
             scored = []
             for position, sentence in enumerate(sentences(hit.passage.text)):
-                if (sentence.startswith("|") or len(sentence) > MAX_SENTENCE_CHARS
-                        or len(sentence.split()) < MIN_SENTENCE_WORDS):
+                if (
+                    sentence.startswith("|")
+                    or len(sentence) > MAX_SENTENCE_CHARS
+                    or len(sentence.split()) < MIN_SENTENCE_WORDS
+                ):
                     continue
                 overlap = len(terms.intersection(tokenize(sentence)))
                 if overlap >= (1 if rank == 0 else need):
@@ -303,15 +325,26 @@ class LlmDrafter:
     def draft(self, request: DraftRequest, *, emit: Emit, should_stop: ShouldStop) -> Draft:
         """Raises DraftFailed (the model failed or wrote nothing), DraftStopped."""
         names = relevant_metrics(request.section_key, request.retrieval_query, request.metrics)
-        figures = [f"{METRIC_LABELS.get(n, n)}: {format_metric(n, request.metrics[n])} "
-                   f"({request.metrics[n]['source']['filename']}, p. {request.metrics[n]['source']['page']})"
-                   for n in names]
-        passages = [f"[S{i}] {hit.passage.filename}, p. {hit.passage.page}\n{hit.passage.text[:3000]}"
-                    for i, hit in enumerate(request.hits, start=1)]
+        figures = [
+            f"{METRIC_LABELS.get(n, n)}: {format_metric(n, request.metrics[n])} "
+            f"({request.metrics[n]['source']['filename']}, p. {request.metrics[n]['source']['page']})"
+            for n in names
+        ]
+        passages = [
+            f"[S{i}] {hit.passage.filename}, p. {hit.passage.page}\n{hit.passage.text[:3000]}"
+            for i, hit in enumerate(request.hits, start=1)
+        ]
         messages = prompts.render_section_messages(
-            deal_name=request.deal_name, template_key=request.template_key, title=request.title,
-            section_key=request.section_key, required=request.required, retrieval_query=request.retrieval_query,
-            figures=figures, passages=passages, instructions=request.instructions)
+            deal_name=request.deal_name,
+            template_key=request.template_key,
+            title=request.title,
+            section_key=request.section_key,
+            required=request.required,
+            retrieval_query=request.retrieval_query,
+            figures=figures,
+            passages=passages,
+            instructions=request.instructions,
+        )
         notes = Footnotes(request.footnote_prefix)
         rewriter = _MarkerRewriter(request.hits, notes)
         out: list[str] = []
@@ -330,8 +363,11 @@ class LlmDrafter:
                 meta = getattr(chunk, "usage_metadata", None) or {}
                 usage["input_tokens"] += int(meta.get("input_tokens") or 0)
                 usage["output_tokens"] += int(meta.get("output_tokens") or 0)
-                content = chunk.content if isinstance(chunk.content, str) else "".join(
-                    part.get("text", "") for part in chunk.content if isinstance(part, dict))
+                content = (
+                    chunk.content
+                    if isinstance(chunk.content, str)
+                    else "".join(part.get("text", "") for part in chunk.content if isinstance(part, dict))
+                )
                 buffer += content
                 # coalesce token deltas so a run's stream stays small
                 if len(buffer) >= LLM_DELTA_CHARS or "\n" in buffer or time.monotonic() - last_flush > 0.25:
@@ -351,6 +387,12 @@ class LlmDrafter:
             emit(footer)
         markdown = body + footer
         sources = [{**hit.passage.source, "score": hit.score} for hit in request.hits]
-        usage.update({"words": memo.word_count(markdown), "citations": len(notes), "passages": len(request.hits),
-                      "figures": len(names)})
+        usage.update(
+            {
+                "words": memo.word_count(markdown),
+                "citations": len(notes),
+                "passages": len(request.hits),
+                "figures": len(names),
+            }
+        )
         return Draft(markdown=markdown, sources=sources, usage=usage)

@@ -128,19 +128,40 @@ def _draft_section(ctx: RunContext, key: str) -> dict:
 
     query = _query(plan, ctx.instructions)
     inputs = {"retrieval_query": query, "top_k": ctx.top_k, "instructions": ctx.instructions}
-    ctx.emit("node_started", {"component_id": key, "component_name": plan.title,
-                              "component_type": getattr(ctx.drafter, "name", "drafter"),
-                              "thoughts": f"Retrieving passages for: {query}"})
+    ctx.emit(
+        "node_started",
+        {
+            "component_id": key,
+            "component_name": plan.title,
+            "component_type": getattr(ctx.drafter, "name", "drafter"),
+            "thoughts": f"Retrieving passages for: {query}",
+        },
+    )
     ctx.beat()
     hits = ctx.index.search(query, ctx.top_k)
     inputs["passages"] = [{**h.passage.source, "score": h.score} for h in hits]
-    telemetry.discourse_emit(ctx.deal_id, "retrieval", {
-        "run_id": ctx.run_id, "agent": f"drafter:{key}",
-        "text": f"Found {len(hits)} passage(s) for {plan.title} in "
-                f"{len({h.passage.document_id for h in hits})} document(s)."})
-    request = DraftRequest(deal_name=ctx.deal_name, template_key=ctx.template_key, section_key=key,
-                           title=plan.title, order=plan.order, required=plan.required, retrieval_query=query,
-                           instructions=ctx.instructions, hits=hits, metrics=ctx.metrics)
+    telemetry.discourse_emit(
+        ctx.deal_id,
+        "retrieval",
+        {
+            "run_id": ctx.run_id,
+            "agent": f"drafter:{key}",
+            "text": f"Found {len(hits)} passage(s) for {plan.title} in "
+            f"{len({h.passage.document_id for h in hits})} document(s).",
+        },
+    )
+    request = DraftRequest(
+        deal_name=ctx.deal_name,
+        template_key=ctx.template_key,
+        section_key=key,
+        title=plan.title,
+        order=plan.order,
+        required=plan.required,
+        retrieval_query=query,
+        instructions=ctx.instructions,
+        hits=hits,
+        metrics=ctx.metrics,
+    )
 
     def emit_delta(delta: str) -> None:
         ctx.emit("message", {"component_id": key, "content": delta})
@@ -154,15 +175,21 @@ def _draft_section(ctx: RunContext, key: str) -> dict:
             raise DraftStopped(reason)
         version = ctx.write_section(key, draft.markdown)
         result["status"] = "delivered"
-        outputs = {"status": "delivered", "version": version, "usage": draft.usage,
-                   "citations": len(draft.citations)}
+        outputs = {"status": "delivered", "version": version, "usage": draft.usage, "citations": len(draft.citations)}
         ctx.record(key, "delivered")
-        ctx.emit("message_end", {"component_id": key, "status": "delivered", "content": draft.markdown,
-                                 "reference": draft.citations})
-        telemetry.discourse_emit(ctx.deal_id, "draft", {
-            "run_id": ctx.run_id, "agent": f"drafter:{key}",
-            "text": f"Wrote {plan.title}: {draft.usage.get('words', 0)} words, "
-                    f"{len(draft.citations)} citation(s)."})
+        ctx.emit(
+            "message_end",
+            {"component_id": key, "status": "delivered", "content": draft.markdown, "reference": draft.citations},
+        )
+        telemetry.discourse_emit(
+            ctx.deal_id,
+            "draft",
+            {
+                "run_id": ctx.run_id,
+                "agent": f"drafter:{key}",
+                "text": f"Wrote {plan.title}: {draft.usage.get('words', 0)} words, {len(draft.citations)} citation(s).",
+            },
+        )
         result["usage"] = draft.usage
     except (DraftStopped, SectionWriteRefused) as exc:
         stopped = getattr(exc, "reason", CANCELLED)
@@ -183,11 +210,30 @@ def _draft_section(ctx: RunContext, key: str) -> dict:
         ctx.emit("message_end", {"component_id": key, "status": "failed", "reference": []})
     result["elapsed"] = round(time.monotonic() - started, 4)
     outputs = outputs or {"status": result["status"]}
-    ctx.emit("node_finished", {"component_id": key, "component_name": plan.title, "inputs": inputs,
-                               "outputs": outputs, "error": result["error"], "elapsed_time": result["elapsed"]})
-    telemetry.trace_append(ctx.deal_id, ctx.run_id, {
-        "node": "draft_section", "section_key": key, "drafter": getattr(ctx.drafter, "name", "drafter"),
-        "inputs": inputs, "outputs": outputs, "error": result["error"], "elapsed": result["elapsed"]})
+    ctx.emit(
+        "node_finished",
+        {
+            "component_id": key,
+            "component_name": plan.title,
+            "inputs": inputs,
+            "outputs": outputs,
+            "error": result["error"],
+            "elapsed_time": result["elapsed"],
+        },
+    )
+    telemetry.trace_append(
+        ctx.deal_id,
+        ctx.run_id,
+        {
+            "node": "draft_section",
+            "section_key": key,
+            "drafter": getattr(ctx.drafter, "name", "drafter"),
+            "inputs": inputs,
+            "outputs": outputs,
+            "error": result["error"],
+            "elapsed": result["elapsed"],
+        },
+    )
     ctx.beat()
     return result
 
@@ -208,11 +254,14 @@ def build_graph(checkpointer):
     return builder.compile(checkpointer=checkpointer)
 
 
-def run_graph(*, ctx: RunContext, sections: list[str], thread_id: str, checkpointer,
-              max_concurrency: int) -> list[dict]:
+def run_graph(
+    *, ctx: RunContext, sections: list[str], thread_id: str, checkpointer, max_concurrency: int
+) -> list[dict]:
     """Draft the sections; returns one result per section ({section_key, status, error, elapsed})."""
     graph = build_graph(checkpointer)
-    final = graph.invoke({"sections": sections, "results": []},
-                         config={"configurable": {"thread_id": thread_id}, "max_concurrency": max_concurrency},
-                         context=ctx)
+    final = graph.invoke(
+        {"sections": sections, "results": []},
+        config={"configurable": {"thread_id": thread_id}, "max_concurrency": max_concurrency},
+        context=ctx,
+    )
     return list(final.get("results") or [])

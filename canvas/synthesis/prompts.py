@@ -65,34 +65,76 @@ class PromptTemplate:
 
 
 PROMPTS: tuple[PromptTemplate, ...] = (
-    PromptTemplate("section_system", "Section drafter: system prompt",
-                   "Sets the analyst role and the citation and figure rules for every section.",
-                   SECTION_SYSTEM, ("citation_guidelines", "figure_guidelines")),
-    PromptTemplate("section_user", "Section drafter: user prompt",
-                   "Carries the section, the deal's key figures and the retrieved passages.",
-                   SECTION_USER, ("deal_name", "template_key", "title", "section_key", "required_note",
-                                  "retrieval_query", "figures", "passages", "instructions_block")),
-    PromptTemplate("instructions_block", "Deal team instructions",
-                   "Inserted into the user prompt when a generate or regenerate carries instructions.",
-                   INSTRUCTIONS_BLOCK, ("instructions",)),
-    PromptTemplate("citation_guidelines", "Citation guidelines",
-                   "How passages are cited; markers become footnotes `[^n]: <file>, p. <page>`.",
-                   CITATION_GUIDELINES, ()),
-    PromptTemplate("figure_guidelines", "Figure guidelines",
-                   "Figures must agree with deal intel; disagreements are called out.", FIGURE_GUIDELINES, ()),
-    PromptTemplate("regenerate_note", "Regeneration", "What a regeneration does to a section.",
-                   REGENERATE_NOTE, ()),
+    PromptTemplate(
+        "section_system",
+        "Section drafter: system prompt",
+        "Sets the analyst role and the citation and figure rules for every section.",
+        SECTION_SYSTEM,
+        ("citation_guidelines", "figure_guidelines"),
+    ),
+    PromptTemplate(
+        "section_user",
+        "Section drafter: user prompt",
+        "Carries the section, the deal's key figures and the retrieved passages.",
+        SECTION_USER,
+        (
+            "deal_name",
+            "template_key",
+            "title",
+            "section_key",
+            "required_note",
+            "retrieval_query",
+            "figures",
+            "passages",
+            "instructions_block",
+        ),
+    ),
+    PromptTemplate(
+        "instructions_block",
+        "Deal team instructions",
+        "Inserted into the user prompt when a generate or regenerate carries instructions.",
+        INSTRUCTIONS_BLOCK,
+        ("instructions",),
+    ),
+    PromptTemplate(
+        "citation_guidelines",
+        "Citation guidelines",
+        "How passages are cited; markers become footnotes `[^n]: <file>, p. <page>`.",
+        CITATION_GUIDELINES,
+        (),
+    ),
+    PromptTemplate(
+        "figure_guidelines",
+        "Figure guidelines",
+        "Figures must agree with deal intel; disagreements are called out.",
+        FIGURE_GUIDELINES,
+        (),
+    ),
+    PromptTemplate("regenerate_note", "Regeneration", "What a regeneration does to a section.", REGENERATE_NOTE, ()),
 )
 
 
-def render_section_messages(*, deal_name: str, template_key: str, title: str, section_key: str, required: bool,
-                            retrieval_query: str, figures: list[str], passages: list[str],
-                            instructions: str) -> list[tuple[str, str]]:
+def render_section_messages(
+    *,
+    deal_name: str,
+    template_key: str,
+    title: str,
+    section_key: str,
+    required: bool,
+    retrieval_query: str,
+    figures: list[str],
+    passages: list[str],
+    instructions: str,
+) -> list[tuple[str, str]]:
     """(role, content) messages for one section."""
     system = SECTION_SYSTEM.format(citation_guidelines=CITATION_GUIDELINES, figure_guidelines=FIGURE_GUIDELINES)
     user = SECTION_USER.format(
-        deal_name=deal_name, template_key=template_key, title=title, section_key=section_key,
-        required_note=" - required" if required else "", retrieval_query=retrieval_query,
+        deal_name=deal_name,
+        template_key=template_key,
+        title=title,
+        section_key=section_key,
+        required_note=" - required" if required else "",
+        retrieval_query=retrieval_query,
         figures="\n".join(f"- {line}" for line in figures) or "- (none found)",
         passages="\n\n".join(passages) or "(no passage matched)",
         instructions_block=INSTRUCTIONS_BLOCK.format(instructions=instructions) if instructions.strip() else "",

@@ -100,8 +100,9 @@ def load_passages(*, deal_id) -> list[Passage]:
     """Every page of the deal's ready documents, in upload then page order (the deals app's selector)."""
     from deals.intel import deal_passages
 
-    return [Passage(str(p["document_id"]), p["filename"], int(p["page"]), p["text"])
-            for p in deal_passages(deal_id=deal_id)]
+    return [
+        Passage(str(p["document_id"]), p["filename"], int(p["page"]), p["text"]) for p in deal_passages(deal_id=deal_id)
+    ]
 
 
 def load_metrics(*, deal) -> dict[str, dict]:

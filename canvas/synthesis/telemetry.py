@@ -28,8 +28,16 @@ RUN_EVENTS_MAXLEN = 50_000
 DISCOURSE_MAXLEN = 100
 DISCOURSE_WINDOW_SECONDS = 2 * 3600
 
-RUN_EVENT_TYPES = ("workflow_started", "node_started", "message", "message_end", "node_finished",
-                   "workflow_finished", "error", "done")
+RUN_EVENT_TYPES = (
+    "workflow_started",
+    "node_started",
+    "message",
+    "message_end",
+    "node_finished",
+    "workflow_finished",
+    "error",
+    "done",
+)
 
 
 def _dumps(value) -> str:
@@ -137,8 +145,11 @@ def clear_deal_run_state(deal_id) -> int:
     client = get_redis()
     index = keys.index_key(deal_id)
     tracked = [name.decode() if isinstance(name, bytes) else name for name in client.smembers(index)]
-    variable = [name for name in tracked
-                if (found := keys.classify(name)) is not None and found[0] in ("runs", "brush_findings")]
+    variable = [
+        name
+        for name in tracked
+        if (found := keys.classify(name)) is not None and found[0] in ("runs", "brush_findings")
+    ]
     fixed = [keys.discourse_key(deal_id), keys.session_key(deal_id), keys.readiness_key(deal_id)]
     removed = 0
     with client.pipeline(transaction=False) as pipe:

@@ -47,8 +47,11 @@ def validation_response(items: list[dict[str, Any]]) -> Response:
 def domain_error_parts(exc: domain.DomainError) -> tuple[int, dict[str, Any], dict[str, str]]:
     """(status, body, headers) of a domain error; shared by DRF views and the async SSE views."""
     if isinstance(exc, domain.InvalidInputError):
-        return 422, {"detail": [{"loc": exc.loc, "msg": exc.message, "type": exc.code, "input": exc.value,
-                                 "ctx": {}}]}, {}
+        return (
+            422,
+            {"detail": [{"loc": exc.loc, "msg": exc.message, "type": exc.code, "input": exc.value, "ctx": {}}]},
+            {},
+        )
     code = next((s for cls, s in _DOMAIN_STATUS if isinstance(exc, cls)), status.HTTP_400_BAD_REQUEST)
     body: dict[str, Any] = {"detail": exc.message}
     body.update(exc.extra)
@@ -83,8 +86,15 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         return _domain_response(exc)
     if isinstance(exc, drf_exceptions.ParseError):
         return validation_response(
-            [{"loc": ["body"], "msg": f"Malformed request body: {exc.detail}", "type": "json_invalid",
-              "input": None, "ctx": {}}]
+            [
+                {
+                    "loc": ["body"],
+                    "msg": f"Malformed request body: {exc.detail}",
+                    "type": "json_invalid",
+                    "input": None,
+                    "ctx": {},
+                }
+            ]
         )
     if isinstance(exc, drf_exceptions.ValidationError):
         payload = request.data if request is not None else None
@@ -107,8 +117,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
                 header = view.get_authenticate_header(request)
                 if header:
                     headers["WWW-Authenticate"] = header
-            return Response({"detail": _sentence(exc.detail)}, status=status.HTTP_401_UNAUTHORIZED,
-                            headers=headers)
+            return Response({"detail": _sentence(exc.detail)}, status=status.HTTP_401_UNAUTHORIZED, headers=headers)
         return Response({"detail": _sentence(exc.detail)}, status=exc.status_code, headers=headers)
     if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
         logger.warning("redis unavailable: %s", exc.__class__.__name__)

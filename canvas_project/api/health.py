@@ -77,7 +77,10 @@ def _check_celery() -> dict:
 
 
 CHECKS: dict[str, Callable[[], dict | None]] = {
-    "postgres": _check_postgres, "redis": _check_redis, "store": _check_store, "celery": _check_celery,
+    "postgres": _check_postgres,
+    "redis": _check_redis,
+    "store": _check_store,
+    "celery": _check_celery,
 }
 
 
@@ -115,8 +118,10 @@ def health_summary(checks: dict[str, dict]) -> tuple[str, str]:
     if any(name in REQUIRED for name in down):
         return "unavailable", detail
     if checks["celery"].get("error") == NoWorkerHeartbeat.__name__:
-        detail += (f" No Celery worker has reported within {settings.WORKER_HEARTBEAT_MAX_AGE:g} s: the API serves "
-                   "reads and writes; drafting runs and document ingestion wait in the queue.")
+        detail += (
+            f" No Celery worker has reported within {settings.WORKER_HEARTBEAT_MAX_AGE:g} s: the API serves "
+            "reads and writes; drafting runs and document ingestion wait in the queue."
+        )
     return "degraded", detail
 
 
@@ -142,5 +147,6 @@ class HealthApi(APIView):
     def get(self, request):
         checks = run_health_checks()
         status, detail = health_summary(checks)
-        return Response({"status": status, "detail": detail, "checks": checks},
-                        status=503 if status == "unavailable" else 200)
+        return Response(
+            {"status": status, "detail": detail, "checks": checks}, status=503 if status == "unavailable" else 200
+        )

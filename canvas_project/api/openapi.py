@@ -61,8 +61,9 @@ def add_sse_endpoints(result, generator, request, public):
             "tags": [endpoint["tag"]],
             "security": [{"jwtAuth": []}],
             "parameters": parameters,
-            "responses": _stream_responses(not_found="Unknown deal, or not visible to the caller.",
-                                           invalid="Malformed Last-Event-ID."),
+            "responses": _stream_responses(
+                not_found="Unknown deal, or not visible to the caller.", invalid="Malformed Last-Event-ID."
+            ),
         }
     return result
 

@@ -94,19 +94,24 @@ def _extra_items(serializer: serializers.Serializer, data: Any, location: str) -
         return []
     known = set(serializer.fields)
     return [
-        {"loc": [location, key], "msg": "Extra inputs are not permitted.", "type": "extra_forbidden",
-         "input": data[key], "ctx": {}}
+        {
+            "loc": [location, key],
+            "msg": "Extra inputs are not permitted.",
+            "type": "extra_forbidden",
+            "input": data[key],
+            "ctx": {},
+        }
         for key in data
         if key not in known
     ]
 
 
-def _validate(serializer_class: type[serializers.Serializer], data: Any, location: str,
-              context: dict[str, Any] | None) -> dict[str, Any]:
+def _validate(
+    serializer_class: type[serializers.Serializer], data: Any, location: str, context: dict[str, Any] | None
+) -> dict[str, Any]:
     if location == "body" and not isinstance(data, dict):
         raise RequestValidationError(
-            [{"loc": ["body"], "msg": "The body must be a JSON object.", "type": "dict_type", "input": data,
-              "ctx": {}}]
+            [{"loc": ["body"], "msg": "The body must be a JSON object.", "type": "dict_type", "input": data, "ctx": {}}]
         )
     serializer = serializer_class(data=data, context=context or {})
     items = _extra_items(serializer, data, location)
@@ -144,6 +149,13 @@ def parse_path_uuid(value: str, name: str) -> uuid.UUID:
         return uuid.UUID(str(value))
     except (ValueError, TypeError, AttributeError):
         raise RequestValidationError(
-            [{"loc": ["path", name], "msg": "Input should be a valid UUID.", "type": "uuid_parsing",
-              "input": value, "ctx": {}}]
+            [
+                {
+                    "loc": ["path", name],
+                    "msg": "Input should be a valid UUID.",
+                    "type": "uuid_parsing",
+                    "input": value,
+                    "ctx": {},
+                }
+            ]
         ) from None

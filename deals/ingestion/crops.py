@@ -29,8 +29,15 @@ def digitization_payload(*, document, digitized: Digitized) -> dict:
         "sha256": document.sha256,
         "pages": [{"page": p.number, "label": p.label, "text": p.text} for p in digitized.pages],
         "crops": [
-            {"index": index, "page": crop.page, "name": crop.name, "format": crop.image_format,
-             "width": crop.width, "height": crop.height, "bytes": len(crop.data)}
+            {
+                "index": index,
+                "page": crop.page,
+                "name": crop.name,
+                "format": crop.image_format,
+                "width": crop.width,
+                "height": crop.height,
+                "bytes": len(crop.data),
+            }
             for index, crop in enumerate(digitized.crops)
         ],
         "digitized_at": datetime.now(UTC).isoformat(),
@@ -43,12 +50,12 @@ def digitization_cache_write(*, document, digitized: Digitized) -> bool:
     try:
         pipe = get_redis().pipeline(transaction=False)
         key = keys.digitization_key(deal_id, doc_id)
-        pipe.set(key, json.dumps(digitization_payload(document=document, digitized=digitized)),
-                 ex=keys.DIGITIZATION_TTL)
+        pipe.set(
+            key, json.dumps(digitization_payload(document=document, digitized=digitized)), ex=keys.DIGITIZATION_TTL
+        )
         keys.track_variable_key(pipe, deal_id, key)
         # A re-ingest may find fewer figures than before: drop the old tail first.
-        stale = [keys.image_crop_key(deal_id, doc_id, n) for n in range(len(digitized.crops),
-                                                                           MAX_CROPS_PER_DOCUMENT)]
+        stale = [keys.image_crop_key(deal_id, doc_id, n) for n in range(len(digitized.crops), MAX_CROPS_PER_DOCUMENT)]
         if stale:
             pipe.unlink(*stale)
         for index, crop in enumerate(digitized.crops[:MAX_CROPS_PER_DOCUMENT]):
@@ -64,8 +71,10 @@ def digitization_cache_write(*, document, digitized: Digitized) -> bool:
 
 def document_keys(*, deal_id, document_id) -> list[str]:
     """Every Redis key a document of the deal can own (digitization cache and every crop index)."""
-    return [keys.digitization_key(deal_id, document_id),
-            *(keys.image_crop_key(deal_id, document_id, n) for n in range(MAX_CROPS_PER_DOCUMENT))]
+    return [
+        keys.digitization_key(deal_id, document_id),
+        *(keys.image_crop_key(deal_id, document_id, n) for n in range(MAX_CROPS_PER_DOCUMENT)),
+    ]
 
 
 def document_keys_delete(*, deal_id, document_id) -> int | None:

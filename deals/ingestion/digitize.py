@@ -199,8 +199,9 @@ def _page_crops(page, number: int, budget: int) -> list[Crop]:
         if min(width, height) < MIN_CROP_SIDE or len(data) > MAX_CROP_BYTES:
             continue
         image_format = (getattr(pil, "format", None) or image.name.rsplit(".", 1)[-1]).lower()
-        crops.append(Crop(page=number, name=image.name, image_format=image_format, width=width, height=height,
-                          data=data))
+        crops.append(
+            Crop(page=number, name=image.name, image_format=image_format, width=width, height=height, data=data)
+        )
     return crops
 
 
@@ -328,8 +329,7 @@ def digitize_docx(data: bytes) -> Digitized:
                     continue
                 style = (item.style.name if item.style is not None else "") or ""
                 level = style.removeprefix("Heading ").strip()
-                blocks.append(f"{'#' * int(level)} {text}" if style.startswith("Heading") and level.isdigit()
-                              else text)
+                blocks.append(f"{'#' * int(level)} {text}" if style.startswith("Heading") and level.isdigit() else text)
             elif isinstance(item, Table):
                 rows = [[cell.text for cell in row.cells] for row in item.rows]
                 if rows:
@@ -366,15 +366,21 @@ def digitize_csv(data: bytes) -> Digitized:
     for row in body:
         row_size = sum(len(c) + 3 for c in row) + 2
         if batch and size + row_size > PAGE_CHARS:
-            pages.append(PageText(len(pages) + 1, markdown_table([header, *batch]),
-                                  f"rows {start}-{start + len(batch) - 1}"))
+            pages.append(
+                PageText(len(pages) + 1, markdown_table([header, *batch]), f"rows {start}-{start + len(batch) - 1}")
+            )
             start += len(batch)
             batch, size = [], 0
         batch.append(row)
         size += row_size
     if batch or not pages:
-        pages.append(PageText(len(pages) + 1, markdown_table([header, *batch]),
-                              f"rows {start}-{start + len(batch) - 1}" if batch else "header"))
+        pages.append(
+            PageText(
+                len(pages) + 1,
+                markdown_table([header, *batch]),
+                f"rows {start}-{start + len(batch) - 1}" if batch else "header",
+            )
+        )
     for page in pages:
         page.text = clean_text(page.text)
     return Digitized(pages=pages)
@@ -387,8 +393,14 @@ def digitize_text(data: bytes) -> Digitized:
     return Digitized(pages=_pages_from_chunks(chunks))
 
 
-DIGITIZERS = {"pdf": digitize_pdf, "xlsx": digitize_xlsx, "docx": digitize_docx, "csv": digitize_csv,
-              "txt": digitize_text, "md": digitize_text}
+DIGITIZERS = {
+    "pdf": digitize_pdf,
+    "xlsx": digitize_xlsx,
+    "docx": digitize_docx,
+    "csv": digitize_csv,
+    "txt": digitize_text,
+    "md": digitize_text,
+}
 
 
 def digitize(kind: str, data: bytes) -> Digitized:

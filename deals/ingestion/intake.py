@@ -35,22 +35,46 @@ class Requirement:
 
 REQUIREMENTS: dict[str, tuple[Requirement, ...]] = {
     "acquisition": (
-        Requirement("offering_memorandum", "Offering memorandum (PDF)", ("pdf",),
-                    ("offering memorandum", "offering", "memorandum", "om")),
-        Requirement("underwriting_model", "Underwriting model (XLSX)", ("xlsx",),
-                    ("underwriting", "model", "pro forma", "proforma", "returns")),
+        Requirement(
+            "offering_memorandum",
+            "Offering memorandum (PDF)",
+            ("pdf",),
+            ("offering memorandum", "offering", "memorandum", "om"),
+        ),
+        Requirement(
+            "underwriting_model",
+            "Underwriting model (XLSX)",
+            ("xlsx",),
+            ("underwriting", "model", "pro forma", "proforma", "returns"),
+        ),
     ),
     "development": (
-        Requirement("project_description", "Project description (PDF or DOCX)", ("pdf", "docx"),
-                    ("project", "development", "offering", "memorandum")),
-        Requirement("development_budget", "Development budget or pro forma (XLSX)", ("xlsx",),
-                    ("budget", "pro forma", "proforma", "model")),
+        Requirement(
+            "project_description",
+            "Project description (PDF or DOCX)",
+            ("pdf", "docx"),
+            ("project", "development", "offering", "memorandum"),
+        ),
+        Requirement(
+            "development_budget",
+            "Development budget or pro forma (XLSX)",
+            ("xlsx",),
+            ("budget", "pro forma", "proforma", "model"),
+        ),
     ),
     "refinance": (
-        Requirement("property_overview", "Property overview or appraisal (PDF or DOCX)", ("pdf", "docx"),
-                    ("appraisal", "overview", "property", "memorandum")),
-        Requirement("operating_statements", "Operating statements (XLSX or CSV)", ("xlsx", "csv"),
-                    ("operating", "t12", "t-12", "statement", "financials", "noi")),
+        Requirement(
+            "property_overview",
+            "Property overview or appraisal (PDF or DOCX)",
+            ("pdf", "docx"),
+            ("appraisal", "overview", "property", "memorandum"),
+        ),
+        Requirement(
+            "operating_statements",
+            "Operating statements (XLSX or CSV)",
+            ("xlsx", "csv"),
+            ("operating", "t12", "t-12", "statement", "financials", "noi"),
+        ),
     ),
 }
 
@@ -76,13 +100,23 @@ def intake_summary_compute(*, deal) -> dict:
 
     documents = list(deal.documents.order_by("created_at", "pk"))
     heads: dict[str, str] = {}
-    for doc_id, text in (DocumentPage.objects.filter(deal_id=deal.pk, page_number__lte=2)
-                         .order_by("document_id", "page_number").values_list("document_id", "text")):
+    for doc_id, text in (
+        DocumentPage.objects.filter(deal_id=deal.pk, page_number__lte=2)
+        .order_by("document_id", "page_number")
+        .values_list("document_id", "text")
+    ):
         heads[str(doc_id)] = heads.get(str(doc_id), "") + text[:4000].lower()
 
     rows = [
-        {"id": str(d.pk), "filename": d.filename, "kind": d.kind, "state": d.state, "pages": d.pages,
-         "error": d.error or None, "fills": None}
+        {
+            "id": str(d.pk),
+            "filename": d.filename,
+            "kind": d.kind,
+            "state": d.state,
+            "pages": d.pages,
+            "error": d.error or None,
+            "fills": None,
+        }
         for d in documents
     ]
     requirements = []
@@ -98,9 +132,15 @@ def intake_summary_compute(*, deal) -> dict:
             status, document_ids = "pending", [r["id"] for r in candidates]
         else:
             status, document_ids = "missing", []
-        requirements.append({"key": requirement.key, "label": requirement.label,
-                             "kinds": list(requirement.kinds), "status": status,
-                             "document_ids": document_ids})
+        requirements.append(
+            {
+                "key": requirement.key,
+                "label": requirement.label,
+                "kinds": list(requirement.kinds),
+                "status": status,
+                "document_ids": document_ids,
+            }
+        )
 
     intel = deal_intel_cached(deal_id=deal.pk)
     return {

@@ -37,8 +37,7 @@ _MULT = _NUM + r"\s*(?:x|×)(?![a-z])"
 # Between a label and its value: a colon, "of", "is", a table cell border, a few filler words.
 _GAP = r"[^\n\d$%]{0,40}?"
 
-_SCALES = {"billion": 1e9, "bn": 1e9, "million": 1e6, "mm": 1e6, "mil": 1e6, "m": 1e6,
-           "thousand": 1e3, "k": 1e3}
+_SCALES = {"billion": 1e9, "bn": 1e9, "million": 1e6, "mm": 1e6, "mil": 1e6, "m": 1e6, "thousand": 1e3, "k": 1e3}
 
 
 @dataclass(frozen=True)
@@ -62,71 +61,124 @@ def _number(match: re.Match[str]) -> float:
 
 METRICS: tuple[MetricSpec, ...] = (
     MetricSpec(
-        "purchase_price", "USD", _rx(r"price"),
-        (_rx(r"\b(?:purchase|asking|acquisition|offering|contract|sale|sales)\s+price", _GAP, _MONEY),
-         _rx(r"\bpriced?\s+at", _GAP, _MONEY)),
+        "purchase_price",
+        "USD",
+        _rx(r"price"),
+        (
+            _rx(r"\b(?:purchase|asking|acquisition|offering|contract|sale|sales)\s+price", _GAP, _MONEY),
+            _rx(r"\bpriced?\s+at", _GAP, _MONEY),
+        ),
         lambda v: 10_000 <= v <= 50e9,
     ),
     MetricSpec(
-        "noi", "USD", _rx(r"\bNOI\b|net\s+operating"),
+        "noi",
+        "USD",
+        _rx(r"\bNOI\b|net\s+operating"),
         (_rx(r"\b(?:NOI|net\s+operating\s+income)\b", _GAP, _MONEY),),
         lambda v: 1_000 <= v <= 5e9,
     ),
     MetricSpec(
-        "cap_rate", "%", _rx(r"\bcap"),
-        (_rx(r"\b(?:cap(?:italization)?\.?\s+rate|going[- ]in\s+cap)\b", _GAP, _PCT),
-         _rx(_PCT, r"\s+(?:going[- ]in\s+)?cap(?:italization)?\s+rate\b")),
+        "cap_rate",
+        "%",
+        _rx(r"\bcap"),
+        (
+            _rx(r"\b(?:cap(?:italization)?\.?\s+rate|going[- ]in\s+cap)\b", _GAP, _PCT),
+            _rx(_PCT, r"\s+(?:going[- ]in\s+)?cap(?:italization)?\s+rate\b"),
+        ),
         lambda v: 0.5 <= v <= 25,
     ),
     MetricSpec(
-        "units", "units", _rx(r"unit|homes|apartments"),
-        (_rx(r"(?<![\d.,$])", _NUM,
-             r"[- ](?:apartment\s+|residential\s+|multifamily\s+)?(?:units?|homes|apartments)\b"),
-         _rx(r"\b(?:unit\s+count|number\s+of\s+units|total\s+units|units)\b", r"[^\n\d$%]{0,20}?",
-             r"(?<![\d.,$])", _NUM, r"(?![\d.,]*\s*(?:%|x\b|sf\b|square))")),
+        "units",
+        "units",
+        _rx(r"unit|homes|apartments"),
+        (
+            _rx(
+                r"(?<![\d.,$])",
+                _NUM,
+                r"[- ](?:apartment\s+|residential\s+|multifamily\s+)?(?:units?|homes|apartments)\b",
+            ),
+            _rx(
+                r"\b(?:unit\s+count|number\s+of\s+units|total\s+units|units)\b",
+                r"[^\n\d$%]{0,20}?",
+                r"(?<![\d.,$])",
+                _NUM,
+                r"(?![\d.,]*\s*(?:%|x\b|sf\b|square))",
+            ),
+        ),
         lambda v: 1 <= v <= 100_000 and float(v).is_integer(),
     ),
     MetricSpec(
-        "square_feet", "sf", _rx(r"square|sq|sf\b|rsf|gsf|\bNRA\b|\bGLA\b|rentable"),
-        (_rx(r"(?<![\d.,$])", _NUM, r"\s*(?:rentable\s+|net\s+rentable\s+|gross\s+)?",
-             r"(?:square\s+feet|sq\.?\s*ft\.?|sf|rsf|nrsf|gsf)\b"),
-         _rx(r"\b(?:square\s+(?:feet|footage)|rentable\s+area|NRA|GLA)\b", r"[^\n\d$%]{0,20}?", _NUM,
-             r"(?!\s*%)")),
+        "square_feet",
+        "sf",
+        _rx(r"square|sq|sf\b|rsf|gsf|\bNRA\b|\bGLA\b|rentable"),
+        (
+            _rx(
+                r"(?<![\d.,$])",
+                _NUM,
+                r"\s*(?:rentable\s+|net\s+rentable\s+|gross\s+)?",
+                r"(?:square\s+feet|sq\.?\s*ft\.?|sf|rsf|nrsf|gsf)\b",
+            ),
+            _rx(r"\b(?:square\s+(?:feet|footage)|rentable\s+area|NRA|GLA)\b", r"[^\n\d$%]{0,20}?", _NUM, r"(?!\s*%)"),
+        ),
         lambda v: 100 <= v <= 100e6,
     ),
     MetricSpec(
-        "occupancy", "%", _rx(r"occup|leased"),
-        (_rx(r"\b(?:occupancy|occupied|leased)\b", _GAP, _PCT),
-         _rx(_PCT, r"\s+(?:occupied|leased|occupancy)\b")),
+        "occupancy",
+        "%",
+        _rx(r"occup|leased"),
+        (_rx(r"\b(?:occupancy|occupied|leased)\b", _GAP, _PCT), _rx(_PCT, r"\s+(?:occupied|leased|occupancy)\b")),
         lambda v: 0 < v <= 100,
     ),
     MetricSpec(
-        "irr", "%", _rx(r"\bIRR\b|internal\s+rate"),
-        (_rx(r"\bIRR\b", _GAP, _PCT), _rx(r"\binternal\s+rate\s+of\s+return\b", _GAP, _PCT),
-         _rx(_PCT, r"\s+(?:levered\s+|unlevered\s+)?IRR\b")),
+        "irr",
+        "%",
+        _rx(r"\bIRR\b|internal\s+rate"),
+        (
+            _rx(r"\bIRR\b", _GAP, _PCT),
+            _rx(r"\binternal\s+rate\s+of\s+return\b", _GAP, _PCT),
+            _rx(_PCT, r"\s+(?:levered\s+|unlevered\s+)?IRR\b"),
+        ),
         lambda v: -50 <= v <= 100,
     ),
     MetricSpec(
-        "equity_multiple", "x", _rx(r"multiple|\bEM\b|MOIC"),
-        (_rx(r"\b(?:equity\s+multiple|EM|MOIC)\b", _GAP, _MULT), _rx(_MULT, r"\s+equity\s+multiple\b"),
-         _rx(r"\bequity\s+multiple\b", r"[^\n\d$%]{0,20}?", _NUM, r"(?!\s*%)")),
+        "equity_multiple",
+        "x",
+        _rx(r"multiple|\bEM\b|MOIC"),
+        (
+            _rx(r"\b(?:equity\s+multiple|EM|MOIC)\b", _GAP, _MULT),
+            _rx(_MULT, r"\s+equity\s+multiple\b"),
+            _rx(r"\bequity\s+multiple\b", r"[^\n\d$%]{0,20}?", _NUM, r"(?!\s*%)"),
+        ),
         lambda v: 0.1 <= v <= 20,
     ),
     MetricSpec(
-        "ltv", "%", _rx(r"\bLTV\b|loan[- ]to[- ]value"),
+        "ltv",
+        "%",
+        _rx(r"\bLTV\b|loan[- ]to[- ]value"),
         (_rx(r"\b(?:LTV|loan[- ]to[- ]value)\b", _GAP, _PCT), _rx(_PCT, r"\s+(?:LTV|loan[- ]to[- ]value)\b")),
         lambda v: 0 < v <= 100,
     ),
     MetricSpec(
-        "dscr", "x", _rx(r"\bDSCR\b|debt\s+service"),
-        (_rx(r"\b(?:DSCR|debt\s+service\s+coverage(?:\s+ratio)?)\b", _GAP, _MULT),
-         _rx(r"\b(?:DSCR|debt\s+service\s+coverage(?:\s+ratio)?)\b", r"[^\n\d$%]{0,20}?", _NUM, r"(?!\s*%)")),
+        "dscr",
+        "x",
+        _rx(r"\bDSCR\b|debt\s+service"),
+        (
+            _rx(r"\b(?:DSCR|debt\s+service\s+coverage(?:\s+ratio)?)\b", _GAP, _MULT),
+            _rx(r"\b(?:DSCR|debt\s+service\s+coverage(?:\s+ratio)?)\b", r"[^\n\d$%]{0,20}?", _NUM, r"(?!\s*%)"),
+        ),
         lambda v: 0.1 <= v <= 10,
     ),
     MetricSpec(
-        "year_built", "year", _rx(r"built|constructed|completed|vintage"),
-        (_rx(r"\b(?:year\s+built|built\s+in|constructed\s+in|completed\s+in|vintage)\b", r"[^\n\d$%]{0,20}?",
-             r"(?P<num>1[89]\d{2}|20\d{2})\b"),),
+        "year_built",
+        "year",
+        _rx(r"built|constructed|completed|vintage"),
+        (
+            _rx(
+                r"\b(?:year\s+built|built\s+in|constructed\s+in|completed\s+in|vintage)\b",
+                r"[^\n\d$%]{0,20}?",
+                r"(?P<num>1[89]\d{2}|20\d{2})\b",
+            ),
+        ),
         lambda v: 1800 <= v <= datetime.now(UTC).year + 5,
     ),
 )
@@ -160,8 +212,7 @@ def extract_metrics(passages: Iterable[Passage]) -> dict[str, dict]:
                     "value": value,
                     "unit": spec.unit,
                     "text": _snippet(passage.text, match),
-                    "source": {"document_id": passage.document_id, "filename": passage.filename,
-                               "page": passage.page},
+                    "source": {"document_id": passage.document_id, "filename": passage.filename, "page": passage.page},
                 }
         if len(found) == len(METRICS):
             break

@@ -8,60 +8,98 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('deals', '0001_initial'),
+        ("deals", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Document',
+            name="Document",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('file', models.FileField(max_length=500, upload_to=deals.models.document_upload_path)),
-                ('filename', models.CharField(max_length=255)),
-                ('content_type', models.CharField(max_length=127)),
-                ('kind', models.CharField(help_text='pdf, xlsx, docx, csv, txt or md (sniffed from the content)', max_length=16)),
-                ('size', models.PositiveBigIntegerField()),
-                ('sha256', models.CharField(max_length=64)),
-                ('state', models.CharField(choices=[('queued', 'Queued'), ('processing', 'Processing'), ('ready', 'Ready'), ('failed', 'Failed')], default='queued', max_length=16)),
-                ('error', models.TextField(blank=True, default='')),
-                ('pages', models.PositiveIntegerField(blank=True, null=True)),
-                ('processing_started_at', models.DateTimeField(blank=True, null=True)),
-                ('processed_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('deal', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='documents', to='deals.deal')),
-                ('uploaded_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ("file", models.FileField(max_length=500, upload_to=deals.models.document_upload_path)),
+                ("filename", models.CharField(max_length=255)),
+                ("content_type", models.CharField(max_length=127)),
+                (
+                    "kind",
+                    models.CharField(
+                        help_text="pdf, xlsx, docx, csv, txt or md (sniffed from the content)", max_length=16
+                    ),
+                ),
+                ("size", models.PositiveBigIntegerField()),
+                ("sha256", models.CharField(max_length=64)),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("processing", "Processing"),
+                            ("ready", "Ready"),
+                            ("failed", "Failed"),
+                        ],
+                        default="queued",
+                        max_length=16,
+                    ),
+                ),
+                ("error", models.TextField(blank=True, default="")),
+                ("pages", models.PositiveIntegerField(blank=True, null=True)),
+                ("processing_started_at", models.DateTimeField(blank=True, null=True)),
+                ("processed_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "deal",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="documents", to="deals.deal"
+                    ),
+                ),
+                (
+                    "uploaded_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['created_at', 'pk'],
+                "ordering": ["created_at", "pk"],
             },
         ),
         migrations.CreateModel(
-            name='DocumentPage',
+            name="DocumentPage",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('page_number', models.PositiveIntegerField(help_text="1-based; for XLSX the sheet's position")),
-                ('label', models.CharField(blank=True, default='', help_text='e.g. the sheet name', max_length=255)),
-                ('text', models.TextField()),
-                ('deal', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='deals.deal')),
-                ('document', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='page_texts', to='deals.document')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("page_number", models.PositiveIntegerField(help_text="1-based; for XLSX the sheet's position")),
+                ("label", models.CharField(blank=True, default="", help_text="e.g. the sheet name", max_length=255)),
+                ("text", models.TextField()),
+                (
+                    "deal",
+                    models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="+", to="deals.deal"),
+                ),
+                (
+                    "document",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="page_texts", to="deals.document"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['document', 'page_number'],
+                "ordering": ["document", "page_number"],
             },
         ),
         migrations.AddIndex(
-            model_name='document',
-            index=models.Index(fields=['deal', 'state'], name='document_deal_state'),
+            model_name="document",
+            index=models.Index(fields=["deal", "state"], name="document_deal_state"),
         ),
         migrations.AddIndex(
-            model_name='documentpage',
-            index=models.Index(fields=['deal', 'document'], name='docpage_deal_document'),
+            model_name="documentpage",
+            index=models.Index(fields=["deal", "document"], name="docpage_deal_document"),
         ),
         migrations.AddConstraint(
-            model_name='documentpage',
-            constraint=models.UniqueConstraint(fields=('document', 'page_number'), name='uniq_document_page'),
+            model_name="documentpage",
+            constraint=models.UniqueConstraint(fields=("document", "page_number"), name="uniq_document_page"),
         ),
     ]

@@ -4,15 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('deals', '0002_document_documentpage_document_document_deal_state_and_more'),
+        ("deals", "0002_document_documentpage_document_document_deal_state_and_more"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='user',
-            name='credentials_changed_at',
-            field=models.DateTimeField(blank=True, editable=False, help_text='When the password last changed (whole seconds): access tokens issued before it are refused.', null=True),
+            model_name="user",
+            name="credentials_changed_at",
+            field=models.DateTimeField(
+                blank=True,
+                editable=False,
+                help_text="When the password last changed (whole seconds): access tokens issued before it are refused.",
+                null=True,
+            ),
         ),
     ]

@@ -4,14 +4,13 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('internal_api', '0001_initial'),
+        ("internal_api", "0001_initial"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='idempotencyrecord',
-            index=models.Index(fields=['created_at'], name='idempotency_created_at'),
+            model_name="idempotencyrecord",
+            index=models.Index(fields=["created_at"], name="idempotency_created_at"),
         ),
     ]

@@ -7,7 +7,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -16,30 +15,57 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='PurgeAudit',
+            name="PurgeAudit",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('actor_label', models.CharField(blank=True, default='', max_length=200)),
-                ('source', models.CharField(choices=[('api', 'API'), ('admin', 'Django admin'), ('command', 'manage.py purge_deals')], max_length=16)),
-                ('mode', models.CharField(max_length=16)),
-                ('deal_id', models.UUIDField(blank=True, db_index=True, null=True)),
-                ('org_id', models.UUIDField(blank=True, null=True)),
-                ('dry_run', models.BooleanField()),
-                ('include_checkpoints', models.BooleanField(default=False)),
-                ('parameters', models.JSONField(default=dict)),
-                ('status', models.CharField(choices=[('running', 'Running'), ('succeeded', 'Succeeded'), ('refused', 'Refused'), ('failed', 'Failed')], default='running', max_length=16)),
-                ('result', models.JSONField(blank=True, default=dict)),
-                ('error', models.TextField(blank=True, default='')),
-                ('keys_total', models.PositiveBigIntegerField(default=0)),
-                ('started_at', models.DateTimeField()),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('duration_ms', models.PositiveIntegerField(blank=True, null=True)),
-                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ("actor_label", models.CharField(blank=True, default="", max_length=200)),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[("api", "API"), ("admin", "Django admin"), ("command", "manage.py purge_deals")],
+                        max_length=16,
+                    ),
+                ),
+                ("mode", models.CharField(max_length=16)),
+                ("deal_id", models.UUIDField(blank=True, db_index=True, null=True)),
+                ("org_id", models.UUIDField(blank=True, null=True)),
+                ("dry_run", models.BooleanField()),
+                ("include_checkpoints", models.BooleanField(default=False)),
+                ("parameters", models.JSONField(default=dict)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("refused", "Refused"),
+                            ("failed", "Failed"),
+                        ],
+                        default="running",
+                        max_length=16,
+                    ),
+                ),
+                ("result", models.JSONField(blank=True, default=dict)),
+                ("error", models.TextField(blank=True, default="")),
+                ("keys_total", models.PositiveBigIntegerField(default=0)),
+                ("started_at", models.DateTimeField()),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("duration_ms", models.PositiveIntegerField(blank=True, null=True)),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'purge audit record',
-                'ordering': ['-started_at'],
-                'indexes': [models.Index(fields=['-started_at'], name='purgeaudit_started')],
+                "verbose_name": "purge audit record",
+                "ordering": ["-started_at"],
+                "indexes": [models.Index(fields=["-started_at"], name="purgeaudit_started")],
             },
         ),
     ]

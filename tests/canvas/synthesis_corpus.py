@@ -36,19 +36,29 @@ MEMO_PAGES = [
     "conditions: a satisfactory property condition report and loan commitment. Next steps are legal diligence.",
 ]
 
-DOCUMENTS = (("Offering Memorandum.pdf", "pdf", OM_PAGES), ("Underwriting Model.xlsx", "xlsx", MODEL_PAGES),
-             ("IC Notes.pdf", "pdf", MEMO_PAGES))
+DOCUMENTS = (
+    ("Offering Memorandum.pdf", "pdf", OM_PAGES),
+    ("Underwriting Model.xlsx", "xlsx", MODEL_PAGES),
+    ("IC Notes.pdf", "pdf", MEMO_PAGES),
+)
 
 
-def make_document(deal: Deal, filename: str, kind: str, pages: list[str], *,
-                  state: str = FileState.READY) -> Document:
+def make_document(deal: Deal, filename: str, kind: str, pages: list[str], *, state: str = FileState.READY) -> Document:
     body = "\n".join(pages).encode()
     document = Document.objects.create(
-        deal=deal, file=f"deals/{deal.pk}/documents/{filename}", filename=filename,
-        content_type="application/pdf" if kind == "pdf" else "application/octet-stream", kind=kind,
-        size=len(body), sha256=hashlib.sha256(body).hexdigest(), state=state, pages=len(pages))
-    DocumentPage.objects.bulk_create([DocumentPage(document=document, deal=deal, page_number=n, text=text)
-                                      for n, text in enumerate(pages, start=1)])
+        deal=deal,
+        file=f"deals/{deal.pk}/documents/{filename}",
+        filename=filename,
+        content_type="application/pdf" if kind == "pdf" else "application/octet-stream",
+        kind=kind,
+        size=len(body),
+        sha256=hashlib.sha256(body).hexdigest(),
+        state=state,
+        pages=len(pages),
+    )
+    DocumentPage.objects.bulk_create(
+        [DocumentPage(document=document, deal=deal, page_number=n, text=text) for n, text in enumerate(pages, start=1)]
+    )
     return document
 
 
@@ -58,5 +68,7 @@ def make_corpus(deal: Deal) -> list[Document]:
 
 def page_texts(deal: Deal) -> dict[tuple[str, int], str]:
     """(filename, page) -> text of every page of the deal."""
-    return {(p.document.filename, p.page_number): p.text
-            for p in DocumentPage.objects.filter(deal=deal).select_related("document")}
+    return {
+        (p.document.filename, p.page_number): p.text
+        for p in DocumentPage.objects.filter(deal=deal).select_related("document")
+    }

@@ -57,22 +57,30 @@ def test_the_figures_brush_flags_numbers_that_disagree_with_deal_intel(cast, mem
     body = _brush(cast.client("editor"), cast.deal, brush="figures").json()
     assert body["brush"] == "figures" and body["memo_version"] == 1
     [finding] = body["findings"]  # the cap rate agrees; the exit cap and the comparables' cap rates are not it
-    assert (finding["kind"], finding["severity"], finding["section_key"]) == ("figure_mismatch", "error",
-                                                                               "executive_summary")
+    assert (finding["kind"], finding["severity"], finding["section_key"]) == (
+        "figure_mismatch",
+        "error",
+        "executive_summary",
+    )
     assert finding["evidence"]["memo_text"] == "$40,000,000" and finding["evidence"]["intel_value"] == 41_500_000
     assert finding["evidence"]["source"]["filename"] == "Offering Memorandum.pdf"
     assert "$41,500,000" in finding["message"]
-    assert finding["suggestion"] == {"section_key": "executive_summary", "kind": "replace",
-                                     "anchor_text": "$40,000,000", "occurrence": 1, "content": "$41,500,000",
-                                     "comment": finding["suggestion"]["comment"]}
+    assert finding["suggestion"] == {
+        "section_key": "executive_summary",
+        "kind": "replace",
+        "anchor_text": "$40,000,000",
+        "occurrence": 1,
+        "content": "$41,500,000",
+        "comment": finding["suggestion"]["comment"],
+    }
     assert finding["suggestion_id"] is None
 
     # the payload is ready to post as it is; accepting it fixes the memo
-    posted = cast.client("commenter").post(canvas_url(cast.deal, "suggestions"), finding["suggestion"],
-                                           format="json")
+    posted = cast.client("commenter").post(canvas_url(cast.deal, "suggestions"), finding["suggestion"], format="json")
     assert posted.status_code == 201, posted.content
-    accepted = cast.client("editor").post(canvas_url(cast.deal, f"suggestions/{posted.json()['id']}/accept"),
-                                          {}, format="json")
+    accepted = cast.client("editor").post(
+        canvas_url(cast.deal, f"suggestions/{posted.json()['id']}/accept"), {}, format="json"
+    )
     assert accepted.status_code == 200
     assert "$41,500,000[^1]" in read_canvas(cast.deal.pk).sections["executive_summary"]["markdown"]
     assert _brush(cast.client("editor"), cast.deal, brush="figures").json()["findings"] == []

@@ -281,8 +281,7 @@ class TestLocks:
         _collab_off(cast)
         editor = cast.client("editor")
         assert editor.delete(canvas_url(cast.deal, f"sections/{key}/lock")).status_code == 404
-        assert editor.put(canvas_url(cast.deal, f"sections/{key}"), {"markdown": "x"}, format="json").status_code \
-            == 404
+        assert editor.put(canvas_url(cast.deal, f"sections/{key}"), {"markdown": "x"}, format="json").status_code == 404
 
     @pytest.mark.parametrize("ttl", [0, 4, 301, "x"])
     def test_bad_ttls_are_422(self, cast, ttl):

@@ -42,8 +42,10 @@ def test_parallel_saves_without_base_version_each_get_their_own_version(live_ser
     assert all(r.status_code == 200 for r in responses), [r.text for r in responses if r.status_code != 200]
     assert sorted(r.json()["version"] for r in responses) == list(range(1, PARALLEL + 1))
     token = token_pair_for_user(user=cast.users["viewer"])["access"]
-    listed = httpx.get(f"{live_server.url}/api/canvas/{cast.deal.pk}/versions?page_size=100",
-                       headers={"Authorization": f"Bearer {token}"}).json()
+    listed = httpx.get(
+        f"{live_server.url}/api/canvas/{cast.deal.pk}/versions?page_size=100",
+        headers={"Authorization": f"Bearer {token}"},
+    ).json()
     assert [v["version"] for v in listed["results"]] == list(range(PARALLEL, 0, -1))
     # the last version holds the last writer's text, and every snapshot holds its own writer's
     last = max(responses, key=lambda r: r.json()["version"])

@@ -23,30 +23,54 @@ from tests.sse_client import SseReader
 pytestmark = pytest.mark.django_db(transaction=True)
 
 OM_PAGES = (
-    ("Riverside Apartments - Offering Memorandum",
-     ["Investment thesis: a stabilised multifamily community in Austin, Texas.",
-      "Purchase price: $41,500,000, with projected returns above the fund target.",
-      "We recommend the acquisition as a core-plus investment."]),
-    ("Property Description",
-     ["The community comprises 240 units in twelve buildings, built in 1998.",
-      "Net rentable area is 212,500 square feet; occupancy 94% as of the latest rent roll.",
-      "The location is two miles from downtown with strong highway access."]),
-    ("Market Overview",
-     ["Submarket vacancy is 5.1% and average rents grew 4.2% last year.",
-      "New supply is limited while demand from job growth remains strong.",
-      "Comparable sales traded between 5.6% and 6.1% cap rates."]),
-    ("Financial Overview",
-     ["In-place NOI of $2,450,000 on revenue of $4,300,000.",
-      "At the asking price this represents a going-in cap rate of 5.9%.",
-      "Operating expenses are $1,850,000 including taxes and insurance."]),
-    ("Risks and Mitigants",
-     ["The key risk is rising insurance costs; the mitigant is a fixed policy.",
-      "Downside sensitivity shows a 12.0% IRR if rents stay flat.",
-      "Interest rate risk is mitigated by fixed rate debt."]),
-    ("Recommendation",
-     ["We recommend that the committee approve the acquisition.",
-      "Conditions: a property condition report and a loan commitment.",
-      "Next steps are legal diligence and lender selection."]),
+    (
+        "Riverside Apartments - Offering Memorandum",
+        [
+            "Investment thesis: a stabilised multifamily community in Austin, Texas.",
+            "Purchase price: $41,500,000, with projected returns above the fund target.",
+            "We recommend the acquisition as a core-plus investment.",
+        ],
+    ),
+    (
+        "Property Description",
+        [
+            "The community comprises 240 units in twelve buildings, built in 1998.",
+            "Net rentable area is 212,500 square feet; occupancy 94% as of the latest rent roll.",
+            "The location is two miles from downtown with strong highway access.",
+        ],
+    ),
+    (
+        "Market Overview",
+        [
+            "Submarket vacancy is 5.1% and average rents grew 4.2% last year.",
+            "New supply is limited while demand from job growth remains strong.",
+            "Comparable sales traded between 5.6% and 6.1% cap rates.",
+        ],
+    ),
+    (
+        "Financial Overview",
+        [
+            "In-place NOI of $2,450,000 on revenue of $4,300,000.",
+            "At the asking price this represents a going-in cap rate of 5.9%.",
+            "Operating expenses are $1,850,000 including taxes and insurance.",
+        ],
+    ),
+    (
+        "Risks and Mitigants",
+        [
+            "The key risk is rising insurance costs; the mitigant is a fixed policy.",
+            "Downside sensitivity shows a 12.0% IRR if rents stay flat.",
+            "Interest rate risk is mitigated by fixed rate debt.",
+        ],
+    ),
+    (
+        "Recommendation",
+        [
+            "We recommend that the committee approve the acquisition.",
+            "Conditions: a property condition report and a loan commitment.",
+            "Next steps are legal diligence and lender selection.",
+        ],
+    ),
 )
 
 
@@ -58,19 +82,22 @@ def media(settings, tmp_path):
 
 @pytest.fixture
 def service(cast, media):
-    server = ServiceProcess({
-        "DJANGO_SETTINGS_MODULE": "canvas_project.settings",
-        "DATABASE_URL": database_url_of(connection.settings_dict),
-        "REDIS_URL": django_settings.REDIS_URL,
-        "MEDIA_ROOT": str(media),
-    }).start()
+    server = ServiceProcess(
+        {
+            "DJANGO_SETTINGS_MODULE": "canvas_project.settings",
+            "DATABASE_URL": database_url_of(connection.settings_dict),
+            "REDIS_URL": django_settings.REDIS_URL,
+            "MEDIA_ROOT": str(media),
+        }
+    ).start()
     yield server
     server.stop()
 
 
 def _upload(client, deal, name: str, content: bytes) -> str:
-    response = client.post(f"/api/deals/{deal.pk}/documents", {"file": SimpleUploadedFile(name, content)},
-                           format="multipart")
+    response = client.post(
+        f"/api/deals/{deal.pk}/documents", {"file": SimpleUploadedFile(name, content)}, format="multipart"
+    )
     assert response.status_code == 201, response.content
     return response.json()["id"]
 
@@ -100,7 +127,8 @@ def test_upload_ingest_generate_and_read_the_run_to_the_end(cast, celery_worker,
         events.append(reader.events.get(timeout=120))
     assert events[0].event == "workflow_started" and events[-1].data["status"] == "succeeded"
     assert {e.data["component_id"] for e in events if e.event == "node_finished"} == {
-        s.key for s in ACQUISITION.sections}
+        s.key for s in ACQUISITION.sections
+    }
 
     pages = {(p.document.filename, p.page_number) for p in DocumentPage.objects.select_related("document")}
     doc = read_canvas(cast.deal.pk)

@@ -21,11 +21,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def service(cast):
-    server = ServiceProcess({
-        "DJANGO_SETTINGS_MODULE": "canvas_project.settings",
-        "DATABASE_URL": database_url_of(connection.settings_dict),
-        "REDIS_URL": settings.REDIS_URL,
-    }).start()
+    server = ServiceProcess(
+        {
+            "DJANGO_SETTINGS_MODULE": "canvas_project.settings",
+            "DATABASE_URL": database_url_of(connection.settings_dict),
+            "REDIS_URL": settings.REDIS_URL,
+        }
+    ).start()
     yield server
     server.stop()
 
@@ -111,8 +113,11 @@ def test_the_server_sends_heartbeats(service, cast, monkeypatch):
 def test_a_disconnect_leaves_no_reader_behind(service, cast):
     def xread_clients() -> int:
         # only this test's database: other test processes may hold readers on theirs
-        return sum(1 for c in get_redis().client_list()
-                   if c.get("cmd") == "xread" and c.get("db") == str(settings.REDIS_TEST_DB))
+        return sum(
+            1
+            for c in get_redis().client_list()
+            if c.get("cmd") == "xread" and c.get("db") == str(settings.REDIS_TEST_DB)
+        )
 
     reader = _open(_url(service, cast), _token(cast))
     _emit(cast, 1)
@@ -126,8 +131,9 @@ def test_a_disconnect_leaves_no_reader_behind(service, cast):
     assert xread_clients() == 0
 
 
-@pytest.mark.parametrize(("who", "status"), [("anonymous", 401), ("outsider", 404), ("other_org", 404),
-                                             ("superadmin", 404), ("viewer", 200)])
+@pytest.mark.parametrize(
+    ("who", "status"), [("anonymous", 401), ("outsider", 404), ("other_org", 404), ("superadmin", 404), ("viewer", 200)]
+)
 def test_role_matrix(service, cast, who, status):
     headers = {} if who == "anonymous" else {"Authorization": f"Bearer {_token(cast, who)}"}
     with httpx.stream("GET", _url(service, cast), headers=headers, timeout=10) as response:
@@ -149,13 +155,15 @@ def test_a_malformed_last_event_id_is_422_at_header(service, cast):
 def test_open_streams_do_not_hold_database_connections(cast):
     """With a pool of 2 connections, 4 concurrent streams all open: a stream releases its connection
     once it is authorised (found by bench/events: each stream used to pin one until it closed)."""
-    server = ServiceProcess({
-        "DJANGO_SETTINGS_MODULE": "canvas_project.settings",
-        "DATABASE_URL": database_url_of(connection.settings_dict),
-        "REDIS_URL": settings.REDIS_URL,
-        "DB_POOL_MAX_SIZE": "2",
-        "DB_POOL_TIMEOUT": "2",
-    }).start()
+    server = ServiceProcess(
+        {
+            "DJANGO_SETTINGS_MODULE": "canvas_project.settings",
+            "DATABASE_URL": database_url_of(connection.settings_dict),
+            "REDIS_URL": settings.REDIS_URL,
+            "DB_POOL_MAX_SIZE": "2",
+            "DB_POOL_TIMEOUT": "2",
+        }
+    ).start()
     readers = []
     try:
         for _ in range(4):
@@ -171,13 +179,15 @@ def test_open_streams_do_not_hold_database_connections(cast):
 def test_one_user_may_hold_only_so_many_streams_open(cast):
     """SSE_MAX_STREAMS_PER_USER=2: the third stream of a user is 429 with Retry-After, whichever stream
     it is; other users are not affected; a closed stream gives its slot back."""
-    server = ServiceProcess({
-        "DJANGO_SETTINGS_MODULE": "canvas_project.settings",
-        "DATABASE_URL": database_url_of(connection.settings_dict),
-        "REDIS_URL": settings.REDIS_URL,
-        "SSE_MAX_STREAMS_PER_USER": "2",
-        "SSE_HEARTBEAT_SECONDS": "1",
-    }).start()
+    server = ServiceProcess(
+        {
+            "DJANGO_SETTINGS_MODULE": "canvas_project.settings",
+            "DATABASE_URL": database_url_of(connection.settings_dict),
+            "REDIS_URL": settings.REDIS_URL,
+            "SSE_MAX_STREAMS_PER_USER": "2",
+            "SSE_HEARTBEAT_SECONDS": "1",
+        }
+    ).start()
     token = _token(cast)
     headers = {"Authorization": f"Bearer {token}"}
     readers = []

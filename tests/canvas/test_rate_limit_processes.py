@@ -40,6 +40,7 @@ def test_two_processes_share_one_bucket_and_admit_exactly_the_burst(cast):
     assert statuses.count(429) == 20 - BURST, statuses
     assert all(int(r.headers["Retry-After"]) >= 1 for r in responses if r.status_code == 429)
     # both processes served requests and both refused some: the bucket is shared, not per process
-    by_server = {s.url: [r.status_code for r, u in zip(responses, urls, strict=True) if u.startswith(s.url)]
-                 for s in servers}
+    by_server = {
+        s.url: [r.status_code for r, u in zip(responses, urls, strict=True) if u.startswith(s.url)] for s in servers
+    }
     assert all(429 in codes for codes in by_server.values())

@@ -48,8 +48,9 @@ def test_role_matrix_condition_resolve(cast, written, role):
 
 @pytest.mark.parametrize("role", ROLES)
 def test_role_matrix_feedback(cast, written, role):
-    response = cast.client(role).post(canvas_url(cast.deal, "feedback"), {"section_key": "risks", "rating": 4},
-                                      format="json")
+    response = cast.client(role).post(
+        canvas_url(cast.deal, "feedback"), {"section_key": "risks", "rating": 4}, format="json"
+    )
     assert response.status_code == expected_status(role, minimum="commenter", ok=201)
 
 
@@ -57,15 +58,19 @@ def test_role_matrix_feedback(cast, written, role):
 def test_role_matrix_comments(cast, written, role):
     listed = cast.client(role).get(canvas_url(cast.deal, "comments"))
     assert listed.status_code == expected_status(role, minimum="viewer", ok=200)
-    created = cast.client(role).post(canvas_url(cast.deal, "comments"), {"section_key": "risks", "body": "Why?"},
-                                     format="json")
+    created = cast.client(role).post(
+        canvas_url(cast.deal, "comments"), {"section_key": "risks", "body": "Why?"}, format="json"
+    )
     assert created.status_code == expected_status(role, minimum="commenter", ok=201)
 
 
 @pytest.mark.parametrize("role", ROLES)
 def test_role_matrix_comment_resolve(cast, written, role):
-    comment = cast.client("owner").post(canvas_url(cast.deal, "comments"), {"section_key": "risks", "body": "?"},
-                                        format="json").json()
+    comment = (
+        cast.client("owner")
+        .post(canvas_url(cast.deal, "comments"), {"section_key": "risks", "body": "?"}, format="json")
+        .json()
+    )
     response = cast.client(role).post(canvas_url(cast.deal, f"comments/{comment['id']}/resolve"))
     # commenters reach the endpoint but may resolve only their own comments
     expected = expected_status(role, minimum="editor", ok=200)
@@ -162,8 +167,9 @@ def test_a_condition_of_another_section_is_404(cast, written):
 
 
 def test_unresolved_comments_block_approval_unless_an_owner_forces(cast, written):
-    cast.client("commenter").post(canvas_url(cast.deal, "comments"), {"section_key": "risks", "body": "Cap?"},
-                                  format="json")
+    cast.client("commenter").post(
+        canvas_url(cast.deal, "comments"), {"section_key": "risks", "body": "Cap?"}, format="json"
+    )
     blocked = _approve_section(cast.client("editor"), cast.deal)
     assert blocked.status_code == 409 and blocked.json()["unresolved_comments"] == 1
     assert _approve_section(cast.client("editor"), cast.deal, force=True).status_code == 403
@@ -176,9 +182,15 @@ def test_an_empty_section_cannot_be_approved(cast):
     assert response.status_code == 409
 
 
-@pytest.mark.parametrize(("body", "field"), [({"quality_score": 6}, "quality_score"), ({"role": "ceo"}, "role"),
-                                             ({"conditions": ["a", "b", "c", "d"]}, "conditions"),
-                                             ({"comment": "x" * 501}, "comment")])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"quality_score": 6}, "quality_score"),
+        ({"role": "ceo"}, "role"),
+        ({"conditions": ["a", "b", "c", "d"]}, "conditions"),
+        ({"comment": "x" * 501}, "comment"),
+    ],
+)
 def test_bad_section_approvals_are_422(cast, written, body, field):
     response = _approve_section(cast.client("editor"), cast.deal, **body)
     assert response.status_code == 422 and response.json()["detail"][0]["loc"][:2] == ["body", field]
@@ -192,31 +204,37 @@ def test_editing_an_approved_section_sends_it_back_to_editing(cast, written):
 
 # --- feedback and comments ---------------------------------------------------------------------------
 def test_feedback_is_recorded(cast, written):
-    response = cast.client("commenter").post(canvas_url(cast.deal, "feedback"),
-                                             {"section_key": "risks", "rating": 2, "comment": "Thin.",
-                                              "tags": ["depth"]}, format="json")
+    response = cast.client("commenter").post(
+        canvas_url(cast.deal, "feedback"),
+        {"section_key": "risks", "rating": 2, "comment": "Thin.", "tags": ["depth"]},
+        format="json",
+    )
     assert response.status_code == 201
     assert SectionFeedback.objects.get().tags == ["depth"]
 
 
-@pytest.mark.parametrize("body", [{"section_key": "risks", "rating": 0}, {"section_key": "risks", "rating": 6},
-                                  {"section_key": "risks"}])
+@pytest.mark.parametrize(
+    "body", [{"section_key": "risks", "rating": 0}, {"section_key": "risks", "rating": 6}, {"section_key": "risks"}]
+)
 def test_bad_feedback_is_422(cast, written, body):
     assert cast.client("commenter").post(canvas_url(cast.deal, "feedback"), body, format="json").status_code == 422
 
 
 def test_feedback_on_an_unknown_section_is_404(cast, written):
-    response = cast.client("commenter").post(canvas_url(cast.deal, "feedback"), {"section_key": "x", "rating": 3},
-                                             format="json")
+    response = cast.client("commenter").post(
+        canvas_url(cast.deal, "feedback"), {"section_key": "x", "rating": 3}, format="json"
+    )
     assert response.status_code == 404
 
 
 def test_comment_threads_replies_and_resolution(cast, written):
     commenter = cast.client("commenter")
-    top = commenter.post(canvas_url(cast.deal, "comments"), {"section_key": "risks", "body": "Cap?"},
-                         format="json").json()
-    reply = cast.client("editor").post(canvas_url(cast.deal, "comments"), {"parent_id": top["id"], "body": "Yes"},
-                                       format="json")
+    top = commenter.post(
+        canvas_url(cast.deal, "comments"), {"section_key": "risks", "body": "Cap?"}, format="json"
+    ).json()
+    reply = cast.client("editor").post(
+        canvas_url(cast.deal, "comments"), {"parent_id": top["id"], "body": "Yes"}, format="json"
+    )
     assert reply.status_code == 201 and reply.json()["section_key"] == "risks"
     listed = commenter.get(canvas_url(cast.deal, "comments") + "?section_key=risks").json()
     assert len(listed) == 1 and [r["body"] for r in listed[0]["replies"]] == ["Yes"]
@@ -227,9 +245,11 @@ def test_comment_threads_replies_and_resolution(cast, written):
 
 
 def test_a_reply_to_an_unknown_comment_is_404(cast, written):
-    response = cast.client("editor").post(canvas_url(cast.deal, "comments"),
-                                          {"parent_id": "7f1c0d52-3b7e-4d0a-9a51-2f3c4b5d6e7f", "body": "?"},
-                                          format="json")
+    response = cast.client("editor").post(
+        canvas_url(cast.deal, "comments"),
+        {"parent_id": "7f1c0d52-3b7e-4d0a-9a51-2f3c4b5d6e7f", "body": "?"},
+        format="json",
+    )
     assert response.status_code == 404
     assert Comment.objects.count() == 0
 
@@ -243,7 +263,13 @@ def test_a_comment_needs_a_section_or_a_parent(cast, written):
 def test_readiness_explains_six_weighted_dimensions(cast, written):
     body = cast.client("viewer").get(canvas_url(cast.deal, "readiness")).json()
     assert [d["key"] for d in body["dimensions"]] == [
-        "section_quality", "approval_status", "completeness", "freshness", "model_integrity", "decision_coverage"]
+        "section_quality",
+        "approval_status",
+        "completeness",
+        "freshness",
+        "model_integrity",
+        "decision_coverage",
+    ]
     assert abs(sum(d["weight"] for d in body["dimensions"]) - 1) < 1e-9
     assert all(d["why"] and 0 <= d["score"] <= 100 for d in body["dimensions"])
     assert body["score"] == round(sum(d["score"] * d["weight"] for d in body["dimensions"]))

@@ -38,8 +38,15 @@ from tests.conftest import ROLES, expected_status
 from tests.servers import ServiceProcess, database_url_of
 from tests.sse_client import SseEvent, SseReader
 
-REQUIRED = ("executive_summary", "property_overview", "market_analysis", "financial_analysis", "underwriting",
-            "risks", "recommendation")
+REQUIRED = (
+    "executive_summary",
+    "property_overview",
+    "market_analysis",
+    "financial_analysis",
+    "underwriting",
+    "risks",
+    "recommendation",
+)
 SLOW_DRAFTER = "tests.canvas.slow_drafter.SlowDrafter"
 
 
@@ -115,8 +122,10 @@ def test_role_matrix_reset(cast, role):
 
 PROMPTS_ROUTED = resolve("/api/canvas/prompts").url_name == "canvas-prompts"
 prompts_route = pytest.mark.xfail(
-    not PROMPTS_ROUTED, strict=False,
-    reason="/api/canvas/prompts is shadowed by /api/canvas/{deal_id}: include canvas.run_urls before canvas.urls")
+    not PROMPTS_ROUTED,
+    strict=False,
+    reason="/api/canvas/prompts is shadowed by /api/canvas/{deal_id}: include canvas.run_urls before canvas.urls",
+)
 
 
 @prompts_route
@@ -131,15 +140,18 @@ def test_role_matrix_prompts(cast, role):
 @pytest.mark.django_db
 def test_generate_queues_a_run_and_enqueues_it_on_commit(cast, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        response = _generate(cast.client("editor"), cast.deal, {"sections": ["risks", "financing"],
-                                                                "instructions": "Stress rates."})
+        response = _generate(
+            cast.client("editor"), cast.deal, {"sections": ["risks", "financing"], "instructions": "Stress rates."}
+        )
     assert response.status_code == 202
     body = response.json()
     run = SynthesisRun.objects.get(pk=body["run_id"])
-    assert body == {"run_id": str(run.pk), "status": "queued",
-                    "stream_url": f"/api/canvas/{cast.deal.pk}/runs/{run.pk}/stream"}
-    assert (run.kind, run.requested_sections, run.instructions) == ("generate", ["risks", "financing"],
-                                                                     "Stress rates.")
+    assert body == {
+        "run_id": str(run.pk),
+        "status": "queued",
+        "stream_url": f"/api/canvas/{cast.deal.pk}/runs/{run.pk}/stream",
+    }
+    assert (run.kind, run.requested_sections, run.instructions) == ("generate", ["risks", "financing"], "Stress rates.")
     assert run.created_by == cast.users["editor"] and run.status == RunStatus.QUEUED
     assert len(callbacks) == 1
     message = json.loads(get_redis().lindex("celery", 0))
@@ -176,15 +188,18 @@ def test_one_active_run_per_deal_409_names_it_or_enqueue(cast):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("body", "query", "loc"), [
-    ({"sections": ["nope"]}, "", ["body", "sections", 0]),
-    ({"sections": []}, "", ["body", "sections"]),
-    ({"sections": "risks"}, "", ["body", "sections"]),
-    ({"instructions": "x" * 2001}, "", ["body", "instructions"]),
-    ({"instructions": 7}, "", ["body", "instructions"]),
-    ({"surprise": True}, "", ["body", "surprise"]),
-    ({}, "?on_conflict=maybe", ["query", "on_conflict"]),
-])
+@pytest.mark.parametrize(
+    ("body", "query", "loc"),
+    [
+        ({"sections": ["nope"]}, "", ["body", "sections", 0]),
+        ({"sections": []}, "", ["body", "sections"]),
+        ({"sections": "risks"}, "", ["body", "sections"]),
+        ({"instructions": "x" * 2001}, "", ["body", "instructions"]),
+        ({"instructions": 7}, "", ["body", "instructions"]),
+        ({"surprise": True}, "", ["body", "surprise"]),
+        ({}, "?on_conflict=maybe", ["query", "on_conflict"]),
+    ],
+)
 def test_generate_validates_its_input(cast, body, query, loc):
     response = _generate(cast.client("editor"), cast.deal, body, query)
     assert response.status_code == 422
@@ -200,14 +215,22 @@ def test_generate_shares_the_generate_rate_limit(cast, settings):
     assert client.post(canvas_url(cast.deal, "refresh")).status_code == 200  # the same bucket
     response = _generate(client, cast.deal)
     assert response.status_code == 429 and int(response["Retry-After"]) >= 1
-    assert cast.client("owner").post(canvas_url(cast.deal, "debug"), {"section_key": "risks"},
-                                     format="json").status_code == 200  # per user
+    assert (
+        cast.client("owner").post(canvas_url(cast.deal, "debug"), {"section_key": "risks"}, format="json").status_code
+        == 200
+    )  # per user
 
 
 @pytest.mark.django_db
 def test_generate_on_an_approved_memo_is_409(cast):
-    services._write_memo(deal=cast.deal, user=None, base_version=None, snapshot_reason=None, event="state_changed",
-                         mutate=lambda doc, now: doc.head.update(state="approved") or list(doc.sections))
+    services._write_memo(
+        deal=cast.deal,
+        user=None,
+        base_version=None,
+        snapshot_reason=None,
+        event="state_changed",
+        mutate=lambda doc, now: doc.head.update(state="approved") or list(doc.sections),
+    )
     response = _generate(cast.client("editor"), cast.deal)
     assert response.status_code == 409 and "approved" in response.json()["detail"]
 
@@ -215,11 +238,15 @@ def test_generate_on_an_approved_memo_is_409(cast):
 # --- regenerate ---------------------------------------------------------------------------------------------
 @pytest.mark.django_db
 def test_regenerate_queues_one_section_with_an_estimate(cast):
-    SynthesisRun.objects.create(deal=cast.deal, status=RunStatus.SUCCEEDED, requested_sections=["risks"],
-                                trace_summary=[{"section_key": "risks", "status": "delivered", "elapsed": 8.0,
-                                                "error": None}])
-    response = cast.client("editor").post(canvas_url(cast.deal, "sections/risks/regenerate"),
-                                          {"instructions": "Shorter."}, format="json")
+    SynthesisRun.objects.create(
+        deal=cast.deal,
+        status=RunStatus.SUCCEEDED,
+        requested_sections=["risks"],
+        trace_summary=[{"section_key": "risks", "status": "delivered", "elapsed": 8.0, "error": None}],
+    )
+    response = cast.client("editor").post(
+        canvas_url(cast.deal, "sections/risks/regenerate"), {"instructions": "Shorter."}, format="json"
+    )
     assert response.status_code == 202
     body = response.json()
     run = SynthesisRun.objects.get(pk=body["run_id"])
@@ -231,8 +258,9 @@ def test_regenerate_queues_one_section_with_an_estimate(cast):
 def test_regenerate_an_unknown_section_is_404_and_long_instructions_422(cast):
     client = cast.client("editor")
     assert client.post(canvas_url(cast.deal, "sections/nope/regenerate"), {}, format="json").status_code == 404
-    response = client.post(canvas_url(cast.deal, "sections/risks/regenerate"), {"instructions": "x" * 2001},
-                           format="json")
+    response = client.post(
+        canvas_url(cast.deal, "sections/risks/regenerate"), {"instructions": "x" * 2001}, format="json"
+    )
     assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["body", "instructions"]
 
 
@@ -243,8 +271,9 @@ def test_runs_list_filters_paginates_and_orders(cast):
     made = []
     for n, status in enumerate([RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.SUCCEEDED]):
         run = _run(cast, status=status)
-        SynthesisRun.objects.filter(pk=run.pk).update(created_at=now - timedelta(hours=4 - n),
-                                                      finished_at=now - timedelta(hours=4 - n) + timedelta(minutes=1))
+        SynthesisRun.objects.filter(pk=run.pk).update(
+            created_at=now - timedelta(hours=4 - n), finished_at=now - timedelta(hours=4 - n) + timedelta(minutes=1)
+        )
         made.append(str(run.pk))
     by_owner = SynthesisRun.objects.create(deal=cast.deal, status=RunStatus.SUCCEEDED, created_by=cast.users["owner"])
     other = factories.make_deal(cast.org, owner=cast.users["owner"], name="Other")
@@ -258,8 +287,18 @@ def test_runs_list_filters_paginates_and_orders(cast):
 
     page = get()
     assert page["count"] == 5 and [r["id"] for r in page["results"]] == [str(by_owner.pk), *made[::-1]]
-    assert {"id", "status", "kind", "sections_delivered", "usage", "error", "stream_url", "thread_id",
-            "created_by_name", "elapsed_seconds"} <= set(page["results"][0])
+    assert {
+        "id",
+        "status",
+        "kind",
+        "sections_delivered",
+        "usage",
+        "error",
+        "stream_url",
+        "thread_id",
+        "created_by_name",
+        "elapsed_seconds",
+    } <= set(page["results"][0])
     assert [r["id"] for r in get("?status=succeeded")["results"]] == [str(by_owner.pk), made[3], made[0]]
     assert {r["status"] for r in get("?status=failed,cancelled")["results"]} == {"failed", "cancelled"}
     editor_id = str(cast.users["editor"].pk)
@@ -274,14 +313,17 @@ def test_runs_list_filters_paginates_and_orders(cast):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("query", "loc"), [
-    ("?status=done", ["query", "status"]),
-    ("?created_by=someone", ["query", "created_by"]),
-    ("?created_after=yesterday", ["query", "created_after"]),
-    ("?created_after=2026-01-02T00:00:00Z&created_before=2026-01-01T00:00:00Z", ["query", "created_before"]),
-    ("?ordering=name", ["query", "ordering"]),
-    ("?page_size=1000", ["query", "page_size"]),
-])
+@pytest.mark.parametrize(
+    ("query", "loc"),
+    [
+        ("?status=done", ["query", "status"]),
+        ("?created_by=someone", ["query", "created_by"]),
+        ("?created_after=yesterday", ["query", "created_after"]),
+        ("?created_after=2026-01-02T00:00:00Z&created_before=2026-01-01T00:00:00Z", ["query", "created_before"]),
+        ("?ordering=name", ["query", "ordering"]),
+        ("?page_size=1000", ["query", "page_size"]),
+    ],
+)
 def test_runs_list_validates_its_query(cast, query, loc):
     response = cast.client("viewer").get(canvas_url(cast.deal, "runs") + query)
     assert response.status_code == 422 and response.json()["detail"][0]["loc"] == loc
@@ -311,8 +353,12 @@ def test_a_run_of_another_deal_is_404_and_a_malformed_id_422(cast):
 @pytest.mark.django_db
 def test_listing_runs_fails_dead_ones(cast, settings):
     settings.SYNTHESIS_DEAD_RUN_SECONDS = 30
-    dead = _run(cast, status=RunStatus.RUNNING, started_at=timezone.now() - timedelta(minutes=3),
-                heartbeat_at=timezone.now() - timedelta(minutes=1))
+    dead = _run(
+        cast,
+        status=RunStatus.RUNNING,
+        started_at=timezone.now() - timedelta(minutes=3),
+        heartbeat_at=timezone.now() - timedelta(minutes=1),
+    )
     body = cast.client("viewer").get(canvas_url(cast.deal, "runs")).json()
     assert body["results"][0]["id"] == str(dead.pk) and body["results"][0]["status"] == "failed"
     assert "heartbeat" in body["results"][0]["error"]
@@ -348,8 +394,9 @@ def test_a_running_run_whose_worker_never_answers_is_cancelled_after_the_wait(ca
 def test_debug_drafts_one_section_and_writes_nothing(cast):
     make_corpus(cast.deal)
     before = set(get_redis().keys("canvas:run:*"))
-    response = cast.client("editor").post(canvas_url(cast.deal, "debug"), {"section_key": "financial_analysis"},
-                                          format="json")
+    response = cast.client("editor").post(
+        canvas_url(cast.deal, "debug"), {"section_key": "financial_analysis"}, format="json"
+    )
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["drafter"] == "default" and body["error"] is None
@@ -364,13 +411,25 @@ def test_debug_drafts_one_section_and_writes_nothing(cast):
 
 @pytest.mark.django_db
 def test_debug_takes_given_passages_figures_and_query(cast):
-    inputs = {"retrieval_query": "roof condition", "top_k": 1, "instructions": "capex",
-              "passages": [{"filename": "Inspection.pdf", "page": 4, "text": "The roof condition is poor; capex of "
-                                                                              "$400,000 is needed within a year."},
-                           {"filename": "Other.pdf", "page": 1, "text": "Unrelated parking notes here."}],
-              "metrics": {}}
-    body = cast.client("editor").post(canvas_url(cast.deal, "debug"), {"section_key": "risks", "inputs": inputs},
-                                      format="json").json()
+    inputs = {
+        "retrieval_query": "roof condition",
+        "top_k": 1,
+        "instructions": "capex",
+        "passages": [
+            {
+                "filename": "Inspection.pdf",
+                "page": 4,
+                "text": "The roof condition is poor; capex of $400,000 is needed within a year.",
+            },
+            {"filename": "Other.pdf", "page": 1, "text": "Unrelated parking notes here."},
+        ],
+        "metrics": {},
+    }
+    body = (
+        cast.client("editor")
+        .post(canvas_url(cast.deal, "debug"), {"section_key": "risks", "inputs": inputs}, format="json")
+        .json()
+    )
     assert body["inputs"]["retrieval_query"] == "roof condition capex" and body["inputs"]["top_k"] == 1
     assert [(p["filename"], p["page"]) for p in body["passages"]] == [("Inspection.pdf", 4)]
     assert "[^8.1]: Inspection.pdf, p. 4" in body["markdown"]
@@ -382,8 +441,9 @@ def test_debug_reports_a_drafter_failure_and_validates(cast):
     body = client.post(canvas_url(cast.deal, "debug"), {"section_key": "risks"}, format="json").json()
     assert body["markdown"] == "" and "No passage" in body["error"]
     assert client.post(canvas_url(cast.deal, "debug"), {"section_key": "nope"}, format="json").status_code == 404
-    response = client.post(canvas_url(cast.deal, "debug"), {"section_key": "risks", "inputs": {"top_k": 99}},
-                           format="json")
+    response = client.post(
+        canvas_url(cast.deal, "debug"), {"section_key": "risks", "inputs": {"top_k": 99}}, format="json"
+    )
     assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["body", "inputs", "top_k"]
 
 
@@ -463,16 +523,21 @@ def test_reset_clears_run_state_and_returns_a_restorable_blank_memo(cast):
     assert SynthesisRun.objects.get(pk=queued).status == RunStatus.CANCELLED
     assert SynthesisRun.objects.filter(deal=cast.deal).count() == 2  # history stays
 
-    restored = owner.post(canvas_url(cast.deal, f"versions/{body['restorable_version']}/restore"), {},
-                          format="json")
+    restored = owner.post(canvas_url(cast.deal, f"versions/{body['restorable_version']}/restore"), {}, format="json")
     assert restored.status_code == 200
     assert read_canvas(cast.deal.pk).sections["risks"]["markdown"] == written.sections["risks"]["markdown"]
 
 
 @pytest.mark.django_db
 def test_reset_of_an_approved_memo_is_409(cast):
-    services._write_memo(deal=cast.deal, user=None, base_version=None, snapshot_reason=None, event="state_changed",
-                         mutate=lambda doc, now: doc.head.update(state="approved") or list(doc.sections))
+    services._write_memo(
+        deal=cast.deal,
+        user=None,
+        base_version=None,
+        snapshot_reason=None,
+        event="state_changed",
+        mutate=lambda doc, now: doc.head.update(state="approved") or list(doc.sections),
+    )
     response = cast.client("owner").post(canvas_url(cast.deal, "reset"))
     assert response.status_code == 409 and "reopen" in response.json()["detail"]
 
@@ -480,11 +545,13 @@ def test_reset_of_an_approved_memo_is_409(cast):
 # --- real HTTP: streams ----------------------------------------------------------------------------------------
 @pytest.fixture
 def service(cast):
-    server = ServiceProcess({
-        "DJANGO_SETTINGS_MODULE": "canvas_project.settings",
-        "DATABASE_URL": database_url_of(connection.settings_dict),
-        "REDIS_URL": django_settings.REDIS_URL,
-    }).start()
+    server = ServiceProcess(
+        {
+            "DJANGO_SETTINGS_MODULE": "canvas_project.settings",
+            "DATABASE_URL": database_url_of(connection.settings_dict),
+            "REDIS_URL": django_settings.REDIS_URL,
+        }
+    ).start()
     yield server
     server.stop()
 
@@ -533,8 +600,11 @@ def test_generate_on_the_worker_and_read_the_run_stream_to_the_end(cast, celery_
     assert session["incomplete_delivery_blocked"] is False and session["is_blank"] is False
     assert session["run_in_progress"] is False
     # a client that saw `done` and reconnects is told to stop (204), not held open
-    again = httpx.get(service.url + body["stream_url"], timeout=10,
-                      headers={"Authorization": f"Bearer {_token(cast)}", "Last-Event-ID": got[-1].id})
+    again = httpx.get(
+        service.url + body["stream_url"],
+        timeout=10,
+        headers={"Authorization": f"Bearer {_token(cast)}", "Last-Event-ID": got[-1].id},
+    )
     assert again.status_code == 204
 
 
@@ -543,8 +613,13 @@ def test_generate_with_accept_event_stream_streams_the_same_run(cast, celery_wor
     make_corpus(cast.deal)
     headers = {"Authorization": f"Bearer {_token(cast, 'editor')}", "Accept": "text/event-stream"}
     events: list[tuple[str, str, dict]] = []
-    with httpx.stream("POST", f"{service.url}/api/canvas/{cast.deal.pk}/generate", json={"sections": ["risks"]},
-                      headers=headers, timeout=httpx.Timeout(30, read=60)) as response:
+    with httpx.stream(
+        "POST",
+        f"{service.url}/api/canvas/{cast.deal.pk}/generate",
+        json={"sections": ["risks"]},
+        headers=headers,
+        timeout=httpx.Timeout(30, read=60),
+    ) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         fields: dict[str, str] = {}
@@ -563,8 +638,9 @@ def test_generate_with_accept_event_stream_streams_the_same_run(cast, celery_wor
     # errors stay JSON
     conflict_headers = {**headers}
     _run(cast)
-    conflict = httpx.post(f"{service.url}/api/canvas/{cast.deal.pk}/generate", json={}, headers=conflict_headers,
-                          timeout=10)
+    conflict = httpx.post(
+        f"{service.url}/api/canvas/{cast.deal.pk}/generate", json={}, headers=conflict_headers, timeout=10
+    )
     assert conflict.status_code == 409 and conflict.json()["active_run_id"]
 
 
@@ -599,8 +675,10 @@ def test_cancel_mid_run_keeps_delivered_sections_and_blocks_until_filled(cast, c
     editor.put(canvas_url(cast.deal, f"sections/{missing_required[-1]}"), {"markdown": "Done."}, format="json")
     assert editor.get(canvas_url(cast.deal)).json()["incomplete_delivery_blocked"] is False
     # cancel again: the same final state
-    assert editor.post(canvas_url(cast.deal, f"runs/{body['run_id']}/cancel")).json()["finished_at"] == \
-        cancelled["finished_at"]
+    assert (
+        editor.post(canvas_url(cast.deal, f"runs/{body['run_id']}/cancel")).json()["finished_at"]
+        == cancelled["finished_at"]
+    )
 
 
 @pytest.mark.django_db(transaction=True)
@@ -629,7 +707,7 @@ def test_disconnect_and_reattach_with_last_event_id_sees_every_event_once(cast, 
     # the query parameter resumes too, from the middle
     middle = stored[len(stored) // 2]
     third = SseReader(f"{url}?last_event_id={middle}", _token(cast)).start()
-    assert [e.id for e in _read_until_done(third)] == stored[len(stored) // 2 + 1:]
+    assert [e.id for e in _read_until_done(third)] == stored[len(stored) // 2 + 1 :]
 
 
 def _celery_binary() -> str:
@@ -642,14 +720,38 @@ def test_a_worker_killed_mid_run_leaves_a_failed_run_within_the_dead_run_window(
     make_corpus(cast.deal)
     window = 4
     settings.SYNTHESIS_DEAD_RUN_SECONDS = window
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "canvas_project.settings",
-           "DATABASE_URL": database_url_of(connection.settings_dict), "REDIS_URL": django_settings.REDIS_URL,
-           "SYNTHESIS_DRAFTER": SLOW_DRAFTER, "SYNTHESIS_MAX_CONCURRENCY": "1", "SYNTHESIS_HEARTBEAT_SECONDS": "1",
-           "SLOW_DRAFTER_DELAY": "0.5", "PYTHONPATH": str(Path(django_settings.BASE_DIR))}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "canvas_project.settings",
+        "DATABASE_URL": database_url_of(connection.settings_dict),
+        "REDIS_URL": django_settings.REDIS_URL,
+        "SYNTHESIS_DRAFTER": SLOW_DRAFTER,
+        "SYNTHESIS_MAX_CONCURRENCY": "1",
+        "SYNTHESIS_HEARTBEAT_SECONDS": "1",
+        "SLOW_DRAFTER_DELAY": "0.5",
+        "PYTHONPATH": str(Path(django_settings.BASE_DIR)),
+    }
     worker = subprocess.Popen(
-        [_celery_binary(), "-A", "canvas_project", "worker", "--pool", "solo", "--concurrency", "1",
-         "--without-heartbeat", "--without-mingle", "--without-gossip", "--loglevel", "WARNING"],
-        cwd=str(django_settings.BASE_DIR), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        [
+            _celery_binary(),
+            "-A",
+            "canvas_project",
+            "worker",
+            "--pool",
+            "solo",
+            "--concurrency",
+            "1",
+            "--without-heartbeat",
+            "--without-mingle",
+            "--without-gossip",
+            "--loglevel",
+            "WARNING",
+        ],
+        cwd=str(django_settings.BASE_DIR),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         run_id = _generate(cast.client("editor"), cast.deal).json()["run_id"]
         deadline = time.monotonic() + 90
@@ -691,14 +793,16 @@ def test_a_worker_killed_mid_run_leaves_a_failed_run_within_the_dead_run_window(
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize(("who", "status"), [("anonymous", 401), ("outsider", 404), ("other_org", 404),
-                                             ("superadmin", 404), ("viewer", 200)])
+@pytest.mark.parametrize(
+    ("who", "status"), [("anonymous", 401), ("outsider", 404), ("other_org", 404), ("superadmin", 404), ("viewer", 200)]
+)
 def test_role_matrix_streams(service, cast, who, status):
     run = _run(cast)
     headers = {} if who == "anonymous" else {"Authorization": f"Bearer {_token(cast, who)}"}
     for path in (f"runs/{run.pk}/stream", "discourse/stream"):
-        with httpx.stream("GET", f"{service.url}/api/canvas/{cast.deal.pk}/{path}", headers=headers,
-                          timeout=10) as response:
+        with httpx.stream(
+            "GET", f"{service.url}/api/canvas/{cast.deal.pk}/{path}", headers=headers, timeout=10
+        ) as response:
             assert response.status_code == status, path
             if status == 200:
                 assert response.headers["content-type"].startswith("text/event-stream")

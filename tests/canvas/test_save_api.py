@@ -27,8 +27,10 @@ def test_role_matrix_section_put(cast, role):
 
 
 def test_save_splits_by_template_headings_and_keeps_unknown_ones_as_custom_sections(cast):
-    content = ("# Riverside Apartments\n\nOpening note.\n\n## Executive summary\n\nBuy it.\n\n"
-               "## ESG Considerations\n\nSolar panels.\n\n## Risks and Mitigants\n\nRates.\n")
+    content = (
+        "# Riverside Apartments\n\nOpening note.\n\n## Executive summary\n\nBuy it.\n\n"
+        "## ESG Considerations\n\nSolar panels.\n\n## Risks and Mitigants\n\nRates.\n"
+    )
     response = save(cast.client("editor"), cast.deal, content)
     assert response.status_code == 200
     assert response.json()["version"] == 1 and response.json()["document_state"] == "editing"
@@ -92,9 +94,15 @@ def test_the_default_limit_is_500000_characters(cast):
     assert save(cast.client("editor"), cast.deal, "## Risks and Mitigants\n\n" + "y" * 499_000).status_code == 200
 
 
-@pytest.mark.parametrize(("payload", "loc"), [({}, ["body", "content"]), ({"content": 5}, ["body", "content"]),
-                                              ({"content": "x", "base_version": -1}, ["body", "base_version"]),
-                                              ({"content": "x", "base_version": "one"}, ["body", "base_version"])])
+@pytest.mark.parametrize(
+    ("payload", "loc"),
+    [
+        ({}, ["body", "content"]),
+        ({"content": 5}, ["body", "content"]),
+        ({"content": "x", "base_version": -1}, ["body", "base_version"]),
+        ({"content": "x", "base_version": "one"}, ["body", "base_version"]),
+    ],
+)
 def test_bad_save_bodies_are_422(cast, payload, loc):
     response = cast.client("editor").post(canvas_url(cast.deal, "save"), payload, format="json")
     assert response.status_code == 422
@@ -104,7 +112,11 @@ def test_bad_save_bodies_are_422(cast, payload, loc):
 def test_saving_updates_the_dashboard_summary(cast, written):
     deal = Deal.objects.get(pk=cast.deal.pk)
     assert (deal.memo_version, deal.document_state, deal.sections_populated, deal.sections_total) == (
-        1, "editing", 9, 9)
+        1,
+        "editing",
+        9,
+        9,
+    )
     row = cast.client("viewer").get("/api/dashboard/memos").json()["results"][0]
     assert row["document_state"] == "editing" and row["progress"] == {"populated": 9, "total": 9}
 
@@ -119,8 +131,9 @@ def test_save_emits_document_saved(cast):
 
 class TestSectionPut:
     def test_it_edits_one_section_as_a_new_version(self, cast, written):
-        response = cast.client("editor").put(canvas_url(cast.deal, "sections/risks"),
-                                             {"markdown": "Rate risk.", "base_version": 1}, format="json")
+        response = cast.client("editor").put(
+            canvas_url(cast.deal, "sections/risks"), {"markdown": "Rate risk.", "base_version": 1}, format="json"
+        )
         assert response.status_code == 200
         body = response.json()
         assert body["version"] == 2 and body["section"]["markdown"] == "Rate risk."
@@ -131,16 +144,21 @@ class TestSectionPut:
         assert response.status_code == 404
 
     def test_a_stale_base_version_is_409(self, cast, written):
-        response = cast.client("editor").put(canvas_url(cast.deal, "sections/risks"),
-                                             {"markdown": "x", "base_version": 0}, format="json")
+        response = cast.client("editor").put(
+            canvas_url(cast.deal, "sections/risks"), {"markdown": "x", "base_version": 0}, format="json"
+        )
         assert response.status_code == 409 and response.json()["current_version"] == 1
 
     def test_editors_of_different_sections_do_not_turn_each_other_away(self, cast, written):
         """Both read version 1; the second save, of another section, still lands (nothing of it is lost)."""
-        first = cast.client("editor").put(canvas_url(cast.deal, "sections/risks"),
-                                          {"markdown": "Rate risk.", "base_version": 1}, format="json")
-        second = cast.client("owner").put(canvas_url(cast.deal, "sections/executive_summary"),
-                                          {"markdown": "Buy it.", "base_version": 1}, format="json")
+        first = cast.client("editor").put(
+            canvas_url(cast.deal, "sections/risks"), {"markdown": "Rate risk.", "base_version": 1}, format="json"
+        )
+        second = cast.client("owner").put(
+            canvas_url(cast.deal, "sections/executive_summary"),
+            {"markdown": "Buy it.", "base_version": 1},
+            format="json",
+        )
         assert (first.status_code, second.status_code) == (200, 200)
         assert second.json()["version"] == 3
         doc = read_canvas(cast.deal.pk)
@@ -149,10 +167,15 @@ class TestSectionPut:
 
     def test_a_section_written_after_the_base_version_is_409_and_keeps_the_other_write(self, cast, written):
         client = cast.client("editor")
-        assert client.put(canvas_url(cast.deal, "sections/risks"), {"markdown": "Rate risk.", "base_version": 1},
-                          format="json").status_code == 200
-        late = cast.client("owner").put(canvas_url(cast.deal, "sections/risks"),
-                                        {"markdown": "Mine.", "base_version": 1}, format="json")
+        assert (
+            client.put(
+                canvas_url(cast.deal, "sections/risks"), {"markdown": "Rate risk.", "base_version": 1}, format="json"
+            ).status_code
+            == 200
+        )
+        late = cast.client("owner").put(
+            canvas_url(cast.deal, "sections/risks"), {"markdown": "Mine.", "base_version": 1}, format="json"
+        )
         assert late.status_code == 409
         body = late.json()
         assert body["current_version"] == 2
@@ -163,13 +186,13 @@ class TestSectionPut:
         assert stale_save.status_code == 409 and stale_save.json()["current_version"] == 2
 
     def test_a_base_version_the_memo_has_not_reached_is_409(self, cast, written):
-        response = cast.client("editor").put(canvas_url(cast.deal, "sections/risks"),
-                                             {"markdown": "x", "base_version": 7}, format="json")
+        response = cast.client("editor").put(
+            canvas_url(cast.deal, "sections/risks"), {"markdown": "x", "base_version": 7}, format="json"
+        )
         assert response.status_code == 409 and response.json()["current_version"] == 1
         assert "no version 7 yet" in response.json()["detail"]
 
-    def test_a_section_stored_before_sections_recorded_their_version_is_checked_against_the_memo(
-            self, cast, written):
+    def test_a_section_stored_before_sections_recorded_their_version_is_checked_against_the_memo(self, cast, written):
         from canvas.memo_store import canvas_write
 
         with canvas_write(cast.deal.pk) as writer:  # as the Store held sections before this change
@@ -178,32 +201,44 @@ class TestSectionPut:
                 section.pop("version", None)
                 writer.put_section(section)
         client = cast.client("editor")
-        assert client.put(canvas_url(cast.deal, "sections/risks"), {"markdown": "A.", "base_version": 1},
-                          format="json").status_code == 200
-        other = client.put(canvas_url(cast.deal, "sections/executive_summary"),
-                           {"markdown": "B.", "base_version": 1}, format="json")
+        assert (
+            client.put(
+                canvas_url(cast.deal, "sections/risks"), {"markdown": "A.", "base_version": 1}, format="json"
+            ).status_code
+            == 200
+        )
+        other = client.put(
+            canvas_url(cast.deal, "sections/executive_summary"), {"markdown": "B.", "base_version": 1}, format="json"
+        )
         assert other.status_code == 409  # no record of when it was written: the whole memo decides
-        again = client.put(canvas_url(cast.deal, "sections/risks"), {"markdown": "C.", "base_version": 2},
-                           format="json")
+        again = client.put(
+            canvas_url(cast.deal, "sections/risks"), {"markdown": "C.", "base_version": 2}, format="json"
+        )
         assert again.status_code == 200  # risks records its version from now on
         assert read_canvas(cast.deal.pk).sections["risks"]["version"] == 3
 
     def test_with_collaboration_off_another_users_lock_is_423(self, cast, written):
         Deal.objects.filter(pk=cast.deal.pk).update(collab_enabled=False)
-        holder = {"user_id": str(cast.users["owner"].pk), "user_name": "owner", "token": "t",
-                  "expires_at": "2030-01-01T00:00:00Z"}
+        holder = {
+            "user_id": str(cast.users["owner"].pk),
+            "user_name": "owner",
+            "token": "t",
+            "expires_at": "2030-01-01T00:00:00Z",
+        }
         get_redis().set(keys.lock_key(cast.deal.pk, "risks"), json.dumps(holder), ex=60)
-        response = cast.client("editor").put(canvas_url(cast.deal, "sections/risks"), {"markdown": "x"},
-                                             format="json")
+        response = cast.client("editor").put(canvas_url(cast.deal, "sections/risks"), {"markdown": "x"}, format="json")
         assert response.status_code == 423
         assert response.json()["holder"] == "owner"
-        assert cast.client("owner").put(canvas_url(cast.deal, "sections/risks"), {"markdown": "x"},
-                                        format="json").status_code == 200
+        assert (
+            cast.client("owner")
+            .put(canvas_url(cast.deal, "sections/risks"), {"markdown": "x"}, format="json")
+            .status_code
+            == 200
+        )
 
     def test_with_collaboration_on_locks_do_not_apply(self, cast, written):
         get_redis().set(keys.lock_key(cast.deal.pk, "risks"), json.dumps({"user_id": "someone"}), ex=60)
-        response = cast.client("editor").put(canvas_url(cast.deal, "sections/risks"), {"markdown": "x"},
-                                             format="json")
+        response = cast.client("editor").put(canvas_url(cast.deal, "sections/risks"), {"markdown": "x"}, format="json")
         assert response.status_code == 200
 
 

@@ -64,9 +64,10 @@ def test_a_written_canvas_matches_the_schema_and_meanings(cast, written):
     assert summary["citations"][0]["page"] == 4
 
 
-@pytest.mark.parametrize(("role", "finalize", "export"),
-                         [("viewer", False, False), ("commenter", False, False), ("editor", False, True),
-                          ("owner", True, True)])
+@pytest.mark.parametrize(
+    ("role", "finalize", "export"),
+    [("viewer", False, False), ("commenter", False, False), ("editor", False, True), ("owner", True, True)],
+)
 def test_role_dependent_fields_are_computed_per_request(cast, written, role, finalize, export):
     cast.client("owner").get(canvas_url(cast.deal))  # warm the cache as owner
     body = cast.client(role).get(canvas_url(cast.deal)).json()
@@ -94,8 +95,9 @@ class _RedisCommandCounter:
         monkeypatch.setattr(redis.Redis, "execute_command", counting)
 
 
-def test_a_cached_get_costs_one_redis_round_trip_and_one_query(cast, written, monkeypatch,
-                                                                django_assert_max_num_queries):
+def test_a_cached_get_costs_one_redis_round_trip_and_one_query(
+    cast, written, monkeypatch, django_assert_max_num_queries
+):
     client = cast.client("editor")
     client.get(canvas_url(cast.deal))  # warm
     counter = _RedisCommandCounter(monkeypatch)

@@ -23,8 +23,14 @@ from tests.canvas.conftest import canvas_url, full_memo, save
 from tests.servers import database_url_of
 
 REPO = Path(__file__).resolve().parents[2]
-LANGGRAPH_TABLES = {"store", "store_migrations", "checkpoints", "checkpoint_blobs", "checkpoint_writes",
-                    "checkpoint_migrations"}
+LANGGRAPH_TABLES = {
+    "store",
+    "store_migrations",
+    "checkpoints",
+    "checkpoint_blobs",
+    "checkpoint_writes",
+    "checkpoint_migrations",
+}
 
 
 def _admin_conninfo() -> str:
@@ -64,10 +70,21 @@ def scratch_databases():
 
 
 def _migrate(*, django_db: str, store_db: str) -> None:
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "canvas_project.settings", "DATABASE_URL": _url_of(django_db),
-           "LANGGRAPH_DATABASE_URL": _url_of(store_db)}
-    done = subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "canvas_project.settings",
+        "DATABASE_URL": _url_of(django_db),
+        "LANGGRAPH_DATABASE_URL": _url_of(store_db),
+    }
+    done = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
 
 

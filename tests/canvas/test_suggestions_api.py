@@ -43,15 +43,16 @@ def _risks(deal) -> str:
 
 
 def _events(deal) -> list[tuple[str, dict]]:
-    return [(fields[b"type"].decode(), json.loads(fields[b"data"]))
-            for _id, fields in get_redis().xrange(keys.events_key(deal.pk))]
+    return [
+        (fields[b"type"].decode(), json.loads(fields[b"data"]))
+        for _id, fields in get_redis().xrange(keys.events_key(deal.pk))
+    ]
 
 
 @pytest.fixture
 def risks(cast, written):
     """The written memo with a short, known Risks section (version 2)."""
-    response = cast.client("editor").put(canvas_url(cast.deal, "sections/risks"), {"markdown": RISKS},
-                                         format="json")
+    response = cast.client("editor").put(canvas_url(cast.deal, "sections/risks"), {"markdown": RISKS}, format="json")
     assert response.status_code == 200 and response.json()["version"] == 2
     return RISKS
 
@@ -59,8 +60,14 @@ def risks(cast, written):
 @pytest.fixture
 def proposed(cast, risks):
     """A commenter's pending replace of "Vacancy is low." in Risks."""
-    response = _propose(cast.client("commenter"), cast.deal, kind="replace", anchor_text="Vacancy is low.",
-                        content="Vacancy is 6%.", comment="Be specific.")
+    response = _propose(
+        cast.client("commenter"),
+        cast.deal,
+        kind="replace",
+        anchor_text="Vacancy is low.",
+        content="Vacancy is 6%.",
+        comment="Be specific.",
+    )
     assert response.status_code == 201, response.content
     return response.json()
 
@@ -112,8 +119,7 @@ def test_a_proposal_records_who_what_and_the_version_it_was_made_on(cast, propos
 
 
 def test_whitespace_in_anchor_and_content_is_kept_exactly(cast, risks):
-    body = _propose(cast.client("commenter"), cast.deal, kind="insert", anchor_text="rise. ",
-                    content="  (bps) ").json()
+    body = _propose(cast.client("commenter"), cast.deal, kind="insert", anchor_text="rise. ", content="  (bps) ").json()
     assert (body["anchor_text"], body["content"]) == ("rise. ", "  (bps) ")
 
 
@@ -133,28 +139,34 @@ def test_a_never_opened_memo_accepts_appends_to_its_template_sections(cast):
     assert len(sections) == 9 and sections["financing"]["markdown"] == ""
 
 
-@pytest.mark.parametrize(("body", "loc", "kind"), [
-    ({"kind": "insert", "content": "x", "section_key": None}, ["body", "section_key"], None),
-    ({"kind": "move", "anchor_text": "Rates", "content": "x"}, ["body", "kind"], None),
-    ({"anchor_text": "Rates", "content": "x"}, ["body", "kind"], "missing"),
-    ({"kind": "delete", "anchor_text": ""}, ["body", "anchor_text"], None),
-    ({"kind": "replace", "content": "x"}, ["body", "anchor_text"], None),
-    ({"kind": "delete", "anchor_text": "Rates", "content": "x"}, ["body", "content"], None),
-    ({"kind": "insert", "anchor_text": "Rates"}, ["body", "content"], None),
-    ({"kind": "replace", "anchor_text": "Rates", "content": ""}, ["body", "content"], None),
-    ({"kind": "replace", "anchor_text": "Rates", "content": "Rates"}, ["body", "content"], None),
-    ({"kind": "replace", "anchor_text": "R" * 2001, "content": "x"}, ["body", "anchor_text"], None),
-    ({"kind": "insert", "anchor_text": "Rates", "content": "x" * 20001}, ["body", "content"], None),
-    ({"kind": "insert", "content": "x", "comment": "c" * 2001}, ["body", "comment"], None),
-    ({"kind": "delete", "anchor_text": "Rates", "occurrence": 0}, ["body", "occurrence"], None),
-    ({"kind": "delete", "anchor_text": "Rates", "occurrence": "two"}, ["body", "occurrence"], None),
-    ({"kind": "insert", "content": "x", "occurrence": 2}, ["body", "occurrence"], None),
-    ({"kind": "delete", "anchor_text": 7}, ["body", "anchor_text"], "string_type"),
-    ({"kind": "insert", "content": "x", "base_version": 2}, ["body", "base_version"], "extra_forbidden"),
-    ({"kind": "delete", "anchor_text": "Interest rates"}, ["body", "anchor_text"], "anchor_not_found"),
-    ({"kind": "delete", "anchor_text": "Rates may rise", "occurrence": 3}, ["body", "occurrence"],
-     "anchor_not_found"),
-])
+@pytest.mark.parametrize(
+    ("body", "loc", "kind"),
+    [
+        ({"kind": "insert", "content": "x", "section_key": None}, ["body", "section_key"], None),
+        ({"kind": "move", "anchor_text": "Rates", "content": "x"}, ["body", "kind"], None),
+        ({"anchor_text": "Rates", "content": "x"}, ["body", "kind"], "missing"),
+        ({"kind": "delete", "anchor_text": ""}, ["body", "anchor_text"], None),
+        ({"kind": "replace", "content": "x"}, ["body", "anchor_text"], None),
+        ({"kind": "delete", "anchor_text": "Rates", "content": "x"}, ["body", "content"], None),
+        ({"kind": "insert", "anchor_text": "Rates"}, ["body", "content"], None),
+        ({"kind": "replace", "anchor_text": "Rates", "content": ""}, ["body", "content"], None),
+        ({"kind": "replace", "anchor_text": "Rates", "content": "Rates"}, ["body", "content"], None),
+        ({"kind": "replace", "anchor_text": "R" * 2001, "content": "x"}, ["body", "anchor_text"], None),
+        ({"kind": "insert", "anchor_text": "Rates", "content": "x" * 20001}, ["body", "content"], None),
+        ({"kind": "insert", "content": "x", "comment": "c" * 2001}, ["body", "comment"], None),
+        ({"kind": "delete", "anchor_text": "Rates", "occurrence": 0}, ["body", "occurrence"], None),
+        ({"kind": "delete", "anchor_text": "Rates", "occurrence": "two"}, ["body", "occurrence"], None),
+        ({"kind": "insert", "content": "x", "occurrence": 2}, ["body", "occurrence"], None),
+        ({"kind": "delete", "anchor_text": 7}, ["body", "anchor_text"], "string_type"),
+        ({"kind": "insert", "content": "x", "base_version": 2}, ["body", "base_version"], "extra_forbidden"),
+        ({"kind": "delete", "anchor_text": "Interest rates"}, ["body", "anchor_text"], "anchor_not_found"),
+        (
+            {"kind": "delete", "anchor_text": "Rates may rise", "occurrence": 3},
+            ["body", "occurrence"],
+            "anchor_not_found",
+        ),
+    ],
+)
 def test_bad_proposals_are_422_at_the_field(cast, risks, body, loc, kind):
     payload = {"section_key": "risks", **body}
     if payload["section_key"] is None:
@@ -178,20 +190,33 @@ def _versions(client, deal) -> list[dict]:
     return client.get(canvas_url(deal, "versions")).json()["results"]
 
 
-@pytest.mark.parametrize(("body", "expected"), [
-    ({"kind": "insert", "anchor_text": "Vacancy is low.", "content": " Supply is thin."},
-     "Rates may rise. Vacancy is low. Supply is thin. Rates may rise again."),
-    ({"kind": "insert", "anchor_text": "", "content": "Insurance costs are rising."},
-     f"{RISKS}\n\nInsurance costs are rising."),
-    ({"kind": "insert", "anchor_text": "", "content": "\n- Insurance."}, f"{RISKS}\n- Insurance."),
-    ({"kind": "delete", "anchor_text": " Vacancy is low."}, "Rates may rise. Rates may rise again."),
-    ({"kind": "delete", "anchor_text": "Rates may rise", "occurrence": 2},
-     "Rates may rise. Vacancy is low.  again."),
-    ({"kind": "replace", "anchor_text": "Vacancy is low.", "content": "Vacancy is 6%."},
-     "Rates may rise. Vacancy is 6%. Rates may rise again."),
-    ({"kind": "replace", "anchor_text": "Rates may rise", "occurrence": 2, "content": "Rates could fall"},
-     "Rates may rise. Vacancy is low. Rates could fall again."),
-])
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            {"kind": "insert", "anchor_text": "Vacancy is low.", "content": " Supply is thin."},
+            "Rates may rise. Vacancy is low. Supply is thin. Rates may rise again.",
+        ),
+        (
+            {"kind": "insert", "anchor_text": "", "content": "Insurance costs are rising."},
+            f"{RISKS}\n\nInsurance costs are rising.",
+        ),
+        ({"kind": "insert", "anchor_text": "", "content": "\n- Insurance."}, f"{RISKS}\n- Insurance."),
+        ({"kind": "delete", "anchor_text": " Vacancy is low."}, "Rates may rise. Rates may rise again."),
+        (
+            {"kind": "delete", "anchor_text": "Rates may rise", "occurrence": 2},
+            "Rates may rise. Vacancy is low.  again.",
+        ),
+        (
+            {"kind": "replace", "anchor_text": "Vacancy is low.", "content": "Vacancy is 6%."},
+            "Rates may rise. Vacancy is 6%. Rates may rise again.",
+        ),
+        (
+            {"kind": "replace", "anchor_text": "Rates may rise", "occurrence": 2, "content": "Rates could fall"},
+            "Rates may rise. Vacancy is low. Rates could fall again.",
+        ),
+    ],
+)
 def test_accepting_applies_the_change_as_a_new_version_with_a_snapshot(cast, risks, body, expected):
     suggestion = _propose(cast.client("commenter"), cast.deal, **body).json()
     response = _accept(cast.client("editor"), cast.deal, suggestion["id"])
@@ -217,16 +242,16 @@ def test_accepting_applies_the_change_as_a_new_version_with_a_snapshot(cast, ris
 
 
 def test_a_suggestion_applies_to_the_current_text_even_after_unrelated_edits(cast, proposed):
-    cast.client("editor").put(canvas_url(cast.deal, "sections/risks"), {"markdown": "New lead. " + RISKS},
-                              format="json")
+    cast.client("editor").put(
+        canvas_url(cast.deal, "sections/risks"), {"markdown": "New lead. " + RISKS}, format="json"
+    )
     response = _accept(cast.client("editor"), cast.deal, proposed["id"])
     assert response.status_code == 200 and response.json()["version"] == 4
     assert _risks(cast.deal) == "New lead. Rates may rise. Vacancy is 6%. Rates may rise again."
 
 
 def test_accepting_when_the_anchor_no_longer_matches_is_409_and_stays_pending(cast, proposed):
-    cast.client("editor").put(canvas_url(cast.deal, "sections/risks"), {"markdown": "Rates may rise."},
-                              format="json")
+    cast.client("editor").put(canvas_url(cast.deal, "sections/risks"), {"markdown": "Rates may rise."}, format="json")
     listed = cast.client("viewer").get(canvas_url(cast.deal, "suggestions")).json()
     assert listed[0]["anchor_matches"] is False
 
@@ -241,18 +266,21 @@ def test_accepting_when_the_anchor_no_longer_matches_is_409_and_stays_pending(ca
 
 
 def test_an_occurrence_that_is_gone_is_409(cast, risks):
-    suggestion = _propose(cast.client("commenter"), cast.deal, kind="delete", anchor_text="Rates may rise",
-                          occurrence=2).json()
-    cast.client("editor").put(canvas_url(cast.deal, "sections/risks"),
-                              {"markdown": "Rates may rise. Stable."}, format="json")
+    suggestion = _propose(
+        cast.client("commenter"), cast.deal, kind="delete", anchor_text="Rates may rise", occurrence=2
+    ).json()
+    cast.client("editor").put(
+        canvas_url(cast.deal, "sections/risks"), {"markdown": "Rates may rise. Stable."}, format="json"
+    )
     assert _accept(cast.client("editor"), cast.deal, suggestion["id"]).status_code == 409
     assert _risks(cast.deal) == "Rates may rise. Stable."
 
 
 def test_a_section_that_is_gone_is_409(cast, written):
     save(cast.client("editor"), cast.deal, "## Side Letter\n\nTerms apply.")
-    suggestion = _propose(cast.client("commenter"), cast.deal, section_key="custom_side_letter",
-                          kind="delete", anchor_text=" apply").json()
+    suggestion = _propose(
+        cast.client("commenter"), cast.deal, section_key="custom_side_letter", kind="delete", anchor_text=" apply"
+    ).json()
     save(cast.client("editor"), cast.deal, "## Risks and Mitigants\n\nOnly risks.")
     response = _accept(cast.client("editor"), cast.deal, suggestion["id"])
     assert response.status_code == 409 and "no longer exists" in response.json()["detail"]
@@ -292,8 +320,13 @@ def test_a_bad_accept_body_is_422(cast, proposed, body):
 
 def test_accepting_on_an_approved_memo_is_409_until_it_is_reopened(cast, written):
     anchor = "The underwriting supports the business plan."
-    suggestion = _propose(cast.client("commenter"), cast.deal, kind="replace", anchor_text=anchor,
-                          content="The underwriting supports the plan.").json()
+    suggestion = _propose(
+        cast.client("commenter"),
+        cast.deal,
+        kind="replace",
+        anchor_text=anchor,
+        content="The underwriting supports the plan.",
+    ).json()
     assert cast.client("owner").post(canvas_url(cast.deal, "approve")).json()["success"] is True
     response = _accept(cast.client("editor"), cast.deal, suggestion["id"])
     assert response.status_code == 409 and "approved" in response.json()["detail"]
@@ -305,8 +338,12 @@ def test_accepting_on_an_approved_memo_is_409_until_it_is_reopened(cast, written
 
 def test_accepting_a_section_locked_by_someone_else_is_423(cast, proposed):
     Deal.objects.filter(pk=cast.deal.pk).update(collab_enabled=False)
-    holder = {"user_id": str(cast.users["owner"].pk), "user_name": "owner", "token": "t",
-              "expires_at": "2999-01-01T00:00:00+00:00"}
+    holder = {
+        "user_id": str(cast.users["owner"].pk),
+        "user_name": "owner",
+        "token": "t",
+        "expires_at": "2999-01-01T00:00:00+00:00",
+    }
     get_redis().set(keys.lock_key(cast.deal.pk, "risks"), json.dumps(holder), ex=60)
     response = _accept(cast.client("editor"), cast.deal, proposed["id"])
     assert response.status_code == 423 and response.json()["holder"] == "owner"
@@ -368,8 +405,7 @@ def test_a_malformed_deal_id_is_404(cast, proposed):
 def test_the_list_is_newest_first_and_filters(cast, proposed):
     commenter, editor = cast.client("commenter"), cast.client("editor")
     by_editor = _propose(editor, cast.deal, kind="insert", content="Editor's note.").json()
-    other_section = _propose(commenter, cast.deal, section_key="financing", kind="insert",
-                             content="Rate cap.").json()
+    other_section = _propose(commenter, cast.deal, section_key="financing", kind="insert", content="Rate cap.").json()
     _reject(editor, cast.deal, by_editor["id"])
 
     def ids(query=""):
@@ -394,9 +430,10 @@ def test_list_marks_which_pending_suggestions_still_apply(cast, proposed):
     assert listed[0]["anchor_matches"] is None
 
 
-@pytest.mark.parametrize(("query", "loc"), [("?status=open", ["query", "status"]),
-                                            ("?author=someone", ["query", "author"]),
-                                            ("?sort=new", ["query", "sort"])])
+@pytest.mark.parametrize(
+    ("query", "loc"),
+    [("?status=open", ["query", "status"]), ("?author=someone", ["query", "author"]), ("?sort=new", ["query", "sort"])],
+)
 def test_bad_list_queries_are_422(cast, proposed, query, loc):
     response = cast.client("viewer").get(canvas_url(cast.deal, "suggestions") + query)
     assert response.status_code == 422 and response.json()["detail"][0]["loc"] == loc
@@ -420,8 +457,12 @@ def test_creating_accepting_and_rejecting_emit_events(cast, risks):
     _reject(editor, cast.deal, second["id"])
 
     ours = [(kind, data) for kind, data in _events(cast.deal) if kind.startswith("suggestion_")]
-    assert [kind for kind, _ in ours] == ["suggestion_created", "suggestion_created", "suggestion_accepted",
-                                          "suggestion_rejected"]
+    assert [kind for kind, _ in ours] == [
+        "suggestion_created",
+        "suggestion_created",
+        "suggestion_accepted",
+        "suggestion_rejected",
+    ]
     created, _, accepted, rejected = (data for _, data in ours)
     assert (created["suggestion_id"], created["section_key"]) == (first["id"], "risks")
     assert created["kind"] == "delete"
@@ -460,16 +501,23 @@ def test_parallel_accepts_of_one_suggestion_apply_it_once(live_server, cast):
         assert client.get(base).status_code == 200  # opens the memo with every section of its template
         saved = client.post(f"{base}/save", json={"content": f"## Risks and Mitigants\n\n{RISKS}"})
         assert saved.status_code == 200
-        commenter = httpx.Client(timeout=60, headers={
-            "Authorization": f"Bearer {token_pair_for_user(user=cast.users['commenter'])['access']}"})
+        commenter = httpx.Client(
+            timeout=60,
+            headers={"Authorization": f"Bearer {token_pair_for_user(user=cast.users['commenter'])['access']}"},
+        )
         with commenter:
-            once = commenter.post(f"{base}/suggestions", json={"section_key": "risks", "kind": "insert",
-                                                               "content": "Once."}).json()
-            others = [commenter.post(f"{base}/suggestions", json={
-                "section_key": "financing", "kind": "insert", "content": f"Note {n}."}).json()
-                for n in range(4)]
+            once = commenter.post(
+                f"{base}/suggestions", json={"section_key": "risks", "kind": "insert", "content": "Once."}
+            ).json()
+            others = [
+                commenter.post(
+                    f"{base}/suggestions", json={"section_key": "financing", "kind": "insert", "content": f"Note {n}."}
+                ).json()
+                for n in range(4)
+            ]
         urls = [f"{base}/suggestions/{once['id']}/accept"] * 8 + [
-            f"{base}/suggestions/{s['id']}/accept" for s in others]
+            f"{base}/suggestions/{s['id']}/accept" for s in others
+        ]
         with ThreadPoolExecutor(12) as pool:
             responses = list(pool.map(lambda url: client.post(url, json={}), urls))
 

@@ -23,14 +23,39 @@ from canvas.synthesis.retrieval import Passage, PassageIndex, load_metrics, load
 from canvas_project.redis_client import get_redis
 from tests.canvas.synthesis_corpus import DOCUMENTS, make_corpus, make_document, page_texts
 
-REQUIRED = ("executive_summary", "property_overview", "market_analysis", "financial_analysis", "underwriting",
-            "risks", "recommendation")
+REQUIRED = (
+    "executive_summary",
+    "property_overview",
+    "market_analysis",
+    "financial_analysis",
+    "underwriting",
+    "risks",
+    "recommendation",
+)
 
 
-def _request(deal, hits, metrics, key="financial_analysis", title="Financial Analysis", order=5.0,
-             query="net operating income cap rate expenses revenue", instructions=""):
-    return DraftRequest(deal_name=deal.name, template_key="acquisition", section_key=key, title=title, order=order,
-                        required=True, retrieval_query=query, instructions=instructions, hits=hits, metrics=metrics)
+def _request(
+    deal,
+    hits,
+    metrics,
+    key="financial_analysis",
+    title="Financial Analysis",
+    order=5.0,
+    query="net operating income cap rate expenses revenue",
+    instructions="",
+):
+    return DraftRequest(
+        deal_name=deal.name,
+        template_key="acquisition",
+        section_key=key,
+        title=title,
+        order=order,
+        required=True,
+        retrieval_query=query,
+        instructions=instructions,
+        hits=hits,
+        metrics=metrics,
+    )
 
 
 def _assert_cites_real_pages(deal, markdown: str) -> list[dict]:
@@ -44,8 +69,14 @@ def _assert_cites_real_pages(deal, markdown: str) -> list[dict]:
 
 
 def _create(cast, sections=None, instructions="", user="editor"):
-    return runs.run_create(deal=cast.deal, user=cast.users[user], kind="generate", sections=sections,
-                           instructions=instructions, enqueue_on_conflict=False)
+    return runs.run_create(
+        deal=cast.deal,
+        user=cast.users[user],
+        kind="generate",
+        sections=sections,
+        instructions=instructions,
+        enqueue_on_conflict=False,
+    )
 
 
 # --- retrieval and the offline drafter ------------------------------------------------------------------
@@ -94,18 +125,36 @@ def test_the_default_drafter_is_deterministic_and_cites_real_pages(cast):
 
 def test_the_default_drafter_fails_without_sources():
     passages = [Passage("d", "a.pdf", 1, "Nothing relevant here at all.")]
-    request = DraftRequest(deal_name="D", template_key="acquisition", section_key="risks", title="Risks",
-                           order=8, required=True, retrieval_query="risk mitigant", instructions="",
-                           hits=PassageIndex(passages).search("risk mitigant", 5), metrics={})
+    request = DraftRequest(
+        deal_name="D",
+        template_key="acquisition",
+        section_key="risks",
+        title="Risks",
+        order=8,
+        required=True,
+        retrieval_query="risk mitigant",
+        instructions="",
+        hits=PassageIndex(passages).search("risk mitigant", 5),
+        metrics={},
+    )
     with pytest.raises(DraftFailed, match="No passage"):
         DefaultDrafter().draft(request, emit=lambda _d: None, should_stop=lambda: None)
 
 
 def test_the_default_drafter_stops_between_deltas():
     passages = [Passage("d", "a.pdf", 1, "The key risk is rising insurance costs and the mitigant is a fixed policy.")]
-    request = DraftRequest(deal_name="D", template_key="acquisition", section_key="risks", title="Risks",
-                           order=8, required=True, retrieval_query="risk mitigant insurance", instructions="",
-                           hits=PassageIndex(passages).search("risk mitigant insurance", 5), metrics={})
+    request = DraftRequest(
+        deal_name="D",
+        template_key="acquisition",
+        section_key="risks",
+        title="Risks",
+        order=8,
+        required=True,
+        retrieval_query="risk mitigant insurance",
+        instructions="",
+        hits=PassageIndex(passages).search("risk mitigant insurance", 5),
+        metrics={},
+    )
     with pytest.raises(drafters.DraftStopped) as stopped:
         DefaultDrafter().draft(request, emit=lambda _d: None, should_stop=lambda: "cancelled")
     assert stopped.value.reason == "cancelled"
@@ -115,18 +164,38 @@ def test_the_default_drafter_stops_between_deltas():
 def _llm_request():
     passages = [Passage("d1", "OM.pdf", 3, "NOI is $2,450,000."), Passage("d2", "Model.xlsx", 1, "NOI grows 3%.")]
     hits = PassageIndex(passages).search("NOI", 5)
-    noi = {"value": 2450000, "unit": "USD", "text": "NOI",
-           "source": {"document_id": "d1", "filename": "OM.pdf", "page": 3}}
-    return DraftRequest(deal_name="Riverside", template_key="acquisition", section_key="financial_analysis",
-                        title="Financial Analysis", order=5, required=True, retrieval_query="NOI",
-                        instructions="Be brief.", hits=hits, metrics={"noi": noi})
+    noi = {
+        "value": 2450000,
+        "unit": "USD",
+        "text": "NOI",
+        "source": {"document_id": "d1", "filename": "OM.pdf", "page": 3},
+    }
+    return DraftRequest(
+        deal_name="Riverside",
+        template_key="acquisition",
+        section_key="financial_analysis",
+        title="Financial Analysis",
+        order=5,
+        required=True,
+        retrieval_query="NOI",
+        instructions="Be brief.",
+        hits=hits,
+        metrics={"noi": noi},
+    )
 
 
 def test_the_llm_drafter_turns_passage_markers_into_footnotes_to_real_pages():
     request = _llm_request()
-    model = GenericFakeChatModel(messages=iter([AIMessage(
-        content="NOI is $2,450,000 [S1] and grows 3% a year [S2]. A claim with a bad marker [S9].\n\n"
-                "[^x]: made-up source, p. 99")]))
+    model = GenericFakeChatModel(
+        messages=iter(
+            [
+                AIMessage(
+                    content="NOI is $2,450,000 [S1] and grows 3% a year [S2]. A claim with a bad marker [S9].\n\n"
+                    "[^x]: made-up source, p. 99"
+                )
+            ]
+        )
+    )
     deltas: list[str] = []
     draft = LlmDrafter(model=model).draft(request, emit=deltas.append, should_stop=lambda: None)
     order = {hit.passage.filename: n for n, hit in enumerate(request.hits, start=1)}
@@ -147,7 +216,8 @@ def test_the_llm_drafter_sees_the_rules_the_figures_and_the_instructions():
             return super()._stream(messages, *args, **kwargs)
 
     LlmDrafter(model=Recorder(messages=iter([AIMessage(content="Fine [S1].")]))).draft(
-        _llm_request(), emit=lambda _d: None, should_stop=lambda: None)
+        _llm_request(), emit=lambda _d: None, should_stop=lambda: None
+    )
     system, user = seen[0][0].content, seen[0][1].content
     assert "[S1]" in system and "Never invent" in system
     assert "net operating income: $2,450,000 (OM.pdf, p. 3)" in user
@@ -160,11 +230,13 @@ def test_the_llm_drafter_fails_a_section_when_the_model_fails_or_says_nothing():
             raise RuntimeError("provider down")
 
     with pytest.raises(DraftFailed, match="provider down"):
-        LlmDrafter(model=Broken(messages=iter([]))).draft(_llm_request(), emit=lambda _d: None,
-                                                          should_stop=lambda: None)
+        LlmDrafter(model=Broken(messages=iter([]))).draft(
+            _llm_request(), emit=lambda _d: None, should_stop=lambda: None
+        )
     with pytest.raises(DraftFailed, match="no text"):
         LlmDrafter(model=GenericFakeChatModel(messages=iter([AIMessage(content="   ")]))).draft(
-            _llm_request(), emit=lambda _d: None, should_stop=lambda: None)
+            _llm_request(), emit=lambda _d: None, should_stop=lambda: None
+        )
 
 
 # --- runs on the Store and PostgresSaver -----------------------------------------------------------------
@@ -195,8 +267,15 @@ def test_a_run_drafts_every_section_into_the_store_and_reports_it(cast):
     stream = telemetry.run_events(cast.deal.pk, run.pk)
     names = [name for _, name, _ in stream]
     assert names[0] == "workflow_started" and names[-2:] == ["workflow_finished", "done"]
-    assert set(names) == {"workflow_started", "node_started", "message", "message_end", "node_finished",
-                          "workflow_finished", "done"}
+    assert set(names) == {
+        "workflow_started",
+        "node_started",
+        "message",
+        "message_end",
+        "node_finished",
+        "workflow_finished",
+        "done",
+    }
     for key in run.requested_sections:
         mine = [name for _, name, data in stream if data.get("component_id") == key]
         assert mine[0] == "node_started" and mine[-2:] == ["message_end", "node_finished"]
@@ -204,7 +283,8 @@ def test_a_run_drafts_every_section_into_the_store_and_reports_it(cast):
         assert streamed == doc.sections[key]["markdown"]
     finished = stream[-2][2]
     assert finished["status"] == "succeeded" and sorted(finished["outputs"]["delivered"]) == sorted(
-        run.requested_sections)
+        run.requested_sections
+    )
     # trace in Redis (10 minutes), checkpoints in PostgreSQL, agent discourse and canvas events
     redis = get_redis()
     trace = telemetry.trace_read(cast.deal.pk, run.pk)
@@ -236,8 +316,14 @@ def test_sections_without_sources_fail_and_block_delivery_until_filled(cast):
     session = services.canvas_session_get(deal=cast.deal, role="owner", user=cast.users["owner"])
     assert session["incomplete_delivery_blocked"] is True and session["can_export"] is False
     for key in doc.head["last_run"]["missing_required"]:
-        services.section_update(deal=cast.deal, user=cast.users["editor"], key=key, markdown="Written by hand.",
-                                title=None, base_version=None)
+        services.section_update(
+            deal=cast.deal,
+            user=cast.users["editor"],
+            key=key,
+            markdown="Written by hand.",
+            title=None,
+            base_version=None,
+        )
     session = services.canvas_session_get(deal=cast.deal, role="owner", user=cast.users["owner"])
     assert session["incomplete_delivery_blocked"] is False
 
@@ -331,12 +417,24 @@ def test_the_llm_drafter_is_used_when_configured(cast, settings, monkeypatch):
 def test_runs_of_a_deal_execute_one_at_a_time_first_queued_first(cast):
     make_corpus(cast.deal)
     first = _create(cast, sections=["risks"])
-    second = runs.run_create(deal=cast.deal, user=cast.users["editor"], kind="regenerate", sections=["risks"],
-                             instructions="", enqueue_on_conflict=True)
+    second = runs.run_create(
+        deal=cast.deal,
+        user=cast.users["editor"],
+        kind="regenerate",
+        sections=["risks"],
+        instructions="",
+        enqueue_on_conflict=True,
+    )
     assert runs.run_execute(run_id=second.pk) == "skipped"  # the older one goes first
     SynthesisRun.objects.filter(pk=first.pk).update(status=RunStatus.RUNNING)
-    third = runs.run_create(deal=cast.deal, user=cast.users["editor"], kind="generate", sections=["risks"],
-                            instructions="", enqueue_on_conflict=True)
+    third = runs.run_create(
+        deal=cast.deal,
+        user=cast.users["editor"],
+        kind="generate",
+        sections=["risks"],
+        instructions="",
+        enqueue_on_conflict=True,
+    )
     assert runs.run_execute(run_id=third.pk) == "skipped"
     SynthesisRun.objects.filter(pk=first.pk).update(status=RunStatus.SUCCEEDED)
     assert runs.run_execute(run_id=second.pk) == RunStatus.SUCCEEDED
@@ -347,10 +445,20 @@ def test_runs_of_a_deal_execute_one_at_a_time_first_queued_first(cast):
 def test_the_sweeper_fails_silent_and_ancient_runs_and_records_them(cast, settings):
     settings.SYNTHESIS_DEAD_RUN_SECONDS = 60
     now = timezone.now()
-    silent = SynthesisRun.objects.create(deal=cast.deal, status=RunStatus.RUNNING, requested_sections=["risks"],
-                                         started_at=now - timedelta(minutes=5), heartbeat_at=now - timedelta(minutes=2))
-    alive = SynthesisRun.objects.create(deal=cast.deal, status=RunStatus.RUNNING, requested_sections=["risks"],
-                                        started_at=now - timedelta(minutes=5), heartbeat_at=now)
+    silent = SynthesisRun.objects.create(
+        deal=cast.deal,
+        status=RunStatus.RUNNING,
+        requested_sections=["risks"],
+        started_at=now - timedelta(minutes=5),
+        heartbeat_at=now - timedelta(minutes=2),
+    )
+    alive = SynthesisRun.objects.create(
+        deal=cast.deal,
+        status=RunStatus.RUNNING,
+        requested_sections=["risks"],
+        started_at=now - timedelta(minutes=5),
+        heartbeat_at=now,
+    )
     ancient = SynthesisRun.objects.create(deal=cast.deal, status=RunStatus.QUEUED, requested_sections=["risks"])
     SynthesisRun.objects.filter(pk=ancient.pk).update(created_at=now - timedelta(hours=5))
     assert sorted(runs.runs_sweep_dead()) == sorted([str(silent.pk), str(ancient.pk)])

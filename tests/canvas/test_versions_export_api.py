@@ -56,19 +56,20 @@ def test_diff_against_the_current_memo(cast, written):
 def test_restore_is_itself_a_new_version(cast, written):
     original = read_canvas(cast.deal.pk).sections["risks"]["markdown"]
     cast.client("editor").put(canvas_url(cast.deal, "sections/risks"), {"markdown": "Rates."}, format="json")
-    response = cast.client("editor").post(canvas_url(cast.deal, "versions/1/restore"), {"base_version": 2},
-                                          format="json")
+    response = cast.client("editor").post(
+        canvas_url(cast.deal, "versions/1/restore"), {"base_version": 2}, format="json"
+    )
     assert response.status_code == 200 and response.json()["version"] == 3
     assert read_canvas(cast.deal.pk).sections["risks"]["markdown"] == original
     newest = cast.client("viewer").get(canvas_url(cast.deal, "versions")).json()["results"][0]
     assert newest["reason"] == "restored from version 1"
-    stale = cast.client("editor").post(canvas_url(cast.deal, "versions/1/restore"), {"base_version": 2},
-                                       format="json")
+    stale = cast.client("editor").post(canvas_url(cast.deal, "versions/1/restore"), {"base_version": 2}, format="json")
     assert stale.status_code == 409
 
 
-@pytest.mark.parametrize(("suffix", "status"), [("versions/99", 404), ("versions/abc", 422), ("versions/0", 422),
-                                                 ("versions/99/diff", 404)])
+@pytest.mark.parametrize(
+    ("suffix", "status"), [("versions/99", 404), ("versions/abc", 422), ("versions/0", 422), ("versions/99/diff", 404)]
+)
 def test_unknown_and_malformed_versions(cast, written, suffix, status):
     response = cast.client("viewer").get(canvas_url(cast.deal, suffix))
     assert response.status_code == status
@@ -82,8 +83,11 @@ def test_retention_keeps_the_newest_n_and_every_approval_snapshot(cast, written,
     owner.post(canvas_url(cast.deal, "approve"))  # version 2, an approval snapshot
     owner.post(canvas_url(cast.deal, "reopen"))  # version 3, no snapshot (no content change)
     for n in range(5):
-        save(cast.client("editor"), cast.deal, cast.client("editor").get(canvas_url(cast.deal)).json()[
-            "markdown_content"] + f"\n## Note {n}\n\nx\n")
+        save(
+            cast.client("editor"),
+            cast.deal,
+            cast.client("editor").get(canvas_url(cast.deal)).json()["markdown_content"] + f"\n## Note {n}\n\nx\n",
+        )
     kept = [v["version"] for v in cast.client("viewer").get(canvas_url(cast.deal, "versions")).json()["results"]]
     assert kept == [8, 7, 6, 2]
     assert cast.client("viewer").get(canvas_url(cast.deal, "versions/1")).status_code == 404
@@ -112,10 +116,11 @@ def test_markdown_export(cast, written):
 
 
 def test_docx_export_has_headings_tables_and_notes(cast, written):
-    table = ("| Metric | Value |\n|---|---|\n| NOI | $2,450,000[^t] |\n| Cap rate | 5.9% |\n\n"
-             "[^t]: Underwriting Model.xlsx, p. 2")
-    cast.client("editor").put(canvas_url(cast.deal, "sections/financial_analysis"), {"markdown": table},
-                              format="json")
+    table = (
+        "| Metric | Value |\n|---|---|\n| NOI | $2,450,000[^t] |\n| Cap rate | 5.9% |\n\n"
+        "[^t]: Underwriting Model.xlsx, p. 2"
+    )
+    cast.client("editor").put(canvas_url(cast.deal, "sections/financial_analysis"), {"markdown": table}, format="json")
     response = cast.client("editor").get(canvas_url(cast.deal, "export") + "?format=docx")
     assert response.status_code == 200
     document = Document(io.BytesIO(response.content))

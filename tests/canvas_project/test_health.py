@@ -35,13 +35,18 @@ def test_without_a_worker_it_is_200_degraded_naming_celery(db):
     body = response.json()
     assert body["status"] == "degraded"
     assert body["detail"].startswith("celery is down. No Celery worker has reported within 30 s")
-    assert body["checks"]["celery"] == {**body["checks"]["celery"], "ok": False, "error": "NoWorkerHeartbeat",
-                                        "workers": 0}
+    assert body["checks"]["celery"] == {
+        **body["checks"]["celery"],
+        "ok": False,
+        "error": "NoWorkerHeartbeat",
+        "workers": 0,
+    }
     assert all(body["checks"][name]["ok"] for name in ("postgres", "redis", "store"))
 
 
-def test_a_worker_that_stops_is_gone_at_once_and_the_check_costs_one_round_trip(transactional_db,
-                                                                              django_assert_max_num_queries):
+def test_a_worker_that_stops_is_gone_at_once_and_the_check_costs_one_round_trip(
+    transactional_db, django_assert_max_num_queries
+):
     app.conf.task_always_eager = False
     with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False, loglevel="WARNING"):
         with django_assert_max_num_queries(1):  # postgres's SELECT 1; celery reads only Redis

@@ -108,16 +108,22 @@ def test_run_durations_are_recorded_by_final_status(cast, client, settings):
     editor = cast.users["editor"]
 
     def create():
-        return runs.run_create(deal=cast.deal, user=editor, kind="generate", sections=["risks"], instructions="",
-                               enqueue_on_conflict=False)
+        return runs.run_create(
+            deal=cast.deal, user=editor, kind="generate", sections=["risks"], instructions="", enqueue_on_conflict=False
+        )
 
     succeeded = create()
     assert runs.run_execute(run_id=succeeded.pk) == RunStatus.SUCCEEDED
     cancelled = create()
     assert runs.run_cancel(deal=cast.deal, run_id=cancelled.pk, user=editor).status == RunStatus.CANCELLED
     now = timezone.now()
-    SynthesisRun.objects.create(deal=cast.deal, status=RunStatus.RUNNING, requested_sections=["risks"],
-                                started_at=now - timedelta(minutes=5), heartbeat_at=now - timedelta(minutes=5))
+    SynthesisRun.objects.create(
+        deal=cast.deal,
+        status=RunStatus.RUNNING,
+        requested_sections=["risks"],
+        started_at=now - timedelta(minutes=5),
+        heartbeat_at=now - timedelta(minutes=5),
+    )
     assert len(runs.runs_sweep_dead()) == 1
 
     samples = _run_seconds(client, settings)
@@ -150,14 +156,33 @@ def test_a_run_finished_in_another_process_is_seen_by_this_ones_metrics(cast, cl
     from tests.servers import database_url_of
 
     make_corpus(cast.deal)
-    run = runs.run_create(deal=cast.deal, user=cast.users["editor"], kind="generate", sections=["risks"],
-                          instructions="", enqueue_on_conflict=False)
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "canvas_project.settings",
-           "DATABASE_URL": database_url_of(connection.settings_dict), "REDIS_URL": settings.REDIS_URL}
+    run = runs.run_create(
+        deal=cast.deal,
+        user=cast.users["editor"],
+        kind="generate",
+        sections=["risks"],
+        instructions="",
+        enqueue_on_conflict=False,
+    )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "canvas_project.settings",
+        "DATABASE_URL": database_url_of(connection.settings_dict),
+        "REDIS_URL": settings.REDIS_URL,
+    }
     worker = subprocess.run(
-        [sys.executable, "-c", "import django, sys; django.setup(); from canvas import runs; "
-         "print(runs.run_execute(run_id=sys.argv[1]))", str(run.pk)],
-        env=env, capture_output=True, text=True, timeout=120, check=False)
+        [
+            sys.executable,
+            "-c",
+            "import django, sys; django.setup(); from canvas import runs; print(runs.run_execute(run_id=sys.argv[1]))",
+            str(run.pk),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert worker.returncode == 0 and worker.stdout.strip() == RunStatus.SUCCEEDED, worker.stderr[-2000:]
     samples = _run_seconds(client, settings)
     assert samples[("dealcanvas_run_seconds_count", "succeeded")] == 1
@@ -171,8 +196,9 @@ def test_with_redis_down_a_run_duration_is_dropped_and_the_scrape_still_answers(
     from canvas_project.observability import RunSecondsCollector, record_run_seconds
     from tests.servers import free_port
 
-    dead = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.2, socket_timeout=0.2,
-                       retry=Retry(NoBackoff(), 0))
+    dead = redis.Redis(
+        host="127.0.0.1", port=free_port(), socket_connect_timeout=0.2, socket_timeout=0.2, retry=Retry(NoBackoff(), 0)
+    )
     monkeypatch.setattr("canvas_project.redis_client.get_redis", lambda: dead)
     record_run_seconds(status="succeeded", seconds=1.5)  # does not raise: a run's bookkeeping goes on
     assert "run duration not recorded" in caplog.text
@@ -199,12 +225,30 @@ def test_with_several_workers_every_scrape_reports_the_sum_over_them(cast, tmp_p
     folder.mkdir()
     (folder / "counter_999999.db").write_bytes(b"left by a previous run")
     server = ServiceProcess(
-        {"DJANGO_SETTINGS_MODULE": "canvas_project.settings", "DATABASE_URL": database_url_of(connection.settings_dict),
-         "REDIS_URL": django_settings.REDIS_URL, "PROMETHEUS_MULTIPROC_DIR": str(folder),
-         "METRICS_TOKEN": "scrape-token", "LOG_LEVEL": "WARNING"},
-        command=["gunicorn", "canvas_project.wsgi:application", "-c", "python:canvas_project.gunicorn_conf",
-                 "-k", "gthread", "--workers", "2", "--threads", "2", "--bind", "127.0.0.1:{port}",
-                 "--log-level", "warning"],
+        {
+            "DJANGO_SETTINGS_MODULE": "canvas_project.settings",
+            "DATABASE_URL": database_url_of(connection.settings_dict),
+            "REDIS_URL": django_settings.REDIS_URL,
+            "PROMETHEUS_MULTIPROC_DIR": str(folder),
+            "METRICS_TOKEN": "scrape-token",
+            "LOG_LEVEL": "WARNING",
+        },
+        command=[
+            "gunicorn",
+            "canvas_project.wsgi:application",
+            "-c",
+            "python:canvas_project.gunicorn_conf",
+            "-k",
+            "gthread",
+            "--workers",
+            "2",
+            "--threads",
+            "2",
+            "--bind",
+            "127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+        ],
     )
     base = server.start().url
     try:
@@ -222,8 +266,10 @@ def test_with_several_workers_every_scrape_reports_the_sum_over_them(cast, tmp_p
             assert httpx.get(f"{base}/api/deals/{cast.deal.pk}", headers=headers, timeout=10).status_code == 200
             sent += 1
         assert workers_with_requests() == 2
-        pattern = re.compile(r'dealcanvas_http_request_seconds_count\{method="GET",route="api/deals/<str:deal_id>",'
-                             r'status="200"\} (\S+)')
+        pattern = re.compile(
+            r'dealcanvas_http_request_seconds_count\{method="GET",route="api/deals/<str:deal_id>",'
+            r'status="200"\} (\S+)'
+        )
         seen = []
         for _ in range(8):
             text = httpx.get(f"{base}/metrics", headers={"Authorization": "Bearer scrape-token"}, timeout=10).text

@@ -83,9 +83,18 @@ def test_every_operation_documents_its_errors_and_a_unique_id(schema):
                 assert "401" in responses, (method, path)
             # deal_id never answers 422 (a malformed one is 404), nor do free-text path keys (unknown is 404);
             # query parameters and typed (uuid, integer) path parameters do
-            validated = [p for p in operation.get("parameters", []) if p["name"] != "deal_id" and (
-                p["in"] == "query" or (p["in"] == "path" and (
-                    p["schema"].get("format") == "uuid" or p["schema"].get("type") == "integer")))]
+            validated = [
+                p
+                for p in operation.get("parameters", [])
+                if p["name"] != "deal_id"
+                and (
+                    p["in"] == "query"
+                    or (
+                        p["in"] == "path"
+                        and (p["schema"].get("format") == "uuid" or p["schema"].get("type") == "integer")
+                    )
+                )
+            ]
             if path.startswith("/api/internal/"):  # the contract's own rules: 400 for bad input, never 422
                 assert {"400", "401", "403", "500"} <= set(responses) and "422" not in responses, (method, path)
             elif operation.get("requestBody") or validated:

@@ -7,24 +7,40 @@ import zipfile
 
 OM_PAGES = (
     # page 1
-    ("Riverside Apartments - Offering Memorandum",
-     ["Riverside Apartments is a garden-style multifamily community in Austin, Texas.",
-      "Purchase price: $41,500,000, or $172,917 per unit.",
-      "The sponsor is seeking an all-cash close within 45 days."]),
+    (
+        "Riverside Apartments - Offering Memorandum",
+        [
+            "Riverside Apartments is a garden-style multifamily community in Austin, Texas.",
+            "Purchase price: $41,500,000, or $172,917 per unit.",
+            "The sponsor is seeking an all-cash close within 45 days.",
+        ],
+    ),
     # page 2
-    ("Financial Overview",
-     ["The property produces in-place NOI of $2,450,000 on trailing twelve month collections.",
-      "At the asking price this represents a going-in cap rate of 5.9%.",
-      "Operating expenses have grown 3% a year since 2019."]),
+    (
+        "Financial Overview",
+        [
+            "The property produces in-place NOI of $2,450,000 on trailing twelve month collections.",
+            "At the asking price this represents a going-in cap rate of 5.9%.",
+            "Operating expenses have grown 3% a year since 2019.",
+        ],
+    ),
     # page 3
-    ("Property Description",
-     ["The community comprises 240 units in twelve three-story buildings, built in 1998.",
-      "Net rentable area is 212,500 square feet; occupancy 94% as of the latest rent roll.",
-      "Amenities include a pool, a fitness center and covered parking."]),
+    (
+        "Property Description",
+        [
+            "The community comprises 240 units in twelve three-story buildings, built in 1998.",
+            "Net rentable area is 212,500 square feet; occupancy 94% as of the latest rent roll.",
+            "Amenities include a pool, a fitness center and covered parking.",
+        ],
+    ),
 )
 
-RENT_TABLE = [["Unit type", "Count", "Avg rent"], ["1 bed", "120", "$1,250"], ["2 bed", "96", "$1,610"],
-              ["3 bed", "24", "$2,050"]]
+RENT_TABLE = [
+    ["Unit type", "Count", "Avg rent"],
+    ["1 bed", "120", "$1,250"],
+    ["2 bed", "96", "$1,610"],
+    ["3 bed", "24", "$2,050"],
+]
 
 
 def png_bytes(width: int = 96, height: int = 64, color=(200, 30, 30)) -> bytes:

@@ -42,17 +42,34 @@ def test_adding_a_grant_inline_records_the_admin_as_granter(admin_client, cast):
     deal = cast.deal
     grants = list(DealAccess.objects.filter(deal=deal).order_by("pk"))
     form = {
-        "org": str(cast.org.pk), "name": deal.name, "description": "", "visibility": "private",
-        "template_key": "acquisition", "collab_enabled": "on",
-        "grants-TOTAL_FORMS": str(len(grants) + 1), "grants-INITIAL_FORMS": str(len(grants)),
-        "grants-MIN_NUM_FORMS": "0", "grants-MAX_NUM_FORMS": "1000",
+        "org": str(cast.org.pk),
+        "name": deal.name,
+        "description": "",
+        "visibility": "private",
+        "template_key": "acquisition",
+        "collab_enabled": "on",
+        "grants-TOTAL_FORMS": str(len(grants) + 1),
+        "grants-INITIAL_FORMS": str(len(grants)),
+        "grants-MIN_NUM_FORMS": "0",
+        "grants-MAX_NUM_FORMS": "1000",
     }
     for i, g in enumerate(grants):
-        form.update({f"grants-{i}-id": str(g.pk), f"grants-{i}-deal": str(deal.pk), f"grants-{i}-user": str(g.user_id),
-                     f"grants-{i}-role": g.role})
+        form.update(
+            {
+                f"grants-{i}-id": str(g.pk),
+                f"grants-{i}-deal": str(deal.pk),
+                f"grants-{i}-user": str(g.user_id),
+                f"grants-{i}-role": g.role,
+            }
+        )
     n = len(grants)
-    form.update({f"grants-{n}-deal": str(deal.pk), f"grants-{n}-user": str(cast.users["member"].pk),
-                 f"grants-{n}-role": "viewer"})
+    form.update(
+        {
+            f"grants-{n}-deal": str(deal.pk),
+            f"grants-{n}-user": str(cast.users["member"].pk),
+            f"grants-{n}-role": "viewer",
+        }
+    )
     response = admin_client.post(f"/admin/deals/deal/{deal.pk}/change/", form)
     assert response.status_code == 302, response.content.decode()[:2000]
     added = DealAccess.objects.get(deal=deal, user=cast.users["member"])

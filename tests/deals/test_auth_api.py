@@ -14,8 +14,9 @@ from tests.servers import free_port
 
 
 def _login(username="owner", password=factories.PASSWORD, **headers):
-    return factories.client_for().post("/api/auth/token", {"username": username, "password": password},
-                                       format="json", **headers)
+    return factories.client_for().post(
+        "/api/auth/token", {"username": username, "password": password}, format="json", **headers
+    )
 
 
 def test_login_returns_a_working_pair(cast):
@@ -105,8 +106,9 @@ def test_access_tokens_issued_before_a_new_password_are_refused_everywhere(cast)
     assert refused.json()["detail"] == "This token was issued before the password was changed; log in again."
     assert before.get(f"/api/canvas/{deal}").status_code == 404  # the stateless GET: its one query says no
     assert before.get("/api/dashboard/memos").status_code == 401
-    request = RequestFactory().get(f"/api/canvas/{deal}/events",
-                                   HTTP_AUTHORIZATION=f"Bearer {_access_issued_ago(owner, 5)}")
+    request = RequestFactory().get(
+        f"/api/canvas/{deal}/events", HTTP_AUTHORIZATION=f"Bearer {_access_issued_ago(owner, 5)}"
+    )
     with pytest.raises(sse._SseError) as raised:
         sse._authenticate(request)
     assert raised.value.response.status_code == 401
@@ -150,8 +152,9 @@ def test_a_password_changed_in_the_admin_revokes_the_users_refresh_tokens(cast, 
     pair = _login("viewer").json()
     client.force_login(cast.users["superadmin"])
     page = f"/admin/deals/user/{viewer.pk}/password/"
-    response = client.post(page, {"password1": "Another-pass-5678", "password2": "Another-pass-5678",
-                                  "usable_password": "true"})
+    response = client.post(
+        page, {"password1": "Another-pass-5678", "password2": "Another-pass-5678", "usable_password": "true"}
+    )
     assert response.status_code == 302, response.content[:500]
     assert _refresh(pair["refresh"]).status_code == 401
     assert _login("viewer", "Another-pass-5678").status_code == 200
@@ -226,8 +229,10 @@ def test_past_the_username_limit_even_the_right_password_is_refused_until_the_wi
     refused = _login("owner")
     assert refused.status_code == 429
     assert refused.headers["Retry-After"] == "1"
-    assert refused.json() == {"detail": "Too many login attempts for this username: the 'login_username' limit "
-                                        "is 60/min with bursts of 3. Retry in 1 s."}
+    assert refused.json() == {
+        "detail": "Too many login attempts for this username: the 'login_username' limit "
+        "is 60/min with bursts of 3. Retry in 1 s."
+    }
     assert _login("owner").status_code == 429  # a refused attempt costs nothing, but it is still refused
     time.sleep(1.1)
     assert _login("owner").status_code == 200
@@ -278,8 +283,9 @@ def test_behind_trusted_proxies_the_address_is_read_from_x_forwarded_for(cast, l
     names = iter(range(100))
 
     def attempt(forwarded_for: str) -> int:  # a new username each time: only the address bucket counts
-        return _login(f"nobody{next(names)}", "wrong", REMOTE_ADDR="10.0.0.2",
-                      HTTP_X_FORWARDED_FOR=forwarded_for).status_code
+        return _login(
+            f"nobody{next(names)}", "wrong", REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR=forwarded_for
+        ).status_code
 
     # what the client wrote itself (left of the proxy's entry) changes nothing
     assert [attempt(f"192.0.2.{n}, 198.51.100.1") for n in range(3)] == [401, 401, 429]
@@ -299,8 +305,9 @@ def test_an_ipv6_client_is_limited_by_its_64_prefix(cast, login_limits):
 
 def test_with_the_rate_limit_redis_down_login_still_works(cast, login_limits, monkeypatch):
     """Login fails open on purpose (docs/security.md): logging in matters more during an outage."""
-    dead = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.2, socket_timeout=0.2,
-                       retry=Retry(NoBackoff(), 0))
+    dead = redis.Redis(
+        host="127.0.0.1", port=free_port(), socket_connect_timeout=0.2, socket_timeout=0.2, retry=Retry(NoBackoff(), 0)
+    )
     monkeypatch.setattr("canvas_project.ratelimit.get_redis", lambda: dead)
     assert [_login("owner", "wrong").status_code for _ in range(5)] == [401] * 5
     assert _login("owner").status_code == 200

@@ -12,8 +12,19 @@ from deals.models import Deal, DealAccess, OrgMembership, User
 
 def test_create_user_in_an_org(db):
     out = io.StringIO()
-    call_command("create_user", "ana", "--email", "ana@example.com", "--password", "s3cret-pass",
-                 "--org", "Acme RE", "--org-role", "admin", stdout=out)
+    call_command(
+        "create_user",
+        "ana",
+        "--email",
+        "ana@example.com",
+        "--password",
+        "s3cret-pass",
+        "--org",
+        "Acme RE",
+        "--org-role",
+        "admin",
+        stdout=out,
+    )
     user = User.objects.get(username="ana")
     assert user.check_password("s3cret-pass") and not user.is_superuser
     assert OrgMembership.objects.get(user=user).org.name == "Acme RE"
@@ -44,8 +55,12 @@ def test_seed_demo_is_idempotent_and_prints_a_working_token(db, client):
     call_command("seed_demo", stdout=io.StringIO())
     deal = Deal.objects.get()
     roles = dict(DealAccess.objects.filter(deal=deal).values_list("user__username", "role"))
-    assert roles == {"demo-owner": "owner", "demo-editor": "editor", "demo-commenter": "commenter",
-                     "demo-viewer": "viewer"}
+    assert roles == {
+        "demo-owner": "owner",
+        "demo-editor": "editor",
+        "demo-commenter": "commenter",
+        "demo-viewer": "viewer",
+    }
     assert User.objects.get(username="demo-superadmin").is_superuser
     token = [line.strip() for line in out.getvalue().splitlines() if line.strip().startswith("eyJ")][0]
     response = client.get(f"/api/deals/{deal.pk}", HTTP_AUTHORIZATION=f"Bearer {token}")

@@ -40,8 +40,15 @@ def test_it_lists_owned_shared_and_org_visible_deals(cast):
 
 def test_each_row_is_a_deal_queue_summary(cast):
     row = cast.client("commenter").get("/api/dashboard/memos").json()["results"][0]
-    assert {"deal_id", "deal_name", "document_state", "user_role", "updated_at", "progress",
-            "incomplete_delivery_blocked"} <= set(row)
+    assert {
+        "deal_id",
+        "deal_name",
+        "document_state",
+        "user_role",
+        "updated_at",
+        "progress",
+        "incomplete_delivery_blocked",
+    } <= set(row)
     assert row["user_role"] == "commenter"
     assert row["deal_name"] == "Riverside Apartments"
     assert row["progress"] == {"populated": 0, "total": 0}
@@ -70,8 +77,14 @@ def _ids_of(page) -> list[str]:
 
 @pytest.mark.parametrize(
     ("query", "field"),
-    [("page=0", "page"), ("page=abc", "page"), ("page_size=101", "page_size"), ("ordering=size", "ordering"),
-     ("scope=everything", "scope"), ("colour=red", "colour")],
+    [
+        ("page=0", "page"),
+        ("page=abc", "page"),
+        ("page_size=101", "page_size"),
+        ("ordering=size", "ordering"),
+        ("scope=everything", "scope"),
+        ("colour=red", "colour"),
+    ],
 )
 def test_bad_query_parameters_are_422_at_query(cast, query, field):
     response = cast.client("owner").get(f"/api/dashboard/memos?{query}")

@@ -18,8 +18,16 @@ def _mint(client, user, deal):
 
 @pytest.mark.parametrize(
     ("caller", "status"),
-    [("anonymous", 401), ("outsider", 403), ("other_org", 403), ("viewer", 403), ("commenter", 403),
-     ("editor", 403), ("owner", 403), ("superadmin", 201)],
+    [
+        ("anonymous", 401),
+        ("outsider", 403),
+        ("other_org", 403),
+        ("viewer", 403),
+        ("commenter", 403),
+        ("editor", 403),
+        ("owner", 403),
+        ("superadmin", 201),
+    ],
 )
 def test_role_matrix_of_minting(cast, caller, status):
     response = _mint(cast.client(caller), cast.users["viewer"], cast.deal)
@@ -104,8 +112,10 @@ def test_a_refreshed_deal_token_stays_scoped(cast):
 
 
 def test_login_tokens_carry_no_deal_claim(cast):
-    pair = factories.client_for().post(
-        "/api/auth/token", {"username": "owner", "password": factories.PASSWORD}, format="json"
-    ).json()
+    pair = (
+        factories.client_for()
+        .post("/api/auth/token", {"username": "owner", "password": factories.PASSWORD}, format="json")
+        .json()
+    )
     verify = factories.client_for().post("/api/auth/token/verify", {"token": pair["access"]}, format="json")
     assert verify.json()["deal_id"] is None

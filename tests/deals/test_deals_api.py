@@ -195,8 +195,9 @@ def test_deleting_a_deal_deletes_its_stored_files(cast, django_capture_on_commit
 
     from deals.models import Document
 
-    document = Document(deal=cast.deal, filename="om.txt", content_type="text/plain", kind="txt", size=5,
-                        sha256="0" * 64)
+    document = Document(
+        deal=cast.deal, filename="om.txt", content_type="text/plain", kind="txt", size=5, sha256="0" * 64
+    )
     document.file.save("om.txt", ContentFile(b"hello"), save=True)
     name = document.file.name
     assert default_storage.exists(name)

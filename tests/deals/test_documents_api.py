@@ -35,8 +35,16 @@ def _upload(client, deal, name: str, content: bytes, content_type: str = "applic
 
 
 def _stored_document(deal, name="om.pdf", content=b"%PDF-1.4 stub", pages=("Purchase price: $41,500,000",)):
-    doc = Document(deal=deal, filename=name, content_type="application/pdf", kind="pdf", size=len(content),
-                   sha256=hashlib.sha256(content).hexdigest(), state=FileState.READY, pages=len(pages))
+    doc = Document(
+        deal=deal,
+        filename=name,
+        content_type="application/pdf",
+        kind="pdf",
+        size=len(content),
+        sha256=hashlib.sha256(content).hexdigest(),
+        state=FileState.READY,
+        pages=len(pages),
+    )
     doc.file.save(name, ContentFile(content), save=False)
     doc.save()
     for number, text in enumerate(pages, start=1):
@@ -123,8 +131,12 @@ def test_it_uploads_and_answers_the_row(cast, django_capture_on_commit_callbacks
     [
         ("model.xlsx", docs.underwriting_xlsx(), "xlsx", XLSX),
         ("model.bin", docs.underwriting_xlsx(), "xlsx", XLSX),
-        ("notes.docx", docs.memo_docx(), "docx",
-         "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+        (
+            "notes.docx",
+            docs.memo_docx(),
+            "docx",
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        ),
         ("rent_roll.csv", docs.rent_roll_csv(), "csv", "text/csv; charset=utf-8"),
         ("market.md", "# Market\n\nCafé rents grew 4%.\n".encode(), "md", "text/markdown; charset=utf-8"),
         ("notes.txt", docs.long_text(), "txt", "text/plain; charset=utf-8"),
@@ -173,9 +185,13 @@ def test_a_file_over_the_limit_is_413(cast, settings, tmp_path):
 
 def test_a_body_declared_far_over_the_limit_is_413_before_it_is_read(cast, settings):
     settings.DOCUMENT_MAX_BYTES = 1000
-    response = cast.client("editor").generic("POST", _url(cast.deal), b"x" * 10,
-                                             content_type="multipart/form-data; boundary=xyz",
-                                             CONTENT_LENGTH=str(10 * 1024 * 1024))
+    response = cast.client("editor").generic(
+        "POST",
+        _url(cast.deal),
+        b"x" * 10,
+        content_type="multipart/form-data; boundary=xyz",
+        CONTENT_LENGTH=str(10 * 1024 * 1024),
+    )
     assert response.status_code == 413
 
 
@@ -246,8 +262,11 @@ def test_delete_removes_file_pages_and_redis_keys(cast, django_capture_on_commit
     doc = _stored_document(cast.deal, pages=("a", "b"))
     keep = _stored_document(cast.deal, name="keep.pdf")
     redis = get_redis()
-    own = [keys.digitization_key(cast.deal.pk, doc.pk), keys.image_crop_key(cast.deal.pk, doc.pk, 0),
-           keys.image_crop_key(cast.deal.pk, doc.pk, 1)]
+    own = [
+        keys.digitization_key(cast.deal.pk, doc.pk),
+        keys.image_crop_key(cast.deal.pk, doc.pk, 0),
+        keys.image_crop_key(cast.deal.pk, doc.pk, 1),
+    ]
     other = keys.digitization_key(cast.deal.pk, keep.pk)
     for key in [*own, other]:
         redis.set(key, b"x")
@@ -277,8 +296,11 @@ def test_intel_answers_metrics_with_sources(cast):
     body = cast.client("viewer").get(f"/api/deals/{cast.deal.pk}/intel").json()
     assert body["documents"] == 1
     assert body["metrics"]["purchase_price"] == {
-        "value": 41_500_000.0, "unit": "USD", "text": "Purchase price: $41,500,000",
-        "source": {"document_id": str(doc.pk), "filename": "om.pdf", "page": 2}}
+        "value": 41_500_000.0,
+        "unit": "USD",
+        "text": "Purchase price: $41,500,000",
+        "source": {"document_id": str(doc.pk), "filename": "om.pdf", "page": 2},
+    }
     assert body["metrics"]["cap_rate"]["value"] == 5.9
     assert "irr" not in body["metrics"]
 
@@ -290,7 +312,9 @@ def test_intake_names_missing_documents(cast):
     assert body["missing"] == ["Underwriting model (XLSX)"]
     assert body["complete"] is False
     assert {r["key"]: r["status"] for r in body["requirements"]} == {
-        "offering_memorandum": "received", "underwriting_model": "missing"}
+        "offering_memorandum": "received",
+        "underwriting_model": "missing",
+    }
     assert body["key_facts"]["purchase_price"]["value"] == 41_500_000
 
 
@@ -305,8 +329,9 @@ def test_admin_lists_documents_and_deletes_through_the_service(cast, client, dja
     assert client.get("/admin/deals/documentpage/").status_code == 200
     path = doc.file.path
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post("/admin/deals/document/", {"action": "delete_selected", "_selected_action": [doc.pk],
-                                                          "post": "yes"})
+        response = client.post(
+            "/admin/deals/document/", {"action": "delete_selected", "_selected_action": [doc.pk], "post": "yes"}
+        )
     assert response.status_code == 302
     assert not Document.objects.exists() and not os.path.exists(path)
     assert not get_redis().exists(keys.digitization_key(cast.deal.pk, doc.pk))

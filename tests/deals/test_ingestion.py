@@ -33,13 +33,21 @@ pytestmark = pytest.mark.django_db
 
 OM_PAGE_1 = "Riverside Apartments offering memorandum. Purchase price: $41,500,000 for the fee simple."
 OM_PAGE_2 = "The property has 240 units built in 1998. In-place NOI of $2,450,000, a cap rate of 5.9%."
-UW_SHEET = ("| Metric | Value |\n| --- | --- |\n| Levered IRR | 14.2% |\n| Equity Multiple | 1.85x |\n"
-            "| LTV | 65% |")
+UW_SHEET = "| Metric | Value |\n| --- | --- |\n| Levered IRR | 14.2% |\n| Equity Multiple | 1.85x |\n| LTV | 65% |"
 
 
 def _ready_document(deal, filename, kind, pages, state=FileState.READY):
-    doc = Document.objects.create(deal=deal, file=f"x/{filename}", filename=filename, content_type="x",
-                                  kind=kind, size=1, sha256="0" * 64, state=state, pages=len(pages))
+    doc = Document.objects.create(
+        deal=deal,
+        file=f"x/{filename}",
+        filename=filename,
+        content_type="x",
+        kind=kind,
+        size=1,
+        sha256="0" * 64,
+        state=state,
+        pages=len(pages),
+    )
     for number, text in enumerate(pages, start=1):
         DocumentPage.objects.create(document=doc, deal=deal, page_number=number, text=text)
     return doc
@@ -48,8 +56,7 @@ def _ready_document(deal, filename, kind, pages, state=FileState.READY):
 def test_it_extracts_intel_from_document_pages_with_sources(cast):
     om = _ready_document(cast.deal, "om.pdf", "pdf", [OM_PAGE_1, OM_PAGE_2])
     uw = _ready_document(cast.deal, "uw.xlsx", "xlsx", [UW_SHEET])
-    _ready_document(cast.deal, "later.pdf", "pdf", ["Purchase price: $99,000,000"],
-                    state=FileState.PROCESSING)
+    _ready_document(cast.deal, "later.pdf", "pdf", ["Purchase price: $99,000,000"], state=FileState.PROCESSING)
 
     intel = deal_intel_get(deal=cast.deal)
 
@@ -58,8 +65,12 @@ def test_it_extracts_intel_from_document_pages_with_sources(cast):
     assert metrics["purchase_price"]["value"] == 41_500_000
     assert metrics["purchase_price"]["source"] == {"document_id": str(om.pk), "filename": "om.pdf", "page": 1}
     assert metrics["noi"]["value"] == 2_450_000 and metrics["noi"]["source"]["page"] == 2
-    assert metrics["cap_rate"] == {"value": 5.9, "unit": "%", "text": "cap rate of 5.9%",
-                                   "source": {"document_id": str(om.pk), "filename": "om.pdf", "page": 2}}
+    assert metrics["cap_rate"] == {
+        "value": 5.9,
+        "unit": "%",
+        "text": "cap rate of 5.9%",
+        "source": {"document_id": str(om.pk), "filename": "om.pdf", "page": 2},
+    }
     assert metrics["units"]["value"] == 240 and metrics["year_built"]["value"] == 1998
     assert metrics["irr"]["value"] == 14.2 and metrics["irr"]["source"]["document_id"] == str(uw.pk)
     assert metrics["equity_multiple"]["value"] == 1.85 and metrics["equity_multiple"]["unit"] == "x"
@@ -70,8 +81,7 @@ def test_it_extracts_intel_from_document_pages_with_sources(cast):
 
 
 def test_it_serves_intel_from_the_cache(cast):
-    get_redis().set(keys.deal_intel_key(cast.deal.pk), json.dumps({"metrics": {}, "documents": 7,
-                                                                   "computed_at": "x"}))
+    get_redis().set(keys.deal_intel_key(cast.deal.pk), json.dumps({"metrics": {}, "documents": 7, "computed_at": "x"}))
     assert deal_intel_get(deal=cast.deal)["documents"] == 7
 
 
@@ -106,8 +116,9 @@ def media(settings, tmp_path):
 
 
 def _upload(client, deal, name: str, content: bytes) -> dict:
-    response = client.post(f"/api/deals/{deal.pk}/documents", {"file": SimpleUploadedFile(name, content)},
-                           format="multipart")
+    response = client.post(
+        f"/api/deals/{deal.pk}/documents", {"file": SimpleUploadedFile(name, content)}, format="multipart"
+    )
     assert response.status_code == 201, response.content
     return response.json()
 
@@ -156,8 +167,12 @@ def test_end_to_end_pdf_and_xlsx_on_the_worker(cast, celery_worker, media):
 
     intel = client.get(f"/api/deals/{cast.deal.pk}/intel").json()["metrics"]
     source = {"document_id": str(om.pk), "filename": "Riverside OM.pdf"}
-    assert intel["purchase_price"] == {"value": 41_500_000, "unit": "USD",
-                                       "text": "Purchase price: $41,500,000", "source": {**source, "page": 1}}
+    assert intel["purchase_price"] == {
+        "value": 41_500_000,
+        "unit": "USD",
+        "text": "Purchase price: $41,500,000",
+        "source": {**source, "page": 1},
+    }
     assert (intel["noi"]["value"], intel["noi"]["source"]["page"]) == (2_450_000, 2)
     assert (intel["cap_rate"]["value"], intel["cap_rate"]["source"]["page"]) == (5.9, 2)
     assert (intel["units"]["value"], intel["units"]["source"]["page"]) == (240, 3)
@@ -189,9 +204,12 @@ def test_end_to_end_pdf_and_xlsx_on_the_worker(cast, celery_worker, media):
     assert intel["metrics"]["purchase_price"]["source"]["document_id"] == str(om.pk)  # first in upload order
     intake = client.get(f"/api/deals/{cast.deal.pk}/intake").json()
     assert intake["missing"] == [] and intake["complete"] is True and intake["pages"] == 5
-    assert deal_passages(deal_id=cast.deal.pk)[3] == {"document_id": str(uw.pk),
-                                                      "filename": "Underwriting model.xlsx", "page": 1,
-                                                      "text": sheets[0].text}
+    assert deal_passages(deal_id=cast.deal.pk)[3] == {
+        "document_id": str(uw.pk),
+        "filename": "Underwriting model.xlsx",
+        "page": 1,
+        "text": sheets[0].text,
+    }
 
     # deleting the memorandum removes its pages, file and keys; intel falls back to the workbook
     path = om.file.path
@@ -236,8 +254,14 @@ def _queued(deal, name: str, content: bytes) -> Document:
     from deals.ingestion.sniff import sniff_document
 
     sniffed = sniff_document(io.BytesIO(content), name)
-    doc = Document(deal=deal, filename=name, content_type=sniffed.content_type, kind=sniffed.kind,
-                   size=len(content), sha256="0" * 64)
+    doc = Document(
+        deal=deal,
+        filename=name,
+        content_type=sniffed.content_type,
+        kind=sniffed.kind,
+        size=len(content),
+        sha256="0" * 64,
+    )
     doc.file.save(name, ContentFile(content), save=False)
     doc.save()
     return doc
@@ -267,8 +291,7 @@ def test_csv_is_a_markdown_table_chunked_with_its_header(cast, media):
     assert all(len(p) <= 3200 for p in pages)
     body_rows = [line for p in pages for line in p.splitlines()[2:]]
     assert len(body_rows) == 400 and body_rows[-1] == "| 399 | Tenant 399 | 1399 |"
-    labels = list(DocumentPage.objects.filter(document=doc).order_by("page_number")
-                  .values_list("label", flat=True))
+    labels = list(DocumentPage.objects.filter(document=doc).order_by("page_number").values_list("label", flat=True))
     assert labels[0].startswith("rows 1-")
 
 
@@ -324,8 +347,7 @@ def test_ingestion_is_done_once(cast, media):
 
 def test_a_redelivered_task_reingests_a_document_left_processing(cast, media):
     doc = _queued(cast.deal, "notes.txt", b"Purchase price: $5,000,000")
-    Document.objects.filter(pk=doc.pk).update(state=FileState.PROCESSING,
-                                              processing_started_at=timezone.now())
+    Document.objects.filter(pk=doc.pk).update(state=FileState.PROCESSING, processing_started_at=timezone.now())
     DocumentPage.objects.create(document=doc, deal=cast.deal, page_number=7, text="half-written")
     assert document_ingest(document_id=doc.pk).state == FileState.READY
     assert _pages(doc) == ["Purchase price: $5,000,000"]
@@ -360,8 +382,10 @@ def test_a_document_deleted_while_it_was_digitized_leaves_nothing(cast, media, m
     monkeypatch.setattr("deals.document_services.digitize", digitize_then_vanish)
     assert document_ingest(document_id=doc.pk) is None
     assert not DocumentPage.objects.filter(document_id=doc.pk).exists()
-    assert get_redis().exists(keys.digitization_key(cast.deal.pk, doc.pk),
-                              keys.image_crop_key(cast.deal.pk, doc.pk, 0)) == 0
+    assert (
+        get_redis().exists(keys.digitization_key(cast.deal.pk, doc.pk), keys.image_crop_key(cast.deal.pk, doc.pk, 0))
+        == 0
+    )
 
 
 # --- the stuck-ingestion sweeper ------------------------------------------------------------------
@@ -440,8 +464,13 @@ def test_intel_reads_common_phrasings(text, name, value):
 
 @pytest.mark.parametrize(
     "text",
-    ["$172,917 per unit", "IRR sensitivity table", "cap rate compression of 250 basis points",
-     "occupancy 940%", "built in 1066"],
+    [
+        "$172,917 per unit",
+        "IRR sensitivity table",
+        "cap rate compression of 250 basis points",
+        "occupancy 940%",
+        "built in 1066",
+    ],
 )
 def test_intel_ignores_implausible_or_valueless_mentions(text):
     assert extract_metrics([Passage("d", "f.pdf", 1, text)]) == {}
@@ -454,7 +483,9 @@ def test_intake_rules_follow_the_deal_template(cast):
     _ready_document(cast.deal, "t12.csv", "csv", ["| month | noi |"], state=FileState.PROCESSING)
     summary = intake_summary_get(deal=cast.deal)
     assert {r["key"]: r["status"] for r in summary["requirements"]} == {
-        "property_overview": "received", "operating_statements": "pending"}
+        "property_overview": "received",
+        "operating_statements": "pending",
+    }
     assert summary["missing"] == [] and summary["complete"] is False
     assert summary["counts"] == {"queued": 0, "processing": 1, "ready": 1, "failed": 0}
 

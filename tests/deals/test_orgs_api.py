@@ -50,8 +50,9 @@ def test_members_list_matrix(cast, caller, status):
     [("anonymous", 401), ("outsider", 404), ("other_org", 404), ("superadmin", 404), ("viewer", 403), ("owner", 201)],
 )
 def test_members_add_matrix(cast, caller, status):
-    response = cast.client(caller).post(f"/api/orgs/{cast.org.pk}/members",
-                                        {"email": "outsider@example.com"}, format="json")
+    response = cast.client(caller).post(
+        f"/api/orgs/{cast.org.pk}/members", {"email": "outsider@example.com"}, format="json"
+    )
     assert response.status_code == status
     assert OrgMembership.objects.filter(org=cast.org, user=cast.users["outsider"]).exists() == (status == 201)
 
@@ -66,8 +67,9 @@ def test_members_remove_matrix(cast, caller, status):
 
 
 def test_adding_an_existing_member_is_409(cast):
-    response = cast.client("owner").post(f"/api/orgs/{cast.org.pk}/members",
-                                         {"user_id": str(cast.users["viewer"].pk), "role": "admin"}, format="json")
+    response = cast.client("owner").post(
+        f"/api/orgs/{cast.org.pk}/members", {"user_id": str(cast.users["viewer"].pk), "role": "admin"}, format="json"
+    )
     assert response.status_code == 409
 
 

@@ -27,8 +27,9 @@ def test_role_matrix_list(cast, role):
 
 @pytest.mark.parametrize("role", ROLES)
 def test_role_matrix_grant(cast, role):
-    response = cast.client(role).post(_url(cast.deal), {"user_id": str(cast.users["member"].pk), "role": "viewer"},
-                                      format="json")
+    response = cast.client(role).post(
+        _url(cast.deal), {"user_id": str(cast.users["member"].pk), "role": "viewer"}, format="json"
+    )
     assert response.status_code == expected_status(role, minimum="owner", ok=201)
     assert DealAccess.objects.filter(deal=cast.deal, user=cast.users["member"]).exists() == (role == "owner")
 
@@ -46,8 +47,9 @@ def test_role_matrix_revoke(cast, role):
 
 
 def test_grant_by_email_records_who_granted(cast):
-    response = cast.client("owner").post(_url(cast.deal), {"email": "MEMBER@example.com", "role": "commenter"},
-                                         format="json")
+    response = cast.client("owner").post(
+        _url(cast.deal), {"email": "MEMBER@example.com", "role": "commenter"}, format="json"
+    )
     assert response.status_code == 201
     body = response.json()
     assert body["user_id"] == str(cast.users["member"].pk)
@@ -57,8 +59,9 @@ def test_grant_by_email_records_who_granted(cast):
 
 
 def test_granting_twice_is_409(cast):
-    response = cast.client("owner").post(_url(cast.deal), {"user_id": str(cast.users["viewer"].pk), "role": "editor"},
-                                         format="json")
+    response = cast.client("owner").post(
+        _url(cast.deal), {"user_id": str(cast.users["viewer"].pk), "role": "editor"}, format="json"
+    )
     assert response.status_code == 409
     assert DealAccess.objects.get(deal=cast.deal, user=cast.users["viewer"]).role == "viewer"
 
@@ -73,9 +76,12 @@ def test_only_org_members_can_be_granted(cast):
 
 @pytest.mark.parametrize(
     ("payload", "loc"),
-    [({"role": "viewer"}, ["body"]), ({"email": "a@example.com", "user_id": "9b1d3c6e-1111-4222-8333-444455556666",
-      "role": "viewer"}, ["body"]), ({"email": "nobody@example.com", "role": "viewer"}, ["body", "email"]),
-     ({"email": "member@example.com", "role": "admin"}, ["body", "role"])],
+    [
+        ({"role": "viewer"}, ["body"]),
+        ({"email": "a@example.com", "user_id": "9b1d3c6e-1111-4222-8333-444455556666", "role": "viewer"}, ["body"]),
+        ({"email": "nobody@example.com", "role": "viewer"}, ["body", "email"]),
+        ({"email": "member@example.com", "role": "admin"}, ["body", "role"]),
+    ],
 )
 def test_bad_grants_are_422(cast, payload, loc):
     response = cast.client("owner").post(_url(cast.deal), payload, format="json")
@@ -84,8 +90,9 @@ def test_bad_grants_are_422(cast, payload, loc):
 
 
 def test_malformed_user_id_in_the_path_is_422_at_path(cast):
-    response = cast.client("owner").patch(f"/api/deals/{cast.deal.pk}/access/not-a-uuid", {"role": "viewer"},
-                                          format="json")
+    response = cast.client("owner").patch(
+        f"/api/deals/{cast.deal.pk}/access/not-a-uuid", {"role": "viewer"}, format="json"
+    )
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["path", "user_id"]
 
@@ -122,12 +129,15 @@ class TestLastOwner:
         def demote(actor: str, target: str) -> None:
             client = cast.client(actor)
             barrier.wait()
-            statuses.append(client.patch(_url(cast.deal, cast.users[target]), {"role": "viewer"}, format="json")
-                            .status_code)
+            statuses.append(
+                client.patch(_url(cast.deal, cast.users[target]), {"role": "viewer"}, format="json").status_code
+            )
             connection.close()
 
-        threads = [threading.Thread(target=demote, args=("owner", "editor")),
-                   threading.Thread(target=demote, args=("editor", "owner"))]
+        threads = [
+            threading.Thread(target=demote, args=("owner", "editor")),
+            threading.Thread(target=demote, args=("editor", "owner")),
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:

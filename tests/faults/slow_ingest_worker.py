@@ -27,8 +27,20 @@ def main() -> None:
         return real_digitize(*args, **kwargs)
 
     document_services.digitize = slow_digitize
-    app.worker_main(["worker", "--pool", "solo", "--concurrency", "1", "--without-heartbeat", "--without-mingle",
-                     "--without-gossip", "--loglevel", "WARNING"])
+    app.worker_main(
+        [
+            "worker",
+            "--pool",
+            "solo",
+            "--concurrency",
+            "1",
+            "--without-heartbeat",
+            "--without-mingle",
+            "--without-gossip",
+            "--loglevel",
+            "WARNING",
+        ]
+    )
 
 
 if __name__ == "__main__":

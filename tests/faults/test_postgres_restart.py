@@ -26,8 +26,10 @@ from tests.faults.conftest import Api, RunningService
 from tests.servers import ThrowawayPostgres
 
 PASSWORD = "fault-pass-1"
-SEED = ("import django; django.setup(); from django.core.management import call_command; "
-        f"call_command('migrate', verbosity=0, interactive=False); call_command('seed_demo', password='{PASSWORD}')")
+SEED = (
+    "import django; django.setup(); from django.core.management import call_command; "
+    f"call_command('migrate', verbosity=0, interactive=False); call_command('seed_demo', password='{PASSWORD}')"
+)
 
 
 @pytest.fixture
@@ -39,21 +41,32 @@ def postgres():
 
 @pytest.fixture
 def service(postgres):
-    env = {"DJANGO_SETTINGS_MODULE": "canvas_project.settings", "DATABASE_URL": postgres.create_database("dc_faults"),
-           "REDIS_URL": settings.REDIS_URL}
-    subprocess.run([sys.executable, "-c", SEED], env={**os.environ, **env}, check=True, capture_output=True,
-                   timeout=180, cwd=settings.BASE_DIR)
+    env = {
+        "DJANGO_SETTINGS_MODULE": "canvas_project.settings",
+        "DATABASE_URL": postgres.create_database("dc_faults"),
+        "REDIS_URL": settings.REDIS_URL,
+    }
+    subprocess.run(
+        [sys.executable, "-c", SEED],
+        env={**os.environ, **env},
+        check=True,
+        capture_output=True,
+        timeout=180,
+        cwd=settings.BASE_DIR,
+    )
     # While PostgreSQL is down a request waits DB_POOL_TIMEOUT for a connection before its 503: 3 s here
     # (5 s by default). The reconnect window shrinks with it, keeping its longest retry delay (2 s) below it.
-    running = RunningService({**env, "DB_POOL_TIMEOUT": "3", "LANGGRAPH_POOL_TIMEOUT": "3",
-                              "DB_POOL_RECONNECT_TIMEOUT": "2"})
+    running = RunningService(
+        {**env, "DB_POOL_TIMEOUT": "3", "LANGGRAPH_POOL_TIMEOUT": "3", "DB_POOL_RECONNECT_TIMEOUT": "2"}
+    )
     yield running
     running.stop()
 
 
 def _login(service, role: str) -> httpx.Response:
-    return httpx.post(f"{service.url}/api/auth/token", json={"username": f"demo-{role}", "password": PASSWORD},
-                      timeout=30)
+    return httpx.post(
+        f"{service.url}/api/auth/token", json={"username": f"demo-{role}", "password": PASSWORD}, timeout=30
+    )
 
 
 def _stored_memo(url: str, deal_id: str) -> tuple[int, str]:
@@ -66,13 +79,15 @@ def _stored_memo(url: str, deal_id: str) -> tuple[int, str]:
 
 
 def test_a_postgres_restart_answers_503_meanwhile_and_the_same_process_recovers(postgres, service):
-    owner, editor, viewer = (Api(service.url, _login(service, role).json()["access"])
-                             for role in ("owner", "editor", "viewer"))
+    owner, editor, viewer = (
+        Api(service.url, _login(service, role).json()["access"]) for role in ("owner", "editor", "viewer")
+    )
     deal_id = owner.get("/api/dashboard/memos").json()["results"][0]["deal_id"]
     canvas = f"/api/canvas/{deal_id}"
     assert owner.post(f"{canvas}/save", json={"content": full_memo()}).json()["version"] == 1
-    acknowledged = editor.post(f"{canvas}/save", json={"content": full_memo() + "\n## Closing Note\n\nBefore.\n",
-                                                      "base_version": 1})
+    acknowledged = editor.post(
+        f"{canvas}/save", json={"content": full_memo() + "\n## Closing Note\n\nBefore.\n", "base_version": 1}
+    )
     assert acknowledged.status_code == 200 and acknowledged.json()["version"] == 2
     assert viewer.get(canvas).status_code == 200  # the session is cached in Redis now
 
@@ -104,8 +119,9 @@ def test_a_postgres_restart_answers_503_meanwhile_and_the_same_process_recovers(
     recovered = viewer.get(canvas)
     assert recovered.status_code == 200, recovered.text
     assert recovered.json()["version"] == 2 and "Before." in recovered.json()["markdown_content"]
-    after = editor.post(f"{canvas}/save", json={"content": recovered.json()["markdown_content"] + "\nAfter.\n",
-                                                "base_version": 2})
+    after = editor.post(
+        f"{canvas}/save", json={"content": recovered.json()["markdown_content"] + "\nAfter.\n", "base_version": 2}
+    )
     assert after.status_code == 200 and after.json()["version"] == 3, after.text
     assert viewer.get(f"{canvas}/versions").status_code == 200
     assert _login(service, "viewer").status_code == 200

@@ -43,8 +43,13 @@ def test_requests_during_a_redis_outage_are_served_or_503_and_the_process_recove
     assert "Redis is unavailable" in session.json()["initialization_warning"]
     assert session.json()["version"] == 1
     # a save needs only the Store: acknowledged during the outage, it must survive it
-    during = call("save", editor.post(f"{deal}/save", json={
-        "content": full_memo() + "\n## Closing Note\n\nWritten while Redis was down.\n", "base_version": 1}))
+    during = call(
+        "save",
+        editor.post(
+            f"{deal}/save",
+            json={"content": full_memo() + "\n## Closing Note\n\nWritten while Redis was down.\n", "base_version": 1},
+        ),
+    )
     assert during.status_code == 200 and during.json()["version"] == 2, during.text
     call("comment", editor.post(f"{deal}/comments", json={"section_key": "risks", "body": "Outage comment"}))
     call("versions", viewer.get(f"{deal}/versions"))
@@ -56,8 +61,10 @@ def test_requests_during_a_redis_outage_are_served_or_503_and_the_process_recove
         "refresh": editor.post(f"{deal}/refresh"),
         "collab steps": viewer.get(f"{deal}/collab/steps?since=0"),
         "generate": editor.post(f"{deal}/generate", json={}),
-        "upload": editor.post(f"/api/deals/{cast.deal.pk}/documents",
-                              files={"file": ("notes.txt", b"Purchase price $10,000,000.\n", "text/plain")}),
+        "upload": editor.post(
+            f"/api/deals/{cast.deal.pk}/documents",
+            files={"file": ("notes.txt", b"Purchase price $10,000,000.\n", "text/plain")},
+        ),
         "health": viewer.get("/api/health"),
     }.items():
         call(name, response)
@@ -73,13 +80,17 @@ def test_requests_during_a_redis_outage_are_served_or_503_and_the_process_recove
 
     own_redis.start()  # the same port, empty
 
-    recovered = wait_for(lambda: (r := viewer.get(deal)).status_code == 200 and
-                         r.json()["initialization_warning"] is None and r, timeout=20, what="canvas GET recovers")
+    recovered = wait_for(
+        lambda: (r := viewer.get(deal)).status_code == 200 and r.json()["initialization_warning"] is None and r,
+        timeout=20,
+        what="canvas GET recovers",
+    )
     assert recovered.json()["version"] == 2 and "Written while Redis was down." in recovered.json()["markdown_content"]
     assert viewer.post(f"{deal}/presence", json={"section_key": "risks"}).status_code == 200
     assert editor.post(f"{deal}/refresh").status_code == 200
-    after = editor.post(f"{deal}/save", json={"content": recovered.json()["markdown_content"] + "\nAfter.\n",
-                                             "base_version": 2})
+    after = editor.post(
+        f"{deal}/save", json={"content": recovered.json()["markdown_content"] + "\nAfter.\n", "base_version": 2}
+    )
     assert after.status_code == 200 and after.json()["version"] == 3
     assert viewer.get("/api/health").json()["checks"]["redis"]["ok"] is True
     document = f"/api/deals/{cast.deal.pk}/documents/{answers['upload'].json()['id']}"

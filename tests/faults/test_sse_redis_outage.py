@@ -56,8 +56,11 @@ def test_open_streams_live_through_a_redis_outage_and_resume_after_it(cast, own_
     wait_for(lambda: _xread_clients(own_redis) == 1, timeout=10, what="the service's reader follows the stream")
     # one connection outlives the 5 s blocking XREAD: a read timeout no longer than the block used to
     # drop it every 5 s (and with it, now, reset every quiet stream)
-    wait_for(lambda: _xread_clients(own_redis, older_than=BLOCK_MS / 1000 + 1), timeout=15,
-             what="the reader keeps its connection through a quiet block")
+    wait_for(
+        lambda: _xread_clients(own_redis, older_than=BLOCK_MS / 1000 + 1),
+        timeout=15,
+        what="the reader keeps its connection through a quiet block",
+    )
     assert live.events.empty()
     before = [events.emit(cast.deal.pk, "document_saved", {"n": n}) for n in range(2)]
     assert [_next_event(live).id for _ in before] == before

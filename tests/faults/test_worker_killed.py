@@ -41,10 +41,18 @@ def media(settings, tmp_path):
 @pytest.fixture
 def slow_worker(transactional_db, media):
     """A real worker process (tests/faults/slow_ingest_worker.py) that sleeps a minute in digitization."""
-    env = {**os.environ, **service_env(MEDIA_ROOT=str(media), SLOW_INGEST_SECONDS="60"),
-           "PYTHONPATH": str(settings.BASE_DIR)}
-    worker = subprocess.Popen([sys.executable, "-m", "tests.faults.slow_ingest_worker"], cwd=settings.BASE_DIR,
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = {
+        **os.environ,
+        **service_env(MEDIA_ROOT=str(media), SLOW_INGEST_SECONDS="60"),
+        "PYTHONPATH": str(settings.BASE_DIR),
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "tests.faults.slow_ingest_worker"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     yield worker
     if worker.poll() is None:
         worker.kill()
@@ -57,11 +65,13 @@ def _state(document_id) -> tuple[str, str]:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_worker_killed_mid_ingestion_leaves_a_document_the_sweeper_fails_and_reingest_fixes(cast, slow_worker,
-                                                                                           request):
+def test_a_worker_killed_mid_ingestion_leaves_a_document_the_sweeper_fails_and_reingest_fixes(
+    cast, slow_worker, request
+):
     editor = cast.client("editor")
-    uploaded = editor.post(f"/api/deals/{cast.deal.pk}/documents",
-                           {"file": SimpleUploadedFile("notes.md", NOTES)}, format="multipart")
+    uploaded = editor.post(
+        f"/api/deals/{cast.deal.pk}/documents", {"file": SimpleUploadedFile("notes.md", NOTES)}, format="multipart"
+    )
     assert uploaded.status_code == 201, uploaded.content
     document_id = uploaded.json()["id"]
 
@@ -98,11 +108,31 @@ def test_health_reports_a_killed_worker_gone_once_its_heartbeat_ages_out(setting
     settings.WORKER_HEARTBEAT_MAX_AGE = 1.5
     env = {**os.environ, **service_env(WORKER_HEARTBEAT_SECONDS="0.2"), "PYTHONPATH": str(settings.BASE_DIR)}
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "canvas_project", "worker", "--pool", "solo", "--concurrency", "1",
-         "--without-heartbeat", "--without-mingle", "--without-gossip", "--loglevel", "WARNING"],
-        cwd=settings.BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "canvas_project",
+            "worker",
+            "--pool",
+            "solo",
+            "--concurrency",
+            "1",
+            "--without-heartbeat",
+            "--without-mingle",
+            "--without-gossip",
+            "--loglevel",
+            "WARNING",
+        ],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     client = Client()
     try:
+
         def celery_check():
             assert worker.poll() is None, worker.stderr.read().decode()[-2000:]
             return client.get("/api/health").json()["checks"]["celery"]
@@ -116,8 +146,11 @@ def test_health_reports_a_killed_worker_gone_once_its_heartbeat_ages_out(setting
             worker.kill()
             worker.wait(10)
     # killed, it cannot remove its heartbeat: health reports it gone once the last beat is 1.5 s old
-    wait_for(lambda: not client.get("/api/health").json()["checks"]["celery"]["ok"], timeout=10,
-             what="health notices the killed worker")
+    wait_for(
+        lambda: not client.get("/api/health").json()["checks"]["celery"]["ok"],
+        timeout=10,
+        what="health notices the killed worker",
+    )
     assert time.monotonic() - killed_at < 1.5 + 2
     response = client.get("/api/health")
     assert response.status_code == 200 and response.json()["status"] == "degraded"  # the API still serves

@@ -20,8 +20,9 @@ from tests.servers import ServiceProcess, database_url_of, free_port
 
 
 def _chat(client, deal, message="What are the risks?", **extra):
-    return client.post("/api/v1/chat", {"message": message, "project_id": str(deal.pk), "agent_id": "strategy",
-                                        **extra}, format="json")
+    return client.post(
+        "/api/v1/chat", {"message": message, "project_id": str(deal.pk), "agent_id": "strategy", **extra}, format="json"
+    )
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -40,11 +41,18 @@ def test_the_forwarded_metadata_has_the_contract_shape(cast, written):
     assert metadata["knowledge_search"] is False and metadata["canvas_profile"] == {"tone": "brief"}
     context = metadata["canvas_context"]
     assert context["mode"] == "summary"
-    assert context["summary"] == {"nodeCount": 10, "byType": {"section": 9, "strategy_item": 1},
-                                  "byStatus": {"approve": 1, "reject": 0, "pending": 9}}
+    assert context["summary"] == {
+        "nodeCount": 10,
+        "byType": {"section": 9, "strategy_item": 1},
+        "byStatus": {"approve": 1, "reject": 0, "pending": 9},
+    }
     ref = context["context_ref"]
-    assert ref == {"project_id": str(cast.deal.pk), "thread_id": body["thread_id"], "agent_id": "strategy",
-                   "revision": ref["revision"]}
+    assert ref == {
+        "project_id": str(cast.deal.pk),
+        "thread_id": body["thread_id"],
+        "agent_id": "strategy",
+        "revision": ref["revision"],
+    }
     # the pushed revision is the one the internal endpoint serves
     from internal_api.context import canvas_summary
 
@@ -70,13 +78,18 @@ def test_someone_elses_thread_is_404(cast, written):
     assert _chat(cast.client("viewer"), cast.deal, thread_id=theirs).status_code == 404
 
 
-@pytest.mark.parametrize(("body", "loc"), [({"message": ""}, ["body", "message"]),
-                                           ({"attached_document_ids": ["nope"]}, ["body", "attached_document_ids", 0]),
-                                           ({"attached_document_ids": ["6f1c0d52-3b7e-4d0a-9a51-2f3c4b5d6e7f"]},
-                                            ["body", "attached_document_ids", 0])])
+@pytest.mark.parametrize(
+    ("body", "loc"),
+    [
+        ({"message": ""}, ["body", "message"]),
+        ({"attached_document_ids": ["nope"]}, ["body", "attached_document_ids", 0]),
+        ({"attached_document_ids": ["6f1c0d52-3b7e-4d0a-9a51-2f3c4b5d6e7f"]}, ["body", "attached_document_ids", 0]),
+    ],
+)
 def test_bad_chat_bodies_are_422(cast, written, body, loc):
-    response = cast.client("viewer").post("/api/v1/chat", {"message": "hi", "project_id": str(cast.deal.pk),
-                                                           "agent_id": "a", **body}, format="json")
+    response = cast.client("viewer").post(
+        "/api/v1/chat", {"message": "hi", "project_id": str(cast.deal.pk), "agent_id": "a", **body}, format="json"
+    )
     assert response.status_code == 422 and response.json()["detail"][0]["loc"] == loc
 
 
@@ -139,16 +152,23 @@ def test_the_stream_variant_over_real_http(cast, memo_text):
     from tests.canvas.conftest import save
 
     save(cast.client("owner"), cast.deal, memo_text)
-    server = ServiceProcess({"DJANGO_SETTINGS_MODULE": "canvas_project.settings",
-                             "DATABASE_URL": database_url_of(connection.settings_dict),
-                             "REDIS_URL": settings.REDIS_URL}).start()
+    server = ServiceProcess(
+        {
+            "DJANGO_SETTINGS_MODULE": "canvas_project.settings",
+            "DATABASE_URL": database_url_of(connection.settings_dict),
+            "REDIS_URL": settings.REDIS_URL,
+        }
+    ).start()
     try:
         token = token_pair_for_user(user=cast.users["viewer"])["access"]
         events, current = [], {}
-        with httpx.stream("POST", f"{server.url}/api/v1/chat/stream", timeout=30,
-                          headers={"Authorization": f"Bearer {token}"},
-                          json={"message": "details of the risks section", "project_id": str(cast.deal.pk),
-                                "agent_id": "strategy"}) as response:
+        with httpx.stream(
+            "POST",
+            f"{server.url}/api/v1/chat/stream",
+            timeout=30,
+            headers={"Authorization": f"Bearer {token}"},
+            json={"message": "details of the risks section", "project_id": str(cast.deal.pk), "agent_id": "strategy"},
+        ) as response:
             assert response.status_code == 200
             assert response.headers["content-type"].startswith("text/event-stream")
             for line in response.iter_lines():
@@ -160,8 +180,12 @@ def test_the_stream_variant_over_real_http(cast, memo_text):
                     name, _, value = line.partition(":")
                     current[name] = value.lstrip(" ")
         anonymous = httpx.post(f"{server.url}/api/v1/chat/stream", json={}, timeout=10)
-        bad = httpx.post(f"{server.url}/api/v1/chat/stream", headers={"Authorization": f"Bearer {token}"},
-                         json={"message": "", "project_id": str(cast.deal.pk), "agent_id": "a"}, timeout=10)
+        bad = httpx.post(
+            f"{server.url}/api/v1/chat/stream",
+            headers={"Authorization": f"Bearer {token}"},
+            json={"message": "", "project_id": str(cast.deal.pk), "agent_id": "a"},
+            timeout=10,
+        )
     finally:
         server.stop()
     kinds = [e.get("event") for e in events]

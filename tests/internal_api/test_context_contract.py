@@ -27,15 +27,34 @@ def thread(cast):
     return ChatThread.objects.create(deal=cast.deal, user=cast.users["editor"], agent_id="strategy")
 
 
-def _call(cast, thread, *, token=TOKEN, version="2026-02", user=None, project=None, thread_id=None, query=None,
-          drop=(), drop_query=()):
-    headers = {"HTTP_AUTHORIZATION": f"Bearer {token}" if token else "", "HTTP_X_CONTRACT_VERSION": version,
-               "HTTP_X_USER_ID": str(user or cast.users["editor"].pk),
-               "HTTP_X_PROJECT_ID": str(project or cast.deal.pk), "HTTP_X_THREAD_ID": str(thread_id or thread.pk)}
+def _call(
+    cast,
+    thread,
+    *,
+    token=TOKEN,
+    version="2026-02",
+    user=None,
+    project=None,
+    thread_id=None,
+    query=None,
+    drop=(),
+    drop_query=(),
+):
+    headers = {
+        "HTTP_AUTHORIZATION": f"Bearer {token}" if token else "",
+        "HTTP_X_CONTRACT_VERSION": version,
+        "HTTP_X_USER_ID": str(user or cast.users["editor"].pk),
+        "HTTP_X_PROJECT_ID": str(project or cast.deal.pk),
+        "HTTP_X_THREAD_ID": str(thread_id or thread.pk),
+    }
     for name in drop:
         headers.pop(name)
-    params = {"agentId": "strategy", "projectId": str(project or cast.deal.pk), "threadId": str(thread_id or thread.pk),
-              **(query or {})}
+    params = {
+        "agentId": "strategy",
+        "projectId": str(project or cast.deal.pk),
+        "threadId": str(thread_id or thread.pk),
+        **(query or {}),
+    }
     for name in drop_query:
         params.pop(name)
     return APIClient().get(URL, params, **{k: v for k, v in headers.items() if v is not None})
@@ -70,15 +89,28 @@ def test_revision_is_16_hex_of_sha256_over_the_canonical_summary(cast, thread, w
 
 
 def test_revision_is_stable_across_processes_and_key_order():
-    summary = {"nodeCount": 48, "byType": {"strategy_item": 22, "section": 26},
-               "byStatus": {"approve": 18, "reject": 4, "pending": 26}}
-    reordered = {"byStatus": {"pending": 26, "reject": 4, "approve": 18}, "nodeCount": 48,
-                 "byType": {"section": 26, "strategy_item": 22}}
-    code = ("import json, sys, django; django.setup(); from internal_api.context import summary_revision; "
-            "print(summary_revision(json.loads(sys.argv[1])))")
+    summary = {
+        "nodeCount": 48,
+        "byType": {"strategy_item": 22, "section": 26},
+        "byStatus": {"approve": 18, "reject": 4, "pending": 26},
+    }
+    reordered = {
+        "byStatus": {"pending": 26, "reject": 4, "approve": 18},
+        "nodeCount": 48,
+        "byType": {"section": 26, "strategy_item": 22},
+    }
+    code = (
+        "import json, sys, django; django.setup(); from internal_api.context import summary_revision; "
+        "print(summary_revision(json.loads(sys.argv[1])))"
+    )
     env = {**os.environ, "PYTHONHASHSEED": "123", "DJANGO_SETTINGS_MODULE": "canvas_project.settings"}
-    other = subprocess.run([sys.executable, "-c", code, json.dumps(reordered)], capture_output=True, text=True,
-                           check=True, env=env).stdout.strip().splitlines()[-1]
+    other = (
+        subprocess.run(
+            [sys.executable, "-c", code, json.dumps(reordered)], capture_output=True, text=True, check=True, env=env
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     assert summary_revision(summary) == summary_revision(reordered) == other
     assert len(other) == 16 and int(other, 16) >= 0
 
@@ -107,28 +139,39 @@ def test_an_unchanged_revision_omits_the_nodes(cast, thread, written):
 
 
 def test_optional_query_parameters(cast, thread, written):
-    strategy = nodes.node_create(deal=cast.deal, actor_id=None, type="strategy_item", title="Hold 7 years",
-                                 content="Because.", framework="swot")
-    nodes.link_create(deal=cast.deal, actor_id=None, source=strategy["id"], target="section:risks",
-                      edge_type="addresses")
+    strategy = nodes.node_create(
+        deal=cast.deal, actor_id=None, type="strategy_item", title="Hold 7 years", content="Because.", framework="swot"
+    )
+    nodes.link_create(
+        deal=cast.deal, actor_id=None, source=strategy["id"], target="section:risks", edge_type="addresses"
+    )
     bare = _call(cast, thread, query={"maxNodes": 3}).json()["data"]["canvas_context"]
     assert len(bare["nodes"]) == 3 and bare["truncated"] is True
     assert all("content" not in n for n in bare["nodes"]) and bare["relationships"] == {}
-    full = _call(cast, thread, query={"framework": "swot", "includeContent": "true",
-                                      "includeRelationships": "true"}).json()["data"]["canvas_context"]
+    full = _call(
+        cast, thread, query={"framework": "swot", "includeContent": "true", "includeRelationships": "true"}
+    ).json()["data"]["canvas_context"]
     assert [n["id"] for n in full["nodes"]] == [strategy["id"]]
     assert full["nodes"][0]["content"] == "Because."
     assert full["summary"]["nodeCount"] == 10  # the summary always covers every node
     # an edge to a node outside the listed set is not listed
     assert full["relationships"] == {}
     every = _call(cast, thread, query={"includeRelationships": "true", "maxNodes": 100}).json()
-    assert every["data"]["canvas_context"]["relationships"][strategy["id"]] == [{"to": "section:risks",
-                                                                                  "type": "addresses"}]
+    assert every["data"]["canvas_context"]["relationships"][strategy["id"]] == [
+        {"to": "section:risks", "type": "addresses"}
+    ]
 
 
 # --- "401: missing or invalid internal token" ------------------------------------------------------------
-@pytest.mark.parametrize(("token", "code"), [(None, "missing_token"), ("nope", "invalid_token"),
-                                             ("test-engine-token-primar", "invalid_token"), ("tökén", "invalid_token")])
+@pytest.mark.parametrize(
+    ("token", "code"),
+    [
+        (None, "missing_token"),
+        ("nope", "invalid_token"),
+        ("test-engine-token-primar", "invalid_token"),
+        ("tökén", "invalid_token"),
+    ],
+)
 def test_401_for_a_missing_or_invalid_token(cast, thread, token, code):
     _assert_error(_call(cast, thread, token=token), 401, code)
 
@@ -152,8 +195,9 @@ def test_400_for_a_contract_version_mismatch_naming_the_supported_ones(cast, thr
     assert "2026-02" in response.json()["error"]["message"]
 
 
-@pytest.mark.parametrize("header", ["HTTP_X_USER_ID", "HTTP_X_PROJECT_ID", "HTTP_X_THREAD_ID",
-                                    "HTTP_X_CONTRACT_VERSION"])
+@pytest.mark.parametrize(
+    "header", ["HTTP_X_USER_ID", "HTTP_X_PROJECT_ID", "HTTP_X_THREAD_ID", "HTTP_X_CONTRACT_VERSION"]
+)
 def test_400_for_a_missing_trusted_claim(cast, thread, header):
     code = "contract_version_mismatch" if header == "HTTP_X_CONTRACT_VERSION" else "missing_claim"
     _assert_error(_call(cast, thread, drop=(header,)), 400, code)
@@ -187,18 +231,28 @@ def test_400_for_a_non_boolean_flag(cast, thread):
 # --- "403: trusted claim scope and query scope mismatch" -------------------------------------------------
 def test_403_when_the_project_claim_and_query_differ(cast, thread):
     headers_project = uuid.uuid4()
-    response = APIClient().get(URL, {"agentId": "a", "projectId": str(cast.deal.pk), "threadId": str(thread.pk)},
-                               HTTP_AUTHORIZATION=f"Bearer {TOKEN}", HTTP_X_CONTRACT_VERSION="2026-02",
-                               HTTP_X_USER_ID=str(cast.users["editor"].pk), HTTP_X_PROJECT_ID=str(headers_project),
-                               HTTP_X_THREAD_ID=str(thread.pk))
+    response = APIClient().get(
+        URL,
+        {"agentId": "a", "projectId": str(cast.deal.pk), "threadId": str(thread.pk)},
+        HTTP_AUTHORIZATION=f"Bearer {TOKEN}",
+        HTTP_X_CONTRACT_VERSION="2026-02",
+        HTTP_X_USER_ID=str(cast.users["editor"].pk),
+        HTTP_X_PROJECT_ID=str(headers_project),
+        HTTP_X_THREAD_ID=str(thread.pk),
+    )
     _assert_error(response, 403, "scope_mismatch")
 
 
 def test_403_when_the_thread_claim_and_query_differ(cast, thread):
-    response = APIClient().get(URL, {"agentId": "a", "projectId": str(cast.deal.pk), "threadId": str(uuid.uuid4())},
-                               HTTP_AUTHORIZATION=f"Bearer {TOKEN}", HTTP_X_CONTRACT_VERSION="2026-02",
-                               HTTP_X_USER_ID=str(cast.users["editor"].pk), HTTP_X_PROJECT_ID=str(cast.deal.pk),
-                               HTTP_X_THREAD_ID=str(thread.pk))
+    response = APIClient().get(
+        URL,
+        {"agentId": "a", "projectId": str(cast.deal.pk), "threadId": str(uuid.uuid4())},
+        HTTP_AUTHORIZATION=f"Bearer {TOKEN}",
+        HTTP_X_CONTRACT_VERSION="2026-02",
+        HTTP_X_USER_ID=str(cast.users["editor"].pk),
+        HTTP_X_PROJECT_ID=str(cast.deal.pk),
+        HTTP_X_THREAD_ID=str(thread.pk),
+    )
     _assert_error(response, 403, "scope_mismatch")
 
 
@@ -251,10 +305,12 @@ def test_the_counted_summary_equals_the_summary_of_every_loaded_node(cast, threa
     """canvas_summary_counts reads LangGraph's store table directly: pin it to the slow, obvious path."""
     for n, raw in enumerate(["approved", "rejected", "open", None, "Dismissed", "accepted"]):
         kwargs = {"status": raw} if raw is not None else {}
-        nodes.node_create(deal=cast.deal, actor_id=None, type="strategy_item" if n % 2 else "risk_item",
-                          title=f"n{n}", **kwargs)
-    cast.client("commenter").post(canvas_url(cast.deal, "comments"), {"section_key": "risks", "body": "?"},
-                                  format="json")
+        nodes.node_create(
+            deal=cast.deal, actor_id=None, type="strategy_item" if n % 2 else "risk_item", title=f"n{n}", **kwargs
+        )
+    cast.client("commenter").post(
+        canvas_url(cast.deal, "comments"), {"section_key": "risks", "body": "?"}, format="json"
+    )
     cast.client("editor").post(canvas_url(cast.deal, "sections/risks/approve"), {}, format="json")
     loaded = nodes.summarize(nodes.canvas_graph(cast.deal)[0])
     assert nodes.canvas_summary_counts(cast.deal) == loaded
@@ -272,12 +328,14 @@ def test_an_unchanged_revision_does_not_load_the_nodes(cast, thread, written, mo
     assert body["data"]["canvas_context"]["unchanged"] is True
 
 
-@pytest.mark.parametrize(("limit", "framework"), [(3, None), (9, None), (12, None), (40, None), (2, "swot"),
-                                                  (40, "swot")])
+@pytest.mark.parametrize(
+    ("limit", "framework"), [(3, None), (9, None), (12, None), (40, None), (2, "swot"), (40, "swot")]
+)
 def test_a_page_of_nodes_is_the_start_of_the_whole_list(cast, thread, written, limit, framework):
     for n in range(15):
-        nodes.node_create(deal=cast.deal, actor_id=None, type="strategy_item", title=f"n{n}",
-                          framework="swot" if n % 3 == 0 else None)
+        nodes.node_create(
+            deal=cast.deal, actor_id=None, type="strategy_item", title=f"n{n}", framework="swot" if n % 3 == 0 else None
+        )
     everything = [n for n in nodes.canvas_graph(cast.deal)[0] if framework is None or n["framework"] == framework]
     page, truncated, _implicit = nodes.nodes_page(cast.deal, limit=limit, framework=framework)
     assert [n["id"] for n in page] == [n["id"] for n in everything[:limit]]

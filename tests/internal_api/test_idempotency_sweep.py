@@ -18,8 +18,9 @@ BODY = {"agent_id": "strategy", "mutations": [{"op": "create_node", "node": {"ty
 
 
 def _record(key: str, *, age: timedelta) -> IdempotencyRecord:
-    record = IdempotencyRecord.objects.create(scope="user:deal", key=key, request_hash="h", status_code=200,
-                                              response={})
+    record = IdempotencyRecord.objects.create(
+        scope="user:deal", key=key, request_hash="h", status_code=200, response={}
+    )
     IdempotencyRecord.objects.filter(pk=record.pk).update(created_at=timezone.now() - age)
     return record
 
@@ -32,8 +33,9 @@ def test_the_default_retention_is_24_hours():
 
 def test_the_sweeper_deletes_records_older_than_the_retention_and_keeps_the_rest(db):
     old = [_record(f"old-{n}", age=timedelta(hours=24, minutes=1 + n)) for n in range(3)]
-    in_progress = IdempotencyRecord.objects.create(scope="user:deal", key="crashed", request_hash="h",
-                                                   status_code=0, response={})
+    in_progress = IdempotencyRecord.objects.create(
+        scope="user:deal", key="crashed", request_hash="h", status_code=0, response={}
+    )
     IdempotencyRecord.objects.filter(pk=in_progress.pk).update(created_at=timezone.now() - timedelta(days=3))
     young = [_record("young", age=timedelta(hours=23, minutes=59)), _record("new", age=timedelta())]
     assert sweep_idempotency_records() == 4  # the beat task, run here
@@ -54,9 +56,14 @@ def test_the_retention_is_a_setting_and_a_backlog_goes_in_batches(db, settings, 
 
 def test_a_swept_key_is_free_again(cast, written):
     thread = ChatThread.objects.create(deal=cast.deal, user=cast.users["editor"], agent_id="strategy")
-    headers = {"HTTP_AUTHORIZATION": "Bearer test-engine-token-primary", "HTTP_X_CONTRACT_VERSION": "2026-02",
-               "HTTP_X_USER_ID": str(cast.users["editor"].pk), "HTTP_X_PROJECT_ID": str(cast.deal.pk),
-               "HTTP_X_THREAD_ID": str(thread.pk), "HTTP_IDEMPOTENCY_KEY": "k-1"}
+    headers = {
+        "HTTP_AUTHORIZATION": "Bearer test-engine-token-primary",
+        "HTTP_X_CONTRACT_VERSION": "2026-02",
+        "HTTP_X_USER_ID": str(cast.users["editor"].pk),
+        "HTTP_X_PROJECT_ID": str(cast.deal.pk),
+        "HTTP_X_THREAD_ID": str(thread.pk),
+        "HTTP_IDEMPOTENCY_KEY": "k-1",
+    }
     other = {**BODY, "mutations": [{"op": "create_node", "node": {"type": "risk_item", "title": "B"}}]}
     assert APIClient().post(URL, BODY, format="json", **headers).status_code == 200
     reused = APIClient().post(URL, other, format="json", **headers)

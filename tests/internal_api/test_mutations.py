@@ -18,17 +18,24 @@ def thread(cast):
 
 
 def _post(cast, thread, body, *, key="k-1", user="editor", token="test-engine-token-primary"):
-    headers = {"HTTP_AUTHORIZATION": f"Bearer {token}", "HTTP_X_CONTRACT_VERSION": "2026-02",
-               "HTTP_X_USER_ID": str(cast.users[user].pk), "HTTP_X_PROJECT_ID": str(cast.deal.pk),
-               "HTTP_X_THREAD_ID": str(thread.pk)}
+    headers = {
+        "HTTP_AUTHORIZATION": f"Bearer {token}",
+        "HTTP_X_CONTRACT_VERSION": "2026-02",
+        "HTTP_X_USER_ID": str(cast.users[user].pk),
+        "HTTP_X_PROJECT_ID": str(cast.deal.pk),
+        "HTTP_X_THREAD_ID": str(thread.pk),
+    }
     if key is not None:
         headers["HTTP_IDEMPOTENCY_KEY"] = key
     return APIClient().post(URL, body, format="json", **headers)
 
 
-BODY = {"agent_id": "strategy", "mutations": [
-    {"op": "create_node", "node": {"type": "strategy_item", "title": "Refinance in year 3", "framework": "swot"}},
-]}
+BODY = {
+    "agent_id": "strategy",
+    "mutations": [
+        {"op": "create_node", "node": {"type": "strategy_item", "title": "Refinance in year 3", "framework": "swot"}},
+    ],
+}
 
 
 def test_it_creates_nodes_tagged_with_agent_and_thread(cast, thread, written):
@@ -64,11 +71,21 @@ def test_the_idempotency_key_is_required(cast, thread, written):
 
 
 def test_suggestions_and_links(cast, thread, written):
-    body = {"agent_id": "strategy", "mutations": [
-        {"op": "create_suggestion", "suggestion": {"section_key": "risks", "kind": "insert", "anchor_text": "",
-                                                   "content": "Rate caps are in place."}},
-        {"op": "link", "source": "section:risks", "target": "section:financing", "type": "depends_on"},
-    ]}
+    body = {
+        "agent_id": "strategy",
+        "mutations": [
+            {
+                "op": "create_suggestion",
+                "suggestion": {
+                    "section_key": "risks",
+                    "kind": "insert",
+                    "anchor_text": "",
+                    "content": "Rate caps are in place.",
+                },
+            },
+            {"op": "link", "source": "section:risks", "target": "section:financing", "type": "depends_on"},
+        ],
+    }
     response = _post(cast, thread, body)
     assert response.status_code == 200, response.content
     suggestion = Suggestion.objects.get()
@@ -77,22 +94,30 @@ def test_suggestions_and_links(cast, thread, written):
     assert results[0]["node_id"] == f"suggestion:{suggestion.pk}"
     _nodes, edges = nodes.canvas_graph(cast.deal)
     assert {"from": "section:risks", "to": "section:financing", "type": "depends_on"} in [
-        {k: e[k] for k in ("from", "to", "type")} for e in edges]
+        {k: e[k] for k in ("from", "to", "type")} for e in edges
+    ]
 
 
 def test_a_failing_mutation_is_400_and_the_key_can_be_retried(cast, thread, written):
-    bad = {"agent_id": "strategy", "mutations": [{"op": "link", "source": "section:risks", "target": "section:nope",
-                                                  "type": "depends_on"}]}
+    bad = {
+        "agent_id": "strategy",
+        "mutations": [{"op": "link", "source": "section:risks", "target": "section:nope", "type": "depends_on"}],
+    }
     response = _post(cast, thread, bad, key="retry-me")
     assert response.status_code == 400 and "mutation 0" in response.json()["error"]["message"]
     assert not IdempotencyRecord.objects.filter(key="retry-me").exists()
 
 
-@pytest.mark.parametrize("body", [{}, {"agent_id": "a", "mutations": []},
-                                  {"agent_id": "a", "mutations": [{"op": "explode"}]},
-                                  {"agent_id": "a", "mutations": [{"op": "create_node"}]},
-                                  {"agent_id": "a", "mutations": [{"op": "create_node",
-                                                                   "node": {"type": "section", "title": "x"}}]}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"agent_id": "a", "mutations": []},
+        {"agent_id": "a", "mutations": [{"op": "explode"}]},
+        {"agent_id": "a", "mutations": [{"op": "create_node"}]},
+        {"agent_id": "a", "mutations": [{"op": "create_node", "node": {"type": "section", "title": "x"}}]},
+    ],
+)
 def test_bad_bodies_are_400_in_the_envelope(cast, thread, written, body):
     response = _post(cast, thread, body, key=f"bad-{len(str(body))}")
     assert response.status_code == 400
@@ -108,17 +133,28 @@ def test_a_wrong_token_is_401(cast, thread):
     assert _post(cast, thread, BODY, token="nope").status_code == 401
 
 
-@pytest.mark.parametrize("raw, content_type", [
-    ('{"agent_id": "strategy", "mutations": [{"op": "create_node", "node": {"type": "x", "title": "a\\u0000b"}}]}',
-     "application/json"),
-    ("{not json", "application/json"),
-    ("agent_id=strategy", "text/plain"),
-])
+@pytest.mark.parametrize(
+    "raw, content_type",
+    [
+        (
+            '{"agent_id": "strategy", "mutations": '
+            '[{"op": "create_node", "node": {"type": "x", "title": "a\\u0000b"}}]}',
+            "application/json",
+        ),
+        ("{not json", "application/json"),
+        ("agent_id=strategy", "text/plain"),
+    ],
+)
 def test_an_unreadable_body_is_the_contracts_400_not_a_500(cast, thread, written, raw, content_type):
     # found by tests/test_schemathesis.py: a NUL in the JSON body answered 500 internal_error
-    headers = {"HTTP_AUTHORIZATION": "Bearer test-engine-token-primary", "HTTP_X_CONTRACT_VERSION": "2026-02",
-               "HTTP_X_USER_ID": str(cast.users["editor"].pk), "HTTP_X_PROJECT_ID": str(cast.deal.pk),
-               "HTTP_X_THREAD_ID": str(thread.pk), "HTTP_IDEMPOTENCY_KEY": "k-raw"}
+    headers = {
+        "HTTP_AUTHORIZATION": "Bearer test-engine-token-primary",
+        "HTTP_X_CONTRACT_VERSION": "2026-02",
+        "HTTP_X_USER_ID": str(cast.users["editor"].pk),
+        "HTTP_X_PROJECT_ID": str(cast.deal.pk),
+        "HTTP_X_THREAD_ID": str(thread.pk),
+        "HTTP_IDEMPOTENCY_KEY": "k-raw",
+    }
     response = APIClient().post(URL, raw, content_type=content_type, **headers)
     assert response.status_code == 400, response.content
     body = response.json()
@@ -126,11 +162,12 @@ def test_an_unreadable_body_is_the_contracts_400_not_a_500(cast, thread, written
     assert not IdempotencyRecord.objects.exists()
 
 
-@pytest.mark.parametrize("method, url", [("get", URL), ("delete", URL), ("post", "/api/internal/canvas/context"),
-                                         ("put", "/api/internal/canvas/context")])
+@pytest.mark.parametrize(
+    "method, url",
+    [("get", URL), ("delete", URL), ("post", "/api/internal/canvas/context"), ("put", "/api/internal/canvas/context")],
+)
 def test_an_unsupported_method_is_405_in_the_envelope_not_a_500(method, url):
     # found by tests/test_schemathesis.py (its coverage cases try the methods an operation does not have)
     response = getattr(APIClient(), method)(url, HTTP_AUTHORIZATION="Bearer test-engine-token-primary")
     assert response.status_code == 405
     assert response.json()["error"]["code"] == "method_not_allowed" and "OPTIONS" in response["Allow"]
-

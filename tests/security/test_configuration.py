@@ -16,9 +16,12 @@ FRONTEND = "https://app.example.com"
 
 def test_cors_answers_listed_origins_without_credentials_and_only_under_api(cast, client, settings):
     settings.CORS_ALLOWED_ORIGINS = [FRONTEND]
-    preflight = client.options(canvas_url(cast.deal, "save"), HTTP_ORIGIN=FRONTEND,
-                               HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST",
-                               HTTP_ACCESS_CONTROL_REQUEST_HEADERS="authorization, content-type")
+    preflight = client.options(
+        canvas_url(cast.deal, "save"),
+        HTTP_ORIGIN=FRONTEND,
+        HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST",
+        HTTP_ACCESS_CONTROL_REQUEST_HEADERS="authorization, content-type",
+    )
     assert preflight["Access-Control-Allow-Origin"] == FRONTEND
     assert "Access-Control-Allow-Credentials" not in preflight  # bearer tokens, never cookies
     assert {"authorization", "content-type"} <= set(preflight["Access-Control-Allow-Headers"].split(", "))
@@ -26,7 +29,8 @@ def test_cors_answers_listed_origins_without_credentials_and_only_under_api(cast
     real = cast.client("viewer").get(canvas_url(cast.deal), HTTP_ORIGIN=FRONTEND)
     assert real["Access-Control-Allow-Origin"] == FRONTEND
     assert {"retry-after", "x-request-id", "content-disposition"} <= {
-        name.strip().lower() for name in real["Access-Control-Expose-Headers"].split(",")}
+        name.strip().lower() for name in real["Access-Control-Expose-Headers"].split(",")
+    }
     # the admin and /metrics are not cross-origin resources
     for path in ("/admin/login/", "/metrics"):
         other = client.options(path, HTTP_ORIGIN=FRONTEND, HTTP_ACCESS_CONTROL_REQUEST_METHOD="GET")
@@ -42,9 +46,12 @@ def test_the_api_needs_no_csrf_token_because_it_ignores_cookies_and_the_admin_do
     from deals.tokens import token_pair_for_user
 
     token = token_pair_for_user(user=cast.users["commenter"])["access"]
-    posted = strict.post(canvas_url(cast.deal, "comments"), json.dumps({"section_key": "executive_summary",
-                                                                        "body": "Looks right."}),
-                         content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")
+    posted = strict.post(
+        canvas_url(cast.deal, "comments"),
+        json.dumps({"section_key": "executive_summary", "body": "Looks right."}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
     assert posted.status_code == 201
     # the admin's own forms keep Django's CSRF protection
     anonymous = Client(enforce_csrf_checks=True)
@@ -84,8 +91,15 @@ print(json.dumps({
 
 def test_production_settings_turn_debug_off_and_harden_transport():
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CORS_", "JWT_", "LOG_"))}
-    env.update({"DJANGO_ENV": "production", "DJANGO_SECRET_KEY": "s" * 60, "JWT_SIGNING_KEY": "j" * 60,
-                "DJANGO_ALLOWED_HOSTS": "api.example.com", "DJANGO_SETTINGS_MODULE": "canvas_project.settings"})
+    env.update(
+        {
+            "DJANGO_ENV": "production",
+            "DJANGO_SECRET_KEY": "s" * 60,
+            "JWT_SIGNING_KEY": "j" * 60,
+            "DJANGO_ALLOWED_HOSTS": "api.example.com",
+            "DJANGO_SETTINGS_MODULE": "canvas_project.settings",
+        }
+    )
     result = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     seen = json.loads(result.stdout.strip().splitlines()[-1])

@@ -31,8 +31,9 @@ def _user_endpoints(deal) -> list[tuple[str, str]]:
 def test_the_engine_token_is_not_a_user_or_superadmin_credential(cast):
     engine = factories.client_for(token=ENGINE_TOKEN)
     # the token does open its own doors...
-    minted = engine.post("/api/auth/token/deal", {"user_id": str(cast.users["viewer"].pk),
-                                                  "deal_id": str(cast.deal.pk)}, format="json")
+    minted = engine.post(
+        "/api/auth/token/deal", {"user_id": str(cast.users["viewer"].pk), "deal_id": str(cast.deal.pk)}, format="json"
+    )
     assert minted.status_code == 201
     # ...and no other
     for method, path in _user_endpoints(cast.deal):
@@ -43,12 +44,22 @@ def test_the_engine_token_is_not_a_user_or_superadmin_credential(cast):
 @pytest.mark.parametrize("role", ["superadmin", "owner"])
 def test_a_user_jwt_never_opens_the_internal_contract(cast, role):
     client = cast.client(role)
-    headers = {"HTTP_X_CONTRACT_VERSION": "2026-02", "HTTP_X_USER_ID": str(cast.users["owner"].pk),
-               "HTTP_X_PROJECT_ID": str(cast.deal.pk), "HTTP_X_THREAD_ID": str(cast.deal.pk)}
-    context = client.get(f"/api/internal/canvas/context?projectId={cast.deal.pk}&threadId={cast.deal.pk}"
-                         "&agentId=a", **headers)
-    mutations = client.post("/api/internal/canvas/mutations", {"agent_id": "a", "mutations": []}, format="json",
-                            HTTP_IDEMPOTENCY_KEY="k-1", **headers)
+    headers = {
+        "HTTP_X_CONTRACT_VERSION": "2026-02",
+        "HTTP_X_USER_ID": str(cast.users["owner"].pk),
+        "HTTP_X_PROJECT_ID": str(cast.deal.pk),
+        "HTTP_X_THREAD_ID": str(cast.deal.pk),
+    }
+    context = client.get(
+        f"/api/internal/canvas/context?projectId={cast.deal.pk}&threadId={cast.deal.pk}&agentId=a", **headers
+    )
+    mutations = client.post(
+        "/api/internal/canvas/mutations",
+        {"agent_id": "a", "mutations": []},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="k-1",
+        **headers,
+    )
     for response in (context, mutations):
         assert response.status_code == 401
         assert response.json()["success"] is False and response.json()["error"]["code"]
@@ -56,11 +67,13 @@ def test_a_user_jwt_never_opens_the_internal_contract(cast, role):
 
 def test_a_deal_owner_cannot_reach_superadmin_functions(cast, client):
     owner = cast.client("owner")
-    purge = owner.post("/api/superadmin/purge_deals", {"mode": "by_deal", "deal_ids": [str(cast.deal.pk)]},
-                       format="json")
+    purge = owner.post(
+        "/api/superadmin/purge_deals", {"mode": "by_deal", "deal_ids": [str(cast.deal.pk)]}, format="json"
+    )
     footprint = owner.get(f"/api/superadmin/deals/{cast.deal.pk}/redis")
-    mint = owner.post("/api/auth/token/deal", {"user_id": str(cast.users["owner"].pk),
-                                               "deal_id": str(cast.deal.pk)}, format="json")
+    mint = owner.post(
+        "/api/auth/token/deal", {"user_id": str(cast.users["owner"].pk), "deal_id": str(cast.deal.pk)}, format="json"
+    )
     assert (purge.status_code, footprint.status_code, mint.status_code) == (403, 403, 403)
     # a user's bearer token is not the metrics token, and a non-staff session does not open the admin
     assert owner.get("/metrics").status_code == 401

@@ -41,8 +41,11 @@ def test_every_other_operation_is_401_without_credentials(db, schema):
             continue
         url = re.sub(r"\{[^}]+\}", lambda _match: str(uuid.uuid4()), path)
         # a plausible body, so nothing can be refused for its shape before the credential is checked
-        response = getattr(client, method)(url, data="{}", content_type="application/json") \
-            if method in ("post", "put", "patch") else getattr(client, method)(url)
+        response = (
+            getattr(client, method)(url, data="{}", content_type="application/json")
+            if method in ("post", "put", "patch")
+            else getattr(client, method)(url)
+        )
         assert response.status_code == 401, (method.upper(), path, response.status_code, response.content[:200])
         checked += 1
     assert checked == len(list(_operations(schema))) - len(PUBLIC_OPERATIONS) > 75

@@ -17,8 +17,9 @@ from tests.canvas.conftest import canvas_url
 def _objects_of(deal, user) -> dict[str, str]:
     comment = Comment.objects.create(deal=deal, section_key="executive_summary", author=user, body="Check NOI.")
     approval = SectionApproval.objects.create(deal=deal, section_key="executive_summary", approved_by=user)
-    condition = ApprovalCondition.objects.create(approval=approval, deal=deal, section_key="executive_summary",
-                                                 text="Confirm the rent roll.")
+    condition = ApprovalCondition.objects.create(
+        approval=approval, deal=deal, section_key="executive_summary", text="Confirm the rent roll."
+    )
     node = nodes.node_create(deal=deal, actor_id=str(user.pk), type="strategy_item", title="Hold five years")
     return {"comment": str(comment.pk), "condition": str(condition.pk), "node": node["id"]}
 
@@ -33,16 +34,19 @@ def test_ids_of_another_deals_objects_are_404_even_for_an_owner_of_both(cast):
 
     attempts = [
         client.post(canvas_url(mine, f"comments/{foreign['comment']}/resolve")),
-        client.post(canvas_url(mine, "comments"), {"parent_id": foreign["comment"], "body": "A reply."},
-                    format="json"),
+        client.post(canvas_url(mine, "comments"), {"parent_id": foreign["comment"], "body": "A reply."}, format="json"),
         client.post(canvas_url(mine, f"sections/executive_summary/conditions/{foreign['condition']}/resolve")),
         client.patch(canvas_url(mine, f"nodes/{foreign['node']}"), {"status": "approve"}, format="json"),
         client.delete(canvas_url(mine, f"nodes/{foreign['node']}")),
-        client.post(canvas_url(mine, f"nodes/{foreign['node']}/links"), {"to": own_node["id"], "type": "supports"},
-                    format="json"),
+        client.post(
+            canvas_url(mine, f"nodes/{foreign['node']}/links"),
+            {"to": own_node["id"], "type": "supports"},
+            format="json",
+        ),
     ]
     assert [response.status_code for response in attempts] == [404] * len(attempts), [
-        response.content for response in attempts]
+        response.content for response in attempts
+    ]
     # nothing of deal B moved
     assert not Comment.objects.get(pk=foreign["comment"]).resolved
     assert Comment.objects.filter(deal=mine).count() == 0

@@ -63,7 +63,8 @@ def _request_properties(schema: dict) -> Iterator[tuple[str, str, dict]]:
 
 def test_no_request_takes_a_url_or_host_to_call(schema):
     offenders = [
-        (operation, prop) for operation, prop, sub in _request_properties(schema)
+        (operation, prop)
+        for operation, prop, sub in _request_properties(schema)
         if sub.get("format") in ("uri", "url", "hostname", "ipv4", "ipv6")
         or any(word in prop.lower() for word in URL_WORDS)
     ]
@@ -120,8 +121,10 @@ def _chat(cast, **extra):
 
 
 def test_the_engine_call_follows_no_redirect(cast, settings):
-    with _server(_answer(200, b'{"content": "from the redirect target"}')) as (target, target_calls), \
-            _server(_answer(307, b"", {"Location": f"{target}/chat"})) as (engine, engine_calls):
+    with (
+        _server(_answer(200, b'{"content": "from the redirect target"}')) as (target, target_calls),
+        _server(_answer(307, b"", {"Location": f"{target}/chat"})) as (engine, engine_calls),
+    ):
         settings.ENGINE_URL = engine
         response = _chat(cast)
     assert engine_calls == ["/chat"] and target_calls == []
@@ -137,31 +140,47 @@ def test_a_client_cannot_choose_where_the_engine_call_goes(cast, settings):
         assert _chat(cast).status_code == 200 and calls == ["/chat"]
 
 
-@pytest.mark.parametrize("answer", [
-    _answer(200, b"<html>not json</html>", {"Content-Type": "text/html"}),
-    _answer(200, b'{"content": 42}'),
-    _answer(200, b'{"message": {"content": ["a", "list"]}}'),
-    _answer(200, b'["content"]'),
-    _answer(200, b'{"message": "a string"}'),
-    _answer(200, b'"a bare string"'),
-    _answer(200, b"null"),
-    _answer(200, b'{"message": {"content": ""}}'),
-    _answer(200, b"[" * 100_000 + b"]" * 100_000),
-    _answer(500, b'{"content": "an error page that looks like an answer"}'),
-], ids=["html", "content not text", "content a list", "a json list", "message a string", "a bare string", "null",
-        "empty content", "nested too deep", "a 500"])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        _answer(200, b"<html>not json</html>", {"Content-Type": "text/html"}),
+        _answer(200, b'{"content": 42}'),
+        _answer(200, b'{"message": {"content": ["a", "list"]}}'),
+        _answer(200, b'["content"]'),
+        _answer(200, b'{"message": "a string"}'),
+        _answer(200, b'"a bare string"'),
+        _answer(200, b"null"),
+        _answer(200, b'{"message": {"content": ""}}'),
+        _answer(200, b"[" * 100_000 + b"]" * 100_000),
+        _answer(500, b'{"content": "an error page that looks like an answer"}'),
+    ],
+    ids=[
+        "html",
+        "content not text",
+        "content a list",
+        "a json list",
+        "message a string",
+        "a bare string",
+        "null",
+        "empty content",
+        "nested too deep",
+        "a 500",
+    ],
+)
 def test_an_engine_answer_of_the_wrong_shape_is_503_and_not_passed_on(cast, settings, answer):
     with _server(answer) as (engine, calls):
         settings.ENGINE_URL = engine
         response = _chat(cast)
     assert calls == ["/chat"]
     assert response.status_code == 503
-    assert response.json() == {"detail": "The AI engine is unavailable; try again shortly."} or \
-        response.json() == {"detail": "The AI engine answered without a message."}
+    assert response.json() == {"detail": "The AI engine is unavailable; try again shortly."} or response.json() == {
+        "detail": "The AI engine answered without a message."
+    }
 
 
 def _unsized_answer(body: bytes) -> Callable[[BaseHTTPRequestHandler], None]:
     """An answer without Content-Length: the body ends when the connection closes (HTTP/1.0)."""
+
     def respond(handler: BaseHTTPRequestHandler) -> None:
         handler.send_response(200)
         handler.send_header("Content-Type", "application/json")

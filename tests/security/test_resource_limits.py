@@ -17,13 +17,16 @@ from tests.canvas.conftest import canvas_url
 from tests.servers import free_port
 
 
-@pytest.mark.parametrize(("role", "path"), [
-    ("commenter", "comments"),
-    ("commenter", "nodes"),
-    ("commenter", "suggestions"),
-    ("editor", "generate"),
-    ("viewer", "/api/v1/chat"),
-])
+@pytest.mark.parametrize(
+    ("role", "path"),
+    [
+        ("commenter", "comments"),
+        ("commenter", "nodes"),
+        ("commenter", "suggestions"),
+        ("editor", "generate"),
+        ("viewer", "/api/v1/chat"),
+    ],
+)
 def test_a_json_body_over_the_request_limit_is_413_before_it_is_parsed(cast, settings, role, path):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 4096
     url = path if path.startswith("/") else canvas_url(cast.deal, path)
@@ -40,8 +43,9 @@ def test_the_default_json_body_limit_is_5_mb(settings):
 
 def test_ai_work_is_refused_not_let_through_unmetered_when_the_rate_limit_store_is_down(cast, monkeypatch):
     """The generate bucket fails closed: with its Redis unreachable, refresh and generate answer 503."""
-    dead = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.2, socket_timeout=0.2,
-                       retry=Retry(NoBackoff(), 0))
+    dead = redis.Redis(
+        host="127.0.0.1", port=free_port(), socket_connect_timeout=0.2, socket_timeout=0.2, retry=Retry(NoBackoff(), 0)
+    )
     monkeypatch.setattr("canvas_project.ratelimit.get_redis", lambda: dead)
     editor = cast.client("editor")
     for path in ("refresh", "generate"):

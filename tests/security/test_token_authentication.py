@@ -28,8 +28,7 @@ def _paths(deal) -> dict[str, str]:
 
 def _claims(user, **overrides) -> dict:
     now = int(time.time())
-    claims = {"token_type": "access", "exp": now + 300, "iat": now, "jti": uuid.uuid4().hex,
-              "user_id": str(user.pk)}
+    claims = {"token_type": "access", "exp": now + 300, "iat": now, "jti": uuid.uuid4().hex, "user_id": str(user.pk)}
     claims.update(overrides)
     return claims
 
@@ -115,8 +114,7 @@ def test_a_signed_refresh_token_with_a_missing_or_malformed_user_claim_is_401(ca
         del claims["user_id"]
     else:
         claims["user_id"] = user_id
-    response = factories.client_for(None).post("/api/auth/token/refresh", {"refresh": _forge(claims)},
-                                               format="json")
+    response = factories.client_for(None).post("/api/auth/token/refresh", {"refresh": _forge(claims)}, format="json")
     assert response.status_code == 401, response.content
 
 

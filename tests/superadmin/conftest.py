@@ -104,9 +104,7 @@ def write_checkpoint(thread_id: str) -> None:
     graph.add_node("count", lambda state: {"n": state["n"] + 1})
     graph.add_edge(START, "count")
     graph.add_edge("count", END)
-    graph.compile(checkpointer=get_checkpointer()).invoke(
-        {"n": 0}, {"configurable": {"thread_id": thread_id}}
-    )
+    graph.compile(checkpointer=get_checkpointer()).invoke({"n": 0}, {"configurable": {"thread_id": thread_id}})
 
 
 @pytest.fixture

@@ -14,10 +14,17 @@ from tests.superadmin.conftest import write_deal_state
 def _mixed_batch() -> list[bytes]:
     deal = uuid.uuid4()
     return [
-        keys.session_key(deal).encode(), b"celery", keys.lock_key(deal, "risks").encode(),
-        b"canvas:session:{not-a-uuid}", keys.index_key(deal).encode(), f"canvas:zzz:{{{deal}}}".encode(),
-        keys.session_key(deal).encode() + b"trailing", keys.run_key(deal, "r1", "trace").encode(),
-        keys.rate_limit_key("generate", "u1").encode(), b"", f"canvas:intel:{{{deal}}}:\u00e9".encode(),
+        keys.session_key(deal).encode(),
+        b"celery",
+        keys.lock_key(deal, "risks").encode(),
+        b"canvas:session:{not-a-uuid}",
+        keys.index_key(deal).encode(),
+        f"canvas:zzz:{{{deal}}}".encode(),
+        keys.session_key(deal).encode() + b"trailing",
+        keys.run_key(deal, "r1", "trace").encode(),
+        keys.rate_limit_key("generate", "u1").encode(),
+        b"",
+        f"canvas:intel:{{{deal}}}:\u00e9".encode(),
     ]
 
 
@@ -46,8 +53,12 @@ def test_classify_batch_of_real_scan_replies(redis_client, db):
 
 def test_classify_batch_grouped_groups_what_classify_batch_finds():
     deal = uuid.uuid4()
-    batch = [*_mixed_batch(), keys.events_key(deal).encode(), keys.steps_key(deal).encode(),
-             keys.discourse_key(deal).encode()]
+    batch = [
+        *_mixed_batch(),
+        keys.events_key(deal).encode(),
+        keys.steps_key(deal).encode(),
+        keys.discourse_key(deal).encode(),
+    ]
     grouped = keys.classify_batch_grouped(batch)
     flat = sorted((key, family, deal.decode()) for family, rows in grouped.items() for key, _, deal in rows)
     assert flat == sorted(keys.classify_batch(batch))
@@ -83,14 +94,14 @@ def test_known_deals_then_sweep_delete_exactly_what_the_dry_walk_counts(redis_cl
     foreign = write_foreign_keys(redis_client)
     per_deal = dict(EXPECTED if include_protected else UNPROTECTED)
     per_deal["brush_findings"] += 1
-    dry = keyspace.purge_all_keys(client=redis_client, include_protected=include_protected, dry_run=True,
-                                  deals=[known])
+    dry = keyspace.purge_all_keys(client=redis_client, include_protected=include_protected, dry_run=True, deals=[known])
     assert dry.counts == {family: 2 * n for family, n in per_deal.items()}
     assert deal_keys_present(known)["brush_findings"] == 2  # a dry run deletes nothing
 
     orphan_keys = len(list(redis_client.scan_iter(match=f"*{{{orphan}}}*")))
-    real = keyspace.purge_all_keys(client=redis_client, include_protected=include_protected, dry_run=False,
-                                   deals=[known])
+    real = keyspace.purge_all_keys(
+        client=redis_client, include_protected=include_protected, dry_run=False, deals=[known]
+    )
     assert real.counts == dry.counts
     # the known deal went by name before the sweep: SCAN met only the orphan's keys, the known deal's
     # untracked key (which only the sweep can find) and, without protected families, the known deal's
@@ -113,8 +124,9 @@ def test_known_stage_skips_recent_deals_and_the_sweep_leaves_them_alone(redis_cl
     write_deal_state(busy, events_age_ms=1000)
     write_deal_state(calm, events_age_ms=3_600_000)
     _untracked_key(redis_client, busy)
-    outcome = keyspace.purge_all_keys(client=redis_client, include_protected=True, dry_run=False,
-                                      deals=[busy, calm], active_within_secs=60)
+    outcome = keyspace.purge_all_keys(
+        client=redis_client, include_protected=True, dry_run=False, deals=[busy, calm], active_within_secs=60
+    )
     assert outcome.skipped == {busy: keyspace.SKIP_RECENT_ACTIVITY}
     assert deal_keys_present(busy) == {**EXPECTED, "brush_findings": 2}
     assert sum(deal_keys_present(calm).values()) == 0
@@ -196,8 +208,9 @@ def test_the_known_stage_reports_what_has_been_deleted_and_ends_on_every_deal(re
     for deal in deals:
         write_deal_state(deal)
     steps = []
-    outcome = keyspace.purge_all_keys(client=redis_client, include_protected=True, dry_run=False, deals=deals,
-                                      progress=steps.append)
+    outcome = keyspace.purge_all_keys(
+        client=redis_client, include_protected=True, dry_run=False, deals=deals, progress=steps.append
+    )
     known = [step for step in steps if step.stage == "known"]
     assert [step.deals_done for step in known] == [keyspace.KNOWN_BATCH, len(deals)]
     assert known[0].matched == 16 * keyspace.KNOWN_BATCH  # the first batch's deletions, answered

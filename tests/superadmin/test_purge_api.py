@@ -25,9 +25,7 @@ def test_role_matrix_purge(cast, role):
     response = cast.client(role).post(URL, body, format="json")
     assert response.status_code == _status_for(role), response.content
     purged = response.status_code == 200
-    assert deal_keys_present(cast.deal.pk) == (
-        {**dict.fromkeys(EXPECTED, 0), "runs": 3} if purged else EXPECTED
-    )
+    assert deal_keys_present(cast.deal.pk) == ({**dict.fromkeys(EXPECTED, 0), "runs": 3} if purged else EXPECTED)
     assert PurgeAudit.objects.count() == (1 if purged else 0)
     if not purged:
         assert isinstance(response.json()["detail"], str)
@@ -41,9 +39,7 @@ def test_role_matrix_footprint(cast, role):
 
 def test_dry_run_is_the_default_and_the_response_has_the_contract_fields(cast):
     write_deal_state(cast.deal.pk)
-    response = cast.client("superadmin").post(
-        URL, {"mode": "by_deal", "deal_id": str(cast.deal.pk)}, format="json"
-    )
+    response = cast.client("superadmin").post(URL, {"mode": "by_deal", "deal_id": str(cast.deal.pk)}, format="json")
     assert response.status_code == 200
     body = response.json()
     assert set(body) == {

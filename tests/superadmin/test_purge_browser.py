@@ -29,9 +29,7 @@ CHROMIUM_ARGS = [
 ]
 RUNS_ONLY = {**dict.fromkeys(EXPECTED, 0), "runs": 3}
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="chromium not found (apt-get install chromium; .ci/run does)"
-)
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium not found (apt-get install chromium; .ci/run does)")
 
 
 @contextmanager

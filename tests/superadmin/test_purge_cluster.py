@@ -153,9 +153,7 @@ def test_one_deal_is_one_slot_and_cross_deal_unlink_is_refused(cluster):
     assert len(set(slots.values())) == 1
     node = cluster.get_redis_connection(cluster.get_node_from_key(keys.session_key(deals[0])))
     other = next(
-        d
-        for d in deals[1:]
-        if cluster.keyslot(keys.session_key(d)) != cluster.keyslot(keys.session_key(deals[0]))
+        d for d in deals[1:] if cluster.keyslot(keys.session_key(d)) != cluster.keyslot(keys.session_key(deals[0]))
     )
     with pytest.raises(redis.exceptions.ResponseError, match="same slot|CROSSSLOT|MOVED"):
         node.unlink(keys.session_key(deals[0]), keys.session_key(other))

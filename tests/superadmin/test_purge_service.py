@@ -66,9 +66,7 @@ def test_by_deal_dry_run_deletes_nothing_and_counts_what_the_real_run_deletes(tw
     assert purge(mode="by_deal", deal_id=deal.pk).keys_total == 0
 
 
-def test_by_deal_with_checkpoints_takes_runs_the_index_and_langgraph_threads(
-    two_deals, checkpoints, redis_client
-):
+def test_by_deal_with_checkpoints_takes_runs_the_index_and_langgraph_threads(two_deals, checkpoints, redis_client):
     deal, other, foreign = two_deals
     mine = checkpoints(deal.pk, "x")
     theirs = checkpoints(other.pk, "y")
@@ -257,9 +255,7 @@ def test_postgresql_rows_are_never_touched(two_deals):
 
 def test_every_purge_leaves_one_audit_row(two_deals, cast):
     deal, _, _ = two_deals
-    result = services.deals_purge(
-        mode="by_deal", deal_id=deal.pk, source="api", actor=cast.users["superadmin"]
-    )
+    result = services.deals_purge(mode="by_deal", deal_id=deal.pk, source="api", actor=cast.users["superadmin"])
     audit = PurgeAudit.objects.get()
     assert str(audit.pk) == result.audit_id
     assert (audit.source, audit.actor, audit.actor_label) == ("api", cast.users["superadmin"], "superadmin")

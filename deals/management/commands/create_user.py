@@ -35,8 +35,12 @@ class Command(BaseCommand):
         try:
             with transaction.atomic():
                 user = services.user_create(
-                    username=opts["username"], password=password, email=opts["email"],
-                    first_name=opts["first_name"], last_name=opts["last_name"], is_superuser=opts["superuser"],
+                    username=opts["username"],
+                    password=password,
+                    email=opts["email"],
+                    first_name=opts["first_name"],
+                    last_name=opts["last_name"],
+                    is_superuser=opts["superuser"],
                 )
                 org_note = ""
                 if opts["org"]:

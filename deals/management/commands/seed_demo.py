@@ -45,8 +45,12 @@ class Command(BaseCommand):
             users[name] = user
         admin = self._user("demo-superadmin", password, first_name="Superadmin", superuser=True)
         deal = Deal.objects.filter(org=org, name=DEMO_DEAL).first() or Deal.objects.create(
-            org=org, name=DEMO_DEAL, description="A 240-unit garden-style multifamily property (demo).",
-            visibility=Visibility.PRIVATE, template_key="acquisition", created_by=users["owner"],
+            org=org,
+            name=DEMO_DEAL,
+            description="A 240-unit garden-style multifamily property (demo).",
+            visibility=Visibility.PRIVATE,
+            template_key="acquisition",
+            created_by=users["owner"],
         )
         for name, deal_role, _org_role in CAST:
             DealAccess.objects.update_or_create(
@@ -63,8 +67,10 @@ class Command(BaseCommand):
         for name, deal_role, org_role in CAST:
             out.write(f"  {users[name].username:<17} deal role {deal_role:<9} org role {org_role}")
         out.write(f"  {admin.username:<17} superadmin (Django admin at /admin/)")
-        out.write("  bearer token of demo-owner (valid "
-                  f"{int(settings.SIMPLE_JWT['ACCESS_TOKEN_LIFETIME'].total_seconds() // 60)} min):")
+        out.write(
+            "  bearer token of demo-owner (valid "
+            f"{int(settings.SIMPLE_JWT['ACCESS_TOKEN_LIFETIME'].total_seconds() // 60)} min):"
+        )
         out.write(f"  {token}")
         port = os.environ.get("PORT", "8000")
         out.write(f"  try: curl -H 'Authorization: Bearer <token>' http://127.0.0.1:{port}/api/canvas/{deal.pk}")

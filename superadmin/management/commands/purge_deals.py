@@ -87,9 +87,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         target = parser.add_mutually_exclusive_group(required=True)
-        target.add_argument(
-            "--all", action="store_true", help="Every deal in Redis (SCAN + UNLINK in batches)."
-        )
+        target.add_argument("--all", action="store_true", help="Every deal in Redis (SCAN + UNLINK in batches).")
         target.add_argument("--deal", metavar="DEAL_ID", help="One deal, without scanning the keyspace.")
         parser.add_argument(
             "--org",
@@ -112,13 +110,9 @@ class Command(BaseCommand):
             metavar="SECS",
             help="Skip deals whose canvas events have an entry newer than SECS seconds.",
         )
-        parser.add_argument(
-            "--dry-run", action="store_true", help="Count what would be purged; delete nothing."
-        )
+        parser.add_argument("--dry-run", action="store_true", help="Count what would be purged; delete nothing.")
         parser.add_argument("--json", action="store_true", help="Print the result as JSON on stdout.")
-        parser.add_argument(
-            "--yes", action="store_true", help="Do not ask before a destructive purge of all deals."
-        )
+        parser.add_argument("--yes", action="store_true", help="Do not ask before a destructive purge of all deals.")
 
     def handle(self, *args, **options):
         mode = services.MODE_ALL if options["all"] else services.MODE_BY_DEAL
@@ -160,11 +154,7 @@ class Command(BaseCommand):
 
     def _confirm(self, options) -> None:
         scope = f"every deal of org {options['org']}" if options["org"] else "EVERY deal"
-        what = (
-            "Redis state, run streams and checkpoint threads"
-            if options["include_checkpoints"]
-            else "Redis state"
-        )
+        what = "Redis state, run streams and checkpoint threads" if options["include_checkpoints"] else "Redis state"
         if not sys.stdin.isatty():
             raise CommandError(
                 f"refusing to purge the {what} of {scope} without confirmation: stdin is not a "
@@ -172,8 +162,7 @@ class Command(BaseCommand):
             )
         # The question goes to stderr so that stdout stays the result (--json) alone.
         self.stderr.write(
-            f"Purge the {what} of {scope}? This cannot be undone (it is rebuilt on demand). "
-            "Type 'yes' to continue: ",
+            f"Purge the {what} of {scope}? This cannot be undone (it is rebuilt on demand). Type 'yes' to continue: ",
             ending="",
             style_func=str,
         )
@@ -185,13 +174,9 @@ class Command(BaseCommand):
     @staticmethod
     def _summary(result: services.PurgeResult) -> str:
         verb = "would purge" if result.dry_run else "purged"
-        families = (
-            ", ".join(f"{name} {count}" for name, count in result.keys_by_family.items() if count) or "none"
-        )
+        families = ", ".join(f"{name} {count}" for name, count in result.keys_by_family.items() if count) or "none"
         skipped = f", {len(result.deals_skipped)} skipped" if result.deals_skipped else ""
-        threads = (
-            f", {result.checkpoint_threads_deleted} checkpoint threads" if result.include_checkpoints else ""
-        )
+        threads = f", {result.checkpoint_threads_deleted} checkpoint threads" if result.include_checkpoints else ""
         dry = "dry run: " if result.dry_run else ""
         return (
             f"{dry}{verb} {result.keys_total} keys of {result.deals_purged} of {result.deals_considered} "
