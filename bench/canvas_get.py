@@ -10,7 +10,7 @@ Redis database number (14); nothing shared is flushed or dropped:
 
 1. migrates the bench database and, through the project's services, creates an org, an owner, an
    editor and a deal whose memo has 20 sections of about 500 words (the 9 of the acquisition
-   template plus 11 custom `##` sections, saved with canvas.services.canvas_save), and mints the
+   template plus 11 custom `##` sections, saved with canvas.memo.services.canvas_save), and mints the
    editor's JWT;
 2. starts each serving layout in turn as its own process group, each with 2 workers (2 cores):
    gunicorn WSGI sync workers, gunicorn WSGI gthread workers (4 threads each), granian WSGI (when
@@ -181,7 +181,7 @@ def _section_body(rng: random.Random, n: int, words: int = 500) -> str:
 
 def memo_markdown() -> str:
     """The 20-section memo: the acquisition template's 9 sections, then 11 custom ones."""
-    from canvas.memo_templates import ACQUISITION
+    from canvas.memo.templates import ACQUISITION
 
     rng = random.Random(20)
     titles = [spec.title for spec in ACQUISITION.sections] + list(CUSTOM_TITLES)
@@ -232,8 +232,8 @@ def prepare(database_url: str, redis_url: str) -> Fixture:
     import django
 
     django.setup()
-    from canvas import services as canvas_services
-    from canvas.memo import word_count
+    from canvas.memo import services as canvas_services
+    from canvas.memo.markdown import word_count
     from deals import services as deal_services
     from deals.models import Deal, DealAccess, DealRole, Org, OrgMembership, OrgRole, User
     from deals.tokens import token_pair_for_user
@@ -276,14 +276,14 @@ def prepare(database_url: str, redis_url: str) -> Fixture:
 
 
 def drop_session_key(deal_id: str) -> None:
-    from canvas import keys
+    from canvas_project import keys
     from canvas_project.redis_client import get_redis
 
     get_redis().unlink(keys.session_key(deal_id))
 
 
 def session_key_exists(deal_id: str) -> bool:
-    from canvas import keys
+    from canvas_project import keys
     from canvas_project.redis_client import get_redis
 
     return bool(get_redis().exists(keys.session_key(deal_id)))
@@ -644,8 +644,8 @@ STAGES = (
         "authenticate",
     ),
     ("deal access check (deals.access: SQL 2)", "deals.permissions", None, "resolve_deal_access"),
-    ("session cache: Redis GET + json.loads", "canvas.session", None, "cache_get"),
-    ("role-dependent fields (with_role)", "canvas.session", None, "with_role"),
+    ("session cache: Redis GET + json.loads", "canvas.memo.session", None, "cache_get"),
+    ("role-dependent fields (with_role)", "canvas.memo.session", None, "with_role"),
     ("DRF JSONRenderer.render", "rest_framework.renderers", "JSONRenderer", "render"),
 )
 

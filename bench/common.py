@@ -66,7 +66,7 @@ def close_connections() -> None:
     """Close Django's and the Store's connections before forking or handing the database to servers."""
     from django.db import connections
 
-    from canvas.store import close_pool
+    from canvas_project.store import close_pool
 
     connections.close_all()
     close_pool()

@@ -11,7 +11,7 @@ number (11), never the shared ones' data:
 1. migrates the bench database with the bench settings (bench/context_settings.py: the project's
    settings, DEBUG off, one engine token, URL map + the bare baseline of bench/context_urls.py) and
    creates an org, an owner, an analyst (editor), a deal whose memo (acquisition template, 9
-   sections) is saved through canvas.services.canvas_save, a ChatThread, and `--nodes` stored nodes
+   sections) is saved through canvas.memo.services.canvas_save, a ChatThread, and `--nodes` stored nodes
    plus edges written straight to the LangGraph Store in batches of PutOps of the shape
    canvas.nodes.node_create / link_create write (reused on the next run when the counts match);
 2. serves the project with gunicorn, sync WSGI workers, 2 of them (2 cores; the layout
@@ -135,7 +135,7 @@ class Fixture:
 
 def memo_markdown() -> str:
     """The acquisition template's 9 sections, each a paragraph of about 120 words."""
-    from canvas.memo_templates import ACQUISITION
+    from canvas.memo.templates import ACQUISITION
 
     rng = random.Random(9)
     parts = []
@@ -162,9 +162,9 @@ def seed_nodes(deal, *, n: int, actor_id: str, thread_id: str, rebuild: bool) ->
     namespace already holds exactly that many nodes and edges. Returns (nodes, edges, reused)."""
     from langgraph.store.base import PutOp
 
-    from canvas import nodes as canvas_nodes
-    from canvas.memo_store import read_canvas
-    from canvas.store import edges_namespace, get_store, nodes_namespace
+    from canvas.memo.store import read_canvas
+    from canvas.nodes import services as canvas_nodes
+    from canvas_project.store import edges_namespace, get_store, nodes_namespace
 
     store = get_store()
     namespace = nodes_namespace(deal.pk)
@@ -233,8 +233,8 @@ def prepare(database_url: str, redis_url: str, n: int, rebuild: bool) -> Fixture
     django.setup()
     from django.conf import settings
 
-    from canvas import services as canvas_services
-    from canvas.memo_store import read_canvas
+    from canvas.memo import services as canvas_services
+    from canvas.memo.store import read_canvas
     from deals import services as deal_services
     from deals.models import Deal, DealAccess, DealRole, Org, OrgMembership, OrgRole, User
     from internal_api.models import ChatThread
@@ -563,11 +563,11 @@ STAGES = (
     ("contract checks: token, version, claims", "internal_api.apis", "InternalContractApi", "trusted_claims"),
     ("contract checks: query parameters", "internal_api.apis", None, "_query"),
     ("contract checks: scope, user, access, thread (SQL)", "internal_api.apis", "InternalContractApi", "scoped_access"),
-    ("canvas_graph (all nodes and edges), of which:", "canvas.nodes", None, "canvas_graph"),
-    ("  derived nodes: memo from the Store + 3 SQL", "canvas.nodes", None, "_derived_nodes"),
-    ("  stored items: Store search (SQL + decode)", "canvas.nodes", None, "_search"),
-    ("summarize", "canvas.nodes", None, "summarize"),
-    ("relationships_of", "canvas.nodes", None, "relationships_of"),
+    ("canvas_graph (all nodes and edges), of which:", "canvas.nodes.services", None, "canvas_graph"),
+    ("  derived nodes: memo from the Store + 3 SQL", "canvas.nodes.services", None, "_derived_nodes"),
+    ("  stored items: Store search (SQL + decode)", "canvas.nodes.services", None, "_search"),
+    ("summarize", "canvas.nodes.services", None, "summarize"),
+    ("relationships_of", "canvas.nodes.services", None, "relationships_of"),
     ("DRF JSONRenderer.render", "rest_framework.renderers", "JSONRenderer", "render"),
 )
 GRAPH, DERIVED, STORED = STAGES[3][0], STAGES[4][0], STAGES[5][0]
@@ -638,8 +638,8 @@ def wsgi_caller(fixture: Fixture):
 def summary_by_aggregate(deal_id: str) -> dict:
     """Candidate fix, measured only: the summary from one GROUP BY over the Store's rows (PostgreSQL
     reads the jsonb; Python gets a row per (type, raw status)) plus the derived nodes' counts."""
-    from canvas import nodes as canvas_nodes
-    from canvas.store import get_pool, nodes_namespace
+    from canvas.nodes import services as canvas_nodes
+    from canvas_project.store import get_pool, nodes_namespace
 
     derived, _ = canvas_nodes._derived_nodes(_deal(deal_id))  # the memo and 3 small SQL queries, unchanged
     prefix = ".".join(nodes_namespace(deal_id))
@@ -688,9 +688,9 @@ def profile(fixture: Fixture, n: int) -> dict[str, float]:
 
     import orjson
 
-    from canvas import nodes as canvas_nodes
-    from canvas.store import get_pool, get_store, nodes_namespace
+    from canvas.nodes import services as canvas_nodes
     from canvas_project.redis_client import get_redis
+    from canvas_project.store import get_pool, get_store, nodes_namespace
     from internal_api import context as context_service
 
     call = wsgi_caller(fixture)

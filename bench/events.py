@@ -10,7 +10,7 @@ number (13), never the shared ones' data:
 1. migrates the bench database and creates (once; reused afterwards) an org, its owner, a viewer
    and a deal the viewer is granted on, and mints the viewer's JWT;
 2. starts ONE uvicorn worker (its own process group) serving canvas_project.asgi;
-3. baseline: publishes `--rate` events/s through canvas.events.emit for `--baseline-duration` s,
+3. baseline: publishes `--rate` events/s through canvas_project.events.emit for `--baseline-duration` s,
    read by one direct redis-py XREAD BLOCK client (no HTTP): delivery latency p50/p95/p99;
 4. opens `--subscribers` SSE streams (raw asyncio protocols in `--client-procs` child processes,
    bench/events_client.py), waits until all are open (200 and the `retry:` line) and subscribed (a
@@ -109,7 +109,7 @@ def prepare(database_url: str, redis_url: str) -> Fixture:
     import django
 
     django.setup()
-    from canvas import keys
+    from canvas_project import keys
     from deals import services as deal_services
     from deals.models import Deal, DealAccess, DealRole, Org, OrgMembership, OrgRole, User
     from deals.tokens import token_pair_for_user
@@ -140,7 +140,7 @@ def prepare(database_url: str, redis_url: str) -> Fixture:
 
 def deal_keys(deal_id: str) -> list[str]:
     """Every fixed per-deal key the bench could have caused (the events stream is the one it writes)."""
-    from canvas import keys
+    from canvas_project import keys
 
     return [
         keys.events_key(deal_id),
@@ -347,7 +347,7 @@ class Published:
 
 def publish(deal_id: str, rate: float, duration: float, on_half=None) -> Published:
     """`rate` events/s for `duration` s on an absolute schedule (a late event does not shift the next)."""
-    from canvas import events
+    from canvas_project import events
 
     total = int(rate * duration)
     out = Published()
@@ -375,7 +375,7 @@ def publish(deal_id: str, rate: float, duration: float, on_half=None) -> Publish
 
 def warm_up(deal_id: str, clients: list[Client], timeout: float) -> list[int]:
     """Emit warm-up events until every client reports that each of its subscribers got one."""
-    from canvas import events
+    from canvas_project import events
 
     counts: list[int | None] = [None] * len(clients)
     deadline = time.monotonic() + timeout

@@ -33,7 +33,7 @@ WARM_SEQ = -1
 
 
 def parse_payload(data: bytes) -> tuple[int, int] | None:
-    """(seq, pub_ns) from the JSON that canvas.events.emit wrote; None for foreign events."""
+    """(seq, pub_ns) from the JSON that canvas_project.events.emit wrote; None for foreign events."""
     i = data.rfind(SEQ_MARK)
     k = data.rfind(PUB_MARK)
     if i < 0 or k < 0:

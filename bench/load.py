@@ -7,12 +7,12 @@
 
 In one run, against its own PostgreSQL database (deal_canvas_bench_load, created and migrated when
 missing) and Redis database number (14); nothing shared is flushed, and at the end only the fixture
-deals' keys (named by canvas.keys) are deleted:
+deals' keys (named by canvas_project.keys) are deleted:
 
 1. Through the project's services: an org, 10 users, `--deals` deals (20) each with an owner, two
    editors, a commenter and two viewers from those users, a 12-section memo of about 3,000 words
-   (the acquisition template's 9 sections and 3 custom ones, saved with canvas.services.canvas_save),
-   24 stored nodes (canvas.nodes.node_create) and a chat thread; every user's JWT
+   (the acquisition template's 9 sections and 3 custom ones, saved with canvas.memo.services.canvas_save),
+   24 stored nodes (canvas.nodes.services.node_create) and a chat thread; every user's JWT
    (deals.tokens.token_pair_for_user) and an internal engine token (INTERNAL_ENGINE_TOKENS).
    Reused by the next run.
 2. Serves as README.md documents, each server in its own process group, 2 workers for REST:
@@ -166,7 +166,7 @@ class Fixture:
 def memo_markdown(index: int) -> str:
     """The deal's memo: the acquisition template's 9 sections and 3 custom ones, cited, with figures."""
     from bench.canvas_get import _section_body
-    from canvas.memo_templates import ACQUISITION
+    from canvas.memo.templates import ACQUISITION
 
     rng = random.Random(1000 + index)
     titles = [spec.title for spec in ACQUISITION.sections] + list(CUSTOM_TITLES)
@@ -191,8 +191,8 @@ def prepare(env: dict[str, str], deal_count: int) -> Fixture:
     import django
 
     django.setup()
-    from canvas import nodes as canvas_nodes
-    from canvas import services as canvas_services
+    from canvas.memo import services as canvas_services
+    from canvas.nodes import services as canvas_nodes
     from deals import services as deal_services
     from deals.models import Deal, DealAccess, DealRole, Org, OrgMembership, OrgRole, User
     from deals.tokens import token_pair_for_user
@@ -323,8 +323,8 @@ def write_lua_config(path: Path, fixture: Fixture, engine_token: str) -> None:
 
 
 def deal_keys(deal_id: str) -> list[str]:
-    """Every key of the deal that canvas.keys names: the fixed ones, the index and what it lists."""
-    from canvas import keys
+    """Every key of the deal that canvas_project.keys names: the fixed ones, the index and what it lists."""
+    from canvas_project import keys
     from canvas_project.redis_client import get_redis
 
     names = [key for family in keys.fixed_keys(deal_id).values() for key in family]
@@ -932,7 +932,7 @@ class SseClient(JsonLinesChild):
 
 def stream_markers(deal_ids: list[str]) -> dict[str, str]:
     """Emit one marker event per deal: the subscribers resume after it, so they miss nothing after it."""
-    from canvas import events
+    from canvas_project import events
 
     markers = {}
     for deal_id in deal_ids:
@@ -945,7 +945,7 @@ def stream_markers(deal_ids: list[str]) -> dict[str, str]:
 
 def events_after(markers: dict[str, str]) -> tuple[Counter, Counter]:
     """Per deal, the number of events in its stream after the marker; and their types over all deals."""
-    from canvas import keys
+    from canvas_project import keys
     from canvas_project.redis_client import get_redis
 
     client = get_redis()

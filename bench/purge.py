@@ -7,7 +7,7 @@
 Starts its own throwaway redis-server on a spare loopback port (never the shared 6379) and measures, each
 against a baseline taken in the same run (these machines are noisy; only ratios mean much):
 
-1. mode `all` throughput (superadmin.keyspace.purge_all_keys, the code the service runs) against
+1. mode `all` throughput (canvas_project.keyspace.purge_all_keys, the code the service runs) against
    `redis-cli --scan --pattern 'canvas:*' | xargs redis-cli unlink` (goal >= 1.5x) and against a pipelined
    multi-key UNLINK of the already-known key list, the ceiling (goal >= 0.8x);
 2. by_deal latency for a 100-key deal with 1M keys present against 1k keys present (goal: equal within
@@ -53,7 +53,7 @@ def deal_ids(count: int) -> list[str]:
 
 def deal_commands(deal: str) -> list[tuple]:
     """The 100 keys of one deal, as producers write them: 8 fixed, 91 variable (tracked), 1 index."""
-    from canvas import keys
+    from canvas_project import keys
 
     now_ms = int(time.time() * 1000) - 3_600_000  # an hour ago: no deal counts as recently active
     value = b"x" * 48
@@ -101,7 +101,7 @@ def resp(commands: list[tuple]) -> bytes:
 
 def foreign_commands() -> list[tuple]:
     """Keys outside every family: they must survive every purge."""
-    from canvas import keys
+    from canvas_project import keys
 
     return [
         ("SET", keys.rate_limit_key("generate", "user-1"), "1"),
@@ -238,7 +238,7 @@ def worker(port: int, kind: str, deals: int) -> None:
     django.setup()
     import redis
 
-    from superadmin import keyspace
+    from canvas_project import keyspace
 
     client = redis.Redis(port=port)
     known: list = []
@@ -292,7 +292,7 @@ def run_worker(server: Server, kind: str, deals: int) -> dict:
 
 
 def run_xargs(server: Server) -> dict:
-    from canvas import keys
+    from canvas_project import keys
 
     cli = find_binary("redis-cli")
     before = server.client.dbsize()
@@ -346,7 +346,7 @@ def by_deal_latency(servers: list[Server], deals: list[str], rounds: int) -> lis
     Before each purge the deal's 100 keys are written back (untimed). Taking turns, round by round, puts the
     machine's noise (other processes on the 2 cores) on every server alike, so only the keyspace differs.
     """
-    from superadmin import keyspace
+    from canvas_project import keyspace
 
     timings: list[list[float]] = [[] for _ in servers]
     for number in range(rounds):

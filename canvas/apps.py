@@ -11,7 +11,7 @@ def _langgraph_tables_after_migrate(sender, using, plan=None, **kwargs) -> None:
         return
     from django.db import connections
 
-    from canvas.store import setup_langgraph_tables
+    from canvas_project.store import setup_langgraph_tables
 
     setup_langgraph_tables(connections[using].settings_dict)
 

@@ -1,6 +1,9 @@
 from django.urls import path
 
-from canvas import apis, collab_apis, node_apis, sse
+from canvas.collab import apis as collab_apis
+from canvas.collab import streams as sse
+from canvas.memo import apis
+from canvas.nodes import apis as node_apis
 
 D = "canvas/<str:deal_id>"
 

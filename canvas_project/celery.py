@@ -10,6 +10,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "canvas_project.settings")
 
 app = Celery("canvas_project")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks()
+# Tasks live in the capability packages that own them (`<package>.tasks`), not at the apps' top level
+# where Celery looks by default. Named as strings: the project core imports no app.
+app.autodiscover_tasks(["canvas.runs", "deals.documents", "internal_api"])
 # Every worker records a heartbeat that GET /api/health reads.
 app.steps["worker"].add(WorkerHeartbeat)

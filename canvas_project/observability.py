@@ -79,7 +79,7 @@ _RUN_SECONDS_HELP = "Synthesis run durations by final status (deployment-wide, k
 def record_run_seconds(*, status: str, seconds: float) -> None:
     """Count one finished run in dealcanvas_run_seconds. Never raises: with Redis unreachable the
     observation is dropped (logged), as a metric is not worth failing a run's bookkeeping."""
-    from canvas import keys
+    from canvas_project import keys
     from canvas_project.redis_client import get_redis
 
     key = keys.run_seconds_metric_key()
@@ -102,7 +102,7 @@ class RunSecondsCollector:
         return [HistogramMetricFamily("dealcanvas_run_seconds", _RUN_SECONDS_HELP, labels=["status"])]
 
     def collect(self):
-        from canvas import keys
+        from canvas_project import keys
         from canvas_project.redis_client import get_redis
 
         family = HistogramMetricFamily("dealcanvas_run_seconds", _RUN_SECONDS_HELP, labels=["status"])

@@ -1,6 +1,6 @@
 """Recovery of the PostgreSQL connection pools after PostgreSQL fails (a restart, a failover, a crash).
 
-Both pools, Django's and the LangGraph Store's (canvas.store), hand out idle connections without
+Both pools, Django's and the LangGraph Store's (canvas_project.store), hand out idle connections without
 testing them: a test at every checkout costs a round trip (85 us measured on these machines) on every
 request. So after PostgreSQL restarts, each dead idle connection would fail one more request, long
 after PostgreSQL is back. Instead, a request that meets a database error has every idle connection of
@@ -43,7 +43,7 @@ def check_pools_soon() -> None:
 def _check_pools() -> None:
     from django.db import connections
 
-    from canvas.store import current_pool
+    from canvas_project.store import current_pool
 
     try:
         for pool in (connections["default"].pool, current_pool()):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import redis
 from django.conf import settings
 
-from canvas import keys
+from canvas_project import keys
 from canvas_project.errors import DependencyUnavailableError, RateLimitedError
 from canvas_project.redis_client import LuaScript, get_redis
 

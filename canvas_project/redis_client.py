@@ -1,4 +1,4 @@
-"""The raw Redis client every producer uses (django-redis's pool; keys come from canvas.keys)."""
+"""The raw Redis client every producer uses (django-redis's pool; keys come from canvas_project.keys)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from django_redis import get_redis_connection
 
 
 def get_redis() -> redis.Redis:
-    """The shared client. Keys written through it carry no cache prefix: canvas.keys names them."""
+    """The shared client. Keys written through it carry no cache prefix: canvas_project.keys names them."""
     return get_redis_connection("default")
 
 

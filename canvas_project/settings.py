@@ -238,7 +238,7 @@ SPECTACULAR_SETTINGS = {
         "OrgRoleEnum": "deals.models.OrgRole",
         "VisibilityEnum": "deals.models.Visibility",
         "DocumentStateEnum": "deals.models.DocumentState",
-        "SectionStateEnum": "canvas.serializers.SECTION_STATES",
+        "SectionStateEnum": "canvas.memo.serializers.SECTION_STATES",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -275,7 +275,7 @@ SYNTHESIS_MAX_CONCURRENCY = env_int("SYNTHESIS_MAX_CONCURRENCY", 4)
 SYNTHESIS_HEARTBEAT_SECONDS = env_int("SYNTHESIS_HEARTBEAT_SECONDS", 2)
 SYNTHESIS_CANCEL_WAIT_SECONDS = env_int("SYNTHESIS_CANCEL_WAIT_SECONDS", 10)
 SYNTHESIS_TOP_K = env_int("SYNTHESIS_TOP_K", 6)
-SYNTHESIS_DRAFTER = env_str("SYNTHESIS_DRAFTER", "canvas.synthesis.drafters.DefaultDrafter")
+SYNTHESIS_DRAFTER = env_str("SYNTHESIS_DRAFTER", "canvas.runs.synthesis.drafters.DefaultDrafter")
 # An LLM drafter only when configured, e.g. "openai:gpt-4o-mini" (install that provider's langchain package).
 CANVAS_LLM_MODEL = env_str("CANVAS_LLM_MODEL", "")
 PRESENCE_WINDOW_SECONDS = float(env_str("PRESENCE_WINDOW_SECONDS", "30"))

@@ -39,7 +39,7 @@ return redis.call('ZCOUNT', KEYS[1], now - tonumber(ARGV[1]), '+inf')
 
 def heartbeat_record(*, hostname: str) -> None:
     """Record that the worker `hostname` is alive now. Raises redis errors."""
-    from canvas import keys
+    from canvas_project import keys
     from canvas_project.redis_client import get_redis
 
     get_redis().eval(_RECORD, 1, keys.worker_heartbeats_key(), hostname, keys.WORKER_HEARTBEATS_TTL * 1000)
@@ -47,7 +47,7 @@ def heartbeat_record(*, hostname: str) -> None:
 
 def heartbeat_remove(*, hostname: str) -> None:
     """Forget the worker `hostname` (it is stopping). Raises redis errors."""
-    from canvas import keys
+    from canvas_project import keys
     from canvas_project.redis_client import get_redis
 
     get_redis().zrem(keys.worker_heartbeats_key(), hostname)
@@ -57,7 +57,7 @@ def live_worker_count() -> int:
     """How many workers sent a heartbeat within WORKER_HEARTBEAT_MAX_AGE seconds. Raises redis errors."""
     from django.conf import settings
 
-    from canvas import keys
+    from canvas_project import keys
     from canvas_project.redis_client import get_redis
 
     max_age_ms = int(settings.WORKER_HEARTBEAT_MAX_AGE * 1000)

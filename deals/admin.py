@@ -2,7 +2,8 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.utils.html import format_html, format_html_join
 
-from deals.models import Deal, DealAccess, Org, OrgMembership, User
+from deals.documents import services as document_services
+from deals.models import Deal, DealAccess, Document, DocumentPage, Org, OrgMembership, User
 
 
 @admin.register(User)
@@ -90,8 +91,8 @@ class DealAdmin(admin.ModelAdmin):
 
     @admin.display(description="memo (from the Store)")
     def memo_overview(self, obj: Deal) -> str:
-        from canvas.errors import StoreUnavailable
-        from canvas.selectors import progress_get, readiness_get
+        from canvas.memo.errors import StoreUnavailable
+        from canvas.memo.selectors import progress_get, readiness_get
 
         if obj.pk is None:
             return "-"
@@ -119,8 +120,8 @@ class DealAdmin(admin.ModelAdmin):
 
     @admin.display(description="versions (newest first)")
     def memo_versions(self, obj: Deal) -> str:
-        from canvas.errors import StoreUnavailable
-        from canvas.selectors import versions_page
+        from canvas.memo.errors import StoreUnavailable
+        from canvas.memo.selectors import versions_page
 
         if obj.pk is None:
             return "-"
@@ -164,9 +165,7 @@ class DealAccessAdmin(admin.ModelAdmin):
     readonly_fields = ("granted_by", "created_at", "updated_at")
 
 
-# --- documents (deals.document_services owns every write; the admin only calls it) -----------------
-from deals import document_services  # noqa: E402
-from deals.models import Document, DocumentPage  # noqa: E402
+# --- documents (deals.documents.services owns every write; the admin only calls it) -----------------
 
 
 class DocumentPageInline(admin.TabularInline):

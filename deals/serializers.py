@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from canvas.memo_templates import DEFAULT_TEMPLATE_KEY, TEMPLATES
+from canvas.memo.templates import DEFAULT_TEMPLATE_KEY, TEMPLATES
 from canvas_project.api.fields import StrictCharField
 from deals.models import DealRole, DocumentState, OrgRole, Visibility
 from deals.selectors import DASHBOARD_ORDERINGS, DASHBOARD_SCOPES

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from django.db import transaction
 
-from canvas.memo_templates import DEFAULT_TEMPLATE_KEY
+from canvas.memo.templates import DEFAULT_TEMPLATE_KEY
 from canvas_project.errors import InvalidInputError
 from deals.errors import AlreadyExists, DealNotFound, GrantNotFound, LastOrgAdmin, LastOwner, MemberNotFound, RoleTooLow
 from deals.models import Deal, DealAccess, DealRole, Org, OrgMembership, OrgRole, User, Visibility
@@ -182,7 +182,7 @@ def deal_update(*, deal: Deal, role: str, changes: dict) -> Deal:
 
 
 def _discard_on_commit(deal_ids: list[uuid.UUID]) -> None:
-    from canvas.services import canvas_discard
+    from canvas.memo.services import canvas_discard
 
     for deal_id in deal_ids:
         transaction.on_commit(lambda deal_id=deal_id: canvas_discard(deal_id=deal_id))
@@ -191,7 +191,7 @@ def _discard_on_commit(deal_ids: list[uuid.UUID]) -> None:
 @transaction.atomic
 def deal_delete(*, deal: Deal) -> None:
     """Delete the deal; once committed, its files, memo, checkpoints and Redis state go too."""
-    from deals.document_services import deal_document_files_delete
+    from deals.documents.services import deal_document_files_delete
 
     deal_id = deal.pk
     deal_document_files_delete(deal=deal)
@@ -216,7 +216,7 @@ def deals_batch_delete(*, user: User, deal_ids: Iterable[uuid.UUID], token_deal_
         raise RoleTooLow(
             "Only owners can delete deals; you do not own: " + ", ".join(not_owned) + ". Nothing was deleted."
         )
-    from deals.document_services import deal_document_files_delete
+    from deals.documents.services import deal_document_files_delete
 
     for deal in Deal.objects.filter(pk__in=wanted):
         deal_document_files_delete(deal=deal)

@@ -23,8 +23,8 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from canvas import nodes as canvas_nodes
-from canvas.errors import StoreUnavailable
+from canvas.memo.errors import StoreUnavailable
+from canvas.nodes import services as canvas_nodes
 from canvas_project.api.validation import RequestValidationError, _validate
 from canvas_project.errors import DomainError
 from deals.access import DealAccessContext, require_role, resolve_deal_access
@@ -291,7 +291,7 @@ class CanvasMutationsApi(InternalContractApi):
                 )
                 return {"op": "create_node", "node_id": node["id"]}
             if mutation["op"] == "create_suggestion":
-                from canvas.suggestions import suggestion_create
+                from canvas.review.suggestions import suggestion_create
 
                 spec = mutation["suggestion"]
                 suggestion = suggestion_create(deal=deal, user=user, **spec)

@@ -22,8 +22,8 @@ from django.conf import settings
 from django.db import transaction
 from langgraph.graph import END, START, StateGraph
 
-from canvas.store import get_checkpointer
 from canvas_project.errors import DependencyUnavailableError, InvalidInputError, NotFoundError
+from canvas_project.store import get_checkpointer
 from deals.models import Deal, User
 from internal_api import context as context_service
 from internal_api.models import ChatThread

@@ -12,7 +12,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from canvas.sse import _authenticate, _SseError, sse_response
+from canvas.collab.streams import _authenticate, _SseError, sse_response
 from canvas_project import ratelimit
 from canvas_project.api.errors import domain_error_parts
 from canvas_project.api.fields import StrictCharField

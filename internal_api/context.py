@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from canvas import nodes as canvas_nodes
+from canvas.nodes import services as canvas_nodes
 from deals.models import Deal
 
 CONTRACT_VERSION = "2026-02"

@@ -19,7 +19,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from canvas import keys
+from canvas_project import keys
 from canvas_project.errors import DomainError, InvalidInputError
 from deals.admin import DealAdmin
 from deals.models import Deal

@@ -11,10 +11,10 @@ from rest_framework.views import APIView
 
 from canvas_project.api.schema import error_responses
 from canvas_project.api.validation import parse_body
+from canvas_project.keyspace import normalise_deal_id
 from deals.errors import DealNotFound
 from deals.permissions import RequireSuperadmin
 from superadmin import selectors, services
-from superadmin.keyspace import normalise_deal_id
 from superadmin.models import PurgeSource
 from superadmin.serializers import DealRedisFootprintOutput, PurgeDealsInput, PurgeResultOutput
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
-from canvas import keys
 from canvas.models import ACTIVE_RUN_STATUSES, SynthesisRun
-from canvas.store import deal_thread_ids, deal_thread_prefix, get_pool
+from canvas_project import keys
+from canvas_project.keyspace import deal_node_client, normalise_deal_id, purge_redis_client
+from canvas_project.store import deal_thread_ids, deal_thread_prefix, get_pool
 from deals.models import Deal, Org
-from superadmin.keyspace import deal_node_client, normalise_deal_id, purge_redis_client
 
-# Every thread of a deal is named `<prefix of that deal>...` (canvas.store); the part before the
+# Every thread of a deal is named `<prefix of that deal>...` (canvas_project.store); the part before the
 # deal id is the same for all deals, which lets one query list the threads of every deal.
 _THREAD_PREFIX = deal_thread_prefix(uuid.UUID(int=0)).removesuffix(f"{uuid.UUID(int=0)}:")
 

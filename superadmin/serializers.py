@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from canvas import keys
+from canvas_project import keys
 from superadmin.services import MODE_ALL, MODE_BY_DEAL, MODES, SKIP_REASONS
 
 

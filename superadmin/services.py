@@ -29,12 +29,12 @@ from dataclasses import asdict, dataclass, field
 
 from django.utils import timezone
 
-from canvas import store
-from canvas.selectors import active_run_ids
+from canvas.memo.selectors import active_run_ids
+from canvas_project import keyspace, store
 from canvas_project.errors import DomainError
 from canvas_project.observability import metrics
 from deals.models import Deal
-from superadmin import keyspace, selectors
+from superadmin import selectors
 from superadmin.errors import ActiveRunConflict, DealOrgMismatch, OrgUnknown, PurgeInputInvalid
 from superadmin.models import PurgeAudit, PurgeSource, PurgeStatus
 

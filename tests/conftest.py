@@ -19,7 +19,7 @@ DEAL_ROLES = ("viewer", "commenter", "editor", "owner")
 def _close_langgraph_pool(django_db_setup):
     """The Store's pool holds connections to the test database; close it before the database is dropped."""
     yield
-    from canvas.store import close_pool
+    from canvas_project.store import close_pool
 
     close_pool()
 

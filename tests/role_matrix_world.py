@@ -15,8 +15,11 @@ from typing import Any
 from django.conf import settings
 from django.core.files.base import ContentFile
 
-from canvas import collab, nodes, services, suggestions
+from canvas.collab import services as collab
+from canvas.memo import services
 from canvas.models import ApprovalCondition, RunStatus, SynthesisRun
+from canvas.nodes import services as nodes
+from canvas.review import suggestions
 from deals.models import Deal, Document, DocumentPage, FileState
 from deals.tokens import token_pair_for_user
 from internal_api.models import ChatThread

@@ -53,7 +53,7 @@ from schemathesis.core.failures import FailureGroup
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
-from canvas.memo_templates import ACQUISITION
+from canvas.memo.templates import ACQUISITION
 from deals.models import Deal
 from deals.tokens import token_pair_for_user
 from tests.canvas.conftest import canvas_url, full_memo, save
@@ -404,7 +404,7 @@ class BusyDeal:
     call waits for a 15 s heartbeat."""
 
     def __init__(self, world: World) -> None:
-        from canvas.synthesis import telemetry
+        from canvas.runs.synthesis import telemetry
 
         self.deal_id, self.user_id = world.path["deal_id"], str(world.path["user_id"])
         telemetry.emit_run_event(self.deal_id, world.path["run_id"], "workflow_started", {"inputs": {}})
@@ -413,7 +413,7 @@ class BusyDeal:
         self.thread = threading.Thread(target=self._publish, name="busy-deal", daemon=True)
 
     def _publish(self) -> None:
-        from canvas import events
+        from canvas_project import events
 
         while not self.stop.wait(0.05):
             events.emit(self.deal_id, "presence_joined", {"user_id": self.user_id, "display_name": "viewer"})

@@ -6,7 +6,7 @@ from django.db import migrations
 
 
 def create_langgraph_tables(apps, schema_editor):
-    from canvas.store import setup_langgraph_tables
+    from canvas_project.store import setup_langgraph_tables
 
     setup_langgraph_tables(schema_editor.connection.settings_dict)
 

@@ -23,7 +23,7 @@ from rest_framework.views import set_rollback
 from canvas_project import errors as domain
 from canvas_project.api.validation import RequestValidationError, drf_errors_to_items
 from canvas_project.pool_recovery import check_pools_soon, is_database_failure
-from deals.document_errors import UnsupportedDocumentType
+from deals.documents.errors import UnsupportedDocumentType
 
 logger = logging.getLogger(__name__)
 

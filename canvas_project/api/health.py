@@ -62,7 +62,7 @@ def _check_redis() -> None:
 
 
 def _check_store() -> None:
-    from canvas.store import get_pool
+    from canvas_project.store import get_pool
 
     with get_pool().connection(timeout=2.0) as conn:
         conn.execute("SELECT 1 FROM store LIMIT 1")

@@ -20,8 +20,8 @@ class ProjectAutoSchema(AutoSchema):
 
 
 def add_sse_endpoints(result, generator, request, public):
-    """drf-spectacular postprocessing hook: document the async SSE views of canvas.sse and chat."""
-    from canvas.sse import SSE_ENDPOINTS
+    """drf-spectacular postprocessing hook: document the async SSE views of canvas.collab.streams and chat."""
+    from canvas.collab.streams import SSE_ENDPOINTS
     from internal_api.chat_apis import CHAT_STREAM_ENDPOINT
 
     # every text/event-stream response (these and POST /generate's) describes its events with this

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from canvas.memo_templates import ACQUISITION
+from canvas.memo.templates import ACQUISITION
 
 
 def section_text(title: str, n: int) -> str:

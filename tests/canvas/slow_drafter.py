@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 
-from canvas.synthesis.drafters import DefaultDrafter, DraftStopped
+from canvas.runs.synthesis.drafters import DefaultDrafter, DraftStopped
 
 
 class SlowDrafter(DefaultDrafter):

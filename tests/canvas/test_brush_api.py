@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from canvas import keys
-from canvas.memo_store import read_canvas
+from canvas.memo.store import read_canvas
 from canvas.models import Suggestion, SuggestionStatus
+from canvas_project import keys
 from canvas_project.redis_client import get_redis
 from tests.canvas.conftest import canvas_url, save
 from tests.canvas.synthesis_corpus import make_corpus, page_texts
@@ -164,6 +164,6 @@ def test_brush_findings_appear_as_canvas_nodes(cast, memo):
     node = listed["results"][0]
     assert node["status"] == "pending" and node["section_key"] == finding["section_key"]
     assert listed["relationships"][node["id"]] == [{"to": f"section:{finding['section_key']}", "type": "flags"}]
-    from canvas import nodes
+    from canvas.nodes import services as nodes
 
     assert nodes.canvas_summary_counts(cast.deal)["byType"]["brush_finding"] == 1

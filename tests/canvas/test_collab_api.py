@@ -10,7 +10,7 @@ import time
 import pytest
 from django.db import connection
 
-from canvas import keys
+from canvas_project import keys
 from canvas_project.redis_client import get_redis
 from deals.models import Deal
 from tests.canvas.conftest import canvas_url

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from canvas.memo_store import read_canvas
+from canvas.memo.store import read_canvas
 from deals.tokens import token_pair_for_user
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.test import override_settings
 
-from canvas.store import close_pool
+from canvas_project.store import close_pool
 from tests.canvas.conftest import canvas_url, save
 from tests.servers import ThrowawayRedis, free_port
 

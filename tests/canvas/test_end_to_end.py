@@ -11,8 +11,8 @@ from django.conf import settings as django_settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 
-from canvas.memo_store import read_canvas
-from canvas.memo_templates import ACQUISITION
+from canvas.memo.store import read_canvas
+from canvas.memo.templates import ACQUISITION
 from deals.models import Document, DocumentPage, FileState
 from deals.tokens import token_pair_for_user
 from tests.canvas.conftest import canvas_url

@@ -10,7 +10,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from canvas import events, keys
+from canvas_project import events, keys
 from canvas_project.redis_client import get_redis
 from deals.tokens import token_pair_for_user
 from tests.servers import ServiceProcess, database_url_of
@@ -218,7 +218,7 @@ def test_one_user_may_hold_only_so_many_streams_open(cast):
 def test_a_stream_dropped_before_it_started_gives_its_slot_back(cast):
     import gc
 
-    from canvas import sse
+    from canvas.collab import streams as sse
 
     async def never_started():
         yield "x"

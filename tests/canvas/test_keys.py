@@ -1,4 +1,4 @@
-"""canvas.keys: the one key registry."""
+"""canvas_project.keys: the one key registry."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from canvas import keys
+from canvas_project import keys
 from canvas_project.redis_client import get_redis
 
 DEAL = uuid.UUID("6f1c0d52-3b7e-4d0a-9a51-2f3c4b5d6e7f")

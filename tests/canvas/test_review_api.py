@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from canvas import keys
-from canvas.memo_store import canvas_write, read_canvas
+from canvas.memo.store import canvas_write, read_canvas
 from canvas.models import ApprovalCondition, Comment, SectionFeedback
+from canvas_project import keys
 from canvas_project.redis_client import get_redis
 from tests.canvas.conftest import canvas_url, save
 from tests.conftest import ROLES, expected_status

@@ -24,12 +24,14 @@ from django.db import connection
 from django.urls import resolve
 from django.utils import timezone
 
-from canvas import keys, runs, services
-from canvas.memo_store import read_canvas
+from canvas.memo import services
+from canvas.memo.store import read_canvas
 from canvas.models import RunStatus, SynthesisRun
-from canvas.store import deal_thread_ids
-from canvas.synthesis import telemetry
+from canvas.runs import services as runs
+from canvas.runs.synthesis import telemetry
+from canvas_project import keys
 from canvas_project.redis_client import get_redis
+from canvas_project.store import deal_thread_ids
 from deals.tokens import token_pair_for_user
 from tests import factories
 from tests.canvas.conftest import canvas_url
@@ -124,7 +126,7 @@ PROMPTS_ROUTED = resolve("/api/canvas/prompts").url_name == "canvas-prompts"
 prompts_route = pytest.mark.xfail(
     not PROMPTS_ROUTED,
     strict=False,
-    reason="/api/canvas/prompts is shadowed by /api/canvas/{deal_id}: include canvas.run_urls before canvas.urls",
+    reason="/api/canvas/prompts is shadowed by /api/canvas/{deal_id}: include canvas.runs.urls before canvas.urls",
 )
 
 
@@ -164,7 +166,7 @@ def test_generate_queues_a_run_and_enqueues_it_on_commit(cast, django_capture_on
 @pytest.mark.django_db
 def test_generate_defaults_to_every_template_section(cast):
     run_id = _generate(cast.client("editor"), cast.deal).json()["run_id"]
-    from canvas.memo_templates import ACQUISITION
+    from canvas.memo.templates import ACQUISITION
 
     assert SynthesisRun.objects.get(pk=run_id).requested_sections == [s.key for s in ACQUISITION.sections]
 
@@ -451,7 +453,7 @@ def test_debug_reports_a_drafter_failure_and_validates(cast):
 @prompts_route
 @pytest.mark.django_db
 def test_prompts_are_the_templates_the_drafters_use(cast, settings):
-    from canvas.synthesis.prompts import SECTION_SYSTEM
+    from canvas.runs.synthesis.prompts import SECTION_SYSTEM
 
     body = cast.client("viewer").get("/api/canvas/prompts").json()
     assert body["drafter"] == "default" and body["model"] is None
@@ -467,7 +469,7 @@ def test_the_prompt_catalogue_view_answers(cast):
     """Until the route is reachable (see the xfail above), the view itself is checked."""
     from rest_framework.test import APIRequestFactory, force_authenticate
 
-    from canvas.run_apis import PromptCatalogueApi
+    from canvas.runs.apis import PromptCatalogueApi
 
     request = APIRequestFactory().get("/api/canvas/prompts")
     force_authenticate(request, user=cast.users["viewer"])

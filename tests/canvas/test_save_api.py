@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from canvas import keys
-from canvas.memo_store import read_canvas
+from canvas.memo.store import read_canvas
+from canvas_project import keys
 from canvas_project.redis_client import get_redis
 from deals.models import Deal
 from tests.canvas.conftest import canvas_url, save
@@ -193,7 +193,7 @@ class TestSectionPut:
         assert "no version 7 yet" in response.json()["detail"]
 
     def test_a_section_stored_before_sections_recorded_their_version_is_checked_against_the_memo(self, cast, written):
-        from canvas.memo_store import canvas_write
+        from canvas.memo.store import canvas_write
 
         with canvas_write(cast.deal.pk) as writer:  # as the Store held sections before this change
             doc = writer.load()

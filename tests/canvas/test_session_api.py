@@ -9,8 +9,8 @@ import jsonschema
 import pytest
 import redis
 
-from canvas import keys, session
-from canvas_project import ratelimit
+from canvas.memo import session
+from canvas_project import keys, ratelimit
 from canvas_project.redis_client import get_redis
 from deals.models import Deal
 from tests.canvas.conftest import canvas_url, save

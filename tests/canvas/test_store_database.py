@@ -17,8 +17,8 @@ from django.db import connection
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from canvas.store import close_pool, conninfo_from_settings
 from canvas_project.redis_client import get_redis
+from canvas_project.store import close_pool, conninfo_from_settings
 from tests.canvas.conftest import canvas_url, full_memo, save
 from tests.servers import database_url_of
 
@@ -103,7 +103,7 @@ def test_migrate_creates_the_langgraph_tables_in_the_stores_own_database(db, scr
 
 def test_the_memo_is_read_and_written_in_the_stores_own_database(cast, settings, scratch_databases):
     store_db = scratch_databases("lg")
-    from canvas.store import setup_langgraph_tables
+    from canvas_project.store import setup_langgraph_tables
 
     settings.LANGGRAPH_DATABASE_URL = _url_of(store_db)
     setup_langgraph_tables(connection.settings_dict)  # what migrate runs: the tables go to the Store's database

@@ -1,11 +1,12 @@
-"""canvas.streams in process: how the one reader of a stream hands events to its subscribers."""
+"""canvas_project.sse.hub in process: how the one reader of a stream hands events to its subscribers."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 
-from canvas import events, keys, streams
+from canvas_project import events, keys
+from canvas_project.sse import hub as streams
 
 
 async def _batches_of(key: str, deal_id, bursts: list[int]) -> list[int]:

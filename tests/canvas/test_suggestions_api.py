@@ -12,10 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from canvas import keys
-from canvas.memo_store import read_canvas
+from canvas.memo.store import read_canvas
 from canvas.models import Suggestion
-from canvas.suggestions import apply_change, find_occurrence
+from canvas.review.suggestions import apply_change, find_occurrence
+from canvas_project import keys
 from canvas_project.redis_client import get_redis
 from deals.models import Deal
 from deals.tokens import token_pair_for_user

@@ -12,15 +12,17 @@ from django.utils import timezone
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
-from canvas import keys, runs, services
-from canvas.memo_store import read_canvas
+from canvas.memo import services
+from canvas.memo.store import read_canvas
 from canvas.models import RunStatus, SynthesisRun
-from canvas.store import deal_thread_ids
-from canvas.synthesis import drafters, telemetry
-from canvas.synthesis.drafters import DefaultDrafter, DraftFailed, DraftRequest, LlmDrafter
-from canvas.synthesis.graph import SectionPlan, SectionWriteRefused
-from canvas.synthesis.retrieval import Passage, PassageIndex, load_metrics, load_passages
+from canvas.runs import services as runs
+from canvas.runs.synthesis import drafters, telemetry
+from canvas.runs.synthesis.drafters import DefaultDrafter, DraftFailed, DraftRequest, LlmDrafter
+from canvas.runs.synthesis.graph import SectionPlan, SectionWriteRefused
+from canvas.runs.synthesis.retrieval import Passage, PassageIndex, load_metrics, load_passages
+from canvas_project import keys
 from canvas_project.redis_client import get_redis
+from canvas_project.store import deal_thread_ids
 from tests.canvas.synthesis_corpus import DOCUMENTS, make_corpus, make_document, page_texts
 
 REQUIRED = (

@@ -7,7 +7,7 @@ import io
 import pytest
 from docx import Document
 
-from canvas.memo_store import read_canvas
+from canvas.memo.store import read_canvas
 from tests.canvas.conftest import canvas_url, save
 from tests.conftest import ROLES, expected_status
 

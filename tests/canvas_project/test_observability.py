@@ -36,11 +36,11 @@ def test_request_and_deal_ids_reach_records_logged_during_a_request(cast, caplog
         from canvas_project.observability import deal_id_var, request_id_var
 
         seen["request_id"], seen["deal_id"] = request_id_var.get(), deal_id_var.get()
-        logging.getLogger("canvas.services").warning("probe inside the request")
+        logging.getLogger("canvas.memo.services").warning("probe inside the request")
         return []
 
-    monkeypatch.setattr("canvas.selectors.active_run_ids", spy)
-    monkeypatch.setattr("canvas.services.active_run_ids", spy)
+    monkeypatch.setattr("canvas.memo.selectors.active_run_ids", spy)
+    monkeypatch.setattr("canvas.memo.services.active_run_ids", spy)
     response = cast.client("viewer").get(f"/api/canvas/{cast.deal.pk}", HTTP_X_REQUEST_ID="req-42")
     assert response.status_code == 200
     assert seen == {"request_id": "req-42", "deal_id": str(cast.deal.pk)}
@@ -99,8 +99,8 @@ def test_run_durations_are_recorded_by_final_status(cast, client, settings):
 
     from django.utils import timezone
 
-    from canvas import runs
     from canvas.models import RunStatus, SynthesisRun
+    from canvas.runs import services as runs
     from tests.canvas.synthesis_corpus import make_corpus
 
     assert _run_seconds(client, settings) == {}
@@ -150,8 +150,8 @@ def test_a_run_finished_in_another_process_is_seen_by_this_ones_metrics(cast, cl
 
     from django.db import connection
 
-    from canvas import runs
     from canvas.models import RunStatus
+    from canvas.runs import services as runs
     from tests.canvas.synthesis_corpus import make_corpus
     from tests.servers import database_url_of
 
@@ -174,7 +174,7 @@ def test_a_run_finished_in_another_process_is_seen_by_this_ones_metrics(cast, cl
         [
             sys.executable,
             "-c",
-            "import django, sys; django.setup(); from canvas import runs; print(runs.run_execute(run_id=sys.argv[1]))",
+            "import django, sys; django.setup(); from canvas.runs import services; print(services.run_execute(run_id=sys.argv[1]))",
             str(run.pk),
         ],
         env=env,

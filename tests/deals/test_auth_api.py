@@ -93,7 +93,7 @@ def _access_issued_ago(user, seconds: int) -> str:
 def test_access_tokens_issued_before_a_new_password_are_refused_everywhere(cast):
     from django.test import RequestFactory
 
-    from canvas import sse
+    from canvas.collab import streams as sse
 
     owner, deal = cast.users["owner"], cast.deal.pk
     before = factories.client_for(token=_access_issued_ago(owner, 5))

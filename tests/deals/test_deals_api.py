@@ -174,8 +174,8 @@ class TestBlankCanvas:
 
 
 def test_deleting_a_deal_discards_its_memo_and_redis_state(cast, django_capture_on_commit_callbacks):
-    from canvas import keys
-    from canvas.memo_store import read_canvas, read_snapshots
+    from canvas.memo.store import read_canvas, read_snapshots
+    from canvas_project import keys
     from canvas_project.redis_client import get_redis
     from tests.canvas.conftest import full_memo, save
 

@@ -10,7 +10,7 @@ import pytest
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from canvas import keys
+from canvas_project import keys
 from canvas_project.redis_client import get_redis
 from deals.models import Document, DocumentPage, FileState
 from tests import factories
@@ -107,7 +107,7 @@ def test_a_malformed_or_unknown_deal_is_404(cast):
 # --- upload -----------------------------------------------------------------------------------------
 def test_it_uploads_and_answers_the_row(cast, django_capture_on_commit_callbacks, monkeypatch):
     queued = []
-    monkeypatch.setattr("deals.tasks.ingest_document.delay", lambda document_id: queued.append(document_id))
+    monkeypatch.setattr("deals.documents.tasks.ingest_document.delay", lambda document_id: queued.append(document_id))
     pdf = docs.offering_memorandum_pdf()
     with django_capture_on_commit_callbacks(execute=True):
         # the client's content type is ignored: the bytes say PDF
@@ -196,7 +196,7 @@ def test_a_body_declared_far_over_the_limit_is_413_before_it_is_read(cast, setti
 
 
 def test_the_default_limit_is_50_mb(settings):
-    from deals.document_services import document_max_bytes
+    from deals.documents.services import document_max_bytes
 
     if hasattr(settings, "DOCUMENT_MAX_BYTES"):
         del settings.DOCUMENT_MAX_BYTES
@@ -339,7 +339,7 @@ def test_admin_lists_documents_and_deletes_through_the_service(cast, client, dja
 
 def test_admin_reingests_selected_documents(cast, client, django_capture_on_commit_callbacks, monkeypatch):
     queued = []
-    monkeypatch.setattr("deals.tasks.ingest_document.delay", lambda document_id: queued.append(document_id))
+    monkeypatch.setattr("deals.documents.tasks.ingest_document.delay", lambda document_id: queued.append(document_id))
     doc = _stored_document(cast.deal)
     client.force_login(cast.users["superadmin"])
     with django_capture_on_commit_callbacks(execute=True):
@@ -360,7 +360,7 @@ def test_a_storage_failure_is_503_and_leaves_no_row(cast, monkeypatch):
 
 
 def test_deleting_a_deal_can_take_its_files_along(cast, django_capture_on_commit_callbacks):
-    from deals.document_services import deal_document_files_delete
+    from deals.documents.services import deal_document_files_delete
 
     doc = _stored_document(cast.deal)
     path = doc.file.path

@@ -14,19 +14,19 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 from PIL import Image
 
-from canvas import keys
+from canvas_project import keys
 from canvas_project.redis_client import get_redis
-from deals.document_services import document_ingest, fail_stuck_ingestions
-from deals.ingestion.intel import Passage, extract_metrics
-from deals.intel import (
+from deals.documents.ingestion.intel import Passage, extract_metrics
+from deals.documents.intel import (
     deal_intel_get,
     deal_passages,
     document_crop_get,
     document_digitization_get,
     intake_summary_get,
 )
+from deals.documents.services import document_ingest, fail_stuck_ingestions
+from deals.documents.tasks import sweep_stuck_ingestions
 from deals.models import Document, DocumentPage, FileState
-from deals.tasks import sweep_stuck_ingestions
 from tests.deals import fixtures_documents as docs
 
 pytestmark = pytest.mark.django_db
@@ -251,7 +251,7 @@ def test_each_ingest_sweeps_stalled_ones_first(cast, celery_worker, media):
 
 # --- ingestion service, without the worker --------------------------------------------------------
 def _queued(deal, name: str, content: bytes) -> Document:
-    from deals.ingestion.sniff import sniff_document
+    from deals.documents.ingestion.sniff import sniff_document
 
     sniffed = sniff_document(io.BytesIO(content), name)
     doc = Document(
@@ -369,7 +369,7 @@ def test_ingestion_works_with_redis_down(cast, media, monkeypatch):
 
 
 def test_a_document_deleted_while_it_was_digitized_leaves_nothing(cast, media, monkeypatch):
-    from deals.ingestion import digitize as digitize_module
+    from deals.documents.ingestion import digitize as digitize_module
 
     doc = _queued(cast.deal, "om.pdf", docs.offering_memorandum_pdf())
     real = digitize_module.digitize
@@ -379,7 +379,7 @@ def test_a_document_deleted_while_it_was_digitized_leaves_nothing(cast, media, m
         Document.objects.filter(pk=doc.pk).delete()
         return result
 
-    monkeypatch.setattr("deals.document_services.digitize", digitize_then_vanish)
+    monkeypatch.setattr("deals.documents.services.digitize", digitize_then_vanish)
     assert document_ingest(document_id=doc.pk) is None
     assert not DocumentPage.objects.filter(document_id=doc.pk).exists()
     assert (
@@ -423,7 +423,7 @@ def test_the_sweeper_enqueues_again_a_document_whose_message_was_lost(cast, cele
 def test_a_task_past_its_time_limit_fails_the_document(cast, media, monkeypatch):
     from celery.exceptions import SoftTimeLimitExceeded
 
-    from deals.tasks import ingest_document
+    from deals.documents.tasks import ingest_document
 
     doc = _queued(cast.deal, "notes.txt", b"text")
 
@@ -431,7 +431,7 @@ def test_a_task_past_its_time_limit_fails_the_document(cast, media, monkeypatch)
         Document.objects.filter(pk=doc.pk).update(state=FileState.PROCESSING)
         raise SoftTimeLimitExceeded()
 
-    monkeypatch.setattr("deals.document_services.document_ingest", slow)
+    monkeypatch.setattr("deals.documents.services.document_ingest", slow)
     assert ingest_document.run(str(doc.pk)) == "failed"
     doc.refresh_from_db()
     assert doc.state == FileState.FAILED and "15 minutes" in doc.error
@@ -500,7 +500,7 @@ def test_intake_prefers_the_document_whose_name_says_what_it_is(cast):
 
 
 def test_a_value_next_to_its_label_wins_over_a_later_one():
-    from deals.ingestion.intel import Passage, extract_metrics
+    from deals.documents.ingestion.intel import Passage, extract_metrics
 
     text = "The loan is sized at a 67.5% LTV, at a fixed interest rate of 5.25% for ten years."
     metrics = extract_metrics([Passage(document_id="d", filename="OM.pdf", page=3, text=text)])

@@ -1,6 +1,6 @@
 """A real `celery worker` whose ingestion digitizes slowly, so a test can kill it mid-task.
 
-Run as `python -m tests.faults.slow_ingest_worker`: it lengthens deals.document_services.digitize by
+Run as `python -m tests.faults.slow_ingest_worker`: it lengthens deals.documents.services.digitize by
 SLOW_INGEST_SECONDS (default 60) in this process only, then starts the worker like the
 `celery -A canvas_project worker` command (solo pool, one task at a time).
 """
@@ -17,7 +17,7 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "canvas_project.settings")
     django.setup()
     from canvas_project.celery import app
-    from deals import document_services
+    from deals.documents import services as document_services
 
     real_digitize = document_services.digitize
     delay = float(os.environ.get("SLOW_INGEST_SECONDS", "60"))

@@ -20,7 +20,7 @@ import pytest
 from django.conf import settings
 from langgraph.store.postgres import PostgresStore
 
-from canvas.store import CONNECTION_KWARGS, canvas_namespace
+from canvas_project.store import CONNECTION_KWARGS, canvas_namespace
 from tests.canvas.conftest import full_memo
 from tests.faults.conftest import Api, RunningService
 from tests.servers import ThrowawayPostgres

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from canvas.memo_store import read_canvas
+from canvas.memo.store import read_canvas
 from tests.canvas.conftest import full_memo
 from tests.faults.conftest import DEGRADED_OK, api_as, assert_unavailable, wait_for
 

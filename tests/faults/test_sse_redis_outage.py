@@ -14,8 +14,8 @@ import queue
 import pytest
 import redis
 
-from canvas import events
-from canvas.streams import BLOCK_MS
+from canvas_project import events
+from canvas_project.sse.hub import BLOCK_MS
 from tests.canvas.conftest import full_memo
 from tests.faults.conftest import api_as, wait_for
 from tests.sse_client import SseReader

@@ -25,7 +25,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.utils import timezone
 
-from deals.document_services import STALL_AFTER, STALL_REASON, fail_stuck_ingestions
+from deals.documents.services import STALL_AFTER, STALL_REASON, fail_stuck_ingestions
 from deals.models import Document, DocumentPage, FileState
 from tests.faults.conftest import service_env, wait_for
 

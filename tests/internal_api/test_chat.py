@@ -11,8 +11,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from canvas import nodes
-from canvas.store import deal_thread_ids
+from canvas.nodes import services as nodes
+from canvas_project.store import deal_thread_ids
 from deals.tokens import token_pair_for_user
 from internal_api.models import ChatThread
 from tests.conftest import ROLES

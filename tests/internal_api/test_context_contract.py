@@ -13,7 +13,7 @@ import uuid
 import pytest
 from rest_framework.test import APIClient
 
-from canvas import nodes
+from canvas.nodes import services as nodes
 from internal_api.context import summary_revision
 from internal_api.models import ChatThread
 from tests.canvas.conftest import canvas_url
@@ -280,7 +280,7 @@ def test_any_role_of_the_deal_reads_the_context(cast, thread):
 
 # --- "500: internal server/runtime failure" --------------------------------------------------------------
 def test_500_in_the_envelope_without_internals(cast, thread, settings):
-    from canvas.store import close_pool
+    from canvas_project.store import close_pool
     from tests.servers import free_port
 
     settings.LANGGRAPH_DATABASE_URL = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"
@@ -323,7 +323,7 @@ def test_an_unchanged_revision_does_not_load_the_nodes(cast, thread, written, mo
     def forbidden(deal):
         raise AssertionError("canvas_graph was called for an unchanged revision")
 
-    monkeypatch.setattr("canvas.nodes.canvas_graph", forbidden)
+    monkeypatch.setattr("canvas.nodes.services.canvas_graph", forbidden)
     body = _call(cast, thread, query={"revision": revision}).json()
     assert body["data"]["canvas_context"]["unchanged"] is True
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
-from canvas import nodes
 from canvas.models import Suggestion
+from canvas.nodes import services as nodes
 from internal_api.models import ChatThread, IdempotencyRecord
 
 URL = "/api/internal/canvas/mutations"

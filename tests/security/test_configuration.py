@@ -62,7 +62,7 @@ def test_an_unexpected_error_is_a_bare_500_without_internals(cast, monkeypatch):
     def explode(**kwargs):
         raise RuntimeError("boom at /srv/app/canvas/selectors.py with dsn postgresql://user:pw@db/prod")
 
-    monkeypatch.setattr("canvas.selectors.progress_get", explode)
+    monkeypatch.setattr("canvas.memo.selectors.progress_get", explode)
     response = cast.client("viewer").get(canvas_url(cast.deal, "progress"))
     assert response.status_code == 500
     assert response.json() == {"detail": "Internal server error."}

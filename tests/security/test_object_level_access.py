@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import uuid
 
-from canvas import nodes
 from canvas.models import ApprovalCondition, Comment, SectionApproval
+from canvas.nodes import services as nodes
 from tests import factories
 from tests.canvas.conftest import canvas_url
 

@@ -9,9 +9,9 @@ from typing import TypedDict
 
 import pytest
 
-from canvas import keys
-from canvas.store import delete_deal_threads, get_checkpointer
+from canvas_project import keys
 from canvas_project.redis_client import get_redis
+from canvas_project.store import delete_deal_threads, get_checkpointer
 
 # What write_deal_state() leaves per family (protected `runs` included).
 EXPECTED = {
@@ -76,7 +76,7 @@ def write_foreign_keys(client=None) -> list[str]:
     client = client or get_redis()
     bucket = keys.rate_limit_key("generate", "user-1")
     client.set(bucket, "1700000000000", ex=60)
-    client.lpush("celery", json.dumps({"task": "canvas.tasks.run"}))
+    client.lpush("celery", json.dumps({"task": "canvas.runs.tasks.run"}))
     client.sadd("_kombu.binding.celery", "celery")
     return [bucket, "celery", "_kombu.binding.celery"]
 
@@ -137,6 +137,6 @@ def new_deal_id() -> str:
 def _close_langgraph_pool(django_db_setup, django_db_blocker):
     """The Saver's pool holds connections to the test database; close it before that database is dropped."""
     yield
-    from canvas.store import close_pool
+    from canvas_project.store import close_pool
 
     close_pool()

@@ -1,4 +1,4 @@
-"""superadmin.keyspace helpers and the registry's batch classification the walk relies on."""
+"""canvas_project.keyspace helpers and the registry's batch classification the walk relies on."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import uuid
 import pytest
 import redis
 
-from canvas import keys
+from canvas_project import keys
 from tests.superadmin.conftest import write_deal_state
 
 
@@ -68,7 +68,7 @@ def test_classify_batch_grouped_groups_what_classify_batch_finds():
 
 # --- mode all: the known deals by name, then the sweep ------------------------------------------------
 def test_fixed_name_templates_agree_with_the_registry_builders():
-    from superadmin import keyspace
+    from canvas_project import keyspace
 
     deal = str(uuid.uuid4())
     built = [(family, name) for family, names in keys.fixed_keys(deal).items() for name in names]
@@ -84,7 +84,7 @@ def _untracked_key(client, deal) -> str:
 
 @pytest.mark.parametrize("include_protected", [False, True])
 def test_known_deals_then_sweep_delete_exactly_what_the_dry_walk_counts(redis_client, db, include_protected):
-    from superadmin import keyspace
+    from canvas_project import keyspace
     from tests.superadmin.conftest import EXPECTED, UNPROTECTED, deal_keys_present, write_foreign_keys
 
     known, orphan = str(uuid.uuid4()), str(uuid.uuid4())  # `orphan`: keys of a deal the caller doesn't know
@@ -117,7 +117,7 @@ def test_known_deals_then_sweep_delete_exactly_what_the_dry_walk_counts(redis_cl
 
 
 def test_known_stage_skips_recent_deals_and_the_sweep_leaves_them_alone(redis_client, db):
-    from superadmin import keyspace
+    from canvas_project import keyspace
     from tests.superadmin.conftest import EXPECTED, deal_keys_present
 
     busy, calm = str(uuid.uuid4()), str(uuid.uuid4())
@@ -134,7 +134,7 @@ def test_known_stage_skips_recent_deals_and_the_sweep_leaves_them_alone(redis_cl
 
 
 def test_an_expired_protected_key_leaves_the_index_with_its_last_entry(redis_client, db):
-    from superadmin import keyspace
+    from canvas_project import keyspace
 
     deal = str(uuid.uuid4())
     write_deal_state(deal)
@@ -148,7 +148,7 @@ def test_an_expired_protected_key_leaves_the_index_with_its_last_entry(redis_cli
 def test_the_installed_redis_py_still_offers_the_fast_reply_reader(redis_client):
     """Mode all reads its replies through the connection's hiredis reader (a redis-py internal); should an
     upgrade take it away the purge would still work, one read_response() a reply, but slower: say so here."""
-    from superadmin import keyspace
+    from canvas_project import keyspace
 
     pool = redis_client.connection_pool
     conn = keyspace._pool_connection(pool)
@@ -160,7 +160,7 @@ def test_the_installed_redis_py_still_offers_the_fast_reply_reader(redis_client)
 
 @pytest.mark.parametrize("fast", [True, False])
 def test_read_replies_takes_many_replies_across_socket_reads_and_hands_back_errors(redis_client, monkeypatch, fast):
-    from superadmin import keyspace
+    from canvas_project import keyspace
 
     if fast:  # the replies must come from the hiredis reader, not one read_response() each
         monkeypatch.setattr(keyspace, "_reply_or_error", lambda conn: pytest.fail("took the slow path"))
@@ -186,7 +186,7 @@ def test_read_replies_takes_many_replies_across_socket_reads_and_hands_back_erro
 def test_index_entries_that_are_not_variable_keys_of_the_deal_are_never_followed(redis_client):
     """The index lists the variable keys producers track; an entry with a fixed family's kind, another
     deal's key or a name with a newline is dropped from the index and what it names stays."""
-    from superadmin import keyspace
+    from canvas_project import keyspace
 
     deal, other = str(uuid.uuid4()), str(uuid.uuid4())
     odd = [f"canvas:session:{{{deal}}}:extra", keys.lock_key(other, "risks"), f"canvas:lock:{{{deal}}}:a\nb"]
@@ -202,7 +202,7 @@ def test_index_entries_that_are_not_variable_keys_of_the_deal_are_never_followed
 
 
 def test_the_known_stage_reports_what_has_been_deleted_and_ends_on_every_deal(redis_client, db):
-    from superadmin import keyspace
+    from canvas_project import keyspace
 
     deals = [str(uuid.uuid4()) for _ in range(keyspace.KNOWN_BATCH + 3)]  # two batches
     for deal in deals:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from canvas import keys
 from canvas.models import RunStatus, SynthesisRun
+from canvas_project import keys
 from superadmin.models import PurgeAudit
 from tests import factories
 from tests.conftest import ROLES

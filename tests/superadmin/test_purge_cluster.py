@@ -12,8 +12,8 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from canvas import keys
-from superadmin import keyspace, services
+from canvas_project import keys, keyspace
+from superadmin import services
 from tests.superadmin.conftest import EXPECTED, UNPROTECTED, deal_keys_present, new_deal_id, write_deal_state
 
 REDIS_SERVER = shutil.which("redis-server")

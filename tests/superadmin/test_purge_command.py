@@ -97,7 +97,7 @@ def test_failures_exit_non_zero_with_a_sentence(cast):
 def test_redis_down_is_a_non_zero_exit(cast, monkeypatch):
     import redis
 
-    from superadmin import keyspace
+    from canvas_project import keyspace
 
     def down(**kwargs):
         raise redis.exceptions.ConnectionError("Connection refused")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from canvas import keys
 from canvas.models import RunStatus, SynthesisRun
-from canvas.store import deal_thread_ids
+from canvas_project import keys, keyspace
+from canvas_project.store import deal_thread_ids
 from deals.models import Deal, DealAccess, Org, OrgMembership
-from superadmin import keyspace, services
+from superadmin import services
 from superadmin.errors import ActiveRunConflict, DealOrgMismatch, OrgUnknown, PurgeInputInvalid
 from superadmin.models import PurgeAudit, PurgeStatus
 from tests import factories

@@ -9,8 +9,8 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from canvas_project.errors import DomainError, InvalidInputError
+from canvas_project.keyspace import WalkProgress
 from superadmin import services
-from superadmin.keyspace import WalkProgress
 from superadmin.models import PurgeSource
 
 _OPTION_OF_LOC = {

@@ -1,0 +1,165 @@
+"""Reads of the canvas app."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+
+import redis
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db.models import Avg
+
+from canvas.memo.errors import StoreUnavailable, VersionNotFound
+from canvas.memo.readiness import ReviewSignals, compute_readiness
+from canvas.memo.store import read_canvas, read_snapshots
+from canvas.models import ACTIVE_RUN_STATUSES, ApprovalCondition, Comment, SectionFeedback, SynthesisRun
+from canvas_project import keys
+from canvas_project.redis_client import get_redis
+from deals.models import Deal
+
+logger = logging.getLogger(__name__)
+REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+def active_run_ids(*, deal_id) -> list[str]:
+    """Ids of the deal's runs that are queued or running."""
+    return [
+        str(pk)
+        for pk in SynthesisRun.objects.filter(deal_id=deal_id, status__in=ACTIVE_RUN_STATUSES).values_list(
+            "pk", flat=True
+        )
+    ]
+
+
+def review_signals(*, deal_id) -> ReviewSignals:
+    ratings = {
+        row["section_key"]: float(row["avg"])
+        for row in SectionFeedback.objects.filter(deal_id=deal_id).values("section_key").annotate(avg=Avg("rating"))
+    }
+    open_conditions = ApprovalCondition.objects.filter(deal_id=deal_id, resolved=False).count()
+    return ReviewSignals(ratings=ratings, unresolved_conditions=open_conditions)
+
+
+def readiness_get(*, deal: Deal) -> dict:
+    """The readiness report, from `canvas:readiness:{D}` when current. Raises StoreUnavailable."""
+    key = keys.readiness_key(deal.pk)
+    client = get_redis()
+    try:
+        raw = client.get(key)
+        if raw is not None:
+            cached = json.loads(raw)
+            if cached.get("version") == deal.memo_version:
+                return cached
+    except REDIS_ERRORS:
+        client = None
+    doc = read_canvas(deal.pk)
+    if doc is None:
+        from canvas.memo.store import new_canvas
+
+        doc = new_canvas(
+            deal_id=str(deal.pk), template_key=deal.template_key, is_blank=deal.created_blank, created_by=None, now=""
+        )
+    report = {**compute_readiness(doc, review_signals(deal_id=deal.pk)), "version": doc.version}
+    if client is not None:
+        try:
+            client.set(key, json.dumps(report, cls=DjangoJSONEncoder), ex=keys.READINESS_TTL)
+        except REDIS_ERRORS:
+            logger.warning("readiness of deal %s not cached: Redis unavailable", deal.pk)
+    return report
+
+
+def progress_get(*, deal: Deal) -> dict:
+    """{populated, total, sections, store_available}; from the deal row when the Store is down."""
+    try:
+        doc = read_canvas(deal.pk)
+    except StoreUnavailable:
+        return {
+            "populated": deal.sections_populated,
+            "total": deal.sections_total,
+            "sections": {},
+            "store_available": False,
+        }
+    if doc is None:
+        from canvas.memo.templates import get_template
+
+        template = get_template(deal.template_key)
+        return {
+            "populated": 0,
+            "total": len(template.sections),
+            "sections": {s.key: False for s in template.sections},
+            "store_available": True,
+        }
+    sections = {s["key"]: bool((s.get("markdown") or "").strip()) for s in doc.ordered_sections()}
+    return {"populated": sum(sections.values()), "total": len(sections), "sections": sections, "store_available": True}
+
+
+def versions_page(*, deal: Deal, page: int, page_size: int) -> dict:
+    """Snapshot summaries, newest first. Raises StoreUnavailable."""
+    doc = read_canvas(deal.pk)
+    numbers = sorted(doc.head.get("versions", []) if doc else [], reverse=True)
+    approvals = set(doc.head.get("approval_versions", []) if doc else [])
+    chosen = numbers[(page - 1) * page_size : page * page_size]
+    snapshots = {s["version"]: s for s in read_snapshots(deal.pk, chosen)}
+    results = [
+        {k: snapshots[n].get(k) for k in ("version", "title", "reason", "author", "author_id", "created_at", "state")}
+        | {"approval": n in approvals}
+        for n in chosen
+        if n in snapshots
+    ]
+    return {
+        "count": len(numbers),
+        "page": page,
+        "page_size": page_size,
+        "current_version": doc.version if doc else 0,
+        "results": results,
+    }
+
+
+def version_get(*, deal: Deal, version: int) -> dict:
+    """One snapshot. Raises VersionNotFound, StoreUnavailable."""
+    found = read_snapshots(deal.pk, [version])
+    if not found:
+        raise VersionNotFound()
+    return found[0]
+
+
+def version_diff(*, deal: Deal, version: int) -> dict:
+    """Unified diff from the snapshot to the current memo. Raises VersionNotFound, StoreUnavailable."""
+    snapshot = version_get(deal=deal, version=version)
+    doc = read_canvas(deal.pk)
+    current_md = doc.markdown() if doc else ""
+    current_sections = {k: s.get("markdown") or "" for k, s in (doc.sections.items() if doc else [])}
+    old_sections = {k: s.get("markdown") or "" for k, s in snapshot["sections"].items()}
+    diff = "".join(
+        difflib.unified_diff(
+            snapshot["markdown"].splitlines(keepends=True),
+            current_md.splitlines(keepends=True),
+            fromfile=f"version {version}",
+            tofile=f"version {doc.version if doc else 0} (current)",
+        )
+    )
+    return {
+        "from_version": version,
+        "to_version": doc.version if doc else 0,
+        "diff": diff,
+        "sections_added": sorted(set(current_sections) - set(old_sections)),
+        "sections_removed": sorted(set(old_sections) - set(current_sections)),
+        "sections_changed": sorted(
+            k for k in set(old_sections) & set(current_sections) if old_sections[k] != current_sections[k]
+        ),
+    }
+
+
+def comments_of_deal(*, deal: Deal, section_key: str | None, resolved: bool | None):
+    comments = (
+        Comment.objects.filter(deal=deal, parent=None)
+        .select_related("author", "resolved_by")
+        .prefetch_related("replies__author")
+        .order_by("created_at", "pk")
+    )
+    if section_key:
+        comments = comments.filter(section_key=section_key)
+    if resolved is not None:
+        comments = comments.filter(resolved=resolved)
+    return comments

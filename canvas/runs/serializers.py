@@ -1,0 +1,357 @@
+"""Request and response serializers of the synthesis endpoints (runs, regenerate, debug, reset, prompts,
+brushes). Inputs end in Input, outputs in Output; names are unique across the project."""
+
+from __future__ import annotations
+
+import uuid
+
+from rest_framework import serializers
+
+from canvas.memo.serializers import CitationOutput
+from canvas.models import RunStatus, SuggestionKind
+from canvas.review.brushes import BRUSHES, FINDING_KINDS, SEVERITIES
+from canvas.runs.services import RUN_ORDERINGS
+from canvas_project.api.fields import StrictCharField
+
+MAX_INSTRUCTIONS = 2000
+RUN_KINDS = ("generate", "regenerate")
+SECTION_OUTCOMES = ("delivered", "failed", "cancelled")
+
+
+def one_of(values, **kwargs) -> StrictCharField:
+    """A string output listing its values. (An enum here would collide in the OpenAPI components with the
+    other `status` and `kind` enums of the project; ENUM_NAME_OVERRIDES in settings would name them.)"""
+    listed = ", ".join(f"`{v}`" for v in values)
+    help_text = kwargs.pop("help_text", "")
+    return StrictCharField(help_text=f"One of {listed}. {help_text}".strip(), **kwargs)
+
+
+# --- generate / regenerate -----------------------------------------------------------------------------
+class GenerateInput(serializers.Serializer):
+    sections = serializers.ListField(
+        child=StrictCharField(max_length=64),
+        required=False,
+        allow_empty=False,
+        max_length=50,
+        help_text="Section keys to draft; all of the template's sections when omitted.",
+    )
+    instructions = StrictCharField(
+        max_length=MAX_INSTRUCTIONS,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Extra guidance for the drafters (also steers retrieval).",
+    )
+
+
+class ConflictQueryInput(serializers.Serializer):
+    on_conflict = serializers.ChoiceField(
+        choices=["reject", "enqueue"],
+        required=False,
+        default="reject",
+        help_text="What to do while another run of the deal is active: `reject` answers 409 naming it, "
+        "`enqueue` queues this run behind it.",
+    )
+
+
+class GenerateOutput(serializers.Serializer):
+    run_id = serializers.UUIDField()
+    status = one_of(RunStatus.values)
+    stream_url = StrictCharField(help_text="GET it with Accept: text/event-stream to follow the run.")
+
+
+class RegenerateInput(serializers.Serializer):
+    instructions = StrictCharField(max_length=MAX_INSTRUCTIONS, required=False, allow_blank=True, default="")
+
+
+class RegenerateOutput(GenerateOutput):
+    estimated_seconds = serializers.IntegerField(
+        min_value=1, help_text="A guess from the deal's recent runs and the queue."
+    )
+
+
+class RunConflictOutput(serializers.Serializer):
+    detail = StrictCharField()
+    active_run_id = serializers.UUIDField()
+    active_run_status = one_of(RunStatus.values)
+
+
+# --- runs ------------------------------------------------------------------------------------------------
+class TraceSummaryItemOutput(serializers.Serializer):
+    section_key = StrictCharField()
+    status = one_of(SECTION_OUTCOMES, help_text="cancelled: stopped before it was written.")
+    elapsed = serializers.FloatField()
+    error = StrictCharField(allow_null=True)
+
+
+class RunUsageOutput(serializers.Serializer):
+    drafter = StrictCharField(required=False)
+    sections = serializers.IntegerField(required=False)
+    words = serializers.IntegerField(required=False)
+    citations = serializers.IntegerField(required=False)
+    passages = serializers.IntegerField(required=False)
+    figures = serializers.IntegerField(required=False)
+    input_tokens = serializers.IntegerField(required=False)
+    output_tokens = serializers.IntegerField(required=False)
+    elapsed_seconds = serializers.FloatField(required=False)
+
+
+class RunOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    deal_id = serializers.UUIDField()
+    kind = one_of(RUN_KINDS)
+    status = one_of(RunStatus.values)
+    drafter = StrictCharField(allow_blank=True)
+    requested_sections = serializers.ListField(child=StrictCharField())
+    instructions = StrictCharField(allow_blank=True)
+    sections_delivered = serializers.ListField(child=StrictCharField())
+    sections_missing = serializers.ListField(
+        child=StrictCharField(), help_text="Requested but never drafted (cancelled, or the run died)."
+    )
+    sections_failed = serializers.ListField(child=StrictCharField())
+    usage = RunUsageOutput()
+    error = StrictCharField(allow_blank=True)
+    trace_summary = TraceSummaryItemOutput(many=True)
+    created_by = serializers.UUIDField(source="created_by_id", allow_null=True)
+    created_by_name = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    heartbeat_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    cancel_requested_at = serializers.DateTimeField(allow_null=True)
+    elapsed_seconds = serializers.SerializerMethodField()
+    thread_id = StrictCharField(help_text="The LangGraph checkpoint thread of the run.")
+    stream_url = serializers.SerializerMethodField()
+
+    def get_created_by_name(self, run) -> str | None:
+        return run.created_by.display_name if run.created_by_id and run.created_by else None
+
+    def get_elapsed_seconds(self, run) -> float | None:
+        if run.started_at is None:
+            return None
+        end = run.finished_at or run.heartbeat_at or run.started_at
+        return round((end - run.started_at).total_seconds(), 3)
+
+    def get_stream_url(self, run) -> str:
+        from canvas.runs.services import stream_url
+
+        return stream_url(run)
+
+
+class RunQueryInput(serializers.Serializer):
+    status = StrictCharField(required=False, help_text="One status or several, comma-separated.")
+    created_by = StrictCharField(
+        required=False, max_length=36, help_text="`me` for the caller's own runs, or a user id."
+    )
+    created_after = serializers.DateTimeField(required=False, help_text="ISO 8601; inclusive.")
+    created_before = serializers.DateTimeField(required=False, help_text="ISO 8601; exclusive.")
+    ordering = serializers.ChoiceField(choices=list(RUN_ORDERINGS), required=False, default="-created_at")
+    page = serializers.IntegerField(min_value=1, default=1)
+    page_size = serializers.IntegerField(min_value=1, max_value=100, default=20)
+
+    def validate_status(self, value: str) -> list[str]:
+        statuses = [part.strip() for part in value.split(",") if part.strip()]
+        unknown = [s for s in statuses if s not in RunStatus.values]
+        if not statuses or unknown:
+            raise serializers.ValidationError(
+                f"Use one or more of {', '.join(RunStatus.values)}, comma-separated.", code="enum"
+            )
+        return statuses
+
+    def validate_created_by(self, value: str) -> str:
+        if value != "me":
+            try:
+                uuid.UUID(value)
+            except ValueError:
+                raise serializers.ValidationError("Use `me` or a user id (UUID).", code="uuid_parsing") from None
+        return value
+
+    def validate(self, attrs):
+        after, before = attrs.get("created_after"), attrs.get("created_before")
+        if after and before and after >= before:
+            raise serializers.ValidationError(
+                {"created_before": "Must be later than created_after."}, code="value_error"
+            )
+        return attrs
+
+
+class RunPageOutput(serializers.Serializer):
+    count = serializers.IntegerField()
+    page = serializers.IntegerField()
+    page_size = serializers.IntegerField()
+    results = RunOutput(many=True)
+
+
+class TracePassageOutput(serializers.Serializer):
+    document_id = StrictCharField()
+    filename = StrictCharField()
+    page = serializers.IntegerField()
+    score = serializers.FloatField()
+
+
+class TraceInputsOutput(serializers.Serializer):
+    retrieval_query = StrictCharField()
+    top_k = serializers.IntegerField()
+    instructions = StrictCharField(allow_blank=True)
+    passages = TracePassageOutput(many=True, required=False)
+
+
+class TraceNodeOutput(serializers.Serializer):
+    node = StrictCharField()
+    section_key = StrictCharField()
+    drafter = StrictCharField()
+    inputs = TraceInputsOutput()
+    outputs = serializers.DictField(help_text="status, version, usage, citations")
+    error = StrictCharField(allow_null=True)
+    elapsed = serializers.FloatField(help_text="Seconds.")
+
+
+class RunTraceOutput(serializers.Serializer):
+    run_id = serializers.UUIDField()
+    status = one_of(RunStatus.values)
+    expired = serializers.BooleanField(help_text="The per-node trace is kept 10 minutes; the summary stays.")
+    nodes = TraceNodeOutput(many=True)
+    summary = TraceSummaryItemOutput(many=True)
+
+
+# --- debug -------------------------------------------------------------------------------------------------
+class DebugPassageInput(serializers.Serializer):
+    document_id = StrictCharField(required=False, allow_blank=True, max_length=64)
+    filename = StrictCharField(max_length=255)
+    page = serializers.IntegerField(min_value=1)
+    text = StrictCharField(max_length=50_000)
+
+
+class DebugMetricSourceInput(serializers.Serializer):
+    document_id = StrictCharField(required=False, allow_blank=True, max_length=64)
+    filename = StrictCharField(max_length=255)
+    page = serializers.IntegerField(min_value=1)
+
+
+class DebugMetricInput(serializers.Serializer):
+    value = serializers.FloatField()
+    unit = StrictCharField(max_length=16)
+    text = StrictCharField(required=False, allow_blank=True, max_length=500)
+    source = DebugMetricSourceInput()
+
+
+class DebugInputsInput(serializers.Serializer):
+    retrieval_query = StrictCharField(required=False, max_length=500)
+    instructions = StrictCharField(required=False, allow_blank=True, max_length=MAX_INSTRUCTIONS)
+    top_k = serializers.IntegerField(required=False, min_value=1, max_value=20)
+    passages = DebugPassageInput(
+        many=True, required=False, max_length=500, help_text="Search these instead of the deal's documents."
+    )
+    metrics = serializers.DictField(
+        child=DebugMetricInput(), required=False, help_text="Use these figures instead of the deal's intel."
+    )
+
+
+class DebugInput(serializers.Serializer):
+    section_key = StrictCharField(max_length=64)
+    inputs = DebugInputsInput(required=False, default=dict)
+
+
+class DebugPassageOutput(TracePassageOutput):
+    text = StrictCharField(allow_blank=True)
+
+
+class DebugEffectiveInputsOutput(serializers.Serializer):
+    retrieval_query = StrictCharField()
+    instructions = StrictCharField(allow_blank=True)
+    top_k = serializers.IntegerField()
+    passages_searched = serializers.IntegerField()
+    metrics = serializers.ListField(child=StrictCharField())
+
+
+class DebugOutput(serializers.Serializer):
+    section_key = StrictCharField()
+    drafter = StrictCharField()
+    inputs = DebugEffectiveInputsOutput()
+    passages = DebugPassageOutput(many=True)
+    markdown = StrictCharField(allow_blank=True)
+    citations = CitationOutput(many=True)
+    deltas = serializers.IntegerField(help_text="How many message deltas the drafter streamed.")
+    usage = serializers.DictField()
+    error = StrictCharField(allow_null=True)
+    elapsed_ms = serializers.FloatField()
+
+
+# --- reset ---------------------------------------------------------------------------------------------------
+class ResetOutput(serializers.Serializer):
+    success = serializers.BooleanField()
+    version = serializers.IntegerField(help_text="The version of the blank memo.")
+    restorable_version = serializers.IntegerField(
+        allow_null=True, help_text="POST /versions/{n}/restore with it to get the memo back; null when it was empty."
+    )
+    cancelled_runs = serializers.ListField(child=serializers.UUIDField())
+    checkpoint_threads_deleted = serializers.IntegerField()
+    redis_keys_deleted = serializers.IntegerField()
+
+
+# --- prompts -------------------------------------------------------------------------------------------------
+class PromptOutput(serializers.Serializer):
+    key = StrictCharField()
+    title = StrictCharField()
+    purpose = StrictCharField()
+    template = StrictCharField()
+    variables = serializers.ListField(child=StrictCharField())
+
+
+class PromptCatalogueOutput(serializers.Serializer):
+    drafter = StrictCharField(help_text="The drafter in use: default (offline) or llm.")
+    model = StrictCharField(allow_null=True, help_text="CANVAS_LLM_MODEL when the LLM drafter is in use.")
+    prompts = PromptOutput(many=True)
+
+
+# --- brushes -------------------------------------------------------------------------------------------------
+class BrushInput(serializers.Serializer):
+    brush = serializers.ChoiceField(
+        choices=list(BRUSHES), help_text=", ".join(f"`{k}`: {v}" for k, v in BRUSHES.items())
+    )
+    section_key = StrictCharField(max_length=64, required=False, help_text="Only this section.")
+    create_suggestions = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="File every finding that carries a fix as a pending suggestion (its `suggestion_id`).",
+    )
+
+
+class BrushQueryInput(serializers.Serializer):
+    section_key = StrictCharField(max_length=64, required=False)
+
+
+class SuggestionPayloadOutput(serializers.Serializer):
+    section_key = StrictCharField()
+    kind = one_of(SuggestionKind.values)
+    anchor_text = StrictCharField(allow_blank=True)
+    occurrence = serializers.IntegerField()
+    content = StrictCharField(allow_blank=True)
+    comment = StrictCharField(allow_blank=True)
+
+
+class BrushFindingOutput(serializers.Serializer):
+    id = StrictCharField()
+    kind = one_of(FINDING_KINDS)
+    severity = serializers.ChoiceField(choices=list(SEVERITIES))
+    section_key = StrictCharField()
+    message = StrictCharField()
+    evidence = serializers.DictField()
+    suggestion = SuggestionPayloadOutput(
+        allow_null=True, help_text="Ready to POST to /suggestions as it is; null when there is no fix to propose."
+    )
+    suggestion_id = serializers.UUIDField(allow_null=True)
+
+
+class BrushResultOutput(serializers.Serializer):
+    brush_id = StrictCharField()
+    brush = serializers.ChoiceField(choices=list(BRUSHES))
+    section_key = StrictCharField(allow_null=True)
+    memo_version = serializers.IntegerField()
+    created_at = StrictCharField()
+    created_by = StrictCharField(allow_null=True)
+    findings = BrushFindingOutput(many=True)
+
+
+class BrushListOutput(serializers.Serializer):
+    results = BrushResultOutput(many=True)

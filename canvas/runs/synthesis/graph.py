@@ -1,0 +1,267 @@
+"""The synthesis graph: one drafter per section, fanned out with Send, checkpointed in PostgreSQL.
+
+    START --dispatch--> draft_section (x N, in parallel up to SYNTHESIS_MAX_CONCURRENCY) --> END
+
+The state is small and serializable (the section keys in, one result per section out); everything a
+drafter needs that is not state (the deal, the BM25 index, the figures, the drafter, the deadline,
+and the hooks that write the memo, the run row and Redis) travels in the LangGraph runtime context,
+which is never checkpointed. PostgresSaver checkpoints the run on thread `deal:<D>:run:<run_id>`:
+each finished section's result is saved as a pending write the moment its node returns.
+
+Each node checks the cancel flag and the time budget before it starts and between the deltas it
+streams (DraftStopped), writes its section to the Store as soon as it is drafted, and reports
+node_started / message / message_end / node_finished on the run's event stream, a trace entry
+(inputs, outputs, elapsed) and a discourse entry.
+"""
+
+from __future__ import annotations
+
+import logging
+import operator
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any, TypedDict
+
+from django.db import connections
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+from langgraph.types import Send
+
+from canvas.runs.synthesis import telemetry
+from canvas.runs.synthesis.drafters import DraftFailed, DraftRequest, DraftStopped
+from canvas.runs.synthesis.retrieval import PassageIndex
+
+logger = logging.getLogger(__name__)
+
+CANCELLED = "cancelled"
+TIME_BUDGET = "time_budget"
+
+
+class RunState(TypedDict):
+    sections: list[str]
+    results: Annotated[list[dict], operator.add]
+
+
+class SectionTask(TypedDict):
+    section_key: str
+
+
+@dataclass(frozen=True)
+class SectionPlan:
+    key: str
+    title: str
+    order: float
+    required: bool
+    retrieval_query: str
+
+
+class SectionWriteRefused(Exception):
+    """The run may no longer write (cancelled, failed by the sweeper, or reset meanwhile)."""
+
+
+@dataclass
+class RunContext:
+    """What the nodes need beyond the state. Hooks are plain callables so the graph has no Django
+    service imports: `write_section(key, markdown) -> version` (raises SectionWriteRefused and the
+    memo's own errors), `mark_failed(key, reason)`, `record(key, status)`, `beat()`, `cancelled()`."""
+
+    deal_id: str
+    deal_name: str
+    template_key: str
+    run_id: str
+    plans: dict[str, SectionPlan]
+    index: PassageIndex
+    metrics: dict[str, dict]
+    drafter: Any
+    instructions: str
+    top_k: int
+    deadline: float
+    write_section: Callable[[str, str], int]
+    mark_failed: Callable[[str, str], None]
+    record: Callable[[str, str], None]
+    beat: Callable[[], None]
+    cancelled: Callable[[], bool]
+    owner_thread: int = field(default_factory=threading.get_ident)
+
+    def stop_reason(self) -> str | None:
+        if self.cancelled():
+            return CANCELLED
+        if time.monotonic() > self.deadline:
+            return TIME_BUDGET
+        return None
+
+    def emit(self, event_type: str, data: dict) -> None:
+        telemetry.emit_run_event(self.deal_id, self.run_id, event_type, data)
+
+
+def dispatch(state: RunState) -> list[Send]:
+    return [Send("draft_section", {"section_key": key}) for key in state["sections"]]
+
+
+def _query(plan: SectionPlan, instructions: str) -> str:
+    return f"{plan.retrieval_query} {instructions}".strip() if instructions.strip() else plan.retrieval_query
+
+
+def draft_section(task: SectionTask, runtime: Runtime[RunContext]) -> dict:
+    ctx = runtime.context
+    key = task["section_key"]
+    try:
+        return {"results": [_draft_section(ctx, key)]}
+    finally:
+        if threading.get_ident() != ctx.owner_thread:
+            connections.close_all()  # a pool thread's Django connections go back to the pool
+
+
+def _draft_section(ctx: RunContext, key: str) -> dict:
+    plan = ctx.plans[key]
+    started = time.monotonic()
+    result: dict[str, Any] = {"section_key": key, "status": "", "error": None, "elapsed": 0.0}
+    reason = ctx.stop_reason()
+    if reason is not None:  # never started: cancelled (missing) or out of time (failed)
+        result["status"] = "cancelled" if reason == CANCELLED else "failed"
+        result["error"] = None if reason == CANCELLED else "The run's time budget ran out before this section."
+        if reason != CANCELLED:
+            ctx.record(key, "failed")
+        return result
+
+    query = _query(plan, ctx.instructions)
+    inputs = {"retrieval_query": query, "top_k": ctx.top_k, "instructions": ctx.instructions}
+    ctx.emit(
+        "node_started",
+        {
+            "component_id": key,
+            "component_name": plan.title,
+            "component_type": getattr(ctx.drafter, "name", "drafter"),
+            "thoughts": f"Retrieving passages for: {query}",
+        },
+    )
+    ctx.beat()
+    hits = ctx.index.search(query, ctx.top_k)
+    inputs["passages"] = [{**h.passage.source, "score": h.score} for h in hits]
+    telemetry.discourse_emit(
+        ctx.deal_id,
+        "retrieval",
+        {
+            "run_id": ctx.run_id,
+            "agent": f"drafter:{key}",
+            "text": f"Found {len(hits)} passage(s) for {plan.title} in "
+            f"{len({h.passage.document_id for h in hits})} document(s).",
+        },
+    )
+    request = DraftRequest(
+        deal_name=ctx.deal_name,
+        template_key=ctx.template_key,
+        section_key=key,
+        title=plan.title,
+        order=plan.order,
+        required=plan.required,
+        retrieval_query=query,
+        instructions=ctx.instructions,
+        hits=hits,
+        metrics=ctx.metrics,
+    )
+
+    def emit_delta(delta: str) -> None:
+        ctx.emit("message", {"component_id": key, "content": delta})
+        ctx.beat()
+
+    outputs: dict[str, Any] = {}
+    try:
+        draft = ctx.drafter.draft(request, emit=emit_delta, should_stop=ctx.stop_reason)
+        reason = ctx.stop_reason()
+        if reason is not None:
+            raise DraftStopped(reason)
+        version = ctx.write_section(key, draft.markdown)
+        result["status"] = "delivered"
+        outputs = {"status": "delivered", "version": version, "usage": draft.usage, "citations": len(draft.citations)}
+        ctx.record(key, "delivered")
+        ctx.emit(
+            "message_end",
+            {"component_id": key, "status": "delivered", "content": draft.markdown, "reference": draft.citations},
+        )
+        telemetry.discourse_emit(
+            ctx.deal_id,
+            "draft",
+            {
+                "run_id": ctx.run_id,
+                "agent": f"drafter:{key}",
+                "text": f"Wrote {plan.title}: {draft.usage.get('words', 0)} words, {len(draft.citations)} citation(s).",
+            },
+        )
+        result["usage"] = draft.usage
+    except (DraftStopped, SectionWriteRefused) as exc:
+        stopped = getattr(exc, "reason", CANCELLED)
+        if stopped == TIME_BUDGET:
+            result["status"], result["error"] = "failed", "The run's time budget ran out while drafting."
+            ctx.record(key, "failed")
+        else:
+            result["status"] = "cancelled"
+        ctx.emit("message_end", {"component_id": key, "status": result["status"], "reference": []})
+    except DraftFailed as exc:
+        result["status"], result["error"] = "failed", str(exc)
+        _mark_failed_quietly(ctx, key, str(exc))
+        ctx.emit("message_end", {"component_id": key, "status": "failed", "reference": []})
+    except Exception as exc:  # noqa: BLE001 - a section's failure must not take the run down
+        logger.exception("drafting %s of run %s failed", key, ctx.run_id)
+        result["status"], result["error"] = "failed", f"{exc.__class__.__name__}: {exc}"
+        _mark_failed_quietly(ctx, key, result["error"])
+        ctx.emit("message_end", {"component_id": key, "status": "failed", "reference": []})
+    result["elapsed"] = round(time.monotonic() - started, 4)
+    outputs = outputs or {"status": result["status"]}
+    ctx.emit(
+        "node_finished",
+        {
+            "component_id": key,
+            "component_name": plan.title,
+            "inputs": inputs,
+            "outputs": outputs,
+            "error": result["error"],
+            "elapsed_time": result["elapsed"],
+        },
+    )
+    telemetry.trace_append(
+        ctx.deal_id,
+        ctx.run_id,
+        {
+            "node": "draft_section",
+            "section_key": key,
+            "drafter": getattr(ctx.drafter, "name", "drafter"),
+            "inputs": inputs,
+            "outputs": outputs,
+            "error": result["error"],
+            "elapsed": result["elapsed"],
+        },
+    )
+    ctx.beat()
+    return result
+
+
+def _mark_failed_quietly(ctx: RunContext, key: str, reason: str) -> None:
+    ctx.record(key, "failed")
+    try:
+        ctx.mark_failed(key, reason)
+    except Exception:  # noqa: BLE001 - the failure is on the run row either way
+        logger.warning("could not mark %s failed in the memo of deal %s", key, ctx.deal_id, exc_info=True)
+
+
+def build_graph(checkpointer):
+    builder = StateGraph(RunState, context_schema=RunContext)
+    builder.add_node("draft_section", draft_section)
+    builder.add_conditional_edges(START, dispatch, ["draft_section"])
+    builder.add_edge("draft_section", END)
+    return builder.compile(checkpointer=checkpointer)
+
+
+def run_graph(
+    *, ctx: RunContext, sections: list[str], thread_id: str, checkpointer, max_concurrency: int
+) -> list[dict]:
+    """Draft the sections; returns one result per section ({section_key, status, error, elapsed})."""
+    graph = build_graph(checkpointer)
+    final = graph.invoke(
+        {"sections": sections, "results": []},
+        config={"configurable": {"thread_id": thread_id}, "max_concurrency": max_concurrency},
+        context=ctx,
+    )
+    return list(final.get("results") or [])

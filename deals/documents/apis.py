@@ -1,0 +1,177 @@
+"""Deal documents, deal intel and the intake summary. Thin: validate, call one service or selector."""
+
+from __future__ import annotations
+
+from django.core.files.storage import default_storage
+from django.core.files.uploadhandler import FileUploadHandler
+from django.http import FileResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, OpenApiTypes, extend_schema
+from rest_framework import status
+from rest_framework.parsers import MultiPartParser
+from rest_framework.response import Response
+
+from canvas_project.api.schema import deleted_response, error_responses
+from canvas_project.api.validation import parse_body, parse_path_uuid
+from deals.documents import selectors as document_selectors
+from deals.documents import services as document_services
+from deals.documents.errors import DocumentNotFound
+from deals.documents.ingestion.sniff import CONTENT_TYPES
+from deals.documents.intel import deal_intel_get, intake_summary_get
+from deals.documents.serializers import DealIntelOutput, DocumentOutput, DocumentUploadInput, IntakeSummaryOutput
+from deals.permissions import DealScopedAPIView, RequireEditor, RequireViewer
+
+DOC_ID_PARAM = OpenApiParameter("doc_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The document's id.")
+# Multipart framing around the file (boundaries, part headers) on top of the file's own bytes.
+MULTIPART_OVERHEAD = 64 * 1024
+
+
+class _SizeLimitHandler(FileUploadHandler):
+    """Stops reading an upload as soon as it passes the limit (also without a Content-Length)."""
+
+    def __init__(self, request=None, *, limit: int) -> None:
+        super().__init__(request)
+        self.limit = limit
+        self.received = 0
+
+    def receive_data_chunk(self, raw_data, start):
+        self.received += len(raw_data)
+        if self.received > self.limit:
+            raise document_services.too_large_error()
+        return raw_data
+
+    def file_complete(self, file_size):
+        return None
+
+
+def _document(view, doc_id: str):
+    return document_selectors.document_get(deal=view.deal_access.deal, document_id=parse_path_uuid(doc_id, "doc_id"))
+
+
+class DocumentCollectionApi(DealScopedAPIView):
+    guards = {"GET": RequireViewer, "POST": RequireEditor}
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(
+        operation_id="deal_documents_list",
+        summary="Documents of the deal",
+        description="With their ingestion state (queued, processing, ready, failed).",
+        responses={200: DocumentOutput(many=True), **error_responses(401, 403, 404)},
+        tags=["documents"],
+    )
+    def get(self, request, deal_id):
+        return Response(DocumentOutput(document_selectors.document_list(deal=self.deal_access.deal), many=True).data)
+
+    @extend_schema(
+        operation_id="deal_documents_upload",
+        summary="Upload a document (editor)",
+        description=(
+            "Multipart, field `file`. PDF, XLSX, DOCX, or UTF-8 CSV, TXT or MD, recognised by content "
+            "(415 otherwise); at most DOCUMENT_MAX_BYTES (413). Answers 201 with the row in state `queued`; "
+            "ingestion runs in the background (poll the row, or GET /intel and /intake once ready)."
+        ),
+        request={"multipart/form-data": DocumentUploadInput},
+        responses={201: DocumentOutput, **error_responses(401, 403, 404, 413, 415, 422)},
+        tags=["documents"],
+    )
+    def post(self, request, deal_id):
+        deal = self.deal_access.deal  # scope and role first: a stranger learns nothing from the size check
+        limit = document_services.document_max_bytes()
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > limit + MULTIPART_OVERHEAD:
+            raise document_services.too_large_error()
+        request._request.upload_handlers.insert(0, _SizeLimitHandler(request._request, limit=limit))
+        body = parse_body(DocumentUploadInput, request)
+        document = document_services.document_upload(deal=deal, user=request.user, upload=body["file"])
+        return Response(DocumentOutput(document).data, status=status.HTTP_201_CREATED)
+
+
+class DocumentDetailApi(DealScopedAPIView):
+    guards = {"GET": RequireViewer, "DELETE": RequireEditor}
+
+    @extend_schema(
+        operation_id="deal_documents_retrieve",
+        summary="A document of the deal",
+        parameters=[DOC_ID_PARAM],
+        responses={200: DocumentOutput, **error_responses(401, 403, 404, 422)},
+        tags=["documents"],
+    )
+    def get(self, request, deal_id, doc_id):
+        return Response(DocumentOutput(_document(self, doc_id)).data)
+
+    @extend_schema(
+        operation_id="deal_documents_delete",
+        summary="Delete a document (editor)",
+        description="Removes the stored file, the extracted pages and the document's Redis keys; deal intel "
+        "and the intake summary are rebuilt without it.",
+        parameters=[DOC_ID_PARAM],
+        responses={**deleted_response(), **error_responses(401, 403, 404, 422)},
+        tags=["documents"],
+    )
+    def delete(self, request, deal_id, doc_id):
+        document_services.document_delete(document=_document(self, doc_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class DocumentDownloadApi(DealScopedAPIView):
+    guards = {"GET": RequireViewer}
+
+    @extend_schema(
+        operation_id="deal_documents_download",
+        summary="Download a document's file",
+        description="Streams the stored file with its sniffed content type, as an attachment.",
+        parameters=[DOC_ID_PARAM],
+        responses={
+            **{
+                (200, media.split(";")[0]): OpenApiResponse(OpenApiTypes.BINARY, description="The file.")
+                for media in CONTENT_TYPES.values()
+            },
+            **error_responses(401, 403, 404, 422),
+        },
+        tags=["documents"],
+    )
+    def get(self, request, deal_id, doc_id):
+        document = _document(self, doc_id)
+        try:
+            handle = default_storage.open(document.file.name, "rb")
+        except (OSError, ValueError):
+            raise DocumentNotFound("The document's file is missing from storage.") from None
+        response = FileResponse(
+            handle, as_attachment=True, filename=document.filename, content_type=document.content_type
+        )
+        response["Content-Length"] = str(document.size)
+        response["X-Content-Type-Options"] = "nosniff"
+        return response
+
+
+class DealIntelApi(DealScopedAPIView):
+    guards = {"GET": RequireViewer}
+
+    @extend_schema(
+        operation_id="deal_intel",
+        summary="Deal metrics extracted from the documents",
+        description="Purchase price, NOI, cap rate, units, square feet, occupancy, IRR, equity multiple, "
+        "LTV, DSCR and year built, each with the matched text and its source page. Cached for "
+        "24 h and rebuilt whenever a document finishes ingesting or is deleted.",
+        responses={200: DealIntelOutput, **error_responses(401, 403, 404)},
+        tags=["documents"],
+    )
+    def get(self, request, deal_id):
+        return Response(DealIntelOutput(deal_intel_get(deal=self.deal_access.deal)).data)
+
+
+class DealIntakeApi(DealScopedAPIView):
+    guards = {"GET": RequireViewer}
+
+    @extend_schema(
+        operation_id="deal_intake",
+        summary="Intake summary",
+        description="Which documents came in, which documents the deal's memo template still needs, "
+        "and the key facts found so far.",
+        responses={200: IntakeSummaryOutput, **error_responses(401, 403, 404)},
+        tags=["documents"],
+    )
+    def get(self, request, deal_id):
+        return Response(IntakeSummaryOutput(intake_summary_get(deal=self.deal_access.deal)).data)
