@@ -174,7 +174,8 @@ def test_a_run_finished_in_another_process_is_seen_by_this_ones_metrics(cast, cl
         [
             sys.executable,
             "-c",
-            "import django, sys; django.setup(); from canvas.runs import services; print(services.run_execute(run_id=sys.argv[1]))",
+            "import django, sys; django.setup(); from canvas.runs import services; "
+            "print(services.run_execute(run_id=sys.argv[1]))",
             str(run.pk),
         ],
         env=env,
