@@ -162,14 +162,14 @@ def seed_nodes(deal, *, n: int, actor_id: str, thread_id: str, rebuild: bool) ->
     namespace already holds exactly that many nodes and edges. Returns (nodes, edges, reused)."""
     from langgraph.store.base import PutOp
 
-    from canvas.memo.store import read_canvas
+    from canvas.memo.store import read_memo
     from canvas.nodes import services as canvas_nodes
     from canvas_project.store import edges_namespace, get_store, nodes_namespace
 
     store = get_store()
     namespace = nodes_namespace(deal.pk)
     edge_namespace = edges_namespace(deal.pk)
-    section_keys = [s["key"] for s in read_canvas(deal.pk).ordered_sections()]
+    section_keys = [s["key"] for s in read_memo(deal.pk).ordered_sections()]
     rng = random.Random(n)
     node_ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(n)]
     edges = planned_edges(node_ids, section_keys)
@@ -234,7 +234,7 @@ def prepare(database_url: str, redis_url: str, n: int, rebuild: bool) -> Fixture
     from django.conf import settings
 
     from canvas.memo import services as canvas_services
-    from canvas.memo.store import read_canvas
+    from canvas.memo.store import read_memo
     from deals import services as deal_services
     from deals.models import Deal, DealAccess, DealRole, Org, OrgMembership, OrgRole, User
     from internal_api.models import ChatThread
@@ -257,7 +257,7 @@ def prepare(database_url: str, redis_url: str, n: int, rebuild: bool) -> Fixture
     )
     if not DealAccess.objects.filter(deal=deal, user=analyst).exists():
         deal_services.deal_access_grant(deal=deal, user=analyst, role=DealRole.EDITOR, granted_by=owner, field="user")
-    doc = read_canvas(deal.pk)
+    doc = read_memo(deal.pk)
     if doc is None or not doc.populated_keys():
         canvas_services.canvas_save(deal=deal, user=analyst, content=memo_markdown(), base_version=None)
         deal.refresh_from_db()

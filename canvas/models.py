@@ -31,6 +31,12 @@ class SynthesisRun(models.Model):
     sections_delivered = models.JSONField(default=list, blank=True)
     sections_missing = models.JSONField(default=list, blank=True)
     sections_failed = models.JSONField(default=list, blank=True)
+    sections_skipped_locked = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Sections left as they were because someone held their lock (collaboration off): "
+        "[{section_key, holder, holder_id, expires_at}].",
+    )
     usage = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True, default="")
     drafter = models.CharField(max_length=32, blank=True, default="", help_text="default (offline) or llm")

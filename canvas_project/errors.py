@@ -82,3 +82,19 @@ class DependencyUnavailableError(DomainError):
     def __init__(self, dependency: str, message: str | None = None) -> None:
         super().__init__(message or f"{dependency} is unavailable; try again shortly.")
         self.dependency = dependency
+
+
+class StoreUnavailable(DependencyUnavailableError):
+    code = "store_unavailable"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(
+            "the LangGraph Store", message or "The canvas store (PostgreSQL) is unavailable; try again shortly."
+        )
+
+
+class RedisUnavailable(DependencyUnavailableError):
+    code = "redis_unavailable"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__("Redis", message or "Redis is unavailable, and this action needs it; try again shortly.")

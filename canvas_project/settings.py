@@ -267,7 +267,7 @@ SSE_HEARTBEAT_SECONDS = float(env_str("SSE_HEARTBEAT_SECONDS", "15"))
 SSE_COALESCE_MS = float(env_str("SSE_COALESCE_MS", "20"))
 # Event streams one user may hold open at once in each ASGI worker process (429 past it); 0: no limit.
 SSE_MAX_STREAMS_PER_USER = env_int("SSE_MAX_STREAMS_PER_USER", 32)
-# Synthesis runs (canvas/synthesis, canvas/runs.py).
+# Synthesis runs (canvas/runs): dead-run sweeps, the time budget, fan-out, cancel wait, retrieval, drafter.
 SYNTHESIS_DEAD_RUN_SECONDS = env_int("SYNTHESIS_DEAD_RUN_SECONDS", 120)
 SYNTHESIS_MAX_RUN_SECONDS = env_int("SYNTHESIS_MAX_RUN_SECONDS", 4 * 3600)
 SYNTHESIS_TIME_BUDGET_SECONDS = env_int("SYNTHESIS_TIME_BUDGET_SECONDS", 600)
@@ -275,6 +275,8 @@ SYNTHESIS_MAX_CONCURRENCY = env_int("SYNTHESIS_MAX_CONCURRENCY", 4)
 SYNTHESIS_HEARTBEAT_SECONDS = env_int("SYNTHESIS_HEARTBEAT_SECONDS", 2)
 SYNTHESIS_CANCEL_WAIT_SECONDS = env_int("SYNTHESIS_CANCEL_WAIT_SECONDS", 10)
 SYNTHESIS_TOP_K = env_int("SYNTHESIS_TOP_K", 6)
+# POST /debug drafts one section inside the request, for at most this many seconds.
+SYNTHESIS_DEBUG_SECONDS = env_int("SYNTHESIS_DEBUG_SECONDS", 5)
 SYNTHESIS_DRAFTER = env_str("SYNTHESIS_DRAFTER", "canvas.runs.synthesis.drafters.DefaultDrafter")
 # An LLM drafter only when configured, e.g. "openai:gpt-4o-mini" (install that provider's langchain package).
 CANVAS_LLM_MODEL = env_str("CANVAS_LLM_MODEL", "")

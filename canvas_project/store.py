@@ -16,24 +16,35 @@ LangGraph threads of a deal are named `deal:<D>:...`.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import dj_database_url
 import orjson
+import psycopg
 from django.conf import settings
 from django.db import connection
 from langgraph.checkpoint.postgres import PostgresSaver
+from langgraph.store.base import PutOp
 from langgraph.store.postgres import PostgresStore
 from psycopg import Connection
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 from psycopg.types.json import set_json_loads
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from canvas_project.errors import StoreUnavailable
 
 _lock = threading.Lock()
 _pool: ConnectionPool | None = None
 _pool_conninfo: str | None = None
+
+# What the Store raises when PostgreSQL is unreachable or the pool is exhausted (callers answer 503).
+STORE_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
+MAX_ITEMS = 1000
 
 CONNECTION_KWARGS = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
 
@@ -161,3 +172,45 @@ def delete_deal_threads(deal_id) -> int:
     for thread_id in threads:
         saver.delete_thread(thread_id)
     return len(threads)
+
+
+def deal_namespaces(deal_id) -> tuple[tuple[str, str, str], ...]:
+    """Every Store namespace of one deal."""
+    return (canvas_namespace(deal_id), versions_namespace(deal_id), nodes_namespace(deal_id), edges_namespace(deal_id))
+
+
+def _deal_lock_id(deal_id) -> int:
+    digest = hashlib.sha256(f"canvas-write:{deal_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+@contextmanager
+def deal_store_transaction(deal_id) -> Iterator[PostgresStore]:
+    """A serialized, all-or-nothing write of one deal's Store items.
+
+    One PostgreSQL transaction on the Store's own pool that first takes the deal's advisory lock, so
+    concurrent writers of one deal queue up, each sees the previous one's result, and a write lands whole
+    or not at all. Raises StoreUnavailable.
+    """
+    try:
+        with get_pool().connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_deal_lock_id(deal_id),))
+            yield PostgresStore(conn)
+    except STORE_ERRORS as exc:
+        raise StoreUnavailable() from exc
+
+
+def delete_deal_items(deal_id) -> int:
+    """Remove every Store item of the deal (memo, snapshots, nodes, edges); returns how many.
+
+    Raises StoreUnavailable."""
+    removed = 0
+    with deal_store_transaction(deal_id) as store:
+        for namespace in deal_namespaces(deal_id):
+            while True:
+                items = store.search(namespace, limit=MAX_ITEMS)
+                if not items:
+                    break
+                store.batch([PutOp(namespace, item.key, None) for item in items])
+                removed += len(items)
+    return removed

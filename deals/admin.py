@@ -91,8 +91,8 @@ class DealAdmin(admin.ModelAdmin):
 
     @admin.display(description="memo (from the Store)")
     def memo_overview(self, obj: Deal) -> str:
-        from canvas.memo.errors import StoreUnavailable
         from canvas.memo.selectors import progress_get, readiness_get
+        from canvas_project.errors import StoreUnavailable
 
         if obj.pk is None:
             return "-"
@@ -120,8 +120,8 @@ class DealAdmin(admin.ModelAdmin):
 
     @admin.display(description="versions (newest first)")
     def memo_versions(self, obj: Deal) -> str:
-        from canvas.memo.errors import StoreUnavailable
         from canvas.memo.selectors import versions_page
+        from canvas_project.errors import StoreUnavailable
 
         if obj.pk is None:
             return "-"

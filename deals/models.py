@@ -86,6 +86,14 @@ class Visibility(models.TextChoices):
     ORG = "org", "Org (every org member can view)"
 
 
+class MemoKind(models.TextChoices):
+    """Which kind of memo a deal gets: each names a template of sections (canvas.memo.templates)."""
+
+    ACQUISITION = "acquisition", "Acquisition memo"
+    DEVELOPMENT = "development", "Development memo"
+    REFINANCE = "refinance", "Refinance memo"
+
+
 class DocumentState(models.TextChoices):
     DRAFT = "draft", "Draft"
     EDITING = "editing", "Editing"
@@ -131,7 +139,7 @@ class Deal(models.Model):
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True, default="")
     visibility = models.CharField(max_length=16, choices=Visibility.choices, default=Visibility.PRIVATE)
-    template_key = models.CharField(max_length=64, default="acquisition")
+    template_key = models.CharField(max_length=64, default=MemoKind.ACQUISITION)
     collab_enabled = models.BooleanField(default=True)
     created_blank = models.BooleanField(default=False, help_text="Created through POST /api/canvas/blank.")
     created_by = models.ForeignKey(

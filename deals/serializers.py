@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from canvas.memo.templates import DEFAULT_TEMPLATE_KEY, TEMPLATES
 from canvas_project.api.fields import StrictCharField
-from deals.models import DealRole, DocumentState, OrgRole, Visibility
+from deals.models import DealRole, DocumentState, MemoKind, OrgRole, Visibility
 from deals.selectors import DASHBOARD_ORDERINGS, DASHBOARD_SCOPES
 
 NAME_MAX = 200
@@ -85,14 +84,14 @@ class MemberOutput(serializers.Serializer):
 
 
 # --- deals ------------------------------------------------------------------------------------
-TEMPLATE_CHOICES = sorted(TEMPLATES)
+TEMPLATE_CHOICES = sorted(MemoKind.values)
 
 
 class DealCreateInput(serializers.Serializer):
     name = StrictCharField(max_length=NAME_MAX)
     description = StrictCharField(max_length=DESCRIPTION_MAX, required=False, allow_blank=True, default="")
     visibility = serializers.ChoiceField(choices=Visibility.choices, default=Visibility.PRIVATE)
-    template_key = serializers.ChoiceField(choices=TEMPLATE_CHOICES, default=DEFAULT_TEMPLATE_KEY)
+    template_key = serializers.ChoiceField(choices=TEMPLATE_CHOICES, default=MemoKind.ACQUISITION)
     collab_enabled = serializers.BooleanField(default=True)
     org_id = serializers.UUIDField(required=False, help_text="Defaults to the caller's only org.")
 
@@ -137,7 +136,7 @@ class DealBatchDeleteOutput(serializers.Serializer):
 class BlankCanvasInput(serializers.Serializer):
     deal_name = StrictCharField(min_length=1, max_length=NAME_MAX)
     org_id = serializers.UUIDField(required=False, help_text="Defaults to the caller's only org.")
-    template_key = serializers.ChoiceField(choices=TEMPLATE_CHOICES, default=DEFAULT_TEMPLATE_KEY)
+    template_key = serializers.ChoiceField(choices=TEMPLATE_CHOICES, default=MemoKind.ACQUISITION)
 
 
 class BlankCanvasOutput(serializers.Serializer):

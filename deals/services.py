@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterable
 
 from django.db import transaction
 
-from canvas.memo.templates import DEFAULT_TEMPLATE_KEY
+from canvas_project import keyspace
 from canvas_project.errors import InvalidInputError
+from canvas_project.store import delete_deal_items, delete_deal_threads
+from deals.documents.services import deal_document_files_delete
 from deals.errors import AlreadyExists, DealNotFound, GrantNotFound, LastOrgAdmin, LastOwner, MemberNotFound, RoleTooLow
-from deals.models import Deal, DealAccess, DealRole, Org, OrgMembership, OrgRole, User, Visibility
+from deals.models import Deal, DealAccess, DealRole, MemoKind, Org, OrgMembership, OrgRole, User, Visibility
 from deals.selectors import deals_visible_to
+
+logger = logging.getLogger(__name__)
 
 
 # --- users ------------------------------------------------------------------------------------
@@ -151,7 +156,7 @@ def deal_create(
     name: str,
     description: str = "",
     visibility: str = Visibility.PRIVATE,
-    template_key: str = DEFAULT_TEMPLATE_KEY,
+    template_key: str = MemoKind.ACQUISITION,
     collab_enabled: bool = True,
     created_blank: bool = False,
 ) -> Deal:
@@ -181,18 +186,37 @@ def deal_update(*, deal: Deal, role: str, changes: dict) -> Deal:
     return deal
 
 
-def _discard_on_commit(deal_ids: list[uuid.UUID]) -> None:
-    from canvas.memo.services import canvas_discard
+def deal_state_discard(*, deal_id) -> None:
+    """Forget everything of a deleted deal outside its PostgreSQL rows: its items in the LangGraph Store
+    (memo, snapshots, nodes, edges), its checkpoint threads, and its Redis keys of every family.
 
+    Best effort: each part that fails is logged and left for the TTLs or a superadmin purge.
+    """
+    steps = (
+        ("store", lambda: delete_deal_items(deal_id)),
+        ("checkpoints", lambda: delete_deal_threads(deal_id)),
+        (
+            "redis",
+            lambda: keyspace.purge_deal_keys(
+                client=keyspace.purge_redis_client(), deal_id=str(deal_id), include_protected=True, dry_run=False
+            ),
+        ),
+    )
+    for name, step in steps:
+        try:
+            step()
+        except Exception:  # noqa: BLE001 - every part is independent and recoverable
+            logger.exception("discarding %s of deleted deal %s failed", name, deal_id)
+
+
+def _discard_on_commit(deal_ids: list[uuid.UUID]) -> None:
     for deal_id in deal_ids:
-        transaction.on_commit(lambda deal_id=deal_id: canvas_discard(deal_id=deal_id))
+        transaction.on_commit(lambda deal_id=deal_id: deal_state_discard(deal_id=deal_id))
 
 
 @transaction.atomic
 def deal_delete(*, deal: Deal) -> None:
     """Delete the deal; once committed, its files, memo, checkpoints and Redis state go too."""
-    from deals.documents.services import deal_document_files_delete
-
     deal_id = deal.pk
     deal_document_files_delete(deal=deal)
     deal.delete()
@@ -216,8 +240,6 @@ def deals_batch_delete(*, user: User, deal_ids: Iterable[uuid.UUID], token_deal_
         raise RoleTooLow(
             "Only owners can delete deals; you do not own: " + ", ".join(not_owned) + ". Nothing was deleted."
         )
-    from deals.documents.services import deal_document_files_delete
-
     for deal in Deal.objects.filter(pk__in=wanted):
         deal_document_files_delete(deal=deal)
     Deal.objects.filter(pk__in=wanted).delete()

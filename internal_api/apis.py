@@ -23,10 +23,9 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from canvas.memo.errors import StoreUnavailable
 from canvas.nodes import services as canvas_nodes
 from canvas_project.api.validation import RequestValidationError, _validate
-from canvas_project.errors import DomainError
+from canvas_project.errors import DomainError, StoreUnavailable
 from deals.access import DealAccessContext, require_role, resolve_deal_access
 from deals.models import DealRole, User
 from internal_api import context as context_service
@@ -291,7 +290,7 @@ class CanvasMutationsApi(InternalContractApi):
                 )
                 return {"op": "create_node", "node_id": node["id"]}
             if mutation["op"] == "create_suggestion":
-                from canvas.review.suggestions import suggestion_create
+                from canvas.review.services import suggestion_create
 
                 spec = mutation["suggestion"]
                 suggestion = suggestion_create(deal=deal, user=user, **spec)

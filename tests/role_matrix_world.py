@@ -19,7 +19,7 @@ from canvas.collab import services as collab
 from canvas.memo import services
 from canvas.models import ApprovalCondition, RunStatus, SynthesisRun
 from canvas.nodes import services as nodes
-from canvas.review import suggestions
+from canvas.review import services as review_services
 from deals.models import Deal, Document, DocumentPage, FileState
 from deals.tokens import token_pair_for_user
 from internal_api.models import ChatThread
@@ -88,13 +88,13 @@ class World:
         outcome = services.section_update(
             deal=self.deal(), user=self.owner, key="risks", markdown=RISKS, title=None, base_version=None
         )
-        return outcome.doc.version
+        return outcome.memo.version
 
     @cached_property
     def written(self) -> int:
         """The whole memo written by its owner: ready to approve (readiness above the gate)."""
         outcome = services.canvas_save(deal=self.deal(), user=self.owner, content=full_memo(), base_version=None)
-        return outcome.doc.version
+        return outcome.memo.version
 
     @cached_property
     def approved(self) -> int:
@@ -107,7 +107,7 @@ class World:
     def condition_id(self) -> int:
         """An open approval condition on Risks."""
         self.risks  # noqa: B018
-        services.section_approve(
+        review_services.section_approve(
             deal=self.deal(),
             user=self.owner,
             role="owner",
@@ -123,14 +123,14 @@ class World:
     @cached_property
     def commenters_comment(self) -> str:
         """A comment on Risks written by the commenter (the author may resolve it)."""
-        comment = services.comment_create(
+        comment = review_services.comment_create(
             deal=self.deal(), user=self.user("commenter"), section_key="risks", body="Is the rate capped?"
         )
         return str(comment.pk)
 
     @cached_property
     def owners_comment(self) -> str:
-        comment = services.comment_create(
+        comment = review_services.comment_create(
             deal=self.deal(), user=self.owner, section_key="risks", body="Add the cap's strike."
         )
         return str(comment.pk)
@@ -139,7 +139,7 @@ class World:
     def suggestion(self) -> str:
         """A commenter's pending insert into Risks (it applies whatever else happened)."""
         self.risks  # noqa: B018
-        created = suggestions.suggestion_create(
+        created = review_services.suggestion_create(
             deal=self.deal(),
             user=self.user("commenter"),
             section_key="risks",

@@ -21,10 +21,10 @@ from datetime import UTC, datetime
 import redis
 from django.conf import settings
 
-from canvas.memo.errors import RedisUnavailable, SectionLocked
-from canvas.memo.locks import section_lock_key
+from canvas.memo.locks import SectionLock, locked_error, section_lock_key
+from canvas.memo.selectors import require_memo_section
 from canvas_project import events, keys
-from canvas_project.errors import ConflictError, GoneError
+from canvas_project.errors import ConflictError, GoneError, RedisUnavailable
 from canvas_project.redis_client import LuaScript, get_redis
 from deals.errors import RoleTooLow
 from deals.models import Deal, DealRole, User, role_rank
@@ -253,47 +253,32 @@ class Lock:
     ttl_seconds: int
 
 
-def _lock_holder_error(raw: bytes | str) -> SectionLocked:
-    holder = json.loads(raw)
-    return SectionLocked(
-        f"{holder.get('user_name') or 'Another user'} holds the lock on this section until {holder['expires_at']}.",
-        holder=holder.get("user_name"),
-        holder_id=holder.get("user_id"),
-        expires_at=holder.get("expires_at"),
-    )
+def _held_elsewhere(raw: bytes | str, section_key: str):
+    lock = SectionLock.parse(raw, section_key)
+    return locked_error([lock]) if lock is not None else RedisUnavailable()
 
 
 def lock_acquire(*, deal: Deal, user: User, section_key: str, ttl_seconds: int) -> Lock:
-    """Take or renew the section's lock. Raises SectionLocked (423), CollabModeMismatch, RedisUnavailable."""
-    from canvas.memo.services import require_memo_section
-
+    """Take or renew the section's lock. Raises SectionLocked (423), CollabModeMismatch, SectionNotFound,
+    RedisUnavailable, StoreUnavailable."""
     _require_collab(deal, False)
     require_memo_section(deal, section_key)
     expires = datetime.fromtimestamp(time.time() + ttl_seconds, tz=UTC).isoformat()
-    token = secrets.token_urlsafe(16)
-    value = json.dumps(
-        {
-            "user_id": str(user.pk),
-            "user_name": user.display_name,
-            "token": token,
-            "expires_at": expires,
-            "section_key": section_key,
-        }
-    )
+    lock = SectionLock(section_key, str(user.pk), user.display_name, secrets.token_urlsafe(16), expires)
     ok, stored = _call(
         _ACQUIRE,
-        [keys.lock_key(deal.pk, section_key), keys.index_key(deal.pk)],
-        [str(user.pk), value, ttl_seconds * 1000, keys.INDEX_TTL * 1000],
+        [section_lock_key(deal.pk, section_key), keys.index_key(deal.pk)],
+        [str(user.pk), lock.encode(), ttl_seconds * 1000, keys.INDEX_TTL * 1000],
     )
     if not ok:
-        raise _lock_holder_error(stored)
+        raise _held_elsewhere(stored, section_key)
     events.emit(
         deal.pk,
         "lock_acquired",
         {"section_key": section_key, "user_id": str(user.pk), "expires_at": expires},
         actor_id=user.pk,
     )
-    return Lock(section_key, str(user.pk), user.display_name, token, expires, ttl_seconds)
+    return Lock(section_key, str(user.pk), user.display_name, lock.token, expires, ttl_seconds)
 
 
 def lock_release(*, deal: Deal, user: User, role: str, section_key: str, token: str, force: bool) -> bool:
@@ -311,7 +296,7 @@ def lock_release(*, deal: Deal, user: User, role: str, section_key: str, token: 
         holder = json.loads(previous)
         if holder.get("user_id") == str(user.pk):
             raise LockTokenMismatch("This lock was taken with another token (another tab?); release it there.")
-        raise _lock_holder_error(previous)
+        raise _held_elsewhere(previous, section_key)
     if not previous:
         return False
     holder = json.loads(previous)

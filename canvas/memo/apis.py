@@ -11,7 +11,6 @@ from rest_framework.views import APIView
 
 from canvas.memo import export, selectors, services, session
 from canvas.memo.errors import ExportRefused
-from canvas.memo.locks import require_section_writable
 from canvas.memo.serializers import (
     CanvasSaveInput,
     CanvasSaveOutput,
@@ -39,6 +38,8 @@ from canvas.memo.serializers import (
     VersionRestoreInput,
 )
 from canvas.memo.templates import TEMPLATES
+from canvas.review import selectors as review_selectors
+from canvas.review import services as review_services
 from canvas_project import ratelimit
 from canvas_project.api.schema import error_responses
 from canvas_project.api.validation import RequestValidationError, parse_body, parse_path_uuid, parse_query
@@ -144,9 +145,9 @@ class CanvasSaveApi(DealScopedAPIView):
         return Response(
             {
                 "success": True,
-                "version": outcome.doc.version,
-                "document_state": outcome.doc.state,
-                "changed_sections": outcome.changed_keys,
+                "version": outcome.memo.version,
+                "document_state": str(outcome.memo.state),
+                "changed_sections": outcome.changed,
                 "saved": outcome.wrote,
             }
         )
@@ -170,7 +171,6 @@ class SectionApi(DealScopedAPIView):
     def put(self, request, deal_id, key):
         body = parse_body(SectionUpdateInput, request)
         deal = self.deal_access.deal
-        require_section_writable(deal=deal, section_key=key, user=request.user)
         outcome = services.section_update(
             deal=deal,
             user=request.user,
@@ -179,13 +179,13 @@ class SectionApi(DealScopedAPIView):
             title=body.get("title"),
             base_version=body.get("base_version"),
         )
-        section = outcome.doc.sections[key]
+        section = outcome.memo.sections[key]
         payload = session.section_view(section)
         return Response(
             {
                 "success": True,
-                "version": outcome.doc.version,
-                "document_state": outcome.doc.state,
+                "version": outcome.memo.version,
+                "document_state": str(outcome.memo.state),
                 "section": CanvasSectionOutput(payload).data,
             }
         )
@@ -259,7 +259,7 @@ class SectionApproveApi(DealScopedAPIView):
     def post(self, request, deal_id, key):
         body = parse_body(SectionApproveInput, request)
         ctx = self.deal_access
-        result = services.section_approve(
+        result = review_services.section_approve(
             deal=ctx.deal,
             user=request.user,
             role=ctx.role,
@@ -286,7 +286,7 @@ class ConditionResolveApi(DealScopedAPIView):
         tags=["review"],
     )
     def post(self, request, deal_id, key, cid):
-        result = services.condition_resolve(
+        result = review_services.condition_resolve(
             deal=self.deal_access.deal, user=request.user, section_key=key, condition_id=parse_path_int(cid, "cid")
         )
         return Response(SectionApprovalOutput(result).data)
@@ -304,7 +304,7 @@ class FeedbackApi(DealScopedAPIView):
     )
     def post(self, request, deal_id):
         body = parse_body(FeedbackInput, request)
-        feedback = services.feedback_create(deal=self.deal_access.deal, user=request.user, **body)
+        feedback = review_services.feedback_create(deal=self.deal_access.deal, user=request.user, **body)
         return Response(FeedbackOutput(feedback).data, status=status.HTTP_201_CREATED)
 
 
@@ -320,7 +320,7 @@ class CommentCollectionApi(DealScopedAPIView):
     )
     def get(self, request, deal_id):
         query = parse_query(CommentQueryInput, request)
-        comments = selectors.comments_of_deal(
+        comments = review_selectors.comments_of_deal(
             deal=self.deal_access.deal, section_key=query.get("section_key"), resolved=query.get("resolved")
         )
         return Response(CommentOutput(comments, many=True).data)
@@ -334,7 +334,7 @@ class CommentCollectionApi(DealScopedAPIView):
     )
     def post(self, request, deal_id):
         body = parse_body(CommentCreateInput, request)
-        comment = services.comment_create(
+        comment = review_services.comment_create(
             deal=self.deal_access.deal,
             user=request.user,
             section_key=body.get("section_key", ""),
@@ -357,7 +357,7 @@ class CommentResolveApi(DealScopedAPIView):
     )
     def post(self, request, deal_id, comment_id):
         ctx = self.deal_access
-        comment = services.comment_resolve(
+        comment = review_services.comment_resolve(
             deal=ctx.deal, user=request.user, role=ctx.role, comment_id=parse_path_uuid(comment_id, "comment_id")
         )
         return Response(CommentOutput(comment).data)
@@ -456,9 +456,9 @@ class VersionRestoreApi(DealScopedAPIView):
         return Response(
             {
                 "success": True,
-                "version": outcome.doc.version,
-                "document_state": outcome.doc.state,
-                "changed_sections": outcome.changed_keys,
+                "version": outcome.memo.version,
+                "document_state": str(outcome.memo.state),
+                "changed_sections": outcome.changed,
                 "saved": outcome.wrote,
             }
         )

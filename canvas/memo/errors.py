@@ -2,27 +2,10 @@
 
 from canvas_project.errors import (
     ConflictError,
-    DependencyUnavailableError,
     LockedError,
     NotFoundError,
     PayloadTooLargeError,
 )
-
-
-class StoreUnavailable(DependencyUnavailableError):
-    code = "store_unavailable"
-
-    def __init__(self, message: str | None = None) -> None:
-        super().__init__(
-            "the LangGraph Store", message or "The canvas store (PostgreSQL) is unavailable; try again shortly."
-        )
-
-
-class RedisUnavailable(DependencyUnavailableError):
-    code = "redis_unavailable"
-
-    def __init__(self, message: str | None = None) -> None:
-        super().__init__("Redis", message or "Redis is unavailable, and this action needs it; try again shortly.")
 
 
 class StaleVersion(ConflictError):
@@ -67,26 +50,12 @@ class VersionNotFound(NotFoundError):
     default_message = "This memo has no such version (it may have been pruned by retention)."
 
 
-class CommentNotFound(NotFoundError):
-    code = "comment_not_found"
-    default_message = "Comment not found."
-
-
-class ConditionNotFound(NotFoundError):
-    code = "condition_not_found"
-    default_message = "Condition not found."
-
-
 class SectionLocked(LockedError):
     code = "section_locked"
 
 
 class TransitionRefused(ConflictError):
     code = "transition_refused"
-
-
-class UnresolvedComments(ConflictError):
-    code = "unresolved_comments"
 
 
 class ExportRefused(ConflictError):

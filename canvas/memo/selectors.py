@@ -1,4 +1,4 @@
-"""Reads of the canvas app."""
+"""Reads of the memo: its readiness and progress, its versions, and the review signals readiness uses."""
 
 from __future__ import annotations
 
@@ -10,11 +10,14 @@ import redis
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import Avg
 
-from canvas.memo.errors import StoreUnavailable, VersionNotFound
+from canvas.memo.errors import SectionNotFound, VersionNotFound
 from canvas.memo.readiness import ReviewSignals, compute_readiness
-from canvas.memo.store import read_canvas, read_snapshots
-from canvas.models import ACTIVE_RUN_STATUSES, ApprovalCondition, Comment, SectionFeedback, SynthesisRun
+from canvas.memo.store import read_memo, read_snapshots
+from canvas.memo.templates import MemoTemplate, get_template
+from canvas.memo.types import Memo
+from canvas.models import ACTIVE_RUN_STATUSES, ApprovalCondition, SectionFeedback, SynthesisRun
 from canvas_project import keys
+from canvas_project.errors import StoreUnavailable
 from canvas_project.redis_client import get_redis
 from deals.models import Deal
 
@@ -41,6 +44,29 @@ def review_signals(*, deal_id) -> ReviewSignals:
     return ReviewSignals(ratings=ratings, unresolved_conditions=open_conditions)
 
 
+def deal_template(deal: Deal) -> MemoTemplate:
+    return get_template(deal.template_key)
+
+
+def memo_or_template(deal: Deal) -> Memo:
+    """The stored memo, or the blank one its template lays out (not stored). Raises StoreUnavailable."""
+    memo = read_memo(deal.pk)
+    if memo is None:
+        memo = Memo.new(
+            deal_id=deal.pk, template_key=deal.template_key, is_blank=deal.created_blank, created_by=None, now=""
+        )
+    return memo
+
+
+def require_memo_section(deal: Deal, key: str) -> None:
+    """Raises SectionNotFound unless the memo (or, before its first write, its template) has the section.
+    Raises StoreUnavailable."""
+    memo = read_memo(deal.pk)
+    keys_known = set(memo.sections) if memo else {s.key for s in deal_template(deal).sections}
+    if key not in keys_known:
+        raise SectionNotFound(f"This memo has no section {key!r}.")
+
+
 def readiness_get(*, deal: Deal) -> dict:
     """The readiness report, from `canvas:readiness:{D}` when current. Raises StoreUnavailable."""
     key = keys.readiness_key(deal.pk)
@@ -53,14 +79,8 @@ def readiness_get(*, deal: Deal) -> dict:
                 return cached
     except REDIS_ERRORS:
         client = None
-    doc = read_canvas(deal.pk)
-    if doc is None:
-        from canvas.memo.store import new_canvas
-
-        doc = new_canvas(
-            deal_id=str(deal.pk), template_key=deal.template_key, is_blank=deal.created_blank, created_by=None, now=""
-        )
-    report = {**compute_readiness(doc, review_signals(deal_id=deal.pk)), "version": doc.version}
+    memo = memo_or_template(deal)
+    report = {**compute_readiness(memo, review_signals(deal_id=deal.pk)), "version": memo.version}
     if client is not None:
         try:
             client.set(key, json.dumps(report, cls=DjangoJSONEncoder), ex=keys.READINESS_TTL)
@@ -72,7 +92,7 @@ def readiness_get(*, deal: Deal) -> dict:
 def progress_get(*, deal: Deal) -> dict:
     """{populated, total, sections, store_available}; from the deal row when the Store is down."""
     try:
-        doc = read_canvas(deal.pk)
+        memo = read_memo(deal.pk)
     except StoreUnavailable:
         return {
             "populated": deal.sections_populated,
@@ -80,25 +100,23 @@ def progress_get(*, deal: Deal) -> dict:
             "sections": {},
             "store_available": False,
         }
-    if doc is None:
-        from canvas.memo.templates import get_template
-
-        template = get_template(deal.template_key)
+    if memo is None:
+        template = deal_template(deal)
         return {
             "populated": 0,
             "total": len(template.sections),
             "sections": {s.key: False for s in template.sections},
             "store_available": True,
         }
-    sections = {s["key"]: bool((s.get("markdown") or "").strip()) for s in doc.ordered_sections()}
+    sections = {s.key: s.populated for s in memo.ordered_sections()}
     return {"populated": sum(sections.values()), "total": len(sections), "sections": sections, "store_available": True}
 
 
 def versions_page(*, deal: Deal, page: int, page_size: int) -> dict:
     """Snapshot summaries, newest first. Raises StoreUnavailable."""
-    doc = read_canvas(deal.pk)
-    numbers = sorted(doc.head.get("versions", []) if doc else [], reverse=True)
-    approvals = set(doc.head.get("approval_versions", []) if doc else [])
+    memo = read_memo(deal.pk)
+    numbers = sorted(memo.versions if memo else [], reverse=True)
+    approvals = set(memo.approval_versions if memo else [])
     chosen = numbers[(page - 1) * page_size : page * page_size]
     snapshots = {s["version"]: s for s in read_snapshots(deal.pk, chosen)}
     results = [
@@ -111,7 +129,7 @@ def versions_page(*, deal: Deal, page: int, page_size: int) -> dict:
         "count": len(numbers),
         "page": page,
         "page_size": page_size,
-        "current_version": doc.version if doc else 0,
+        "current_version": memo.version if memo else 0,
         "results": results,
     }
 
@@ -127,21 +145,21 @@ def version_get(*, deal: Deal, version: int) -> dict:
 def version_diff(*, deal: Deal, version: int) -> dict:
     """Unified diff from the snapshot to the current memo. Raises VersionNotFound, StoreUnavailable."""
     snapshot = version_get(deal=deal, version=version)
-    doc = read_canvas(deal.pk)
-    current_md = doc.markdown() if doc else ""
-    current_sections = {k: s.get("markdown") or "" for k, s in (doc.sections.items() if doc else [])}
+    memo = read_memo(deal.pk)
+    current_md = memo.markdown() if memo else ""
+    current_sections = {k: s.markdown for k, s in (memo.sections.items() if memo else [])}
     old_sections = {k: s.get("markdown") or "" for k, s in snapshot["sections"].items()}
     diff = "".join(
         difflib.unified_diff(
             snapshot["markdown"].splitlines(keepends=True),
             current_md.splitlines(keepends=True),
             fromfile=f"version {version}",
-            tofile=f"version {doc.version if doc else 0} (current)",
+            tofile=f"version {memo.version if memo else 0} (current)",
         )
     )
     return {
         "from_version": version,
-        "to_version": doc.version if doc else 0,
+        "to_version": memo.version if memo else 0,
         "diff": diff,
         "sections_added": sorted(set(current_sections) - set(old_sections)),
         "sections_removed": sorted(set(old_sections) - set(current_sections)),
@@ -149,17 +167,3 @@ def version_diff(*, deal: Deal, version: int) -> dict:
             k for k in set(old_sections) & set(current_sections) if old_sections[k] != current_sections[k]
         ),
     }
-
-
-def comments_of_deal(*, deal: Deal, section_key: str | None, resolved: bool | None):
-    comments = (
-        Comment.objects.filter(deal=deal, parent=None)
-        .select_related("author", "resolved_by")
-        .prefetch_related("replies__author")
-        .order_by("created_at", "pk")
-    )
-    if section_key:
-        comments = comments.filter(section_key=section_key)
-    if resolved is not None:
-        comments = comments.filter(resolved=resolved)
-    return comments

@@ -13,15 +13,20 @@ fields spliced in, so a cached GET neither parses nor re-renders the memo (bench
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
+import redis
 from django.conf import settings
 
-from canvas.memo.store import CanvasDoc
+from canvas.memo.types import Memo, Section
 from canvas_project import keys
 from canvas_project.redis_client import LuaScript, get_redis
 from deals.models import Deal, DealRole, role_rank
+
+logger = logging.getLogger(__name__)
+REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 # KEYS[1] session key; ARGV[1] the encoded payload; ARGV[2] its version; ARGV[3] TTL seconds.
 _SET_IF_NOT_OLDER = LuaScript("""
@@ -37,58 +42,55 @@ return 1
 """)
 
 
-def section_view(section: dict[str, Any]) -> dict[str, Any]:
-    """A stored section as the API shows it (CanvasSectionOutput): the writer's display name as
-    `updated_by`, their id as `updated_by_id`."""
+def section_view(section: Section) -> dict[str, Any]:
+    """A section as the API shows it (CanvasSectionOutput): the writer's display name as `updated_by`,
+    their id as `updated_by_id`."""
     return {
-        "key": section["key"],
-        "title": section["title"],
-        "order": section.get("order", 0),
-        "required": bool(section.get("required")),
-        "custom": bool(section.get("custom")),
-        "state": section.get("state", "draft"),
-        "markdown": section.get("markdown", ""),
-        "source": section.get("source"),
-        "updated_at": section.get("updated_at"),
-        "updated_by": section.get("updated_by_name"),
-        "updated_by_id": section.get("updated_by"),
-        "delivery": section.get("delivery", "missing"),
-        "citations": section.get("citations", []),
+        "key": section.key,
+        "title": section.title,
+        "order": section.order,
+        "required": section.required,
+        "custom": section.custom,
+        "state": str(section.state),
+        "markdown": section.markdown,
+        "source": str(section.source) if section.source is not None else None,
+        "updated_at": section.updated_at,
+        "updated_by": section.updated_by_name,
+        "updated_by_id": section.updated_by,
+        "delivery": str(section.delivery),
+        "citations": section.citations,
     }
 
 
-def build_payload(*, deal: Deal, doc: CanvasDoc, readiness: dict, run_in_progress: bool) -> dict[str, Any]:
+def build_payload(*, deal: Deal, memo: Memo, readiness: dict, run_in_progress: bool) -> dict[str, Any]:
     """The role-independent part of the session."""
-    sections = {}
-    for section in doc.ordered_sections():
-        sections[section["key"]] = section_view(section)
-    populated = [k for k, s in sections.items() if (s["markdown"] or "").strip()]
+    sections = {section.key: section_view(section) for section in memo.ordered_sections()}
+    populated = memo.populated_keys()
     return {
         "deal_id": str(deal.pk),
         "deal_name": deal.name,
-        "created_at": doc.head.get("created_at"),
-        "document_state": doc.state,
-        "markdown_content": doc.markdown(),
-        "version": doc.version,
-        "last_modified_by": doc.head.get("last_modified_by"),
-        "last_modified_at": doc.head.get("last_modified_at"),
+        "created_at": memo.created_at,
+        "document_state": str(memo.state),
+        "markdown_content": memo.markdown(),
+        "version": memo.version,
+        "last_modified_by": memo.last_modified_by,
+        "last_modified_at": memo.last_modified_at,
         "sections": sections,
-        "is_blank": bool(doc.head.get("is_blank")),
+        "is_blank": memo.is_blank,
         "collab_enabled": deal.collab_enabled,
-        "incomplete_delivery_blocked": incomplete_delivery_blocked(doc),
-        "template_key": doc.template.key,
+        "incomplete_delivery_blocked": incomplete_delivery_blocked(memo),
+        "template_key": memo.template.key,
         "readiness": {"score": readiness["score"], "grade": readiness["grade"]},
         "progress": {"populated": len(populated), "total": len(sections)},
-        "approval_versions": list(doc.head.get("approval_versions", [])),
+        "approval_versions": list(memo.approval_versions),
         "run_in_progress": run_in_progress,
     }
 
 
-def incomplete_delivery_blocked(doc: CanvasDoc) -> bool:
+def incomplete_delivery_blocked(memo: Memo) -> bool:
     """The latest run left required sections undelivered, and one of them is still empty."""
-    last_run = doc.head.get("last_run") or {}
-    missing = last_run.get("missing_required") or []
-    return any(not (doc.sections.get(key, {}).get("markdown") or "").strip() for key in missing)
+    missing = (memo.last_run or {}).get("missing_required") or []
+    return any(not (key in memo.sections and memo.sections[key].populated) for key in missing)
 
 
 def with_role(payload: dict[str, Any], *, deal: Deal, role: str, warning: str | None) -> dict[str, Any]:
@@ -189,3 +191,12 @@ def cache_put_encoded(deal_id, version: int, value: bytes) -> bool:
 def cache_drop(deal_id) -> None:
     """Forget the cached session and readiness of the deal. Raises redis errors."""
     get_redis().unlink(keys.session_key(deal_id), keys.readiness_key(deal_id))
+
+
+def cache_drop_quietly(deal_id) -> None:
+    """cache_drop, with Redis down only logged: the cache is validated against the deal row's version,
+    so an entry left behind is never served."""
+    try:
+        cache_drop(deal_id)
+    except REDIS_ERRORS:
+        logger.warning("could not drop the cached session of deal %s: Redis unavailable", deal_id)

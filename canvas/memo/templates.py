@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from deals.models import MemoKind
+
 
 @dataclass(frozen=True)
 class SectionSpec:
@@ -42,7 +44,7 @@ def _sections(*rows: tuple[str, str, bool, str]) -> tuple[SectionSpec, ...]:
 
 
 ACQUISITION = MemoTemplate(
-    key="acquisition",
+    key=MemoKind.ACQUISITION,
     name="Acquisition memo",
     description="Investment committee memo for acquiring a stabilised or value-add income property.",
     sections=_sections(
@@ -59,7 +61,7 @@ ACQUISITION = MemoTemplate(
 )
 
 DEVELOPMENT = MemoTemplate(
-    key="development",
+    key=MemoKind.DEVELOPMENT,
     name="Development memo",
     description="Memo for a ground-up or major redevelopment project, from entitlement to stabilisation.",
     sections=_sections(
@@ -77,7 +79,7 @@ DEVELOPMENT = MemoTemplate(
 )
 
 REFINANCE = MemoTemplate(
-    key="refinance",
+    key=MemoKind.REFINANCE,
     name="Refinance memo",
     description="Credit memo for refinancing an existing asset: collateral, cash flow and loan sizing.",
     sections=_sections(

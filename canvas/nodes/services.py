@@ -20,11 +20,14 @@ from datetime import UTC, datetime
 
 from langgraph.store.base import PutOp
 
-from canvas.memo.errors import StoreUnavailable
-from canvas.memo.store import STORE_ERRORS, read_canvas
+from canvas.memo.store import read_memo
+from canvas.memo.types import Source
+from canvas.models import ApprovalCondition, Comment, Suggestion
+from canvas.review.brushes import brush_list
+from canvas.review.errors import BrushesUnavailable
 from canvas_project import events
-from canvas_project.errors import ConflictError, InvalidInputError, NotFoundError
-from canvas_project.store import edges_namespace, get_pool, get_store, nodes_namespace
+from canvas_project.errors import ConflictError, InvalidInputError, NotFoundError, StoreUnavailable
+from canvas_project.store import STORE_ERRORS, edges_namespace, get_pool, get_store, nodes_namespace
 from deals.models import Deal
 
 APPROVE = {"approved", "accepted", "approve"}
@@ -93,21 +96,19 @@ def _iso(value) -> str | None:
 
 def _derived_nodes(deal: Deal) -> tuple[list[dict], list[dict]]:
     """Nodes and implicit edges mirrored from the memo and PostgreSQL. Raises StoreUnavailable."""
-    from canvas.models import ApprovalCondition, Comment, Suggestion
-
     nodes, edges = [], []
-    doc = read_canvas(deal.pk)
-    for section in doc.ordered_sections() if doc else []:
+    memo = read_memo(deal.pk)
+    for section in memo.ordered_sections() if memo else []:
         nodes.append(
             _node(
-                id=f"section:{section['key']}",
+                id=f"section:{section.key}",
                 type="section",
-                raw_status=section.get("state", "draft"),
-                title=section["title"],
-                content=section.get("markdown") or "",
-                section_key=section["key"],
-                agent_id="drafter" if section.get("source") == "ai" else None,
-                updated_at=section.get("updated_at"),
+                raw_status=str(section.state),
+                title=section.title,
+                content=section.markdown,
+                section_key=section.key,
+                agent_id="drafter" if section.source == Source.AI else None,
+                updated_at=section.updated_at,
             )
         )
     for s in Suggestion.objects.filter(deal=deal).only(
@@ -176,8 +177,6 @@ def _derived_nodes(deal: Deal) -> tuple[list[dict], list[dict]]:
 
 def _brush_findings(deal: Deal) -> list[dict]:
     """Findings of the deal's cached brush passes (Redis, 24 h); none while Redis is down."""
-    from canvas.review.brushes import BrushesUnavailable, brush_list
-
     try:
         passes = brush_list(deal=deal)
     except BrushesUnavailable:

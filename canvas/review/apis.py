@@ -1,5 +1,5 @@
 """Suggestion endpoints under /api/canvas/{deal_id}/suggestions. Thin: validate, call one service or
-selector, serialize. Business rules live in canvas.review.suggestions."""
+selector, serialize. Business rules live in canvas.review.services."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from rest_framework.response import Response
 from canvas.memo.serializers import CanvasSectionOutput
 from canvas.memo.session import section_view
 from canvas.models import SuggestionKind, SuggestionStatus
+from canvas.review import selectors as review_selectors
+from canvas.review import services as review_services
 from canvas.review import suggestions
 from canvas_project.api.fields import StrictCharField
 from canvas_project.api.schema import error_responses
@@ -161,7 +163,7 @@ class SuggestionCollectionApi(DealScopedAPIView):
         query = parse_query(SuggestionQueryInput, request)
         author = query.get("author")
         author_id = request.user.pk if author == "me" else (uuid.UUID(author) if author else None)
-        found = suggestions.suggestion_list(
+        found = review_selectors.suggestion_list(
             deal=self.deal_access.deal,
             status=query.get("status"),
             section_key=query.get("section_key"),
@@ -180,7 +182,7 @@ class SuggestionCollectionApi(DealScopedAPIView):
     )
     def post(self, request, deal_id):
         body = parse_body(SuggestionCreateInput, request)
-        suggestion = suggestions.suggestion_create(deal=self.deal_access.deal, user=request.user, **body)
+        suggestion = review_services.suggestion_create(deal=self.deal_access.deal, user=request.user, **body)
         return Response(SuggestionOutput(suggestion).data, status=status.HTTP_201_CREATED)
 
 
@@ -203,13 +205,13 @@ class SuggestionAcceptApi(DealScopedAPIView):
     def post(self, request, deal_id, suggestion_id):
         suggestion_pk = parse_path_uuid(suggestion_id, "suggestion_id")
         body = parse_body(SuggestionAcceptInput, request)
-        outcome = suggestions.suggestion_accept(
+        outcome = review_services.suggestion_accept(
             deal=self.deal_access.deal,
             user=request.user,
             suggestion_id=suggestion_pk,
             base_version=body.get("base_version"),
         )
-        doc = outcome.write.doc
+        doc = outcome.write.memo
         return Response(
             SuggestionAcceptOutput(
                 {
@@ -237,7 +239,7 @@ class SuggestionRejectApi(DealScopedAPIView):
     )
     def post(self, request, deal_id, suggestion_id):
         suggestion_pk = parse_path_uuid(suggestion_id, "suggestion_id")
-        suggestion = suggestions.suggestion_reject(
+        suggestion = review_services.suggestion_reject(
             deal=self.deal_access.deal, user=request.user, suggestion_id=suggestion_pk
         )
         return Response(SuggestionOutput(suggestion).data)

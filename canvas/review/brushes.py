@@ -27,8 +27,11 @@ import redis
 from django.core.serializers.json import DjangoJSONEncoder
 
 from canvas.memo import markdown as memo
-from canvas.memo.errors import RedisUnavailable, SectionNotFound
-from canvas.memo.store import CanvasDoc, new_canvas, read_canvas
+from canvas.memo.errors import SectionNotFound
+from canvas.memo.selectors import memo_or_template
+from canvas.memo.types import Memo, Section
+from canvas.review.errors import BrushesUnavailable
+from canvas.review.services import suggestion_create
 from canvas.runs.synthesis import telemetry
 from canvas.runs.synthesis.drafters import DefaultDrafter, DraftFailed, DraftRequest, format_metric
 from canvas.runs.synthesis.retrieval import PassageIndex, load_metrics, load_passages
@@ -81,11 +84,6 @@ MENTION_PATTERNS: dict[str, tuple[re.Pattern[str], ...]] = {
         "year_built": (r"\b(?:built\s+in|year\s+built|constructed\s+in)\s*(?:of\s+)?(?P<num>1[89]\d\d|20\d\d)\b",),
     }.items()
 }
-
-
-class BrushesUnavailable(RedisUnavailable):
-    def __init__(self) -> None:
-        super().__init__("Redis is unavailable, so cached brush findings cannot be read; try again shortly.")
 
 
 @dataclass(frozen=True)
@@ -151,10 +149,10 @@ def _finding(kind: str, severity: str, section_key: str, message: str, evidence:
 
 
 # --- checks -----------------------------------------------------------------------------------------------
-def check_figures(doc: CanvasDoc, sections: list[dict], metrics: dict[str, dict]) -> list[dict]:
+def check_figures(doc: Memo, sections: list[Section], metrics: dict[str, dict]) -> list[dict]:
     findings = []
     for section in sections:
-        markdown = section.get("markdown") or ""
+        markdown = section.markdown
         for mention in find_mentions(markdown):
             intel = metrics.get(mention.metric)
             if intel is None or _agrees(mention.metric, mention.value, float(intel["value"])):
@@ -167,8 +165,8 @@ def check_figures(doc: CanvasDoc, sections: list[dict], metrics: dict[str, dict]
                 _finding(
                     "figure_mismatch",
                     "error",
-                    section["key"],
-                    f"{section['title']} states {mention.metric.replace('_', ' ')} as {mention.text}, but the deal's "
+                    section.key,
+                    f"{section.title} states {mention.metric.replace('_', ' ')} as {mention.text}, but the deal's "
                     f"documents say {format_metric(mention.metric, intel)} ({source.get('filename')}, p. "
                     f"{source.get('page')}).",
                     {
@@ -181,7 +179,7 @@ def check_figures(doc: CanvasDoc, sections: list[dict], metrics: dict[str, dict]
                         "source": source,
                     },
                     {
-                        "section_key": section["key"],
+                        "section_key": section.key,
                         "kind": "replace",
                         "anchor_text": mention.text,
                         "occurrence": _occurrence(markdown, mention.text, mention.start),
@@ -205,10 +203,10 @@ def _claims(markdown: str) -> list[tuple[str, int]]:
     return out
 
 
-def check_citations(doc: CanvasDoc, sections: list[dict], index: PassageIndex) -> list[dict]:
+def check_citations(doc: Memo, sections: list[Section], index: PassageIndex) -> list[dict]:
     findings = []
     for section in sections:
-        markdown = section.get("markdown") or ""
+        markdown = section.markdown
         used = {c["id"] for c in memo.parse_citations(markdown)}
         added = 0
         for line, offset in _claims(markdown):
@@ -220,14 +218,14 @@ def check_citations(doc: CanvasDoc, sections: list[dict], index: PassageIndex) -
             if hits:
                 hit = hits[0]
                 added += 1
-                note = f"{section['key']}.src{added}"
+                note = f"{section.key}.src{added}"
                 while note in used:
                     added += 1
-                    note = f"{section['key']}.src{added}"
+                    note = f"{section.key}.src{added}"
                 used.add(note)
                 evidence["source"] = {**hit.passage.source, "score": hit.score}
                 suggestion = {
-                    "section_key": section["key"],
+                    "section_key": section.key,
                     "kind": "insert",
                     "anchor_text": line,
                     "occurrence": _occurrence(markdown, line, offset),
@@ -239,8 +237,8 @@ def check_citations(doc: CanvasDoc, sections: list[dict], index: PassageIndex) -
                 _finding(
                     "uncited_figure",
                     "warning",
-                    section["key"],
-                    f"{section['title']} states a figure without a citation: \u201c{line[:120]}\u201d"
+                    section.key,
+                    f"{section.title} states a figure without a citation: \u201c{line[:120]}\u201d"
                     + ("" if hits else " No page of the deal's documents matches it."),
                     evidence,
                     suggestion,
@@ -249,18 +247,18 @@ def check_citations(doc: CanvasDoc, sections: list[dict], index: PassageIndex) -
     return findings
 
 
-def _drafted(deal: Deal, doc: CanvasDoc, section: dict, index: PassageIndex, metrics: dict) -> str | None:
-    spec = doc.template.section(section["key"])
+def _drafted(deal: Deal, doc: Memo, section: Section, index: PassageIndex, metrics: dict) -> str | None:
+    spec = doc.template.section(section.key)
     request = DraftRequest(
         deal_name=deal.name,
         template_key=doc.template.key,
-        section_key=section["key"],
-        title=section["title"],
-        order=float(section.get("order") or 0),
-        required=bool(section.get("required")),
-        retrieval_query=spec.retrieval_query if spec else section["title"],
+        section_key=section.key,
+        title=section.title,
+        order=float(section.order or 0),
+        required=section.required,
+        retrieval_query=spec.retrieval_query if spec else section.title,
         instructions="",
-        hits=index.search(spec.retrieval_query if spec else section["title"], 6),
+        hits=index.search(spec.retrieval_query if spec else section.title, 6),
         metrics=metrics,
     )
     try:
@@ -269,37 +267,66 @@ def _drafted(deal: Deal, doc: CanvasDoc, section: dict, index: PassageIndex, met
         return None
 
 
+def _addition(existing: str, draft: str) -> str | None:
+    """What a draft adds to a section's text: its paragraphs the section does not already have, with the
+    footnote definitions they cite. A cited note the section already defines the same way is not
+    repeated; one it defines differently is renumbered. None when the draft adds nothing."""
+    known_blocks = {block.strip() for block in existing.split("\n\n") if block.strip()}
+    known_notes = {c["id"]: c["text"] for c in memo.parse_citations(existing)}
+    drafted_notes = {c["id"]: c["text"] for c in memo.parse_citations(draft)}
+    body = memo.FOOTNOTE_DEF_RE.sub("", draft)
+    blocks = [b.strip() for b in body.split("\n\n") if b.strip() and b.strip() not in known_blocks]
+    if not blocks:
+        return None
+    text = "\n\n".join(blocks)
+    notes = []
+    for note in dict.fromkeys(m.group("id") for m in memo.FOOTNOTE_REF_RE.finditer(text)):
+        source = drafted_notes.get(note)
+        if source is None or known_notes.get(note) == source:
+            continue
+        new_id, n = note, 1
+        while new_id in known_notes or (new_id != note and new_id in drafted_notes):
+            n += 1
+            new_id = f"{note}.{n}"
+        if new_id != note:
+            text = text.replace(f"[^{note}]", f"[^{new_id}]")
+        notes.append(f"[^{new_id}]: {source}")
+        known_notes[new_id] = source
+    return text + ("\n\n" + "\n".join(notes) if notes else "")
+
+
 def check_completeness(
-    deal: Deal, doc: CanvasDoc, sections: list[dict], index: PassageIndex, metrics: dict
+    deal: Deal, doc: Memo, sections: list[Section], index: PassageIndex, metrics: dict
 ) -> list[dict]:
     findings = []
     for section in sections:
-        if not section.get("required"):
+        if not section.required:
             continue
-        markdown = section.get("markdown") or ""
+        markdown = section.markdown
         words = memo.word_count(markdown)
         if markdown.strip() and words >= THIN_WORDS:
             continue
         missing = not markdown.strip()
         draft = _drafted(deal, doc, section, index, metrics)
+        addition = draft if missing else _addition(markdown, draft or "")
         suggestion = None
-        if draft:
+        if addition:
             suggestion = {
-                "section_key": section["key"],
+                "section_key": section.key,
                 "kind": "insert",
                 "anchor_text": "",
                 "occurrence": 1,
-                "content": draft,
+                "content": addition,
                 "comment": "Drafted from the deal's documents by the completeness brush; review before accepting.",
             }
         findings.append(
             _finding(
                 "missing_section" if missing else "thin_section",
                 "error" if missing else "warning",
-                section["key"],
-                f"The required section {section['title']} is empty."
+                section.key,
+                f"The required section {section.title} is empty."
                 if missing
-                else f"The required section {section['title']} has {words} words; aim for at least {THIN_WORDS}.",
+                else f"The required section {section.title} has {words} words; aim for at least {THIN_WORDS}.",
                 {"words": words, "required": True},
                 suggestion,
             )
@@ -313,12 +340,10 @@ def brush_run(*, deal: Deal, user: User, brush: str, section_key: str | None, cr
 
     Raises SectionNotFound, StoreUnavailable.
     """
-    doc = read_canvas(deal.pk) or new_canvas(
-        deal_id=str(deal.pk), template_key=deal.template_key, is_blank=deal.created_blank, created_by=None, now=""
-    )
+    doc = memo_or_template(deal)
     sections = doc.ordered_sections()
     if section_key is not None:
-        sections = [s for s in sections if s["key"] == section_key]
+        sections = [s for s in sections if s.key == section_key]
         if not sections:
             raise SectionNotFound(f"This memo has no section {section_key!r}.")
     metrics = load_metrics(deal=deal)
@@ -361,7 +386,6 @@ def brush_run(*, deal: Deal, user: User, brush: str, section_key: str | None, cr
 
 
 def _file_suggestions(deal: Deal, user: User, findings: list[dict]) -> None:
-    from canvas.review.suggestions import suggestion_create
 
     for finding in findings:
         payload = finding["suggestion"]

@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from canvas.review import brushes
+from canvas.runs import selectors as run_selectors
 from canvas.runs import services as runs
 from canvas.runs.serializers import (
     BrushInput,
@@ -164,7 +165,7 @@ class RunCollectionApi(DealScopedAPIView):
         deal = self.deal_access.deal
         runs.runs_sweep_dead(deal_id=deal.pk)
         created_by = query.get("created_by")
-        page = runs.run_list(
+        page = run_selectors.run_list(
             deal=deal,
             statuses=query.get("status"),
             created_by=request.user.pk if created_by == "me" else created_by,
@@ -189,7 +190,7 @@ class RunDetailApi(DealScopedAPIView):
     )
     def get(self, request, deal_id, run_id):
         deal = self.deal_access.deal
-        run = runs.run_get(deal=deal, run_id=parse_path_uuid(run_id, "run_id"))
+        run = run_selectors.run_get(deal=deal, run_id=parse_path_uuid(run_id, "run_id"))
         if run.status in runs.ACTIVE_RUN_STATUSES and runs.runs_sweep_dead(deal_id=deal.pk):
             run.refresh_from_db()
         return Response(RunOutput(run).data)
@@ -227,7 +228,7 @@ class RunTraceApi(DealScopedAPIView):
         tags=TAGS,
     )
     def get(self, request, deal_id, run_id):
-        trace = runs.run_trace_get(deal=self.deal_access.deal, run_id=parse_path_uuid(run_id, "run_id"))
+        trace = run_selectors.run_trace_get(deal=self.deal_access.deal, run_id=parse_path_uuid(run_id, "run_id"))
         return Response(RunTraceOutput(trace).data)
 
 

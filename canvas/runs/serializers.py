@@ -10,7 +10,7 @@ from rest_framework import serializers
 from canvas.memo.serializers import CitationOutput
 from canvas.models import RunStatus, SuggestionKind
 from canvas.review.brushes import BRUSHES, FINDING_KINDS, SEVERITIES
-from canvas.runs.services import RUN_ORDERINGS
+from canvas.runs.selectors import RUN_ORDERINGS
 from canvas_project.api.fields import StrictCharField
 
 MAX_INSTRUCTIONS = 2000

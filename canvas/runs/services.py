@@ -23,61 +23,52 @@ import uuid
 from datetime import datetime, timedelta
 
 from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from canvas.memo.errors import MemoApproved, SectionNotFound, StoreUnavailable
+from canvas.memo.errors import MemoApproved, SectionNotFound
 from canvas.memo.markdown import parse_citations
-from canvas.memo.store import CanvasDoc, blank_section, new_section, read_canvas
+from canvas.memo.store import read_memo
 from canvas.memo.templates import get_template
+from canvas.memo.types import Delivery, DocumentState, Memo, Section, SectionState, Source
+from canvas.memo.writes import LockRule, memo_write
 from canvas.models import ACTIVE_RUN_STATUSES, RunStatus, SynthesisRun
+from canvas.runs.errors import RunConflict
+from canvas.runs.selectors import run_get
 from canvas.runs.synthesis import config, telemetry
-from canvas.runs.synthesis.graph import RunContext, SectionPlan, SectionWriteRefused, run_graph
-from canvas.runs.synthesis.retrieval import PassageIndex, load_metrics, load_passages
+from canvas.runs.synthesis.drafters import DraftFailed, DraftRequest
+from canvas.runs.synthesis.graph import RunContext, SectionPlan, SectionWrite, SectionWriteRefused, run_graph
+from canvas.runs.synthesis.retrieval import Passage, PassageIndex, load_metrics, load_passages
 from canvas_project import events
-from canvas_project.errors import ConflictError, InvalidInputError, NotFoundError
+from canvas_project.celery import app as celery_app
+from canvas_project.errors import InvalidInputError, StoreUnavailable
 from canvas_project.observability import record_run_seconds
+from canvas_project.store import delete_deal_threads, get_checkpointer
 from deals.models import Deal, User
 
 logger = logging.getLogger(__name__)
 
+RUN_TASK = "canvas.run_synthesis"  # canvas.runs.tasks.run_synthesis, enqueued by name
 TERMINAL_RUN_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
 AI_AUTHOR = "AI drafter"
-RUN_ORDERINGS = ("created_at", "-created_at", "finished_at", "-finished_at", "status", "-status")
 DEFAULT_SECTION_SECONDS = 3.0
 
 
-# --- errors ------------------------------------------------------------------------------------------
-class RunNotFound(NotFoundError):
-    code = "run_not_found"
-    default_message = "This deal has no such run."
-
-
-class RunConflict(ConflictError):
-    """Another run of the deal is queued or running (one active run per deal)."""
-
-    code = "run_active"
-
-
 # --- plans ----------------------------------------------------------------------------------------------
-def section_plans(*, deal: Deal, doc: CanvasDoc | None) -> dict[str, SectionPlan]:
+def section_plans(*, deal: Deal, memo: Memo | None) -> dict[str, SectionPlan]:
     """What each section of the memo is about: the template's sections, plus the memo's custom ones
     (drafted from their title)."""
-    template = doc.template if doc is not None else get_template(deal.template_key)
+    template = memo.template if memo is not None else get_template(deal.template_key)
     plans = {
         spec.key: SectionPlan(spec.key, spec.title, float(spec.order), spec.required, spec.retrieval_query)
         for spec in template.sections
     }
-    for key, section in doc.sections.items() if doc is not None else ():
+    for key, section in memo.sections.items() if memo is not None else ():
         if key not in plans:
-            plans[key] = SectionPlan(
-                key,
-                section.get("title") or key,
-                float(section.get("order") or 99),
-                bool(section.get("required")),
-                section.get("title") or key,
-            )
+            title = section.title or key
+            plans[key] = SectionPlan(key, title, float(section.order or 99), section.required, title)
     return plans
 
 
@@ -93,12 +84,10 @@ def _lock_deal_runs(deal_id) -> None:
 
 
 def _enqueue(run_id) -> None:
-    from canvas.runs.tasks import run_synthesis
-
     budget = config.time_budget_seconds()
     try:
         # a run stuck past its budget (a hung model call) is stopped, freeing the worker; the row is failed
-        run_synthesis.apply_async(args=[str(run_id)], soft_time_limit=budget + 60, time_limit=budget + 120)
+        celery_app.send_task(RUN_TASK, args=[str(run_id)], soft_time_limit=budget + 60, time_limit=budget + 120)
     except Exception:  # noqa: BLE001 - the broker is down: the row stays queued; the sweeper re-enqueues it
         logger.exception("could not enqueue run %s; the sweeper will retry", run_id)
 
@@ -113,12 +102,12 @@ def run_create(
     unknown section), MemoApproved, RunConflict (another run is active and enqueue_on_conflict is off;
     names it), StoreUnavailable.
     """
-    doc = read_canvas(deal.pk)
-    if doc is not None and doc.state == "approved":
+    memo = read_memo(deal.pk)
+    if memo is not None and memo.state == DocumentState.APPROVED:
         raise MemoApproved()
-    plans = section_plans(deal=deal, doc=doc)
+    plans = section_plans(deal=deal, memo=memo)
     if sections is None:
-        template = doc.template if doc is not None else get_template(deal.template_key)
+        template = memo.template if memo is not None else get_template(deal.template_key)
         keys = [spec.key for spec in template.sections]
     else:
         keys = list(dict.fromkeys(sections))
@@ -237,78 +226,90 @@ class _RunGuard:
         return self._stopped
 
 
-def _record_section(run_id, key: str, outcome: str) -> None:
-    field = "sections_delivered" if outcome == "delivered" else "sections_failed"
+RECORDED_OUTCOMES = {
+    "delivered": "sections_delivered",
+    "failed": "sections_failed",
+    "skipped_locked": "sections_skipped_locked",
+}
+
+
+def _record_section(run_id, key: str, outcome: str, detail: dict | None = None) -> None:
+    """Add the section to the run row's list for its outcome (skipped_locked entries carry the lock)."""
+    field = RECORDED_OUTCOMES[outcome]
     with transaction.atomic():
         run = SynthesisRun.objects.select_for_update().only(field, "status").filter(pk=run_id).first()
         if run is None or run.status != RunStatus.RUNNING:
             return
         values = list(getattr(run, field))
-        if key not in values:
-            values.append(key)
+        entry = {"section_key": key, **detail} if detail is not None else key
+        if all((v.get("section_key") if isinstance(v, dict) else v) != key for v in values):
+            values.append(entry)
         setattr(run, field, values)
         run.heartbeat_at = timezone.now()
         run.save(update_fields=[field, "heartbeat_at", "updated_at"])
 
 
-def _write_ai_section(*, deal: Deal, user: User | None, run: SynthesisRun, plan: SectionPlan, markdown: str) -> int:
-    """Write a drafted section through the memo's write path; returns the new version.
+def _write_ai_section(
+    *, deal: Deal, user: User | None, run: SynthesisRun, plan: SectionPlan, markdown: str
+) -> SectionWrite:
+    """Write a drafted section through the memo's write path; a section someone holds the lock of (with
+    collaboration off) is left as it is and reported as skipped.
 
     Raises SectionWriteRefused (the run ended or was cancelled meanwhile: checked inside the
     serialized write, so nothing lands after a cancel), MemoApproved, StoreUnavailable.
     """
-    from canvas.memo.services import _write_memo
 
-    def mutate(doc: CanvasDoc, now: str) -> list[str] | None:
+    def change(memo: Memo, now: str) -> None:
         status = SynthesisRun.objects.filter(pk=run.pk).values_list("status", flat=True).first()
         if status != RunStatus.RUNNING or telemetry.cancel_requested(run.deal_id, run.pk):
             raise SectionWriteRefused()
-        section = doc.sections.get(plan.key)
+        section = memo.sections.get(plan.key)
         if section is None:
-            spec = doc.template.section(plan.key)
-            section = (
-                blank_section(spec, now=now)
+            spec = memo.template.section(plan.key)
+            section = memo.sections[plan.key] = (
+                Section.blank(spec, now=now)
                 if spec is not None
-                else new_section(
-                    key=plan.key, title=plan.title, order=plan.order, required=plan.required, custom=True, now=now
-                )
+                else Section(key=plan.key, title=plan.title, order=plan.order, required=plan.required, custom=True)
             )
-            doc.sections[plan.key] = section
-        section.update(
-            markdown=markdown,
-            source="ai",
-            delivery="delivered",
-            citations=parse_citations(markdown),
-            state="draft",
-            updated_at=now,
-            updated_by=None,
-            updated_by_name=AI_AUTHOR,
-            run_id=str(run.pk),
-        )
-        doc.head["is_blank"] = False
-        # on a memo never stored before, every section must be written, or the others would be lost
-        return [plan.key] if doc.exists else list(doc.sections)
+        section.markdown = markdown
+        section.source = Source.AI
+        section.delivery = Delivery.DELIVERED
+        section.citations = parse_citations(markdown)
+        section.state = SectionState.DRAFT
+        section.updated_at = now
+        section.updated_by = None
+        section.updated_by_name = AI_AUTHOR
+        section.run_id = str(run.pk)
+        memo.is_blank = False
 
-    outcome = _write_memo(
-        deal=deal, user=user, base_version=None, mutate=mutate, snapshot_reason=None, event="run_section_delivered"
+    outcome = memo_write(
+        deal=deal,
+        user=user,
+        change=change,
+        event="run_section_delivered",
+        event_payload={"run_id": str(run.pk), "section_key": plan.key},
+        locks=LockRule.SKIP,
     )
-    return outcome.doc.version
+    lock = outcome.skipped_locked.get(plan.key)
+    if lock is None:
+        return SectionWrite(version=outcome.memo.version)
+    events.emit(
+        deal.pk,
+        "run_section_skipped",
+        {"run_id": str(run.pk), "section_key": plan.key, "reason": "skipped_locked", **lock.as_body()},
+    )
+    return SectionWrite(version=outcome.memo.version, locked_by=lock.as_body())
 
 
 def _write_section_failed(*, deal: Deal, user: User | None, run: SynthesisRun, key: str) -> None:
     """Mark an empty section's delivery failed (a section with text keeps it, and its delivery)."""
-    from canvas.memo.services import _write_memo
 
-    def mutate(doc: CanvasDoc, now: str) -> list[str] | None:
-        section = doc.sections.get(key)
-        if section is None or (section.get("markdown") or "").strip() or section.get("delivery") == "failed":
-            return None
-        section["delivery"] = "failed"
-        return [key] if doc.exists else list(doc.sections)
+    def change(memo: Memo, now: str) -> None:
+        section = memo.sections.get(key)
+        if section is not None and not section.populated:
+            section.delivery = Delivery.FAILED
 
-    _write_memo(
-        deal=deal, user=user, base_version=None, mutate=mutate, snapshot_reason=None, event="run_section_failed"
-    )
+    memo_write(deal=deal, user=user, change=change, event="run_section_failed", locks=LockRule.SKIP)
 
 
 def run_execute(*, run_id) -> str:
@@ -372,17 +373,15 @@ def _status_of(run_id) -> str:
 
 
 def _execute(run: SynthesisRun, deal: Deal, user: User | None) -> list[dict]:
-    from canvas_project.store import get_checkpointer
-
-    doc = read_canvas(deal.pk)
-    plans = section_plans(deal=deal, doc=doc)
+    memo = read_memo(deal.pk)
+    plans = section_plans(deal=deal, memo=memo)
     sections = [key for key in run.requested_sections if key in plans]
     guard = _RunGuard(run)
     drafter = config.drafter_class()()
     ctx = RunContext(
         deal_id=str(deal.pk),
         deal_name=deal.name,
-        template_key=doc.template.key if doc else get_template(deal.template_key).key,
+        template_key=memo.template.key if memo else get_template(deal.template_key).key,
         run_id=str(run.pk),
         plans=plans,
         index=PassageIndex(load_passages(deal_id=deal.pk)),
@@ -395,7 +394,7 @@ def _execute(run: SynthesisRun, deal: Deal, user: User | None) -> list[dict]:
             deal=deal, user=user, run=run, plan=plans[key], markdown=markdown
         ),
         mark_failed=lambda key, reason: _write_section_failed(deal=deal, user=user, run=run, key=key),
-        record=lambda key, outcome: _record_section(run.pk, key, outcome),
+        record=lambda key, outcome, detail=None: _record_section(run.pk, key, outcome, detail),
         beat=guard.beat,
         cancelled=guard.cancelled,
     )
@@ -411,15 +410,17 @@ def _execute(run: SynthesisRun, deal: Deal, user: User | None) -> list[dict]:
 def _outcome(run: SynthesisRun, results: list[dict]) -> tuple[str, str]:
     delivered = [r for r in results if r["status"] == "delivered"]
     failed = [r for r in results if r["status"] == "failed"]
+    skipped = [r for r in results if r["status"] == "skipped_locked"]
     if any(r["status"] == "cancelled" for r in results):
         return RunStatus.CANCELLED, "Cancelled on request."
-    if results and not delivered:
-        reasons = "; ".join(f"{r['section_key']}: {r['error']}" for r in failed[:3])
+    reasons = "; ".join(f"{r['section_key']}: {r['error']}" for r in failed[:3])
+    if failed and not delivered:
         return RunStatus.FAILED, f"No section could be drafted. {reasons}".strip()
-    if failed:
-        reasons = "; ".join(f"{r['section_key']}: {r['error']}" for r in failed[:3])
-        return RunStatus.SUCCEEDED, f"{len(failed)} section(s) failed. {reasons}"
-    return RunStatus.SUCCEEDED, ""
+    notes = [f"{len(failed)} section(s) failed. {reasons}"] if failed else []
+    if skipped:
+        keys = ", ".join(r["section_key"] for r in skipped)
+        notes.append(f"{len(skipped)} section(s) left as they were because someone holds their lock: {keys}.")
+    return RunStatus.SUCCEEDED, " ".join(notes)
 
 
 # --- finish -----------------------------------------------------------------------------------------------
@@ -441,7 +442,8 @@ def run_finish(
             return None
         delivered = list(run.sections_delivered)
         failed = [k for k in run.sections_failed if k not in delivered]
-        missing = [k for k in run.requested_sections if k not in delivered and k not in failed]
+        skipped = [entry["section_key"] for entry in run.sections_skipped_locked]
+        missing = [k for k in run.requested_sections if k not in delivered and k not in failed and k not in skipped]
         run.status, run.error, run.finished_at = status, error, timezone.now()
         run.sections_failed, run.sections_missing = failed, missing
         if results is not None:
@@ -463,7 +465,7 @@ def run_finish(
     deal = Deal.objects.get(pk=run.deal_id)
     _record_last_run(deal, run)
     inputs = {"kind": run.kind, "sections": run.requested_sections, "instructions": run.instructions}
-    outputs = {"delivered": delivered, "missing": missing, "failed": failed}
+    outputs = {"delivered": delivered, "missing": missing, "failed": failed, "skipped_locked": skipped}
     took = (run.finished_at - run.started_at).total_seconds() if run.started_at else 0.0
     if status == RunStatus.FAILED:
         telemetry.emit_run_event(run.deal_id, run.pk, "error", {"message": error or "The run failed."})
@@ -483,7 +485,8 @@ def run_finish(
         {
             "run_id": str(run.pk),
             "agent": "synthesis",
-            "text": f"Run {status}: {len(delivered)} delivered, {len(missing)} missing, {len(failed)} failed.",
+            "text": f"Run {status}: {len(delivered)} delivered, {len(missing)} missing, {len(failed)} failed"
+            + (f", {len(skipped)} skipped (locked)." if skipped else "."),
         },
     )
     _kick_next(run.deal_id)
@@ -491,16 +494,14 @@ def run_finish(
 
 
 def _record_last_run(deal: Deal, run: SynthesisRun) -> None:
-    """head.last_run = {run_id, status, missing_required, delivered, missing, failed, finished_at}; a
-    snapshot when the run delivered anything (a restore point of what the AI wrote)."""
-    from canvas.memo.services import _write_memo
-
+    """head.last_run = {run_id, status, missing_required, delivered, missing, failed, skipped_locked,
+    finished_at}; a snapshot when the run delivered anything (a restore point of what the AI wrote)."""
     try:
-        doc = read_canvas(deal.pk)
+        memo = read_memo(deal.pk)
     except StoreUnavailable:
         logger.warning("last_run of run %s not recorded: the Store is unavailable", run.pk)
         return
-    plans = section_plans(deal=deal, doc=doc)
+    plans = section_plans(deal=deal, memo=memo)
     missing_required = [
         k for k in run.requested_sections if k not in run.sections_delivered and k in plans and plans[k].required
     ]
@@ -511,20 +512,19 @@ def _record_last_run(deal: Deal, run: SynthesisRun) -> None:
         "delivered": list(run.sections_delivered),
         "missing": list(run.sections_missing),
         "failed": list(run.sections_failed),
+        "skipped_locked": [entry["section_key"] for entry in run.sections_skipped_locked],
         "finished_at": run.finished_at.isoformat(),
     }
 
-    def mutate(doc: CanvasDoc, now: str) -> list[str] | None:
-        doc.head["last_run"] = last_run
-        return [] if doc.exists else list(doc.sections)
+    def change(memo: Memo, now: str) -> None:
+        memo.last_run = last_run
 
     try:
-        _write_memo(
+        memo_write(
             deal=deal,
             user=None,
-            base_version=None,
-            mutate=mutate,
-            snapshot_reason=f"drafting run {run.pk} {run.status}" if run.sections_delivered else None,
+            change=change,
+            snapshot=f"drafting run {run.pk} {run.status}" if run.sections_delivered else None,
             event="run_recorded",
         )
     except MemoApproved:
@@ -617,14 +617,30 @@ def canvas_reset(*, deal: Deal, user: User) -> dict:
     runs; delete its run streams, traces, cancel flags, brush findings, discourse and cached session
     (Redis) and its LangGraph checkpoint threads. Run rows stay as history.
 
-    Raises MemoApproved (an approved memo must be reopened first), StoreUnavailable, redis errors.
-    """
-    from canvas.memo.services import _write_memo
-    from canvas_project.store import delete_deal_threads
+    The blanking is checked first (a dry run of the same write): an approved memo or, with collaboration
+    off, a section locked by someone else refuses the reset before any run is cancelled or anything
+    deleted.
 
-    doc = read_canvas(deal.pk)
-    if doc is not None and doc.state == "approved":
-        raise MemoApproved("The memo is approved; an owner must reopen it before it can be reset.")
+    Raises MemoApproved (an approved memo must be reopened first), SectionLocked, StoreUnavailable,
+    redis errors.
+    """
+
+    def blank(memo: Memo, now: str) -> None:
+        blanked = {spec.key: Section.blank(spec, now=now) for spec in memo.template.sections}
+        for key in blanked:  # an already blank section stays as it is
+            old = memo.sections.get(key)
+            if old is not None and not old.populated and old.state == SectionState.DRAFT:
+                blanked[key] = old
+        memo.sections = blanked
+        memo.state = DocumentState.DRAFT
+        memo.is_blank = True
+        memo.last_run = None
+
+    memo = read_memo(deal.pk)  # as it was before the reset
+    try:
+        memo_write(deal=deal, user=user, change=blank, event="memo_reset", dry_run=True)
+    except MemoApproved:
+        raise MemoApproved("The memo is approved; an owner must reopen it before it can be reset.") from None
     cancelled = []
     for run in SynthesisRun.objects.filter(deal=deal, status__in=ACTIVE_RUN_STATUSES):
         try:
@@ -636,37 +652,26 @@ def canvas_reset(*, deal: Deal, user: User) -> dict:
             cancelled.append(str(run.pk))
 
     restorable = None
-    if doc is not None and doc.exists and (doc.populated_keys() or any(s.get("custom") for s in doc.sections.values())):
-        versions = doc.head.get("versions") or []
-        if versions and versions[-1] == doc.version:
-            restorable = doc.version
+    if memo is not None and (memo.populated_keys() or any(s.custom for s in memo.sections.values())):
+        if memo.versions and memo.versions[-1] == memo.version:
+            restorable = memo.version  # its latest version is a snapshot already
         else:
-            outcome = _write_memo(
+            outcome = memo_write(
                 deal=deal,
                 user=user,
-                base_version=None,
-                mutate=lambda d, now: [],
-                snapshot_reason="before reset",
+                change=lambda m, now: None,
+                snapshot="before reset",
                 event="memo_snapshot",
+                always=True,
             )
-            restorable = outcome.doc.version
+            restorable = outcome.memo.version
 
-    def blank(doc: CanvasDoc, now: str) -> list[str] | None:
-        template = doc.template
-        changed = list(doc.sections)
-        doc.sections = {spec.key: blank_section(spec, now=now) for spec in template.sections}
-        changed += [k for k in doc.sections if k not in changed]
-        doc.head.update(state="draft", is_blank=True, last_run=None)
-        return changed
-
-    outcome = _write_memo(
-        deal=deal, user=user, base_version=None, mutate=blank, snapshot_reason="reset", event="memo_reset"
-    )
+    outcome = memo_write(deal=deal, user=user, change=blank, snapshot="reset", event="memo_reset", always=True)
     threads = delete_deal_threads(deal.pk)
     removed = telemetry.clear_deal_run_state(deal.pk)
     return {
         "success": True,
-        "version": outcome.doc.version,
+        "version": outcome.memo.version,
         "restorable_version": restorable,
         "cancelled_runs": cancelled,
         "checkpoint_threads_deleted": threads,
@@ -678,13 +683,13 @@ def canvas_reset(*, deal: Deal, user: User) -> dict:
 def section_debug(*, deal: Deal, section_key: str, inputs: dict) -> dict:
     """Run one drafter synchronously on the deal's sources (or on `inputs` overrides); nothing is written.
 
+    Bounded to one section and SYNTHESIS_DEBUG_SECONDS (default 5 s) of drafting, so it fits in a request;
+    a drafter still going then stops with "time_budget" in `error`. Whole drafts are runs (POST /generate).
+
     Raises SectionNotFound, StoreUnavailable.
     """
-    from canvas.runs.synthesis.drafters import DraftFailed, DraftRequest
-    from canvas.runs.synthesis.retrieval import Passage
-
-    doc = read_canvas(deal.pk)
-    plans = section_plans(deal=deal, doc=doc)
+    memo = read_memo(deal.pk)
+    plans = section_plans(deal=deal, memo=memo)
     plan = plans.get(section_key)
     if plan is None:
         raise SectionNotFound(f"This memo has no section {section_key!r}.")
@@ -706,7 +711,7 @@ def section_debug(*, deal: Deal, section_key: str, inputs: dict) -> dict:
     deltas: list[str] = []
     request = DraftRequest(
         deal_name=deal.name,
-        template_key=doc.template.key if doc else deal.template_key,
+        template_key=memo.template.key if memo else deal.template_key,
         section_key=section_key,
         title=plan.title,
         order=plan.order,
@@ -716,7 +721,7 @@ def section_debug(*, deal: Deal, section_key: str, inputs: dict) -> dict:
         hits=hits,
         metrics=metrics,
     )
-    deadline = time.monotonic() + min(120, config.time_budget_seconds())
+    deadline = time.monotonic() + min(settings.SYNTHESIS_DEBUG_SECONDS, config.time_budget_seconds())
     error, markdown, usage = None, "", {}
     try:
         draft = drafter.draft(
@@ -744,55 +749,4 @@ def section_debug(*, deal: Deal, section_key: str, inputs: dict) -> dict:
         "usage": usage,
         "error": error,
         "elapsed_ms": round((time.monotonic() - started) * 1000, 1),
-    }
-
-
-# --- selectors --------------------------------------------------------------------------------------------------
-def run_get(*, deal: Deal, run_id: uuid.UUID) -> SynthesisRun:
-    """Raises RunNotFound (unknown, or a run of another deal)."""
-    run = SynthesisRun.objects.select_related("created_by").filter(pk=run_id, deal=deal).first()
-    if run is None:
-        raise RunNotFound()
-    return run
-
-
-def run_list(
-    *,
-    deal: Deal,
-    statuses: list[str] | None = None,
-    created_by=None,
-    created_after=None,
-    created_before=None,
-    ordering: str = "-created_at",
-    page: int = 1,
-    page_size: int = 20,
-) -> dict:
-    runs = SynthesisRun.objects.filter(deal=deal).select_related("created_by")
-    if statuses:
-        runs = runs.filter(status__in=statuses)
-    if created_by is not None:
-        runs = runs.filter(created_by_id=created_by)
-    if created_after is not None:
-        runs = runs.filter(created_at__gte=created_after)
-    if created_before is not None:
-        runs = runs.filter(created_at__lt=created_before)
-    if ordering not in RUN_ORDERINGS:
-        ordering = "-created_at"
-    runs = runs.order_by(ordering, "-pk" if ordering.startswith("-") else "pk")
-    count = runs.count()
-    results = list(runs[(page - 1) * page_size : page * page_size])
-    return {"count": count, "page": page, "page_size": page_size, "results": results}
-
-
-def run_trace_get(*, deal: Deal, run_id: uuid.UUID) -> dict:
-    """The run's per-node trace from Redis (10 minutes after its last node), else only the summary kept on
-    the row. Raises RunNotFound, redis errors."""
-    run = run_get(deal=deal, run_id=run_id)
-    nodes = telemetry.trace_read(run.deal_id, run.pk)
-    return {
-        "run_id": str(run.pk),
-        "status": run.status,
-        "expired": nodes is None,
-        "nodes": nodes or [],
-        "summary": run.trace_summary,
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from canvas.memo.store import read_canvas
+from canvas.memo.store import read_memo
 from canvas.models import Suggestion, SuggestionStatus
 from canvas_project import keys
 from canvas_project.redis_client import get_redis
@@ -82,7 +82,7 @@ def test_the_figures_brush_flags_numbers_that_disagree_with_deal_intel(cast, mem
         canvas_url(cast.deal, f"suggestions/{posted.json()['id']}/accept"), {}, format="json"
     )
     assert accepted.status_code == 200
-    assert "$41,500,000[^1]" in read_canvas(cast.deal.pk).sections["executive_summary"]["markdown"]
+    assert "$41,500,000[^1]" in read_memo(cast.deal.pk).sections["executive_summary"].markdown
     assert _brush(cast.client("editor"), cast.deal, brush="figures").json()["findings"] == []
 
 
@@ -95,10 +95,10 @@ def test_the_citations_brush_flags_uncited_figures_and_proposes_a_real_page(cast
     assert suggestion["kind"] == "insert" and suggestion["anchor_text"] == finding["evidence"]["memo_text"]
     posted = cast.client("editor").post(canvas_url(cast.deal, "suggestions"), suggestion, format="json")
     cast.client("editor").post(canvas_url(cast.deal, f"suggestions/{posted.json()['id']}/accept"), {}, format="json")
-    section = read_canvas(cast.deal.pk).sections["financial_analysis"]
-    [citation] = section["citations"]
+    section = read_memo(cast.deal.pk).sections["financial_analysis"]
+    [citation] = section.citations
     assert (citation["document"], citation["page"]) in page_texts(cast.deal)
-    assert section["markdown"].startswith(f"Net operating income of $2.45 million is stable.[^{citation['id']}]")
+    assert section.markdown.startswith(f"Net operating income of $2.45 million is stable.[^{citation['id']}]")
     assert _brush(cast.client("editor"), cast.deal, brush="citations").json()["findings"] == []
 
 

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from canvas.memo.store import read_canvas
+from canvas.memo.store import read_memo
 from deals.tokens import token_pair_for_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -29,9 +29,9 @@ def test_parallel_saves_on_the_same_base_version_have_exactly_one_winner(live_se
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [200] + [409] * (PARALLEL - 1)
     winner = next(body for body, r in zip(bodies, responses, strict=True) if r.status_code == 200)
-    doc = read_canvas(cast.deal.pk)
+    doc = read_memo(cast.deal.pk)
     assert doc.version == 1
-    assert doc.sections["executive_summary"]["markdown"] == winner["content"].split("\n\n", 1)[1]
+    assert doc.sections["executive_summary"].markdown == winner["content"].split("\n\n", 1)[1]
     assert all(r.json()["current_version"] == 1 for r in responses if r.status_code == 409)
 
 
@@ -49,7 +49,7 @@ def test_parallel_saves_without_base_version_each_get_their_own_version(live_ser
     assert [v["version"] for v in listed["results"]] == list(range(PARALLEL, 0, -1))
     # the last version holds the last writer's text, and every snapshot holds its own writer's
     last = max(responses, key=lambda r: r.json()["version"])
-    doc = read_canvas(cast.deal.pk)
+    doc = read_memo(cast.deal.pk)
     assert doc.version == PARALLEL
-    assert doc.sections["executive_summary"]["markdown"] in {b["content"].split("\n\n", 1)[1] for b in bodies}
+    assert doc.sections["executive_summary"].markdown in {b["content"].split("\n\n", 1)[1] for b in bodies}
     assert last.json()["version"] == PARALLEL

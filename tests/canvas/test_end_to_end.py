@@ -11,7 +11,7 @@ from django.conf import settings as django_settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 
-from canvas.memo.store import read_canvas
+from canvas.memo.store import read_memo
 from canvas.memo.templates import ACQUISITION
 from deals.models import Document, DocumentPage, FileState
 from deals.tokens import token_pair_for_user
@@ -131,18 +131,18 @@ def test_upload_ingest_generate_and_read_the_run_to_the_end(cast, celery_worker,
     }
 
     pages = {(p.document.filename, p.page_number) for p in DocumentPage.objects.select_related("document")}
-    doc = read_canvas(cast.deal.pk)
+    doc = read_memo(cast.deal.pk)
     cited_documents = set()
     for spec in ACQUISITION.sections:
         if not spec.required:
             continue
         section = doc.sections[spec.key]
-        assert section["markdown"].strip() and section["delivery"] == "delivered", spec.key
-        assert section["citations"], spec.key
-        for citation in section["citations"]:
+        assert section.markdown.strip() and section.delivery == "delivered", spec.key
+        assert section.citations, spec.key
+        for citation in section.citations:
             assert (citation["document"], citation["page"]) in pages, (spec.key, citation)
             cited_documents.add(citation["document"])
     assert cited_documents == {"Riverside OM.pdf", "Underwriting model.xlsx"}
-    assert "$41,500,000" in doc.sections["executive_summary"]["markdown"]
+    assert "$41,500,000" in doc.sections["executive_summary"].markdown
     session = editor.get(canvas_url(cast.deal)).json()
     assert session["incomplete_delivery_blocked"] is False and session["progress"]["populated"] == 9

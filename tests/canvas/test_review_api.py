@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from canvas.memo.store import canvas_write, read_canvas
+from canvas.memo.store import HEAD_KEY, memo_transaction, read_memo
 from canvas.models import ApprovalCondition, Comment, SectionFeedback
 from canvas_project import keys
 from canvas_project.redis_client import get_redis
+from canvas_project.store import canvas_namespace
 from tests.canvas.conftest import canvas_url, save
 from tests.conftest import ROLES, expected_status
 
@@ -109,7 +110,7 @@ def test_approving_a_draft_is_refused_in_the_document_state_shape(cast):
     body = response.json()
     assert body["success"] is False and body["from_state"] == "draft" and body["to_state"] is None
     assert body["error"] == "transition_refused" and "draft" in body["detail"]
-    assert read_canvas(cast.deal.pk).state == "draft"
+    assert read_memo(cast.deal.pk).state == "draft"
 
 
 def test_approving_below_the_readiness_gate_is_refused_with_reasons(cast, written, settings):
@@ -126,10 +127,9 @@ def test_reopening_an_editing_memo_is_refused(cast, written):
 
 
 def test_a_legacy_exported_state_reads_as_approved(cast, written):
-    with canvas_write(cast.deal.pk) as writer:
-        doc = writer.load()
-        doc.head["state"] = "exported"
-        writer.put_head(doc.head)
+    with memo_transaction(cast.deal.pk) as writer:
+        head = {**writer.load().head_to_store(), "state": "exported"}  # as an older version stored it
+        writer.store.put(canvas_namespace(cast.deal.pk), HEAD_KEY, head, index=False)
     get_redis().unlink(keys.session_key(cast.deal.pk))
     body = cast.client("viewer").get(canvas_url(cast.deal)).json()
     assert body["document_state"] == "approved"
@@ -140,9 +140,10 @@ def test_a_legacy_exported_state_reads_as_approved(cast, written):
 def test_a_plain_section_approval_approves_at_once(cast, written):
     response = _approve_section(cast.client("editor"), cast.deal, comment="Solid.", role="partner", quality_score=5)
     body = response.json()
-    assert body["section_state"] == "approved" and body["auto_promoted"] is True
+    # never conditional, so never promoted: auto_promoted is only for the last condition resolved
+    assert body["section_state"] == "approved" and body["auto_promoted"] is False
     assert body["all_conditions_resolved"] is True and body["conditions"] == []
-    assert read_canvas(cast.deal.pk).sections["risks"]["state"] == "approved"
+    assert read_memo(cast.deal.pk).sections["risks"].state == "approved"
 
 
 def test_conditions_hold_a_section_in_review_until_the_last_is_resolved(cast, written):
@@ -155,7 +156,7 @@ def test_conditions_hold_a_section_in_review_until_the_last_is_resolved(cast, wr
     assert after_first["auto_promoted"] is False and after_first["section_state"] == "reviewed"
     after_second = client.post(canvas_url(cast.deal, f"sections/risks/conditions/{second}/resolve")).json()
     assert after_second["auto_promoted"] is True and after_second["all_conditions_resolved"] is True
-    assert read_canvas(cast.deal.pk).sections["risks"]["state"] == "approved"
+    assert read_memo(cast.deal.pk).sections["risks"].state == "approved"
     assert ApprovalCondition.objects.filter(resolved=True).count() == 2
 
 
@@ -199,7 +200,7 @@ def test_bad_section_approvals_are_422(cast, written, body, field):
 def test_editing_an_approved_section_sends_it_back_to_editing(cast, written):
     _approve_section(cast.client("editor"), cast.deal)
     cast.client("editor").put(canvas_url(cast.deal, "sections/risks"), {"markdown": "Changed."}, format="json")
-    assert read_canvas(cast.deal.pk).sections["risks"]["state"] == "editing"
+    assert read_memo(cast.deal.pk).sections["risks"].state == "editing"
 
 
 # --- feedback and comments ---------------------------------------------------------------------------

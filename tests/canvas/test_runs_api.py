@@ -24,8 +24,9 @@ from django.db import connection
 from django.urls import resolve
 from django.utils import timezone
 
-from canvas.memo import services
-from canvas.memo.store import read_canvas
+from canvas.memo.store import read_memo
+from canvas.memo.types import DocumentState
+from canvas.memo.writes import memo_write
 from canvas.models import RunStatus, SynthesisRun
 from canvas.runs import services as runs
 from canvas.runs.synthesis import telemetry
@@ -39,6 +40,16 @@ from tests.canvas.synthesis_corpus import make_corpus, page_texts
 from tests.conftest import ROLES, expected_status
 from tests.servers import ServiceProcess, database_url_of
 from tests.sse_client import SseEvent, SseReader
+
+
+def _approve_directly(deal) -> None:
+    """The memo approved without the readiness gate (the transition's own checks are tested elsewhere)."""
+
+    def approve(memo, now):
+        memo.state = DocumentState.APPROVED
+
+    memo_write(deal=deal, user=None, change=approve, event="state_changed")
+
 
 REQUIRED = (
     "executive_summary",
@@ -225,14 +236,7 @@ def test_generate_shares_the_generate_rate_limit(cast, settings):
 
 @pytest.mark.django_db
 def test_generate_on_an_approved_memo_is_409(cast):
-    services._write_memo(
-        deal=cast.deal,
-        user=None,
-        base_version=None,
-        snapshot_reason=None,
-        event="state_changed",
-        mutate=lambda doc, now: doc.head.update(state="approved") or list(doc.sections),
-    )
+    _approve_directly(cast.deal)
     response = _generate(cast.client("editor"), cast.deal)
     assert response.status_code == 409 and "approved" in response.json()["detail"]
 
@@ -407,7 +411,7 @@ def test_debug_drafts_one_section_and_writes_nothing(cast):
     assert body["citations"] and all((c["document"], c["page"]) in pages for c in body["citations"])
     assert body["passages"][0]["filename"] == "Offering Memorandum.pdf" and body["passages"][0]["page"] == 6
     assert body["inputs"]["passages_searched"] == 10 and "noi" in body["inputs"]["metrics"]
-    assert read_canvas(cast.deal.pk) is None and not SynthesisRun.objects.exists()
+    assert read_memo(cast.deal.pk) is None and not SynthesisRun.objects.exists()
     assert set(get_redis().keys("canvas:run:*")) == before
 
 
@@ -501,7 +505,7 @@ def test_reset_clears_run_state_and_returns_a_restorable_blank_memo(cast):
     owner = cast.client("owner")
     run_id = _generate(owner, cast.deal).json()["run_id"]
     runs.run_execute(run_id=run_id)
-    written = read_canvas(cast.deal.pk)
+    written = read_memo(cast.deal.pk)
     assert written.populated_keys() and deal_thread_ids(cast.deal.pk)
     assert owner.post(canvas_url(cast.deal, "brush"), {"brush": "all"}, format="json").status_code == 201
     queued = _generate(owner, cast.deal, query="?on_conflict=enqueue").json()["run_id"]
@@ -527,19 +531,12 @@ def test_reset_clears_run_state_and_returns_a_restorable_blank_memo(cast):
 
     restored = owner.post(canvas_url(cast.deal, f"versions/{body['restorable_version']}/restore"), {}, format="json")
     assert restored.status_code == 200
-    assert read_canvas(cast.deal.pk).sections["risks"]["markdown"] == written.sections["risks"]["markdown"]
+    assert read_memo(cast.deal.pk).sections["risks"].markdown == written.sections["risks"].markdown
 
 
 @pytest.mark.django_db
 def test_reset_of_an_approved_memo_is_409(cast):
-    services._write_memo(
-        deal=cast.deal,
-        user=None,
-        base_version=None,
-        snapshot_reason=None,
-        event="state_changed",
-        mutate=lambda doc, now: doc.head.update(state="approved") or list(doc.sections),
-    )
+    _approve_directly(cast.deal)
     response = cast.client("owner").post(canvas_url(cast.deal, "reset"))
     assert response.status_code == 409 and "reopen" in response.json()["detail"]
 
@@ -571,13 +568,13 @@ def _read_until_done(reader: SseReader, timeout: float = 90) -> list[SseEvent]:
 
 
 def _assert_memo_complete_with_real_citations(cast) -> None:
-    doc = read_canvas(cast.deal.pk)
+    doc = read_memo(cast.deal.pk)
     pages = page_texts(cast.deal)
     for key in REQUIRED:
         section = doc.sections[key]
-        assert section["markdown"].strip() and section["delivery"] == "delivered", key
-        assert section["citations"], key
-        for citation in section["citations"]:
+        assert section.markdown.strip() and section.delivery == "delivered", key
+        assert section.citations, key
+        for citation in section.citations:
             assert (citation["document"], citation["page"]) in pages, (key, citation)
 
 
@@ -665,11 +662,11 @@ def test_cancel_mid_run_keeps_delivered_sections_and_blocks_until_filled(cast, c
     assert seen[-1].data["status"] == "cancelled"
     delivered = cancelled["sections_delivered"]
     assert 1 <= len(delivered) < 9 and cancelled["sections_missing"]
-    doc = read_canvas(cast.deal.pk)
-    assert all(doc.sections[k]["markdown"].strip() and doc.sections[k]["source"] == "ai" for k in delivered)
+    doc = read_memo(cast.deal.pk)
+    assert all(doc.sections[k].markdown.strip() and doc.sections[k].source == "ai" for k in delivered)
     session = editor.get(canvas_url(cast.deal)).json()
     assert session["incomplete_delivery_blocked"] is True and session["can_export"] is False
-    missing_required = doc.head["last_run"]["missing_required"]
+    missing_required = doc.last_run["missing_required"]
     assert missing_required and set(missing_required) <= set(REQUIRED)
     for key in missing_required[:-1]:
         editor.put(canvas_url(cast.deal, f"sections/{key}"), {"markdown": "Written by hand."}, format="json")
@@ -787,9 +784,9 @@ def test_a_worker_killed_mid_run_leaves_a_failed_run_within_the_dead_run_window(
     assert set(delivered_before) <= set(body["sections_delivered"]) and body["sections_missing"]
     names = [name for _, name, _ in telemetry.run_events(cast.deal.pk, run_id)]
     assert names[-3:] == ["error", "workflow_finished", "done"]
-    doc = read_canvas(cast.deal.pk)
-    assert doc.head["last_run"]["run_id"] == run_id and doc.head["last_run"]["status"] == "failed"
-    assert all(doc.sections[k]["markdown"].strip() for k in delivered_before)
+    doc = read_memo(cast.deal.pk)
+    assert doc.last_run["run_id"] == run_id and doc.last_run["status"] == "failed"
+    assert all(doc.sections[k].markdown.strip() for k in delivered_before)
     # the deal is free again: a new run is accepted
     assert _generate(cast.client("editor"), cast.deal).status_code == 202
 

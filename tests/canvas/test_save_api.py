@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from canvas.memo.store import read_canvas
+from canvas.memo.store import read_memo
 from canvas_project import keys
 from canvas_project.redis_client import get_redis
 from deals.models import Deal
@@ -34,14 +34,14 @@ def test_save_splits_by_template_headings_and_keeps_unknown_ones_as_custom_secti
     response = save(cast.client("editor"), cast.deal, content)
     assert response.status_code == 200
     assert response.json()["version"] == 1 and response.json()["document_state"] == "editing"
-    doc = read_canvas(cast.deal.pk)
-    assert doc.sections["executive_summary"]["markdown"] == "Buy it."
-    assert doc.sections["risks"]["markdown"] == "Rates."
-    assert doc.sections["custom_esg_considerations"]["title"] == "ESG Considerations"
-    assert doc.sections["custom_esg_considerations"]["custom"] is True
-    assert doc.sections["introduction"]["markdown"] == "Opening note."
+    doc = read_memo(cast.deal.pk)
+    assert doc.sections["executive_summary"].markdown == "Buy it."
+    assert doc.sections["risks"].markdown == "Rates."
+    assert doc.sections["custom_esg_considerations"].title == "ESG Considerations"
+    assert doc.sections["custom_esg_considerations"].custom is True
+    assert doc.sections["introduction"].markdown == "Opening note."
     # custom sections sit where they were typed: after the executive summary, before the risks
-    order = [s["key"] for s in doc.ordered_sections()]
+    order = [s.key for s in doc.ordered_sections()]
     assert order.index("executive_summary") < order.index("custom_esg_considerations") < order.index("risks")
 
 
@@ -55,8 +55,8 @@ def test_the_saved_markdown_round_trips(cast, memo_text):
 def test_headings_inside_code_fences_are_not_sections(cast):
     content = "## Executive Summary\n\n```\n## not a heading\n```\n"
     save(cast.client("editor"), cast.deal, content)
-    doc = read_canvas(cast.deal.pk)
-    assert "## not a heading" in doc.sections["executive_summary"]["markdown"]
+    doc = read_memo(cast.deal.pk)
+    assert "## not a heading" in doc.sections["executive_summary"].markdown
     assert not any(k.startswith("custom_") for k in doc.sections)
 
 
@@ -64,10 +64,10 @@ def test_removing_a_heading_empties_a_template_section_and_drops_a_custom_one(ca
     client = cast.client("editor")
     save(client, cast.deal, "## Executive Summary\n\nA.\n\n## Side Notes\n\nB.")
     save(client, cast.deal, "## Executive Summary\n\nA.")
-    doc = read_canvas(cast.deal.pk)
+    doc = read_memo(cast.deal.pk)
     assert "custom_side_notes" not in doc.sections
     save(client, cast.deal, "## Risks and Mitigants\n\nC.")
-    assert read_canvas(cast.deal.pk).sections["executive_summary"]["markdown"] == ""
+    assert read_memo(cast.deal.pk).sections["executive_summary"].markdown == ""
 
 
 def test_a_stale_base_version_is_409_with_the_current_version_and_loses_nothing(cast, written):
@@ -78,7 +78,7 @@ def test_a_stale_base_version_is_409_with_the_current_version_and_loses_nothing(
     assert late.status_code == 409
     assert late.json()["current_version"] == 2
     assert "version 2" in late.json()["detail"]
-    assert read_canvas(cast.deal.pk).sections["executive_summary"]["markdown"] == "Mine."
+    assert read_memo(cast.deal.pk).sections["executive_summary"].markdown == "Mine."
 
 
 def test_content_over_the_limit_is_413(cast, settings):
@@ -86,7 +86,7 @@ def test_content_over_the_limit_is_413(cast, settings):
     response = save(cast.client("editor"), cast.deal, "## Risks and Mitigants\n\n" + "x" * 1000)
     assert response.status_code == 413
     assert "1,000" in response.json()["detail"]
-    assert read_canvas(cast.deal.pk) is None or read_canvas(cast.deal.pk).version == 0
+    assert read_memo(cast.deal.pk) is None or read_memo(cast.deal.pk).version == 0
 
 
 def test_the_default_limit_is_500000_characters(cast):
@@ -161,9 +161,9 @@ class TestSectionPut:
         )
         assert (first.status_code, second.status_code) == (200, 200)
         assert second.json()["version"] == 3
-        doc = read_canvas(cast.deal.pk)
-        assert doc.sections["risks"]["markdown"] == "Rate risk."
-        assert doc.sections["executive_summary"]["markdown"] == "Buy it."
+        doc = read_memo(cast.deal.pk)
+        assert doc.sections["risks"].markdown == "Rate risk."
+        assert doc.sections["executive_summary"].markdown == "Buy it."
 
     def test_a_section_written_after_the_base_version_is_409_and_keeps_the_other_write(self, cast, written):
         client = cast.client("editor")
@@ -180,7 +180,7 @@ class TestSectionPut:
         body = late.json()
         assert body["current_version"] == 2
         assert "'risks' changed since version 1 (at version 2)" in body["detail"]
-        assert read_canvas(cast.deal.pk).sections["risks"]["markdown"] == "Rate risk."
+        assert read_memo(cast.deal.pk).sections["risks"].markdown == "Rate risk."
         # a whole-memo save still needs the memo as it is
         stale_save = save(client, cast.deal, "## Risks and Mitigants\n\nOther.", base_version=1)
         assert stale_save.status_code == 409 and stale_save.json()["current_version"] == 2
@@ -193,12 +193,12 @@ class TestSectionPut:
         assert "no version 7 yet" in response.json()["detail"]
 
     def test_a_section_stored_before_sections_recorded_their_version_is_checked_against_the_memo(self, cast, written):
-        from canvas.memo.store import canvas_write
+        from canvas.memo.store import memo_transaction
 
-        with canvas_write(cast.deal.pk) as writer:  # as the Store held sections before this change
+        with memo_transaction(cast.deal.pk) as writer:  # as the Store held sections before this change
             doc = writer.load()
             for section in doc.sections.values():
-                section.pop("version", None)
+                section.version = None  # stored without the field
                 writer.put_section(section)
         client = cast.client("editor")
         assert (
@@ -215,7 +215,7 @@ class TestSectionPut:
             canvas_url(cast.deal, "sections/risks"), {"markdown": "C.", "base_version": 2}, format="json"
         )
         assert again.status_code == 200  # risks records its version from now on
-        assert read_canvas(cast.deal.pk).sections["risks"]["version"] == 3
+        assert read_memo(cast.deal.pk).sections["risks"].version == 3
 
     def test_with_collaboration_off_another_users_lock_is_423(self, cast, written):
         Deal.objects.filter(pk=cast.deal.pk).update(collab_enabled=False)
@@ -245,8 +245,8 @@ class TestSectionPut:
 def test_the_first_write_of_a_never_opened_memo_keeps_every_template_section(cast):
     response = save(cast.client("editor"), cast.deal, "## Risks and Mitigants\n\nRates.")
     assert response.status_code == 200
-    doc = read_canvas(cast.deal.pk)
-    assert len(doc.sections) == 9 and doc.sections["risks"]["markdown"] == "Rates."
+    doc = read_memo(cast.deal.pk)
+    assert len(doc.sections) == 9 and doc.sections["risks"].markdown == "Rates."
     session = cast.client("viewer").get(canvas_url(cast.deal)).json()
     assert len(session["sections"]) == 9
 
@@ -254,4 +254,4 @@ def test_the_first_write_of_a_never_opened_memo_keeps_every_template_section(cas
 def test_the_first_section_edit_of_a_never_opened_memo_keeps_every_template_section(cast):
     response = cast.client("editor").put(canvas_url(cast.deal, "sections/risks"), {"markdown": "x"}, format="json")
     assert response.status_code == 200
-    assert len(read_canvas(cast.deal.pk).sections) == 9
+    assert len(read_memo(cast.deal.pk).sections) == 9

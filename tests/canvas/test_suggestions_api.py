@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from canvas.memo.store import read_canvas
+from canvas.memo.store import read_memo
 from canvas.models import Suggestion
 from canvas.review.suggestions import apply_change, find_occurrence
 from canvas_project import keys
@@ -39,7 +39,7 @@ def _reject(client, deal, suggestion_id):
 
 
 def _risks(deal) -> str:
-    return read_canvas(deal.pk).sections["risks"]["markdown"]
+    return read_memo(deal.pk).sections["risks"].markdown
 
 
 def _events(deal) -> list[tuple[str, dict]]:
@@ -115,7 +115,7 @@ def test_a_proposal_records_who_what_and_the_version_it_was_made_on(cast, propos
     assert proposed["decided_by"] is None and proposed["decided_at"] is None
     assert proposed["anchor_matches"] is True
     # proposing never touches the memo
-    assert _risks(cast.deal) == RISKS and read_canvas(cast.deal.pk).version == 2
+    assert _risks(cast.deal) == RISKS and read_memo(cast.deal.pk).version == 2
 
 
 def test_whitespace_in_anchor_and_content_is_kept_exactly(cast, risks):
@@ -229,8 +229,8 @@ def test_accepting_applies_the_change_as_a_new_version_with_a_snapshot(cast, ris
     assert (decided["status"], decided["applied_version"], decided["decided_by"]) == ("accepted", 3, "editor")
     assert decided["decided_at"] is not None and decided["anchor_matches"] is None
 
-    doc = read_canvas(cast.deal.pk)
-    assert doc.version == 3 and doc.sections["risks"]["markdown"] == expected
+    doc = read_memo(cast.deal.pk)
+    assert doc.version == 3 and doc.sections["risks"].markdown == expected
     assert Deal.objects.get(pk=cast.deal.pk).memo_version == 3
     viewer = cast.client("viewer")
     assert viewer.get(canvas_url(cast.deal)).json()["sections"]["risks"]["markdown"] == expected
@@ -260,7 +260,7 @@ def test_accepting_when_the_anchor_no_longer_matches_is_409_and_stays_pending(ca
     body = response.json()
     assert "changed since this suggestion was made" in body["detail"] and body["current_version"] == 3
     assert Suggestion.objects.get().status == "pending"
-    assert _risks(cast.deal) == "Rates may rise." and read_canvas(cast.deal.pk).version == 3
+    assert _risks(cast.deal) == "Rates may rise." and read_memo(cast.deal.pk).version == 3
     # the editor can still reject it
     assert _reject(cast.client("editor"), cast.deal, proposed["id"]).status_code == 200
 
@@ -293,13 +293,13 @@ def test_only_a_pending_suggestion_can_be_decided(cast, proposed, first, second)
     editor = cast.client("editor")
     decide = {"accept": _accept, "reject": _reject}
     assert decide[first](editor, cast.deal, proposed["id"]).status_code == 200
-    version = read_canvas(cast.deal.pk).version
+    version = read_memo(cast.deal.pk).version
     response = decide[second](editor, cast.deal, proposed["id"])
     assert response.status_code == 409
     expected = "accepted" if first == "accept" else "rejected"
     assert response.json()["status"] == expected and f"already {expected}" in response.json()["detail"]
     assert Suggestion.objects.get().status == expected
-    assert read_canvas(cast.deal.pk).version == version
+    assert read_memo(cast.deal.pk).version == version
     assert _risks(cast.deal).count("Vacancy is 6%.") == (1 if first == "accept" else 0)
 
 
@@ -367,8 +367,8 @@ def test_rejecting_leaves_the_memo_untouched(cast, proposed):
     body = response.json()
     assert (body["status"], body["decided_by"], body["applied_version"]) == ("rejected", "editor", None)
     assert body["decided_at"] is not None
-    doc = read_canvas(cast.deal.pk)
-    assert doc.version == 2 and doc.sections["risks"]["markdown"] == RISKS
+    doc = read_memo(cast.deal.pk)
+    assert doc.version == 2 and doc.sections["risks"].markdown == RISKS
     assert _versions(cast.client("viewer"), cast.deal)[0]["version"] == 2
 
 
@@ -525,7 +525,7 @@ def test_parallel_accepts_of_one_suggestion_apply_it_once(live_server, cast):
     assert sorted(r.status_code for r in same) == [200] + [409] * 7, [r.text for r in same]
     assert all(r.status_code == 200 for r in responses[8:]), [r.text for r in responses[8:]]
     assert sorted(r.json()["version"] for r in responses if r.status_code == 200) == [2, 3, 4, 5, 6]
-    doc = read_canvas(cast.deal.pk)
-    assert doc.version == 6 and doc.sections["risks"]["markdown"].count("Once.") == 1
-    assert all(f"Note {n}." in doc.sections["financing"]["markdown"] for n in range(4))
+    doc = read_memo(cast.deal.pk)
+    assert doc.version == 6 and doc.sections["risks"].markdown.count("Once.") == 1
+    assert all(f"Note {n}." in doc.sections["financing"].markdown for n in range(4))
     assert set(Suggestion.objects.values_list("status", flat=True)) == {"accepted"}

@@ -13,7 +13,7 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
 from canvas.memo import services
-from canvas.memo.store import read_canvas
+from canvas.memo.store import read_memo
 from canvas.models import RunStatus, SynthesisRun
 from canvas.runs import services as runs
 from canvas.runs.synthesis import drafters, telemetry
@@ -62,7 +62,7 @@ def _request(
 
 def _assert_cites_real_pages(deal, markdown: str) -> list[dict]:
     pages = page_texts(deal)
-    citations = drafters.memo.parse_citations(markdown)
+    citations = drafters.memo_md.parse_citations(markdown)
     assert citations, markdown
     for citation in citations:
         assert (citation["document"], citation["page"]) in pages, citation
@@ -255,15 +255,15 @@ def test_a_run_drafts_every_section_into_the_store_and_reports_it(cast):
     assert run.usage["sections"] == 9 and run.usage["citations"] > 9 and run.usage["elapsed_seconds"] > 0
     assert {n["section_key"] for n in run.trace_summary} == set(run.requested_sections)
 
-    doc = read_canvas(cast.deal.pk)
+    doc = read_memo(cast.deal.pk)
     for key in run.requested_sections:
         section = doc.sections[key]
-        assert (section["source"], section["delivery"], section["state"]) == ("ai", "delivered", "draft")
-        assert section["citations"] == drafters.memo.parse_citations(section["markdown"])
-        _assert_cites_real_pages(cast.deal, section["markdown"])
-    assert doc.head["last_run"]["run_id"] == str(run.pk) and doc.head["last_run"]["missing_required"] == []
-    assert doc.head["is_blank"] is False and doc.version == 10  # nine sections, then last_run
-    assert doc.head["versions"] == [10]  # one restore point for the whole run
+        assert (section.source, section.delivery, section.state) == ("ai", "delivered", "draft")
+        assert section.citations == drafters.memo_md.parse_citations(section.markdown)
+        _assert_cites_real_pages(cast.deal, section.markdown)
+    assert doc.last_run["run_id"] == str(run.pk) and doc.last_run["missing_required"] == []
+    assert doc.is_blank is False and doc.version == 10  # nine sections, then last_run
+    assert doc.versions == [10]  # one restore point for the whole run
 
     # the run's events: the peer's names, each section framed by node_started ... node_finished
     stream = telemetry.run_events(cast.deal.pk, run.pk)
@@ -282,7 +282,7 @@ def test_a_run_drafts_every_section_into_the_store_and_reports_it(cast):
         mine = [name for _, name, data in stream if data.get("component_id") == key]
         assert mine[0] == "node_started" and mine[-2:] == ["message_end", "node_finished"]
         streamed = "".join(d["content"] for _, n, d in stream if n == "message" and d["component_id"] == key)
-        assert streamed == doc.sections[key]["markdown"]
+        assert streamed == doc.sections[key].markdown
     finished = stream[-2][2]
     assert finished["status"] == "succeeded" and sorted(finished["outputs"]["delivered"]) == sorted(
         run.requested_sections
@@ -312,12 +312,12 @@ def test_sections_without_sources_fail_and_block_delivery_until_filled(cast):
     run.refresh_from_db()
     assert "risks" in run.sections_failed
     assert "section(s) failed" in run.error
-    doc = read_canvas(cast.deal.pk)
-    assert doc.sections["risks"]["delivery"] == "failed" and doc.sections["risks"]["markdown"] == ""
-    assert "risks" in doc.head["last_run"]["missing_required"]
+    doc = read_memo(cast.deal.pk)
+    assert doc.sections["risks"].delivery == "failed" and doc.sections["risks"].markdown == ""
+    assert "risks" in doc.last_run["missing_required"]
     session = services.canvas_session_get(deal=cast.deal, role="owner", user=cast.users["owner"])
     assert session["incomplete_delivery_blocked"] is True and session["can_export"] is False
-    for key in doc.head["last_run"]["missing_required"]:
+    for key in doc.last_run["missing_required"]:
         services.section_update(
             deal=cast.deal,
             user=cast.users["editor"],
@@ -368,10 +368,10 @@ def test_a_cancel_inside_a_node_stops_the_run_and_keeps_what_was_delivered(cast,
     assert cancelled.cancel_requested_at is not None and cancelled.error == "Cancelled on request."
     delivered = cancelled.sections_delivered
     assert 1 <= len(delivered) < 9 and cancelled.sections_missing
-    doc = read_canvas(cast.deal.pk)
-    assert all(doc.sections[k]["source"] == "ai" for k in delivered)
-    assert all(doc.sections[k]["markdown"] == "" for k in cancelled.sections_missing)
-    assert doc.head["last_run"]["status"] == "cancelled"
+    doc = read_memo(cast.deal.pk)
+    assert all(doc.sections[k].source == "ai" for k in delivered)
+    assert all(doc.sections[k].markdown == "" for k in cancelled.sections_missing)
+    assert doc.last_run["status"] == "cancelled"
     # cancel is idempotent and returns the same final state
     again = runs.run_cancel(deal=cast.deal, run_id=run.pk, user=cast.users["editor"])
     assert (again.status, again.finished_at) == (cancelled.status, cancelled.finished_at)
@@ -389,7 +389,7 @@ def test_nothing_is_written_for_a_run_that_ended(cast):
     telemetry.request_cancel(cast.deal.pk, run.pk)
     with pytest.raises(SectionWriteRefused):
         runs._write_ai_section(deal=cast.deal, user=None, run=run, plan=plan, markdown="Too late.")
-    assert read_canvas(cast.deal.pk) is None
+    assert read_memo(cast.deal.pk) is None
 
 
 @pytest.mark.django_db(transaction=True)
@@ -407,11 +407,11 @@ def test_the_llm_drafter_is_used_when_configured(cast, settings, monkeypatch):
     run = _create(cast, sections=["financial_analysis", "risks"])
     assert run.drafter == "llm"
     assert runs.run_execute(run_id=run.pk) == RunStatus.SUCCEEDED
-    doc = read_canvas(cast.deal.pk)
+    doc = read_memo(cast.deal.pk)
     assert specs == ["fake:test-model"]
     for key in ("financial_analysis", "risks"):
-        assert doc.sections[key]["markdown"].startswith("Drafted text")
-        _assert_cites_real_pages(cast.deal, doc.sections[key]["markdown"])
+        assert doc.sections[key].markdown.startswith("Drafted text")
+        _assert_cites_real_pages(cast.deal, doc.sections[key].markdown)
 
 
 # --- claiming, queueing, dead runs -------------------------------------------------------------------------
@@ -472,7 +472,7 @@ def test_the_sweeper_fails_silent_and_ancient_runs_and_records_them(cast, settin
     assert silent.sections_missing == ["risks"]
     names = [name for _, name, _ in telemetry.run_events(cast.deal.pk, silent.pk)]
     assert names == ["error", "workflow_finished", "done"]
-    assert read_canvas(cast.deal.pk).head["last_run"]["missing_required"] == ["risks"]
+    assert read_memo(cast.deal.pk).last_run["missing_required"] == ["risks"]
     assert runs.runs_sweep_dead() == []  # nothing twice
 
 

@@ -7,7 +7,7 @@ import io
 import pytest
 from docx import Document
 
-from canvas.memo.store import read_canvas
+from canvas.memo.store import read_memo
 from tests.canvas.conftest import canvas_url, save
 from tests.conftest import ROLES, expected_status
 
@@ -54,13 +54,13 @@ def test_diff_against_the_current_memo(cast, written):
 
 
 def test_restore_is_itself_a_new_version(cast, written):
-    original = read_canvas(cast.deal.pk).sections["risks"]["markdown"]
+    original = read_memo(cast.deal.pk).sections["risks"].markdown
     cast.client("editor").put(canvas_url(cast.deal, "sections/risks"), {"markdown": "Rates."}, format="json")
     response = cast.client("editor").post(
         canvas_url(cast.deal, "versions/1/restore"), {"base_version": 2}, format="json"
     )
     assert response.status_code == 200 and response.json()["version"] == 3
-    assert read_canvas(cast.deal.pk).sections["risks"]["markdown"] == original
+    assert read_memo(cast.deal.pk).sections["risks"].markdown == original
     newest = cast.client("viewer").get(canvas_url(cast.deal, "versions")).json()["results"][0]
     assert newest["reason"] == "restored from version 1"
     stale = cast.client("editor").post(canvas_url(cast.deal, "versions/1/restore"), {"base_version": 2}, format="json")

@@ -174,7 +174,7 @@ class TestBlankCanvas:
 
 
 def test_deleting_a_deal_discards_its_memo_and_redis_state(cast, django_capture_on_commit_callbacks):
-    from canvas.memo.store import read_canvas, read_snapshots
+    from canvas.memo.store import read_memo, read_snapshots
     from canvas_project import keys
     from canvas_project.redis_client import get_redis
     from tests.canvas.conftest import full_memo, save
@@ -184,7 +184,7 @@ def test_deleting_a_deal_discards_its_memo_and_redis_state(cast, django_capture_
     assert get_redis().exists(keys.session_key(cast.deal.pk), keys.events_key(cast.deal.pk)) == 2
     with django_capture_on_commit_callbacks(execute=True):
         assert cast.client("owner").delete(_url(cast.deal)).status_code == 204
-    assert read_canvas(cast.deal.pk) is None
+    assert read_memo(cast.deal.pk) is None
     assert read_snapshots(cast.deal.pk, [1]) == []
     assert get_redis().exists(keys.session_key(cast.deal.pk), keys.events_key(cast.deal.pk)) == 0
 

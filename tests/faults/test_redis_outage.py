@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from canvas.memo.store import read_canvas
+from canvas.memo.store import read_memo
 from tests.canvas.conftest import full_memo
 from tests.faults.conftest import DEGRADED_OK, api_as, assert_unavailable, wait_for
 
@@ -96,7 +96,7 @@ def test_requests_during_a_redis_outage_are_served_or_503_and_the_process_recove
     document = f"/api/deals/{cast.deal.pk}/documents/{answers['upload'].json()['id']}"
     assert viewer.get(f"{document}/download").content == b"Purchase price $10,000,000.\n"
     # every acknowledged write is in the Store itself, not only in what the API shows
-    stored = read_canvas(cast.deal.pk)
+    stored = read_memo(cast.deal.pk)
     assert stored.version == 3
     assert "Written while Redis was down." in stored.markdown() and "After." in stored.markdown()
     assert service.crashes() == []

@@ -21,8 +21,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from canvas.memo import markdown as memo
-from canvas.runs.synthesis import prompts
+from canvas.memo import markdown as memo_md
+from canvas.runs.synthesis import config, prompts
 from canvas.runs.synthesis.retrieval import Hit, sentences, tokenize
 
 Emit = Callable[[str], None]
@@ -119,7 +119,7 @@ class Draft:
 
     @property
     def citations(self) -> list[dict]:
-        return memo.parse_citations(self.markdown)
+        return memo_md.parse_citations(self.markdown)
 
 
 def format_metric(name: str, metric: dict) -> str:
@@ -220,7 +220,7 @@ class DefaultDrafter:
             markdown=markdown,
             sources=sources,
             usage={
-                "words": memo.word_count(markdown),
+                "words": memo_md.word_count(markdown),
                 "citations": len(notes),
                 "passages": len(request.hits),
                 "figures": len(figure_names),
@@ -270,6 +270,7 @@ MODEL_FOOTNOTE_DEF_RE = re.compile(r"^\[\^[^\]\s]+\]:.*$\n?", re.MULTILINE)
 
 def build_chat_model(spec: str):
     """The chat model of CANVAS_LLM_MODEL ("provider:model"). Tests replace this function."""
+    # lazy: langchain's chat-model loader pulls in a provider package, needed only when an LLM is configured
     from langchain.chat_models import init_chat_model
 
     return init_chat_model(spec, temperature=0)
@@ -317,8 +318,6 @@ class LlmDrafter:
     @property
     def model(self):
         if self._model is None:
-            from canvas.runs.synthesis import config
-
             self._model = build_chat_model(config.llm_model())
         return self._model
 
@@ -389,7 +388,7 @@ class LlmDrafter:
         sources = [{**hit.passage.source, "score": hit.score} for hit in request.hits]
         usage.update(
             {
-                "words": memo.word_count(markdown),
+                "words": memo_md.word_count(markdown),
                 "citations": len(notes),
                 "passages": len(request.hits),
                 "figures": len(names),

@@ -57,6 +57,15 @@ class SectionPlan:
     retrieval_query: str
 
 
+@dataclass(frozen=True)
+class SectionWrite:
+    """What writing a drafted section did: the memo's version after it, and, when the section was left as
+    it was because someone holds its lock, that lock ({section_key, holder, holder_id, expires_at})."""
+
+    version: int
+    locked_by: dict | None = None
+
+
 class SectionWriteRefused(Exception):
     """The run may no longer write (cancelled, failed by the sweeper, or reset meanwhile)."""
 
@@ -64,8 +73,9 @@ class SectionWriteRefused(Exception):
 @dataclass
 class RunContext:
     """What the nodes need beyond the state. Hooks are plain callables so the graph has no Django
-    service imports: `write_section(key, markdown) -> version` (raises SectionWriteRefused and the
-    memo's own errors), `mark_failed(key, reason)`, `record(key, status)`, `beat()`, `cancelled()`."""
+    service imports: `write_section(key, markdown) -> SectionWrite` (raises SectionWriteRefused and the
+    memo's own errors), `mark_failed(key, reason)`, `record(key, status, detail=None)`, `beat()`,
+    `cancelled()`."""
 
     deal_id: str
     deal_name: str
@@ -78,9 +88,9 @@ class RunContext:
     instructions: str
     top_k: int
     deadline: float
-    write_section: Callable[[str, str], int]
+    write_section: Callable[[str, str], SectionWrite]
     mark_failed: Callable[[str, str], None]
-    record: Callable[[str, str], None]
+    record: Callable[..., None]
     beat: Callable[[], None]
     cancelled: Callable[[], bool]
     owner_thread: int = field(default_factory=threading.get_ident)
@@ -173,23 +183,33 @@ def _draft_section(ctx: RunContext, key: str) -> dict:
         reason = ctx.stop_reason()
         if reason is not None:
             raise DraftStopped(reason)
-        version = ctx.write_section(key, draft.markdown)
-        result["status"] = "delivered"
-        outputs = {"status": "delivered", "version": version, "usage": draft.usage, "citations": len(draft.citations)}
-        ctx.record(key, "delivered")
-        ctx.emit(
-            "message_end",
-            {"component_id": key, "status": "delivered", "content": draft.markdown, "reference": draft.citations},
-        )
-        telemetry.discourse_emit(
-            ctx.deal_id,
-            "draft",
-            {
-                "run_id": ctx.run_id,
-                "agent": f"drafter:{key}",
-                "text": f"Wrote {plan.title}: {draft.usage.get('words', 0)} words, {len(draft.citations)} citation(s).",
-            },
-        )
+        written = ctx.write_section(key, draft.markdown)
+        if written.locked_by is not None:
+            _skipped_locked(ctx, key, plan, written, result)
+            outputs = {"status": "skipped_locked", "version": written.version, "locked_by": written.locked_by}
+        else:
+            result["status"] = "delivered"
+            outputs = {
+                "status": "delivered",
+                "version": written.version,
+                "usage": draft.usage,
+                "citations": len(draft.citations),
+            }
+            ctx.record(key, "delivered")
+            ctx.emit(
+                "message_end",
+                {"component_id": key, "status": "delivered", "content": draft.markdown, "reference": draft.citations},
+            )
+            words, cited = draft.usage.get("words", 0), len(draft.citations)
+            telemetry.discourse_emit(
+                ctx.deal_id,
+                "draft",
+                {
+                    "run_id": ctx.run_id,
+                    "agent": f"drafter:{key}",
+                    "text": f"Wrote {plan.title}: {words} words, {cited} citation(s).",
+                },
+            )
         result["usage"] = draft.usage
     except (DraftStopped, SectionWriteRefused) as exc:
         stopped = getattr(exc, "reason", CANCELLED)
@@ -236,6 +256,24 @@ def _draft_section(ctx: RunContext, key: str) -> dict:
     )
     ctx.beat()
     return result
+
+
+def _skipped_locked(ctx: RunContext, key: str, plan: SectionPlan, written: SectionWrite, result: dict) -> None:
+    """The drafted section was not written: someone holds its lock (collaboration off)."""
+    lock = written.locked_by or {}
+    who = lock.get("holder") or "another user"
+    result["status"] = "skipped_locked"
+    result["error"] = f"Not written: {who} holds the lock on this section until {lock.get('expires_at')}."
+    ctx.record(key, "skipped_locked", lock)
+    ctx.emit(
+        "message_end",
+        {"component_id": key, "status": "skipped_locked", "locked_by": lock, "error": result["error"], "reference": []},
+    )
+    telemetry.discourse_emit(
+        ctx.deal_id,
+        "draft",
+        {"run_id": ctx.run_id, "agent": f"drafter:{key}", "text": f"Left {plan.title} as it was: {who} is editing it."},
+    )
 
 
 def _mark_failed_quietly(ctx: RunContext, key: str, reason: str) -> None:

@@ -1,0 +1,14 @@
+"""Errors of runs, each with a stable code."""
+
+from canvas_project.errors import ConflictError, NotFoundError
+
+
+class RunNotFound(NotFoundError):
+    code = "run_not_found"
+    default_message = "This deal has no such run."
+
+
+class RunConflict(ConflictError):
+    """Another run of the deal is queued or running (one active run per deal)."""
+
+    code = "run_active"
