@@ -231,10 +231,10 @@ TABLE: list[Entry] = [
     at("deal-intel", "GET", deal_scoped("viewer"), lambda w: Call(w.deal_path("intel"))),
     at("deal-intake", "GET", deal_scoped("viewer"), lambda w: Call(w.deal_path("intake"))),
     # canvas: catalogues
-    at("canvas-templates", "GET", users(200), lambda w: Call("/api/canvas/templates")),
+    at("canvas-templates-list", "GET", users(200), lambda w: Call("/api/canvas/templates")),
     at("canvas-prompts", "GET", users(200), lambda w: Call("/api/canvas/prompts")),
     # canvas: session and writes
-    at("canvas", "GET", deal_scoped("viewer"), lambda w: Call(w.canvas_path())),
+    at("canvas-detail", "GET", deal_scoped("viewer"), lambda w: Call(w.canvas_path())),
     at("canvas-refresh", "POST", deal_scoped("editor"), lambda w: Call(w.canvas_path("refresh"))),
     at(
         "canvas-save",
@@ -243,7 +243,7 @@ TABLE: list[Entry] = [
         lambda w: Call(w.canvas_path("save"), {"content": "## Risks and Mitigants\n\nRates."}),
     ),
     at(
-        "canvas-section",
+        "canvas-sections-detail",
         "PUT",
         deal_scoped("editor"),
         lambda w: Call(w.canvas_path("sections/risks"), {"markdown": "Rates may fall."}),
@@ -296,17 +296,23 @@ TABLE: list[Entry] = [
     at("canvas-readiness", "GET", deal_scoped("viewer"), lambda w: Call(w.canvas_path("readiness"))),
     at("canvas-progress", "GET", deal_scoped("viewer"), lambda w: Call(w.canvas_path("progress"))),
     # versions and export
-    at("canvas-versions", "GET", deal_scoped("viewer"), lambda w: Call(w.canvas_path("versions"))),
-    at("canvas-version", "GET", deal_scoped("viewer"), lambda w: Call(w.canvas_path("versions/1")), given=("risks",)),
+    at("canvas-versions-list", "GET", deal_scoped("viewer"), lambda w: Call(w.canvas_path("versions"))),
     at(
-        "canvas-version-diff",
+        "canvas-versions-detail",
+        "GET",
+        deal_scoped("viewer"),
+        lambda w: Call(w.canvas_path("versions/1")),
+        given=("risks",),
+    ),
+    at(
+        "canvas-versions-diff",
         "GET",
         deal_scoped("viewer"),
         given=("risks",),
         build=lambda w: Call(w.canvas_path("versions/1/diff")),
     ),
     at(
-        "canvas-version-restore",
+        "canvas-versions-restore",
         "POST",
         deal_scoped("editor"),
         given=("risks",),

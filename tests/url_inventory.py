@@ -23,10 +23,13 @@ class ServedPattern:
     route: str
     namespace: str | None
     view_class: type | None  # None for a function view
+    actions: tuple[tuple[str, str], ...] | None = None  # a viewset route's (method, action) pairs
 
     @property
     def methods(self) -> tuple[str, ...] | None:
         """The methods of a class-based view; None for a function view (it declares none)."""
+        if self.actions is not None:
+            return tuple(sorted(method.upper() for method, _ in self.actions if method not in ("head", "options")))
         if self.view_class is None:
             return None
         return tuple(
@@ -53,8 +56,13 @@ def _walk(resolver: URLResolver, prefix: str, namespace: str | None) -> Iterator
         elif isinstance(entry, URLPattern):
             route = prefix + str(entry.pattern)
             name = f"{namespace}:{entry.name}" if namespace and entry.name else entry.name
+            actions = getattr(entry.callback, "actions", None)  # DRF viewsets: {method: action}
             yield ServedPattern(
-                key=name or route, route=route, namespace=namespace, view_class=_view_class(entry.callback)
+                key=name or route,
+                route=route,
+                namespace=namespace,
+                view_class=_view_class(entry.callback),
+                actions=tuple(actions.items()) if actions is not None else None,
             )
 
 

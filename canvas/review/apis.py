@@ -9,7 +9,16 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from canvas.memo.serializers import CanvasSectionOutput
+from canvas.memo.serializers import (
+    CanvasSectionOutput,
+    CommentCreateInput,
+    CommentOutput,
+    CommentQueryInput,
+    FeedbackInput,
+    FeedbackOutput,
+    SectionApprovalOutput,
+    SectionApproveInput,
+)
 from canvas.memo.session import section_view
 from canvas.models import SuggestionKind, SuggestionStatus
 from canvas.review import selectors as review_selectors
@@ -17,9 +26,14 @@ from canvas.review import services as review_services
 from canvas.review import suggestions
 from canvas_project.api.fields import StrictCharField
 from canvas_project.api.schema import error_responses
-from canvas_project.api.validation import parse_body, parse_path_uuid, parse_query
+from canvas_project.api.validation import parse_body, parse_path_int, parse_path_uuid, parse_query
 from deals.models import DocumentState
 from deals.permissions import DealScopedAPIView, RequireCommenter, RequireEditor, RequireViewer
+
+KEY_PARAM = OpenApiParameter("key", OpenApiTypes.STR, OpenApiParameter.PATH, description="Section key.")
+CID_PARAM = OpenApiParameter("cid", OpenApiTypes.INT, OpenApiParameter.PATH, description="Condition id.")
+COMMENT_PARAM = OpenApiParameter("comment_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
+WRITE_ERRORS = error_responses(401, 403, 404, 409, 422, 503)
 
 SUGGESTION_PARAM = OpenApiParameter(
     "suggestion_id",
@@ -243,3 +257,124 @@ class SuggestionRejectApi(DealScopedAPIView):
             deal=self.deal_access.deal, user=request.user, suggestion_id=suggestion_pk
         )
         return Response(SuggestionOutput(suggestion).data)
+
+
+class SectionApproveApi(DealScopedAPIView):
+    guards = {"POST": RequireEditor}
+
+    @extend_schema(
+        operation_id="canvas_section_approve",
+        summary="Approve a section (editor)",
+        description="Without conditions the section becomes `approved`; with up to 3 conditions it is `reviewed` "
+        "until they are all resolved. Unresolved comments on the section block approval (409) unless an owner "
+        "sends `force`.",
+        parameters=[KEY_PARAM],
+        request=SectionApproveInput,
+        responses={200: SectionApprovalOutput, **WRITE_ERRORS},
+        tags=["review"],
+    )
+    def post(self, request, deal_id, key):
+        body = parse_body(SectionApproveInput, request)
+        ctx = self.deal_access
+        result = review_services.section_approve(
+            deal=ctx.deal,
+            user=request.user,
+            role=ctx.role,
+            key=key,
+            comment=body["comment"],
+            reviewer_role=body["role"],
+            quality_score=body.get("quality_score"),
+            conditions=body["conditions"],
+            force=body["force"],
+        )
+        return Response(SectionApprovalOutput(result).data)
+
+
+class ConditionResolveApi(DealScopedAPIView):
+    guards = {"POST": RequireEditor}
+
+    @extend_schema(
+        operation_id="canvas_condition_resolve",
+        summary="Resolve an approval condition (editor)",
+        description="Resolving the last condition promotes the section to `approved` (`auto_promoted`).",
+        parameters=[KEY_PARAM, CID_PARAM],
+        request=None,
+        responses={200: SectionApprovalOutput, **WRITE_ERRORS},
+        tags=["review"],
+    )
+    def post(self, request, deal_id, key, cid):
+        result = review_services.condition_resolve(
+            deal=self.deal_access.deal, user=request.user, section_key=key, condition_id=parse_path_int(cid, "cid")
+        )
+        return Response(SectionApprovalOutput(result).data)
+
+
+class FeedbackApi(DealScopedAPIView):
+    guards = {"POST": RequireCommenter}
+
+    @extend_schema(
+        operation_id="canvas_feedback",
+        summary="Rate a section (commenter)",
+        request=FeedbackInput,
+        responses={201: FeedbackOutput, **WRITE_ERRORS},
+        tags=["review"],
+    )
+    def post(self, request, deal_id):
+        body = parse_body(FeedbackInput, request)
+        feedback = review_services.feedback_create(deal=self.deal_access.deal, user=request.user, **body)
+        return Response(FeedbackOutput(feedback).data, status=status.HTTP_201_CREATED)
+
+
+class CommentCollectionApi(DealScopedAPIView):
+    guards = {"GET": RequireViewer, "POST": RequireCommenter}
+
+    @extend_schema(
+        operation_id="canvas_comments_list",
+        summary="Comment threads (viewer)",
+        parameters=[CommentQueryInput],
+        responses={200: CommentOutput(many=True), **error_responses(401, 403, 404, 422)},
+        tags=["review"],
+    )
+    def get(self, request, deal_id):
+        query = parse_query(CommentQueryInput, request)
+        comments = review_selectors.comments_of_deal(
+            deal=self.deal_access.deal, section_key=query.get("section_key"), resolved=query.get("resolved")
+        )
+        return Response(CommentOutput(comments, many=True).data)
+
+    @extend_schema(
+        operation_id="canvas_comments_create",
+        summary="Comment on a section, or reply (commenter)",
+        request=CommentCreateInput,
+        responses={201: CommentOutput, **WRITE_ERRORS},
+        tags=["review"],
+    )
+    def post(self, request, deal_id):
+        body = parse_body(CommentCreateInput, request)
+        comment = review_services.comment_create(
+            deal=self.deal_access.deal,
+            user=request.user,
+            section_key=body.get("section_key", ""),
+            body=body["body"],
+            parent_id=body.get("parent_id"),
+        )
+        return Response(CommentOutput(comment).data, status=status.HTTP_201_CREATED)
+
+
+class CommentResolveApi(DealScopedAPIView):
+    guards = {"POST": RequireCommenter}
+
+    @extend_schema(
+        operation_id="canvas_comment_resolve",
+        summary="Resolve a comment thread (its author, or an editor)",
+        parameters=[COMMENT_PARAM],
+        request=None,
+        responses={200: CommentOutput, **WRITE_ERRORS},
+        tags=["review"],
+    )
+    def post(self, request, deal_id, comment_id):
+        ctx = self.deal_access
+        comment = review_services.comment_resolve(
+            deal=ctx.deal, user=request.user, role=ctx.role, comment_id=parse_path_uuid(comment_id, "comment_id")
+        )
+        return Response(CommentOutput(comment).data)

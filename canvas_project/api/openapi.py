@@ -1,15 +1,24 @@
-"""The project's drf-spectacular AutoSchema: every `deal_id` path parameter is a UUID string.
+"""The project's drf-spectacular AutoSchema: every `deal_id` path parameter is a UUID string, and
+responses are exactly the serializers the views declare.
 
 (Routes take `<str:deal_id>` so that a malformed id reaches the deal resolver and reads as 404 in
 JSON; the schema still says what a valid id looks like.)
 """
 
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.plumbing import is_list_serializer
 
 from canvas_project.api.schema import ERROR_DESCRIPTIONS, SERVER_SENT_EVENT_REF, SERVER_SENT_EVENT_SCHEMA
 
 
 class ProjectAutoSchema(AutoSchema):
+    def _is_list_view(self, serializer=None) -> bool:
+        # A response is an array only when its serializer says so (`many=True`): a viewset's `list` action
+        # may answer a page object, which drf-spectacular would otherwise wrap in an array.
+        if serializer is None:
+            serializer = self.get_response_serializers()
+        return is_list_serializer(serializer)
+
     def _resolve_path_parameters(self, variables):
         parameters = super()._resolve_path_parameters(variables)
         for parameter in parameters:

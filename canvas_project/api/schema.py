@@ -31,6 +31,40 @@ class ErrorDetailSerializer(serializers.Serializer):
         ref_name = "ErrorDetail"
 
 
+class ConflictErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField(help_text="A human sentence saying what conflicts.")
+    current_version = serializers.IntegerField(
+        required=False, help_text="The memo's version now, when the conflict is a stale `base_version`."
+    )
+
+    class Meta:
+        ref_name = "ConflictError"
+
+
+class LockHolderSerializer(serializers.Serializer):
+    section_key = serializers.CharField()
+    holder = serializers.CharField(allow_null=True, help_text="The lock holder's display name.")
+    holder_id = serializers.UUIDField(allow_null=True)
+    expires_at = serializers.DateTimeField(allow_null=True, help_text="When the lock expires unless renewed.")
+
+    class Meta:
+        ref_name = "LockHolder"
+
+
+class LockedErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField(help_text="Who holds the lock and until when; nothing was written.")
+    section_key = serializers.CharField(help_text="The (first) locked section the request would change.")
+    holder = serializers.CharField(allow_null=True, help_text="Its holder's display name; null: nobody holds it.")
+    holder_id = serializers.UUIDField(allow_null=True)
+    expires_at = serializers.DateTimeField(allow_null=True)
+    locked_sections = LockHolderSerializer(many=True, help_text="Every locked section the request would change.")
+
+    class Meta:
+        ref_name = "LockedError"
+
+
+ERROR_BODIES = {409: ConflictErrorSerializer, 423: LockedErrorSerializer}
+
 ERROR_DESCRIPTIONS = {
     401: "Missing, expired or invalid bearer token.",
     403: "Authenticated, but the role is too low for this action.",
@@ -39,7 +73,7 @@ ERROR_DESCRIPTIONS = {
     409: "Conflicts with the current state (stale version, last owner, duplicate).",
     413: "Payload too large.",
     415: "Unsupported media type.",
-    423: "Locked by another user.",
+    423: "A section the request would change is locked by another user (collaboration off); nothing was written.",
     429: "Rate limited; see the Retry-After header.",
     503: "A dependency (PostgreSQL, Redis, the Store) is down; the detail names it.",
 }
@@ -68,7 +102,8 @@ def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
         if code == 422:
             responses[422] = OpenApiResponse(HTTPValidationErrorSerializer, description="Validation Error")
         else:
-            responses[code] = OpenApiResponse(ErrorDetailSerializer, description=ERROR_DESCRIPTIONS.get(code, ""))
+            body = ERROR_BODIES.get(code, ErrorDetailSerializer)
+            responses[code] = OpenApiResponse(body, description=ERROR_DESCRIPTIONS.get(code, ""))
     return responses
 
 

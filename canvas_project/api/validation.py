@@ -159,3 +159,20 @@ def parse_path_uuid(value: str, name: str) -> uuid.UUID:
                 }
             ]
         ) from None
+
+
+def parse_path_int(value: str, name: str) -> int:
+    """Parse a positive integer path parameter. Raises RequestValidationError (422 at path.<name>)."""
+    if not value.isdigit() or int(value) < 1 or len(value) > 12:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ["path", name],
+                    "msg": "Input should be a positive integer.",
+                    "type": "int_parsing",
+                    "input": value,
+                    "ctx": {},
+                }
+            ]
+        )
+    return int(value)
