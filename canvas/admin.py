@@ -1,6 +1,11 @@
 from django.contrib import admin
+from django.utils.html import format_html, format_html_join
 
+from canvas.memo.selectors import progress_get, readiness_get, versions_page
 from canvas.models import ApprovalCondition, Comment, SectionApproval, SectionFeedback, SynthesisRun
+from canvas_project.errors import StoreUnavailable
+from deals.admin import DealAdmin
+from deals.models import Deal
 
 
 @admin.register(SynthesisRun)
@@ -40,3 +45,74 @@ class CommentAdmin(admin.ModelAdmin):
     list_filter = ("resolved",)
     search_fields = ("deal__name", "section_key", "body")
     readonly_fields = ("deal", "parent", "author", "created_at", "updated_at")
+
+
+class DealWithMemoAdmin(DealAdmin):
+    """The deals app's deal pages, plus what the memo of each deal looks like (read from the Store).
+    Re-registered here because deals knows nothing of canvas; superadmin extends it in turn."""
+
+    readonly_fields = (*DealAdmin.readonly_fields, "memo_overview", "memo_versions")
+
+    @admin.display(description="memo (from the Store)")
+    def memo_overview(self, obj: Deal) -> str:
+        if obj.pk is None:
+            return "-"
+        try:
+            readiness = readiness_get(deal=obj)
+            progress = progress_get(deal=obj)
+        except StoreUnavailable:
+            return "The LangGraph Store is unavailable."
+        rows = format_html_join(
+            "",
+            "<li>{}: {} &times; {} &mdash; {}</li>",
+            ((d["label"], d["score"], d["weight"], d["why"]) for d in readiness["dimensions"]),
+        )
+        return format_html(
+            "<p>State <b>{}</b>, version {}, {} of {} sections written.</p>"
+            "<p>Readiness <b>{}</b> (grade {})</p><ul>{}</ul>",
+            obj.document_state,
+            obj.memo_version,
+            progress["populated"],
+            progress["total"],
+            readiness["score"],
+            readiness["grade"],
+            rows,
+        )
+
+    @admin.display(description="versions (newest first)")
+    def memo_versions(self, obj: Deal) -> str:
+        if obj.pk is None:
+            return "-"
+        try:
+            page = versions_page(deal=obj, page=1, page_size=20)
+        except StoreUnavailable:
+            return "The LangGraph Store is unavailable."
+        if not page["results"]:
+            return "No versions yet."
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (v["version"], v["title"], v["reason"], v["author"] or "-", "approval" if v["approval"] else "")
+                for v in page["results"]
+            ),
+        )
+        return format_html(
+            "<table><tr><th>version</th><th>title</th><th>reason</th><th>author</th><th></th></tr>"
+            "{}</table><p>{} versions kept in all.</p>",
+            rows,
+            page["count"],
+        )
+
+    def save_formset(self, request, form, formset, change):
+        for grant in formset.save(commit=False):
+            if grant.granted_by_id is None:
+                grant.granted_by = request.user
+            grant.save()
+        for removed in formset.deleted_objects:
+            removed.delete()
+        formset.save_m2m()
+
+
+admin.site.unregister(Deal)
+admin.site.register(Deal, DealWithMemoAdmin)

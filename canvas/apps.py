@@ -9,6 +9,7 @@ def _langgraph_tables_after_migrate(sender, using, plan=None, **kwargs) -> None:
     `flush` (e.g. between transactional tests) also sends post_migrate, without a plan: skipped."""
     if plan is None:
         return
+    # lazy: an app module is imported while Django is still loading apps; the Store's module reads settings
     from django.db import connections
 
     from canvas_project.store import setup_langgraph_tables

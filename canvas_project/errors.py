@@ -65,6 +65,13 @@ class PayloadTooLargeError(DomainError):
     default_message = "The payload is too large."
 
 
+class UnsupportedMediaTypeError(DomainError):
+    """Content of a kind the service does not take (read from the bytes, not the client's word)."""
+
+    code = "unsupported_media_type"
+    default_message = "Unsupported media type."
+
+
 class RateLimitedError(DomainError):
     code = "rate_limited"
     default_message = "Too many requests."

@@ -31,6 +31,7 @@ def on_starting(server) -> None:
 def child_exit(server, worker) -> None:
     if _multiproc_dir() is None:
         return
+    # lazy: prometheus_client's multiprocess module reads PROMETHEUS_MULTIPROC_DIR when it is imported
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)

@@ -19,8 +19,10 @@ tokens in anything that is.
 from __future__ import annotations
 
 import contextvars
+import hmac
 import json
 import logging
+import os
 import re
 import time
 import uuid
@@ -29,9 +31,20 @@ import redis
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.urls import Resolver404, resolve
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
+
+from canvas_project import keys
+from canvas_project.redis_client import get_redis
 
 logger = logging.getLogger(__name__)
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
@@ -79,8 +92,6 @@ _RUN_SECONDS_HELP = "Synthesis run durations by final status (deployment-wide, k
 def record_run_seconds(*, status: str, seconds: float) -> None:
     """Count one finished run in dealcanvas_run_seconds. Never raises: with Redis unreachable the
     observation is dropped (logged), as a metric is not worth failing a run's bookkeeping."""
-    from canvas_project import keys
-    from canvas_project.redis_client import get_redis
 
     key = keys.run_seconds_metric_key()
     try:
@@ -102,8 +113,6 @@ class RunSecondsCollector:
         return [HistogramMetricFamily("dealcanvas_run_seconds", _RUN_SECONDS_HELP, labels=["status"])]
 
     def collect(self):
-        from canvas_project import keys
-        from canvas_project.redis_client import get_redis
 
         family = HistogramMetricFamily("dealcanvas_run_seconds", _RUN_SECONDS_HELP, labels=["status"])
         try:
@@ -202,7 +211,6 @@ class JsonFormatter(logging.Formatter):
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
     """GET /metrics: Prometheus text format. METRICS_TOKEN as a bearer token, or a superadmin session."""
-    import hmac
 
     if request.method not in ("GET", "HEAD"):  # read-only, like every other endpoint's undeclared methods
         return HttpResponse(
@@ -227,7 +235,6 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
 
 def multiprocess_dir() -> str | None:
     """The directory of prometheus_client's multiprocess mode, when it is on (read at its import)."""
-    import os
 
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir") or None
 
@@ -238,7 +245,6 @@ def scrape_registry() -> CollectorRegistry:
     path = multiprocess_dir()
     if path is None:
         return metrics.registry
-    from prometheus_client import multiprocess
 
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=path)

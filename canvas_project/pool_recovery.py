@@ -13,6 +13,9 @@ import logging
 import threading
 
 import psycopg
+from django.db import InterfaceError, OperationalError, connections
+
+from canvas_project.store import current_pool
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +25,6 @@ _checking = threading.Lock()
 def is_database_failure(exc: BaseException) -> bool:
     """PostgreSQL unreachable or the connection lost: Django's wrappers, psycopg's errors, or a domain
     error raised from one (the Store's StoreUnavailable)."""
-    from django.db import InterfaceError, OperationalError
 
     for error in (exc, exc.__cause__):
         if isinstance(error, OperationalError | InterfaceError | psycopg.OperationalError | psycopg.InterfaceError):
@@ -41,9 +43,6 @@ def check_pools_soon() -> None:
 
 
 def _check_pools() -> None:
-    from django.db import connections
-
-    from canvas_project.store import current_pool
 
     try:
         for pool in (connections["default"].pool, current_pool()):

@@ -17,6 +17,10 @@ import logging
 import threading
 
 from celery import bootsteps
+from django.conf import settings
+
+from canvas_project import keys
+from canvas_project.redis_client import get_redis
 
 logger = logging.getLogger(__name__)
 
@@ -39,26 +43,18 @@ return redis.call('ZCOUNT', KEYS[1], now - tonumber(ARGV[1]), '+inf')
 
 def heartbeat_record(*, hostname: str) -> None:
     """Record that the worker `hostname` is alive now. Raises redis errors."""
-    from canvas_project import keys
-    from canvas_project.redis_client import get_redis
 
     get_redis().eval(_RECORD, 1, keys.worker_heartbeats_key(), hostname, keys.WORKER_HEARTBEATS_TTL * 1000)
 
 
 def heartbeat_remove(*, hostname: str) -> None:
     """Forget the worker `hostname` (it is stopping). Raises redis errors."""
-    from canvas_project import keys
-    from canvas_project.redis_client import get_redis
 
     get_redis().zrem(keys.worker_heartbeats_key(), hostname)
 
 
 def live_worker_count() -> int:
     """How many workers sent a heartbeat within WORKER_HEARTBEAT_MAX_AGE seconds. Raises redis errors."""
-    from django.conf import settings
-
-    from canvas_project import keys
-    from canvas_project.redis_client import get_redis
 
     max_age_ms = int(settings.WORKER_HEARTBEAT_MAX_AGE * 1000)
     return int(get_redis().eval(_COUNT_LIVE, 1, keys.worker_heartbeats_key(), max_age_ms))
@@ -95,7 +91,6 @@ class WorkerHeartbeat(bootsteps.StartStopStep):
         self.stop(worker)
 
     def _beat(self) -> None:
-        from django.conf import settings
 
         while True:
             try:

@@ -1,6 +1,5 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
-from django.utils.html import format_html, format_html_join
 
 from deals.documents import services as document_services
 from deals.models import Deal, DealAccess, Document, DocumentPage, Org, OrgMembership, User
@@ -82,78 +81,10 @@ class DealAdmin(admin.ModelAdmin):
         "sections_total",
         "incomplete_delivery_blocked",
         "created_blank",
-        "memo_overview",
-        "memo_versions",
     )
     autocomplete_fields = ("org",)
     inlines = [DealAccessInline]
     date_hierarchy = "updated_at"
-
-    @admin.display(description="memo (from the Store)")
-    def memo_overview(self, obj: Deal) -> str:
-        from canvas.memo.selectors import progress_get, readiness_get
-        from canvas_project.errors import StoreUnavailable
-
-        if obj.pk is None:
-            return "-"
-        try:
-            readiness = readiness_get(deal=obj)
-            progress = progress_get(deal=obj)
-        except StoreUnavailable:
-            return "The LangGraph Store is unavailable."
-        rows = format_html_join(
-            "",
-            "<li>{}: {} &times; {} &mdash; {}</li>",
-            ((d["label"], d["score"], d["weight"], d["why"]) for d in readiness["dimensions"]),
-        )
-        return format_html(
-            "<p>State <b>{}</b>, version {}, {} of {} sections written.</p>"
-            "<p>Readiness <b>{}</b> (grade {})</p><ul>{}</ul>",
-            obj.document_state,
-            obj.memo_version,
-            progress["populated"],
-            progress["total"],
-            readiness["score"],
-            readiness["grade"],
-            rows,
-        )
-
-    @admin.display(description="versions (newest first)")
-    def memo_versions(self, obj: Deal) -> str:
-        from canvas.memo.selectors import versions_page
-        from canvas_project.errors import StoreUnavailable
-
-        if obj.pk is None:
-            return "-"
-        try:
-            page = versions_page(deal=obj, page=1, page_size=20)
-        except StoreUnavailable:
-            return "The LangGraph Store is unavailable."
-        if not page["results"]:
-            return "No versions yet."
-        rows = format_html_join(
-            "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            (
-                (v["version"], v["title"], v["reason"], v["author"] or "-", "approval" if v["approval"] else "")
-                for v in page["results"]
-            ),
-        )
-        return format_html(
-            "<table><tr><th>version</th><th>title</th><th>reason</th><th>author</th><th></th></tr>"
-            "{}</table><p>{} versions kept in all.</p>",
-            rows,
-            page["count"],
-        )
-
-    def save_formset(self, request, form, formset, change):
-        for grant in formset.save(commit=False):
-            if grant.granted_by_id is None:
-                grant.granted_by = request.user
-            grant.save()
-        for removed in formset.deleted_objects:
-            removed.delete()
-        formset.save_m2m()
 
 
 @admin.register(DealAccess)

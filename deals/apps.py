@@ -7,4 +7,5 @@ class DealsConfig(AppConfig):
     verbose_name = "Deals and access"
 
     def ready(self) -> None:
-        from deals import authentication  # noqa: F401 - registers the OpenAPI security scheme
+        # lazy, as every AppConfig.ready() import: apps are loaded; registers the OpenAPI security scheme
+        from deals import authentication  # noqa: F401

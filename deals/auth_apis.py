@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.serializers import TokenRefreshSerializer
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken
 from rest_framework_simplejwt.tokens import UntypedToken
 
 from canvas_project.api.client_address import client_address
@@ -122,8 +123,6 @@ class TokenVerifyApi(PublicTokenApi):
         except TokenError:
             raise AuthenticationFailed("Token is invalid or expired.") from None
         if token.get("token_type") == "refresh":
-            from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken
-
             if BlacklistedToken.objects.filter(token__jti=token.get("jti")).exists():
                 raise AuthenticationFailed("Token is blacklisted.")
         return Response(

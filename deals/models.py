@@ -5,11 +5,16 @@ Roles on a deal, highest first: owner (4) > editor (3) > commenter (2) > viewer 
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.db import models
+from django.utils import timezone
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+
+logger = logging.getLogger(__name__)
 
 
 class User(AbstractUser):
@@ -43,8 +48,6 @@ class User(AbstractUser):
     def save(self, *args, **kwargs) -> None:
         replaced = getattr(self, "_password", None) is not None or getattr(self, "_password_replaced", False)
         if replaced and not self._state.adding:
-            from django.utils import timezone
-
             # whole seconds, like a token's `iat`: a token issued in the same second still works
             self.credentials_changed_at = timezone.now().replace(microsecond=0)
             if kwargs.get("update_fields") is not None:
@@ -52,9 +55,22 @@ class User(AbstractUser):
         super().save(*args, **kwargs)
         if replaced:
             self._password_replaced = False
-            from deals.tokens import revoke_refresh_tokens
+            self.revoke_refresh_tokens()
 
-            revoke_refresh_tokens(user=self)
+    def revoke_refresh_tokens(self) -> int:
+        """Blacklist every refresh token of the user that has not expired; returns how many were revoked.
+
+        Called when the password changes (save). Access tokens are not tracked: those issued before the
+        change are refused by their `iat` (credentials_changed_at); deactivating a user shuts them out at
+        once (the access checks require an active user).
+        """
+        live = OutstandingToken.objects.filter(user=self, expires_at__gt=timezone.now(), blacklistedtoken__isnull=True)
+        revoked = BlacklistedToken.objects.bulk_create(
+            [BlacklistedToken(token=token) for token in live], ignore_conflicts=True
+        )
+        if revoked:
+            logger.info("revoked %d refresh token(s) of user %s after a password change", len(revoked), self.pk)
+        return len(revoked)
 
 
 class OrgRole(models.TextChoices):

@@ -74,25 +74,6 @@ def issued_before_credentials_changed(*, changed_at, token) -> bool:
     return int(issued) < int(changed_at.timestamp())
 
 
-def revoke_refresh_tokens(*, user: User) -> int:
-    """Blacklist every refresh token of the user that has not expired; returns how many were revoked.
-
-    Called when the user's password changes (User.save). Access tokens are not tracked and stay valid
-    until they expire (SIMPLE_JWT ACCESS_TOKEN_LIFETIME, 30 minutes by default); deactivating a user
-    shuts them out at once (the access checks require an active user).
-    """
-    from django.utils import timezone
-    from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
-
-    live = OutstandingToken.objects.filter(user=user, expires_at__gt=timezone.now(), blacklistedtoken__isnull=True)
-    revoked = BlacklistedToken.objects.bulk_create(
-        [BlacklistedToken(token=token) for token in live], ignore_conflicts=True
-    )
-    if revoked:
-        logger.info("revoked %d refresh token(s) of user %s after a password change", len(revoked), user.pk)
-    return len(revoked)
-
-
 def token_obtain(*, request, username: str, password: str, client_address: str) -> dict[str, str] | None:
     """Log in: a token pair for the credentials of an active user, None for anything else.
 

@@ -70,8 +70,10 @@ class DealScopedViewSet(viewsets.ViewSet):
         return getattr(self, "action", None) in self.stateless_user_actions
 
     def get_permissions(self):
-        minimum = self.minimum_roles.get(getattr(self, "action", None) or "", DealRole.OWNER)
-        return [IsAuthenticated(), _MinimumRole(minimum)]
+        action = getattr(self, "action", None) or ""
+        if action == "metadata":  # OPTIONS rides on the route's GET (DRF names its action `metadata`)
+            action = (getattr(self, "action_map", None) or {}).get("get", "")
+        return [IsAuthenticated(), _MinimumRole(self.minimum_roles.get(action, DealRole.OWNER))]
 
     @property
     def deal_access(self) -> DealAccessContext:

@@ -24,7 +24,7 @@ from langgraph.graph import END, START, StateGraph
 
 from canvas_project.errors import DependencyUnavailableError, InvalidInputError, NotFoundError
 from canvas_project.store import get_checkpointer
-from deals.models import Deal, User
+from deals.models import Deal, Document, User
 from internal_api import context as context_service
 from internal_api.models import ChatThread
 
@@ -49,7 +49,6 @@ def thread_for(*, deal: Deal, user: User, thread_id: uuid.UUID | None, agent_id:
 
 
 def _check_documents(deal: Deal, document_ids: list[uuid.UUID]) -> list[str]:
-    from deals.models import Document
 
     found = set(Document.objects.filter(deal=deal, pk__in=document_ids).values_list("pk", flat=True))
     for index, document_id in enumerate(document_ids):

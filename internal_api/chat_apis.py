@@ -12,7 +12,6 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from canvas.collab.streams import _authenticate, _SseError, sse_response
 from canvas_project import ratelimit
 from canvas_project.api.errors import domain_error_parts
 from canvas_project.api.fields import StrictCharField
@@ -25,8 +24,11 @@ from canvas_project.api.validation import (
     parse_query,
 )
 from canvas_project.errors import DomainError
+from canvas_project.sse.responses import SseError, method_not_allowed, sse_response
+from canvas_project.sse.schema import document_posted_stream
 from deals.access import require_role, resolve_deal_access
 from deals.models import DealRole
+from deals.streams import authenticate
 from internal_api import chat
 from internal_api.models import ChatThread
 
@@ -128,10 +130,10 @@ async def chat_stream(request: HttpRequest):
     """POST /api/v1/chat/stream: the same call as /chat, answered as SSE: `message` events carry deltas,
     then `message_end` (thread_id, whole message, metadata) and `done`."""
     if request.method != "POST":
-        return JsonResponse({"detail": f'Method "{request.method}" not allowed.'}, status=405)
+        return method_not_allowed(request, "POST")
     try:
-        user, token = await sync_to_async(_authenticate)(request)
-    except _SseError as exc:
+        user, token = await sync_to_async(authenticate)(request)
+    except SseError as exc:
         return exc.response
     try:
         raw = json.loads(request.body or b"null")
@@ -171,13 +173,15 @@ async def chat_stream(request: HttpRequest):
     return sse_response(events())
 
 
-CHAT_STREAM_ENDPOINT = {
-    "path": "/api/v1/chat/stream",
-    "operation_id": "chat_stream",
-    "summary": "Ask the deal's engine, answered as server-sent events",
-    "description": "Body as POST /api/v1/chat. Events: `message` {delta} (repeated), `message_end` "
-    "{thread_id, message, metadata}, `done`.",
-    "tag": "chat",
-    "method": "post",
-    "request": "ChatInputRequest",
-}
+document_posted_stream(
+    **{
+        "path": "/api/v1/chat/stream",
+        "operation_id": "chat_stream",
+        "summary": "Ask the deal's engine, answered as server-sent events",
+        "description": "Body as POST /api/v1/chat. Events: `message` {delta} (repeated), `message_end` "
+        "{thread_id, message, metadata}, `done`.",
+        "tag": "chat",
+        "method": "post",
+        "request": "ChatInputRequest",
+    }
+)

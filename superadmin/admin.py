@@ -1,8 +1,9 @@
 """Django admin of the purge: the Purge page, the deal list's "Purge Redis state" action, each deal's
 Redis footprint, and the read-only PurgeAudit trail. Purging is for superusers only.
 
-The deal pages are the deals app's DealAdmin, re-registered here as a subclass that adds the action and
-the footprint, so the deals app does not depend on the superadmin app.
+The deal pages are canvas's DealWithMemoAdmin (the deals app's DealAdmin plus the memo), re-registered
+here as a subclass that adds the action and the footprint, so neither deals nor canvas depends on the
+superadmin app.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from canvas.admin import DealWithMemoAdmin
 from canvas_project import keys
 from canvas_project.errors import DomainError, InvalidInputError
-from deals.admin import DealAdmin
 from deals.models import Deal
 from superadmin import selectors, services
 from superadmin.models import PurgeAudit, PurgeSource
@@ -204,9 +205,9 @@ def purge_redis_state(modeladmin: admin.ModelAdmin, request: HttpRequest, querys
     return TemplateResponse(request, "admin/superadmin/purge_action_confirm.html", context)
 
 
-class SuperadminDealAdmin(DealAdmin):
-    actions = [*(DealAdmin.actions or []), purge_redis_state]
-    readonly_fields = (*DealAdmin.readonly_fields, "redis_footprint")
+class SuperadminDealAdmin(DealWithMemoAdmin):
+    actions = [*(DealWithMemoAdmin.actions or []), purge_redis_state]
+    readonly_fields = (*DealWithMemoAdmin.readonly_fields, "redis_footprint")
 
     def has_purge_permission(self, request: HttpRequest) -> bool:
         return request.user.is_superuser

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -160,7 +161,6 @@ class PresenceApi(DealScopedAPIView):
     guards = {"GET": RequireViewer, "POST": RequireViewer}
 
     def _out(self, rows) -> Response:
-        from django.conf import settings
 
         return Response({"window_seconds": settings.PRESENCE_WINDOW_SECONDS, "present": rows})
 

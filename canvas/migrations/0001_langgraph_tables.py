@@ -6,6 +6,7 @@ from django.db import migrations
 
 
 def create_langgraph_tables(apps, schema_editor):
+    # lazy: migrations are imported by `migrate` itself; the Store module is needed only when this one runs
     from canvas_project.store import setup_langgraph_tables
 
     setup_langgraph_tables(schema_editor.connection.settings_dict)

@@ -37,6 +37,7 @@ from canvas.runs.serializers import (
     RunQueryInput,
     RunTraceOutput,
 )
+from canvas.runs.streams import run_event_response
 from canvas.runs.synthesis import config, prompts
 from canvas_project import ratelimit
 from canvas_project.api.schema import SERVER_SENT_EVENT_REF, error_responses
@@ -111,8 +112,6 @@ class GenerateApi(DealScopedAPIView):
             enqueue_on_conflict=query["on_conflict"] == "enqueue",
         )
         if _wants_event_stream(request):
-            from canvas.collab.streams import run_event_response
-
             return run_event_response(run.deal_id, run.pk)
         return _run_accepted(run)
 

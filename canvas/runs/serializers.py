@@ -11,6 +11,7 @@ from canvas.memo.serializers import CitationOutput
 from canvas.models import RunStatus, SuggestionKind
 from canvas.review.brushes import BRUSHES, FINDING_KINDS, SEVERITIES
 from canvas.runs.selectors import RUN_ORDERINGS
+from canvas.runs.services import stream_url
 from canvas_project.api.fields import StrictCharField
 
 MAX_INSTRUCTIONS = 2000
@@ -133,7 +134,6 @@ class RunOutput(serializers.Serializer):
         return round((end - run.started_at).total_seconds(), 3)
 
     def get_stream_url(self, run) -> str:
-        from canvas.runs.services import stream_url
 
         return stream_url(run)
 

@@ -34,7 +34,7 @@ from canvas.memo.store import read_memo
 from canvas.memo.templates import get_template
 from canvas.memo.types import Delivery, DocumentState, Memo, Section, SectionState, Source
 from canvas.memo.writes import LockRule, memo_write
-from canvas.models import ACTIVE_RUN_STATUSES, RunStatus, SynthesisRun
+from canvas.models import ACTIVE_RUN_STATUSES, TERMINAL_RUN_STATUSES, RunStatus, SynthesisRun
 from canvas.runs.errors import RunConflict
 from canvas.runs.selectors import run_get
 from canvas.runs.synthesis import config, telemetry
@@ -51,7 +51,6 @@ from deals.models import Deal, User
 logger = logging.getLogger(__name__)
 
 RUN_TASK = "canvas.run_synthesis"  # canvas.runs.tasks.run_synthesis, enqueued by name
-TERMINAL_RUN_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
 AI_AUTHOR = "AI drafter"
 DEFAULT_SECTION_SECONDS = 3.0
 

@@ -12,7 +12,7 @@ from celery import shared_task
 from canvas.runs import services as runs
 
 
-@shared_task(name="canvas.run_synthesis", acks_late=True, ignore_result=True)
+@shared_task(name=runs.RUN_TASK, acks_late=True, ignore_result=True)
 def run_synthesis(run_id: str) -> str:
     """Execute one queued run; returns its final status ("skipped" when it was not claimable)."""
     return runs.run_execute(run_id=run_id)

@@ -5,8 +5,8 @@
 
 from django.urls import path
 
-from canvas.collab import streams as sse
 from canvas.runs import apis as run_apis
+from canvas.runs import streams as run_streams
 
 D = "canvas/<str:deal_id>"
 
@@ -15,7 +15,7 @@ urlpatterns = [
     path(f"{D}/generate", run_apis.GenerateApi.as_view(), name="canvas-generate"),
     path(f"{D}/runs", run_apis.RunCollectionApi.as_view(), name="canvas-runs"),
     path(f"{D}/runs/<str:run_id>", run_apis.RunDetailApi.as_view(), name="canvas-run"),
-    path(f"{D}/runs/<str:run_id>/stream", sse.run_stream, name="canvas-run-stream"),
+    path(f"{D}/runs/<str:run_id>/stream", run_streams.run_stream, name="canvas-run-stream"),
     path(f"{D}/runs/<str:run_id>/cancel", run_apis.RunCancelApi.as_view(), name="canvas-run-cancel"),
     path(f"{D}/runs/<str:run_id>/trace", run_apis.RunTraceApi.as_view(), name="canvas-run-trace"),
     path(
@@ -24,5 +24,5 @@ urlpatterns = [
     path(f"{D}/debug", run_apis.DebugApi.as_view(), name="canvas-debug"),
     path(f"{D}/reset", run_apis.ResetApi.as_view(), name="canvas-reset"),
     path(f"{D}/brush", run_apis.BrushApi.as_view(), name="canvas-brush"),
-    path(f"{D}/discourse/stream", sse.discourse_stream, name="canvas-discourse-stream"),
+    path(f"{D}/discourse/stream", run_streams.discourse_stream, name="canvas-discourse-stream"),
 ]

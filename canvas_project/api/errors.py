@@ -23,7 +23,6 @@ from rest_framework.views import set_rollback
 from canvas_project import errors as domain
 from canvas_project.api.validation import RequestValidationError, drf_errors_to_items
 from canvas_project.pool_recovery import check_pools_soon, is_database_failure
-from deals.documents.errors import UnsupportedDocumentType
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +32,7 @@ _DOMAIN_STATUS: list[tuple[type[domain.DomainError], int]] = [
     (domain.ConflictError, status.HTTP_409_CONFLICT),
     (domain.LockedError, status.HTTP_423_LOCKED),
     (domain.PayloadTooLargeError, status.HTTP_413_REQUEST_ENTITY_TOO_LARGE),
-    (UnsupportedDocumentType, status.HTTP_415_UNSUPPORTED_MEDIA_TYPE),
+    (domain.UnsupportedMediaTypeError, status.HTTP_415_UNSUPPORTED_MEDIA_TYPE),
     (domain.RateLimitedError, status.HTTP_429_TOO_MANY_REQUESTS),
     (domain.DependencyUnavailableError, status.HTTP_503_SERVICE_UNAVAILABLE),
     (domain.GoneError, status.HTTP_410_GONE),

@@ -21,6 +21,7 @@ from rest_framework.views import APIView
 
 from canvas_project.pool_recovery import check_pools_soon
 from canvas_project.redis_client import get_redis
+from canvas_project.store import get_pool
 from canvas_project.worker_heartbeat import live_worker_count
 
 # Without one of these the process cannot serve: 503. Every other check only degrades the service.
@@ -62,7 +63,6 @@ def _check_redis() -> None:
 
 
 def _check_store() -> None:
-    from canvas_project.store import get_pool
 
     with get_pool().connection(timeout=2.0) as conn:
         conn.execute("SELECT 1 FROM store LIMIT 1")

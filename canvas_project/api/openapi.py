@@ -9,6 +9,7 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import is_list_serializer
 
 from canvas_project.api.schema import ERROR_DESCRIPTIONS, SERVER_SENT_EVENT_REF, SERVER_SENT_EVENT_SCHEMA
+from canvas_project.sse import schema as sse_schema
 
 
 class ProjectAutoSchema(AutoSchema):
@@ -29,15 +30,13 @@ class ProjectAutoSchema(AutoSchema):
 
 
 def add_sse_endpoints(result, generator, request, public):
-    """drf-spectacular postprocessing hook: document the async SSE views of canvas.collab.streams and chat."""
-    from canvas.collab.streams import SSE_ENDPOINTS
-    from internal_api.chat_apis import CHAT_STREAM_ENDPOINT
-
+    """drf-spectacular postprocessing hook: document the async event-stream views (canvas_project.sse.schema)."""
     # every text/event-stream response (these and POST /generate's) describes its events with this
     result.setdefault("components", {}).setdefault("schemas", {})["ServerSentEvent"] = SERVER_SENT_EVENT_SCHEMA
-    _add_chat_stream(result, CHAT_STREAM_ENDPOINT)
+    for endpoint in sse_schema.POSTED_STREAMS:
+        _add_posted_stream(result, endpoint)
 
-    for endpoint in SSE_ENDPOINTS:
+    for endpoint in sse_schema.DEAL_STREAMS:
         parameters = [
             {
                 "in": "path",
@@ -87,8 +86,7 @@ def document_request_body_rules(result, generator, request, public):
       operation with a body documents 415 next to its 422. The internal contract (400 for any bad input,
       no 422) and the chat stream (an async view that reads any body as JSON) never answer 415.
     """
-    from internal_api.chat_apis import CHAT_STREAM_ENDPOINT
-
+    posted_streams = {endpoint["path"] for endpoint in sse_schema.POSTED_STREAMS}
     schemas = result.get("components", {}).get("schemas", {})
     for path, item in result["paths"].items():
         for operation in item.values():
@@ -100,7 +98,7 @@ def document_request_body_rules(result, generator, request, public):
                 if component is not None and component.get("type") == "object":
                     component["additionalProperties"] = False
             responses = operation.get("responses", {})
-            if "422" in responses and "415" not in responses and path != CHAT_STREAM_ENDPOINT["path"]:
+            if "422" in responses and "415" not in responses and path not in posted_streams:
                 responses["415"] = {
                     "description": ERROR_DESCRIPTIONS[415],
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorDetail"}}},
@@ -130,7 +128,7 @@ def _stream_responses(*, not_found: str, invalid: str) -> dict:
     }
 
 
-def _add_chat_stream(result, endpoint: dict) -> None:
+def _add_posted_stream(result, endpoint: dict) -> None:
     if endpoint["request"] not in result.get("components", {}).get("schemas", {}):
         raise ValueError(f"{endpoint['path']}: no component named {endpoint['request']!r} for its request body")
     error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorDetail"}}}

@@ -32,6 +32,8 @@ import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 
+from canvas_project.observability import metrics
+
 logger = logging.getLogger(__name__)
 
 STREAM_ID_RE = re.compile(r"^\d{1,20}-\d{1,20}$")
@@ -253,7 +255,6 @@ class StreamHub:
 
         `after`: the last id the client saw (resume), or None to follow from now on.
         """
-        from canvas_project.observability import metrics
 
         subscriber = _Subscriber(heartbeat)
         loop = asyncio.get_running_loop()

@@ -1,6 +1,6 @@
 """Errors of deal documents and their ingestion, each with a stable code."""
 
-from canvas_project.errors import DomainError, NotFoundError
+from canvas_project.errors import NotFoundError, UnsupportedMediaTypeError
 
 
 class DocumentNotFound(NotFoundError):
@@ -8,10 +8,9 @@ class DocumentNotFound(NotFoundError):
     default_message = "Document not found."
 
 
-class UnsupportedDocumentType(DomainError):
+class UnsupportedDocumentType(UnsupportedMediaTypeError):
     """The uploaded bytes are none of the accepted kinds; the API answers 415."""
 
-    code = "unsupported_media_type"
     default_message = "Unsupported file type."
 
 

@@ -23,6 +23,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
+from canvas_project.celery import app as celery_app
 from canvas_project.errors import DependencyUnavailableError, PayloadTooLargeError
 from deals.documents.errors import DigitizationError
 from deals.documents.ingestion.crops import digitization_cache_write, document_keys_delete
@@ -33,6 +34,7 @@ from deals.documents.ingestion.sniff import sniff_document
 from deals.models import Deal, Document, DocumentPage, FileState
 
 logger = logging.getLogger(__name__)
+INGEST_TASK = "deals.ingest_document"  # deals.documents.tasks.ingest_document, enqueued by name
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 STALL_AFTER = timedelta(minutes=20)
@@ -107,10 +109,8 @@ def document_upload(*, deal: Deal, user, upload) -> Document:
 
 
 def _enqueue_ingestion(document_id) -> None:
-    from deals.documents.tasks import ingest_document
-
     try:
-        ingest_document.delay(str(document_id))
+        celery_app.send_task(INGEST_TASK, args=[str(document_id)])
     except Exception:  # noqa: BLE001 - the broker is down: the row stays queued; requeue_lost_ingestions retries
         # Raising here (an on_commit callback) used to answer 500 for an upload already committed.
         logger.exception("could not enqueue the ingestion of document %s; the sweeper will retry", document_id)

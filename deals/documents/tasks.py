@@ -17,7 +17,7 @@ INGEST_SOFT_TIME_LIMIT = 15 * 60
 
 
 @shared_task(
-    name="deals.ingest_document",
+    name=document_services.INGEST_TASK,
     acks_late=True,
     soft_time_limit=INGEST_SOFT_TIME_LIMIT,
     time_limit=INGEST_SOFT_TIME_LIMIT + 60,

@@ -218,7 +218,7 @@ def test_one_user_may_hold_only_so_many_streams_open(cast):
 def test_a_stream_dropped_before_it_started_gives_its_slot_back(cast):
     import gc
 
-    from canvas.collab import streams as sse
+    from canvas_project.sse import responses as sse
 
     async def never_started():
         yield "x"

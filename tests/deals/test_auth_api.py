@@ -93,7 +93,8 @@ def _access_issued_ago(user, seconds: int) -> str:
 def test_access_tokens_issued_before_a_new_password_are_refused_everywhere(cast):
     from django.test import RequestFactory
 
-    from canvas.collab import streams as sse
+    from canvas_project.sse import responses as sse
+    from deals import streams as deal_streams
 
     owner, deal = cast.users["owner"], cast.deal.pk
     before = factories.client_for(token=_access_issued_ago(owner, 5))
@@ -109,8 +110,8 @@ def test_access_tokens_issued_before_a_new_password_are_refused_everywhere(cast)
     request = RequestFactory().get(
         f"/api/canvas/{deal}/events", HTTP_AUTHORIZATION=f"Bearer {_access_issued_ago(owner, 5)}"
     )
-    with pytest.raises(sse._SseError) as raised:
-        sse._authenticate(request)
+    with pytest.raises(sse.SseError) as raised:
+        deal_streams.authenticate(request)
     assert raised.value.response.status_code == 401
     # a login right after the change (the same second, even) works everywhere
     fresh = factories.client_for(token=_login("owner", "a-new-pass-1234").json()["access"])

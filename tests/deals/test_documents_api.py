@@ -107,7 +107,10 @@ def test_a_malformed_or_unknown_deal_is_404(cast):
 # --- upload -----------------------------------------------------------------------------------------
 def test_it_uploads_and_answers_the_row(cast, django_capture_on_commit_callbacks, monkeypatch):
     queued = []
-    monkeypatch.setattr("deals.documents.tasks.ingest_document.delay", lambda document_id: queued.append(document_id))
+    monkeypatch.setattr(
+        "canvas_project.celery.app.send_task",
+        lambda name, args: queued.append(args[0]) if name == "deals.ingest_document" else None,
+    )
     pdf = docs.offering_memorandum_pdf()
     with django_capture_on_commit_callbacks(execute=True):
         # the client's content type is ignored: the bytes say PDF
@@ -339,7 +342,10 @@ def test_admin_lists_documents_and_deletes_through_the_service(cast, client, dja
 
 def test_admin_reingests_selected_documents(cast, client, django_capture_on_commit_callbacks, monkeypatch):
     queued = []
-    monkeypatch.setattr("deals.documents.tasks.ingest_document.delay", lambda document_id: queued.append(document_id))
+    monkeypatch.setattr(
+        "canvas_project.celery.app.send_task",
+        lambda name, args: queued.append(args[0]) if name == "deals.ingest_document" else None,
+    )
     doc = _stored_document(cast.deal)
     client.force_login(cast.users["superadmin"])
     with django_capture_on_commit_callbacks(execute=True):

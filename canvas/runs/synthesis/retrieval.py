@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from rank_bm25 import BM25Okapi
 
+from deals.documents.intel import deal_intel_get, deal_passages
+
 logger = logging.getLogger(__name__)
 
 TOKEN_RE = re.compile(r"[a-z0-9]+(?:[.,][0-9]+)*")
@@ -98,7 +100,6 @@ class PassageIndex:
 
 def load_passages(*, deal_id) -> list[Passage]:
     """Every page of the deal's ready documents, in upload then page order (the deals app's selector)."""
-    from deals.documents.intel import deal_passages
 
     return [
         Passage(str(p["document_id"]), p["filename"], int(p["page"]), p["text"]) for p in deal_passages(deal_id=deal_id)
@@ -107,7 +108,6 @@ def load_passages(*, deal_id) -> list[Passage]:
 
 def load_metrics(*, deal) -> dict[str, dict]:
     """name -> {value, unit, text, source{document_id, filename, page}} from deal intel ({} without it)."""
-    from deals.documents.intel import deal_intel_get
 
     try:
         return dict(deal_intel_get(deal=deal).get("metrics") or {})

@@ -206,6 +206,8 @@ def _page_crops(page, number: int, budget: int) -> list[Crop]:
 
 
 def digitize_pdf(data: bytes) -> Digitized:
+    # lazy (here and for XLSX, DOCX): each reader is imported by the worker that reads such a file, not by
+    # every web process that imports this module for sniffing
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
@@ -292,6 +294,7 @@ def _sheet_markdown(sheet) -> str:
 
 
 def digitize_xlsx(data: bytes) -> Digitized:
+    # lazy: see digitize_pdf
     from openpyxl import load_workbook
 
     try:
@@ -315,6 +318,7 @@ def digitize_xlsx(data: bytes) -> Digitized:
 
 # --- DOCX, CSV, text ------------------------------------------------------------------------------
 def digitize_docx(data: bytes) -> Digitized:
+    # lazy: see digitize_pdf
     from docx import Document as DocxDocument
     from docx.table import Table
     from docx.text.paragraph import Paragraph

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from canvas_project import keys
 from canvas_project.redis_client import get_redis
 from deals.documents.ingestion.intel import REDIS_ERRORS, deal_intel_cached
+from deals.models import DocumentPage, FileState
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +97,6 @@ def _keyword_score(requirement: Requirement, filename: str, head_text: str) -> i
 
 
 def intake_summary_compute(*, deal) -> dict:
-    from deals.models import DocumentPage, FileState
 
     documents = list(deal.documents.order_by("created_at", "pk"))
     heads: dict[str, str] = {}

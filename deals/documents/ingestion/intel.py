@@ -23,6 +23,7 @@ import redis
 
 from canvas_project import keys
 from canvas_project.redis_client import get_redis
+from deals.models import DocumentPage, FileState
 
 logger = logging.getLogger(__name__)
 
@@ -249,7 +250,6 @@ def _first_hit(spec: MetricSpec, text: str) -> tuple[re.Match[str], float] | Non
 # --- passages and the cache -------------------------------------------------------------------
 def ready_passages(*, deal_id) -> list[Passage]:
     """Every page of the deal's ready documents, in upload then page order."""
-    from deals.models import DocumentPage, FileState
 
     rows = (
         DocumentPage.objects.filter(deal_id=deal_id, document__state=FileState.READY)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import getpass
+import sys
+import uuid
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
@@ -57,13 +59,11 @@ class Command(BaseCommand):
         return org or Org.objects.create(name=ref, created_by=user)
 
     def stdin_isatty(self) -> bool:
-        import sys
 
         return sys.stdin.isatty()
 
 
 def _is_uuid(value: str) -> bool:
-    import uuid
 
     try:
         uuid.UUID(value)

@@ -1,0 +1,194 @@
+"""Server-sent events over Django's async views: the parts every stream shares.
+
+Wire format: `id: <stream id>`, `event: <type>`, `data: <JSON>`; a comment line `: ping` as
+heartbeat; `event: reset` when the client must reload. The client resumes with the `Last-Event-ID`
+header (browsers send it on reconnect) or the `last_event_id` query parameter.
+
+A stream must be an `async def` view returning an async generator: a sync generator is buffered whole
+by Django under ASGI (the client gets nothing) and its cleanup never runs. Errors before the stream
+starts answer JSON like every other endpoint (`SseError` carries the response). Each process fans a
+Redis stream out to its subscribers through one reader (canvas_project.sse.hub).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import weakref
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection
+from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
+
+from canvas_project.pool_recovery import check_pools_soon
+from canvas_project.sse import hub
+
+
+class SseError(Exception):
+    def __init__(self, response: JsonResponse) -> None:
+        self.response = response
+
+
+# PostgreSQL down or restarting: 503 as the DRF views answer it (canvas_project.api.errors), not a 500.
+DATABASE_DOWN = (OperationalError, InterfaceError)
+
+
+def database_unavailable() -> SseError:
+    check_pools_soon()
+    return SseError(JsonResponse({"detail": "PostgreSQL is unavailable; try again shortly."}, status=503))
+
+
+def released(fn: Callable) -> Callable:
+    """`fn` on the request's sync thread, then its pooled DB connection goes back to the pool.
+
+    Django returns a thread's connection only at request_finished, which for a stream comes when the
+    stream ends: without this every open stream would pin one pooled connection (DB_POOL_MAX_SIZE
+    streams per worker, the next one waits DB_POOL_TIMEOUT and fails with a 500).
+    """
+
+    def call(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            connection.close()
+
+    return sync_to_async(call, thread_sensitive=True)
+
+
+# --- open streams per user ------------------------------------------------------------------------
+# Streams of each user open in this process. A stream costs a thread and a subscription for as long as it is
+# open, so one user (or a leaked token) may hold at most SSE_MAX_STREAMS_PER_USER of them in each ASGI worker
+# process; 0 lifts the limit. Taken on the event loop; given back there, or by the garbage collector in
+# whichever thread drops an unstarted response, hence the lock.
+_open_streams: Counter[str] = Counter()
+_open_streams_lock = threading.Lock()
+STREAM_SLOT_RETRY_AFTER = 10
+
+
+def open_streams_of(user_id) -> int:
+    return _open_streams[str(user_id)]
+
+
+def take_stream_slot(user) -> Callable[[], None]:
+    """Count one more open stream of the user; returns its release (idempotent). Raises SseError (429)."""
+    user_id = str(user.pk)
+    limit = settings.SSE_MAX_STREAMS_PER_USER
+    with _open_streams_lock:
+        if limit and _open_streams[user_id] >= limit:
+            raise SseError(
+                JsonResponse(
+                    {
+                        "detail": f"You have {limit} event streams open, the most one user may hold on this server; "
+                        "close one (each browser tab holds its own) and try again."
+                    },
+                    status=429,
+                    headers={"Retry-After": str(STREAM_SLOT_RETRY_AFTER)},
+                )
+            )
+        _open_streams[user_id] += 1
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        with _open_streams_lock:
+            if released:
+                return
+            released = True
+            _open_streams[user_id] -= 1
+            if _open_streams[user_id] <= 0:
+                del _open_streams[user_id]
+
+    return release
+
+
+async def holding_slot(stream: AsyncIterator[str], release: Callable[[], None]) -> AsyncIterator[str]:
+    try:
+        async for chunk in stream:
+            yield chunk
+    finally:
+        release()
+
+
+def slotted_response(user, stream: AsyncIterator[str]) -> StreamingHttpResponse:
+    """The stream's response, holding one of the user's stream slots until the stream ends.
+
+    Released when the stream finishes or the client goes away, and (weakref.finalize) when the response is
+    dropped before its stream ever started, which no `finally` inside it would see. Raises SseError (429).
+    """
+    release = take_stream_slot(user)
+    wrapped = holding_slot(stream, release)
+    weakref.finalize(wrapped, release)
+    return sse_response(wrapped)
+
+
+def last_event_id(request: HttpRequest) -> str | None:
+    """The client's resume point. Raises SseError (422 at header or query) when malformed."""
+    header = request.headers.get("Last-Event-ID")
+    query = request.GET.get("last_event_id")
+    value, location, name = (header, "header", "Last-Event-ID") if header else (query, "query", "last_event_id")
+    if value is None or value == "":
+        return None
+    if not hub.valid_stream_id(value):
+        raise SseError(
+            JsonResponse(
+                {
+                    "detail": [
+                        {
+                            "loc": [location, name],
+                            "msg": "Expected a stream id such as 1732300000000-0.",
+                            "type": "value_error",
+                            "input": value,
+                            "ctx": {},
+                        }
+                    ]
+                },
+                status=422,
+            )
+        )
+    return value
+
+
+def format_entry(entry: hub.Entry) -> bytes:
+    return entry.wire  # built once per entry, however many subscribers send it
+
+
+def format_reset(reset: hub.Reset) -> str:
+    body = json.dumps({"reason": reset.reason, "last_event_id": reset.last_event_id})
+    id_line = f"id: {reset.last_event_id}\n" if reset.last_event_id else ""
+    return f"{id_line}event: reset\ndata: {body}\n\n"
+
+
+async def event_stream(
+    key: str, after: str | None, *, on_close: Callable[[], None] | None = None, heartbeat: float | None = None
+) -> AsyncIterator[str]:
+    yield f"retry: {settings.SSE_RETRY_MS}\n\n"
+    try:
+        beat = heartbeat if heartbeat is not None else settings.SSE_HEARTBEAT_SECONDS
+        async for item in hub.hub().subscribe_batches(key, after=after, heartbeat=beat):
+            if item is hub.HEARTBEAT:
+                yield ": ping\n\n"
+            elif isinstance(item, hub.Reset):
+                yield format_reset(item)
+            else:
+                yield b"".join([entry.wire for entry in item])  # what is already queued leaves in one write
+    except asyncio.CancelledError:
+        raise  # the client went away: the hub's finally has released the subscription
+    finally:
+        if on_close is not None:
+            on_close()
+
+
+def sse_response(stream: AsyncIterator[str]) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(stream, content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx: do not buffer the stream
+    return response
+
+
+def method_not_allowed(request: HttpRequest, allowed: str) -> JsonResponse:
+    """405 for a stream path, in JSON with the Allow header (never Django's HTML)."""
+    return JsonResponse({"detail": f'Method "{request.method}" not allowed.'}, status=405, headers={"Allow": allowed})
