@@ -71,15 +71,6 @@ def run_events(deal_id, run_id) -> list[tuple[str, str, dict]]:
     return out
 
 
-def last_run_event(deal_id, run_id) -> tuple[str, str] | None:
-    """(id, type) of the run's newest event, or None. Raises redis errors."""
-    entries = get_redis().xrevrange(keys.run_key(deal_id, run_id, "events"), count=1)
-    if not entries:
-        return None
-    raw_id, fields = entries[0]
-    return raw_id.decode(), (fields.get(b"type") or b"message").decode()
-
-
 # --- cancel flag ----------------------------------------------------------------------------------------
 def request_cancel(deal_id, run_id) -> None:
     """Raise the run's cancel flag. Raises redis errors."""
