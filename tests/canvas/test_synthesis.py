@@ -102,6 +102,22 @@ def test_passages_come_only_from_ready_documents(cast):
 
 
 @pytest.mark.django_db
+def test_passages_are_the_deals_passage_type(cast):
+    # one definition, in deals (the lower layer); retrieval and metric extraction share it
+    from deals.documents import intel
+    from deals.documents.ingestion.intel import extract_metrics
+
+    assert Passage is intel.Passage
+    make_corpus(cast.deal)
+    passages = load_passages(deal_id=cast.deal.pk)
+    assert passages and all(type(p) is intel.Passage for p in passages)
+    first = passages[0]
+    assert first.source == {"document_id": first.document_id, "filename": first.filename, "page": first.page}
+    noi = extract_metrics([Passage("d", "OM.pdf", 6, "NOI is $2,450,000.")])["noi"]
+    assert noi["source"] == {"document_id": "d", "filename": "OM.pdf", "page": 6}
+
+
+@pytest.mark.django_db
 def test_the_default_drafter_is_deterministic_and_cites_real_pages(cast):
     make_corpus(cast.deal)
     index = PassageIndex(load_passages(deal_id=cast.deal.pk))
