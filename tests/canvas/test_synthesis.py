@@ -64,9 +64,14 @@ def _assert_cites_real_pages(deal, markdown: str) -> list[dict]:
     pages = page_texts(deal)
     citations = drafters.memo_md.parse_citations(markdown)
     assert citations, markdown
+    # the text without its footnote definitions: every definition is referenced there, and every
+    # reference there has a definition
+    body = drafters.memo_md.FOOTNOTE_DEF_RE.sub("", markdown)
+    referenced = {match.group("id") for match in drafters.memo_md.FOOTNOTE_REF_RE.finditer(body)}
     for citation in citations:
         assert (citation["document"], citation["page"]) in pages, citation
-        assert f"[^{citation['id']}]" in markdown.split("\n\n[^")[0] or f"[^{citation['id']}]" in markdown
+        assert citation["id"] in referenced, (citation, markdown)
+    assert referenced == {c["id"] for c in citations}, markdown
     return citations
 
 
