@@ -27,9 +27,6 @@ from canvas_project.pool_recovery import check_pools_soon
 from canvas_project.sse import hub as streams
 from deals.access import DealAccessContext, require_role, resolve_deal_access
 
-# `: ping` after this many quiet seconds keeps proxies from closing an idle stream (SSE_HEARTBEAT_SECONDS).
-HEARTBEAT_SECONDS = float(getattr(settings, "SSE_HEARTBEAT_SECONDS", 15.0))
-
 
 class _SseError(Exception):
     def __init__(self, response: JsonResponse) -> None:
@@ -115,7 +112,7 @@ def open_streams_of(user_id) -> int:
 def _take_stream_slot(user) -> Callable[[], None]:
     """Count one more open stream of the user; returns its release (idempotent). Raises _SseError (429)."""
     user_id = str(user.pk)
-    limit = int(getattr(settings, "SSE_MAX_STREAMS_PER_USER", 0))
+    limit = int(settings.SSE_MAX_STREAMS_PER_USER)
     with _open_streams_lock:
         if limit and _open_streams[user_id] >= limit:
             raise _SseError(
@@ -202,9 +199,11 @@ def format_reset(reset: streams.Reset) -> str:
 
 
 async def event_stream(
-    key: str, after: str | None, *, on_close: Callable[[], None] | None = None, heartbeat: float = HEARTBEAT_SECONDS
+    key: str, after: str | None, *, on_close: Callable[[], None] | None = None, heartbeat: float | None = None
 ) -> AsyncIterator[str]:
-    yield f"retry: {getattr(settings, 'SSE_RETRY_MS', 3000)}\n\n"
+    # `: ping` after SSE_HEARTBEAT_SECONDS of quiet keeps proxies from closing an idle stream
+    heartbeat = float(settings.SSE_HEARTBEAT_SECONDS) if heartbeat is None else heartbeat
+    yield f"retry: {settings.SSE_RETRY_MS}\n\n"
     try:
         async for item in streams.hub().subscribe_batches(key, after=after, heartbeat=heartbeat):
             if item is streams.HEARTBEAT:
@@ -295,9 +294,7 @@ def _run_status_of_deal(deal_id, run_id) -> str | None:
 _TERMINAL_RUN = ("succeeded", "failed", "cancelled")
 
 
-async def run_event_stream(
-    deal_id, run_id, after: str | None, *, heartbeat: float = HEARTBEAT_SECONDS
-) -> AsyncIterator[str]:
+async def run_event_stream(deal_id, run_id, after: str | None, *, heartbeat: float | None = None) -> AsyncIterator[str]:
     """A run's events from after `after` (from its first event when None) up to and including `done`,
     then the response ends. Before the run has written its first event (still queued) it sends pings."""
     import contextlib
@@ -305,7 +302,8 @@ async def run_event_stream(
     from canvas_project import keys
 
     key = keys.run_key(deal_id, run_id, "events")
-    yield f"retry: {getattr(settings, 'SSE_RETRY_MS', 3000)}\n\n"
+    heartbeat = float(settings.SSE_HEARTBEAT_SECONDS) if heartbeat is None else heartbeat
+    yield f"retry: {settings.SSE_RETRY_MS}\n\n"
     client = streams.async_redis()
     if after is None:
         waited = 0.0
