@@ -45,12 +45,12 @@ def purge_redis_client() -> redis.Redis | RedisCluster:
     The producers' django-redis client talks to one node; a purge of mode `all` has to walk every
     primary, which redis-py's RedisCluster knows how to find (CLUSTER SLOTS).
     """
-    if not getattr(settings, "REDIS_CLUSTER", False):
+    if not settings.REDIS_CLUSTER:
         return get_redis()
     url = settings.REDIS_URL
     client = _cluster_clients.get(url)
     if client is None:
-        timeout = getattr(settings, "REDIS_SOCKET_TIMEOUT", 2.0)
+        timeout = settings.REDIS_SOCKET_TIMEOUT
         client = _cluster_clients[url] = RedisCluster.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout
         )

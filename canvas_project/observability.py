@@ -187,10 +187,10 @@ class ContextFilter(logging.Filter):
 
 def _secrets() -> list[str]:
     return [
-        *getattr(settings, "INTERNAL_ENGINE_TOKENS", []),
-        getattr(settings, "JWT_SIGNING_KEY", ""),
-        getattr(settings, "SECRET_KEY", ""),
-        getattr(settings, "METRICS_TOKEN", ""),
+        *settings.INTERNAL_ENGINE_TOKENS,
+        settings.JWT_SIGNING_KEY,
+        settings.SECRET_KEY,
+        settings.METRICS_TOKEN,
     ]
 
 
@@ -219,7 +219,7 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
             content_type="application/json",
             headers={"Allow": "GET, HEAD"},
         )
-    expected = getattr(settings, "METRICS_TOKEN", "")
+    expected = settings.METRICS_TOKEN
     presented = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
     allowed = (expected and hmac.compare_digest(presented.encode(), expected.encode())) or (
         getattr(request, "user", None) is not None and request.user.is_authenticated and request.user.is_superuser

@@ -16,6 +16,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 DJANGO_ENV = env_str("DJANGO_ENV", "development")
 PRODUCTION = DJANGO_ENV == "production"
 
+# Django's signing key (sessions, CSRF); required in production.
 SECRET_KEY = env_required("DJANGO_SECRET_KEY", when=PRODUCTION, fallback="dev-insecure-secret-key-change-me")
 DEBUG = env_bool("DJANGO_DEBUG", default=not PRODUCTION)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["*"] if not PRODUCTION else [])
@@ -118,6 +119,7 @@ AUTH_PASSWORD_VALIDATORS = [
 
 # --- Redis ------------------------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Seconds a Redis connect or reply may take before the client gives up (ConnectionError / TimeoutError).
 REDIS_SOCKET_TIMEOUT = float(env_str("REDIS_SOCKET_TIMEOUT", "2"))
 # The superadmin purge talks to REDIS_URL as a Redis Cluster and walks every primary (superadmin.keyspace).
 REDIS_CLUSTER = env_bool("REDIS_CLUSTER", False)
@@ -186,6 +188,7 @@ REST_FRAMEWORK = {
 if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")
 
+# HS256 key of the API's access and refresh tokens; required in production.
 JWT_SIGNING_KEY = env_required(
     "JWT_SIGNING_KEY", when=PRODUCTION, fallback="dev-insecure-jwt-signing-key-0123456789abcdef"
 )
@@ -267,6 +270,8 @@ SSE_HEARTBEAT_SECONDS = float(env_str("SSE_HEARTBEAT_SECONDS", "15"))
 SSE_COALESCE_MS = float(env_str("SSE_COALESCE_MS", "20"))
 # Event streams one user may hold open at once in each ASGI worker process (429 past it); 0: no limit.
 SSE_MAX_STREAMS_PER_USER = env_int("SSE_MAX_STREAMS_PER_USER", 32)
+# Milliseconds an EventSource waits before reconnecting a dropped stream (the `retry:` line each stream opens with).
+SSE_RETRY_MS = env_int("SSE_RETRY_MS", 3000)
 # Synthesis runs (canvas/runs): dead-run sweeps, the time budget, fan-out, cancel wait, retrieval, drafter.
 SYNTHESIS_DEAD_RUN_SECONDS = env_int("SYNTHESIS_DEAD_RUN_SECONDS", 120)
 SYNTHESIS_MAX_RUN_SECONDS = env_int("SYNTHESIS_MAX_RUN_SECONDS", 4 * 3600)
@@ -349,6 +354,7 @@ if PRODUCTION:
     SECURE_HSTS_PRELOAD = True
     SECURE_CONTENT_TYPE_NOSNIFF = True
 
+# Bearer token that may scrape GET /metrics (a superadmin session may too); empty: superadmins only.
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 LOG_FORMAT = env_str("LOG_FORMAT", "json" if PRODUCTION else "plain")
 LOGGING = {

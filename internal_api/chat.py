@@ -257,8 +257,3 @@ def chat_send(
         content = result["messages"][-1]["content"]
     thread.save(update_fields=["updated_at"])
     return {"thread_id": str(thread.pk), "message": {"role": "assistant", "content": content}, "metadata": metadata}
-
-
-def chat_history(*, thread: ChatThread) -> list[dict]:
-    state = embedded_engine().get_state({"configurable": {"thread_id": thread.langgraph_thread_id}})
-    return list((state.values or {}).get("messages", []))

@@ -565,11 +565,18 @@ def run_cancel(*, deal: Deal, run_id: uuid.UUID, user: User) -> SynthesisRun:
         run_id=run.pk, status=RunStatus.CANCELLED, error="Cancelled before it started.", only_if=(RunStatus.QUEUED,)
     )
     deadline = time.monotonic() + config.cancel_wait_seconds()
-    while time.monotonic() < deadline:
-        run.refresh_from_db()
-        if run.status in TERMINAL_RUN_STATUSES:
-            return run
-        time.sleep(0.1)
+    run.refresh_from_db()
+    if run.status in TERMINAL_RUN_STATUSES:
+        return run
+    # the worker ends the run through run_finish, whose last stream entry is `done`: block on the stream
+    try:
+        telemetry.wait_run_done(run.deal_id, run.pk, deadline=deadline)
+    except telemetry.REDIS_ERRORS:
+        logger.warning("run %s: Redis unavailable during the cancel wait; the row is read at the deadline", run.pk)
+        time.sleep(max(0.0, deadline - time.monotonic()))
+    run.refresh_from_db()
+    if run.status in TERMINAL_RUN_STATUSES:
+        return run
     run_finish(
         run_id=run.pk,
         status=RunStatus.CANCELLED,

@@ -50,6 +50,7 @@ def _run_status_of_deal(deal_id, run_id) -> str | None:
 async def run_event_stream(deal_id, run_id, after: str | None, *, heartbeat: float | None = None) -> AsyncIterator[str]:
     """A run's events from after `after` (from its first event when None) up to and including `done`,
     then the response ends. Before the run has written its first event (still queued) it sends pings."""
+    heartbeat = heartbeat if heartbeat is not None else settings.SSE_HEARTBEAT_SECONDS
     key = keys.run_key(deal_id, run_id, "events")
     yield f"retry: {settings.SSE_RETRY_MS}\n\n"
     client = hub.async_redis()

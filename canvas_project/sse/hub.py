@@ -165,7 +165,7 @@ class _Reader:
         backoff = 0.2
         outage = False  # Redis failed since the last good read: events may have been dropped meanwhile
         loop = asyncio.get_running_loop()
-        coalesce = getattr(settings, "SSE_COALESCE_MS", 0) / 1000
+        coalesce = float(settings.SSE_COALESCE_MS) / 1000
         last_fanout = -coalesce
         ticker = asyncio.create_task(self._tick(), name=f"stream-heartbeat:{self.key}")
         try:

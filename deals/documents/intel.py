@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from deals.documents.ingestion.crops import crop_get, digitization_cache_get
 from deals.documents.ingestion.intake import intake_summary_cached
-from deals.documents.ingestion.intel import METRIC_NAMES, deal_intel_cached, ready_passages
+from deals.documents.ingestion.intel import METRIC_NAMES, Passage, deal_intel_cached, ready_passages
 
 __all__ = [
     "METRIC_NAMES",
+    "Passage",
     "deal_intel_get",
     "deal_passages",
     "document_crop_get",

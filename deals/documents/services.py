@@ -36,13 +36,12 @@ from deals.models import Deal, Document, DocumentPage, FileState
 logger = logging.getLogger(__name__)
 INGEST_TASK = "deals.ingest_document"  # deals.documents.tasks.ingest_document, enqueued by name
 
-DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 STALL_AFTER = timedelta(minutes=20)
 STALL_REASON = "ingestion stalled for more than 20 minutes"
 
 
 def document_max_bytes() -> int:
-    return int(getattr(settings, "DOCUMENT_MAX_BYTES", DEFAULT_MAX_BYTES))
+    return int(settings.DOCUMENT_MAX_BYTES)
 
 
 def too_large_error(size: int | None = None) -> PayloadTooLargeError:

@@ -133,15 +133,6 @@ def test_role_matrix_reset(cast, role):
     assert response.status_code == expected_status(role, minimum="owner", ok=200)
 
 
-PROMPTS_ROUTED = resolve("/api/canvas/prompts").url_name == "canvas-prompts"
-prompts_route = pytest.mark.xfail(
-    not PROMPTS_ROUTED,
-    strict=False,
-    reason="/api/canvas/prompts is shadowed by /api/canvas/{deal_id}: include canvas.runs.urls before canvas.urls",
-)
-
-
-@prompts_route
 @pytest.mark.django_db
 @pytest.mark.parametrize("role", ROLES)
 def test_role_matrix_prompts(cast, role):
@@ -454,7 +445,6 @@ def test_debug_reports_a_drafter_failure_and_validates(cast):
 
 
 # --- prompts ----------------------------------------------------------------------------------------------------
-@prompts_route
 @pytest.mark.django_db
 def test_prompts_are_the_templates_the_drafters_use(cast, settings):
     from canvas.runs.synthesis.prompts import SECTION_SYSTEM
@@ -469,17 +459,12 @@ def test_prompts_are_the_templates_the_drafters_use(cast, settings):
 
 
 @pytest.mark.django_db
-def test_the_prompt_catalogue_view_answers(cast):
-    """Until the route is reachable (see the xfail above), the view itself is checked."""
-    from rest_framework.test import APIRequestFactory, force_authenticate
-
-    from canvas.runs.apis import PromptCatalogueApi
-
-    request = APIRequestFactory().get("/api/canvas/prompts")
-    force_authenticate(request, user=cast.users["viewer"])
-    response = PromptCatalogueApi.as_view()(request)
-    assert response.status_code == 200 and response.data["drafter"] == "default"
-    assert len(response.data["prompts"]) >= 5
+def test_the_prompt_catalogue_is_routed_before_the_deal_canvas(cast):
+    """The literal /api/canvas/prompts must not be taken by /api/canvas/{deal_id} (deal_id="prompts")."""
+    assert resolve("/api/canvas/prompts").url_name == "canvas-prompts"
+    response = cast.client("viewer").get("/api/canvas/prompts")
+    assert response.status_code == 200 and response.json()["drafter"] == "default"
+    assert len(response.json()["prompts"]) >= 5
 
 
 # --- trace and reset (a real run, executed in-process) -------------------------------------------------------

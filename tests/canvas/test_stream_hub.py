@@ -57,3 +57,21 @@ def test_without_a_window_each_read_leaves_as_it_comes(settings, db):
     finally:
         events.get_redis().delete(keys.events_key(deal))
     assert sizes[0] == 1 and sum(sizes) == 4 and len(sizes) > 2  # the blocked XREAD answers the first alone
+
+
+def test_an_event_stream_reads_its_retry_and_heartbeat_settings_when_it_opens(settings, db):
+    from canvas.collab.streams import event_stream
+
+    settings.SSE_RETRY_MS = 1234
+    settings.SSE_HEARTBEAT_SECONDS = 0.3  # not read at import: an override applies to the next stream
+    deal = uuid.uuid4()
+
+    async def opening() -> list[str]:
+        stream = event_stream(keys.events_key(deal), None)
+        try:
+            return [await asyncio.wait_for(anext(stream), timeout=5) for _ in range(2)]
+        finally:
+            await stream.aclose()
+            await streams.close_loop_resources()
+
+    assert asyncio.run(opening()) == ["retry: 1234\n\n", ": ping\n\n"]

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
@@ -64,9 +66,14 @@ def _assert_cites_real_pages(deal, markdown: str) -> list[dict]:
     pages = page_texts(deal)
     citations = drafters.memo_md.parse_citations(markdown)
     assert citations, markdown
+    # the text without its footnote definitions: every definition is referenced there, and every
+    # reference there has a definition
+    body = drafters.memo_md.FOOTNOTE_DEF_RE.sub("", markdown)
+    referenced = {match.group("id") for match in drafters.memo_md.FOOTNOTE_REF_RE.finditer(body)}
     for citation in citations:
         assert (citation["document"], citation["page"]) in pages, citation
-        assert f"[^{citation['id']}]" in markdown.split("\n\n[^")[0] or f"[^{citation['id']}]" in markdown
+        assert citation["id"] in referenced, (citation, markdown)
+    assert referenced == {c["id"] for c in citations}, markdown
     return citations
 
 
@@ -99,6 +106,22 @@ def test_passages_come_only_from_ready_documents(cast):
     make_corpus(cast.deal)
     make_document(cast.deal, "Draft.pdf", "pdf", ["Processing text about rents."], state="processing")
     assert {p.filename for p in load_passages(deal_id=cast.deal.pk)} == {name for name, _, _ in DOCUMENTS}
+
+
+@pytest.mark.django_db
+def test_passages_are_the_deals_passage_type(cast):
+    # one definition, in deals (the lower layer); retrieval and metric extraction share it
+    from deals.documents import intel
+    from deals.documents.ingestion.intel import extract_metrics
+
+    assert Passage is intel.Passage
+    make_corpus(cast.deal)
+    passages = load_passages(deal_id=cast.deal.pk)
+    assert passages and all(type(p) is intel.Passage for p in passages)
+    first = passages[0]
+    assert first.source == {"document_id": first.document_id, "filename": first.filename, "page": first.page}
+    noi = extract_metrics([Passage("d", "OM.pdf", 6, "NOI is $2,450,000.")])["noi"]
+    assert noi["source"] == {"document_id": "d", "filename": "OM.pdf", "page": 6}
 
 
 @pytest.mark.django_db
@@ -375,6 +398,104 @@ def test_a_cancel_inside_a_node_stops_the_run_and_keeps_what_was_delivered(cast,
     # cancel is idempotent and returns the same final state
     again = runs.run_cancel(deal=cast.deal, run_id=run.pk, user=cast.users["editor"])
     assert (again.status, again.finished_at) == (cancelled.status, cancelled.finished_at)
+
+
+class _NoSleep:
+    """Stands in for the time module of canvas.runs.services: a sleep there fails the test."""
+
+    monotonic = staticmethod(time.monotonic)
+
+    @staticmethod
+    def sleep(seconds):
+        raise AssertionError(f"run_cancel slept {seconds} s instead of waiting on the run's stream")
+
+
+def _running(cast):
+    run = _create(cast, sections=["risks"])
+    SynthesisRun.objects.filter(pk=run.pk).update(
+        status=RunStatus.RUNNING, started_at=timezone.now(), heartbeat_at=timezone.now()
+    )
+    return run
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cancel_returns_when_the_worker_ends_the_run_without_polling(cast, settings, monkeypatch):
+    settings.SYNTHESIS_CANCEL_WAIT_SECONDS = 10
+    run = _running(cast)
+    monkeypatch.setattr(runs, "time", _NoSleep)
+
+    def worker_ends_it():
+        # the worker notices the flag a little later and ends the run (run_finish: workflow_finished, done)
+        try:
+            runs.run_finish(run_id=run.pk, status=RunStatus.CANCELLED, error="Cancelled on request.")
+        finally:
+            connection.close()
+
+    worker = threading.Timer(0.5, worker_ends_it)
+    started = time.monotonic()
+    worker.start()
+    cancelled = runs.run_cancel(deal=cast.deal, run_id=run.pk, user=cast.users["editor"])
+    took = time.monotonic() - started
+    worker.join(5)
+    assert cancelled.status == RunStatus.CANCELLED and cancelled.error == "Cancelled on request."
+    assert took < 3  # woken by the `done` entry, far before the 10 s wait
+    # a run that already ended answers at once: its stream ends with `done`
+    assert telemetry.wait_run_done(cast.deal.pk, run.pk, deadline=time.monotonic() + 10) is True
+
+
+@pytest.mark.django_db
+def test_waiting_for_done_outlasts_the_socket_timeout_and_gives_up_at_the_deadline(cast, settings):
+    run = _running(cast)
+    telemetry.emit_run_event(cast.deal.pk, run.pk, "workflow_started", {})
+    # longer than the client's socket timeout: the XREAD BLOCK is sliced, so no TimeoutError
+    wait = float(settings.REDIS_SOCKET_TIMEOUT) + 0.5
+    started = time.monotonic()
+    assert telemetry.wait_run_done(cast.deal.pk, run.pk, deadline=started + wait) is False
+    assert wait <= time.monotonic() - started < wait + 1.5
+    # events other than `done` do not end the wait; `done` does, even on a stream that did not exist
+    other = uuid.uuid4()
+    emitter = threading.Timer(
+        0.3, lambda: [telemetry.emit_run_event(cast.deal.pk, other, name, {}) for name in ("message", "done")]
+    )
+    emitter.start()
+    started = time.monotonic()
+    assert telemetry.wait_run_done(cast.deal.pk, other, deadline=started + 10) is True
+    assert time.monotonic() - started < 3
+    emitter.join(5)
+
+
+@pytest.mark.django_db
+def test_a_cancel_without_redis_reads_the_row_once_at_the_deadline(cast, settings, monkeypatch):
+    import redis
+
+    settings.SYNTHESIS_CANCEL_WAIT_SECONDS = 7
+    run = _running(cast)
+
+    def unavailable(*args, **kwargs):
+        raise redis.exceptions.ConnectionError("Redis is down")
+
+    slept = []
+
+    class Clock:
+        monotonic = staticmethod(time.monotonic)
+
+        @staticmethod
+        def sleep(seconds):
+            slept.append(seconds)
+            # the worker ends the run meanwhile (it reads the row's cancel_requested_at)
+            SynthesisRun.objects.filter(pk=run.pk).update(status=RunStatus.CANCELLED, error="Cancelled on request.")
+
+    monkeypatch.setattr(telemetry, "wait_run_done", unavailable)
+    monkeypatch.setattr(runs, "time", Clock)
+    cancelled = runs.run_cancel(deal=cast.deal, run_id=run.pk, user=cast.users["editor"])
+    assert len(slept) == 1 and 6 < slept[0] <= 7  # one wait to the deadline, no polling
+    assert cancelled.status == RunStatus.CANCELLED and cancelled.error == "Cancelled on request."
+    # nobody ends it: cancelled here once the deadline passed
+    other = _running(cast)
+    slept.clear()
+    monkeypatch.setattr(Clock, "sleep", staticmethod(slept.append))
+    cancelled = runs.run_cancel(deal=cast.deal, run_id=other.pk, user=cast.users["editor"])
+    assert len(slept) == 1 and cancelled.status == RunStatus.CANCELLED and "did not confirm" in cancelled.error
 
 
 @pytest.mark.django_db(transaction=True)

@@ -8,7 +8,6 @@ import logging
 import pytest
 
 from canvas_project.observability import JsonFormatter, metrics
-from tests import factories
 
 
 def test_every_response_carries_a_request_id(cast):
@@ -62,18 +61,23 @@ def test_secrets_never_reach_a_log_line(caplog, secret):
 
 
 def test_the_metrics_endpoint(cast, client, settings):
+    labels = {"route": "api/deals/<str:deal_id>", "method": "GET", "status": "200"}
+    before = metrics.registry.get_sample_value("dealcanvas_http_request_seconds_count", labels) or 0
     cast.client("owner").get(f"/api/deals/{cast.deal.pk}")
+    counted = metrics.registry.get_sample_value("dealcanvas_http_request_seconds_count", labels)
+    assert counted == before + 1  # the middleware observed exactly this request
     assert client.get("/metrics").status_code == 401
     settings.METRICS_TOKEN = "scrape-me"
     scraped = client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-me")
     assert scraped.status_code == 200
     text = scraped.content.decode()
-    assert 'dealcanvas_http_request_seconds_count{method="GET",route="api/deals/<str:deal_id>",status="200"}' in text
+    # /metrics serves this process's registry (no PROMETHEUS_MULTIPROC_DIR here), with the count just read
+    sample = 'dealcanvas_http_request_seconds_count{method="GET",route="api/deals/<str:deal_id>",status="200"}'
+    assert f"{sample} {counted}" in text.splitlines()
     assert "dealcanvas_sse_subscribers" in text
     client.force_login(cast.users["superadmin"])
     settings.METRICS_TOKEN = ""
     assert client.get("/metrics").status_code == 200
-    assert metrics.registry is not None and factories
 
 
 # --- run durations ---------------------------------------------------------------------------------------

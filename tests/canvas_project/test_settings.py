@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -103,3 +104,67 @@ def test_check_deploy_is_clean_under_production_settings():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+# --- settings are declared once --------------------------------------------------------------------------
+REPO = Path(__file__).resolve().parents[2]
+SOURCE_PACKAGES = ("canvas", "canvas_project", "deals", "superadmin", "internal_api")
+# where settings are declared (and read from the environment); nowhere else may give one a default
+DECLARING = {"canvas_project/settings.py", "canvas_project/env.py", "canvas_project/test_settings.py"}
+
+
+def _source_files():
+    for package in SOURCE_PACKAGES:
+        for path in sorted((REPO / package).rglob("*.py")):
+            relative = path.relative_to(REPO).as_posix()
+            if relative not in DECLARING:
+                yield relative, path
+
+
+def _is_settings(node) -> bool:
+    # django.conf.settings as the modules name it: `settings`, `django_settings`, `conf.settings`
+    name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
+    return name in ("settings", "django_settings")
+
+
+def _settings_defaults(tree) -> list[tuple[int, str]]:
+    """getattr(settings, <name>, <default>) calls: a second default next to the declared one."""
+    found = []
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "getattr"
+            and len(node.args) == 3
+            and _is_settings(node.args[0])
+        ):
+            found.append((node.lineno, ast.unparse(node)))
+    return found
+
+
+def test_no_module_gives_a_setting_a_second_default():
+    offenders = [
+        f"{relative}:{line}: {call}"
+        for relative, path in _source_files()
+        for line, call in _settings_defaults(ast.parse(path.read_text(), filename=str(path)))
+    ]
+    assert offenders == [], "read settings.X (declared once in canvas_project/settings.py):\n" + "\n".join(offenders)
+
+
+def test_the_guard_sees_getattr_defaults():
+    sample = 'getattr(settings, "SSE_COALESCE_MS", 0)\ngetattr(django_settings, "X",\n    1)\ngetattr(settings, "Y")\n'
+    assert [line for line, _ in _settings_defaults(ast.parse(sample))] == [1, 2]
+
+
+def test_every_setting_the_code_reads_is_declared(settings):
+    from django.conf import settings as django_settings
+
+    read = {
+        (relative, node.attr)
+        for relative, path in _source_files()
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path)))
+        if isinstance(node, ast.Attribute) and node.attr.isupper() and _is_settings(node.value)
+    }
+    assert read, "the scan found no settings.X reads"
+    missing = sorted(f"{relative}: {name}" for relative, name in read if not hasattr(django_settings, name))
+    assert missing == []

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from rank_bm25 import BM25Okapi
 
-from deals.documents.intel import deal_intel_get, deal_passages
+from deals.documents.intel import Passage, deal_intel_get, deal_passages
 
 logger = logging.getLogger(__name__)
 
@@ -22,18 +22,6 @@ STOPWORDS = frozenset(
     "a an and are as at be by for from has have in is it its of on or that the this to was were which with "
     "will would our their there these those than then into over under per not no".split()
 )
-
-
-@dataclass(frozen=True)
-class Passage:
-    document_id: str
-    filename: str
-    page: int
-    text: str
-
-    @property
-    def source(self) -> dict:
-        return {"document_id": self.document_id, "filename": self.filename, "page": self.page}
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import logging
 import time
 
 import redis
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 
 from canvas_project import keys
@@ -71,13 +72,29 @@ def run_events(deal_id, run_id) -> list[tuple[str, str, dict]]:
     return out
 
 
-def last_run_event(deal_id, run_id) -> tuple[str, str] | None:
-    """(id, type) of the run's newest event, or None. Raises redis errors."""
-    entries = get_redis().xrevrange(keys.run_key(deal_id, run_id, "events"), count=1)
-    if not entries:
-        return None
-    raw_id, fields = entries[0]
-    return raw_id.decode(), (fields.get(b"type") or b"message").decode()
+def wait_run_done(deal_id, run_id, *, deadline: float) -> bool:
+    """Block until the run's stream holds a `done` entry (run_finish writes it last) or time.monotonic()
+    reaches `deadline`; True when `done` was seen. Starts from the stream's current last entry, so a run
+    that already ended answers at once. XREAD BLOCK waits in slices shorter than the client's socket
+    timeout. Raises redis errors."""
+    client = get_redis()
+    key = keys.run_key(deal_id, run_id, "events")
+    newest = client.xrevrange(key, count=1)
+    if newest:
+        last_id, fields = newest[0]
+        if fields.get(b"type") == b"done":
+            return True
+    else:
+        last_id = b"0-0"  # no stream yet: whatever gets added from now on is new
+    slice_seconds = max(float(settings.REDIS_SOCKET_TIMEOUT) / 2, 0.05)
+    while (remaining := deadline - time.monotonic()) > 0:
+        block_ms = max(1, int(min(remaining, slice_seconds) * 1000))
+        for _stream, entries in client.xread({key: last_id}, block=block_ms) or ():
+            for entry_id, fields in entries:
+                if fields.get(b"type") == b"done":
+                    return True
+                last_id = entry_id
+    return False
 
 
 # --- cancel flag ----------------------------------------------------------------------------------------

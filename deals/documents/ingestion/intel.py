@@ -188,10 +188,16 @@ METRIC_NAMES = tuple(spec.name for spec in METRICS)
 
 @dataclass(frozen=True)
 class Passage:
+    """One page of a ready document: the unit of metric extraction and of the drafters' retrieval."""
+
     document_id: str
     filename: str
     page: int
     text: str
+
+    @property
+    def source(self) -> dict:
+        return {"document_id": self.document_id, "filename": self.filename, "page": self.page}
 
 
 def _snippet(text: str, match: re.Match[str]) -> str:
@@ -213,7 +219,7 @@ def extract_metrics(passages: Iterable[Passage]) -> dict[str, dict]:
                     "value": value,
                     "unit": spec.unit,
                     "text": _snippet(passage.text, match),
-                    "source": {"document_id": passage.document_id, "filename": passage.filename, "page": passage.page},
+                    "source": passage.source,
                 }
         if len(found) == len(METRICS):
             break
