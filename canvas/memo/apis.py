@@ -52,6 +52,8 @@ CID_PARAM = OpenApiParameter("cid", OpenApiTypes.INT, OpenApiParameter.PATH, des
 COMMENT_PARAM = OpenApiParameter("comment_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
 READ_ERRORS = error_responses(401, 403, 404, 503)
 WRITE_ERRORS = error_responses(401, 403, 404, 409, 422, 503)
+# writes of the memo itself: with collaboration off, one that would change a section locked by someone else is 423
+MEMO_WRITE_ERRORS = error_responses(401, 403, 404, 409, 422, 423, 503)
 
 
 def parse_path_int(value: str, name: str) -> int:
@@ -129,9 +131,10 @@ class CanvasSaveApi(DealScopedAPIView):
         summary="Save the whole memo (editor)",
         description="Splits the markdown into sections by `##` headings (unknown headings become custom sections) "
         "and writes those that changed as one new version. 409 with `current_version` when `base_version` is "
-        "stale; 413 over the size limit.",
+        "stale; 413 over the size limit; with collaboration off, 423 naming the holder and expiry when it would "
+        "change a section locked by someone else (nothing is written; leave such sections exactly as they are).",
         request=CanvasSaveInput,
-        responses={200: CanvasSaveOutput, **error_responses(401, 403, 404, 409, 413, 422, 503)},
+        responses={200: CanvasSaveOutput, **error_responses(401, 403, 404, 409, 413, 422, 423, 503)},
         tags=["canvas"],
     )
     def post(self, request, deal_id):
@@ -253,7 +256,7 @@ class SectionApproveApi(DealScopedAPIView):
         "sends `force`.",
         parameters=[KEY_PARAM],
         request=SectionApproveInput,
-        responses={200: SectionApprovalOutput, **WRITE_ERRORS},
+        responses={200: SectionApprovalOutput, **MEMO_WRITE_ERRORS},
         tags=["review"],
     )
     def post(self, request, deal_id, key):
@@ -282,7 +285,7 @@ class ConditionResolveApi(DealScopedAPIView):
         description="Resolving the last condition promotes the section to `approved` (`auto_promoted`).",
         parameters=[KEY_PARAM, CID_PARAM],
         request=None,
-        responses={200: SectionApprovalOutput, **WRITE_ERRORS},
+        responses={200: SectionApprovalOutput, **MEMO_WRITE_ERRORS},
         tags=["review"],
     )
     def post(self, request, deal_id, key, cid):
@@ -442,7 +445,7 @@ class VersionRestoreApi(DealScopedAPIView):
         summary="Restore a version as a new version (editor)",
         parameters=[N_PARAM],
         request=VersionRestoreInput,
-        responses={200: CanvasSaveOutput, **WRITE_ERRORS},
+        responses={200: CanvasSaveOutput, **MEMO_WRITE_ERRORS},
         tags=["versions"],
     )
     def post(self, request, deal_id, n):

@@ -264,6 +264,22 @@ def test_approving_the_locked_section_is_423_and_leaves_no_approval_row(cast, lo
     assert _memo_state(cast.deal) == before
 
 
+def test_resolving_the_last_condition_of_the_locked_section_is_423_and_leaves_it_open(cast, written):
+    approved = cast.client("editor").post(
+        canvas_url(cast.deal, f"sections/{LOCKED}/approve"), {"conditions": ["Rate cap quote"]}, format="json"
+    )
+    [condition] = approved.json()["conditions"]
+    _collab_off(cast)
+    lock = _take_lock(cast, "owner")
+    before = _memo_state(cast.deal)
+    response = cast.client("editor").post(
+        canvas_url(cast.deal, f"sections/{LOCKED}/conditions/{condition['id']}/resolve")
+    )
+    _assert_locked_423(response, cast.users["owner"], lock)
+    assert ApprovalCondition.objects.get(pk=condition["id"]).resolved is False
+    assert read_memo(cast.deal.pk).sections[LOCKED].state == "reviewed" and _memo_state(cast.deal) == before
+
+
 # --- runs: generate and regenerate ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def service(django_db_setup):
@@ -459,3 +475,29 @@ def test_with_collaboration_on_a_run_writes_a_section_that_has_a_lock_record(cas
     run = SynthesisRun.objects.get(pk=response.json()["run_id"])
     assert run.sections_delivered == [LOCKED] and run.sections_skipped_locked == []
     assert read_memo(cast.deal.pk).sections[LOCKED].source == "ai"
+
+
+# --- the API says so ----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def schema(django_db_blocker) -> dict:
+    from drf_spectacular.generators import SchemaGenerator
+
+    with django_db_blocker.unblock():
+        return SchemaGenerator().get_schema(request=None, public=True)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("post", "/api/canvas/{deal_id}/save"),
+        ("put", "/api/canvas/{deal_id}/sections/{key}"),
+        ("post", "/api/canvas/{deal_id}/versions/{n}/restore"),
+        ("post", "/api/canvas/{deal_id}/suggestions/{suggestion_id}/accept"),
+        ("post", "/api/canvas/{deal_id}/sections/{key}/approve"),
+        ("post", "/api/canvas/{deal_id}/sections/{key}/conditions/{cid}/resolve"),
+        ("post", "/api/canvas/{deal_id}/reset"),
+    ],
+)
+def test_every_write_a_lock_can_refuse_documents_423(schema, method, path):
+    operation = schema["paths"][path][method]
+    assert "423" in operation["responses"], f"{method.upper()} {path} answers 423 but its schema does not say so"
