@@ -262,9 +262,11 @@ class ResetApi(DealScopedAPIView):
         description="Cancels the deal's active runs; deletes its run streams, traces, brush findings, agent "
         "discourse, cached session and LangGraph checkpoints; and returns the memo to a blank draft as a new "
         "version. What the memo held stays restorable (`restorable_version`). Run records stay as history. "
-        "An approved memo must be reopened first (409).",
+        "An approved memo must be reopened first (409). With collaboration off, a section locked by someone else "
+        "that the reset would blank is 423 (naming the holder and expiry), before any run is cancelled or anything "
+        "deleted.",
         request=None,
-        responses={200: ResetOutput, **error_responses(401, 403, 404, 409, 503)},
+        responses={200: ResetOutput, **error_responses(401, 403, 404, 409, 423, 503)},
         tags=TAGS,
     )
     def post(self, request, deal_id):

@@ -16,7 +16,7 @@ from canvas_project.api.fields import StrictCharField
 
 MAX_INSTRUCTIONS = 2000
 RUN_KINDS = ("generate", "regenerate")
-SECTION_OUTCOMES = ("delivered", "failed", "cancelled")
+SECTION_OUTCOMES = ("delivered", "failed", "cancelled", "skipped_locked")
 
 
 def one_of(values, **kwargs) -> StrictCharField:
@@ -80,7 +80,11 @@ class RunConflictOutput(serializers.Serializer):
 # --- runs ------------------------------------------------------------------------------------------------
 class TraceSummaryItemOutput(serializers.Serializer):
     section_key = StrictCharField()
-    status = one_of(SECTION_OUTCOMES, help_text="cancelled: stopped before it was written.")
+    status = one_of(
+        SECTION_OUTCOMES,
+        help_text="cancelled: stopped before it was written. skipped_locked: drafted but not written, because "
+        "someone holds the section's lock (collaboration off).",
+    )
     elapsed = serializers.FloatField()
     error = StrictCharField(allow_null=True)
 
@@ -97,6 +101,13 @@ class RunUsageOutput(serializers.Serializer):
     elapsed_seconds = serializers.FloatField(required=False)
 
 
+class SkippedLockedSectionOutput(serializers.Serializer):
+    section_key = StrictCharField()
+    holder = StrictCharField(allow_null=True, help_text="The lock holder's display name.")
+    holder_id = StrictCharField(help_text="The lock holder's user id.")
+    expires_at = StrictCharField(help_text="When the lock expires (ISO 8601), as it was when the run met it.")
+
+
 class RunOutput(serializers.Serializer):
     id = serializers.UUIDField()
     deal_id = serializers.UUIDField()
@@ -110,6 +121,11 @@ class RunOutput(serializers.Serializer):
         child=StrictCharField(), help_text="Requested but never drafted (cancelled, or the run died)."
     )
     sections_failed = serializers.ListField(child=StrictCharField())
+    sections_skipped_locked = SkippedLockedSectionOutput(
+        many=True,
+        help_text="Drafted but left as they were, because someone held their lock (collaboration off; the AI "
+        "never writes a locked section): each with the lock's holder and expiry. The run still succeeds.",
+    )
     usage = RunUsageOutput()
     error = StrictCharField(allow_blank=True)
     trace_summary = TraceSummaryItemOutput(many=True)

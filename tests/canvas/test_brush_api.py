@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from canvas.memo import markdown as md
 from canvas.memo.store import read_memo
 from canvas.models import Suggestion, SuggestionStatus
 from canvas_project import keys
@@ -120,6 +121,82 @@ def test_create_suggestions_files_every_fix_as_a_pending_suggestion(cast, memo):
     filed = Suggestion.objects.filter(deal=cast.deal, status=SuggestionStatus.PENDING)
     assert {str(s.pk) for s in filed} == {f["suggestion_id"] for f in with_fix}
     assert all(s.author == cast.users["editor"] for s in filed)
+
+
+def _drafted(cast, key: str) -> str:
+    """What the completeness brush drafts for the section (its whole draft, proposed while the section is empty)."""
+    body = _brush(cast.client("editor"), cast.deal, brush="completeness", section_key=key).json()
+    [finding] = body["findings"]
+    assert finding["kind"] == "missing_section"
+    return finding["suggestion"]["content"]
+
+
+def _paragraphs(markdown: str) -> list[str]:
+    body = md.FOOTNOTE_DEF_RE.sub("", markdown)
+    return [block.strip() for block in body.split("\n\n") if block.strip()]
+
+
+def _definitions(markdown: str) -> list[tuple[str, str]]:
+    return [(m.group("id"), m.group("text").strip()) for m in md.FOOTNOTE_DEF_RE.finditer(markdown)]
+
+
+def _cited(paragraph: str) -> list[str]:
+    return list(dict.fromkeys(m.group("id") for m in md.FOOTNOTE_REF_RE.finditer(paragraph)))
+
+
+def _accept_thin_section_fix(cast, key: str) -> str:
+    """Brush the (thin) section, accept the fix it files, and return the section's text."""
+    body = _brush(cast.client("editor"), cast.deal, brush="completeness", section_key=key, create_suggestions=True)
+    [finding] = body.json()["findings"]
+    assert finding["kind"] == "thin_section" and finding["suggestion_id"], finding
+    accepted = cast.client("editor").post(
+        canvas_url(cast.deal, f"suggestions/{finding['suggestion_id']}/accept"), {}, format="json"
+    )
+    assert accepted.status_code == 200, accepted.content
+    return read_memo(cast.deal.pk).sections[key].markdown
+
+
+def test_the_thin_section_fix_adds_only_what_the_section_does_not_have(cast):
+    make_corpus(cast.deal)
+    draft = _drafted(cast, "recommendation")
+    first, *rest = _paragraphs(draft)
+    assert rest, draft  # the draft has more to add than the one paragraph written below
+    notes = dict(_definitions(draft))
+    # the section as someone wrote it from the draft's first paragraph, with the notes that paragraph cites
+    written = first + "\n\n" + "\n".join(f"[^{n}]: {notes[n]}" for n in _cited(first))
+    response = cast.client("editor").put(
+        canvas_url(cast.deal, "sections/recommendation"), {"markdown": written}, format="json"
+    )
+    assert response.status_code == 200
+
+    text = _accept_thin_section_fix(cast, "recommendation")
+    paragraphs, definitions = _paragraphs(text), _definitions(text)
+    assert sorted(paragraphs) == sorted(_paragraphs(draft))  # every paragraph of the draft, each once
+    assert sorted(definitions) == sorted(_definitions(draft))  # every note defined once, as the draft does
+    assert text.startswith(written)
+
+
+def test_the_thin_section_fix_renumbers_a_note_the_section_defines_differently(cast):
+    make_corpus(cast.deal)
+    draft = _drafted(cast, "recommendation")
+    paragraphs, notes = _paragraphs(draft), dict(_definitions(draft))
+    clash = next(n for n in _cited(paragraphs[-1]) if n not in _cited(paragraphs[0]))
+    own = f"Our own view: the sponsor is strong.[^{clash}]\n\n[^{clash}]: Underwriting Model.xlsx, p. 1"
+    assert notes[clash] != "Underwriting Model.xlsx, p. 1"
+    cast.client("editor").put(canvas_url(cast.deal, "sections/recommendation"), {"markdown": own}, format="json")
+
+    text = _accept_thin_section_fix(cast, "recommendation")
+    definitions = dict(_definitions(text))
+    assert len(definitions) == len(_definitions(text))  # no note id defined twice
+    assert definitions[clash] == "Underwriting Model.xlsx, p. 1"  # the section's own note is untouched
+    assert text.startswith(f"Our own view: the sponsor is strong.[^{clash}]")
+    # the drafted paragraph cites its source under a new id, defined as the draft defines it
+    added = next(p for p in _paragraphs(text) if p.startswith(paragraphs[-1][:20]))
+    [renamed] = [n for n in _cited(added) if n not in _cited(paragraphs[-1])]
+    assert renamed != clash and definitions[renamed] == notes[clash]
+    assert added == paragraphs[-1].replace(f"[^{clash}]", f"[^{renamed}]")
+    for paragraph in _paragraphs(text):
+        assert set(_cited(paragraph)) <= set(definitions), paragraph
 
 
 def test_a_section_brush_and_the_cached_list(cast, memo):

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from canvas.memo.store import HEAD_KEY, memo_transaction, read_memo
-from canvas.models import ApprovalCondition, Comment, SectionFeedback
+from canvas.models import ApprovalCondition, Comment, SectionApproval, SectionFeedback
 from canvas_project import keys
 from canvas_project.redis_client import get_redis
 from canvas_project.store import canvas_namespace
@@ -200,6 +200,29 @@ def test_bad_section_approvals_are_422(cast, written, body, field):
 def test_editing_an_approved_section_sends_it_back_to_editing(cast, written):
     _approve_section(cast.client("editor"), cast.deal)
     cast.client("editor").put(canvas_url(cast.deal, "sections/risks"), {"markdown": "Changed."}, format="json")
+    assert read_memo(cast.deal.pk).sections["risks"].state == "editing"
+
+
+def test_approving_a_section_of_an_approved_memo_is_409_and_leaves_no_approval_row(cast, written):
+    assert cast.client("owner").post(canvas_url(cast.deal, "approve")).status_code == 200
+    version = read_memo(cast.deal.pk).version
+    response = _approve_section(cast.client("editor"), cast.deal, conditions=["Rate cap quote"])
+    assert response.status_code == 409 and "read-only" in response.json()["detail"]
+    # the refusal comes from the memo's write, which the rows are made inside of: none survives it
+    assert not SectionApproval.objects.filter(deal=cast.deal).exists()
+    assert not ApprovalCondition.objects.filter(deal=cast.deal).exists()
+    memo = read_memo(cast.deal.pk)
+    assert memo.version == version and memo.sections["risks"].state == "editing"
+
+
+def test_resolving_the_last_condition_of_a_section_edited_meanwhile_promotes_nothing(cast, written):
+    client = cast.client("editor")
+    body = _approve_section(client, cast.deal, conditions=["Rate cap quote"]).json()
+    client.put(canvas_url(cast.deal, "sections/risks"), {"markdown": "Changed."}, format="json")
+    resolved = client.post(canvas_url(cast.deal, f"sections/risks/conditions/{body['conditions'][0]['id']}/resolve"))
+    assert resolved.status_code == 200
+    assert resolved.json()["auto_promoted"] is False and resolved.json()["section_state"] == "editing"
+    assert resolved.json()["all_conditions_resolved"] is True
     assert read_memo(cast.deal.pk).sections["risks"].state == "editing"
 
 
