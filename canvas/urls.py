@@ -3,31 +3,19 @@ from django.urls import path
 from canvas.collab import apis as collab_apis
 from canvas.collab import streams as sse
 from canvas.memo import urls as memo_urls
-from canvas.nodes import apis as node_apis
-from canvas.review import apis as review_apis
+from canvas.nodes import urls as node_urls
+from canvas.review import urls as review_urls
 
 D = "canvas/<str:deal_id>"
 
 urlpatterns = [
     *memo_urls.catalogue_urlpatterns,
-    path(f"{D}/sections/<str:key>/approve", review_apis.SectionApproveApi.as_view(), name="canvas-section-approve"),
-    path(
-        f"{D}/sections/<str:key>/conditions/<str:cid>/resolve",
-        review_apis.ConditionResolveApi.as_view(),
-        name="canvas-condition-resolve",
-    ),
-    path(f"{D}/feedback", review_apis.FeedbackApi.as_view(), name="canvas-feedback"),
-    path(f"{D}/comments", review_apis.CommentCollectionApi.as_view(), name="canvas-comments"),
-    path(
-        f"{D}/comments/<str:comment_id>/resolve", review_apis.CommentResolveApi.as_view(), name="canvas-comment-resolve"
-    ),
+    *review_urls.urlpatterns,
     path(f"{D}/events", sse.canvas_events, name="canvas-events"),
     path(f"{D}/collab/steps", collab_apis.CollabStepsApi.as_view(), name="canvas-collab-steps"),
     path(f"{D}/collab", collab_apis.CollabModeApi.as_view(), name="canvas-collab"),
     path(f"{D}/presence", collab_apis.PresenceApi.as_view(), name="canvas-presence"),
     path(f"{D}/sections/<str:key>/lock", collab_apis.SectionLockApi.as_view(), name="canvas-section-lock"),
-    path(f"{D}/nodes", node_apis.NodeCollectionApi.as_view(), name="canvas-nodes"),
-    path(f"{D}/nodes/<str:node_id>", node_apis.NodeDetailApi.as_view(), name="canvas-node"),
-    path(f"{D}/nodes/<str:node_id>/links", node_apis.NodeLinksApi.as_view(), name="canvas-node-links"),
+    *node_urls.urlpatterns,
     *memo_urls.urlpatterns,
 ]

@@ -26,7 +26,6 @@ urlpatterns = [
     # run_urls holds the literal /api/canvas/prompts, which must come before /api/canvas/{deal_id}
     path("api/", include("canvas.runs.urls")),
     path("api/", include("canvas.urls")),
-    path("api/", include("canvas.review.urls")),
     path("api/", include("internal_api.urls")),
     path("api/", include("internal_api.chat_urls")),
     path("api/", include("superadmin.urls")),

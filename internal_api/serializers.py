@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from canvas.models import SuggestionKind
+from canvas.nodes.serializers import ContextEdgeOutput, ContextNodeOutput
 from canvas_project.api.fields import StrictCharField
 from internal_api.context import DEFAULT_MAX_NODES, MAX_NODES_LIMIT
 
@@ -40,27 +41,6 @@ class ContextSummaryOutput(serializers.Serializer):
         child=serializers.IntegerField(),  # noqa: N815
         help_text="Exactly the keys approve, reject and pending.",
     )
-
-
-class ContextNodeOutput(serializers.Serializer):
-    id = serializers.CharField()
-    type = serializers.CharField()
-    status = serializers.ChoiceField(choices=["approve", "reject", "pending"])
-    raw_status = serializers.CharField()
-    title = serializers.CharField()
-    content = serializers.CharField(required=False, help_text="Only with includeContent=true.")
-    section_key = serializers.CharField(allow_null=True)
-    agent_id = serializers.CharField(allow_null=True)
-    framework = serializers.CharField(allow_null=True)
-    thread_id = serializers.CharField(allow_null=True)
-    created_by = serializers.CharField(allow_null=True)
-    updated_at = serializers.CharField(allow_null=True)
-    derived = serializers.BooleanField(help_text="Mirrors a section, suggestion, comment or condition.")
-
-
-class ContextEdgeOutput(serializers.Serializer):
-    to = serializers.CharField()
-    type = serializers.CharField()
 
 
 class CanvasContextOutput(serializers.Serializer):

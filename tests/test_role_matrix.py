@@ -260,34 +260,34 @@ TABLE: list[Entry] = [
         build=lambda w: Call(w.canvas_path("sections/risks/approve"), {}),
     ),
     at(
-        "canvas-condition-resolve",
+        "canvas-section-condition-resolve",
         "POST",
         deal_scoped("editor"),
         lambda w: Call(w.canvas_path(f"sections/risks/conditions/{w.condition_id}/resolve")),
     ),
     at(
-        "canvas-feedback",
+        "canvas-feedback-list",
         "POST",
         deal_scoped("commenter", 201),
         lambda w: Call(w.canvas_path("feedback"), {"section_key": "risks", "rating": 4}),
     ),
-    at("canvas-comments", "GET", deal_scoped("viewer"), lambda w: Call(w.canvas_path("comments"))),
+    at("canvas-comments-list", "GET", deal_scoped("viewer"), lambda w: Call(w.canvas_path("comments"))),
     at(
-        "canvas-comments",
+        "canvas-comments-list",
         "POST",
         deal_scoped("commenter", 201),
         lambda w: Call(w.canvas_path("comments"), {"section_key": "risks", "body": "Why?"}),
     ),
     # the guard admits commenters; the author, or an editor and up, may resolve
     at(
-        "canvas-comment-resolve",
+        "canvas-comments-resolve",
         "POST",
         deal_scoped("commenter"),
         case="the commenter's own comment",
         build=lambda w: Call(w.canvas_path(f"comments/{w.commenters_comment}/resolve")),
     ),
     at(
-        "canvas-comment-resolve",
+        "canvas-comments-resolve",
         "POST",
         deal_scoped("editor"),
         case="another member's comment",
@@ -367,36 +367,36 @@ TABLE: list[Entry] = [
         lambda w: Call(w.canvas_path(f"sections/risks/lock?token={w.callers_lock}")),
     ),
     # nodes
-    at("canvas-nodes", "GET", deal_scoped("viewer"), lambda w: Call(w.canvas_path("nodes"))),
+    at("canvas-nodes-list", "GET", deal_scoped("viewer"), lambda w: Call(w.canvas_path("nodes"))),
     at(
-        "canvas-nodes",
+        "canvas-nodes-list",
         "POST",
         deal_scoped("commenter", 201),
         lambda w: Call(w.canvas_path("nodes"), {"type": "strategy_item", "title": "Hold"}),
     ),
     at(
-        "canvas-node",
+        "canvas-nodes-detail",
         "PATCH",
         deal_scoped("editor"),
         lambda w: Call(w.canvas_path(f"nodes/{w.node}"), {"status": "approved"}),
     ),
-    at("canvas-node", "DELETE", deal_scoped("editor", 204), lambda w: Call(w.canvas_path(f"nodes/{w.node}"))),
+    at("canvas-nodes-detail", "DELETE", deal_scoped("editor", 204), lambda w: Call(w.canvas_path(f"nodes/{w.node}"))),
     at(
-        "canvas-node-links",
+        "canvas-nodes-links",
         "POST",
         deal_scoped("commenter", 201),
         lambda w: Call(w.canvas_path(f"nodes/{w.node}/links"), {"to": w.other_node, "type": "supports"}),
     ),
     at(
-        "canvas-node-links",
+        "canvas-nodes-links",
         "DELETE",
         deal_scoped("editor", 204),
         lambda w: Call(w.canvas_path(f"nodes/{w.link[0]}/links?to={w.link[1]}&type={w.link[2]}")),
     ),
     # suggestions
-    at("canvas-suggestions", "GET", deal_scoped("viewer"), lambda w: Call(w.canvas_path("suggestions"))),
+    at("canvas-suggestions-list", "GET", deal_scoped("viewer"), lambda w: Call(w.canvas_path("suggestions"))),
     at(
-        "canvas-suggestions",
+        "canvas-suggestions-list",
         "POST",
         deal_scoped("commenter", 201),
         given=("risks",),
@@ -406,13 +406,13 @@ TABLE: list[Entry] = [
         ),
     ),
     at(
-        "canvas-suggestion-accept",
+        "canvas-suggestions-accept",
         "POST",
         deal_scoped("editor"),
         lambda w: Call(w.canvas_path(f"suggestions/{w.suggestion}/accept"), {}),
     ),
     at(
-        "canvas-suggestion-reject",
+        "canvas-suggestions-reject",
         "POST",
         deal_scoped("editor"),
         lambda w: Call(w.canvas_path(f"suggestions/{w.suggestion}/reject")),
@@ -443,9 +443,9 @@ TABLE: list[Entry] = [
     ),
     at("canvas-debug", "POST", deal_scoped("editor"), lambda w: Call(w.canvas_path("debug"), {"section_key": "risks"})),
     at("canvas-reset", "POST", deal_scoped("owner"), lambda w: Call(w.canvas_path("reset")), given=("risks",)),
-    at("canvas-brush", "GET", deal_scoped("viewer"), lambda w: Call(w.canvas_path("brush"))),
+    at("canvas-brush-list", "GET", deal_scoped("viewer"), lambda w: Call(w.canvas_path("brush"))),
     at(
-        "canvas-brush",
+        "canvas-brush-list",
         "POST",
         deal_scoped("editor", 201),
         given=("risks",),
@@ -571,10 +571,10 @@ def test_a_new_pattern_or_method_without_an_entry_is_reported():
 
     new_view = ServedPattern(key="brand-new", route="api/brand-new", namespace=None, view_class=Probe)
     new_function = ServedPattern(key="brand-new-stream", route="api/brand-new/stream", namespace=None, view_class=None)
-    patterns = [p for p in served_patterns() if p.key != "canvas-brush"]  # as if the brush route had gone
+    patterns = [p for p in served_patterns() if p.key != "canvas-brush-list"]  # as if the brush route had gone
     missing, stale = coverage_gaps([*patterns, new_view, new_function], TABLE)
     assert missing == ["GET brand-new", "POST brand-new", "* brand-new-stream"]
-    assert stale == ["GET canvas-brush", "POST canvas-brush"]
+    assert stale == ["GET canvas-brush-list", "POST canvas-brush-list"]
     admin_page = ServedPattern(key="admin:new_page", route="admin/new/", namespace="admin", view_class=None)
     assert coverage_gaps([*served_patterns(), admin_page], TABLE) == ([], [])
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from django.conf import settings
 from rest_framework import serializers
 
-from canvas.models import ReviewerRole
 from canvas_project.api.fields import StrictCharField
 from deals.models import DealRole, DocumentState
 
@@ -132,94 +131,6 @@ class DocumentStateResponse(serializers.Serializer):
 
 class DocumentStateRefusedResponse(DocumentStateResponse):
     detail = StrictCharField()
-
-
-class SectionApproveInput(serializers.Serializer):
-    comment = StrictCharField(max_length=500, required=False, allow_blank=True, default="")
-    role = serializers.ChoiceField(choices=ReviewerRole.choices, default=ReviewerRole.REVIEWER)
-    quality_score = serializers.IntegerField(min_value=1, max_value=5, required=False, allow_null=True)
-    conditions = serializers.ListField(
-        child=StrictCharField(max_length=500), max_length=3, required=False, default=list
-    )
-    force = serializers.BooleanField(default=False, help_text="Owner only: approve over unresolved comments.")
-
-
-class ConditionOutput(serializers.Serializer):
-    id = serializers.IntegerField()
-    text = StrictCharField()
-    resolved = serializers.BooleanField()
-    resolved_by = serializers.UUIDField(source="resolved_by_id", allow_null=True)
-    resolved_at = serializers.DateTimeField(allow_null=True)
-
-
-class SectionApprovalOutput(serializers.Serializer):
-    approval_id = serializers.IntegerField(source="approval.pk")
-    section_key = StrictCharField(source="approval.section_key")
-    section_state = serializers.ChoiceField(choices=SECTION_STATES)
-    approved_by = serializers.UUIDField(source="approval.approved_by_id", allow_null=True)
-    reviewer_role = StrictCharField(source="approval.reviewer_role")
-    quality_score = serializers.IntegerField(source="approval.quality_score", allow_null=True)
-    forced = serializers.BooleanField(source="approval.forced")
-    conditions = ConditionOutput(many=True)
-    all_conditions_resolved = serializers.BooleanField()
-    auto_promoted = serializers.BooleanField(help_text="The section reached `approved` through this call.")
-
-
-class FeedbackInput(serializers.Serializer):
-    section_key = StrictCharField(max_length=64)
-    rating = serializers.IntegerField(min_value=1, max_value=5)
-    comment = StrictCharField(max_length=2000, required=False, allow_blank=True, default="")
-    tags = serializers.ListField(child=StrictCharField(max_length=40), max_length=10, required=False, default=list)
-
-
-class FeedbackOutput(serializers.Serializer):
-    id = serializers.IntegerField()
-    section_key = StrictCharField()
-    rating = serializers.IntegerField()
-    comment = StrictCharField()
-    tags = serializers.ListField(child=StrictCharField())
-    user_id = serializers.UUIDField(allow_null=True)
-    created_at = serializers.DateTimeField()
-
-
-class CommentCreateInput(serializers.Serializer):
-    section_key = StrictCharField(
-        max_length=64, required=False, help_text="Required unless parent_id is given (a reply)."
-    )
-    body = StrictCharField(max_length=5000)
-    parent_id = serializers.UUIDField(required=False, allow_null=True)
-
-    def validate(self, attrs):
-        if not attrs.get("parent_id") and not attrs.get("section_key"):
-            raise serializers.ValidationError("Give section_key, or parent_id to reply.", code="missing")
-        return attrs
-
-
-class CommentReplyOutput(serializers.Serializer):
-    id = serializers.UUIDField()
-    body = StrictCharField()
-    author_id = serializers.UUIDField(allow_null=True)
-    author = StrictCharField(source="author.display_name", allow_null=True, default=None)
-    created_at = serializers.DateTimeField()
-
-
-class CommentOutput(serializers.Serializer):
-    id = serializers.UUIDField()
-    section_key = StrictCharField()
-    parent_id = serializers.UUIDField(allow_null=True)
-    body = StrictCharField()
-    author_id = serializers.UUIDField(allow_null=True)
-    author = StrictCharField(source="author.display_name", allow_null=True, default=None)
-    resolved = serializers.BooleanField()
-    resolved_by = serializers.UUIDField(source="resolved_by_id", allow_null=True)
-    resolved_at = serializers.DateTimeField(allow_null=True)
-    created_at = serializers.DateTimeField()
-    replies = CommentReplyOutput(many=True, source="replies.all", required=False)
-
-
-class CommentQueryInput(serializers.Serializer):
-    section_key = StrictCharField(max_length=64, required=False)
-    resolved = serializers.BooleanField(required=False, allow_null=True, default=None)
 
 
 class ReadinessDimensionOutput(serializers.Serializer):

@@ -1,19 +1,14 @@
-from django.urls import path
+"""Routes of review under /api/canvas/{deal_id}: suggestions, section approval and conditions, feedback,
+comments and brushes. canvas.urls includes them."""
 
-from canvas.review import apis as suggestion_apis
+from canvas.review import viewsets
+from deals.viewsets import DEAL_ID, ApiRouter
 
-D = "canvas/<str:deal_id>"
+router = ApiRouter()
+router.register(f"canvas/{DEAL_ID}/suggestions", viewsets.SuggestionViewSet, basename="canvas-suggestions")
+router.register(f"canvas/{DEAL_ID}/sections", viewsets.SectionReviewViewSet, basename="canvas-section")
+router.register(f"canvas/{DEAL_ID}/feedback", viewsets.FeedbackViewSet, basename="canvas-feedback")
+router.register(f"canvas/{DEAL_ID}/comments", viewsets.CommentViewSet, basename="canvas-comments")
+router.register(f"canvas/{DEAL_ID}/brush", viewsets.BrushViewSet, basename="canvas-brush")
 
-urlpatterns = [
-    path(f"{D}/suggestions", suggestion_apis.SuggestionCollectionApi.as_view(), name="canvas-suggestions"),
-    path(
-        f"{D}/suggestions/<str:suggestion_id>/accept",
-        suggestion_apis.SuggestionAcceptApi.as_view(),
-        name="canvas-suggestion-accept",
-    ),
-    path(
-        f"{D}/suggestions/<str:suggestion_id>/reject",
-        suggestion_apis.SuggestionRejectApi.as_view(),
-        name="canvas-suggestion-reject",
-    ),
-]
+urlpatterns = router.urls

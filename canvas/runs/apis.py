@@ -1,5 +1,5 @@
 """Synthesis endpoints under /api/canvas/{deal_id}: generate, runs, cancel, trace, regenerate, debug,
-reset, brush; and the prompt catalogue. Thin: validate, call one service or selector, serialize.
+reset; and the prompt catalogue. Thin: validate, call one service or selector, serialize.
 
 A run never executes inside a request: generate and regenerate create the run row, enqueue it on
 commit and answer 202. The run streams (SSE) are async views in canvas.sse; POST /generate with
@@ -14,14 +14,9 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from canvas.review import brushes
 from canvas.runs import selectors as run_selectors
 from canvas.runs import services as runs
 from canvas.runs.serializers import (
-    BrushInput,
-    BrushListOutput,
-    BrushQueryInput,
-    BrushResultOutput,
     ConflictQueryInput,
     DebugInput,
     DebugOutput,
@@ -291,43 +286,3 @@ class PromptCatalogueApi(APIView):
                 }
             ).data
         )
-
-
-class BrushApi(DealScopedAPIView):
-    guards = {"GET": RequireViewer, "POST": RequireEditor}
-
-    @extend_schema(
-        operation_id="canvas_brush_list",
-        summary="Cached brush findings, newest pass first (viewer)",
-        description="The passes of the last 24 hours; with `section_key`, only that section's findings.",
-        parameters=[BrushQueryInput],
-        responses={200: BrushListOutput, **error_responses(401, 403, 404, 422, 503)},
-        tags=TAGS,
-    )
-    def get(self, request, deal_id):
-        query = parse_query(BrushQueryInput, request)
-        results = brushes.brush_list(deal=self.deal_access.deal, section_key=query.get("section_key"))
-        return Response(BrushListOutput({"results": results}).data)
-
-    @extend_schema(
-        operation_id="canvas_brush_run",
-        summary="Run a brush (check pass) over the memo (editor)",
-        description="`figures`: numbers that disagree with deal intel; `citations`: figures without a citation; "
-        "`completeness`: required sections missing or thin; `all`. Every finding carries a ready-to-post "
-        "suggestion payload when there is a fix; `create_suggestions` files them as pending suggestions. The pass "
-        "is cached for 24 hours. Counts against the shared 'generate' rate limit.",
-        request=BrushInput,
-        responses={201: BrushResultOutput, **error_responses(401, 403, 404, 422, 429, 503)},
-        tags=TAGS,
-    )
-    def post(self, request, deal_id):
-        body = parse_body(BrushInput, request)
-        ratelimit.consume(ratelimit.generate_bucket(), request.user.pk)
-        result = brushes.brush_run(
-            deal=self.deal_access.deal,
-            user=request.user,
-            brush=body["brush"],
-            section_key=body.get("section_key"),
-            create_suggestions=body["create_suggestions"],
-        )
-        return Response(BrushResultOutput(result).data, status=status.HTTP_201_CREATED)

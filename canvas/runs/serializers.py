@@ -1,5 +1,5 @@
-"""Request and response serializers of the synthesis endpoints (runs, regenerate, debug, reset, prompts,
-brushes). Inputs end in Input, outputs in Output; names are unique across the project."""
+"""Request and response serializers of the synthesis endpoints (runs, regenerate, debug, reset, prompts).
+Inputs end in Input, outputs in Output; names are unique across the project."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import uuid
 from rest_framework import serializers
 
 from canvas.memo.serializers import CitationOutput
-from canvas.models import RunStatus, SuggestionKind
-from canvas.review.brushes import BRUSHES, FINDING_KINDS, SEVERITIES
+from canvas.models import RunStatus
 from canvas.runs.selectors import RUN_ORDERINGS
 from canvas.runs.services import stream_url
 from canvas_project.api.fields import StrictCharField
@@ -318,56 +317,3 @@ class PromptCatalogueOutput(serializers.Serializer):
     drafter = StrictCharField(help_text="The drafter in use: default (offline) or llm.")
     model = StrictCharField(allow_null=True, help_text="CANVAS_LLM_MODEL when the LLM drafter is in use.")
     prompts = PromptOutput(many=True)
-
-
-# --- brushes -------------------------------------------------------------------------------------------------
-class BrushInput(serializers.Serializer):
-    brush = serializers.ChoiceField(
-        choices=list(BRUSHES), help_text=", ".join(f"`{k}`: {v}" for k, v in BRUSHES.items())
-    )
-    section_key = StrictCharField(max_length=64, required=False, help_text="Only this section.")
-    create_suggestions = serializers.BooleanField(
-        required=False,
-        default=False,
-        help_text="File every finding that carries a fix as a pending suggestion (its `suggestion_id`).",
-    )
-
-
-class BrushQueryInput(serializers.Serializer):
-    section_key = StrictCharField(max_length=64, required=False)
-
-
-class SuggestionPayloadOutput(serializers.Serializer):
-    section_key = StrictCharField()
-    kind = one_of(SuggestionKind.values)
-    anchor_text = StrictCharField(allow_blank=True)
-    occurrence = serializers.IntegerField()
-    content = StrictCharField(allow_blank=True)
-    comment = StrictCharField(allow_blank=True)
-
-
-class BrushFindingOutput(serializers.Serializer):
-    id = StrictCharField()
-    kind = one_of(FINDING_KINDS)
-    severity = serializers.ChoiceField(choices=list(SEVERITIES))
-    section_key = StrictCharField()
-    message = StrictCharField()
-    evidence = serializers.DictField()
-    suggestion = SuggestionPayloadOutput(
-        allow_null=True, help_text="Ready to POST to /suggestions as it is; null when there is no fix to propose."
-    )
-    suggestion_id = serializers.UUIDField(allow_null=True)
-
-
-class BrushResultOutput(serializers.Serializer):
-    brush_id = StrictCharField()
-    brush = serializers.ChoiceField(choices=list(BRUSHES))
-    section_key = StrictCharField(allow_null=True)
-    memo_version = serializers.IntegerField()
-    created_at = StrictCharField()
-    created_by = StrictCharField(allow_null=True)
-    findings = BrushFindingOutput(many=True)
-
-
-class BrushListOutput(serializers.Serializer):
-    results = BrushResultOutput(many=True)

@@ -1,4 +1,4 @@
-"""Synthesis routes: generate, runs (and their streams), regenerate, debug, reset, brush, discourse, prompts.
+"""Synthesis routes: generate, runs (and their streams), regenerate, debug, reset, discourse, prompts.
 
 /api/canvas/prompts is a literal path: it must be routed before /api/canvas/{deal_id} (canvas.urls).
 """
@@ -23,6 +23,5 @@ urlpatterns = [
     ),
     path(f"{D}/debug", run_apis.DebugApi.as_view(), name="canvas-debug"),
     path(f"{D}/reset", run_apis.ResetApi.as_view(), name="canvas-reset"),
-    path(f"{D}/brush", run_apis.BrushApi.as_view(), name="canvas-brush"),
     path(f"{D}/discourse/stream", run_streams.discourse_stream, name="canvas-discourse-stream"),
 ]

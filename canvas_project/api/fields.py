@@ -10,3 +10,11 @@ class StrictCharField(serializers.CharField):
         if not isinstance(data, str):
             self.fail("string_type")
         return super().to_internal_value(data)
+
+
+def one_of(values, **kwargs) -> StrictCharField:
+    """A string output listing its values. (An enum here would collide in the OpenAPI components with the
+    other `status` and `kind` enums of the project; ENUM_NAME_OVERRIDES in settings would name them.)"""
+    listed = ", ".join(f"`{v}`" for v in values)
+    help_text = kwargs.pop("help_text", "")
+    return StrictCharField(help_text=f"One of {listed}. {help_text}".strip(), **kwargs)

@@ -60,7 +60,7 @@ def test_without_a_window_each_read_leaves_as_it_comes(settings, db):
 
 
 def test_an_event_stream_reads_its_retry_and_heartbeat_settings_when_it_opens(settings, db):
-    from canvas.collab.streams import event_stream
+    from canvas_project.sse.responses import event_stream
 
     settings.SSE_RETRY_MS = 1234
     settings.SSE_HEARTBEAT_SECONDS = 0.3  # not read at import: an override applies to the next stream

@@ -1,0 +1,80 @@
+"""Request and response serializers of canvas nodes. The node and edge outputs are also the internal
+contract's (internal_api builds on canvas, never the reverse). Inputs end in Input, outputs in Output;
+names are unique across the project."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from canvas_project.api.fields import StrictCharField
+
+
+class ContextNodeOutput(serializers.Serializer):
+    id = serializers.CharField()
+    type = serializers.CharField()
+    status = serializers.ChoiceField(choices=["approve", "reject", "pending"])
+    raw_status = serializers.CharField()
+    title = serializers.CharField()
+    content = serializers.CharField(required=False, help_text="Only with includeContent=true.")
+    section_key = serializers.CharField(allow_null=True)
+    agent_id = serializers.CharField(allow_null=True)
+    framework = serializers.CharField(allow_null=True)
+    thread_id = serializers.CharField(allow_null=True)
+    created_by = serializers.CharField(allow_null=True)
+    updated_at = serializers.CharField(allow_null=True)
+    derived = serializers.BooleanField(help_text="Mirrors a section, suggestion, comment or condition.")
+
+
+class ContextEdgeOutput(serializers.Serializer):
+    to = serializers.CharField()
+    type = serializers.CharField()
+
+
+class NodeQueryInput(serializers.Serializer):
+    type = StrictCharField(max_length=40, required=False)
+    status = serializers.ChoiceField(choices=["approve", "reject", "pending"], required=False)
+    section_key = StrictCharField(max_length=64, required=False)
+    agent_id = StrictCharField(max_length=64, required=False)
+    framework = StrictCharField(max_length=64, required=False)
+    limit = serializers.IntegerField(min_value=1, max_value=1000, default=200)
+    offset = serializers.IntegerField(min_value=0, default=0)
+
+
+class NodeCreateInput(serializers.Serializer):
+    type = StrictCharField(max_length=40, help_text="e.g. strategy_item; not a derived type.")
+    title = StrictCharField(max_length=300)
+    content = StrictCharField(max_length=20_000, required=False, allow_blank=True, default="")
+    status = StrictCharField(max_length=32, required=False, default="pending")
+    section_key = StrictCharField(max_length=64, required=False, allow_null=True, default=None)
+    agent_id = StrictCharField(max_length=64, required=False, allow_null=True, default=None)
+    framework = StrictCharField(max_length=64, required=False, allow_null=True, default=None)
+    thread_id = StrictCharField(max_length=64, required=False, allow_null=True, default=None)
+
+
+class NodeUpdateInput(serializers.Serializer):
+    status = StrictCharField(max_length=32, required=False)
+    title = StrictCharField(max_length=300, required=False)
+    content = StrictCharField(max_length=20_000, required=False, allow_blank=True)
+
+    def validate(self, attrs):
+        if not attrs:
+            raise serializers.ValidationError("Give at least one of status, title, content.", code="missing")
+        return attrs
+
+
+class NodeListOutput(serializers.Serializer):
+    count = serializers.IntegerField()
+    results = ContextNodeOutput(many=True)
+    relationships = serializers.DictField(child=ContextEdgeOutput(many=True))
+
+
+class LinkInput(serializers.Serializer):
+    to = StrictCharField(max_length=100)
+    type = StrictCharField(max_length=40, help_text="e.g. supports, contradicts, addresses")
+
+
+class LinkOutput(serializers.Serializer):
+    to = serializers.CharField()
+    type = serializers.CharField()
+    created_by = serializers.CharField(allow_null=True)
+    created_at = serializers.CharField()
