@@ -560,9 +560,9 @@ def check_responses(base_url: str, fixture: Fixture) -> None:
 # (label, module, class or None, function). canvas_graph contains the two stages after it; the view
 # looks every one of them up at call time, so wrapping the module or class attribute times it.
 STAGES = (
-    ("contract checks: token, version, claims", "internal_api.apis", "InternalContractApi", "trusted_claims"),
-    ("contract checks: query parameters", "internal_api.apis", None, "_query"),
-    ("contract checks: scope, user, access, thread (SQL)", "internal_api.apis", "InternalContractApi", "scoped_access"),
+    ("contract checks: token, version, claims", "internal_api.viewsets", "ContractViewSet", "trusted_claims"),
+    ("contract checks: query parameters", "internal_api.viewsets", None, "_query"),
+    ("contract checks: scope, user, access, thread (SQL)", "internal_api.viewsets", "ContractViewSet", "scoped_access"),
     ("canvas_graph (all nodes and edges), of which:", "canvas.nodes.services", None, "canvas_graph"),
     ("  derived nodes: memo from the Store + 3 SQL", "canvas.nodes.services", None, "_derived_nodes"),
     ("  stored items: Store search (SQL + decode)", "canvas.nodes.services", None, "_search"),

@@ -1,9 +1,15 @@
+"""Routes of chat: POST /api/v1/chat, POST /api/v1/chat/stream (the async SSE view), GET /api/v1/threads."""
+
 from django.urls import path
 
-from internal_api import chat_apis
+from deals.viewsets import ApiRouter
+from internal_api import streams, viewsets
+
+router = ApiRouter()
+router.register("v1/chat", viewsets.ChatViewSet, basename="chat")
+router.register("v1/threads", viewsets.ThreadViewSet, basename="chat-threads")
 
 urlpatterns = [
-    path("v1/chat", chat_apis.ChatApi.as_view(), name="chat"),
-    path("v1/chat/stream", chat_apis.chat_stream, name="chat-stream"),
-    path("v1/threads", chat_apis.ThreadsApi.as_view(), name="chat-threads"),
+    path("v1/chat/stream", streams.chat_stream, name="chat-stream"),
+    *router.urls,
 ]

@@ -1,4 +1,4 @@
-"""Serializers of the internal contract (query, mutations, and the documented response shapes)."""
+"""Serializers of the internal contract (query, mutations, and the documented response shapes) and of chat."""
 
 from __future__ import annotations
 
@@ -117,3 +117,40 @@ class MutationsResponseOutput(serializers.Serializer):
     success = serializers.BooleanField()
     data = serializers.DictField(help_text="{results: [one result per mutation, in order]}")
     meta = serializers.DictField(help_text="{revision, contractVersion, idempotencyKey, replayed}")
+
+
+# --- chat: POST /api/v1/chat (and /api/v1/chat/stream), GET /api/v1/threads ------------------------------
+class ChatInput(serializers.Serializer):
+    message = StrictCharField(max_length=8000)
+    project_id = serializers.UUIDField(help_text="The deal id.")
+    agent_id = StrictCharField(max_length=64)
+    thread_id = serializers.UUIDField(required=False, allow_null=True, help_text="Omit to start a new thread.")
+    knowledge_search = serializers.BooleanField(default=True)
+    attached_document_ids = serializers.ListField(child=serializers.UUIDField(), max_length=20, default=list)
+    canvas_profile = serializers.DictField(required=False, allow_null=True)
+
+
+class ChatMessageOutput(serializers.Serializer):
+    role = serializers.CharField()
+    content = serializers.CharField()
+
+
+class ChatOutput(serializers.Serializer):
+    thread_id = serializers.UUIDField()
+    message = ChatMessageOutput()
+    metadata = serializers.DictField(
+        help_text="What was forwarded to the engine: knowledge_search, "
+        "attached_document_ids, canvas_context {mode, summary, context_ref}, canvas_profile."
+    )
+
+
+class ThreadsQueryInput(serializers.Serializer):
+    project_id = serializers.UUIDField()
+
+
+class ThreadOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    agent_id = serializers.CharField()
+    title = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()

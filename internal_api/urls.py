@@ -1,8 +1,9 @@
-from django.urls import path
+"""Routes of the internal contract: GET /api/internal/canvas/context, POST /api/internal/canvas/mutations."""
 
-from internal_api import apis
+from deals.viewsets import ApiRouter
+from internal_api import viewsets
 
-urlpatterns = [
-    path("internal/canvas/context", apis.CanvasContextApi.as_view(), name="internal-canvas-context"),
-    path("internal/canvas/mutations", apis.CanvasMutationsApi.as_view(), name="internal-canvas-mutations"),
-]
+router = ApiRouter()
+router.register("internal/canvas", viewsets.CanvasContractViewSet, basename="internal-canvas")
+
+urlpatterns = router.urls

@@ -1,12 +1,10 @@
-from django.urls import path
+"""Routes of the superadmin API: POST /api/superadmin/purge_deals, GET /api/superadmin/deals/{deal_id}/redis."""
 
-from superadmin import apis
+from deals.viewsets import ApiRouter
+from superadmin import viewsets
 
-urlpatterns = [
-    path("superadmin/purge_deals", apis.PurgeDealsApi.as_view(), name="superadmin-purge-deals"),
-    path(
-        "superadmin/deals/<str:deal_id>/redis",
-        apis.DealRedisFootprintApi.as_view(),
-        name="superadmin-deal-redis",
-    ),
-]
+router = ApiRouter()
+router.register("superadmin", viewsets.PurgeViewSet, basename="superadmin")
+router.register("superadmin/deals", viewsets.DealRedisViewSet, basename="superadmin-deal")
+
+urlpatterns = router.urls

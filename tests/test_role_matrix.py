@@ -459,14 +459,14 @@ TABLE: list[Entry] = [
         transactional=True,
     ),
     # chat: a viewer of the project asks; strangers do not learn the deal exists
-    at("chat", "POST", deal_scoped("viewer"), lambda w: Call("/api/v1/chat", {**CHAT, "project_id": w.deal_id})),
+    at("chat-list", "POST", deal_scoped("viewer"), lambda w: Call("/api/v1/chat", {**CHAT, "project_id": w.deal_id})),
     at(
         "chat-stream",
         "POST",
         deal_scoped("viewer"),
         lambda w: Call("/api/v1/chat/stream", {**CHAT, "project_id": w.deal_id}),
     ),
-    at("chat-threads", "GET", deal_scoped("viewer"), lambda w: Call(f"/api/v1/threads?project_id={w.deal_id}")),
+    at("chat-threads-list", "GET", deal_scoped("viewer"), lambda w: Call(f"/api/v1/threads?project_id={w.deal_id}")),
     # the internal contract (shared/seeds/003): the engine token, acting for the user of X-User-Id
     at(
         "internal-canvas-context",

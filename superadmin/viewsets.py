@@ -1,13 +1,19 @@
-"""The superadmin API: purge per-deal Redis state, read a deal's Redis footprint. Thin views."""
+"""The superadmin API: purge per-deal Redis state, read a deal's Redis footprint. Thin views.
+
+Superadmins only (IsAuthenticated + RequireSuperadmin: anonymous 401, anyone else 403). A superadmin is
+no deal member, and the footprint answers for deal ids PostgreSQL does not know, so neither viewset is a
+DealScopedViewSet.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict
 
 from drf_spectacular.utils import OpenApiExample, extend_schema
+from rest_framework import viewsets
+from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from canvas_project.api.schema import error_responses
 from canvas_project.api.validation import parse_body
@@ -19,11 +25,13 @@ from superadmin.models import PurgeSource
 from superadmin.serializers import DealRedisFootprintOutput, PurgeDealsInput, PurgeResultOutput
 
 
-class SuperadminApi(APIView):
+class SuperadminViewSet(viewsets.ViewSet):
     permission_classes = [IsAuthenticated, RequireSuperadmin]
 
 
-class PurgeDealsApi(SuperadminApi):
+class PurgeViewSet(SuperadminViewSet):
+    """POST /api/superadmin/purge_deals."""
+
     @extend_schema(
         operation_id="superadmin_purge_deals",
         summary="Purge Deals",
@@ -52,13 +60,19 @@ class PurgeDealsApi(SuperadminApi):
         ],
         tags=["superadmin"],
     )
-    def post(self, request):
+    @action(detail=False, methods=["post"], url_path="purge_deals", url_name="purge-deals")
+    def purge_deals(self, request):
         body = parse_body(PurgeDealsInput, request)
         result = services.deals_purge(**body, source=PurgeSource.API, actor=request.user)
         return Response(PurgeResultOutput(result.as_dict()).data)
 
 
-class DealRedisFootprintApi(SuperadminApi):
+class DealRedisViewSet(SuperadminViewSet):
+    """GET /api/superadmin/deals/{deal_id}/redis."""
+
+    lookup_field = "deal_id"
+    lookup_value_regex = "[^/]+"  # any id reaches the view: a malformed one is a JSON 404 (DealNotFound)
+
     @extend_schema(
         operation_id="superadmin_deal_redis",
         summary="A deal's Redis footprint",
@@ -70,7 +84,8 @@ class DealRedisFootprintApi(SuperadminApi):
         responses={200: DealRedisFootprintOutput, **error_responses(401, 403, 404, 503)},
         tags=["superadmin"],
     )
-    def get(self, request, deal_id):
+    @action(detail=True, methods=["get"])
+    def redis(self, request, deal_id):
         try:
             deal = normalise_deal_id(deal_id)
         except ValueError:

@@ -1,5 +1,6 @@
-"""The internal contract for AI engines (../shared/seeds/003_*.txt), to the letter.
+"""The internal contract for AI engines (../shared/seeds/003_*.txt), to the letter, and the chat endpoints.
 
+The contract (`ContractViewSet`, `CanvasContractViewSet`):
 - 401: missing or invalid internal token (Authorization: Bearer <INTERNAL_ENGINE_TOKEN>).
 - 400: contract version mismatch, missing or malformed trusted claims (X-User-Id, X-Project-Id,
   X-Thread-Id) or query parameters.
@@ -7,28 +8,32 @@
   has no access to the deal.
 - 500: a real failure, in the contract's envelope with no internals.
 Errors always read {"success": false, "error": {"code", "message"}}.
+
+Chat (`ChatViewSet`, `ThreadViewSet`): a user's bearer token, scoped to the deal named by `project_id` in
+the body or query (not the URL), so they are not DealScopedViewSets. The SSE view POST /api/v1/chat/stream
+stays an async function view (internal_api.streams.chat_stream).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import uuid
 
-from django.db import IntegrityError, transaction
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, OpenApiTypes, extend_schema
+from rest_framework import viewsets
+from rest_framework.decorators import action
 from rest_framework.exceptions import MethodNotAllowed, ParseError, UnsupportedMediaType
-from rest_framework.permissions import AllowAny
+from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from canvas.nodes import services as canvas_nodes
-from canvas_project.api.validation import RequestValidationError, _validate
+from canvas_project.api.schema import error_responses
+from canvas_project.api.validation import RequestValidationError, _validate, parse_body, parse_query
 from canvas_project.errors import DomainError, StoreUnavailable
 from deals.access import DealAccessContext, require_role, resolve_deal_access
+from deals.authentication import BearerJWTAuthentication
 from deals.models import DealRole, User
 from internal_api import context as context_service
+from internal_api import selectors, services
 from internal_api.authentication import bearer_token, engine_token_matches
 from internal_api.errors import (
     ContractBadRequest,
@@ -37,13 +42,17 @@ from internal_api.errors import (
     ContractUnauthorized,
     envelope,
 )
-from internal_api.models import ChatThread, IdempotencyRecord
+from internal_api.models import ChatThread
 from internal_api.serializers import (
+    ChatInput,
+    ChatOutput,
     ContextQueryInput,
     ContextResponseOutput,
     ContractErrorOutput,
     MutationsInput,
     MutationsResponseOutput,
+    ThreadOutput,
+    ThreadsQueryInput,
 )
 
 logger = logging.getLogger(__name__)
@@ -87,7 +96,11 @@ class TrustedClaims:
         self.user_id, self.project_id, self.thread_id = user_id, project_id, thread_id
 
 
-class InternalContractApi(APIView):
+class ContractViewSet(viewsets.ViewSet):
+    """Base of the internal contract's viewsets: no DRF authentication (the engine token is checked by
+    `trusted_claims`, first thing in every action, in constant time), and every error, DRF's included,
+    answered in the contract's envelope with the contract's statuses."""
+
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
@@ -169,7 +182,17 @@ def _query(request) -> dict:
         raise ContractBadRequest(code, f"Query parameter {name}: {first['msg']}") from None
 
 
-class CanvasContextApi(InternalContractApi):
+def _mutations_body(request) -> dict:
+    try:
+        return _validate(MutationsInput, request.data, "body", None)
+    except RequestValidationError as exc:
+        first = exc.items[0]
+        raise ContractBadRequest("invalid_body", f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+
+
+class CanvasContractViewSet(ContractViewSet):
+    """GET /api/internal/canvas/context and POST /api/internal/canvas/mutations."""
+
     @extend_schema(
         operation_id="internal_canvas_context",
         summary="Canvas context for AI engines (internal contract 2026-02)",
@@ -180,7 +203,8 @@ class CanvasContextApi(InternalContractApi):
         tags=["internal"],
         auth=[{"internalEngineToken": []}],
     )
-    def get(self, request):
+    @action(detail=False, methods=["get"])
+    def context(self, request):
         claims = self.trusted_claims(request)
         query = _query(request)
         access, _thread, _user = self.scoped_access(claims, project_id=query["projectId"], thread_id=query["threadId"])
@@ -194,12 +218,6 @@ class CanvasContextApi(InternalContractApi):
         )
         return Response({"success": True, **result})
 
-
-def _canonical_hash(body: object) -> str:
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-class CanvasMutationsApi(InternalContractApi):
     @extend_schema(
         operation_id="internal_canvas_mutations",
         summary="Engines create nodes, suggestions and links (idempotent)",
@@ -213,7 +231,8 @@ class CanvasMutationsApi(InternalContractApi):
         tags=["internal"],
         auth=[{"internalEngineToken": []}],
     )
-    def post(self, request):
+    @action(detail=False, methods=["post"])
+    def mutations(self, request):
         claims = self.trusted_claims(request)
         key = request.headers.get("Idempotency-Key", "").strip()
         if not key or len(key) > 200:
@@ -223,89 +242,53 @@ class CanvasMutationsApi(InternalContractApi):
         access, thread, user = self.scoped_access(
             claims, project_id=claims.project_id, thread_id=claims.thread_id, minimum=DealRole.COMMENTER
         )
-        try:
-            body = _validate(MutationsInput, request.data, "body", None)
-        except RequestValidationError as exc:
-            first = exc.items[0]
-            raise ContractBadRequest(
-                "invalid_body", f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
-            ) from None
-        scope = f"{claims.user_id}:{claims.project_id}"
-        request_hash = _canonical_hash(request.data)
-        try:
-            with transaction.atomic():
-                record = IdempotencyRecord.objects.create(
-                    scope=scope, key=key, request_hash=request_hash, status_code=0, response={}
-                )
-        except IntegrityError:
-            return self._replay(scope, key, request_hash)
-        try:
-            results = [
-                self._apply(access, thread, user, body["agent_id"], index, mutation)
-                for index, mutation in enumerate(body["mutations"])
-            ]
-        except Exception:
-            record.delete()  # nothing to replay: the engine may retry with the same key
-            raise
-        summary, revision = context_service.canvas_summary(access.deal)
-        response = {
-            "success": True,
-            "data": {"results": results},
-            "meta": {
-                "revision": revision,
-                "contractVersion": context_service.CONTRACT_VERSION,
-                "idempotencyKey": key,
-                "replayed": False,
-            },
-        }
-        record.status_code, record.response = 200, response
-        record.save(update_fields=["status_code", "response"])
-        return Response(response)
+        body = _mutations_body(request)
+        status, response = services.canvas_mutations_apply(
+            access=access,
+            thread=thread,
+            user=user,
+            scope=f"{claims.user_id}:{claims.project_id}",
+            key=key,
+            body=body,
+            raw_body=request.data,
+        )
+        return Response(response, status=status)
 
-    def _replay(self, scope: str, key: str, request_hash: str) -> Response:
-        record = IdempotencyRecord.objects.get(scope=scope, key=key)
-        if record.request_hash != request_hash:
-            raise ContractBadRequest("idempotency_key_reused", "This Idempotency-Key was used with another body.")
-        if record.status_code == 0:
-            raise ContractBadRequest(
-                "idempotency_key_in_progress",
-                "A request with this Idempotency-Key is still being processed; retry shortly.",
-            )
-        replayed = {**record.response, "meta": {**record.response["meta"], "replayed": True}}
-        return Response(replayed, status=record.status_code)
 
-    def _apply(self, access, thread, user, agent_id: str, index: int, mutation: dict) -> dict:
-        deal = access.deal
-        prefix = ["body", "mutations", index]
-        try:
-            if mutation["op"] == "create_node":
-                spec = mutation["node"]
-                node = canvas_nodes.node_create(
-                    deal=deal,
-                    actor_id=str(user.pk),
-                    agent_id=agent_id,
-                    thread_id=str(thread.pk),
-                    loc_prefix=[*prefix, "node"],
-                    **spec,
-                )
-                return {"op": "create_node", "node_id": node["id"]}
-            if mutation["op"] == "create_suggestion":
-                from canvas.review.services import suggestion_create
+class ChatViewSet(viewsets.ViewSet):
+    """POST /api/v1/chat: a user's bearer token; the deal is the body's `project_id` (viewer)."""
 
-                spec = mutation["suggestion"]
-                suggestion = suggestion_create(deal=deal, user=user, **spec)
-                return {"op": "create_suggestion", "node_id": f"suggestion:{suggestion.pk}"}
-            edge = canvas_nodes.link_create(
-                deal=deal,
-                actor_id=str(user.pk),
-                source=mutation["source"],
-                target=mutation["target"],
-                edge_type=mutation["type"],
-                loc_prefix=prefix,
-            )
-            return {"op": "link", "from": edge["from"], "to": edge["to"], "type": edge["type"]}
-        except StoreUnavailable:
-            raise
-        except DomainError as exc:
-            where = ".".join(str(p) for p in getattr(exc, "loc", prefix))
-            raise ContractBadRequest(exc.code, f"mutation {index} ({where}): {exc.message}") from None
+    authentication_classes = [BearerJWTAuthentication]
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="chat",
+        summary="Ask the deal's engine (viewer of the project)",
+        description="Creates a thread when thread_id is omitted. Counts against the shared 'generate' rate limit.",
+        request=ChatInput,
+        responses={200: ChatOutput, **error_responses(401, 403, 404, 422, 429, 503)},
+        tags=["chat"],
+    )
+    def create(self, request):
+        body = parse_body(ChatInput, request)
+        return Response(services.chat_ask(user=request.user, token=request.auth, body=body))
+
+
+class ThreadViewSet(viewsets.ViewSet):
+    # GET /api/v1/threads?project_id=: the caller's threads of a deal, for any role of the deal. (No
+    # docstring: drf-spectacular would publish it as the operation's description.)
+
+    authentication_classes = [BearerJWTAuthentication]
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="chat_threads",
+        summary="The caller's chat threads of a project",
+        parameters=[ThreadsQueryInput],
+        responses={200: ThreadOutput(many=True), **error_responses(401, 403, 404, 422)},
+        tags=["chat"],
+    )
+    def list(self, request):
+        query = parse_query(ThreadsQueryInput, request)
+        access = resolve_deal_access(user=request.user, deal_id=query["project_id"], token=request.auth)
+        return Response(ThreadOutput(selectors.chat_threads(deal=access.deal, user=request.user), many=True).data)
