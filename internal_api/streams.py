@@ -1,4 +1,4 @@
-"""POST /api/v1/chat/stream: the chat call answered as server-sent events (an async view; see canvas_project.sse)."""
+"""POST /api/v1/chat/stream: the chat call answered as server-sent events (an async view, canvas_project.sse).
 
 POST /api/v1/chat and GET /api/v1/threads are internal_api.viewsets.ChatViewSet and ThreadViewSet; this
 view asks through the same service (internal_api.services.chat_ask) with the same body (ChatInput).
