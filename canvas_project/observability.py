@@ -133,6 +133,17 @@ class RunSecondsCollector:
 metrics = Metrics()
 
 
+_ROUTE_GROUP = re.compile(r"\(\?P<(\w+)>[^)]*\)")
+_ROUTE_CONVERTER = re.compile(r"<(?:\w+:)?(\w+)>")
+
+
+def route_label(route: str) -> str:
+    """A URL pattern as a metric label: `path()` converters and the routers' regex groups both read as
+    `{name}`, anchors dropped (api/canvas/{deal_id}/save, whichever way the route was declared)."""
+    route = _ROUTE_GROUP.sub(r"{\1}", route.replace("^", "").replace("$", ""))
+    return _ROUTE_CONVERTER.sub(r"{\1}", route)
+
+
 def _route_of(request: HttpRequest) -> tuple[str, str | None]:
     match = getattr(request, "resolver_match", None)
     if match is None:
@@ -141,7 +152,8 @@ def _route_of(request: HttpRequest) -> tuple[str, str | None]:
         except Resolver404:
             return "unmatched", None
     deal_id = match.kwargs.get("deal_id")
-    return (match.route or match.view_name or "unknown"), (str(deal_id) if deal_id else None)
+    label = route_label(match.route) if match.route else (match.view_name or "unknown")
+    return label, (str(deal_id) if deal_id else None)
 
 
 class RequestContextMiddleware:

@@ -61,7 +61,7 @@ def test_secrets_never_reach_a_log_line(caplog, secret):
 
 
 def test_the_metrics_endpoint(cast, client, settings):
-    labels = {"route": "api/deals/<str:deal_id>", "method": "GET", "status": "200"}
+    labels = {"route": "api/deals/{deal_id}", "method": "GET", "status": "200"}
     before = metrics.registry.get_sample_value("dealcanvas_http_request_seconds_count", labels) or 0
     cast.client("owner").get(f"/api/deals/{cast.deal.pk}")
     counted = metrics.registry.get_sample_value("dealcanvas_http_request_seconds_count", labels)
@@ -72,7 +72,7 @@ def test_the_metrics_endpoint(cast, client, settings):
     assert scraped.status_code == 200
     text = scraped.content.decode()
     # /metrics serves this process's registry (no PROMETHEUS_MULTIPROC_DIR here), with the count just read
-    sample = 'dealcanvas_http_request_seconds_count{method="GET",route="api/deals/<str:deal_id>",status="200"}'
+    sample = 'dealcanvas_http_request_seconds_count{method="GET",route="api/deals/{deal_id}",status="200"}'
     assert f"{sample} {counted}" in text.splitlines()
     assert "dealcanvas_sse_subscribers" in text
     client.force_login(cast.users["superadmin"])
@@ -272,7 +272,7 @@ def test_with_several_workers_every_scrape_reports_the_sum_over_them(cast, tmp_p
             sent += 1
         assert workers_with_requests() == 2
         pattern = re.compile(
-            r'dealcanvas_http_request_seconds_count\{method="GET",route="api/deals/<str:deal_id>",'
+            r'dealcanvas_http_request_seconds_count\{method="GET",route="api/deals/{deal_id}",'
             r'status="200"\} (\S+)'
         )
         seen = []
