@@ -8,6 +8,7 @@ import json
 from django.db import IntegrityError, transaction
 
 from canvas.nodes import services as canvas_nodes
+from canvas.review.services import suggestion_create
 from canvas_project import ratelimit
 from canvas_project.errors import DomainError, StoreUnavailable
 from deals.access import DealAccessContext, require_role, resolve_deal_access
@@ -100,8 +101,6 @@ def _apply(access, thread, user, agent_id: str, index: int, mutation: dict) -> d
             )
             return {"op": "create_node", "node_id": node["id"]}
         if mutation["op"] == "create_suggestion":
-            from canvas.review.services import suggestion_create
-
             spec = mutation["suggestion"]
             suggestion = suggestion_create(deal=deal, user=user, **spec)
             return {"op": "create_suggestion", "node_id": f"suggestion:{suggestion.pk}"}
