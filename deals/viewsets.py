@@ -158,8 +158,8 @@ def _deal_payload(deal, role: str) -> dict:
 
 
 class AuthViewSet(viewsets.ViewSet):
-    """/api/auth/token...: log in, refresh, verify (public: no authentication, the Authorization header is
-    ignored), and the minting of deal-scoped tokens (a superadmin's bearer token or the engine token)."""
+    """The token endpoints. Log in, refresh and verify are public (any Authorization header is ignored);
+    minting a deal-scoped token takes a superadmin's bearer token or the internal engine token."""
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
