@@ -51,6 +51,18 @@ class RequireSuperadmin(BasePermission):
         return True
 
 
+class IsSuperadminOrEngine(BasePermission):
+    """A superadmin's bearer token or an internal engine token. Anonymous callers get 401, others 403."""
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        if not getattr(user, "is_authenticated", False):
+            return False
+        if getattr(user, "is_engine", False) or getattr(user, "is_superuser", False):
+            return True
+        raise RoleTooLow("Only superadmins and engines holding the internal token can mint deal-scoped tokens.")
+
+
 class DealScopedAPIView(APIView):
     """Base view of every endpoint that acts on one deal (URL kwarg `deal_id`)."""
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from rest_framework import serializers
+from rest_framework_simplejwt.serializers import TokenRefreshSerializer
 
 from canvas_project.api.fields import StrictCharField
 from deals.models import DealRole, DocumentState, MemoKind, OrgRole, Visibility
 from deals.selectors import DASHBOARD_ORDERINGS, DASHBOARD_SCOPES
+from deals.tokens import UserRefreshToken
 
 NAME_MAX = 200
 DESCRIPTION_MAX = 10_000
@@ -25,6 +27,12 @@ class TokenPairOutput(serializers.Serializer):
 
 class TokenRefreshInput(serializers.Serializer):
     refresh = StrictCharField()
+
+
+class UserTokenRefreshSerializer(TokenRefreshSerializer):
+    """simplejwt's refresh, with the refresh token class that requires a UUID user claim."""
+
+    token_class = UserRefreshToken
 
 
 class TokenVerifyInput(serializers.Serializer):

@@ -1,20 +1,23 @@
-from django.urls import path
+"""Routes of the deals app: tokens, orgs and their members, the dashboard, the blank canvas, deals and
+their sharing (included under /api/).
 
-from deals import apis, auth_apis
+/api/canvas/blank is a literal path: the project's URLconf includes these routes before canvas's
+/api/canvas/{deal_id}. /api/deals/batch_delete is routed before /api/deals/{deal_id}.
+"""
 
-urlpatterns = [
-    path("auth/token", auth_apis.TokenObtainApi.as_view(), name="auth-token"),
-    path("auth/token/refresh", auth_apis.TokenRefreshApi.as_view(), name="auth-token-refresh"),
-    path("auth/token/verify", auth_apis.TokenVerifyApi.as_view(), name="auth-token-verify"),
-    path("auth/token/deal", auth_apis.DealTokenApi.as_view(), name="auth-token-deal"),
-    path("orgs", apis.OrgCollectionApi.as_view(), name="orgs"),
-    path("orgs/<str:org_id>/members", apis.OrgMembersApi.as_view(), name="org-members"),
-    path("orgs/<str:org_id>/members/<str:user_id>", apis.OrgMemberDetailApi.as_view(), name="org-member"),
-    path("dashboard/memos", apis.DashboardMemosApi.as_view(), name="dashboard-memos"),
-    path("canvas/blank", apis.BlankCanvasApi.as_view(), name="canvas-blank"),
-    path("deals", apis.DealCollectionApi.as_view(), name="deals"),
-    path("deals/batch_delete", apis.DealBatchDeleteApi.as_view(), name="deals-batch-delete"),
-    path("deals/<str:deal_id>", apis.DealDetailApi.as_view(), name="deal"),
-    path("deals/<str:deal_id>/access", apis.DealAccessCollectionApi.as_view(), name="deal-access"),
-    path("deals/<str:deal_id>/access/<str:user_id>", apis.DealAccessDetailApi.as_view(), name="deal-access-detail"),
-]
+from deals import viewsets
+from deals.viewsets import DEAL_ID, ApiRouter
+
+ORG_ID = r"(?P<org_id>[^/]+)"
+
+router = ApiRouter()
+router.register("auth", viewsets.AuthViewSet, basename="auth")
+router.register("orgs", viewsets.OrgViewSet, basename="orgs")
+router.register(f"orgs/{ORG_ID}/members", viewsets.OrgMemberViewSet, basename="org-members")
+router.register("dashboard/memos", viewsets.DashboardViewSet, basename="dashboard-memos")
+router.register("canvas/blank", viewsets.BlankCanvasViewSet, basename="canvas-blank")
+router.register("deals", viewsets.DealCollectionViewSet, basename="deals")
+router.register("deals", viewsets.DealViewSet, basename="deal")
+router.register(f"deals/{DEAL_ID}/access", viewsets.DealAccessViewSet, basename="deal-access")
+
+urlpatterns = router.urls

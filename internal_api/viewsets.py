@@ -26,6 +26,7 @@ from rest_framework.exceptions import MethodNotAllowed, ParseError, UnsupportedM
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 
+from canvas_project.api.engine_auth import bearer_token, engine_token_matches
 from canvas_project.api.schema import error_responses
 from canvas_project.api.validation import RequestValidationError, _validate, parse_body, parse_query
 from canvas_project.errors import DomainError, StoreUnavailable
@@ -34,7 +35,6 @@ from deals.authentication import BearerJWTAuthentication
 from deals.models import DealRole, User
 from internal_api import context as context_service
 from internal_api import selectors, services
-from internal_api.authentication import bearer_token, engine_token_matches
 from internal_api.errors import (
     ContractBadRequest,
     ContractError,

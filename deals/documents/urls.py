@@ -1,17 +1,11 @@
-"""Documents, deal intel and the intake summary of a deal (included under /api/)."""
+"""Routes of documents, deal intel and the intake summary of a deal (included under /api/)."""
 
-from django.urls import path
+from deals.documents import viewsets
+from deals.viewsets import DEAL_ID, ApiRouter
 
-from deals.documents import apis
+router = ApiRouter()
+router.register(f"deals/{DEAL_ID}/documents", viewsets.DocumentViewSet, basename="deal-documents")
+# /intel and /intake are actions on the deal: named deal-intel and deal-intake
+router.register("deals", viewsets.DealIntelViewSet, basename="deal")
 
-urlpatterns = [
-    path("deals/<str:deal_id>/documents", apis.DocumentCollectionApi.as_view(), name="deal-documents"),
-    path("deals/<str:deal_id>/documents/<str:doc_id>", apis.DocumentDetailApi.as_view(), name="deal-document"),
-    path(
-        "deals/<str:deal_id>/documents/<str:doc_id>/download",
-        apis.DocumentDownloadApi.as_view(),
-        name="deal-document-download",
-    ),
-    path("deals/<str:deal_id>/intel", apis.DealIntelApi.as_view(), name="deal-intel"),
-    path("deals/<str:deal_id>/intake", apis.DealIntakeApi.as_view(), name="deal-intake"),
-]
+urlpatterns = router.urls

@@ -1,4 +1,9 @@
-"""Deal documents, deal intel and the intake summary. Thin: validate, call one service or selector."""
+"""Deal documents, deal intel and the intake summary of a deal: /api/deals/{deal_id}/documents (list,
+upload, read, delete, download), /intel and /intake.
+
+Thin: validate, call one service or selector, serialize. Deal scoping and the minimum role of each
+action come from deals.viewsets.DealScopedViewSet.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from django.core.files.uploadhandler import FileUploadHandler
 from django.http import FileResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, OpenApiTypes, extend_schema
 from rest_framework import status
+from rest_framework.decorators import action
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
@@ -18,7 +24,8 @@ from deals.documents.errors import DocumentNotFound
 from deals.documents.ingestion.sniff import CONTENT_TYPES
 from deals.documents.intel import deal_intel_get, intake_summary_get
 from deals.documents.serializers import DealIntelOutput, DocumentOutput, DocumentUploadInput, IntakeSummaryOutput
-from deals.permissions import DealScopedAPIView, RequireEditor, RequireViewer
+from deals.models import DealRole
+from deals.viewsets import DealScopedViewSet
 
 DOC_ID_PARAM = OpenApiParameter("doc_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The document's id.")
 # Multipart framing around the file (boundaries, part headers) on top of the file's own bytes.
@@ -43,13 +50,24 @@ class _SizeLimitHandler(FileUploadHandler):
         return None
 
 
-def _document(view, doc_id: str):
-    return document_selectors.document_get(deal=view.deal_access.deal, document_id=parse_path_uuid(doc_id, "doc_id"))
+class DocumentViewSet(DealScopedViewSet):
+    """/api/deals/{deal_id}/documents: the deal's documents, their upload (multipart), deletion and files."""
 
-
-class DocumentCollectionApi(DealScopedAPIView):
-    guards = {"GET": RequireViewer, "POST": RequireEditor}
+    lookup_field = "doc_id"
+    minimum_roles = {
+        "list": DealRole.VIEWER,
+        "create": DealRole.EDITOR,
+        "retrieve": DealRole.VIEWER,
+        "destroy": DealRole.EDITOR,
+        "download": DealRole.VIEWER,
+    }
+    # Uploads are multipart; no other action reads a body.
     parser_classes = [MultiPartParser]
+
+    def _document(self, doc_id: str):
+        return document_selectors.document_get(
+            deal=self.deal_access.deal, document_id=parse_path_uuid(doc_id, "doc_id")
+        )
 
     @extend_schema(
         operation_id="deal_documents_list",
@@ -58,7 +76,7 @@ class DocumentCollectionApi(DealScopedAPIView):
         responses={200: DocumentOutput(many=True), **error_responses(401, 403, 404)},
         tags=["documents"],
     )
-    def get(self, request, deal_id):
+    def list(self, request, deal_id):
         return Response(DocumentOutput(document_selectors.document_list(deal=self.deal_access.deal), many=True).data)
 
     @extend_schema(
@@ -73,7 +91,7 @@ class DocumentCollectionApi(DealScopedAPIView):
         responses={201: DocumentOutput, **error_responses(401, 403, 404, 413, 415, 422)},
         tags=["documents"],
     )
-    def post(self, request, deal_id):
+    def create(self, request, deal_id):
         deal = self.deal_access.deal  # scope and role first: a stranger learns nothing from the size check
         limit = document_services.document_max_bytes()
         try:
@@ -87,10 +105,6 @@ class DocumentCollectionApi(DealScopedAPIView):
         document = document_services.document_upload(deal=deal, user=request.user, upload=body["file"])
         return Response(DocumentOutput(document).data, status=status.HTTP_201_CREATED)
 
-
-class DocumentDetailApi(DealScopedAPIView):
-    guards = {"GET": RequireViewer, "DELETE": RequireEditor}
-
     @extend_schema(
         operation_id="deal_documents_retrieve",
         summary="A document of the deal",
@@ -98,8 +112,8 @@ class DocumentDetailApi(DealScopedAPIView):
         responses={200: DocumentOutput, **error_responses(401, 403, 404, 422)},
         tags=["documents"],
     )
-    def get(self, request, deal_id, doc_id):
-        return Response(DocumentOutput(_document(self, doc_id)).data)
+    def retrieve(self, request, deal_id, doc_id):
+        return Response(DocumentOutput(self._document(doc_id)).data)
 
     @extend_schema(
         operation_id="deal_documents_delete",
@@ -110,13 +124,9 @@ class DocumentDetailApi(DealScopedAPIView):
         responses={**deleted_response(), **error_responses(401, 403, 404, 422)},
         tags=["documents"],
     )
-    def delete(self, request, deal_id, doc_id):
-        document_services.document_delete(document=_document(self, doc_id))
+    def destroy(self, request, deal_id, doc_id):
+        document_services.document_delete(document=self._document(doc_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
-
-
-class DocumentDownloadApi(DealScopedAPIView):
-    guards = {"GET": RequireViewer}
 
     @extend_schema(
         operation_id="deal_documents_download",
@@ -132,8 +142,9 @@ class DocumentDownloadApi(DealScopedAPIView):
         },
         tags=["documents"],
     )
-    def get(self, request, deal_id, doc_id):
-        document = _document(self, doc_id)
+    @action(detail=True, methods=["get"])
+    def download(self, request, deal_id, doc_id):
+        document = self._document(doc_id)
         try:
             handle = default_storage.open(document.file.name, "rb")
         except (OSError, ValueError):
@@ -146,8 +157,11 @@ class DocumentDownloadApi(DealScopedAPIView):
         return response
 
 
-class DealIntelApi(DealScopedAPIView):
-    guards = {"GET": RequireViewer}
+class DealIntelViewSet(DealScopedViewSet):
+    """/api/deals/{deal_id}/intel and /intake: what the deal's documents say, and what is still missing."""
+
+    lookup_field = "deal_id"
+    minimum_roles = {"intel": DealRole.VIEWER, "intake": DealRole.VIEWER}
 
     @extend_schema(
         operation_id="deal_intel",
@@ -158,12 +172,9 @@ class DealIntelApi(DealScopedAPIView):
         responses={200: DealIntelOutput, **error_responses(401, 403, 404)},
         tags=["documents"],
     )
-    def get(self, request, deal_id):
+    @action(detail=True, methods=["get"])
+    def intel(self, request, deal_id):
         return Response(DealIntelOutput(deal_intel_get(deal=self.deal_access.deal)).data)
-
-
-class DealIntakeApi(DealScopedAPIView):
-    guards = {"GET": RequireViewer}
 
     @extend_schema(
         operation_id="deal_intake",
@@ -173,5 +184,6 @@ class DealIntakeApi(DealScopedAPIView):
         responses={200: IntakeSummaryOutput, **error_responses(401, 403, 404)},
         tags=["documents"],
     )
-    def get(self, request, deal_id):
+    @action(detail=True, methods=["get"])
+    def intake(self, request, deal_id):
         return Response(IntakeSummaryOutput(intake_summary_get(deal=self.deal_access.deal)).data)
