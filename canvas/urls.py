@@ -1,7 +1,7 @@
 from django.urls import path
 
-from canvas.collab import apis as collab_apis
 from canvas.collab import streams as sse
+from canvas.collab import urls as collab_urls
 from canvas.memo import urls as memo_urls
 from canvas.nodes import apis as node_apis
 from canvas.review import apis as review_apis
@@ -22,10 +22,7 @@ urlpatterns = [
         f"{D}/comments/<str:comment_id>/resolve", review_apis.CommentResolveApi.as_view(), name="canvas-comment-resolve"
     ),
     path(f"{D}/events", sse.canvas_events, name="canvas-events"),
-    path(f"{D}/collab/steps", collab_apis.CollabStepsApi.as_view(), name="canvas-collab-steps"),
-    path(f"{D}/collab", collab_apis.CollabModeApi.as_view(), name="canvas-collab"),
-    path(f"{D}/presence", collab_apis.PresenceApi.as_view(), name="canvas-presence"),
-    path(f"{D}/sections/<str:key>/lock", collab_apis.SectionLockApi.as_view(), name="canvas-section-lock"),
+    *collab_urls.urlpatterns,
     path(f"{D}/nodes", node_apis.NodeCollectionApi.as_view(), name="canvas-nodes"),
     path(f"{D}/nodes/<str:node_id>", node_apis.NodeDetailApi.as_view(), name="canvas-node"),
     path(f"{D}/nodes/<str:node_id>/links", node_apis.NodeLinksApi.as_view(), name="canvas-node-links"),

@@ -1,0 +1,299 @@
+"""Synthesis endpoints: drafting under /api/canvas/{deal_id} (generate, debug, reset), the deal's runs
+(list, one run, cancel, trace), a section's regenerate, and the prompt catalogue.
+
+Thin: validate, call one service or selector, serialize. Deal scoping and the minimum role of each
+action come from deals.viewsets.DealScopedViewSet.
+
+A run never executes inside a request: generate and regenerate create the run row, enqueue it on
+commit and answer 202. The run streams (SSE) are async views in canvas.collab.streams; POST /generate
+with `Accept: text/event-stream` answers with that same stream instead of the JSON.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, OpenApiTypes, extend_schema
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+
+from canvas.runs import selectors as run_selectors
+from canvas.runs import services as runs
+from canvas.runs.serializers import (
+    ConflictQueryInput,
+    DebugInput,
+    DebugOutput,
+    GenerateInput,
+    GenerateOutput,
+    PromptCatalogueOutput,
+    RegenerateInput,
+    RegenerateOutput,
+    ResetOutput,
+    RunConflictOutput,
+    RunOutput,
+    RunPageOutput,
+    RunQueryInput,
+    RunTraceOutput,
+)
+from canvas.runs.synthesis import config, prompts
+from canvas_project import ratelimit
+from canvas_project.api.schema import SERVER_SENT_EVENT_REF, error_responses
+from canvas_project.api.validation import parse_body, parse_path_uuid, parse_query
+from deals.models import DealRole
+from deals.viewsets import DealScopedViewSet
+
+RUN_PARAM = OpenApiParameter(
+    "run_id",
+    OpenApiTypes.UUID,
+    OpenApiParameter.PATH,
+    description="The run's id; a malformed one is 422, an unknown one 404.",
+)
+KEY_PARAM = OpenApiParameter("key", OpenApiTypes.STR, OpenApiParameter.PATH, description="Section key.")
+TAGS = ["synthesis"]
+EVENT_STREAM = "text/event-stream"
+RUN_CONFLICT = OpenApiResponse(RunConflictOutput, description="Another run of the deal is active; it is named.")
+STREAM_DESCRIPTION = (
+    "The run's events as server-sent events, from its first event to `done`: workflow_started, node_started, "
+    "message (section text deltas), message_end, node_finished, workflow_finished, error, done. Each has `id:` "
+    "(resume with Last-Event-ID on GET /runs/{run_id}/stream), `event:` and `data:` (JSON)."
+)
+
+
+def _wants_event_stream(request) -> bool:
+    return EVENT_STREAM in request.META.get("HTTP_ACCEPT", "")
+
+
+def _run_accepted(run, **extra) -> Response:
+    return Response(
+        {"run_id": str(run.pk), "status": run.status, "stream_url": runs.stream_url(run), **extra},
+        status=status.HTTP_202_ACCEPTED,
+    )
+
+
+class PromptViewSet(viewsets.ViewSet):
+    """GET /api/canvas/prompts: the prompt templates the drafters use (any signed-in user)."""
+
+    @extend_schema(
+        operation_id="canvas_prompts",
+        summary="The prompt templates the drafters use",
+        responses={200: PromptCatalogueOutput, **error_responses(401)},
+        tags=TAGS,
+    )
+    def list(self, request):
+        drafter = config.drafter_class()
+        return Response(
+            PromptCatalogueOutput(
+                {
+                    "drafter": drafter.name,
+                    "model": config.llm_model() or None,
+                    "prompts": [p.__dict__ for p in prompts.PROMPTS],
+                }
+            ).data
+        )
+
+
+class DraftingViewSet(DealScopedViewSet):
+    """Drafting the memo of one deal: /api/canvas/{deal_id}/generate, /debug and /reset."""
+
+    # Only @action routes: the plain /api/canvas/{deal_id} is canvas.memo's CanvasViewSet.
+    lookup_field = "deal_id"
+    minimum_roles = {
+        "generate": DealRole.EDITOR,
+        "debug": DealRole.EDITOR,
+        "reset": DealRole.OWNER,
+    }
+
+    def perform_content_negotiation(self, request, force=False):
+        # generate with Accept: text/event-stream asks for the run's stream; every other answer (errors)
+        # stays JSON. The other actions negotiate as usual.
+        if self.action == "generate" and _wants_event_stream(request):
+            return JSONRenderer(), JSONRenderer.media_type
+        return super().perform_content_negotiation(request, force)
+
+    @extend_schema(
+        operation_id="canvas_generate",
+        summary="Draft the memo with the synthesis workflow (editor)",
+        description="Queues a run of the drafting workflow (one drafter per section, each section written to the "
+        "memo as it is finished) and answers 202 with its id and stream URL; the run executes on a worker, never "
+        "in this request. One active run per deal: 409 names the active run, unless `?on_conflict=enqueue`. "
+        "Counts against the shared per-user 'generate' rate limit. With `Accept: text/event-stream` the answer "
+        "is the run's event stream instead (200). " + STREAM_DESCRIPTION,
+        parameters=[ConflictQueryInput],
+        request=GenerateInput,
+        responses={
+            202: GenerateOutput,
+            (200, EVENT_STREAM): OpenApiResponse(SERVER_SENT_EVENT_REF, description="The run's event stream."),
+            409: RUN_CONFLICT,
+            **error_responses(401, 403, 404, 422, 429, 503),
+        },
+        tags=TAGS,
+    )
+    @action(detail=True, methods=["post"])
+    def generate(self, request, deal_id):
+        body = parse_body(GenerateInput, request)
+        query = parse_query(ConflictQueryInput, request)
+        ratelimit.consume(ratelimit.generate_bucket(), request.user.pk)
+        run = runs.run_create(
+            deal=self.deal_access.deal,
+            user=request.user,
+            kind="generate",
+            sections=body.get("sections"),
+            instructions=body["instructions"],
+            enqueue_on_conflict=query["on_conflict"] == "enqueue",
+        )
+        if _wants_event_stream(request):
+            from canvas.collab.streams import run_event_response
+
+            return run_event_response(run.deal_id, run.pk)
+        return _run_accepted(run)
+
+    @extend_schema(
+        operation_id="canvas_debug",
+        summary="Run one drafter synchronously; nothing is written (editor)",
+        description="Retrieves and drafts one section with the configured drafter, optionally on given passages, "
+        "figures, query or instructions, and returns what it would write with the passages it used. The memo, "
+        "the runs and Redis are untouched. Counts against the shared 'generate' rate limit.",
+        request=DebugInput,
+        responses={200: DebugOutput, **error_responses(401, 403, 404, 422, 429, 503)},
+        tags=TAGS,
+    )
+    @action(detail=True, methods=["post"])
+    def debug(self, request, deal_id):
+        body = parse_body(DebugInput, request)
+        ratelimit.consume(ratelimit.generate_bucket(), request.user.pk)
+        result = runs.section_debug(
+            deal=self.deal_access.deal, section_key=body["section_key"], inputs=body.get("inputs") or {}
+        )
+        return Response(DebugOutput(result).data)
+
+    @extend_schema(
+        operation_id="canvas_reset",
+        summary="Reset the canvas to blank (owner)",
+        description="Cancels the deal's active runs; deletes its run streams, traces, brush findings, agent "
+        "discourse, cached session and LangGraph checkpoints; and returns the memo to a blank draft as a new "
+        "version. What the memo held stays restorable (`restorable_version`). Run records stay as history. "
+        "An approved memo must be reopened first (409).",
+        request=None,
+        responses={200: ResetOutput, **error_responses(401, 403, 404, 409, 503)},
+        tags=TAGS,
+    )
+    @action(detail=True, methods=["post"])
+    def reset(self, request, deal_id):
+        return Response(ResetOutput(runs.canvas_reset(deal=self.deal_access.deal, user=request.user)).data)
+
+
+class RunViewSet(DealScopedViewSet):
+    """/api/canvas/{deal_id}/runs: the deal's drafting runs, one run, its cancel and its trace."""
+
+    lookup_field = "run_id"
+    minimum_roles = {
+        "list": DealRole.VIEWER,
+        "retrieve": DealRole.VIEWER,
+        "cancel": DealRole.EDITOR,
+        "trace": DealRole.VIEWER,
+    }
+
+    @extend_schema(
+        operation_id="canvas_runs_list",
+        summary="Drafting runs of the deal, newest first (viewer)",
+        description="Filter by `status` (one or several, comma-separated), `created_by` (`me` or a user id) and "
+        "a creation window; paginated; `ordering` by creation, finish or status. Listing also fails dead runs "
+        "(no heartbeat within the dead-run window, or older than 4 hours).",
+        parameters=[RunQueryInput],
+        responses={200: RunPageOutput, **error_responses(401, 403, 404, 422)},
+        tags=TAGS,
+    )
+    def list(self, request, deal_id):
+        query = parse_query(RunQueryInput, request)
+        deal = self.deal_access.deal
+        runs.runs_sweep_dead(deal_id=deal.pk)
+        created_by = query.get("created_by")
+        page = run_selectors.run_list(
+            deal=deal,
+            statuses=query.get("status"),
+            created_by=request.user.pk if created_by == "me" else created_by,
+            created_after=query.get("created_after"),
+            created_before=query.get("created_before"),
+            ordering=query["ordering"],
+            page=query["page"],
+            page_size=query["page_size"],
+        )
+        return Response(RunPageOutput(page).data)
+
+    @extend_schema(
+        operation_id="canvas_run",
+        summary="One run: status, timings, sections, usage, error (viewer)",
+        parameters=[RUN_PARAM],
+        responses={200: RunOutput, **error_responses(401, 403, 404, 422)},
+        tags=TAGS,
+    )
+    def retrieve(self, request, deal_id, run_id):
+        deal = self.deal_access.deal
+        run = run_selectors.run_get(deal=deal, run_id=parse_path_uuid(run_id, "run_id"))
+        if run.status in runs.ACTIVE_RUN_STATUSES and runs.runs_sweep_dead(deal_id=deal.pk):
+            run.refresh_from_db()
+        return Response(RunOutput(run).data)
+
+    @extend_schema(
+        operation_id="canvas_run_cancel",
+        summary="Cancel a run and get its final state (editor)",
+        description="Idempotent: a finished run is returned as it is. A queued run is cancelled at once; a running "
+        "one is signalled (its drafters check between and inside nodes) and the answer waits until it has "
+        "stopped, or decides it after a few seconds. Sections delivered before the cancel stay in the memo.",
+        parameters=[RUN_PARAM],
+        request=None,
+        responses={200: RunOutput, **error_responses(401, 403, 404, 422)},
+        tags=TAGS,
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, deal_id, run_id):
+        run = runs.run_cancel(deal=self.deal_access.deal, run_id=parse_path_uuid(run_id, "run_id"), user=request.user)
+        return Response(RunOutput(run).data)
+
+    @extend_schema(
+        operation_id="canvas_run_trace",
+        summary="Per-node trace of a run: inputs, outputs, elapsed (viewer)",
+        description="Kept in Redis for 10 minutes after the run's last node (`expired` after that); the per-section "
+        "summary stays on the run.",
+        parameters=[RUN_PARAM],
+        responses={200: RunTraceOutput, **error_responses(401, 403, 404, 422, 503)},
+        tags=TAGS,
+    )
+    @action(detail=True, methods=["get"])
+    def trace(self, request, deal_id, run_id):
+        trace = run_selectors.run_trace_get(deal=self.deal_access.deal, run_id=parse_path_uuid(run_id, "run_id"))
+        return Response(RunTraceOutput(trace).data)
+
+
+class SectionDraftingViewSet(DealScopedViewSet):
+    """POST /api/canvas/{deal_id}/sections/{key}/regenerate: redraft one section."""
+
+    # Only @action routes: the plain section route is canvas.memo's SectionViewSet.
+    lookup_field = "key"
+    minimum_roles = {"regenerate": DealRole.EDITOR}
+
+    @extend_schema(
+        operation_id="canvas_section_regenerate",
+        summary="Redraft one section (editor)",
+        description="Queues a run for this section only and answers 202 with its id and an estimate of how long "
+        "it takes (from the deal's recent runs and the queue). Same rules as generate: the shared rate limit, "
+        "one active run per deal (409, or `?on_conflict=enqueue`). The previous text stays restorable.",
+        parameters=[KEY_PARAM, ConflictQueryInput],
+        request=RegenerateInput,
+        responses={202: RegenerateOutput, 409: RUN_CONFLICT, **error_responses(401, 403, 404, 422, 429, 503)},
+        tags=TAGS,
+    )
+    @action(detail=True, methods=["post"])
+    def regenerate(self, request, deal_id, key):
+        body = parse_body(RegenerateInput, request)
+        query = parse_query(ConflictQueryInput, request)
+        ratelimit.consume(ratelimit.generate_bucket(), request.user.pk)
+        run = runs.run_create(
+            deal=self.deal_access.deal,
+            user=request.user,
+            kind="regenerate",
+            sections=[key],
+            instructions=body["instructions"],
+            enqueue_on_conflict=query["on_conflict"] == "enqueue",
+        )
+        return _run_accepted(run, estimated_seconds=runs.estimated_seconds(run=run))
