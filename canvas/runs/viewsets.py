@@ -190,7 +190,7 @@ class RunViewSet(DealScopedViewSet):
         "list": DealRole.VIEWER,
         "retrieve": DealRole.VIEWER,
         "cancel": DealRole.EDITOR,
-        "trace": DealRole.VIEWER,
+        "run_trace": DealRole.VIEWER,
     }
 
     @extend_schema(
@@ -259,8 +259,10 @@ class RunViewSet(DealScopedViewSet):
         responses={200: RunTraceOutput, **error_responses(401, 403, 404, 422, 503)},
         tags=TAGS,
     )
-    @action(detail=True, methods=["get"])
-    def trace(self, request, deal_id, run_id):
+    # Not named `trace`: APIView.dispatch takes an attribute named after the HTTP method, so an action called
+    # `trace` would answer the TRACE method too (with the action's code) instead of 405.
+    @action(detail=True, methods=["get"], url_path="trace", url_name="trace")
+    def run_trace(self, request, deal_id, run_id):
         trace = run_selectors.run_trace_get(deal=self.deal_access.deal, run_id=parse_path_uuid(run_id, "run_id"))
         return Response(RunTraceOutput(trace).data)
 
