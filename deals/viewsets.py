@@ -89,9 +89,17 @@ class _MinimumRole(BasePermission):
         return True
 
 
+HTTP_METHODS = {"get", "post", "put", "patch", "delete", "head", "options", "trace", "connect"}
+
+
 def _actions_of(cls) -> set[str]:
+    """Every action the class serves: the standard ones it defines, its @action functions, and the
+    functions mapped to further methods of an @action route (`@lock.mapping.delete`)."""
     names = {name for name in STANDARD_ACTIONS if callable(getattr(cls, name, None))}
-    return names | {extra.__name__ for extra in cls.get_extra_actions()}
+    for extra in cls.get_extra_actions():
+        names.add(extra.__name__)
+        names.update(extra.mapping.values())
+    return names
 
 
 class DealScopedViewSet(viewsets.ViewSet):
@@ -108,7 +116,13 @@ class DealScopedViewSet(viewsets.ViewSet):
         overridden = [name for name in SEALED if name in cls.__dict__]
         if overridden:
             raise TypeError(f"{cls.__name__} may not override the deal scoping ({', '.join(overridden)})")
-        undeclared = sorted(_actions_of(cls) - set(cls.minimum_roles))
+        actions = _actions_of(cls)
+        # DRF dispatches an HTTP method to the attribute of that name: an action called `trace` would
+        # answer TRACE requests on every route of the viewset
+        clashing = sorted(actions & HTTP_METHODS)
+        if clashing:
+            raise TypeError(f"{cls.__name__}: actions named after HTTP methods: {', '.join(clashing)}")
+        undeclared = sorted(actions - set(cls.minimum_roles))
         if undeclared:
             raise TypeError(f"{cls.__name__} declares no minimum role for: {', '.join(undeclared)}")
         unknown = [role for role in cls.minimum_roles.values() if role not in DealRole.values]

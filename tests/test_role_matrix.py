@@ -237,7 +237,7 @@ TABLE: list[Entry] = [
     at("deal-intake", "GET", deal_scoped("viewer"), lambda w: Call(w.deal_path("intake"))),
     # canvas: catalogues
     at("canvas-templates-list", "GET", users(200), lambda w: Call("/api/canvas/templates")),
-    at("canvas-prompts", "GET", users(200), lambda w: Call("/api/canvas/prompts")),
+    at("canvas-prompts-list", "GET", users(200), lambda w: Call("/api/canvas/prompts")),
     # canvas: session and writes
     at("canvas-detail", "GET", deal_scoped("viewer"), lambda w: Call(w.canvas_path())),
     at("canvas-refresh", "POST", deal_scoped("editor"), lambda w: Call(w.canvas_path("refresh"))),
@@ -358,7 +358,7 @@ TABLE: list[Entry] = [
         lambda w: Call(w.canvas_path("presence"), {"section_key": "risks"}),
     ),
     at(
-        "canvas-section-lock",
+        "canvas-sections-lock",
         "POST",
         deal_scoped("editor"),
         given=("collab_off",),
@@ -366,7 +366,7 @@ TABLE: list[Entry] = [
     ),
     # the caller releases its own lock (one is taken for every user principal, whatever its role)
     at(
-        "canvas-section-lock",
+        "canvas-sections-lock",
         "DELETE",
         deal_scoped("editor", 204),
         lambda w: Call(w.canvas_path(f"sections/risks/lock?token={w.callers_lock}")),
@@ -425,13 +425,13 @@ TABLE: list[Entry] = [
     # synthesis: runs are created and enqueued on commit, which a test transaction never reaches
     at("canvas-generate", "POST", deal_scoped("editor", 202), lambda w: Call(w.canvas_path("generate"), {})),
     at(
-        "canvas-section-regenerate",
+        "canvas-sections-regenerate",
         "POST",
         deal_scoped("editor", 202),
         lambda w: Call(w.canvas_path("sections/risks/regenerate"), {}),
     ),
-    at("canvas-runs", "GET", deal_scoped("viewer"), lambda w: Call(w.canvas_path("runs")), given=("queued_run",)),
-    at("canvas-run", "GET", deal_scoped("viewer"), lambda w: Call(w.canvas_path(f"runs/{w.run()}"))),
+    at("canvas-runs-list", "GET", deal_scoped("viewer"), lambda w: Call(w.canvas_path("runs")), given=("queued_run",)),
+    at("canvas-runs-detail", "GET", deal_scoped("viewer"), lambda w: Call(w.canvas_path(f"runs/{w.run()}"))),
     at(
         "canvas-run-stream",
         "GET",
@@ -439,9 +439,9 @@ TABLE: list[Entry] = [
         lambda w: Call(w.canvas_path(f"runs/{w.run()}/stream")),
         transactional=True,
     ),
-    at("canvas-run-cancel", "POST", deal_scoped("editor"), lambda w: Call(w.canvas_path(f"runs/{w.run()}/cancel"))),
+    at("canvas-runs-cancel", "POST", deal_scoped("editor"), lambda w: Call(w.canvas_path(f"runs/{w.run()}/cancel"))),
     at(
-        "canvas-run-trace",
+        "canvas-runs-trace",
         "GET",
         deal_scoped("viewer"),
         lambda w: Call(w.canvas_path(f"runs/{w.run(RunStatus.SUCCEEDED)}/trace")),

@@ -461,7 +461,7 @@ def test_prompts_are_the_templates_the_drafters_use(cast, settings):
 @pytest.mark.django_db
 def test_the_prompt_catalogue_is_routed_before_the_deal_canvas(cast):
     """The literal /api/canvas/prompts must not be taken by /api/canvas/{deal_id} (deal_id="prompts")."""
-    assert resolve("/api/canvas/prompts").url_name == "canvas-prompts"
+    assert resolve("/api/canvas/prompts").url_name == "canvas-prompts-list"
     response = cast.client("viewer").get("/api/canvas/prompts")
     assert response.status_code == 200 and response.json()["drafter"] == "default"
     assert len(response.json()["prompts"]) >= 5

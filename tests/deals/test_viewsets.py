@@ -59,3 +59,39 @@ def test_every_served_deal_action_declares_its_minimum_role():
             assert name in cls.minimum_roles, (pattern.route, method, name)
             seen += 1
     assert seen >= 13  # the memo's viewsets alone serve that many
+
+
+def test_it_refuses_a_second_method_of_an_action_without_a_minimum_role():
+    with pytest.raises(TypeError, match="declares no minimum role for: unlock"):
+
+        class HalfDeclared(DealScopedViewSet):
+            minimum_roles = {"lock": DealRole.EDITOR}
+
+            @action(detail=True, methods=["post"])
+            def lock(self, request, deal_id, pk=None):
+                return None
+
+            @lock.mapping.delete
+            def unlock(self, request, deal_id, pk=None):
+                return None
+
+
+def test_it_refuses_an_action_named_after_an_http_method():
+    with pytest.raises(TypeError, match="named after HTTP methods: trace"):
+
+        class Tracing(DealScopedViewSet):
+            minimum_roles = {"trace": DealRole.VIEWER}
+
+            @action(detail=True, methods=["get"])
+            def trace(self, request, deal_id, pk=None):
+                return None
+
+
+def test_options_rides_on_the_routes_get_role(cast):
+    # DRF names the OPTIONS action `metadata`; the base checks it with the role of the route's GET
+    versions = f"/api/canvas/{cast.deal.pk}/versions"
+    assert cast.client("viewer").options(versions).status_code == 200
+    assert cast.client("outsider").options(versions).status_code == 404
+    save = f"/api/canvas/{cast.deal.pk}/save"  # no GET on this route: the owner's
+    assert cast.client("editor").options(save).status_code == 403
+    assert cast.client("owner").options(save).status_code == 200

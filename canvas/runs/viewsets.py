@@ -1,18 +1,21 @@
-"""Synthesis endpoints under /api/canvas/{deal_id}: generate, runs, cancel, trace, regenerate, debug,
-reset; and the prompt catalogue. Thin: validate, call one service or selector, serialize.
+"""Synthesis endpoints: drafting under /api/canvas/{deal_id} (generate, debug, reset), the deal's runs
+(list, one run, cancel, trace), a section's regenerate, and the prompt catalogue.
+
+Thin: validate, call one service or selector, serialize. Deal scoping and the minimum role of each
+action come from deals.viewsets.DealScopedViewSet.
 
 A run never executes inside a request: generate and regenerate create the run row, enqueue it on
-commit and answer 202. The run streams (SSE) are async views in canvas.sse; POST /generate with
-`Accept: text/event-stream` answers with that same stream instead of the JSON.
+commit and answer 202. The run streams (SSE) are async views in canvas.runs.streams; POST /generate
+with `Accept: text/event-stream` answers with that same stream instead of the JSON.
 """
 
 from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, OpenApiTypes, extend_schema
-from rest_framework import status
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from canvas.runs import selectors as run_selectors
 from canvas.runs import services as runs
@@ -37,7 +40,8 @@ from canvas.runs.synthesis import config, prompts
 from canvas_project import ratelimit
 from canvas_project.api.schema import SERVER_SENT_EVENT_REF, error_responses
 from canvas_project.api.validation import parse_body, parse_path_uuid, parse_query
-from deals.permissions import DealScopedAPIView, RequireEditor, RequireOwner, RequireViewer
+from deals.models import DealRole
+from deals.viewsets import DealScopedViewSet
 
 RUN_PARAM = OpenApiParameter(
     "run_id",
@@ -67,12 +71,43 @@ def _run_accepted(run, **extra) -> Response:
     )
 
 
-class GenerateApi(DealScopedAPIView):
-    guards = {"POST": RequireEditor}
+class PromptViewSet(viewsets.ViewSet):
+    """GET /api/canvas/prompts: the prompt templates the drafters use (any signed-in user)."""
+
+    @extend_schema(
+        operation_id="canvas_prompts",
+        summary="The prompt templates the drafters use",
+        responses={200: PromptCatalogueOutput, **error_responses(401)},
+        tags=TAGS,
+    )
+    def list(self, request):
+        drafter = config.drafter_class()
+        return Response(
+            PromptCatalogueOutput(
+                {
+                    "drafter": drafter.name,
+                    "model": config.llm_model() or None,
+                    "prompts": [p.__dict__ for p in prompts.PROMPTS],
+                }
+            ).data
+        )
+
+
+class DraftingViewSet(DealScopedViewSet):
+    """Drafting the memo of one deal: /api/canvas/{deal_id}/generate, /debug and /reset."""
+
+    # Only @action routes: the plain /api/canvas/{deal_id} is canvas.memo's CanvasViewSet.
+    lookup_field = "deal_id"
+    minimum_roles = {
+        "generate": DealRole.EDITOR,
+        "debug": DealRole.EDITOR,
+        "reset": DealRole.OWNER,
+    }
 
     def perform_content_negotiation(self, request, force=False):
-        # Accept: text/event-stream asks for the run's stream; every other answer (errors) stays JSON
-        if _wants_event_stream(request):
+        # generate with Accept: text/event-stream asks for the run's stream; every other answer (errors)
+        # stays JSON. The other actions negotiate as usual.
+        if self.action == "generate" and _wants_event_stream(request):
             return JSONRenderer(), JSONRenderer.media_type
         return super().perform_content_negotiation(request, force)
 
@@ -94,7 +129,8 @@ class GenerateApi(DealScopedAPIView):
         },
         tags=TAGS,
     )
-    def post(self, request, deal_id):
+    @action(detail=True, methods=["post"])
+    def generate(self, request, deal_id):
         body = parse_body(GenerateInput, request)
         query = parse_query(ConflictQueryInput, request)
         ratelimit.consume(ratelimit.generate_bucket(), request.user.pk)
@@ -110,39 +146,53 @@ class GenerateApi(DealScopedAPIView):
             return run_event_response(run.deal_id, run.pk)
         return _run_accepted(run)
 
-
-class SectionRegenerateApi(DealScopedAPIView):
-    guards = {"POST": RequireEditor}
-
     @extend_schema(
-        operation_id="canvas_section_regenerate",
-        summary="Redraft one section (editor)",
-        description="Queues a run for this section only and answers 202 with its id and an estimate of how long "
-        "it takes (from the deal's recent runs and the queue). Same rules as generate: the shared rate limit, "
-        "one active run per deal (409, or `?on_conflict=enqueue`). The previous text stays restorable.",
-        parameters=[KEY_PARAM, ConflictQueryInput],
-        request=RegenerateInput,
-        responses={202: RegenerateOutput, 409: RUN_CONFLICT, **error_responses(401, 403, 404, 422, 429, 503)},
+        operation_id="canvas_debug",
+        summary="Run one drafter synchronously; nothing is written (editor)",
+        description="Retrieves and drafts one section with the configured drafter, optionally on given passages, "
+        "figures, query or instructions, and returns what it would write with the passages it used. The memo, "
+        "the runs and Redis are untouched. Counts against the shared 'generate' rate limit.",
+        request=DebugInput,
+        responses={200: DebugOutput, **error_responses(401, 403, 404, 422, 429, 503)},
         tags=TAGS,
     )
-    def post(self, request, deal_id, key):
-        body = parse_body(RegenerateInput, request)
-        query = parse_query(ConflictQueryInput, request)
+    @action(detail=True, methods=["post"])
+    def debug(self, request, deal_id):
+        body = parse_body(DebugInput, request)
         ratelimit.consume(ratelimit.generate_bucket(), request.user.pk)
-        deal = self.deal_access.deal
-        run = runs.run_create(
-            deal=deal,
-            user=request.user,
-            kind="regenerate",
-            sections=[key],
-            instructions=body["instructions"],
-            enqueue_on_conflict=query["on_conflict"] == "enqueue",
+        result = runs.section_debug(
+            deal=self.deal_access.deal, section_key=body["section_key"], inputs=body.get("inputs") or {}
         )
-        return _run_accepted(run, estimated_seconds=runs.estimated_seconds(run=run))
+        return Response(DebugOutput(result).data)
+
+    @extend_schema(
+        operation_id="canvas_reset",
+        summary="Reset the canvas to blank (owner)",
+        description="Cancels the deal's active runs; deletes its run streams, traces, brush findings, agent "
+        "discourse, cached session and LangGraph checkpoints; and returns the memo to a blank draft as a new "
+        "version. What the memo held stays restorable (`restorable_version`). Run records stay as history. "
+        "An approved memo must be reopened first (409). With collaboration off, a section locked by someone else "
+        "that the reset would blank is 423 (naming the holder and expiry), before any run is cancelled or anything "
+        "deleted.",
+        request=None,
+        responses={200: ResetOutput, **error_responses(401, 403, 404, 409, 423, 503)},
+        tags=TAGS,
+    )
+    @action(detail=True, methods=["post"])
+    def reset(self, request, deal_id):
+        return Response(ResetOutput(runs.canvas_reset(deal=self.deal_access.deal, user=request.user)).data)
 
 
-class RunCollectionApi(DealScopedAPIView):
-    guards = {"GET": RequireViewer}
+class RunViewSet(DealScopedViewSet):
+    """/api/canvas/{deal_id}/runs: the deal's drafting runs, one run, its cancel and its trace."""
+
+    lookup_field = "run_id"
+    minimum_roles = {
+        "list": DealRole.VIEWER,
+        "retrieve": DealRole.VIEWER,
+        "cancel": DealRole.EDITOR,
+        "run_trace": DealRole.VIEWER,
+    }
 
     @extend_schema(
         operation_id="canvas_runs_list",
@@ -154,7 +204,7 @@ class RunCollectionApi(DealScopedAPIView):
         responses={200: RunPageOutput, **error_responses(401, 403, 404, 422)},
         tags=TAGS,
     )
-    def get(self, request, deal_id):
+    def list(self, request, deal_id):
         query = parse_query(RunQueryInput, request)
         deal = self.deal_access.deal
         runs.runs_sweep_dead(deal_id=deal.pk)
@@ -171,10 +221,6 @@ class RunCollectionApi(DealScopedAPIView):
         )
         return Response(RunPageOutput(page).data)
 
-
-class RunDetailApi(DealScopedAPIView):
-    guards = {"GET": RequireViewer}
-
     @extend_schema(
         operation_id="canvas_run",
         summary="One run: status, timings, sections, usage, error (viewer)",
@@ -182,16 +228,12 @@ class RunDetailApi(DealScopedAPIView):
         responses={200: RunOutput, **error_responses(401, 403, 404, 422)},
         tags=TAGS,
     )
-    def get(self, request, deal_id, run_id):
+    def retrieve(self, request, deal_id, run_id):
         deal = self.deal_access.deal
         run = run_selectors.run_get(deal=deal, run_id=parse_path_uuid(run_id, "run_id"))
         if run.status in runs.ACTIVE_RUN_STATUSES and runs.runs_sweep_dead(deal_id=deal.pk):
             run.refresh_from_db()
         return Response(RunOutput(run).data)
-
-
-class RunCancelApi(DealScopedAPIView):
-    guards = {"POST": RequireEditor}
 
     @extend_schema(
         operation_id="canvas_run_cancel",
@@ -204,13 +246,10 @@ class RunCancelApi(DealScopedAPIView):
         responses={200: RunOutput, **error_responses(401, 403, 404, 422)},
         tags=TAGS,
     )
-    def post(self, request, deal_id, run_id):
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, deal_id, run_id):
         run = runs.run_cancel(deal=self.deal_access.deal, run_id=parse_path_uuid(run_id, "run_id"), user=request.user)
         return Response(RunOutput(run).data)
-
-
-class RunTraceApi(DealScopedAPIView):
-    guards = {"GET": RequireViewer}
 
     @extend_schema(
         operation_id="canvas_run_trace",
@@ -221,68 +260,43 @@ class RunTraceApi(DealScopedAPIView):
         responses={200: RunTraceOutput, **error_responses(401, 403, 404, 422, 503)},
         tags=TAGS,
     )
-    def get(self, request, deal_id, run_id):
+    # Not named `trace`: APIView.dispatch takes an attribute named after the HTTP method, so an action called
+    # `trace` would answer the TRACE method too (with the action's code) instead of 405.
+    @action(detail=True, methods=["get"], url_path="trace", url_name="trace")
+    def run_trace(self, request, deal_id, run_id):
         trace = run_selectors.run_trace_get(deal=self.deal_access.deal, run_id=parse_path_uuid(run_id, "run_id"))
         return Response(RunTraceOutput(trace).data)
 
 
-class DebugApi(DealScopedAPIView):
-    guards = {"POST": RequireEditor}
+class SectionDraftingViewSet(DealScopedViewSet):
+    """POST /api/canvas/{deal_id}/sections/{key}/regenerate: redraft one section."""
+
+    # Only @action routes: the plain section route is canvas.memo's SectionViewSet.
+    lookup_field = "key"
+    minimum_roles = {"regenerate": DealRole.EDITOR}
 
     @extend_schema(
-        operation_id="canvas_debug",
-        summary="Run one drafter synchronously; nothing is written (editor)",
-        description="Retrieves and drafts one section with the configured drafter, optionally on given passages, "
-        "figures, query or instructions, and returns what it would write with the passages it used. The memo, "
-        "the runs and Redis are untouched. Counts against the shared 'generate' rate limit.",
-        request=DebugInput,
-        responses={200: DebugOutput, **error_responses(401, 403, 404, 422, 429, 503)},
+        operation_id="canvas_section_regenerate",
+        summary="Redraft one section (editor)",
+        description="Queues a run for this section only and answers 202 with its id and an estimate of how long "
+        "it takes (from the deal's recent runs and the queue). Same rules as generate: the shared rate limit, "
+        "one active run per deal (409, or `?on_conflict=enqueue`). The previous text stays restorable.",
+        parameters=[KEY_PARAM, ConflictQueryInput],
+        request=RegenerateInput,
+        responses={202: RegenerateOutput, 409: RUN_CONFLICT, **error_responses(401, 403, 404, 422, 429, 503)},
         tags=TAGS,
     )
-    def post(self, request, deal_id):
-        body = parse_body(DebugInput, request)
+    @action(detail=True, methods=["post"])
+    def regenerate(self, request, deal_id, key):
+        body = parse_body(RegenerateInput, request)
+        query = parse_query(ConflictQueryInput, request)
         ratelimit.consume(ratelimit.generate_bucket(), request.user.pk)
-        result = runs.section_debug(
-            deal=self.deal_access.deal, section_key=body["section_key"], inputs=body.get("inputs") or {}
+        run = runs.run_create(
+            deal=self.deal_access.deal,
+            user=request.user,
+            kind="regenerate",
+            sections=[key],
+            instructions=body["instructions"],
+            enqueue_on_conflict=query["on_conflict"] == "enqueue",
         )
-        return Response(DebugOutput(result).data)
-
-
-class ResetApi(DealScopedAPIView):
-    guards = {"POST": RequireOwner}
-
-    @extend_schema(
-        operation_id="canvas_reset",
-        summary="Reset the canvas to blank (owner)",
-        description="Cancels the deal's active runs; deletes its run streams, traces, brush findings, agent "
-        "discourse, cached session and LangGraph checkpoints; and returns the memo to a blank draft as a new "
-        "version. What the memo held stays restorable (`restorable_version`). Run records stay as history. "
-        "An approved memo must be reopened first (409). With collaboration off, a section locked by someone else "
-        "that the reset would blank is 423 (naming the holder and expiry), before any run is cancelled or anything "
-        "deleted.",
-        request=None,
-        responses={200: ResetOutput, **error_responses(401, 403, 404, 409, 423, 503)},
-        tags=TAGS,
-    )
-    def post(self, request, deal_id):
-        return Response(ResetOutput(runs.canvas_reset(deal=self.deal_access.deal, user=request.user)).data)
-
-
-class PromptCatalogueApi(APIView):
-    @extend_schema(
-        operation_id="canvas_prompts",
-        summary="The prompt templates the drafters use",
-        responses={200: PromptCatalogueOutput, **error_responses(401)},
-        tags=TAGS,
-    )
-    def get(self, request):
-        drafter = config.drafter_class()
-        return Response(
-            PromptCatalogueOutput(
-                {
-                    "drafter": drafter.name,
-                    "model": config.llm_model() or None,
-                    "prompts": [p.__dict__ for p in prompts.PROMPTS],
-                }
-            ).data
-        )
+        return _run_accepted(run, estimated_seconds=runs.estimated_seconds(run=run))
