@@ -204,7 +204,7 @@ def test_with_redis_down_a_run_duration_is_dropped_and_the_scrape_still_answers(
     dead = redis.Redis(
         host="127.0.0.1", port=free_port(), socket_connect_timeout=0.2, socket_timeout=0.2, retry=Retry(NoBackoff(), 0)
     )
-    monkeypatch.setattr("canvas_project.redis_client.get_redis", lambda: dead)
+    monkeypatch.setattr("canvas_project.observability.get_redis", lambda: dead)
     record_run_seconds(status="succeeded", seconds=1.5)  # does not raise: a run's bookkeeping goes on
     assert "run duration not recorded" in caplog.text
     [family] = RunSecondsCollector().collect()
