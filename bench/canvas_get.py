@@ -22,7 +22,7 @@ Redis database number (14); nothing shared is flushed or dropped:
    servers hold. Each layout is visited twice (order A B C D, then D C B A; bare and canvas swap
    order on the second visit), so load that other processes put on the shared cores weighs on all
    alike;
-4. times the cold GET of the 20-section memo (its session key, from canvas.keys, deleted before each
+4. times the cold GET of the 20-section memo (its session key, from canvas_project.keys, deleted before each
    request) and the cached GET, 50 sequential requests each with httpx, on each layout's first visit;
 5. prints the figures, the ratios (canvas GET under its best layout / the faster bare baseline,
    goal >= 0.7; ASGI / WSGI per endpoint) and a verdict; when the goal is missed, times the steps of

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark of GET /api/internal/canvas/context (the internal contract, 003_*.txt) on a big canvas.
+"""Benchmark of GET /api/internal/canvas/context (the internal canvas-context contract) on a big canvas.
 
     .venv/bin/python bench/context.py                          # 5,000 nodes, 10 s per endpoint
     .venv/bin/python bench/context.py --nodes 5000 --duration 10

@@ -21,7 +21,7 @@ number (13), never the shared ones' data:
 5. samples, mid-run, the worker's Redis connections (CLIENT LIST matched against the worker's sockets):
    one XREAD connection for one deal, whatever the number of subscribers, proves the fan-out;
 6. prints the figures, the ratios to the baseline and the goals (p99 <= 100 ms, 0 lost) as PASS/FAIL;
-   stops every process it started and deletes its Redis keys (canvas.keys builders), also on Ctrl-C
+   stops every process it started and deletes its Redis keys (canvas_project.keys builders), also on Ctrl-C
    or an error.
 
 Client, server and Redis share the machine's cores (and other people's work): absolute figures are

@@ -15,7 +15,7 @@ against a baseline taken in the same run (these machines are noisy; only ratios 
 3. p99 latency of a GET probe running in its own process during each deletion (goal < 10 ms);
 4. peak RSS of the purge process (each deletion runs in its own process).
 
-Key names come from the key registry (canvas.keys), as everywhere else. The Redis-only engine is timed;
+Key names come from the key registry (canvas_project.keys), as everywhere else. The Redis-only engine is timed;
 the service around it adds a few PostgreSQL queries (deal row, active runs, the audit row) per call.
 """
 

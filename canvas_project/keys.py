@@ -2,9 +2,10 @@
 
 Every per-deal key carries the deal id as a Redis Cluster hash tag, `{<deal_id>}`, so all of one
 deal's keys live in one slot and can be deleted in one multi-key UNLINK. Keys are grouped into the
-families of DESIGN.md; the purge reads FAMILIES to know what exists, `fixed_keys()` for the names it
-can compute, and the per-deal index set (`index_key`) for the variable ones (locks per section, crops
-per document, brush findings, runs), so purging one deal never scans the keyspace.
+families of docs/architecture.md ("Key registry"); the purge reads FAMILIES to know what exists,
+`fixed_keys()` for the names it can compute, and the per-deal index set (`index_key`) for the variable
+ones (locks per section, crops per document, brush findings, runs), so purging one deal never scans the
+keyspace.
 
 Producers build keys only through the builders below and register variable keys with
 `track_variable_key()` in the same pipeline that writes them.

@@ -121,7 +121,7 @@ AUTH_PASSWORD_VALIDATORS = [
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 # Seconds a Redis connect or reply may take before the client gives up (ConnectionError / TimeoutError).
 REDIS_SOCKET_TIMEOUT = float(env_str("REDIS_SOCKET_TIMEOUT", "2"))
-# The superadmin purge talks to REDIS_URL as a Redis Cluster and walks every primary (superadmin.keyspace).
+# The superadmin purge talks to REDIS_URL as a Redis Cluster and walks every primary (canvas_project.keyspace).
 REDIS_CLUSTER = env_bool("REDIS_CLUSTER", False)
 CACHES = {
     "default": {

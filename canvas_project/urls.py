@@ -1,4 +1,4 @@
-"""URL map. Paths follow DESIGN.md's endpoint map: no trailing slash (except the schema pages).
+"""URL map. Paths follow the API's endpoint map (docs/api-guide.md): no trailing slash (except the schema pages).
 
 Literal paths (/api/canvas/blank, /api/canvas/templates) come before /api/canvas/{deal_id}.
 """

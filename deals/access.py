@@ -1,6 +1,6 @@
 """The one place where a deal and the caller's role on it are resolved.
 
-Rules (DESIGN.md "Domain"):
+Rules (docs/security.md, "API1 Broken Object Level Authorization"):
 - The caller must be a member of the deal's org; otherwise the deal does not exist for them (404).
 - A DealAccess grant gives its role; an org-visible deal gives every org member at least viewer.
 - A JWT whose `deal_id` claim names this deal seeds an owner grant on first access while the deal

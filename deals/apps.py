@@ -7,5 +7,5 @@ class DealsConfig(AppConfig):
     verbose_name = "Deals and access"
 
     def ready(self) -> None:
-        # lazy, as every AppConfig.ready() import: apps are loaded; registers the OpenAPI security scheme
+        # lazy: like every AppConfig.ready() import (apps are loaded by now); registers the OpenAPI security scheme
         from deals import authentication  # noqa: F401

@@ -1,4 +1,4 @@
-"""Chat with an engine about a deal: the context push of the internal contract (003_*.txt).
+"""Chat with an engine about a deal: the context push of the internal canvas-context contract.
 
 Every chat call builds the metadata the contract describes (knowledge_search, attached_document_ids,
 canvas_context {mode: summary, summary, context_ref {project_id, thread_id, agent_id, revision}},

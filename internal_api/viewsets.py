@@ -1,4 +1,5 @@
-"""The internal contract for AI engines (../shared/seeds/003_*.txt), to the letter, and the chat endpoints.
+"""The internal contract for AI engines, to the letter (docs/architecture.md, "Internal canvas-context
+contract"), and the chat endpoints.
 
 The contract (`ContractViewSet`, `CanvasContractViewSet`):
 - 401: missing or invalid internal token (Authorization: Bearer <INTERNAL_ENGINE_TOKEN>).
@@ -29,7 +30,7 @@ from rest_framework.response import Response
 from canvas_project.api.engine_auth import bearer_token, engine_token_matches
 from canvas_project.api.schema import error_responses
 from canvas_project.api.validation import RequestValidationError, _validate, parse_body, parse_query
-from canvas_project.errors import DomainError, StoreUnavailable
+from canvas_project.errors import DependencyUnavailableError, DomainError
 from deals.access import DealAccessContext, require_role, resolve_deal_access
 from deals.authentication import BearerJWTAuthentication
 from deals.models import DealRole, User
@@ -116,10 +117,10 @@ class ContractViewSet(viewsets.ViewSet):
                 status=405,
                 headers={"Allow": ", ".join(self.allowed_methods)},
             )
-        if isinstance(exc, StoreUnavailable):
-            return Response(
-                envelope("dependency_unavailable", "The canvas store is unavailable; retry shortly."), status=500
-            )
+        if isinstance(exc, DependencyUnavailableError):
+            # the contract knows 401, 400, 403 and 500: a store or Redis outage is the service's failure, not the
+            # engine's bad input, so it is a 500 that names the dependency (retry later)
+            return Response(envelope("dependency_unavailable", f"{exc.message}"), status=500)
         if isinstance(exc, DomainError):
             return Response(envelope(exc.code, exc.message), status=400)
         logger.error("internal contract failure: %s", exc.__class__.__name__, exc_info=exc)

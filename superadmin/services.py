@@ -1,8 +1,8 @@
 """The purge of per-deal Redis state (and, when asked, of the deals' LangGraph checkpoint threads).
 
 One entry point, `deals_purge`, used alike by the API, the Django admin and `manage.py purge_deals`;
-each call leaves one PurgeAudit row. What exists is read from the key registry (canvas.keys) through
-superadmin.keyspace; nothing here spells a key.
+each call leaves one PurgeAudit row. What exists is read from the key registry (canvas_project.keys) through
+canvas_project.keyspace; nothing here spells a key.
 
 Decisions (see README "Superadmin purge"):
 - by_deal never scans: fixed names plus the deal's index. A deal id that PostgreSQL does not know is

@@ -81,8 +81,8 @@ class Entry:
     build: Callable[[World], Call]
     case: str = ""
     given: tuple[str, ...] = ()  # World objects built before the request (the memo written, approved...)
-    # The SSE views hand their database connection back to the pool (canvas.sse._released); inside a test
-    # transaction that would drop the test's data, so these entries run in transactional tests.
+    # The SSE views hand their database connection back to the pool (canvas_project.sse.responses.released);
+    # inside a test transaction that would drop the test's data, so these entries run in transactional tests.
     transactional: bool = False
 
     @property

@@ -61,7 +61,7 @@ class SessionProgressOutput(serializers.Serializer):
 
 
 class CanvasSessionResponse(serializers.Serializer):
-    """Every field of the seed's CanvasSessionResponse, plus extras."""
+    """Every field of the contract's CanvasSessionResponse, plus extras."""
 
     deal_id = serializers.UUIDField()
     deal_name = StrictCharField()

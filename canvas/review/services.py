@@ -1,9 +1,12 @@
 """Writes of the review: section approvals and their conditions, ratings, comments, suggestions.
 
 Whatever changes the memo (a section's state, an accepted suggestion's text) goes through the memo's
-one write path, canvas.memo.writes.memo_write, inside the same PostgreSQL transaction as the review
-rows it creates: a write the memo refuses (approved memo, stale version, a section locked by someone
-else) leaves no approval, condition or decision behind.
+one write path, canvas.memo.writes.memo_write, called inside the Django transaction that creates the
+review rows: a write the memo refuses (approved memo, stale version, a section locked by someone else)
+raises before anything commits, so it leaves no approval, condition or decision behind. The Store has
+its own connection, so the two commits are not one: the Store's comes first, and a failure between the
+two (PostgreSQL lost at that instant) leaves the section's new state without its review row, never a
+row without the state.
 """
 
 from __future__ import annotations

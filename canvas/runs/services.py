@@ -38,7 +38,7 @@ from canvas.models import ACTIVE_RUN_STATUSES, TERMINAL_RUN_STATUSES, RunStatus,
 from canvas.runs.errors import RunConflict
 from canvas.runs.selectors import run_get
 from canvas.runs.synthesis import config, telemetry
-from canvas.runs.synthesis.drafters import DraftFailed, DraftRequest
+from canvas.runs.synthesis.drafters import DraftFailed, DraftRequest, DraftStopped
 from canvas.runs.synthesis.graph import RunContext, SectionPlan, SectionWrite, SectionWriteRefused, run_graph
 from canvas.runs.synthesis.retrieval import Passage, PassageIndex, load_metrics, load_passages
 from canvas_project import events
@@ -689,8 +689,10 @@ def canvas_reset(*, deal: Deal, user: User) -> dict:
 def section_debug(*, deal: Deal, section_key: str, inputs: dict) -> dict:
     """Run one drafter synchronously on the deal's sources (or on `inputs` overrides); nothing is written.
 
-    Bounded to one section and SYNTHESIS_DEBUG_SECONDS (default 5 s) of drafting, so it fits in a request;
-    a drafter still going then stops with "time_budget" in `error`. Whole drafts are runs (POST /generate).
+    Bounded to one section and SYNTHESIS_DEBUG_SECONDS (default 5 s) of drafting, so it fits in a request:
+    the drafter checks the bound between the deltas it streams, and one still going then stops and `error`
+    says so (a model call that blocks longer is bounded by its own client timeout). Whole drafts are runs
+    (POST /generate).
 
     Raises SectionNotFound, StoreUnavailable.
     """
@@ -736,6 +738,11 @@ def section_debug(*, deal: Deal, section_key: str, inputs: dict) -> dict:
         markdown, usage = draft.markdown, draft.usage
     except DraftFailed as exc:
         error = str(exc)
+    except DraftStopped:
+        error = (
+            f"The drafter did not finish within SYNTHESIS_DEBUG_SECONDS ({settings.SYNTHESIS_DEBUG_SECONDS} s); "
+            "draft the whole section with POST /generate or /sections/{key}/regenerate."
+        )
     except Exception as exc:  # noqa: BLE001 - debugging shows the drafter's failure instead of a 500
         error = f"{exc.__class__.__name__}: {exc}"
     return {

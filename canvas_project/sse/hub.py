@@ -14,7 +14,7 @@ the rest of that window and leave together, one socket write per subscriber inst
 
 When Redis fails, the reader retries with backoff while subscribers keep getting heartbeats; once it
 reads again, every subscriber gets a RESET in order in its queue, since changes made during the
-outage landed without their events (canvas.events drops them) and a restarted Redis may have lost
+outage landed without their events (canvas_project.events drops them) and a restarted Redis may have lost
 the history.
 """
 

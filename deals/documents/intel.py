@@ -1,7 +1,7 @@
 """What other apps may read of a deal's documents: intel, the intake summary and the passages.
 
 This is the public read API of ingestion (the synthesis drafters, brushes and the canvas import it);
-nothing outside deals should reach into deals.ingestion. None of these raise when Redis is down:
+nothing outside deals should reach into deals.documents.ingestion. None of these raise when Redis is down:
 cached values are recomputed from PostgreSQL.
 """
 

@@ -1,4 +1,4 @@
-"""The internal canvas-context contract (shared/seeds/003_*.txt), line by line."""
+"""The internal canvas-context contract (docs/architecture.md, "Internal canvas-context contract"), line by line."""
 
 from __future__ import annotations
 
