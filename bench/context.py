@@ -163,6 +163,7 @@ def seed_nodes(deal, *, n: int, actor_id: str, thread_id: str, rebuild: bool) ->
     from langgraph.store.base import PutOp
 
     from canvas.memo.store import read_memo
+    from canvas.nodes import selectors as node_selectors
     from canvas.nodes import services as canvas_nodes
     from canvas_project.store import edges_namespace, get_store, nodes_namespace
 
@@ -173,14 +174,14 @@ def seed_nodes(deal, *, n: int, actor_id: str, thread_id: str, rebuild: bool) ->
     rng = random.Random(n)
     node_ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(n)]
     edges = planned_edges(node_ids, section_keys)
-    if n + len(edges) > canvas_nodes.MAX_STORED_NODES:
+    if n + len(edges) > node_selectors.MAX_STORED_NODES:
         raise SystemExit(
-            f"{n} nodes + {len(edges)} edges exceed the {canvas_nodes.MAX_STORED_NODES} items "
+            f"{n} nodes + {len(edges)} edges exceed the {node_selectors.MAX_STORED_NODES} items "
             "canvas_graph reads per deal: choose fewer nodes"
         )
-    existing = store.search(namespace, limit=canvas_nodes.MAX_STORED_NODES + 1)
-    existing_edges = store.search(edge_namespace, limit=canvas_nodes.MAX_STORED_NODES + 1)
-    have_nodes = sum(1 for item in existing if item.key.startswith(canvas_nodes.NODE_PREFIX))
+    existing = store.search(namespace, limit=node_selectors.MAX_STORED_NODES + 1)
+    existing_edges = store.search(edge_namespace, limit=node_selectors.MAX_STORED_NODES + 1)
+    have_nodes = sum(1 for item in existing if item.key.startswith(node_selectors.NODE_PREFIX))
     have_edges = len(existing_edges) if len(existing) == have_nodes else -1  # edges beside nodes: old layout
     if not rebuild and have_nodes == n and have_edges == len(edges):
         return n, len(edges), True
@@ -213,7 +214,7 @@ def seed_nodes(deal, *, n: int, actor_id: str, thread_id: str, rebuild: bool) ->
             "created_at": at,
             "updated_at": at,
         }
-        ops.append(PutOp(namespace, canvas_nodes.NODE_PREFIX + node_id, value, index=False))
+        ops.append(PutOp(namespace, node_selectors.NODE_PREFIX + node_id, value, index=False))
     at = datetime.now(UTC).isoformat()
     for source, edge_type, target in edges:
         edge = {"from": source, "to": target, "type": edge_type, "created_by": actor_id, "created_at": at}
@@ -563,11 +564,11 @@ STAGES = (
     ("contract checks: token, version, claims", "internal_api.viewsets", "ContractViewSet", "trusted_claims"),
     ("contract checks: query parameters", "internal_api.viewsets", None, "_query"),
     ("contract checks: scope, user, access, thread (SQL)", "internal_api.viewsets", "ContractViewSet", "scoped_access"),
-    ("canvas_graph (all nodes and edges), of which:", "canvas.nodes.services", None, "canvas_graph"),
-    ("  derived nodes: memo from the Store + 3 SQL", "canvas.nodes.services", None, "_derived_nodes"),
-    ("  stored items: Store search (SQL + decode)", "canvas.nodes.services", None, "_search"),
-    ("summarize", "canvas.nodes.services", None, "summarize"),
-    ("relationships_of", "canvas.nodes.services", None, "relationships_of"),
+    ("canvas_graph (all nodes and edges), of which:", "canvas.nodes.selectors", None, "canvas_graph"),
+    ("  derived nodes: memo from the Store + 3 SQL", "canvas.nodes.selectors", None, "derived_nodes"),
+    ("  stored items: Store search (SQL + decode)", "canvas.nodes.selectors", None, "store_search"),
+    ("summarize", "canvas.nodes.selectors", None, "summarize"),
+    ("relationships_of", "canvas.nodes.selectors", None, "relationships_of"),
     ("DRF JSONRenderer.render", "rest_framework.renderers", "JSONRenderer", "render"),
 )
 GRAPH, DERIVED, STORED = STAGES[3][0], STAGES[4][0], STAGES[5][0]
@@ -638,6 +639,7 @@ def wsgi_caller(fixture: Fixture):
 def summary_by_aggregate(deal_id: str) -> dict:
     """Candidate fix, measured only: the summary from one GROUP BY over the Store's rows (PostgreSQL
     reads the jsonb; Python gets a row per (type, raw status)) plus the derived nodes' counts."""
+    from canvas.nodes import selectors as node_selectors
     from canvas.nodes import services as canvas_nodes
     from canvas_project.store import get_pool, nodes_namespace
 
@@ -650,13 +652,13 @@ def summary_by_aggregate(deal_id: str) -> dict:
             (prefix,),
         ).fetchall()
     by_type: dict[str, int] = {}
-    by_status = dict.fromkeys(canvas_nodes.STATUS_KEYS, 0)
+    by_status = dict.fromkeys(node_selectors.STATUS_KEYS, 0)
     for node in derived:
         by_type[node["type"]] = by_type.get(node["type"], 0) + 1
         by_status[node["status"]] += 1
     for row in rows:
         by_type[row["type"]] = by_type.get(row["type"], 0) + row["n"]
-        by_status[canvas_nodes.normalize_status(row["status"])] += row["n"]
+        by_status[node_selectors.normalize_status(row["status"])] += row["n"]
     return {"nodeCount": sum(by_type.values()), "byType": dict(sorted(by_type.items())), "byStatus": by_status}
 
 
@@ -688,6 +690,7 @@ def profile(fixture: Fixture, n: int) -> dict[str, float]:
 
     import orjson
 
+    from canvas.nodes import selectors as node_selectors
     from canvas.nodes import services as canvas_nodes
     from canvas_project.redis_client import get_redis
     from canvas_project.store import get_pool, get_store, nodes_namespace
@@ -778,7 +781,7 @@ def profile(fixture: Fixture, n: int) -> dict[str, float]:
         finally:
             redis.delete(probe)
         store, namespace = get_store(), nodes_namespace(fixture.deal_id)
-        all_ms = timed_ms(lambda: store.search(namespace, limit=canvas_nodes.MAX_STORED_NODES), max(5, n // 2))
+        all_ms = timed_ms(lambda: store.search(namespace, limit=node_selectors.MAX_STORED_NODES), max(5, n // 2))
         page_ms = timed_ms(lambda: store.search(namespace, limit=MAX_NODES), n)
         with get_pool().connection() as conn:
             raw = [

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from canvas.nodes import services as canvas_nodes
+from canvas.nodes import selectors as node_selectors
 from deals.models import Deal
 
 CONTRACT_VERSION = "2026-02"
@@ -38,7 +38,7 @@ def canvas_profile(deal: Deal) -> dict:
 
 def canvas_summary(deal: Deal) -> tuple[dict, str]:
     """(summary, revision) of the deal's canvas, counted without loading every node. Raises StoreUnavailable."""
-    summary = canvas_nodes.canvas_summary_counts(deal)
+    summary = node_selectors.canvas_summary_counts(deal)
     return summary, summary_revision(summary)
 
 
@@ -61,13 +61,13 @@ def canvas_context(
     summary, current = canvas_summary(deal)
     context: dict = {"summary": summary, "nodes": [], "relationships": {}, "unchanged": revision == current}
     if not context["unchanged"]:
-        listed, context["truncated"], implicit = canvas_nodes.nodes_page(deal, limit=max_nodes, framework=framework)
+        listed, context["truncated"], implicit = node_selectors.nodes_page(deal, limit=max_nodes, framework=framework)
         if not include_content:
             listed = [{k: v for k, v in n.items() if k != "content"} for n in listed]
         context["nodes"] = listed
         if include_relationships:  # edges are read only when asked for
-            edges = canvas_nodes.edges_of(deal, implicit)
-            context["relationships"] = canvas_nodes.relationships_of(edges, {n["id"] for n in listed})
+            edges = node_selectors.edges_of(deal, implicit)
+            context["relationships"] = node_selectors.relationships_of(edges, {n["id"] for n in listed})
     return {
         "data": {"canvas_profile": canvas_profile(deal), "canvas_context": context},
         "meta": {"revision": current, "contractVersion": CONTRACT_VERSION, "nodeCount": summary["nodeCount"]},

@@ -21,10 +21,11 @@ from datetime import UTC, datetime
 import redis
 from django.conf import settings
 
+from canvas.collab.errors import CollabModeMismatch, LockTokenMismatch, StaleStepsVersion
 from canvas.memo.locks import SectionLock, locked_error, section_lock_key
 from canvas.memo.selectors import require_memo_section
 from canvas_project import events, keys
-from canvas_project.errors import ConflictError, GoneError, RedisUnavailable
+from canvas_project.errors import RedisUnavailable
 from canvas_project.redis_client import LuaScript, get_redis
 from deals.errors import RoleTooLow
 from deals.models import Deal, DealRole, User, role_rank
@@ -44,18 +45,6 @@ def _call(script: LuaScript, keys_: list[str], args: list) -> list:
 
 
 # --- edit authority -----------------------------------------------------------------------------------
-class StaleStepsVersion(ConflictError):
-    code = "stale_steps_version"
-
-
-class StepsWindowGone(GoneError):
-    """The requested version is older than the kept window (410)."""
-
-    code = "steps_window_gone"
-
-
-class CollabModeMismatch(ConflictError):
-    code = "collab_mode"
 
 
 _PUSH_STEPS = LuaScript("""
@@ -106,38 +95,6 @@ def steps_push(*, deal: Deal, user: User, version: int, client_id: str, steps: l
         actor_id=user.pk,
     )
     return int(current)
-
-
-def steps_since(*, deal: Deal, since: int) -> dict:
-    """{version, steps: [{version, client_id, step}]} after `since`. Raises StepsWindowGone (410)."""
-    key = keys.steps_key(deal.pk)
-    try:
-        client = _redis()
-        first = client.xrange(key, count=1)
-        last = client.xrevrange(key, count=1)
-        entries = client.xrange(key, min=f"(0-{since}", max="+") if last else []
-    except REDIS_ERRORS as exc:
-        raise RedisUnavailable() from exc
-    version = int(last[0][0].decode().split("-")[1]) if last else 0
-    oldest = int(first[0][0].decode().split("-")[1]) if first else version + 1
-    if since > version:
-        raise StaleStepsVersion(
-            f"Version {since} is ahead of the document (version {version}); reload.", current_version=version
-        )
-    if since < oldest - 1:
-        raise StepsWindowGone(
-            f"Steps after version {since} are no longer kept (the window starts at {oldest}); reload the memo.",
-            current_version=version,
-        )
-    steps = [
-        {
-            "version": int(raw_id.decode().split("-")[1]),
-            "client_id": fields[b"c"].decode(),
-            "step": json.loads(fields[b"s"]),
-        }
-        for raw_id, fields in entries
-    ]
-    return {"version": version, "steps": steps}
 
 
 # --- presence -----------------------------------------------------------------------------------------
@@ -237,10 +194,6 @@ if ARGV[2] == '1' or (holder['user_id'] == ARGV[1] and holder['token'] == ARGV[3
 end
 return {0, current}
 """)
-
-
-class LockTokenMismatch(ConflictError):
-    code = "lock_token_mismatch"
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from canvas.collab import selectors as collab_selectors
 from canvas.collab import services as collab
 from canvas.collab.serializers import (
     CollabModeInput,
@@ -83,7 +84,7 @@ class CollabViewSet(DealScopedViewSet):
     @action(detail=True, methods=["get"], url_path="collab/steps", url_name="collab-steps")
     def collab_steps(self, request, deal_id):
         query = parse_query(StepsQueryInput, request)
-        return Response(collab.steps_since(deal=self.deal_access.deal, since=query["since"]))
+        return Response(collab_selectors.steps_since(deal=self.deal_access.deal, since=query["since"]))
 
     @extend_schema(
         operation_id="collab_steps_push",

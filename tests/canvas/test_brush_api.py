@@ -241,6 +241,6 @@ def test_brush_findings_appear_as_canvas_nodes(cast, memo):
     node = listed["results"][0]
     assert node["status"] == "pending" and node["section_key"] == finding["section_key"]
     assert listed["relationships"][node["id"]] == [{"to": f"section:{finding['section_key']}", "type": "flags"}]
-    from canvas.nodes import services as nodes
+    from canvas.nodes import selectors as node_selectors
 
-    assert nodes.canvas_summary_counts(cast.deal)["byType"]["brush_finding"] == 1
+    assert node_selectors.canvas_summary_counts(cast.deal)["byType"]["brush_finding"] == 1

@@ -13,6 +13,7 @@ import uuid
 import pytest
 from rest_framework.test import APIClient
 
+from canvas.nodes import selectors as node_selectors
 from canvas.nodes import services as nodes
 from internal_api.context import summary_revision
 from internal_api.models import ChatThread
@@ -312,8 +313,8 @@ def test_the_counted_summary_equals_the_summary_of_every_loaded_node(cast, threa
         canvas_url(cast.deal, "comments"), {"section_key": "risks", "body": "?"}, format="json"
     )
     cast.client("editor").post(canvas_url(cast.deal, "sections/risks/approve"), {}, format="json")
-    loaded = nodes.summarize(nodes.canvas_graph(cast.deal)[0])
-    assert nodes.canvas_summary_counts(cast.deal) == loaded
+    loaded = node_selectors.summarize(node_selectors.canvas_graph(cast.deal)[0])
+    assert node_selectors.canvas_summary_counts(cast.deal) == loaded
     assert loaded["nodeCount"] == 16 and loaded["byStatus"]["reject"] == 2
 
 
@@ -323,7 +324,7 @@ def test_an_unchanged_revision_does_not_load_the_nodes(cast, thread, written, mo
     def forbidden(deal):
         raise AssertionError("canvas_graph was called for an unchanged revision")
 
-    monkeypatch.setattr("canvas.nodes.services.canvas_graph", forbidden)
+    monkeypatch.setattr("canvas.nodes.selectors.canvas_graph", forbidden)
     body = _call(cast, thread, query={"revision": revision}).json()
     assert body["data"]["canvas_context"]["unchanged"] is True
 
@@ -336,7 +337,9 @@ def test_a_page_of_nodes_is_the_start_of_the_whole_list(cast, thread, written, l
         nodes.node_create(
             deal=cast.deal, actor_id=None, type="strategy_item", title=f"n{n}", framework="swot" if n % 3 == 0 else None
         )
-    everything = [n for n in nodes.canvas_graph(cast.deal)[0] if framework is None or n["framework"] == framework]
-    page, truncated, _implicit = nodes.nodes_page(cast.deal, limit=limit, framework=framework)
+    everything = [
+        n for n in node_selectors.canvas_graph(cast.deal)[0] if framework is None or n["framework"] == framework
+    ]
+    page, truncated, _implicit = node_selectors.nodes_page(cast.deal, limit=limit, framework=framework)
     assert [n["id"] for n in page] == [n["id"] for n in everything[:limit]]
     assert truncated == (len(everything) > limit)

@@ -6,7 +6,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from canvas.models import Suggestion
-from canvas.nodes import services as nodes
+from canvas.nodes import selectors as node_selectors
 from internal_api.models import ChatThread, IdempotencyRecord
 
 URL = "/api/internal/canvas/mutations"
@@ -44,7 +44,7 @@ def test_it_creates_nodes_tagged_with_agent_and_thread(cast, thread, written):
     body = response.json()
     assert body["success"] is True and body["meta"]["replayed"] is False
     node_id = body["data"]["results"][0]["node_id"]
-    stored = {n["id"]: n for n in nodes.canvas_graph(cast.deal)[0]}[node_id]
+    stored = {n["id"]: n for n in node_selectors.canvas_graph(cast.deal)[0]}[node_id]
     assert stored["agent_id"] == "strategy" and stored["thread_id"] == str(thread.pk)
     assert stored["framework"] == "swot" and stored["status"] == "pending"
 
@@ -54,7 +54,7 @@ def test_a_replayed_key_returns_the_first_result_and_changes_nothing(cast, threa
     again = _post(cast, thread, BODY)
     assert again.status_code == 200
     assert again.json()["data"] == first["data"] and again.json()["meta"]["replayed"] is True
-    assert sum(1 for n in nodes.canvas_graph(cast.deal)[0] if n["type"] == "strategy_item") == 1
+    assert sum(1 for n in node_selectors.canvas_graph(cast.deal)[0] if n["type"] == "strategy_item") == 1
     assert IdempotencyRecord.objects.count() == 1
 
 
@@ -92,7 +92,7 @@ def test_suggestions_and_links(cast, thread, written):
     assert suggestion.author == cast.users["editor"] and suggestion.content == "Rate caps are in place."
     results = response.json()["data"]["results"]
     assert results[0]["node_id"] == f"suggestion:{suggestion.pk}"
-    _nodes, edges = nodes.canvas_graph(cast.deal)
+    _nodes, edges = node_selectors.canvas_graph(cast.deal)
     assert {"from": "section:risks", "to": "section:financing", "type": "depends_on"} in [
         {k: e[k] for k in ("from", "to", "type")} for e in edges
     ]

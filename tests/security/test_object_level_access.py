@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 
 from canvas.models import ApprovalCondition, Comment, SectionApproval
+from canvas.nodes import selectors as node_selectors
 from canvas.nodes import services as nodes
 from tests import factories
 from tests.canvas.conftest import canvas_url
@@ -52,7 +53,7 @@ def test_ids_of_another_deals_objects_are_404_even_for_an_owner_of_both(cast):
     assert Comment.objects.filter(deal=mine).count() == 0
     assert not ApprovalCondition.objects.get(pk=foreign["condition"]).resolved
     assert nodes.node_exists(theirs, foreign["node"])
-    assert nodes.edges_of(theirs, []) == []
+    assert node_selectors.edges_of(theirs, []) == []
 
 
 def test_a_deal_the_caller_cannot_see_answers_exactly_like_one_that_does_not_exist(cast):
