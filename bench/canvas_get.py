@@ -643,9 +643,9 @@ STAGES = (
         "JWTAuthentication",
         "authenticate",
     ),
-    ("deal access check (deals.access: SQL 2)", "deals.permissions", None, "resolve_deal_access"),
-    ("session cache: Redis GET + json.loads", "canvas.memo.session", None, "cache_get"),
-    ("role-dependent fields (with_role)", "canvas.memo.session", None, "with_role"),
+    ("deal access check (deals.access: SQL 2)", "deals.viewsets", None, "resolve_deal_access"),
+    ("session cache: Redis GET (no parse)", "canvas.memo.session", None, "cache_get_raw"),
+    ("per-request fields spliced in (respond_bytes)", "canvas.memo.session", None, "respond_bytes"),
     ("DRF JSONRenderer.render", "rest_framework.renderers", "JSONRenderer", "render"),
 )
 
