@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from rest_framework import serializers
 
-from canvas_project.api.fields import StrictCharField
+from canvas_project.api.fields import StrictCharField, page_field, page_size_field
 from deals.models import DealRole, DocumentState
 
 SECTION_STATES = ["draft", "editing", "reviewed", "approved"]
@@ -157,8 +157,8 @@ class ProgressOutput(serializers.Serializer):
 
 
 class PageQueryInput(serializers.Serializer):
-    page = serializers.IntegerField(min_value=1, default=1)
-    page_size = serializers.IntegerField(min_value=1, max_value=100, default=20)
+    page = page_field()
+    page_size = page_size_field()
 
 
 class VersionSummaryOutput(serializers.Serializer):
