@@ -233,6 +233,31 @@ TABLE: list[Entry] = [
         deal_scoped("viewer"),
         lambda w: Call(w.deal_path(f"documents/{w.document}/download")),
     ),
+    at(
+        "deal-documents-pages",
+        "GET",
+        deal_scoped("viewer"),
+        lambda w: Call(w.deal_path(f"documents/{w.document}/pages")),
+    ),
+    at(
+        "deal-documents-figures",
+        "GET",
+        deal_scoped("viewer"),
+        lambda w: Call(w.deal_path(f"documents/{w.document}/figures")),
+    ),
+    at(
+        "deal-documents-figure",
+        "GET",
+        deal_scoped("viewer"),
+        lambda w: Call(w.deal_path(f"documents/{w.document}/figures/{w.figure}")),
+    ),
+    # queued on commit, which a test transaction never reaches
+    at(
+        "deal-documents-reingest",
+        "POST",
+        deal_scoped("editor", 202),
+        lambda w: Call(w.deal_path(f"documents/{w.document}/reingest")),
+    ),
     at("deal-intel", "GET", deal_scoped("viewer"), lambda w: Call(w.deal_path("intel"))),
     at("deal-intake", "GET", deal_scoped("viewer"), lambda w: Call(w.deal_path("intake"))),
     # canvas: catalogues
@@ -472,6 +497,21 @@ TABLE: list[Entry] = [
         lambda w: Call("/api/v1/chat/stream", {**CHAT, "project_id": w.deal_id}),
     ),
     at("chat-threads-list", "GET", deal_scoped("viewer"), lambda w: Call(f"/api/v1/threads?project_id={w.deal_id}")),
+    # a thread is its user's alone; strangers to the deal do not reach even their own thread of it
+    at(
+        "chat-threads-messages",
+        "GET",
+        deal_scoped("viewer"),
+        case="the caller's own thread",
+        build=lambda w: Call(f"/api/v1/threads/{w.callers_thread}/messages"),
+    ),
+    at(
+        "chat-threads-messages",
+        "GET",
+        users(404, owner=200),
+        case="the owner's thread",
+        build=lambda w: Call(f"/api/v1/threads/{w.owners_thread}/messages"),
+    ),
     # the internal contract (shared/seeds/003): the engine token, acting for the user of X-User-Id
     at(
         "internal-canvas-context",

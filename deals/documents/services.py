@@ -268,11 +268,14 @@ def document_fail(*, document_id, reason: str) -> None:
         _deal_caches_refresh(deal=document.deal)
 
 
-def document_reingest(*, document: Document) -> None:
-    """Queue a document for ingestion again (after a parser fix, or a stalled run)."""
+def document_reingest(*, document: Document) -> Document:
+    """Queue a document for ingestion again (after a parser fix, a stalled run, or to crop its figures again
+    once their 24 h in Redis are over); returns it as it is now (`queued`)."""
     with transaction.atomic():
         Document.objects.filter(pk=document.pk).update(state=FileState.QUEUED, error="", updated_at=timezone.now())
         transaction.on_commit(lambda: _enqueue_ingestion(document.pk))
+    document.refresh_from_db()
+    return document
 
 
 def deal_document_files_delete(*, deal: Deal) -> None:
