@@ -30,8 +30,13 @@ class MemoTemplateOutput(serializers.Serializer):
 class CitationOutput(serializers.Serializer):
     id = StrictCharField()
     text = StrictCharField()
-    document = StrictCharField(allow_null=True)
-    page = serializers.IntegerField(allow_null=True)
+    document = StrictCharField(allow_null=True, help_text="The document's filename, as the footnote names it.")
+    document_id = serializers.UUIDField(
+        allow_null=True,
+        help_text="The deal's document of that filename (GET /api/deals/{deal_id}/documents/{document_id}/pages); "
+        "null when no document or more than one (none of them the only ready one) has that name.",
+    )
+    page = serializers.IntegerField(allow_null=True, help_text="1-based page (`page_number` of the document's pages).")
 
 
 class CanvasSectionOutput(serializers.Serializer):

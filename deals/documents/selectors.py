@@ -12,7 +12,7 @@ from deals.documents.errors import DocumentNotFound, FigureNotFound
 from deals.documents.ingestion import crops
 from deals.documents.ingestion.digitize import MAX_CROPS_PER_DOCUMENT, markdown_tables
 from deals.documents.ingestion.intel import REDIS_ERRORS
-from deals.models import Deal, Document, DocumentPage
+from deals.models import Deal, Document, DocumentPage, FileState
 
 FIGURES_KEPT = "figures are kept 24 hours after ingestion"
 
@@ -110,3 +110,20 @@ def document_figure_png(*, document: Document, n: int) -> bytes:
         return crops.as_png(data)
     except ValueError:
         raise FigureNotFound(f"Figure {n} could not be decoded as an image.") from None
+
+
+def document_ids_by_filename(*, deal_id) -> dict[str, str]:
+    """Filename -> id of the deal's documents whose name says which document it is: the only document of that
+    name, or the only ready one among several. Citations name a document by its filename
+    (canvas.memo.markdown.parse_citations); an ambiguous name resolves to nothing rather than to a guess."""
+    named: dict[str, list[tuple[str, str]]] = {}
+    for filename, pk, state in Document.objects.filter(deal_id=deal_id).values_list("filename", "pk", "state"):
+        named.setdefault(filename, []).append((str(pk), state))
+    resolved = {}
+    for filename, documents in named.items():
+        ready = [pk for pk, state in documents if state == FileState.READY]
+        if len(documents) == 1:
+            resolved[filename] = documents[0][0]
+        elif len(ready) == 1:
+            resolved[filename] = ready[0]
+    return resolved
