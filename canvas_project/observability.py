@@ -31,6 +31,7 @@ import redis
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.urls import Resolver404, resolve
+from django.views.decorators.csrf import csrf_exempt
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -221,6 +222,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, default=str)
 
 
+@csrf_exempt  # read-only and token-authenticated: a POST is the JSON 405 below, not Django's CSRF page
 def metrics_view(request: HttpRequest) -> HttpResponse:
     """GET /metrics: Prometheus text format. METRICS_TOKEN as a bearer token, or a superadmin session."""
 

@@ -5,10 +5,10 @@ Literal paths (/api/canvas/blank, /api/canvas/templates) come before /api/canvas
 
 from django.contrib import admin
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from canvas_project.api.errors import json_not_found
 from canvas_project.api.health import HealthApi
+from canvas_project.api.schema_views import RedocView, SchemaView, SwaggerView
 from canvas_project.observability import metrics_view
 
 handler404 = "canvas_project.api.errors.json_not_found"
@@ -18,9 +18,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/health", HealthApi.as_view(), name="health"),
     path("metrics", metrics_view, name="metrics"),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
-    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("api/schema/", SchemaView.as_view(), name="schema"),
+    path("api/docs/", SwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/redoc/", RedocView.as_view(url_name="schema"), name="redoc"),
     path("api/", include("deals.urls")),
     path("api/", include("deals.documents.urls")),
     # run_urls holds the literal /api/canvas/prompts, which must come before /api/canvas/{deal_id}

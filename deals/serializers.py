@@ -5,7 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 from rest_framework_simplejwt.serializers import TokenRefreshSerializer
 
-from canvas_project.api.fields import StrictCharField
+from canvas_project.api.fields import StrictCharField, page_field, page_size_field
 from deals.models import DealRole, DocumentState, MemoKind, OrgRole, Visibility
 from deals.selectors import DASHBOARD_ORDERINGS, DASHBOARD_SCOPES
 from deals.tokens import UserRefreshToken
@@ -170,8 +170,8 @@ class DashboardQueryInput(serializers.Serializer):
         default="updated",
         help_text="updated/created: newest first; prefix '-' for oldest first.",
     )
-    page = serializers.IntegerField(min_value=1, default=1)
-    page_size = serializers.IntegerField(min_value=1, max_value=100, default=20)
+    page = page_field()
+    page_size = page_size_field()
 
 
 class DealProgressOutput(serializers.Serializer):

@@ -22,8 +22,8 @@ from django.conf import settings
 from django.db import transaction
 from langgraph.graph import END, START, StateGraph
 
-from canvas_project.errors import DependencyUnavailableError, InvalidInputError, NotFoundError
-from canvas_project.store import get_checkpointer
+from canvas_project.errors import DependencyUnavailableError, InvalidInputError, NotFoundError, StoreUnavailable
+from canvas_project.store import STORE_ERRORS, get_checkpointer
 from deals.models import Deal, Document, User
 from internal_api import context as context_service
 from internal_api.models import ChatThread
@@ -257,3 +257,18 @@ def chat_send(
         content = result["messages"][-1]["content"]
     thread.save(update_fields=["updated_at"])
     return {"thread_id": str(thread.pk), "message": {"role": "assistant", "content": content}, "metadata": metadata}
+
+
+def thread_messages(thread: ChatThread) -> list[dict]:
+    """The thread's messages, oldest first, as [{role: user|assistant, content}]: the embedded engine's
+    history in its LangGraph checkpoints. A thread an external engine (ENGINE_URL) answered has none here:
+    that engine keeps its own history. Raises StoreUnavailable."""
+    try:
+        snapshot = embedded_engine().get_state({"configurable": {"thread_id": thread.langgraph_thread_id}})
+    except STORE_ERRORS:
+        raise StoreUnavailable("The chat history (PostgreSQL) is unavailable; try again shortly.") from None
+    return [
+        {"role": str(message.get("role", "")), "content": str(message.get("content", ""))}
+        for message in (snapshot.values or {}).get("messages") or []
+        if isinstance(message, dict)
+    ]

@@ -1,4 +1,5 @@
-"""Routes of chat: POST /api/v1/chat, POST /api/v1/chat/stream (the async SSE view), GET /api/v1/threads."""
+"""Routes of chat: POST /api/v1/chat, POST /api/v1/chat/stream (the async SSE view), GET /api/v1/threads and
+GET /api/v1/threads/{thread_id}/messages."""
 
 from django.urls import path
 

@@ -154,3 +154,13 @@ class ThreadOutput(serializers.Serializer):
     title = serializers.CharField()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+
+
+class ThreadMessagesOutput(ThreadOutput):
+    title = serializers.CharField(allow_blank=True)
+    project_id = serializers.UUIDField(help_text="The deal the thread is about.")
+    messages = ChatMessageOutput(
+        many=True,
+        help_text="Oldest first; `role` is user or assistant. Empty for a thread answered by an external engine "
+        "(ENGINE_URL), which keeps its own history.",
+    )

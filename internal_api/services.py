@@ -12,8 +12,9 @@ from canvas.review.services import suggestion_create
 from canvas_project import ratelimit
 from canvas_project.errors import DomainError, StoreUnavailable
 from deals.access import DealAccessContext, require_role, resolve_deal_access
+from deals.errors import DealNotFound
 from deals.models import DealRole, User
-from internal_api import chat
+from internal_api import chat, selectors
 from internal_api import context as context_service
 from internal_api.errors import ContractBadRequest
 from internal_api.models import ChatThread, IdempotencyRecord
@@ -121,6 +122,27 @@ def _apply(access, thread, user, agent_id: str, index: int, mutation: dict) -> d
 
 
 # --- chat: POST /api/v1/chat and its SSE twin POST /api/v1/chat/stream ----------------------------------
+def chat_thread_messages(*, user, token, thread_id) -> dict:
+    """The caller's own chat thread with its messages (oldest first). Raises ThreadNotFound for another user's
+    thread, an unknown one, and one of a deal the caller no longer reaches (or a deal-scoped token's other deal)."""
+    thread = selectors.chat_thread_of(user=user, thread_id=thread_id)
+    if thread is None:
+        raise chat.ThreadNotFound("No chat thread of yours has this id.")
+    try:
+        resolve_deal_access(user=user, deal_id=thread.deal_id, token=token)
+    except DealNotFound:
+        raise chat.ThreadNotFound("No chat thread of yours has this id.") from None
+    return {
+        "id": thread.pk,
+        "project_id": thread.deal_id,
+        "agent_id": thread.agent_id,
+        "title": thread.title,
+        "created_at": thread.created_at,
+        "updated_at": thread.updated_at,
+        "messages": chat.thread_messages(thread),
+    }
+
+
 def chat_ask(*, user, token, body: dict) -> dict:
     """Ask the deal's engine for a viewer of the deal of `body["project_id"]` (404 for strangers), counted
     against the caller's shared 'generate' rate limit."""

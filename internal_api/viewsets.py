@@ -29,7 +29,7 @@ from rest_framework.response import Response
 
 from canvas_project.api.engine_auth import bearer_token, engine_token_matches
 from canvas_project.api.schema import error_responses
-from canvas_project.api.validation import RequestValidationError, _validate, parse_body, parse_query
+from canvas_project.api.validation import RequestValidationError, _validate, parse_body, parse_path_uuid, parse_query
 from canvas_project.errors import DependencyUnavailableError, DomainError
 from deals.access import DealAccessContext, require_role, resolve_deal_access
 from deals.authentication import BearerJWTAuthentication
@@ -52,11 +52,15 @@ from internal_api.serializers import (
     ContractErrorOutput,
     MutationsInput,
     MutationsResponseOutput,
+    ThreadMessagesOutput,
     ThreadOutput,
     ThreadsQueryInput,
 )
 
 logger = logging.getLogger(__name__)
+THREAD_ID_PARAM = OpenApiParameter(
+    "thread_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The chat thread's id (`thread_id` of /chat)."
+)
 CLAIM_HEADERS = {"user": "X-User-Id", "project": "X-Project-Id", "thread": "X-Thread-Id"}
 HEADER_PARAMS = [
     OpenApiParameter(
@@ -276,11 +280,14 @@ class ChatViewSet(viewsets.ViewSet):
 
 
 class ThreadViewSet(viewsets.ViewSet):
-    # GET /api/v1/threads?project_id=: the caller's threads of a deal, for any role of the deal. (No
-    # docstring: drf-spectacular would publish it as the operation's description.)
+    # GET /api/v1/threads?project_id=: the caller's threads of a deal, for any role of the deal; GET
+    # /api/v1/threads/{thread_id}/messages: one of the caller's threads with its messages. (No docstring:
+    # drf-spectacular would publish it as the operation's description.)
 
     authentication_classes = [BearerJWTAuthentication]
     permission_classes = [IsAuthenticated]
+    lookup_field = "thread_id"
+    lookup_value_regex = "[^/]+"  # any id reaches the view: a malformed one is a 422 at path.thread_id
 
     @extend_schema(
         operation_id="chat_threads",
@@ -293,3 +300,18 @@ class ThreadViewSet(viewsets.ViewSet):
         query = parse_query(ThreadsQueryInput, request)
         access = resolve_deal_access(user=request.user, deal_id=query["project_id"], token=request.auth)
         return Response(ThreadOutput(selectors.chat_threads(deal=access.deal, user=request.user), many=True).data)
+
+    @extend_schema(
+        operation_id="chat_thread_messages",
+        summary="One of the caller's chat threads, with its messages",
+        description="The caller's own thread only: another user's thread, or one of a deal the caller no longer "
+        "reaches, is 404. Messages come from the embedded engine's history (LangGraph checkpoints), oldest first.",
+        parameters=[THREAD_ID_PARAM],
+        responses={200: ThreadMessagesOutput, **error_responses(401, 404, 422, 503)},
+        tags=["chat"],
+    )
+    @action(detail=True, methods=["get"])
+    def messages(self, request, thread_id):
+        thread_uuid = parse_path_uuid(thread_id, "thread_id")
+        body = services.chat_thread_messages(user=request.user, token=request.auth, thread_id=thread_uuid)
+        return Response(ThreadMessagesOutput(body).data)

@@ -1,5 +1,5 @@
-"""Django admin of the purge: the Purge page, the deal list's "Purge Redis state" action, each deal's
-Redis footprint, and the read-only PurgeAudit trail. Purging is for superusers only.
+"""Django admin of the purge: the Purge page (linked from the admin index), the deal list's "Purge Redis state"
+action, each deal's Redis footprint, and the read-only PurgeAudit trail. Purging is for superusers only.
 
 The deal pages are canvas's DealWithMemoAdmin (the deals app's DealAdmin plus the memo), re-registered
 here as a subclass that adds the action and the footprint, so neither deals nor canvas depends on the
@@ -19,6 +19,7 @@ from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.text import capfirst
 
 from canvas.admin import DealWithMemoAdmin
 from canvas_project import keys
@@ -151,11 +152,7 @@ class PurgeAuditAdmin(admin.ModelAdmin):
 
 
 def _done_message(result: services.PurgeResult) -> str:
-    threads = f" and {result.checkpoint_threads_deleted} checkpoint threads" if result.include_checkpoints else ""
-    skipped = f" ({len(result.deals_skipped)} skipped)" if result.deals_skipped else ""
-    return (
-        f"Purged {result.keys_total} keys{threads} of {result.deals_purged} deals{skipped} in {result.duration_ms} ms."
-    )
+    return f"{capfirst(result.summary)} in {result.duration_ms} ms."
 
 
 @admin.action(description="Purge Redis state", permissions=["purge"])
@@ -163,7 +160,7 @@ def purge_redis_state(modeladmin: admin.ModelAdmin, request: HttpRequest, querys
     """Intermediate page with each deal's dry-run counts; the purge runs once it is confirmed."""
     deals = list(queryset.order_by("name", "pk"))
     confirmed = request.POST.get("post") == "yes"
-    rows, total, failures = [], 0, []
+    rows, total, purged_deals, failures = [], 0, 0, []
     for deal in deals:
         try:
             result = services.deals_purge(
@@ -178,6 +175,7 @@ def purge_redis_state(modeladmin: admin.ModelAdmin, request: HttpRequest, querys
             failures.append(f"{deal}: {getattr(exc, 'message', None) or exc.__class__.__name__}")
             continue
         total += result.keys_total
+        purged_deals += result.deals_purged
         rows.append(
             {
                 "deal": deal,
@@ -187,7 +185,8 @@ def purge_redis_state(modeladmin: admin.ModelAdmin, request: HttpRequest, querys
         )
     if confirmed:
         if rows:
-            modeladmin.message_user(request, f"Purged {total} Redis keys of {len(rows)} deals.", messages.SUCCESS)
+            done = services.purge_wording(dry_run=False, keys=total, deals=purged_deals)
+            modeladmin.message_user(request, f"{capfirst(done)}.", messages.SUCCESS)
         for failure in failures:
             modeladmin.message_user(request, f"Not purged: {failure}", messages.ERROR)
         return None
@@ -198,6 +197,7 @@ def purge_redis_state(modeladmin: admin.ModelAdmin, request: HttpRequest, querys
         "rows": rows,
         "families": list(keys.FAMILIES),
         "total": total,
+        "summary": capfirst(services.purge_wording(dry_run=True, keys=total, deals=purged_deals)),
         "failures": failures,
         "queryset": deals,
         "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
@@ -229,3 +229,6 @@ class SuperadminDealAdmin(DealWithMemoAdmin):
 
 admin.site.unregister(Deal)
 admin.site.register(Deal, SuperadminDealAdmin)
+# The admin's index lists the purge page under the apps (superusers); it is a view of PurgeAuditAdmin, not a
+# model, so the app list alone would only reach it through the audit's change list.
+admin.site.index_template = "admin/superadmin/index.html"

@@ -86,6 +86,11 @@ class PurgeResultOutput(serializers.Serializer):
     checkpoint_threads_deleted = serializers.IntegerField(help_text="In a dry run: threads that would be deleted.")
     duration_ms = serializers.IntegerField()
     audit_id = serializers.UUIDField(help_text="The PurgeAudit record of this call.")
+    summary = serializers.CharField(
+        help_text="The outcome in words, as the command and the admin say it: `would purge N keys of M deals` (dry "
+        "run) or `purged N keys of M deals`, then `, T checkpoint threads` when they were included and "
+        "`, S deals skipped` when any were."
+    )
 
 
 class FootprintKeyOutput(serializers.Serializer):

@@ -60,8 +60,26 @@ class PurgeResult:
     duration_ms: int = 0
     audit_id: str | None = None
 
+    @property
+    def summary(self) -> str:
+        """The outcome in the purge's one wording: "would purge N keys of M deals" (dry run) or "purged N keys of
+        M deals", then the checkpoint threads when they were included and the deals skipped when there are any.
+        The command prints it, the admin shows it, the API returns it."""
+        text = purge_wording(dry_run=self.dry_run, keys=self.keys_total, deals=self.deals_purged)
+        if self.include_checkpoints:
+            text += f", {self.checkpoint_threads_deleted} checkpoint threads"
+        if self.deals_skipped:
+            text += f", {len(self.deals_skipped)} deals skipped"
+        return text
+
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "summary": self.summary}
+
+
+def purge_wording(*, dry_run: bool, keys: int, deals: int) -> str:
+    """ "would purge N keys of M deals" on a dry run, "purged N keys of M deals" otherwise: every report of a
+    purge (the command's summary and progress, the admin's pages and messages, the API's `summary`) says it so."""
+    return f"{'would purge' if dry_run else 'purged'} {keys} keys of {deals} deals"
 
 
 def _check_input(

@@ -8,18 +8,22 @@ acts as the deal's owner, except where an entry is about the caller's own object
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 from django.conf import settings
 from django.core.files.base import ContentFile
+from PIL import Image
 
 from canvas.collab import services as collab
 from canvas.memo import services
 from canvas.models import ApprovalCondition, RunStatus, SynthesisRun
 from canvas.nodes import services as nodes
 from canvas.review import services as review_services
+from deals.documents.ingestion.crops import digitization_cache_write
+from deals.documents.ingestion.digitize import Crop, Digitized, PageText
 from deals.models import Deal, Document, DocumentPage, FileState
 from deals.tokens import token_pair_for_user
 from internal_api.models import ChatThread
@@ -27,6 +31,13 @@ from tests import factories
 from tests.canvas.conftest import full_memo
 
 RISKS = "Rates may rise. Vacancy is low."
+
+
+def tiny_png() -> bytes:
+    """A 2x2 PNG, as a figure cropped from a PDF."""
+    out = io.BytesIO()
+    Image.new("RGB", (2, 2), (200, 30, 30)).save(out, format="PNG")
+    return out.getvalue()
 
 
 @dataclass(frozen=True)
@@ -231,6 +242,17 @@ class World:
         )
         return str(doc.pk)
 
+    @cached_property
+    def figure(self) -> int:
+        """Figure 1 of the PDF, cropped into Redis as its ingestion leaves it; its number."""
+        document = Document.objects.get(pk=self.document)
+        digitized = Digitized(
+            pages=[PageText(number=1, text="Purchase price: $41,500,000")],
+            crops=[Crop(page=1, name="Im1.png", image_format="png", width=2, height=2, data=tiny_png())],
+        )
+        assert digitization_cache_write(document=document, digitized=digitized)
+        return 1
+
     # --- people, tokens, threads -----------------------------------------------------------------------
     @cached_property
     def newcomer(self) -> str:
@@ -251,6 +273,16 @@ class World:
         return str(
             ChatThread.objects.create(deal_id=self.cast.deal.pk, user=self.user("editor"), agent_id="strategy").pk
         )
+
+    @cached_property
+    def callers_thread(self) -> str:
+        """A chat thread of the deal that is the caller's own (the owner's for anonymous and the engine)."""
+        user = self.caller or self.owner
+        return str(ChatThread.objects.create(deal_id=self.cast.deal.pk, user=user, agent_id="strategy").pk)
+
+    @cached_property
+    def owners_thread(self) -> str:
+        return str(ChatThread.objects.create(deal_id=self.cast.deal.pk, user=self.owner, agent_id="strategy").pk)
 
     def contract_headers(self, *, user: str = "editor", **extra: str) -> dict[str, str]:
         """The internal contract's trusted claims (the Authorization header is the principal's own)."""

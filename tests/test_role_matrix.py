@@ -233,6 +233,31 @@ TABLE: list[Entry] = [
         deal_scoped("viewer"),
         lambda w: Call(w.deal_path(f"documents/{w.document}/download")),
     ),
+    at(
+        "deal-documents-pages",
+        "GET",
+        deal_scoped("viewer"),
+        lambda w: Call(w.deal_path(f"documents/{w.document}/pages")),
+    ),
+    at(
+        "deal-documents-figures",
+        "GET",
+        deal_scoped("viewer"),
+        lambda w: Call(w.deal_path(f"documents/{w.document}/figures")),
+    ),
+    at(
+        "deal-documents-figure",
+        "GET",
+        deal_scoped("viewer"),
+        lambda w: Call(w.deal_path(f"documents/{w.document}/figures/{w.figure}")),
+    ),
+    # queued on commit, which a test transaction never reaches
+    at(
+        "deal-documents-reingest",
+        "POST",
+        deal_scoped("editor", 202),
+        lambda w: Call(w.deal_path(f"documents/{w.document}/reingest")),
+    ),
     at("deal-intel", "GET", deal_scoped("viewer"), lambda w: Call(w.deal_path("intel"))),
     at("deal-intake", "GET", deal_scoped("viewer"), lambda w: Call(w.deal_path("intake"))),
     # canvas: catalogues
@@ -472,6 +497,21 @@ TABLE: list[Entry] = [
         lambda w: Call("/api/v1/chat/stream", {**CHAT, "project_id": w.deal_id}),
     ),
     at("chat-threads-list", "GET", deal_scoped("viewer"), lambda w: Call(f"/api/v1/threads?project_id={w.deal_id}")),
+    # a thread is its user's alone; strangers to the deal do not reach even their own thread of it
+    at(
+        "chat-threads-messages",
+        "GET",
+        deal_scoped("viewer"),
+        case="the caller's own thread",
+        build=lambda w: Call(f"/api/v1/threads/{w.callers_thread}/messages"),
+    ),
+    at(
+        "chat-threads-messages",
+        "GET",
+        users(404, owner=200),
+        case="the owner's thread",
+        build=lambda w: Call(f"/api/v1/threads/{w.owners_thread}/messages"),
+    ),
     # the internal contract (shared/seeds/003): the engine token, acting for the user of X-User-Id
     at(
         "internal-canvas-context",
@@ -609,6 +649,67 @@ def test_function_views_refuse_the_methods_they_do_not_declare(cast, request):
             if response.status_code != 405:
                 wrong.append(f"{method} {key}: {response.status_code}")
     assert not wrong, "function views that serve a method the table does not declare: " + ", ".join(wrong)
+
+
+def _json_error_problem(label: str, response, method: str) -> str | None:
+    """None when an error response is JSON {"detail": ...} (or the internal contract's envelope) and a 405 names
+    the allowed methods; else what is wrong."""
+    if response.status_code < 400:
+        return None
+    if response.streaming:
+        response.close()
+        return f"{label}: {response.status_code} as a stream"
+    content_type = response.get("Content-Type", "")
+    if not content_type.startswith("application/json"):
+        return f"{label}: {response.status_code} {content_type} {response.content[:80]!r}"
+    body = response.json()
+    # the internal contract (/api/internal/) has its own envelope: {success: false, error: {code, message}}
+    contract = isinstance(body, dict) and body.get("success") is False and "code" in body.get("error", {})
+    if not (isinstance(body, dict) and "detail" in body) and not contract:
+        return f"{label}: {response.status_code} without detail: {response.content[:80]!r}"
+    if response.status_code == 405:
+        allowed = {m.strip() for m in response.get("Allow", "").split(",") if m.strip()}
+        if not allowed or method in allowed:
+            return f"{label}: 405 with Allow {response.get('Allow')!r}"
+    return None
+
+
+def _best_principal(entries: list[Entry]) -> str:
+    """The principal that gets furthest into the pattern's view: one the table lets through."""
+    for principal in ("owner", "superadmin", "internal", *PRINCIPALS):
+        if any(entry.expect[principal] < 400 for entry in entries):
+            return principal
+    return "anonymous"
+
+
+@pytest.mark.django_db(transaction=True)  # the SSE views hand their connection back (see Entry.transactional)
+def test_every_pattern_answers_every_method_in_json(cast, request):
+    """Every pattern the project serves (the admin's HTML pages aside), every method: an error is JSON
+    `{"detail": ...}`, a 405 carries an Allow header that leaves the method out. Sent with CSRF checks on,
+    as a browser or curl would be (the test client skips them by default), so a view that is not
+    csrf_exempt shows up as Django's HTML "CSRF verification failed" page: the API takes bearer tokens,
+    never cookies. Anonymous tries every method; the principal the table lets furthest in tries the
+    methods the pattern does not serve (for a DRF view, anonymous would stop at 401 before the 405)."""
+    problems = []
+    for pattern in served_patterns():
+        if pattern.namespace == "admin":
+            continue  # the Django admin's pages are HTML by design (tests/deals/test_admin.py)
+        entries = [entry for entry in TABLE if entry.pattern == pattern.key]
+        assert entries, f"{pattern.key}: not in the role matrix"
+        served = set(pattern.methods) if pattern.methods is not None else {entry.method for entry in entries}
+        best = _best_principal(entries)
+        path = entries[0].build(World(cast, best, request)).path
+        for principal, methods in (("anonymous", PROBED_METHODS), (best, sorted(set(PROBED_METHODS) - served))):
+            client = World(cast, principal, request).client()
+            client.handler.enforce_csrf_checks = True
+            for method in methods:
+                response = getattr(client, method.lower())(path)
+                label = f"{method} {pattern.key} as {principal}"
+                if method not in served and response.status_code != 405 and principal != "anonymous":
+                    problems.append(f"{label}: {response.status_code}, not 405")
+                elif problem := _json_error_problem(label, response, method):
+                    problems.append(problem)
+    assert not problems, "\n".join(problems)
 
 
 # --- the matrix -----------------------------------------------------------------------------------------

@@ -180,6 +180,7 @@ def seed_world(cast) -> World:
             "n": 1,
             "user_id": viewer.pk,
             "org_id": cast.org.pk,
+            "thread_id": thread_id,
         },
         query={
             "project_id": deal.pk,

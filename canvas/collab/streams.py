@@ -5,6 +5,7 @@ canvas_project.sse.responses); deal-scoped by deals.streams like every other end
 from __future__ import annotations
 
 from django.http import HttpRequest
+from django.views.decorators.csrf import csrf_exempt
 
 from canvas_project import keys
 from canvas_project.sse.schema import document_deal_stream
@@ -12,6 +13,7 @@ from deals.models import DealRole
 from deals.streams import open_deal_stream
 
 
+@csrf_exempt  # bearer-token API, no cookies: CSRF does not apply (DRF's views are exempt the same way)
 async def canvas_events(request: HttpRequest, deal_id: str):
     """GET /api/canvas/{deal_id}/events (viewer): every change of the canvas as it happens."""
     return await open_deal_stream(

@@ -9,6 +9,7 @@ custom "Introduction" section so nothing typed is ever dropped.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from canvas.memo.templates import MemoTemplate
@@ -115,6 +116,12 @@ def parse_citations(markdown: str) -> list[dict]:
             }
         )
     return citations
+
+
+def with_document_ids(citations: list[dict], documents: Mapping[str, str]) -> list[dict]:
+    """The citations with `document_id`: the id of the document their `document` (a filename) names, from
+    `documents` (filename -> id, the unambiguous names only), else None. The other fields stay as they are."""
+    return [{**c, "document_id": documents.get(c["document"]) if c.get("document") else None} for c in citations]
 
 
 def word_count(markdown: str) -> int:

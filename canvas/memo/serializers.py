@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from rest_framework import serializers
 
-from canvas_project.api.fields import StrictCharField
+from canvas_project.api.fields import StrictCharField, page_field, page_size_field
 from deals.models import DealRole, DocumentState
 
 SECTION_STATES = ["draft", "editing", "reviewed", "approved"]
@@ -30,8 +30,13 @@ class MemoTemplateOutput(serializers.Serializer):
 class CitationOutput(serializers.Serializer):
     id = StrictCharField()
     text = StrictCharField()
-    document = StrictCharField(allow_null=True)
-    page = serializers.IntegerField(allow_null=True)
+    document = StrictCharField(allow_null=True, help_text="The document's filename, as the footnote names it.")
+    document_id = serializers.UUIDField(
+        allow_null=True,
+        help_text="The deal's document of that filename (GET /api/deals/{deal_id}/documents/{document_id}/pages); "
+        "null when no document or more than one (none of them the only ready one) has that name.",
+    )
+    page = serializers.IntegerField(allow_null=True, help_text="1-based page (`page_number` of the document's pages).")
 
 
 class CanvasSectionOutput(serializers.Serializer):
@@ -157,8 +162,8 @@ class ProgressOutput(serializers.Serializer):
 
 
 class PageQueryInput(serializers.Serializer):
-    page = serializers.IntegerField(min_value=1, default=1)
-    page_size = serializers.IntegerField(min_value=1, max_value=100, default=20)
+    page = page_field()
+    page_size = page_size_field()
 
 
 class VersionSummaryOutput(serializers.Serializer):

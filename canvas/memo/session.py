@@ -14,15 +14,18 @@ fields spliced in, so a cached GET neither parses nor re-renders the memo (bench
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 import redis
 from django.conf import settings
 
+from canvas.memo import markdown
 from canvas.memo.types import Memo, Section
 from canvas_project import keys
 from canvas_project.redis_client import LuaScript, get_redis
+from deals.documents.intel import document_ids_by_filename
 from deals.models import Deal, DealRole, role_rank
 
 logger = logging.getLogger(__name__)
@@ -42,9 +45,9 @@ return 1
 """)
 
 
-def section_view(section: Section) -> dict[str, Any]:
+def section_view(section: Section, documents: Mapping[str, str]) -> dict[str, Any]:
     """A section as the API shows it (CanvasSectionOutput): the writer's display name as `updated_by`,
-    their id as `updated_by_id`."""
+    their id as `updated_by_id`, each citation's `document_id` from `documents` (document_ids_by_filename)."""
     return {
         "key": section.key,
         "title": section.title,
@@ -58,13 +61,19 @@ def section_view(section: Section) -> dict[str, Any]:
         "updated_by": section.updated_by_name,
         "updated_by_id": section.updated_by,
         "delivery": str(section.delivery),
-        "citations": section.citations,
+        "citations": markdown.with_document_ids(section.citations, documents),
     }
+
+
+def deal_section_view(deal: Deal, section: Section) -> dict[str, Any]:
+    """section_view of one section of the deal's memo (one query for the deal's document names)."""
+    return section_view(section, document_ids_by_filename(deal_id=deal.pk))
 
 
 def build_payload(*, deal: Deal, memo: Memo, readiness: dict, run_in_progress: bool) -> dict[str, Any]:
     """The role-independent part of the session."""
-    sections = {section.key: section_view(section) for section in memo.ordered_sections()}
+    documents = document_ids_by_filename(deal_id=deal.pk)
+    sections = {section.key: section_view(section, documents) for section in memo.ordered_sections()}
     populated = memo.populated_keys()
     return {
         "deal_id": str(deal.pk),

@@ -294,7 +294,9 @@ class SectionViewSet(DealScopedViewSet):
                 "success": True,
                 "version": outcome.memo.version,
                 "document_state": str(outcome.memo.state),
-                "section": CanvasSectionOutput(session.section_view(outcome.memo.sections[key])).data,
+                "section": CanvasSectionOutput(
+                    session.deal_section_view(self.deal_access.deal, outcome.memo.sections[key])
+                ).data,
             }
         )
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from canvas_project.api.fields import StrictCharField
+from canvas_project.api.fields import StrictCharField, offset_field
 
 
 class ContextNodeOutput(serializers.Serializer):
@@ -37,7 +37,7 @@ class NodeQueryInput(serializers.Serializer):
     agent_id = StrictCharField(max_length=64, required=False)
     framework = StrictCharField(max_length=64, required=False)
     limit = serializers.IntegerField(min_value=1, max_value=1000, default=200)
-    offset = serializers.IntegerField(min_value=0, default=0)
+    offset = offset_field()
 
 
 class NodeCreateInput(serializers.Serializer):

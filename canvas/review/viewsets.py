@@ -15,7 +15,7 @@ from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from canvas.memo.session import section_view
+from canvas.memo.session import deal_section_view
 from canvas.review import brushes
 from canvas.review import selectors as review_selectors
 from canvas.review import services as review_services
@@ -137,7 +137,7 @@ class SuggestionViewSet(DealScopedViewSet):
                     "version": doc.version,
                     "document_state": doc.state,
                     "suggestion": outcome.suggestion,
-                    "section": section_view(outcome.section),
+                    "section": deal_section_view(self.deal_access.deal, outcome.section),
                 }
             ).data
         )

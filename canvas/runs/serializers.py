@@ -11,7 +11,7 @@ from canvas.memo.serializers import CitationOutput
 from canvas.models import RunStatus
 from canvas.runs.selectors import RUN_ORDERINGS
 from canvas.runs.services import stream_url
-from canvas_project.api.fields import StrictCharField
+from canvas_project.api.fields import StrictCharField, page_field, page_size_field
 
 MAX_INSTRUCTIONS = 2000
 RUN_KINDS = ("generate", "regenerate")
@@ -161,8 +161,8 @@ class RunQueryInput(serializers.Serializer):
     created_after = serializers.DateTimeField(required=False, help_text="ISO 8601; inclusive.")
     created_before = serializers.DateTimeField(required=False, help_text="ISO 8601; exclusive.")
     ordering = serializers.ChoiceField(choices=list(RUN_ORDERINGS), required=False, default="-created_at")
-    page = serializers.IntegerField(min_value=1, default=1)
-    page_size = serializers.IntegerField(min_value=1, max_value=100, default=20)
+    page = page_field()
+    page_size = page_size_field()
 
     def validate_status(self, value: str) -> list[str]:
         statuses = [part.strip() for part in value.split(",") if part.strip()]

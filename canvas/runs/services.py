@@ -29,7 +29,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from canvas.memo.errors import MemoApproved, SectionNotFound
-from canvas.memo.markdown import parse_citations
+from canvas.memo.markdown import parse_citations, with_document_ids
 from canvas.memo.store import read_memo
 from canvas.memo.templates import get_template
 from canvas.memo.types import Delivery, DocumentState, Memo, Section, SectionState, Source
@@ -46,6 +46,7 @@ from canvas_project.celery import app as celery_app
 from canvas_project.errors import InvalidInputError, StoreUnavailable
 from canvas_project.observability import record_run_seconds
 from canvas_project.store import delete_deal_threads, get_checkpointer
+from deals.documents.intel import document_ids_by_filename
 from deals.models import Deal, User
 
 logger = logging.getLogger(__name__)
@@ -757,7 +758,7 @@ def section_debug(*, deal: Deal, section_key: str, inputs: dict) -> dict:
         },
         "passages": [{**h.passage.source, "score": h.score, "text": h.passage.text[:1000]} for h in hits],
         "markdown": markdown,
-        "citations": parse_citations(markdown),
+        "citations": with_document_ids(parse_citations(markdown), document_ids_by_filename(deal_id=deal.pk)),
         "deltas": len(deltas),
         "usage": usage,
         "error": error,

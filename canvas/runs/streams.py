@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
 
 from canvas.models import TERMINAL_RUN_STATUSES, SynthesisRun
 from canvas_project import keys
@@ -99,6 +100,7 @@ def run_event_response(deal_id, run_id) -> StreamingHttpResponse:
     return sse_response(run_event_stream(deal_id, run_id, None))
 
 
+@csrf_exempt  # bearer-token API, no cookies: CSRF does not apply (DRF's views are exempt the same way)
 async def run_stream(request: HttpRequest, deal_id: str, run_id: str):
     """GET /api/canvas/{deal_id}/runs/{run_id}/stream (viewer): the run's events; resumable."""
     if request.method != "GET":
@@ -163,6 +165,7 @@ async def discourse_event_stream(key: str, after: str | None) -> AsyncIterator[s
         yield chunk
 
 
+@csrf_exempt  # bearer-token API, no cookies: CSRF does not apply (DRF's views are exempt the same way)
 async def discourse_stream(request: HttpRequest, deal_id: str):
     """GET /api/canvas/{deal_id}/discourse/stream (viewer): what the deal's agents are doing."""
     if request.method != "GET":
@@ -184,7 +187,8 @@ document_deal_stream(
         "The run's events from its first to `done`, after which the response ends: workflow_started {inputs},"
         " node_started {component_id (the section key), component_name, component_type, thoughts}, message "
         "{component_id, content: a text delta}, message_end {component_id, status, content, reference: "
-        "citations}, node_finished {component_id, inputs, outputs, error, elapsed_time}, workflow_finished "
+        "citations {id, text, document, document_id, page}}, node_finished {component_id, inputs, outputs, "
+        "error, elapsed_time}, workflow_finished "
         "{status, inputs, outputs: {delivered, missing, failed}, elapsed_time}, error {message}, done "
         "{status}. Each has `id:`, `event:` and `data:` (JSON). Without Last-Event-ID the whole run is "
         "replayed (pings while it is still queued); with it, the stream resumes after that event, nothing "

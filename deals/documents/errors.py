@@ -16,3 +16,10 @@ class UnsupportedDocumentType(UnsupportedMediaTypeError):
 
 class DigitizationError(Exception):
     """A document could not be read; `str()` is the human reason stored on the document."""
+
+
+class FigureNotFound(NotFoundError):
+    """No such figure: past the document's figures, a document with none, or a crop gone from Redis (24 h)."""
+
+    code = "figure_not_found"
+    default_message = "Figure not found."

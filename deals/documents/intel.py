@@ -1,4 +1,5 @@
-"""What other apps may read of a deal's documents: intel, the intake summary and the passages.
+"""What other apps may read of a deal's documents: intel, the intake summary, the passages, and which
+document a filename names (document_ids_by_filename, for citations).
 
 This is the public read API of ingestion (the synthesis drafters, brushes and the canvas import it);
 nothing outside deals should reach into deals.documents.ingestion. None of these raise when Redis is down:
@@ -10,12 +11,14 @@ from __future__ import annotations
 from deals.documents.ingestion.crops import crop_get, digitization_cache_get
 from deals.documents.ingestion.intake import intake_summary_cached
 from deals.documents.ingestion.intel import METRIC_NAMES, Passage, deal_intel_cached, ready_passages
+from deals.documents.selectors import document_ids_by_filename
 
 __all__ = [
     "METRIC_NAMES",
     "Passage",
     "deal_intel_get",
     "deal_passages",
+    "document_ids_by_filename",
     "document_crop_get",
     "document_digitization_get",
     "intake_summary_get",

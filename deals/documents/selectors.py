@@ -1,13 +1,20 @@
-"""Reads of deal documents."""
+"""Reads of deal documents: the rows, their extracted pages, and the figures cropped from PDFs."""
 
 from __future__ import annotations
 
+import math
 import uuid
 
 from django.db.models import QuerySet
 
-from deals.documents.errors import DocumentNotFound
-from deals.models import Deal, Document
+from canvas_project.errors import RedisUnavailable
+from deals.documents.errors import DocumentNotFound, FigureNotFound
+from deals.documents.ingestion import crops
+from deals.documents.ingestion.digitize import MAX_CROPS_PER_DOCUMENT, markdown_tables
+from deals.documents.ingestion.intel import REDIS_ERRORS
+from deals.models import Deal, Document, DocumentPage, FileState
+
+FIGURES_KEPT = "figures are kept 24 hours after ingestion"
 
 
 def document_list(*, deal: Deal) -> QuerySet[Document]:
@@ -20,3 +27,103 @@ def document_get(*, deal: Deal, document_id: uuid.UUID) -> Document:
     if document is None:
         raise DocumentNotFound()
     return document
+
+
+def document_pages(*, document: Document, page: int, page_size: int) -> dict:
+    """{document_id, state, count, page, page_size, total_pages, results: [{page_number, label, text, tables:
+    [{header, rows}]}]}: the extracted pages of the document (none until it is ingested), in page order."""
+    pages = DocumentPage.objects.filter(document=document).order_by("page_number")
+    count = pages.count()
+    rows = pages.only("page_number", "label", "text")[(page - 1) * page_size : page * page_size]
+    return {
+        "document_id": document.pk,
+        "state": document.state,
+        "count": count,
+        "page": page,
+        "page_size": page_size,
+        "total_pages": math.ceil(count / page_size) if count else 0,
+        "results": [
+            {
+                "page_number": row.page_number,
+                "label": row.label,
+                "text": row.text,
+                "tables": [{"header": table[0], "rows": table[1:]} for table in markdown_tables(row.text)],
+            }
+            for row in rows
+        ],
+    }
+
+
+def document_figures(*, document: Document) -> dict:
+    """{document_id, cached, digitized_at, figures: [{n, page, name, format, width, height, bytes, available}]}.
+
+    The figures come from the document's digitization record in Redis (kept 7 days); each says whether its
+    image is still there (24 h). `cached` is false when the record is gone (or the document was never
+    ingested): re-ingesting brings both back. Raises RedisUnavailable."""
+    try:
+        cache, present = crops.figures_read(deal_id=document.deal_id, document_id=document.pk)
+    except REDIS_ERRORS:
+        raise RedisUnavailable("Redis is unavailable, and the figures are kept there; try again shortly.") from None
+    figures = [
+        {
+            "n": int(crop["index"]) + 1,
+            "page": crop["page"],
+            "name": crop["name"],
+            "format": crop["format"],
+            "width": crop["width"],
+            "height": crop["height"],
+            "bytes": crop["bytes"],
+            "available": available,
+        }
+        for crop, available in zip((cache or {}).get("crops") or [], present, strict=True)
+    ]
+    return {
+        "document_id": document.pk,
+        "cached": cache is not None,
+        "digitized_at": (cache or {}).get("digitized_at"),
+        "figures": figures,
+    }
+
+
+def document_figure_png(*, document: Document, n: int) -> bytes:
+    """Figure `n` (1-based, as document_figures numbers them) as PNG bytes.
+
+    Raises FigureNotFound with a sentence saying why (no such figure, or its crop expired from Redis) and
+    RedisUnavailable."""
+    if n > MAX_CROPS_PER_DOCUMENT:
+        raise FigureNotFound(f"This document has no figure {n}: at most {MAX_CROPS_PER_DOCUMENT} are cropped.")
+    try:
+        data, cache = crops.figure_read(deal_id=document.deal_id, document_id=document.pk, index=n - 1)
+    except REDIS_ERRORS:
+        raise RedisUnavailable("Redis is unavailable, and the figures are kept there; try again shortly.") from None
+    if data is None:
+        if document.kind != "pdf":
+            raise FigureNotFound(f"This document is {document.kind.upper()}: only PDFs have figures.")
+        if cache is not None and n > len(cache.get("crops") or []):
+            count = len(cache.get("crops") or [])
+            raise FigureNotFound(f"This document has no figure {n}; it has {count}.")
+        raise FigureNotFound(
+            f"Figure {n} has expired from the cache ({FIGURES_KEPT}, or the document is not ingested yet): "
+            "re-ingest the document to crop its figures again."
+        )
+    try:
+        return crops.as_png(data)
+    except ValueError:
+        raise FigureNotFound(f"Figure {n} could not be decoded as an image.") from None
+
+
+def document_ids_by_filename(*, deal_id) -> dict[str, str]:
+    """Filename -> id of the deal's documents whose name says which document it is: the only document of that
+    name, or the only ready one among several. Citations name a document by its filename
+    (canvas.memo.markdown.parse_citations); an ambiguous name resolves to nothing rather than to a guess."""
+    named: dict[str, list[tuple[str, str]]] = {}
+    for filename, pk, state in Document.objects.filter(deal_id=deal_id).values_list("filename", "pk", "state"):
+        named.setdefault(filename, []).append((str(pk), state))
+    resolved = {}
+    for filename, documents in named.items():
+        ready = [pk for pk, state in documents if state == FileState.READY]
+        if len(documents) == 1:
+            resolved[filename] = documents[0][0]
+        elif len(ready) == 1:
+            resolved[filename] = ready[0]
+    return resolved

@@ -5,6 +5,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from canvas_project.api.fields import page_field, page_size_field
 from deals.documents.ingestion.intel import METRICS
 from deals.models import FileState
 
@@ -101,3 +102,61 @@ class IntakeSummaryOutput(serializers.Serializer):
     complete = serializers.BooleanField(help_text="Every required document has been received and is ready.")
     key_facts = DealMetricsOutput()
     computed_at = serializers.DateTimeField()
+
+
+# --- pages and figures ----------------------------------------------------------------------------------
+class DocumentPagesQueryInput(serializers.Serializer):
+    page = page_field()
+    page_size = page_size_field()
+
+
+class DocumentTableOutput(serializers.Serializer):
+    header = serializers.ListField(child=serializers.CharField(allow_blank=True), help_text="The first row's cells.")
+    rows = serializers.ListField(
+        child=serializers.ListField(child=serializers.CharField(allow_blank=True)), help_text="The other rows."
+    )
+
+
+class DocumentPageOutput(serializers.Serializer):
+    page_number = serializers.IntegerField(
+        help_text="1-based: the PDF page, the sheet's position (XLSX) or the chunk; what citations call `page`."
+    )
+    label = serializers.CharField(allow_blank=True, help_text="The sheet's name (XLSX), the rows of a CSV chunk.")
+    text = serializers.CharField(
+        allow_blank=True, help_text="The extracted text; tables in it as markdown pipe tables."
+    )
+    tables = DocumentTableOutput(many=True, help_text="The pipe tables of `text`, parsed (also still in `text`).")
+
+
+class DocumentPagesOutput(serializers.Serializer):
+    document_id = serializers.UUIDField()
+    # a plain string: DealDocument's `state` already names the FileState enum
+    state = serializers.CharField(help_text="The document's state: its pages are there once it is `ready`.")
+    count = serializers.IntegerField(help_text="Pages of the document.")
+    page = serializers.IntegerField()
+    page_size = serializers.IntegerField()
+    total_pages = serializers.IntegerField()
+    results = DocumentPageOutput(many=True)
+
+
+class DocumentFigureOutput(serializers.Serializer):
+    n = serializers.IntegerField(help_text="1-based: GET .../figures/{n} answers its image as PNG.")
+    page = serializers.IntegerField(help_text="The PDF page it was cropped from.")
+    name = serializers.CharField(help_text="Its name inside the PDF.")
+    format = serializers.CharField(help_text="As stored (png, jpeg, jp2, tiff...); the image endpoint answers PNG.")
+    width = serializers.IntegerField()
+    height = serializers.IntegerField()
+    bytes = serializers.IntegerField(help_text="Size as stored.")
+    available = serializers.BooleanField(
+        help_text="Its image is still in the cache (24 hours after ingestion); false: re-ingest the document."
+    )
+
+
+class DocumentFiguresOutput(serializers.Serializer):
+    document_id = serializers.UUIDField()
+    cached = serializers.BooleanField(
+        help_text="The document's digitization record is in the cache (7 days after ingestion). False: the "
+        "figures are not known any more (or the document is not ingested yet); re-ingest it."
+    )
+    digitized_at = serializers.DateTimeField(allow_null=True)
+    figures = DocumentFigureOutput(many=True, help_text="Figures of a PDF, in page order; none for other kinds.")

@@ -23,13 +23,15 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
+from canvas_project import keys
 from canvas_project.celery import app as celery_app
 from canvas_project.errors import DependencyUnavailableError, PayloadTooLargeError
+from canvas_project.redis_client import get_redis
 from deals.documents.errors import DigitizationError
 from deals.documents.ingestion.crops import digitization_cache_write, document_keys_delete
 from deals.documents.ingestion.digitize import Digitized, digitize
 from deals.documents.ingestion.intake import intake_summary_refresh
-from deals.documents.ingestion.intel import deal_intel_invalidate, deal_intel_refresh
+from deals.documents.ingestion.intel import REDIS_ERRORS, deal_intel_invalidate, deal_intel_refresh
 from deals.documents.ingestion.sniff import sniff_document
 from deals.models import Deal, Document, DocumentPage, FileState
 
@@ -101,6 +103,7 @@ def document_upload(*, deal: Deal, user, upload) -> Document:
         with transaction.atomic():
             document.save(force_insert=True)
             transaction.on_commit(lambda: _enqueue_ingestion(document.pk))
+            transaction.on_commit(lambda: canvas_session_drop(deal_id=deal.pk))
     except Exception:
         default_storage.delete(document.file.name)
         raise
@@ -133,9 +136,21 @@ def document_delete(*, document: Document) -> None:
         transaction.on_commit(after_commit)
 
 
+def canvas_session_drop(*, deal_id) -> None:
+    """Drop the deal's cached canvas session (rebuilt from the Store at its next read). Its citations name
+    their documents by id (canvas.memo.session, resolved by filename through document_ids_by_filename), so a
+    document added, deleted or changing state may change what they link to."""
+    try:
+        get_redis().unlink(keys.session_key(deal_id))
+    except REDIS_ERRORS as exc:
+        logger.warning("canvas session of deal %s not dropped (%s)", deal_id, exc.__class__.__name__)
+
+
 def _deal_caches_refresh(*, deal: Deal) -> None:
-    """A document of the deal changed: drop intel, then rebuild the intake summary (which recomputes it)."""
+    """A document of the deal changed: drop intel, then rebuild the intake summary (which recomputes it), and
+    drop the canvas session."""
     deal_intel_invalidate(deal_id=deal.pk)
+    canvas_session_drop(deal_id=deal.pk)
     try:
         intake_summary_refresh(deal=deal)
     except Exception:  # the caches are derivable; a failure here must not fail the write that caused it
@@ -246,6 +261,7 @@ def document_ingest(*, document_id) -> Document | None:
             # Deleted between the commit and the cache write: its delete already ran, so undo ours.
             document_keys_delete(deal_id=document.deal_id, document_id=document.pk)
     deal_intel_refresh(deal_id=document.deal_id)
+    canvas_session_drop(deal_id=document.deal_id)
     try:
         intake_summary_refresh(deal=document.deal)
     except Exception:
@@ -268,11 +284,15 @@ def document_fail(*, document_id, reason: str) -> None:
         _deal_caches_refresh(deal=document.deal)
 
 
-def document_reingest(*, document: Document) -> None:
-    """Queue a document for ingestion again (after a parser fix, or a stalled run)."""
+def document_reingest(*, document: Document) -> Document:
+    """Queue a document for ingestion again (after a parser fix, a stalled run, or to crop its figures again
+    once their 24 h in Redis are over); returns it as it is now (`queued`)."""
     with transaction.atomic():
         Document.objects.filter(pk=document.pk).update(state=FileState.QUEUED, error="", updated_at=timezone.now())
         transaction.on_commit(lambda: _enqueue_ingestion(document.pk))
+        transaction.on_commit(lambda: canvas_session_drop(deal_id=document.deal_id))
+    document.refresh_from_db()
+    return document
 
 
 def deal_document_files_delete(*, deal: Deal) -> None:

@@ -1,5 +1,5 @@
 """Deal documents, deal intel and the intake summary of a deal: /api/deals/{deal_id}/documents (list,
-upload, read, delete, download), /intel and /intake.
+upload, read, delete, download, extracted pages, figures, re-ingest), /intel and /intake.
 
 Thin: validate, call one service or selector, serialize. Deal scoping and the minimum role of each
 action come from deals.viewsets.DealScopedViewSet.
@@ -9,25 +9,40 @@ from __future__ import annotations
 
 from django.core.files.storage import default_storage
 from django.core.files.uploadhandler import FileUploadHandler
-from django.http import FileResponse
+from django.http import FileResponse, HttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, OpenApiTypes, extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.parsers import MultiPartParser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from canvas_project.api.schema import deleted_response, error_responses
-from canvas_project.api.validation import parse_body, parse_path_uuid
+from canvas_project.api.validation import parse_body, parse_path_int, parse_path_uuid, parse_query
 from deals.documents import selectors as document_selectors
 from deals.documents import services as document_services
 from deals.documents.errors import DocumentNotFound
 from deals.documents.ingestion.sniff import CONTENT_TYPES
 from deals.documents.intel import deal_intel_get, intake_summary_get
-from deals.documents.serializers import DealIntelOutput, DocumentOutput, DocumentUploadInput, IntakeSummaryOutput
+from deals.documents.serializers import (
+    DealIntelOutput,
+    DocumentFiguresOutput,
+    DocumentOutput,
+    DocumentPagesOutput,
+    DocumentPagesQueryInput,
+    DocumentUploadInput,
+    IntakeSummaryOutput,
+)
 from deals.models import DealRole
 from deals.viewsets import DealScopedViewSet
 
 DOC_ID_PARAM = OpenApiParameter("doc_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The document's id.")
+FIGURE_PARAM = OpenApiParameter(
+    "n",
+    OpenApiTypes.INT,
+    OpenApiParameter.PATH,
+    description="The figure's number (1-based, as the figures list has it).",
+)
 # Multipart framing around the file (boundaries, part headers) on top of the file's own bytes.
 MULTIPART_OVERHEAD = 64 * 1024
 
@@ -60,9 +75,20 @@ class DocumentViewSet(DealScopedViewSet):
         "retrieve": DealRole.VIEWER,
         "destroy": DealRole.EDITOR,
         "download": DealRole.VIEWER,
+        "pages": DealRole.VIEWER,
+        "figures": DealRole.VIEWER,
+        "figure": DealRole.VIEWER,
+        "reingest": DealRole.EDITOR,
     }
     # Uploads are multipart; no other action reads a body.
     parser_classes = [MultiPartParser]
+
+    def perform_content_negotiation(self, request, force=False):
+        # a figure answers image/png, whatever renderer the Accept header names (an <img> sends image/*);
+        # its errors stay JSON
+        if self.action == "figure":
+            return JSONRenderer(), JSONRenderer.media_type
+        return super().perform_content_negotiation(request, force)
 
     def _document(self, doc_id: str):
         return document_selectors.document_get(
@@ -155,6 +181,76 @@ class DocumentViewSet(DealScopedViewSet):
         response["Content-Length"] = str(document.size)
         response["X-Content-Type-Options"] = "nosniff"
         return response
+
+    @extend_schema(
+        operation_id="deal_documents_pages",
+        summary="A document's extracted pages",
+        description="The text of each page (PDF page, XLSX sheet, or chunk of a text file), in page order and "
+        "paginated; tables are in the text as markdown pipe tables and, parsed, in `tables`. Empty until the "
+        "document is ingested (`state` ready).",
+        parameters=[DOC_ID_PARAM, DocumentPagesQueryInput],
+        responses={200: DocumentPagesOutput, **error_responses(401, 403, 404, 422)},
+        tags=["documents"],
+    )
+    @action(detail=True, methods=["get"])
+    def pages(self, request, deal_id, doc_id):
+        query = parse_query(DocumentPagesQueryInput, request)
+        document = self._document(doc_id)
+        return Response(DocumentPagesOutput(document_selectors.document_pages(document=document, **query)).data)
+
+    @extend_schema(
+        operation_id="deal_documents_figures",
+        summary="The figures cropped from a PDF",
+        description="Each figure's page, name, size and whether its image is still kept: images are kept 24 hours "
+        "after ingestion and the list itself 7 days (`cached`); re-ingest the document to crop them again. "
+        "Documents other than PDFs have none.",
+        parameters=[DOC_ID_PARAM],
+        responses={200: DocumentFiguresOutput, **error_responses(401, 403, 404, 422, 503)},
+        tags=["documents"],
+    )
+    @action(detail=True, methods=["get"])
+    def figures(self, request, deal_id, doc_id):
+        document = self._document(doc_id)
+        return Response(DocumentFiguresOutput(document_selectors.document_figures(document=document)).data)
+
+    @extend_schema(
+        operation_id="deal_documents_figure",
+        summary="One figure of a PDF, as PNG",
+        description="404 says why when there is no image: no such figure, a document that is not a PDF, or an "
+        "image expired from the cache (kept 24 hours after ingestion: re-ingest the document).",
+        parameters=[DOC_ID_PARAM, FIGURE_PARAM],
+        responses={
+            (200, "image/png"): OpenApiResponse(OpenApiTypes.BINARY, description="The figure."),
+            **error_responses(401, 403, 404, 422, 503),
+        },
+        tags=["documents"],
+    )
+    @action(detail=True, methods=["get"], url_path=r"figures/(?P<n>[^/]+)", url_name="figure")
+    def figure(self, request, deal_id, doc_id, n):
+        number = parse_path_int(n, "n")
+        png = document_selectors.document_figure_png(document=self._document(doc_id), n=number)
+        response = HttpResponse(png, content_type="image/png")
+        response["Content-Disposition"] = f'inline; filename="figure-{number}.png"'
+        response["X-Content-Type-Options"] = "nosniff"
+        # a re-ingest may crop other figures under the same numbers: a short private cache only
+        response["Cache-Control"] = "private, max-age=300"
+        return response
+
+    @extend_schema(
+        operation_id="deal_documents_reingest",
+        summary="Ingest a document again (editor)",
+        description="Answers 202 with the document `queued`; ingestion runs in the background as after an upload "
+        "(its pages, figures, deal intel and the intake summary are rebuilt). For a failed or stalled document, "
+        "or figures expired from the cache.",
+        parameters=[DOC_ID_PARAM],
+        request=None,
+        responses={202: DocumentOutput, **error_responses(401, 403, 404, 422)},
+        tags=["documents"],
+    )
+    @action(detail=True, methods=["post"])
+    def reingest(self, request, deal_id, doc_id):
+        document = document_services.document_reingest(document=self._document(doc_id))
+        return Response(DocumentOutput(document).data, status=status.HTTP_202_ACCEPTED)
 
 
 class DealIntelViewSet(DealScopedViewSet):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 from pathlib import Path
 
@@ -140,6 +141,47 @@ def test_validation_error_component_matches_the_seed(schema):
 def test_schema_and_ui_pages_are_served(client, db, path):
     response = client.get(path)
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("query", "accept", "content_type"),
+    [
+        ("?format=json", None, "application/vnd.oai.openapi+json"),
+        ("?format=json", "application/json", "application/json"),
+        ("?format=json", "text/html", "application/vnd.oai.openapi+json"),  # a browser: the query string wins
+        ("?format=yaml", None, "application/vnd.oai.openapi"),
+        ("?format=yaml", "application/vnd.oai.openapi+json", "application/vnd.oai.openapi"),
+        ("", None, "application/vnd.oai.openapi"),  # no format: YAML, as before
+        ("", "application/vnd.oai.openapi+json", "application/vnd.oai.openapi+json"),
+    ],
+)
+def test_the_schema_honours_format_then_accept(client, db, query, accept, content_type):
+    headers = {"HTTP_ACCEPT": accept} if accept else {}
+    response = client.get(f"/api/schema/{query}", **headers)
+    assert response.status_code == 200
+    assert response["Content-Type"].split(";")[0] == content_type
+    body = response.content.decode()
+    if "json" in content_type:
+        assert json.loads(body)["openapi"].startswith("3.")
+    else:
+        assert body.startswith("openapi: 3")
+    assert response["Content-Disposition"].endswith('.json"' if "json" in content_type else '.yaml"')
+
+
+def test_an_unknown_schema_format_is_a_422(client, db):
+    response = client.get("/api/schema/?format=xml")
+    assert response.status_code == 422
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["detail"][0]["loc"] == ["query", "format"]
+
+
+@pytest.mark.parametrize("path", ["/api/schema/", "/api/docs/", "/api/redoc/"])
+def test_schema_and_ui_pages_answer_errors_in_json(client, db, path):
+    response = client.post(path)
+    assert response.status_code == 405
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": 'Method "POST" not allowed.'}
+    assert "GET" in response["Allow"]
 
 
 def _operations(schema: dict) -> set[str]:

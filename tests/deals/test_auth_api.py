@@ -140,6 +140,43 @@ def test_a_hash_upgrade_at_login_is_not_a_new_password(cast, settings):
     assert factories.client_for(token=pair["access"]).get(f"/api/deals/{cast.deal.pk}").status_code == 200
 
 
+def test_production_hashes_new_passwords_with_argon2id_and_still_reads_the_old_ones():
+    from django.contrib.auth.hashers import Argon2PasswordHasher
+
+    from canvas_project import settings as production
+
+    assert production.PASSWORD_HASHERS[0] == "django.contrib.auth.hashers.Argon2PasswordHasher"
+    assert "django.contrib.auth.hashers.PBKDF2PasswordHasher" in production.PASSWORD_HASHERS
+    assert Argon2PasswordHasher().encode("x", "saltsaltsalt").startswith("argon2$argon2id$")  # argon2-cffi present
+
+
+def test_a_pbkdf2_password_is_rehashed_with_argon2id_at_login_and_other_sessions_stay(cast, settings):
+    """The upgrade path of the production hashers: a hash stored by Django's old default (PBKDF2) logs in, is
+    rehashed with Argon2id, and the user's tokens issued before keep working (the same password)."""
+    from django.contrib.auth.hashers import PBKDF2PasswordHasher
+
+    from canvas_project import settings as production
+
+    owner = cast.users["owner"]
+    earlier = _login().json()  # a session from before, under the test settings' hasher
+    settings.PASSWORD_HASHERS = production.PASSWORD_HASHERS
+    old_hash = PBKDF2PasswordHasher().encode(factories.PASSWORD, "saltsaltsalt", iterations=1000)
+    type(owner).objects.filter(pk=owner.pk).update(password=old_hash)
+
+    assert _login().status_code == 200
+    owner.refresh_from_db()
+    assert owner.password.startswith("argon2$argon2id$")
+    assert owner.credentials_changed_at is None
+    assert _refresh(earlier["refresh"]).status_code == 200
+    assert factories.client_for(token=earlier["access"]).get(f"/api/deals/{cast.deal.pk}").status_code == 200
+    # the Argon2id hash is what the next login checks, and it needs no further upgrade
+    rehashed = owner.password
+    assert _login().status_code == 200
+    owner.refresh_from_db()
+    assert owner.password == rehashed
+    assert _login(password="wrong").status_code == 401
+
+
 def test_an_unusable_password_revokes_the_users_refresh_tokens(cast):
     owner = cast.users["owner"]
     pair = _login().json()

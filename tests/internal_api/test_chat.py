@@ -1,4 +1,4 @@
-"""POST /api/v1/chat, /api/v1/chat/stream and GET /api/v1/threads."""
+"""POST /api/v1/chat, /api/v1/chat/stream, GET /api/v1/threads and GET /api/v1/threads/{id}/messages."""
 
 from __future__ import annotations
 
@@ -76,6 +76,76 @@ def test_the_embedded_engine_answers_from_the_canvas_and_keeps_history(cast, wri
 def test_someone_elses_thread_is_404(cast, written):
     theirs = _chat(cast.client("editor"), cast.deal).json()["thread_id"]
     assert _chat(cast.client("viewer"), cast.deal, thread_id=theirs).status_code == 404
+
+
+def test_a_thread_reads_back_with_its_messages(cast, written):
+    client = cast.client("viewer")
+    first = _chat(client, cast.deal, "Show me the details of the risks section").json()
+    second = _chat(client, cast.deal, "And the market?", thread_id=first["thread_id"]).json()
+    response = client.get(f"/api/v1/threads/{first['thread_id']}/messages")
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["id"], body["project_id"], body["agent_id"]) == (first["thread_id"], str(cast.deal.pk), "strategy")
+    assert body["title"].startswith("Show me") and body["created_at"] and body["updated_at"]
+    assert body["messages"] == [
+        {"role": "user", "content": "Show me the details of the risks section"},
+        {"role": "assistant", "content": first["message"]["content"]},
+        {"role": "user", "content": "And the market?"},
+        {"role": "assistant", "content": second["message"]["content"]},
+    ]
+
+
+def test_a_new_thread_without_history_has_no_messages(cast, written):
+    thread = ChatThread.objects.create(deal=cast.deal, user=cast.users["viewer"], agent_id="strategy")
+    body = cast.client("viewer").get(f"/api/v1/threads/{thread.pk}/messages").json()
+    assert body["messages"] == [] and body["title"] == ""
+
+
+def test_only_its_user_reads_a_thread(cast, written):
+    theirs = _chat(cast.client("editor"), cast.deal).json()["thread_id"]
+    for role in ("viewer", "owner", "superadmin", "outsider"):
+        response = cast.client(role).get(f"/api/v1/threads/{theirs}/messages")
+        assert response.status_code == 404, role
+        assert response.json() == {"detail": "No chat thread of yours has this id."}
+    assert cast.client("anonymous").get(f"/api/v1/threads/{theirs}/messages").status_code == 401
+    unknown = cast.client("editor").get("/api/v1/threads/6f1c0d52-3b7e-4d0a-9a51-2f3c4b5d6e7f/messages")
+    assert unknown.status_code == 404
+    malformed = cast.client("editor").get("/api/v1/threads/nope/messages")
+    assert malformed.status_code == 422 and malformed.json()["detail"][0]["loc"] == ["path", "thread_id"]
+
+
+def test_a_thread_of_a_deal_the_user_lost_is_404(cast, written):
+    from deals.models import DealAccess
+
+    mine = _chat(cast.client("viewer"), cast.deal).json()["thread_id"]
+    DealAccess.objects.filter(deal=cast.deal, user=cast.users["viewer"]).delete()
+    assert cast.client("viewer").get(f"/api/v1/threads/{mine}/messages").status_code == 404
+
+
+def test_a_deal_scoped_token_reads_only_its_deals_threads(cast, written):
+    from deals.tokens import deal_token_mint
+    from tests import factories
+
+    mine = _chat(cast.client("owner"), cast.deal).json()["thread_id"]
+    other = factories.make_deal(cast.org, owner=cast.users["owner"], name="Elsewhere")
+    scoped = factories.client_for(token=deal_token_mint(user_id=cast.users["owner"].pk, deal_id=other.pk)["access"])
+    assert scoped.get(f"/api/v1/threads/{mine}/messages").status_code == 404
+
+
+def test_the_history_store_down_is_503(cast, written, monkeypatch):
+    from psycopg_pool import PoolTimeout
+
+    from internal_api import chat
+
+    mine = _chat(cast.client("viewer"), cast.deal).json()["thread_id"]
+
+    class Down:
+        def get_state(self, config):
+            raise PoolTimeout("no connection")
+
+    monkeypatch.setattr(chat, "embedded_engine", Down)
+    response = cast.client("viewer").get(f"/api/v1/threads/{mine}/messages")
+    assert response.status_code == 503 and "chat history" in response.json()["detail"]
 
 
 @pytest.mark.parametrize(

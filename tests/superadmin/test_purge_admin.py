@@ -32,6 +32,7 @@ def test_the_purge_page_previews_then_purges(admin_client, cast):
     preview = admin_client.post(PURGE_URL, {**form, "_preview": "1"})
     html = preview.content.decode()
     assert preview.status_code == 200 and "Dry run: what would be purged" in html
+    assert '<p id="purge-preview-summary">Would purge 13 keys of 1 deals.</p>' in html
     assert '<tr class="family-events"><td>events</td><td class="count">3</td>' in html
     assert deal_keys_present(cast.deal.pk) == EXPECTED
     dry = PurgeAudit.objects.get()
@@ -44,7 +45,7 @@ def test_the_purge_page_previews_then_purges(admin_client, cast):
     assert real.source == "admin" and real.keys_total == 13
     assert deal_keys_present(cast.deal.pk) == RUNS_ONLY
     page = admin_client.get(done["Location"], follow=True)
-    assert "Purged 13 keys" in page.content.decode()
+    assert "Purged 13 keys of 1 deals in " in page.content.decode()
 
 
 def test_the_purge_page_shows_refusals_as_form_errors(admin_client, cast):
@@ -75,12 +76,13 @@ def test_the_deal_list_action_confirms_with_dry_run_counts(admin_client, cast):
     confirm = admin_client.post("/admin/deals/deal/", selection)
     html = confirm.content.decode()
     assert confirm.status_code == 200 and "Purge Redis state of the selected deals?" in html
-    assert '<p id="purge-action-total">26 keys in all.</p>' in html
+    assert '<p id="purge-action-total">Would purge 26 keys of 2 deals.</p>' in html
     assert deal_keys_present(cast.deal.pk) == EXPECTED
     assert PurgeAudit.objects.filter(dry_run=True, source="admin").count() == 2
 
     done = admin_client.post("/admin/deals/deal/", {**selection, "post": "yes"})
     assert done.status_code == 302
+    assert "Purged 26 keys of 2 deals." in admin_client.get(done["Location"]).content.decode()
     assert deal_keys_present(cast.deal.pk) == deal_keys_present(second.pk) == RUNS_ONLY
     assert deal_keys_present(untouched.pk) == EXPECTED
     assert PurgeAudit.objects.filter(dry_run=False, source="admin").count() == 2
@@ -131,3 +133,28 @@ def test_the_audit_trail_is_read_only(admin_client, cast):
     assert admin_client.get("/admin/superadmin/purgeaudit/add/").status_code == 403
     assert admin_client.post(f"/admin/superadmin/purgeaudit/{audit.pk}/delete/").status_code == 403
     assert PurgeAudit.objects.count() == 1
+
+
+def test_the_admin_index_links_the_purge_page_for_superusers(admin_client, cast, client):
+    for page in ("/admin/", "/admin/superadmin/"):
+        html = admin_client.get(page).content.decode()
+        assert f'<a href="{PURGE_URL}" id="purge-index-link">Purge per-deal Redis state</a>' in html, page
+        assert 'id="purge-link"' not in html  # not only through the audit's change list any more
+    # a staff user who may not purge is not shown the link (the page would refuse them)
+    staff = _staff("index-staff")
+    client.force_login(staff)
+    assert client.get("/admin/").status_code == 200
+    assert "purge-index-link" not in client.get("/admin/").content.decode()
+
+
+def test_the_preview_says_the_same_as_the_command_and_the_api(admin_client, cast):
+    second = factories.make_deal(cast.org, name="Harbor Point")
+    for deal in (cast.deal, second):
+        write_deal_state(deal.pk)
+    form = {"mode": "all", "include_checkpoints": "on", "_preview": "1"}
+    html = admin_client.post(PURGE_URL, form).content.decode()
+    assert '<p id="purge-preview-summary">Would purge 32 keys of 2 deals, 0 checkpoint threads.</p>' in html
+    api = cast.client("superadmin").post(
+        "/api/superadmin/purge_deals", {"mode": "all", "include_checkpoints": True}, format="json"
+    )
+    assert api.json()["summary"] == "would purge 32 keys of 2 deals, 0 checkpoint threads"

@@ -54,10 +54,12 @@ def test_dry_run_is_the_default_and_the_response_has_the_contract_fields(cast):
         "checkpoint_threads_deleted",
         "duration_ms",
         "audit_id",
+        "summary",
     }
     assert body["dry_run"] is True and body["mode"] == "by_deal"
     assert body["keys_by_family"] == UNPROTECTED
     assert body["keys_total"] == 13 and body["deals_considered"] == body["deals_purged"] == 1
+    assert body["summary"] == "would purge 13 keys of 1 deals"
     assert deal_keys_present(cast.deal.pk) == EXPECTED
     audit = PurgeAudit.objects.get()
     assert str(audit.pk) == body["audit_id"]
@@ -80,6 +82,7 @@ def test_all_mode_with_exclusion_over_the_api(cast):
     body = response.json()
     assert body["deals_skipped"] == [{"deal_id": str(cast.deal.pk), "reason": "recent_activity"}]
     assert body["deals_purged"] == 1 and body["keys_total"] == 13
+    assert body["summary"] == "purged 13 keys of 1 deals, 1 deals skipped"
     assert deal_keys_present(cast.deal.pk) == EXPECTED
 
 

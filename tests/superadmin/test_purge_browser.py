@@ -65,11 +65,11 @@ def test_admin_purge_flow_in_a_browser(live_server, cast):
         page.check(f"input[name=_selected_action][value='{cast.deal.pk}']")
         page.select_option("select[name=action]", "purge_redis_state")
         page.click("button[name=index]")
-        assert page.inner_text("#purge-action-total") == "13 keys in all."
+        assert page.inner_text("#purge-action-total") == "Would purge 13 keys of 1 deals."
         assert deal_keys_present(cast.deal.pk) == EXPECTED
         page.click("#purge-action-confirm")
         page.wait_for_url("**/admin/deals/deal/")
-        assert "Purged 13 Redis keys of 1 deals." in page.inner_text(".messagelist")
+        assert "Purged 13 keys of 1 deals." in page.inner_text(".messagelist")
         assert deal_keys_present(cast.deal.pk) == RUNS_ONLY
         assert deal_keys_present(second.pk) == EXPECTED
 
@@ -85,9 +85,15 @@ def test_admin_purge_flow_in_a_browser(live_server, cast):
         assert deal_keys_present(second.pk) == EXPECTED
         page.click("#purge-confirm")
         page.wait_for_url("**/admin/superadmin/purgeaudit/*/change/")
-        assert "Purged 16 keys and 0 checkpoint threads of 1 deals" in page.inner_text(".messagelist")
+        assert "Purged 16 keys of 1 deals, 0 checkpoint threads in " in page.inner_text(".messagelist")
         assert deal_keys_present(second.pk) == dict.fromkeys(EXPECTED, 0)
         assert deal_keys_present(third.pk) == EXPECTED
+
+        # the admin's index lists the Purge page
+        page.goto(f"{live_server.url}/admin/")
+        page.click("#purge-index-link")
+        page.wait_for_url("**/admin/superadmin/purgeaudit/purge/")
+        assert page.is_visible("#purge-form")
 
     purges = PurgeAudit.objects.filter(source="admin")
     assert purges.filter(dry_run=False).count() == 2 and purges.filter(dry_run=True).count() == 2

@@ -36,7 +36,7 @@ def test_by_deal_prints_one_summary_line_and_audits(cast):
     write_deal_state(cast.deal.pk)
     out, _ = run("--deal", str(cast.deal.pk))
     [line] = out.strip().splitlines()
-    assert line.startswith("purged 13 keys of 1 of 1 deals") and "audit" in line
+    assert line.startswith("purged 13 keys of 1 deals in ") and "audit" in line
     assert deal_keys_present(cast.deal.pk)["canvas_sessions"] == 0
     audit = PurgeAudit.objects.get()
     assert (audit.source, audit.dry_run, audit.actor) == ("command", False, None)
@@ -48,7 +48,8 @@ def test_json_dry_run_keeps_stdout_parseable(cast):
     out, err = run("--all", "--dry-run", "--json")
     body = json.loads(out)
     assert body["dry_run"] is True and body["keys_by_family"] == UNPROTECTED
-    assert err.strip().splitlines()[-1].startswith("dry run: would purge 13 keys")
+    assert err.strip().splitlines()[-1].startswith("would purge 13 keys of 1 deals in ")
+    assert "100% done: would purge 13 keys of 1 deals" in err  # the progress says it the same way
     assert deal_keys_present(cast.deal.pk) == EXPECTED
 
 
@@ -69,9 +70,9 @@ def test_all_mode_asks_first(cast, monkeypatch):
     assert deal_keys_present(cast.deal.pk) == EXPECTED
     monkeypatch.setattr("sys.stdin", _Tty("yes\n"))
     out, err = run("--all", "--include-checkpoints")
-    assert "purged 16 keys of 1 of 1 deals" in out
-    assert "known deals 1 of 1" in err  # progress lines on stderr, the known deals first
-    assert err.strip().splitlines()[-1].startswith("100% done: 16 purged, 1 deals")
+    assert out.startswith("purged 16 keys of 1 deals, 0 checkpoint threads in ")
+    assert "known deals 1 of 1: purged " in err  # progress lines on stderr, the known deals first
+    assert err.strip().splitlines()[-1] == "100% done: purged 16 keys of 1 deals, 0 checkpoint threads"
     assert not any(deal_keys_present(cast.deal.pk).values())
     from canvas_project.redis_client import get_redis
 
@@ -81,7 +82,7 @@ def test_all_mode_asks_first(cast, monkeypatch):
 def test_yes_skips_the_question_and_exclusion_is_passed_through(cast):
     write_deal_state(cast.deal.pk, events_age_ms=100)
     out, _ = run("--all", "--yes", "--exclude-active-within", "60")
-    assert "purged 0 keys of 0 of 1 deals, 1 skipped" in out
+    assert out.startswith("purged 0 keys of 0 deals, 1 deals skipped in ")
     assert deal_keys_present(cast.deal.pk) == EXPECTED
 
 

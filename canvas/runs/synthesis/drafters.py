@@ -121,6 +121,16 @@ class Draft:
     def citations(self) -> list[dict]:
         return memo_md.parse_citations(self.markdown)
 
+    @property
+    def references(self) -> list[dict]:
+        """The citations with the `document_id` of the passages they cite: a filename among the draft's
+        sources names its document, unless two cited documents share it."""
+        ids: dict[str, set[str]] = {}
+        for source in self.sources:
+            ids.setdefault(source["filename"], set()).add(str(source["document_id"]))
+        named = {filename: next(iter(found)) for filename, found in ids.items() if len(found) == 1}
+        return memo_md.with_document_ids(self.citations, named)
+
 
 def format_metric(name: str, metric: dict) -> str:
     value, unit = float(metric["value"]), metric.get("unit", "")

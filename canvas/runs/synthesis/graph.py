@@ -198,7 +198,7 @@ def _draft_section(ctx: RunContext, key: str) -> dict:
             ctx.record(key, "delivered")
             ctx.emit(
                 "message_end",
-                {"component_id": key, "status": "delivered", "content": draft.markdown, "reference": draft.citations},
+                {"component_id": key, "status": "delivered", "content": draft.markdown, "reference": draft.references},
             )
             words, cited = draft.usage.get("words", 0), len(draft.citations)
             telemetry.discourse_emit(

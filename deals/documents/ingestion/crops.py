@@ -9,6 +9,7 @@ depends on the cache to know how many crops there were.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from datetime import UTC, datetime
@@ -106,3 +107,50 @@ def crop_get(*, deal_id, document_id, index: int) -> bytes | None:
         return get_redis().get(keys.image_crop_key(deal_id, document_id, index))
     except REDIS_ERRORS:
         return None
+
+
+# --- the figures API: these raise REDIS_ERRORS (the caller answers 503, not "expired") -----------------------
+def figures_read(*, deal_id, document_id) -> tuple[dict | None, list[bool]]:
+    """(the digitization cache or None, whether each of its crops is still in Redis), in one round trip."""
+    client = get_redis()
+    raw = client.get(keys.digitization_key(deal_id, document_id))
+    cache = json.loads(raw) if raw else None
+    crops = (cache or {}).get("crops") or []
+    if not crops:
+        return cache, []
+    pipe = client.pipeline(transaction=False)
+    for crop in crops:
+        pipe.exists(keys.image_crop_key(deal_id, document_id, int(crop["index"])))
+    return cache, [bool(found) for found in pipe.execute()]
+
+
+def figure_read(*, deal_id, document_id, index: int) -> tuple[bytes | None, dict | None]:
+    """(the crop's bytes or None, the digitization cache or None), in one round trip."""
+    pipe = get_redis().pipeline(transaction=False)
+    pipe.get(keys.image_crop_key(deal_id, document_id, index))
+    pipe.get(keys.digitization_key(deal_id, document_id))
+    data, raw = pipe.execute()
+    return data, (json.loads(raw) if raw else None)
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def as_png(data: bytes) -> bytes:
+    """The image as PNG: PNG crops as they are, the others (JPEG, JPEG 2000, TIFF...) re-encoded.
+    Raises ValueError when the bytes do not decode."""
+    if data.startswith(PNG_SIGNATURE):
+        return data
+    # lazy: Pillow is only needed by the rare non-PNG figure; web processes that never serve one skip it
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            if image.mode not in ("1", "L", "LA", "P", "RGB", "RGBA", "I", "I;16"):
+                image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+            out = io.BytesIO()
+            image.save(out, format="PNG")
+    except Exception as exc:  # Pillow raises many kinds for bad or unsupported data
+        raise ValueError(f"undecodable image ({exc.__class__.__name__})") from exc
+    return out.getvalue()

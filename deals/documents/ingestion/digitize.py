@@ -77,6 +77,35 @@ def markdown_table(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+_TABLE_RULE = re.compile(r"^\|(?:\s*:?-{3,}:?\s*\|)+$")
+_UNESCAPED_BAR = re.compile(r"(?<!\\)\|")
+
+
+def _table_cells(line: str) -> list[str]:
+    inner = line.strip()[1:-1] if line.strip().endswith("|") else line.strip()[1:]
+    return [cell.strip().replace("\\|", "|") for cell in _UNESCAPED_BAR.split(inner)]
+
+
+def markdown_tables(text: str) -> list[list[list[str]]]:
+    """The pipe tables of a page's text (as markdown_table writes them: a header row, a `| --- |` rule, the
+    rows), each as its rows of cells, the header first. Other text is left out."""
+    lines = (text or "").splitlines()
+    tables: list[list[list[str]]] = []
+    index = 0
+    while index + 1 < len(lines):
+        header, rule = lines[index].strip(), lines[index + 1].strip()
+        if not (header.startswith("|") and _TABLE_RULE.match(rule)):
+            index += 1
+            continue
+        rows = [_table_cells(header)]
+        index += 2
+        while index < len(lines) and lines[index].strip().startswith("|"):
+            rows.append(_table_cells(lines[index]))
+            index += 1
+        tables.append(rows)
+    return tables
+
+
 # --- chunking -------------------------------------------------------------------------------------
 def _split_long(block: str, limit: int) -> list[str]:
     if len(block) <= limit:

@@ -27,14 +27,15 @@ class _ProgressLine:
     WIDTH = 30
     EVERY_SECONDS = 5.0
 
-    def __init__(self, stream) -> None:
+    def __init__(self, stream, *, dry_run: bool) -> None:
         self.stream = stream  # Django's OutputWrapper: write(text, ending="")
         self.tty = stream.isatty()
+        self.dry_run = dry_run
         self.last = 0.0
         self.drawn = False
         self.pending: WalkProgress | None = None
         self.latest: WalkProgress | None = None
-        self.finished = False  # set once the purge returned: the last line then says 100%
+        self.summary: str | None = None  # set once the purge returned: the last line then says 100% and this
 
     def __call__(self, step: WalkProgress) -> None:
         self.latest = step
@@ -45,19 +46,19 @@ class _ProgressLine:
         self.last, self.pending = now, None
         self._draw(step)
 
-    def _draw(self, step: WalkProgress) -> None:
-        if self.finished:  # SCAN's progress is only an estimate (matched keys of DBSIZE); done is done
+    def _draw(self, step: WalkProgress | None) -> None:
+        if self.summary is not None:  # SCAN's progress is only an estimate (matched keys of DBSIZE); done is done
             share = 1.0
-            text = f"done: {step.matched:,} purged, {step.deals:,} deals"
-        elif step.stage == "known":
-            share = step.deals_done / step.deals_total if step.deals_total else 0.0
-            text = f"known deals {step.deals_done:,} of {step.deals_total:,}, {step.matched:,} purged"
+            text = f"done: {self.summary}"
         else:
-            share = min(step.scanned / step.keyspace, 1.0) if step.keyspace else 0.0
-            text = (
-                f"sweep: node {step.node}/{step.nodes} scanned {step.scanned:,} of ~{step.keyspace:,} keys, "
-                f"{step.matched:,} purged, {step.deals:,} deals"
-            )
+            so_far = services.purge_wording(dry_run=self.dry_run, keys=step.matched, deals=step.deals) + " so far"
+            if step.stage == "known":
+                share = step.deals_done / step.deals_total if step.deals_total else 0.0
+                text = f"known deals {step.deals_done:,} of {step.deals_total:,}: {so_far}"
+            else:
+                share = min(step.scanned / step.keyspace, 1.0) if step.keyspace else 0.0
+                scanned = f"scanned {step.scanned:,} of ~{step.keyspace:,} keys"
+                text = f"sweep: node {step.node}/{step.nodes} {scanned}: {so_far}"
         if self.tty:
             filled = int(share * self.WIDTH)
             self.stream.write(
@@ -70,11 +71,13 @@ class _ProgressLine:
             self.stream.write(f"{share:4.0%} {text}", style_func=str)
         self.stream.flush()
 
-    def close(self, *, finished: bool = False) -> None:
-        self.finished = finished
-        last = self.latest if finished else self.pending  # the last state, however soon after the previous
-        if last is not None:
-            self._draw(last)
+    def close(self, *, summary: str | None = None) -> None:
+        """The last line: the purge's summary once it returned (`summary`), else the last state not yet drawn."""
+        self.summary = summary
+        if summary is not None:
+            self._draw(None)
+        elif self.pending is not None:
+            self._draw(self.pending)
         if self.drawn:
             self.stream.write("")
 
@@ -119,7 +122,7 @@ class Command(BaseCommand):
         dry_run = options["dry_run"]
         if mode == services.MODE_ALL and not dry_run and not options["yes"]:
             self._confirm(options)
-        progress = _ProgressLine(self.stderr) if mode == services.MODE_ALL else None
+        progress = _ProgressLine(self.stderr, dry_run=dry_run) if mode == services.MODE_ALL else None
         try:
             result = services.deals_purge(
                 mode=mode,
@@ -133,7 +136,7 @@ class Command(BaseCommand):
                 progress=progress,
             )
             if progress is not None:
-                progress.close(finished=True)
+                progress.close(summary=result.summary)
                 progress = None
         except InvalidInputError as exc:
             option = _OPTION_OF_LOC.get(str(exc.loc[-1]), str(exc.loc[-1]))
@@ -173,13 +176,5 @@ class Command(BaseCommand):
 
     @staticmethod
     def _summary(result: services.PurgeResult) -> str:
-        verb = "would purge" if result.dry_run else "purged"
         families = ", ".join(f"{name} {count}" for name, count in result.keys_by_family.items() if count) or "none"
-        skipped = f", {len(result.deals_skipped)} skipped" if result.deals_skipped else ""
-        threads = f", {result.checkpoint_threads_deleted} checkpoint threads" if result.include_checkpoints else ""
-        dry = "dry run: " if result.dry_run else ""
-        return (
-            f"{dry}{verb} {result.keys_total} keys of {result.deals_purged} of {result.deals_considered} "
-            "deals"
-            f"{skipped}{threads} in {result.duration_ms} ms ({families}); audit {result.audit_id}"
-        )
+        return f"{result.summary} in {result.duration_ms} ms ({families}); audit {result.audit_id}"
