@@ -6,7 +6,7 @@
     python3 dev.py servers              # start only PostgreSQL and Redis; print their URLs; wait for Ctrl-C
     python3 dev.py manage <command>     # manage.py on the same servers (e.g. purge_deals --all --dry-run)
 
-Every command first makes sure `.venv/` exists and holds `pip install -e '.[dev,embedded]'` (redone
+Every command first makes sure `.venv/` exists and holds `pip install -e '.[dev,embedded,demo]'` (redone
 whenever pyproject.toml changes), then re-runs itself with the venv's python.
 
 Unless DATABASE_URL / REDIS_URL are set, it starts an embedded PostgreSQL (binaries of the PyPI
@@ -84,7 +84,7 @@ def install_dependencies(python: str) -> None:
         return
     log("installing dependencies (a few minutes the first time) ...")
     pip = [python, "-m", "pip", "--disable-pip-version-check"]
-    steps = [pip + ["install", "-q", "--upgrade", "pip"], pip + ["install", "-q", "-e", ".[dev,embedded]"]]
+    steps = [pip + ["install", "-q", "--upgrade", "pip"], pip + ["install", "-q", "-e", ".[dev,embedded,demo]"]]
     for step in steps:
         if subprocess.run(step, cwd=REPO).returncode != 0:
             raise DevError(f"dependency install failed: {' '.join(step)}")

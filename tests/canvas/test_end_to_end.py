@@ -4,16 +4,21 @@ section is there with citations pointing to real pages of the uploaded documents
 
 from __future__ import annotations
 
+import io
 import time
 
 import pytest
 from django.conf import settings as django_settings
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
 from django.db import connection
 
 from canvas.memo.store import read_memo
 from canvas.memo.templates import ACQUISITION
-from deals.models import Document, DocumentPage, FileState
+from canvas.models import RunStatus, SynthesisRun
+from deals.documents.samples import DEMO_DOCUMENTS, DEMO_OM_FILENAME
+from deals.management.commands.seed_demo import DEMO_DEAL
+from deals.models import Deal, Document, DocumentPage, FileState, User
 from deals.tokens import token_pair_for_user
 from tests.canvas.conftest import canvas_url
 from tests.deals import fixtures_documents as docs
@@ -146,3 +151,51 @@ def test_upload_ingest_generate_and_read_the_run_to_the_end(cast, celery_worker,
     assert "$41,500,000" in doc.sections["executive_summary"].markdown
     session = editor.get(canvas_url(cast.deal)).json()
     assert session["incomplete_delivery_blocked"] is False and session["progress"]["populated"] == 9
+
+
+def test_the_demo_deal_drafts_a_cited_memo_from_its_seeded_documents(celery_worker, media, client):
+    """What a newcomer does first: `dev.py run` (seed_demo), then POST /generate on the demo deal."""
+    out = io.StringIO()
+    call_command("seed_demo", stdout=out)
+    deal = Deal.objects.get(name=DEMO_DEAL)
+    documents = {d.filename: d for d in Document.objects.filter(deal=deal)}
+    assert set(documents) == {filename for filename, _ in DEMO_DOCUMENTS}
+    assert {d.state for d in documents.values()} == {FileState.READY}, [d.error for d in documents.values()]
+    om = documents[DEMO_OM_FILENAME]
+    assert om.pages == 7 and f"document: {DEMO_OM_FILENAME} (7 pages, ready)" in out.getvalue()
+    assert "| 2 bed / 2 bath | 120 | $1,460 |" in om.page_texts.get(page_number=4).text
+    figures = client.get(
+        f"/api/deals/{deal.pk}/documents/{om.pk}/figures",
+        HTTP_AUTHORIZATION=f"Bearer {token_pair_for_user(user=User.objects.get(username='demo-viewer'))['access']}",
+    )
+    assert figures.status_code == 200 and len(figures.json()["figures"]) >= 1, figures.content
+
+    # a second seed keeps the ready documents: same rows, nothing re-uploaded
+    call_command("seed_demo", stdout=io.StringIO())
+    assert set(Document.objects.filter(deal=deal).values_list("pk", flat=True)) == {d.pk for d in documents.values()}
+
+    owner = token_pair_for_user(user=User.objects.get(username="demo-owner"))["access"]
+    run = client.post(
+        f"/api/canvas/{deal.pk}/generate", {}, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {owner}"
+    )
+    assert run.status_code == 202, run.content
+    deadline = time.monotonic() + 120
+    while SynthesisRun.objects.get(pk=run.json()["run_id"]).status not in (RunStatus.SUCCEEDED, RunStatus.FAILED):
+        assert time.monotonic() < deadline, "the run did not finish"
+        time.sleep(0.2)
+    assert SynthesisRun.objects.get(pk=run.json()["run_id"]).status == RunStatus.SUCCEEDED
+    doc = read_memo(deal.pk)
+    ids = {str(d.pk) for d in documents.values()}
+    cited = set()
+    for spec in ACQUISITION.sections:
+        if spec.required:
+            section = doc.sections[spec.key]
+            assert section.delivery == "delivered" and section.citations, spec.key
+            cited |= {
+                c["document_id"]
+                for c in client.get(f"/api/canvas/{deal.pk}", HTTP_AUTHORIZATION=f"Bearer {owner}").json()["sections"][
+                    spec.key
+                ]["citations"]
+            }
+    assert cited == ids
+    assert "$38,400,000" in doc.sections["executive_summary"].markdown

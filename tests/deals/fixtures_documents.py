@@ -1,9 +1,11 @@
-"""Builders of real test documents: PDFs (reportlab), workbooks (openpyxl), DOCX (python-docx), CSV."""
+"""Builders of real test documents: PDFs and workbooks (deals.documents.samples), DOCX (python-docx), CSV."""
 
 from __future__ import annotations
 
 import io
 import zipfile
+
+from deals.documents.samples import PdfPage, Workbook, pdf_bytes, xlsx_bytes
 
 OM_PAGES = (
     # page 1
@@ -56,59 +58,33 @@ def png_bytes(width: int = 96, height: int = 64, color=(200, 30, 30)) -> bytes:
 
 def offering_memorandum_pdf(*, with_image: bool = True, pages=OM_PAGES, rent_table: bool = True) -> bytes:
     """A multi-page PDF with real deal text, a drawn rent table on the last page and a small figure."""
-    from reportlab.lib.pagesizes import letter
-    from reportlab.lib.utils import ImageReader
-    from reportlab.pdfgen import canvas
-
-    out = io.BytesIO()
-    pdf = canvas.Canvas(out, pagesize=letter)
-    _, height = letter
-    for number, (title, lines) in enumerate(pages, start=1):
-        pdf.setFont("Helvetica-Bold", 16)
-        pdf.drawString(72, height - 72, title)
-        pdf.setFont("Helvetica", 11)
-        y = height - 108
-        for line in lines:
-            pdf.drawString(72, y, line)
-            y -= 18
-        if number == 1 and with_image:
-            pdf.drawImage(ImageReader(io.BytesIO(png_bytes())), 72, y - 90, width=96, height=64)
-        if number == len(pages) and rent_table:
-            y -= 24
-            for row in RENT_TABLE:
-                for column, cell in enumerate(row):
-                    pdf.drawString(72 + column * 140, y, cell)
-                y -= 16
-        pdf.showPage()
-    pdf.save()
-    return out.getvalue()
+    return pdf_bytes(
+        [
+            PdfPage(
+                title,
+                lines,
+                table=RENT_TABLE if number == len(pages) and rent_table else (),
+                figure=png_bytes() if number == 1 and with_image else None,
+            )
+            for number, (title, lines) in enumerate(pages, start=1)
+        ]
+    )
 
 
 def underwriting_xlsx() -> bytes:
     """An underwriting model: a returns sheet (IRR 14.2%, equity multiple 1.85x, LTV 65%) and a cash flow."""
-    from openpyxl import Workbook
-
-    book = Workbook()
-    returns = book.active
-    returns.title = "Returns"
-    returns.append(["Metric", "Value", "Note"])
-    rows = [
-        ("Purchase price", 41_500_000, '"$"#,##0', "Asking"),
-        ("Levered IRR", 0.142, "0.0%", "5-year hold"),
-        ("Equity multiple", 1.85, '0.00"x"', None),
-        ("LTV", 0.65, "0%", "Senior loan"),
-        ("DSCR", 1.45, '0.00"x"', "Year 1"),
-    ]
-    for label, value, number_format, note in rows:
-        returns.append([label, value, note])
-        returns.cell(row=returns.max_row, column=2).number_format = number_format
-    cash_flow = book.create_sheet("Cash flow")
-    cash_flow.append(["Year", "NOI", "Debt service"])
-    for year, noi in enumerate((2_450_000, 2_523_500, 2_599_205), start=1):
-        cash_flow.append([year, noi, 1_690_000])
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue()
+    return xlsx_bytes(
+        Workbook(
+            returns=(
+                ("Purchase price", 41_500_000, '"$"#,##0', "Asking"),
+                ("Levered IRR", 0.142, "0.0%", "5-year hold"),
+                ("Equity multiple", 1.85, '0.00"x"', None),
+                ("LTV", 0.65, "0%", "Senior loan"),
+                ("DSCR", 1.45, '0.00"x"', "Year 1"),
+            ),
+            cash_flow=tuple((year, noi, 1_690_000) for year, noi in enumerate((2_450_000, 2_523_500, 2_599_205), 1)),
+        )
+    )
 
 
 def memo_docx() -> bytes:
