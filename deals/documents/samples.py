@@ -170,7 +170,7 @@ def demo_offering_memorandum() -> bytes:
                     "Risk: renovation premiums may compress if new supply delivers faster than expected.",
                     "Mitigant: the plan is phased, and renovations pause if premiums fall below $125.",
                     "Risk: insurance costs rose 22% last year; sensitivity assumes a further 15% increase.",
-                    "Downside: at a 6.5% exit cap rate the levered IRR is still 11.1%.",
+                    "Downside: at a 6.5% exit cap rate, levered returns stay above 11%.",
                 ),
             ),
             PdfPage(
