@@ -110,11 +110,12 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "deals.User"
-# New passwords are hashed with Argon2id (argon2-cffi). The others only verify hashes stored before: Django
-# rehashes such a password with Argon2id when its owner next logs in (the same password, so the user's other
-# sessions stay: deals.models.User.save).
+# New passwords are hashed with Argon2id (argon2-cffi; m=19 MiB, t=2, p=1: canvas_project/hashers.py). The
+# others only verify hashes stored before: Django rehashes such a password (or an Argon2 hash with other
+# parameters) when its owner next logs in (the same password, so the user's other sessions stay:
+# deals.models.User.save).
 PASSWORD_HASHERS = [
-    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "canvas_project.hashers.Argon2idHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
     "django.contrib.auth.hashers.ScryptPasswordHasher",
