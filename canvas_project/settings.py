@@ -175,7 +175,15 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-ingestions": {"task": "deals.sweep_stuck_ingestions", "schedule": 300.0},
     "canvas-sweep-dead-runs": {"task": "canvas.sweep_dead_runs", "schedule": 60.0},
     "internal-api-sweep-idempotency-records": {"task": "internal_api.sweep_idempotency_records", "schedule": 3600.0},
+    "canvas-sweep-run-checkpoints": {"task": "canvas.sweep_run_checkpoints", "schedule": 3600.0},
+    "internal-api-sweep-chat-threads": {"task": "internal_api.sweep_chat_threads", "schedule": 3600.0},
 }
+# Bounded LangGraph data. A finished run's checkpoints shrink to its latest one at the next hourly sweep and
+# go entirely RUN_CHECKPOINT_RETENTION_DAYS after it finished; a chat thread idle CHAT_RETENTION_DAYS goes
+# with its checkpoints (canvas.runs.services.run_checkpoints_sweep, internal_api.services.chat_threads_sweep).
+RUN_CHECKPOINT_RETENTION_DAYS = env_int("RUN_CHECKPOINT_RETENTION_DAYS", 14)
+CHAT_RETENTION_DAYS = env_int("CHAT_RETENTION_DAYS", 90)
+CHECKPOINT_SWEEP_BATCH = env_int("CHECKPOINT_SWEEP_BATCH", 500)
 # Engine mutations' idempotency records are replayable this long, then swept (internal_api.idempotency).
 IDEMPOTENCY_RECORD_RETENTION_HOURS = env_int("IDEMPOTENCY_RECORD_RETENTION_HOURS", 24)
 # Every worker records a heartbeat this often; GET /api/health counts the workers heard from within

@@ -21,6 +21,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import dj_database_url
 import orjson
@@ -172,6 +173,68 @@ def delete_deal_threads(deal_id) -> int:
     for thread_id in threads:
         saver.delete_thread(thread_id)
     return len(threads)
+
+
+# --- bounded checkpoint data (the retention sweepers of canvas.runs and internal_api) ------------------
+THREAD_KINDS = ("run", "chat")
+
+
+@dataclass(frozen=True)
+class CheckpointFootprint:
+    threads: int
+    rows: int  # rows of checkpoints, checkpoint_blobs and checkpoint_writes together
+    bytes: int  # their stored size (pg_column_size of each row)
+
+
+def checkpoint_threads_page(kind: str, *, after: str = "", limit: int = 500) -> list[str]:
+    """Up to `limit` checkpoint thread ids `deal:<D>:<kind>:<id>` after `after`, in order (a sweeper's page)."""
+    if kind not in THREAD_KINDS:
+        raise ValueError(f"unknown thread kind {kind!r}")
+    with get_pool().connection() as conn:
+        rows = conn.execute(
+            "SELECT DISTINCT thread_id FROM checkpoints WHERE thread_id > %s AND thread_id LIKE %s "
+            "ORDER BY thread_id LIMIT %s",
+            (after, f"deal:%:{kind}:%", limit),
+        ).fetchall()
+    return [row["thread_id"] for row in rows]
+
+
+def threads_with_history(thread_ids: list[str]) -> list[str]:
+    """Those of the threads that hold more than one checkpoint (what keep_latest would prune)."""
+    if not thread_ids:
+        return []
+    with get_pool().connection() as conn:
+        rows = conn.execute(
+            "SELECT thread_id FROM checkpoints WHERE thread_id = ANY(%s) GROUP BY thread_id HAVING count(*) > 1 "
+            "ORDER BY thread_id",
+            (thread_ids,),
+        ).fetchall()
+    return [row["thread_id"] for row in rows]
+
+
+def prune_threads(thread_ids: list[str], *, keep_latest: bool) -> None:
+    """Through LangGraph's own prune: keep each thread's latest checkpoint (what a run's record or a resume
+    reads) and delete the rest, or delete the threads whole."""
+    if thread_ids:
+        get_checkpointer().prune(thread_ids, strategy="keep_latest" if keep_latest else "delete")
+
+
+def deal_checkpoint_footprint(deal_id) -> CheckpointFootprint:
+    """Threads, rows and bytes of the deal's LangGraph checkpoint data (the admin's deal page)."""
+    pattern = deal_thread_prefix(deal_id).replace("_", r"\_") + "%"
+    with get_pool().connection() as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(DISTINCT thread_id) FROM checkpoints WHERE thread_id LIKE %(p)s) AS threads, "
+            "(SELECT count(*) FROM checkpoints WHERE thread_id LIKE %(p)s) "
+            "+ (SELECT count(*) FROM checkpoint_blobs WHERE thread_id LIKE %(p)s) "
+            "+ (SELECT count(*) FROM checkpoint_writes WHERE thread_id LIKE %(p)s) AS rows, "
+            "(SELECT coalesce(sum(pg_column_size(c.*)), 0) FROM checkpoints c WHERE thread_id LIKE %(p)s) "
+            "+ (SELECT coalesce(sum(pg_column_size(b.*)), 0) FROM checkpoint_blobs b WHERE thread_id LIKE %(p)s) "
+            "+ (SELECT coalesce(sum(pg_column_size(w.*)), 0) FROM checkpoint_writes w WHERE thread_id LIKE %(p)s) "
+            "AS bytes",
+            {"p": pattern},
+        ).fetchone()
+    return CheckpointFootprint(threads=row["threads"], rows=row["rows"], bytes=row["bytes"])
 
 
 def deal_namespaces(deal_id) -> tuple[tuple[str, str, str], ...]:

@@ -11,10 +11,12 @@ from __future__ import annotations
 import logging
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponseRedirect
+from django.template.defaultfilters import filesizeformat
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -24,6 +26,7 @@ from django.utils.text import capfirst
 from canvas.admin import DealWithMemoAdmin
 from canvas_project import keys
 from canvas_project.errors import DomainError, InvalidInputError
+from canvas_project.store import deal_checkpoint_footprint
 from deals.models import Deal
 from superadmin import selectors, services
 from superadmin.models import PurgeAudit, PurgeSource
@@ -207,7 +210,7 @@ def purge_redis_state(modeladmin: admin.ModelAdmin, request: HttpRequest, querys
 
 class SuperadminDealAdmin(DealWithMemoAdmin):
     actions = [*(DealWithMemoAdmin.actions or []), purge_redis_state]
-    readonly_fields = (*DealWithMemoAdmin.readonly_fields, "redis_footprint")
+    readonly_fields = (*DealWithMemoAdmin.readonly_fields, "redis_footprint", "checkpoint_footprint")
 
     def has_purge_permission(self, request: HttpRequest) -> bool:
         return request.user.is_superuser
@@ -224,6 +227,25 @@ class SuperadminDealAdmin(DealWithMemoAdmin):
         purge_url = reverse("admin:superadmin_purge") + f"?mode={services.MODE_BY_DEAL}&deal_id={obj.pk}"
         return render_to_string(
             "admin/superadmin/deal_footprint.html", {"footprint": footprint, "purge_url": purge_url}
+        )
+
+    @admin.display(description="LangGraph checkpoints")
+    def checkpoint_footprint(self, obj: Deal | None) -> str:
+        if obj is None or obj.pk is None:
+            return "—"
+        try:
+            footprint = deal_checkpoint_footprint(obj.pk)
+        except Exception as exc:  # the deal page must open while the checkpoint tables are unreachable
+            logger.warning("checkpoint footprint of deal %s unavailable: %s", obj.pk, exc)
+            return format_html("<em>Unavailable: {}</em>", exc.__class__.__name__)
+        return format_html(
+            '<span id="checkpoint-footprint">{} threads, {} rows, {}</span> (runs keep their latest checkpoint '
+            "once finished and go {} days later; chats idle {} days go)",
+            footprint.threads,
+            footprint.rows,
+            filesizeformat(footprint.bytes),
+            settings.RUN_CHECKPOINT_RETENTION_DAYS,
+            settings.CHAT_RETENTION_DAYS,
         )
 
 
