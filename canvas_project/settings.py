@@ -235,7 +235,8 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Deal Canvas API",
     "DESCRIPTION": (
         "Collaborative, AI-drafted investment-memo canvas for commercial real-estate deal teams. "
-        "Authenticate with `POST /api/auth/token` and send `Authorization: Bearer <access>`. "
+        "Authenticate with `POST /api/auth/token` and send `Authorization: Bearer <access>`, or, for "
+        "integrations, with an API key (`POST /api/auth/api-keys`): `Authorization: Bearer dck_...`. "
         "Validation errors are HTTP 422 `{detail: [{loc, msg, type, input, ctx}]}`; every other "
         "error is `{detail: <sentence>}`."
     ),
