@@ -226,6 +226,10 @@ SIMPLE_JWT = {
     "UPDATE_LAST_LOGIN": False,
 }
 
+# API keys (Authorization: Bearer dck_...): how stale a key's `last_used` may get. A request records its
+# use only when the stored time is older than this, so a busy key costs one UPDATE a minute, not one per call.
+API_KEY_LAST_USED_SECONDS = env_int("API_KEY_LAST_USED_SECONDS", 60)
+
 # Bearer tokens of AI engines for the internal contract and for minting deal-scoped tokens. Several
 # may be set (comma-separated) so a token can be rotated without downtime.
 INTERNAL_ENGINE_TOKENS = env_list("INTERNAL_ENGINE_TOKENS", env_list("INTERNAL_ENGINE_TOKEN", []))
@@ -240,7 +244,8 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Deal Canvas API",
     "DESCRIPTION": (
         "Collaborative, AI-drafted investment-memo canvas for commercial real-estate deal teams. "
-        "Authenticate with `POST /api/auth/token` and send `Authorization: Bearer <access>`. "
+        "Authenticate with `POST /api/auth/token` and send `Authorization: Bearer <access>`, or, for "
+        "integrations, with an API key (`POST /api/auth/api-keys`): `Authorization: Bearer dck_...`. "
         "Validation errors are HTTP 422 `{detail: [{loc, msg, type, input, ctx}]}`; every other "
         "error is `{detail: <sentence>}`."
     ),
@@ -260,11 +265,13 @@ SPECTACULAR_SETTINGS = {
         "VisibilityEnum": "deals.models.Visibility",
         "DocumentStateEnum": "deals.models.DocumentState",
         "SectionStateEnum": "canvas.memo.serializers.SECTION_STATES",
+        "ApiKeyScopeEnum": "deals.models.ApiKeyScope",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "canvas_project.api.openapi.add_sse_endpoints",
         "canvas_project.api.openapi.document_request_body_rules",
+        "deals.authentication.document_read_key_refusals",
     ],
     "APPEND_COMPONENTS": {
         "securitySchemes": {

@@ -1,8 +1,9 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
+from deals.apikeys import services as api_key_services
 from deals.documents import services as document_services
-from deals.models import Deal, DealAccess, Document, DocumentPage, Org, OrgMembership, User
+from deals.models import ApiKey, Deal, DealAccess, Document, DocumentPage, Org, OrgMembership, User
 
 
 @admin.register(User)
@@ -165,3 +166,48 @@ class DocumentPageAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+# --- API keys (created through the API, which shows the secret once; the admin never sees it, nor its hash) ---
+
+
+class ApiKeyRevokedFilter(admin.SimpleListFilter):
+    title = "revoked"
+    parameter_name = "revoked"
+
+    def lookups(self, request, model_admin):
+        return (("yes", "Revoked"), ("no", "Live"))
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(revoked_at__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(revoked_at__isnull=True)
+        return queryset
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ("user", "name", "prefix", "scope", "created_at", "last_used_at", "expires_at", "revoked")
+    list_filter = ("scope", ApiKeyRevokedFilter)
+    search_fields = ("name", "prefix", "user__username", "user__email")
+    list_select_related = ("user",)
+    # every field but the hash; all read-only: a key changes only by being revoked
+    fields = ("id", "user", "name", "prefix", "scope", "created_at", "last_used_at", "expires_at", "revoked_at")
+    readonly_fields = fields
+    actions = ["revoke"]
+
+    def has_add_permission(self, request):
+        return False  # a key's secret is shown once, to its user, by POST /api/auth/api-keys
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # revoke instead: the row stays, with when it was revoked
+
+    @admin.display(boolean=True, description="revoked")
+    def revoked(self, obj: ApiKey) -> bool:
+        return obj.revoked_at is not None
+
+    @admin.action(description="Revoke the selected API keys")
+    def revoke(self, request, queryset):
+        revoked = api_key_services.api_keys_revoke(keys=queryset)
+        self.message_user(request, f"{revoked} API key(s) revoked.")

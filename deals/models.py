@@ -265,3 +265,45 @@ class DocumentPage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.document} p.{self.page_number}"
+
+
+class ApiKeyScope(models.TextChoices):
+    READ = "read", "Read (GET, HEAD and OPTIONS only)"
+    WRITE = "write", "Write (everything its user may do)"
+
+
+class ApiKey(models.Model):
+    """A user's API key for an integration: `Authorization: Bearer dck_<prefix>_<secret>`.
+
+    Only the public part (`prefix`, for the lookup) and a SHA-256 of the whole key are stored; the key
+    itself is shown once, when it is created (deals.apikeys.services.api_key_create). A key acts as its
+    user with that user's roles, capped by its scope; it stops working when revoked, expired, or when its
+    user is deactivated (deals.authentication).
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100, help_text="What the key is for, as its user named it.")
+    prefix = models.CharField(
+        max_length=16, unique=True, editable=False, help_text="The key's public start (dck_ and 8 characters)."
+    )
+    key_hash = models.CharField(max_length=64, editable=False, help_text="SHA-256 of the whole key (hex).")
+    scope = models.CharField(max_length=8, choices=ApiKeyScope.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="Recorded at most once a minute (API_KEY_LAST_USED_SECONDS)."
+    )
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="None: until revoked.")
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at", "pk"]
+        indexes = [models.Index(fields=["user", "revoked_at"], name="apikey_user_revoked")]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}...)"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None

@@ -1,5 +1,5 @@
-"""Deal-scoped server-sent event streams: the caller authenticated by bearer JWT and scoped to the deal
-with the same resolver and role rules as every other endpoint (deals.access), before the stream starts.
+"""Deal-scoped server-sent event streams: the caller authenticated by bearer JWT or API key and scoped to the
+deal with the same resolver and role rules as every other endpoint (deals.access), before the stream starts.
 """
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.http import HttpRequest, JsonResponse
-from rest_framework.exceptions import APIException
+from rest_framework.exceptions import APIException, PermissionDenied
 
 from canvas_project.api.errors import domain_error_parts
 from canvas_project.errors import DomainError
@@ -26,10 +26,13 @@ from deals.authentication import BearerJWTAuthentication
 
 
 def authenticate(request: HttpRequest):
-    """(user, token) of the request's bearer JWT. Raises SseError (401)."""
+    """(user, token) of the request's bearer JWT or API key (the token is then the ApiKey). Raises SseError
+    (401; 403 for an API key of scope read on a POST)."""
     authenticator = BearerJWTAuthentication()
     try:
         result = authenticator.authenticate(request)
+    except PermissionDenied as exc:
+        raise SseError(JsonResponse({"detail": str(exc.detail)}, status=403)) from None
     except APIException as exc:
         detail = exc.detail.get("detail") if isinstance(exc.detail, dict) else exc.detail
         raise SseError(

@@ -25,7 +25,7 @@ from typing import ClassVar
 
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist
-from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, OpenApiTypes, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import AuthenticationFailed
@@ -38,11 +38,11 @@ from rest_framework_simplejwt.tokens import UntypedToken
 
 from canvas_project.api.client_address import client_address
 from canvas_project.api.engine_auth import InternalEngineTokenAuthentication
-from canvas_project.api.schema import deleted_response, error_responses
+from canvas_project.api.schema import ErrorDetailSerializer, deleted_response, error_responses
 from canvas_project.api.validation import parse_body, parse_path_uuid, parse_query
 from deals import selectors, services
 from deals.access import DealAccessContext, require_role, resolve_deal_access, token_deal_claim
-from deals.authentication import BearerJWTAuthentication
+from deals.authentication import BearerJWTAuthentication, PersonBearerAuthentication
 from deals.models import DealRole
 from deals.permissions import IsSuperadminOrEngine
 from deals.serializers import (
@@ -276,9 +276,17 @@ class AuthViewSet(viewsets.ViewSet):
         operation_id="auth_token_deal",
         summary="Mint a deal-scoped token (superadmin or internal engine token)",
         description="The token carries a `deal_id` claim: it reaches that deal only, and on first access "
-        "it seeds the owner grant when the deal has no owner yet. The user must belong to the deal's org.",
+        "it seeds the owner grant when the deal has no owner yet. The user must belong to the deal's org. "
+        "An API key is refused (403), even a superadmin's.",
         request=DealTokenInput,
-        responses={201: DealTokenOutput, **error_responses(401, 403, 422)},
+        responses={
+            201: DealTokenOutput,
+            **error_responses(401, 403, 422),
+            403: OpenApiResponse(
+                ErrorDetailSerializer,
+                description="Neither a superadmin nor an engine; or sent with an API key, which cannot mint tokens.",
+            ),
+        },
         tags=["auth"],
         auth=[{"jwtAuth": []}, {"internalEngineToken": []}],
     )
@@ -287,7 +295,8 @@ class AuthViewSet(viewsets.ViewSet):
         methods=["post"],
         url_path="token/deal",
         url_name="token-deal",
-        authentication_classes=[InternalEngineTokenAuthentication, BearerJWTAuthentication],
+        # a person's JWT: an API key cannot mint tokens (403), not even a superadmin's
+        authentication_classes=[InternalEngineTokenAuthentication, PersonBearerAuthentication],
         permission_classes=[IsSuperadminOrEngine],
     )
     def deal_token(self, request):

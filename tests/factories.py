@@ -6,7 +6,8 @@ import itertools
 
 from rest_framework.test import APIClient
 
-from deals.models import Deal, DealAccess, Org, OrgMembership, OrgRole, User, Visibility
+from deals.apikeys.services import api_key_create
+from deals.models import ApiKey, Deal, DealAccess, Org, OrgMembership, OrgRole, User, Visibility
 from deals.tokens import token_pair_for_user
 
 PASSWORD = "test-pass-9876"
@@ -59,3 +60,8 @@ def client_for(user: User | None = None, *, token: str | None = None) -> APIClie
     if token is not None:
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
     return client
+
+
+def make_api_key(user: User, scope: str = "write", *, name: str = "CI sync", expires_at=None) -> tuple[ApiKey, str]:
+    """A key of the user and the key itself (the secret only its creation returns)."""
+    return api_key_create(user=user, name=name, scope=scope, expires_at=expires_at)

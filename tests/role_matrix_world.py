@@ -54,6 +54,14 @@ def engine_token() -> str:
     return settings.INTERNAL_ENGINE_TOKENS[0]
 
 
+# API-key principals: the user whose key it is, and the key's scope. A key acts as that user, capped by its scope
+# (tests/test_role_matrix.py derives their statuses from the user's).
+KEY_PRINCIPALS: dict[str, tuple[str, str]] = {
+    "editor_read_key": ("editor", "read"),
+    "editor_write_key": ("editor", "write"),
+}
+
+
 class World:
     def __init__(self, cast, principal: str, request) -> None:
         self.cast = cast
@@ -64,12 +72,21 @@ class World:
     def client(self):
         if self.principal == "internal":
             return factories.client_for(token=engine_token())
+        if self.principal in KEY_PRINCIPALS:
+            return factories.client_for(token=self.api_key)
         return self.cast.client(self.principal)
+
+    @cached_property
+    def api_key(self) -> str:
+        """The key of a key principal (its user's, with its scope)."""
+        user, scope = KEY_PRINCIPALS[self.principal]
+        return factories.make_api_key(self.user(user), scope, name=self.principal)[1]
 
     @property
     def caller(self):
-        """The principal's user; None for anonymous and the engine."""
-        return self.cast.users.get(self.principal)
+        """The principal's user (a key's user for a key principal); None for anonymous and the engine."""
+        user = KEY_PRINCIPALS.get(self.principal, (self.principal, ""))[0]
+        return self.cast.users.get(user)
 
     @property
     def owner(self):
@@ -266,6 +283,15 @@ class World:
     @cached_property
     def owners_access_token(self) -> str:
         return token_pair_for_user(user=self.owner)["access"]
+
+    @cached_property
+    def callers_api_key(self) -> str:
+        """The id of an API key of the caller (the owner's for anonymous and the engine)."""
+        return str(factories.make_api_key(self.caller or self.owner, name="callers")[0].pk)
+
+    @cached_property
+    def owners_api_key(self) -> str:
+        return str(factories.make_api_key(self.owner, name="owners")[0].pk)
 
     @cached_property
     def thread(self) -> str:

@@ -1,9 +1,12 @@
-"""The role matrix, declared once: every URL pattern and method the project serves, times nine principals,
+"""The role matrix, declared once: every URL pattern and method the project serves, times eleven principals,
 with the status each must get.
 
 Principals: anonymous; outsider (a user in no org); other_org (a member of another org); the deal's
 viewer, commenter, editor and owner; superadmin (is_superuser, in no org: not implicitly a deal member);
-internal (an AI engine with `Authorization: Bearer <INTERNAL_ENGINE_TOKEN>`).
+internal (an AI engine with `Authorization: Bearer <INTERNAL_ENGINE_TOKEN>`); and the API-key principals
+editor_read_key and editor_write_key (the editor's keys, `Authorization: Bearer dck_...`). An entry declares
+the first nine; the key principals' statuses are derived from their user's (key_expectation), so an entry
+added later covers them without a word.
 
 Each entry names a pattern (its URL name, or its route when it has none) and a method, the statuses,
 and how to build a valid request on a fresh cast, so the status reflects authorization and not
@@ -25,19 +28,40 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from canvas.models import RunStatus
 from tests import factories
 from tests.conftest import ROLES, expected_status
-from tests.role_matrix_world import Call, World
+from tests.role_matrix_world import KEY_PRINCIPALS, Call, World
 from tests.url_inventory import PROBED_METHODS, ServedPattern, served_patterns
 
-PRINCIPALS = ("anonymous", "outsider", "other_org", "viewer", "commenter", "editor", "owner", "superadmin", "internal")
-USERS = tuple(p for p in PRINCIPALS if p not in ("anonymous", "internal"))
+DECLARED = ("anonymous", "outsider", "other_org", "viewer", "commenter", "editor", "owner", "superadmin", "internal")
+PRINCIPALS = (*DECLARED, *KEY_PRINCIPALS)
+USERS = tuple(p for p in DECLARED if p not in ("anonymous", "internal"))
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
 # --- notation -------------------------------------------------------------------------------------------
 def _complete(statuses: dict[str, int]) -> dict[str, int]:
-    unknown = set(statuses) - set(PRINCIPALS)
+    unknown = set(statuses) - set(DECLARED)
     if unknown:
-        raise ValueError(f"not principals: {sorted(unknown)}")
-    return {p: statuses[p] for p in PRINCIPALS if p in statuses}
+        raise ValueError(f"not declared principals: {sorted(unknown)}")
+    return {p: statuses[p] for p in DECLARED if p in statuses}
+
+
+def key_expectation(statuses: dict[str, int], *, principal: str, method: str, person_only: bool) -> int:
+    """What an API-key principal gets, from what its user gets (deals.authentication):
+
+    - where the user is 401 (the internal contract takes only the engine token) a key is no better: 401;
+    - where anonymous callers pass (public endpoints ignore the Authorization header): as its user;
+    - where only a person's JWT is taken (keys and deal tokens are minted there): 403;
+    - a read key on any method but GET, HEAD and OPTIONS: 403, before the view runs (so also where its
+      user would get 404 or 422);
+    - otherwise exactly as its user, whose roles it carries.
+    """
+    user, scope = KEY_PRINCIPALS[principal]
+    own = statuses[user]
+    if own == 401 or statuses["anonymous"] != 401:
+        return own
+    if person_only or (scope == "read" and method not in SAFE_METHODS):
+        return 403
+    return own
 
 
 def deal_scoped(minimum: str, ok: int = 200, **overrides: int) -> dict[str, int]:
@@ -54,7 +78,7 @@ def users(ok: int, **overrides: int) -> dict[str, int]:
 
 
 def everyone(status: int) -> dict[str, int]:
-    return _complete(dict.fromkeys(PRINCIPALS, status))
+    return _complete(dict.fromkeys(DECLARED, status))
 
 
 def superadmin_only(ok: int) -> dict[str, int]:
@@ -63,7 +87,7 @@ def superadmin_only(ok: int) -> dict[str, int]:
 
 def engine_only(ok: int) -> dict[str, int]:
     """The internal contract: only the engine token; a user's JWT is an invalid engine token (401)."""
-    return _complete({**dict.fromkeys(PRINCIPALS, 401), "internal": ok})
+    return _complete({**dict.fromkeys(DECLARED, 401), "internal": ok})
 
 
 def org_a(minimum: str, ok: int) -> dict[str, int]:
@@ -99,8 +123,11 @@ def at(
     case: str = "",
     given: tuple[str, ...] = (),
     transactional: bool = False,
+    person_only: bool = False,
 ) -> Entry:
-    return Entry(pattern, method, expect, build, case, given, transactional)
+    """An entry; `person_only` marks endpoints that take a person's JWT and refuse API keys (403)."""
+    keys = {p: key_expectation(expect, principal=p, method=method, person_only=person_only) for p in KEY_PRINCIPALS}
+    return Entry(pattern, method, {**expect, **keys}, build, case, given, transactional)
 
 
 def _upload(w: World) -> Call:
@@ -157,6 +184,32 @@ TABLE: list[Entry] = [
         "POST",
         {**superadmin_only(201), "internal": 201},
         lambda w: Call("/api/auth/token/deal", {"user_id": str(w.user("viewer").pk), "deal_id": w.deal_id}),
+        person_only=True,
+    ),
+    # API keys: each person manages their own with their JWT; a key (even a write key) is refused, 403
+    at("api-keys-list", "GET", users(200), lambda w: Call("/api/auth/api-keys"), person_only=True),
+    at(
+        "api-keys-list",
+        "POST",
+        users(201),
+        lambda w: Call("/api/auth/api-keys", {"name": "Warehouse sync", "scope": "read"}),
+        person_only=True,
+    ),
+    at(
+        "api-keys-detail",
+        "DELETE",
+        users(204),
+        lambda w: Call(f"/api/auth/api-keys/{w.callers_api_key}"),
+        person_only=True,
+    ),
+    # someone else's key is 404, as an unknown one: nobody learns it exists
+    at(
+        "api-keys-detail",
+        "DELETE",
+        users(404, owner=204),
+        lambda w: Call(f"/api/auth/api-keys/{w.owners_api_key}"),
+        case="owners_key",
+        person_only=True,
     ),
     # orgs
     at("orgs-list", "GET", users(200), lambda w: Call("/api/orgs")),
@@ -630,6 +683,21 @@ def test_every_entry_gives_each_principal_one_status():
         assert all(isinstance(status, int) and 200 <= status < 600 for status in entry.expect.values()), entry.id
     ids = [entry.id for entry in TABLE]
     assert len(ids) == len(set(ids)), "two entries share a pattern, method and case"
+
+
+def test_key_principals_follow_their_user_and_scope():
+    by_id = {entry.id: entry.expect for entry in TABLE}
+    keys = ("editor", "editor_read_key", "editor_write_key")
+    assert tuple(by_id["deal-detail:GET"][p] for p in keys) == (200, 200, 200)
+    assert tuple(by_id["deal-detail:PATCH"][p] for p in keys) == (200, 403, 200)
+    assert tuple(by_id["deal-detail:DELETE"][p] for p in keys) == (403, 403, 403)
+    assert tuple(by_id["api-keys-list:GET"][p] for p in keys) == (200, 403, 403)
+    assert tuple(by_id["auth-token:POST"][p] for p in keys) == (200, 200, 200)  # public: the header is ignored
+    # an entry added later says nothing about keys and covers them all the same
+    later = at("brand-new", "POST", deal_scoped("commenter", 201), lambda w: Call("/api/brand-new"))
+    assert tuple(later.expect[p] for p in keys) == (201, 403, 201)
+    contract = at("brand-new", "POST", engine_only(200), lambda w: Call("/api/brand-new"))
+    assert tuple(contract.expect[p] for p in keys) == (401, 401, 401)
 
 
 @pytest.mark.django_db

@@ -6,14 +6,15 @@ operation:
 
 - fuzz: EXAMPLES cases drawn by Hypothesis (valid and invalid inputs, derandomized so CI sees the same
   ones every run), each sent once per role: anonymous, outsider, superadmin, viewer, commenter, editor,
-  owner, and the internal engine token where the operation accepts it. The role's bearer token is
-  injected as the Authorization header of each call (generated security parameters are off).
+  owner, the editor's API keys of scope read and write (`Bearer dck_...`), and the internal engine token
+  where the operation accepts it. The role's bearer token or key is injected as the Authorization header
+  of each call (generated security parameters are off).
 - cover: schemathesis's deterministic coverage cases (boundary values, each required part missing,
   wrong types, other media types and methods), each sent once as the role that gets furthest in.
 
 Identifiers are grounded in a seeded world so requests reach their handlers instead of stopping at a
 404: the deal in a path is always the seeded deal; other ids (section key, comment, suggestion, node,
-condition, run, document, version, user, org, chat thread, credentials) are the seeded ones three
+condition, run, document, version, user, org, chat thread, API key, credentials) are the seeded ones three
 times out of four in fuzz cases, always in valid coverage cases, and never in invalid ones.
 
 Most operations run in this process through Django's WSGI handler on the test's own database
@@ -57,15 +58,18 @@ from canvas.memo.templates import ACQUISITION
 from deals.models import Deal
 from deals.tokens import token_pair_for_user
 from tests.canvas.conftest import canvas_url, full_memo, save
-from tests.factories import PASSWORD
+from tests.factories import PASSWORD, make_api_key
 from tests.servers import ServiceProcess, database_url_of
 
 EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "4"))
 # Unset: derandomized, the same cases every run (CI). A number explores other cases, reproducibly.
 SEED = int(os.environ["SCHEMATHESIS_SEED"]) if os.environ.get("SCHEMATHESIS_SEED") else None
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance]
-# Lowest first: for each case the owner (who may delete the deal) is called last.
-USER_ROLES = ("outsider", "superadmin", "viewer", "commenter", "editor", "owner")
+# Lowest first: for each case the owner (who may delete the deal) is called last. The editor's read key is
+# refused every write, its write key acts as the editor.
+USER_ROLES = ("outsider", "superadmin", "viewer", "commenter", "editor_read_key", "editor", "editor_write_key", "owner")
+# API-key roles: (the user whose key it is, the key's scope)
+KEY_ROLES = {"editor_read_key": ("editor", "read"), "editor_write_key": ("editor", "write")}
 ENGINE_TOKEN = "test-engine-token-primary"  # one of test_settings.INTERNAL_ENGINE_TOKENS
 SECTION_KEY = ACQUISITION.sections[0].key
 # How long a stream call may read in all before it counts as cut short; a busy stream delivers its first
@@ -162,7 +166,10 @@ def seed_world(cast) -> World:
         ),
         "thread_id",
     )
-    tokens = {role: token_pair_for_user(user=users[role])["access"] for role in USER_ROLES}
+    tokens = {role: token_pair_for_user(user=users[role])["access"] for role in USER_ROLES if role not in KEY_ROLES}
+    for role, (user, scope) in KEY_ROLES.items():
+        tokens[role] = make_api_key(users[user], scope, name=role)[1]
+    spare_key = make_api_key(users["owner"], name="spare")[0]  # for DELETE /api/auth/api-keys/{id}
     spare = token_pair_for_user(user=users["editor"])  # for /auth/token/refresh and /verify bodies
     tokens["engine"] = ENGINE_TOKEN
     viewer = users["viewer"]
@@ -181,6 +188,7 @@ def seed_world(cast) -> World:
             "user_id": viewer.pk,
             "org_id": cast.org.pk,
             "thread_id": thread_id,
+            "id": spare_key.pk,
         },
         query={
             "project_id": deal.pk,
