@@ -158,6 +158,14 @@ TABLE: list[Entry] = [
         {**superadmin_only(201), "internal": 201},
         lambda w: Call("/api/auth/token/deal", {"user_id": str(w.user("viewer").pk), "deal_id": w.deal_id}),
     ),
+    # a stream ticket: what the deal's streams need (viewer and up); a superadmin is no member (404), the engine
+    # token is no user (401)
+    at(
+        "auth-stream-ticket",
+        "POST",
+        deal_scoped("viewer", 201),
+        lambda w: Call("/api/auth/stream-ticket", {"deal_id": w.deal_id}),
+    ),
     # orgs
     at("orgs-list", "GET", users(200), lambda w: Call("/api/orgs")),
     at("orgs-list", "POST", users(201), lambda w: Call("/api/orgs", {"name": "New Fund"})),
