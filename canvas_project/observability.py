@@ -13,7 +13,7 @@
   Prometheus format), open to anyone holding METRICS_TOKEN when it is set, else only to superadmins'
   sessions.
 No secret ever reaches a log line: headers are never logged, and the filter below masks bearer
-tokens in anything that is.
+tokens and stream tickets (`?ticket=`) in anything that is.
 """
 
 from __future__ import annotations
@@ -52,6 +52,14 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("req
 deal_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("deal_id", default=None)
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _BEARER_RE = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
+# A stream ticket travels in the query string (`?ticket=`, for a browser's EventSource), so request lines
+# that reach a log (uvicorn's access log is routed through this filter) carry it: masked like a bearer token.
+_TICKET_RE = re.compile(r"(?i)([?&]ticket=)[^&\s\"']+")
+
+
+def mask_secrets_in(text: str) -> str:
+    """`text` with bearer tokens and stream tickets replaced by [redacted]."""
+    return _TICKET_RE.sub(r"\1[redacted]", _BEARER_RE.sub(r"\1[redacted]", text))
 
 
 class Metrics:
@@ -189,7 +197,7 @@ class ContextFilter(logging.Filter):
         record.request_id = request_id_var.get()
         record.deal_id = deal_id_var.get()
         message = record.getMessage()
-        masked = _BEARER_RE.sub(r"\1[redacted]", message)
+        masked = mask_secrets_in(message)
         for secret in _secrets():
             if secret and secret in masked:
                 masked = masked.replace(secret, "[redacted]")
@@ -218,7 +226,7 @@ class JsonFormatter(logging.Formatter):
             "deal_id": getattr(record, "deal_id", None),
         }
         if record.exc_info:
-            payload["exception"] = _BEARER_RE.sub(r"\1[redacted]", self.formatException(record.exc_info))
+            payload["exception"] = mask_secrets_in(self.formatException(record.exc_info))
         return json.dumps(payload, default=str)
 
 

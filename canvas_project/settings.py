@@ -297,6 +297,8 @@ SSE_COALESCE_MS = float(env_str("SSE_COALESCE_MS", "20"))
 SSE_MAX_STREAMS_PER_USER = env_int("SSE_MAX_STREAMS_PER_USER", 32)
 # Milliseconds an EventSource waits before reconnecting a dropped stream (the `retry:` line each stream opens with).
 SSE_RETRY_MS = env_int("SSE_RETRY_MS", 3000)
+# Seconds a stream ticket (POST /api/auth/stream-ticket, `?ticket=` on the SSE paths) opens streams of its deal.
+STREAM_TICKET_SECONDS = env_int("STREAM_TICKET_SECONDS", 300)
 # Synthesis runs (canvas/runs): dead-run sweeps, the time budget, fan-out, cancel wait, retrieval, drafter.
 SYNTHESIS_DEAD_RUN_SECONDS = env_int("SYNTHESIS_DEAD_RUN_SECONDS", 120)
 SYNTHESIS_MAX_RUN_SECONDS = env_int("SYNTHESIS_MAX_RUN_SECONDS", 4 * 3600)
@@ -392,5 +394,9 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.request": {"level": "ERROR"}},
+    "loggers": {
+        "django.request": {"level": "ERROR"},
+        # uvicorn's request lines hold the query string, hence stream tickets: through the masking filter
+        "uvicorn.access": {"handlers": ["console"], "propagate": False},
+    },
 }

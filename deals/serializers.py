@@ -59,6 +59,17 @@ class DealTokenOutput(serializers.Serializer):
     deal_id = serializers.UUIDField()
 
 
+class StreamTicketInput(serializers.Serializer):
+    deal_id = serializers.UUIDField()
+
+
+class StreamTicketOutput(serializers.Serializer):
+    ticket = StrictCharField(help_text="Opaque; send it as `?ticket=` on the deal's event streams (URL-safe as it is).")
+    expires_at = serializers.DateTimeField(
+        help_text="Until when the ticket opens (and reopens) streams: STREAM_TICKET_SECONDS after it was issued."
+    )
+
+
 # --- orgs -------------------------------------------------------------------------------------
 class OrgCreateInput(serializers.Serializer):
     name = StrictCharField(max_length=NAME_MAX)

@@ -1,5 +1,11 @@
-"""Deal-scoped server-sent event streams: the caller authenticated by bearer JWT or API key and scoped to the
-deal with the same resolver and role rules as every other endpoint (deals.access), before the stream starts.
+"""Deal-scoped server-sent event streams: the caller authenticated by bearer JWT or API key, or by a stream ticket
+(`?ticket=`, deals.tokens) for a browser's native EventSource, and scoped to the deal with the same resolver
+and role rules as every other endpoint (deals.access), before the stream starts.
+
+With a ticket, the ticket is the credential: anything that makes it open nothing answers 401 (malformed,
+signed for another deal, expired, its user gone, deactivated, re-passworded since, or without access to the
+deal any more), and so does a request that sends both a ticket and an Authorization header. The access is
+checked in PostgreSQL at every connect, so an EventSource's reconnects stop working the moment a grant goes.
 """
 
 from __future__ import annotations
@@ -23,6 +29,15 @@ from canvas_project.sse.responses import (
 )
 from deals.access import DealAccessContext, require_role, resolve_deal_access
 from deals.authentication import BearerJWTAuthentication
+from deals.errors import DealNotFound, RoleTooLow
+from deals.models import User
+from deals.tokens import StreamTicketInvalid, stream_ticket_read
+
+TICKET_PARAM = "ticket"
+
+
+def _unauthorized(detail: str) -> SseError:
+    return SseError(JsonResponse({"detail": detail}, status=401, headers={"WWW-Authenticate": 'Bearer realm="api"'}))
 
 
 def authenticate(request: HttpRequest):
@@ -49,9 +64,34 @@ def authenticate(request: HttpRequest):
     return result
 
 
+def ticket_access(ticket: str, deal_id: str, minimum: str) -> tuple[User, DealAccessContext]:
+    """The ticket's user and its access to the deal, as of now. Raises SseError (401)."""
+    try:
+        claims = stream_ticket_read(ticket=ticket, deal_id=deal_id)
+    except StreamTicketInvalid as exc:
+        raise _unauthorized(str(exc)) from None
+    user = User.objects.filter(pk=claims.user_id).first()
+    if user is None:
+        raise _unauthorized("This stream ticket's user no longer exists.")
+    try:
+        # the issue time stands for a JWT's `iat`: a ticket older than the user's last password change opens nothing
+        access = resolve_deal_access(user=user, deal_id=deal_id, token={"iat": claims.issued_at})
+        require_role(access, minimum)
+    except (DealNotFound, RoleTooLow):
+        raise _unauthorized(
+            "This stream ticket no longer opens this deal's streams: its user's access was revoked "
+            "(or the account deactivated, or its password changed since)."
+        ) from None
+    return user, access
+
+
 def resolve_stream_access(request: HttpRequest, deal_id: str, minimum: str) -> tuple[object, DealAccessContext]:
     """The caller and its access to the deal. Raises SseError (401, 403, 404, or 503 when PostgreSQL is down)."""
     try:
+        if TICKET_PARAM in request.GET:
+            if request.headers.get("Authorization") is not None:
+                raise _unauthorized("Send either an Authorization header or ?ticket=, not both.")
+            return ticket_access(request.GET[TICKET_PARAM], deal_id, minimum)
         user, token = authenticate(request)
         access = resolve_deal_access(user=user, deal_id=deal_id, token=token)
         require_role(access, minimum)

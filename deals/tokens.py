@@ -1,23 +1,37 @@
-"""JWTs: ordinary login tokens, and deal-scoped tokens that carry a `deal_id` claim.
+"""JWTs: ordinary login tokens, and deal-scoped tokens that carry a `deal_id` claim; and stream tickets.
 
 A deal-scoped token can seed the owner grant of an ownerless deal (deals.access), so only trusted
 callers (superadmins, engines holding the internal token) mint one.
+
+A stream ticket lets a browser's native EventSource (which cannot send an Authorization header) open the
+event streams of one deal as one user: `?ticket=` on the SSE paths (deals.streams). It is signed, not
+stored: `<user id>.<issued at, s>.<expires at, ms>.<HMAC-SHA256>` under SECRET_KEY with a salt naming the
+deal, so a ticket of another deal fails its signature. Nothing in Redis (a purge or a Redis outage does not
+touch tickets); what a stored ticket would add, revoking it, is done by checking the user's access to the
+deal in PostgreSQL at every connect (and refusing tickets issued before the user's last password change).
+It is not single-use: an EventSource reconnects with the same URL until the ticket expires.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import redis
+from django.conf import settings
 from django.contrib.auth import authenticate
+from django.core import signing
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from canvas_project import ratelimit
 from canvas_project.errors import InvalidInputError
-from deals.models import Deal, OrgMembership, User
+from deals.access import require_role, resolve_deal_access
+from deals.models import Deal, DealRole, OrgMembership, User
 
 logger = logging.getLogger(__name__)
 
@@ -132,3 +146,74 @@ def deal_token_mint(*, user_id: uuid.UUID, deal_id: uuid.UUID) -> dict[str, str]
     refresh = RefreshToken.for_user(user)
     refresh["deal_id"] = str(deal.pk)
     return {"access": str(refresh.access_token), "refresh": str(refresh), "user_id": user.pk, "deal_id": deal.pk}
+
+
+# --- stream tickets -------------------------------------------------------------------------------
+STREAM_TICKET_SALT = "deals.stream-ticket"
+# A real ticket is about 110 characters; anything far longer is refused before any HMAC is computed.
+STREAM_TICKET_MAX_CHARS = 256
+
+
+class StreamTicketInvalid(Exception):
+    """A stream ticket that opens nothing: malformed, signed for another deal, or expired (401)."""
+
+
+@dataclass(frozen=True)
+class StreamTicket:
+    ticket: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class StreamTicketClaims:
+    user_id: uuid.UUID
+    issued_at: int  # whole seconds, compared with the user's last password change like a JWT's `iat`
+
+
+def _ticket_signer(deal_id: uuid.UUID) -> signing.Signer:
+    return signing.Signer(sep=".", salt=f"{STREAM_TICKET_SALT}:{deal_id}")
+
+
+def stream_ticket_mint(*, user, token, deal_id: uuid.UUID) -> StreamTicket:
+    """A ticket opening the deal's event streams as `user` for STREAM_TICKET_SECONDS.
+
+    The caller needs what the streams need: the viewer role or higher on the deal, resolved as every
+    endpoint does (a deal-scoped token reaches its own deal only). Raises DealNotFound, RoleTooLow.
+    """
+    access = resolve_deal_access(user=user, deal_id=deal_id, token=token)
+    require_role(access, DealRole.VIEWER)
+    now = time.time()
+    expires_ms = int(now * 1000) + settings.STREAM_TICKET_SECONDS * 1000
+    value = f"{uuid.UUID(str(user.pk))}.{int(now)}.{expires_ms}"
+    return StreamTicket(
+        ticket=_ticket_signer(access.deal.pk).sign(value),
+        expires_at=datetime.fromtimestamp(expires_ms / 1000, tz=UTC),
+    )
+
+
+def stream_ticket_read(*, ticket: str, deal_id: object) -> StreamTicketClaims:
+    """The user and issue time of a ticket presented on a stream of `deal_id`.
+
+    Only the signature, the deal it was signed for and its expiry are checked here; whether the user may
+    still read the deal is the caller's check (deals.streams, at every connect). Raises StreamTicketInvalid.
+    """
+    if not ticket or len(ticket) > STREAM_TICKET_MAX_CHARS:
+        raise StreamTicketInvalid("This stream ticket is malformed.")
+    try:
+        deal_uuid = uuid.UUID(str(deal_id))
+        value = _ticket_signer(deal_uuid).unsign(ticket)
+    except ValueError:
+        raise StreamTicketInvalid("This stream ticket is malformed.") from None
+    except signing.BadSignature:
+        raise StreamTicketInvalid(
+            "This stream ticket is not valid for this deal (malformed, or issued for another deal)."
+        ) from None
+    try:
+        user_id, issued, expires_ms = value.split(".")
+        claims = StreamTicketClaims(user_id=uuid.UUID(user_id), issued_at=int(issued))
+        expires = int(expires_ms)
+    except ValueError:
+        raise StreamTicketInvalid("This stream ticket is malformed.") from None
+    if time.time() * 1000 >= expires:
+        raise StreamTicketInvalid("This stream ticket has expired; ask POST /api/auth/stream-ticket for a new one.")
+    return claims

@@ -65,6 +65,8 @@ from deals.serializers import (
     MemberOutput,
     OrgCreateInput,
     OrgOutput,
+    StreamTicketInput,
+    StreamTicketOutput,
     TokenObtainInput,
     TokenPairOutput,
     TokenRefreshInput,
@@ -72,7 +74,7 @@ from deals.serializers import (
     TokenVerifyOutput,
     UserTokenRefreshSerializer,
 )
-from deals.tokens import deal_token_mint, token_obtain
+from deals.tokens import deal_token_mint, stream_ticket_mint, token_obtain
 
 DEAL_ID = r"(?P<deal_id>[^/]+)"
 # the scoping methods a subclass may not override
@@ -303,6 +305,35 @@ class AuthViewSet(viewsets.ViewSet):
         body = parse_body(DealTokenInput, request)
         minted = deal_token_mint(user_id=body["user_id"], deal_id=body["deal_id"])
         return Response(DealTokenOutput(minted).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        operation_id="auth_stream_ticket",
+        summary="A stream ticket: open the deal's event streams from a browser's EventSource (viewer)",
+        description="A browser's native `EventSource` cannot send an Authorization header, so it opens the "
+        "deal's event streams (GET /api/canvas/{deal_id}/events, /runs/{run_id}/stream, /discourse/stream) with "
+        "`?ticket=<ticket>` instead. The ticket is bound to the caller and this deal, opens streams until "
+        "`expires_at` (STREAM_TICKET_SECONDS, default 300, after it was issued) and is not used up: the "
+        "EventSource's reconnects (with Last-Event-ID) reuse the same URL. Every connect checks the caller's "
+        "access again; once it is revoked, or the ticket expired, the stream answers 401 and the page asks for a "
+        "new ticket. Needs the viewer role on the deal or higher; a superadmin is no member of a deal (404), and "
+        "the internal engine token is no user (401; the streams do not take it either). Nothing is stored: "
+        "the ticket is signed.",
+        request=StreamTicketInput,
+        responses={201: StreamTicketOutput, **error_responses(401, 404, 422)},
+        tags=["auth"],
+    )
+    @action(
+        detail=False,
+        methods=["post"],
+        url_path="stream-ticket",
+        url_name="stream-ticket",
+        authentication_classes=[BearerJWTAuthentication],
+        permission_classes=[IsAuthenticated],
+    )
+    def stream_ticket(self, request):
+        body = parse_body(StreamTicketInput, request)
+        minted = stream_ticket_mint(user=request.user, token=request.auth, deal_id=body["deal_id"])
+        return Response(StreamTicketOutput(minted).data, status=status.HTTP_201_CREATED)
 
 
 class OrgViewSet(viewsets.ViewSet):

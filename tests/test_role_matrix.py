@@ -211,6 +211,14 @@ TABLE: list[Entry] = [
         case="owners_key",
         person_only=True,
     ),
+    # a stream ticket: what the deal's streams need (viewer and up); a superadmin is no member (404), the engine
+    # token is no user (401)
+    at(
+        "auth-stream-ticket",
+        "POST",
+        deal_scoped("viewer", 201),
+        lambda w: Call("/api/auth/stream-ticket", {"deal_id": w.deal_id}),
+    ),
     # orgs
     at("orgs-list", "GET", users(200), lambda w: Call("/api/orgs")),
     at("orgs-list", "POST", users(201), lambda w: Call("/api/orgs", {"name": "New Fund"})),

@@ -37,6 +37,13 @@ def add_sse_endpoints(result, generator, request, public):
     """drf-spectacular postprocessing hook: document the async event-stream views (canvas_project.sse.schema)."""
     # every text/event-stream response (these and POST /generate's) describes its events with this
     result.setdefault("components", {}).setdefault("schemas", {})["ServerSentEvent"] = SERVER_SENT_EVENT_SCHEMA
+    result["components"].setdefault("securitySchemes", {})["streamTicket"] = {
+        "type": "apiKey",
+        "in": "query",
+        "name": "ticket",
+        "description": "A stream ticket (POST /api/auth/stream-ticket): the deal's event streams only, for a "
+        "browser's native EventSource. Never accepted by any other endpoint.",
+    }
     for endpoint in sse_schema.POSTED_STREAMS:
         _add_posted_stream(result, endpoint)
 
@@ -63,6 +70,16 @@ def add_sse_endpoints(result, generator, request, public):
                 "schema": {"type": "string"},
                 "description": "Resume after this event id, for clients that cannot set headers.",
             },
+            {
+                "in": "query",
+                "name": "ticket",
+                "required": False,
+                "schema": {"type": "string", "maxLength": 256},
+                "description": "A stream ticket of this deal (POST /api/auth/stream-ticket), instead of the "
+                "Authorization header: what a browser's native EventSource can send. Not both (401). Valid "
+                "until its expires_at, for every reconnect; refused (401) once expired, on another deal's "
+                "stream, when malformed, or once the user's access to the deal is revoked.",
+            },
         ]
         for name in endpoint.get("extra_path_params", []):
             parameters.insert(1, {"in": "path", "name": name, "required": True, "schema": {"type": "string"}})
@@ -71,10 +88,15 @@ def add_sse_endpoints(result, generator, request, public):
             "summary": endpoint["summary"],
             "description": endpoint["description"],
             "tags": [endpoint["tag"]],
-            "security": BEARER_SECURITY,
+            # a bearer token (JWT or API key), or a stream ticket in the query (also the `ticket` parameter above)
+            "security": [*BEARER_SECURITY, {"streamTicket": []}],
             "parameters": parameters,
             "responses": _stream_responses(
-                not_found="Unknown deal, or not visible to the caller.", invalid="Malformed Last-Event-ID."
+                not_found="Unknown deal, or not visible to the caller.",
+                invalid="Malformed Last-Event-ID.",
+                unauthorized="Missing, expired or invalid bearer token; a stream ticket that is malformed, "
+                "expired, of another deal, or whose user lost access to the deal; a ticket and an Authorization "
+                "header both.",
             ),
         }
     return result
@@ -110,12 +132,14 @@ def document_request_body_rules(result, generator, request, public):
     return result
 
 
-def _stream_responses(*, not_found: str, invalid: str) -> dict:
+def _stream_responses(
+    *, not_found: str, invalid: str, unauthorized: str = "Missing, expired or invalid bearer token."
+) -> dict:
     """The answers every event-stream operation documents: the stream, 401, 403, 404, 422, 429 and 503."""
     error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorDetail"}}}
     return {
         "200": {"description": "An event stream.", "content": {"text/event-stream": {"schema": SERVER_SENT_EVENT_REF}}},
-        "401": {"description": "Missing, expired or invalid bearer token.", "content": error},
+        "401": {"description": unauthorized, "content": error},
         "403": {"description": "The role is too low.", "content": error},
         "404": {"description": not_found, "content": error},
         "422": {

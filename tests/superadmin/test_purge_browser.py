@@ -1,49 +1,16 @@
-"""The admin purge flow in a real browser: Playwright driving Debian's headless chromium against
-pytest-django's live server (never `playwright install`; .ci/run installs chromium when missing)."""
+"""The admin purge flow in a real browser: Playwright driving Debian's headless chromium (tests/browser.py)
+against pytest-django's live server."""
 
 from __future__ import annotations
 
-import os
-import shutil
-from contextlib import contextmanager
-
-import pytest
-
 from superadmin.models import PurgeAudit
 from tests import factories
+from tests.browser import chromium_page, needs_chromium
 from tests.superadmin.conftest import EXPECTED, deal_keys_present, write_deal_state
 
-CHROMIUM = (
-    os.environ.get("CHROMIUM_PATH")
-    or shutil.which("chromium")
-    or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
-)
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 RUNS_ONLY = {**dict.fromkeys(EXPECTED, 0), "runs": 3}
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium not found (apt-get install chromium; .ci/run does)")
-
-
-@contextmanager
-def chromium_page():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            page.set_default_timeout(15_000)
-            yield page
-        finally:
-            browser.close()
+pytestmark = needs_chromium
 
 
 def test_admin_purge_flow_in_a_browser(live_server, cast):
