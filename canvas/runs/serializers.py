@@ -30,9 +30,9 @@ def one_of(values, **kwargs) -> StrictCharField:
 # --- generate / regenerate -----------------------------------------------------------------------------
 MULTITASK_STRATEGY_HELP = (
     "What to do while another run of the deal is active: `reject` (default) answers 409 naming it; `enqueue` "
-    "queues this run behind it; `interrupt` cancels it keeping the sections it wrote, then this run starts; "
-    "`rollback` cancels it and returns every section it wrote to its content before that run (a new memo "
-    "version), then this run starts."
+    "queues this run behind it; `interrupt` cancels it (and any run queued behind it) keeping the sections it "
+    "wrote, then this run starts; `rollback` cancels them and returns every section they wrote to its content "
+    "before that run (a new memo version), then this run starts. The cancelled runs record `superseded_by`."
 )
 
 
