@@ -20,6 +20,13 @@ ACTIVE_RUN_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
 TERMINAL_RUN_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
 
 
+class CancelAction(models.TextChoices):
+    """What a cancel does to the sections the run wrote: keep them, or revert them."""
+
+    INTERRUPT = "interrupt", "Interrupt"
+    ROLLBACK = "rollback", "Rollback"
+
+
 class SynthesisRun(models.Model):
     """One run of the drafting workflow on a deal (LangGraph thread `deal:<D>:run:<id>`)."""
 
@@ -47,6 +54,25 @@ class SynthesisRun(models.Model):
         help_text="Per node: section_key, status, elapsed (the full trace is in Redis for 10 minutes).",
     )
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    cancel_action = models.CharField(
+        max_length=16,
+        choices=CancelAction.choices,
+        blank=True,
+        default="",
+        help_text="interrupt (what it wrote stays) or rollback (what it wrote is reverted); blank: not cancelled.",
+    )
+    sections_before = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Each section the run wrote, as it was before the run's first write of it (null: it did not "
+        "exist); recorded inside the memo's serialized write, read by a rollback.",
+    )
+    rolled_back_sections = models.JSONField(
+        default=list, blank=True, help_text="Sections a rollback returned to their content before the run."
+    )
+    superseded_by = models.UUIDField(
+        null=True, blank=True, help_text="The run whose multitask_strategy (interrupt, rollback) cancelled this one."
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -516,6 +516,22 @@ TABLE: list[Entry] = [
         deal_scoped("editor", 202),
         lambda w: Call(w.canvas_path("sections/risks/regenerate"), {}),
     ),
+    at(
+        "canvas-generate",
+        "POST",
+        deal_scoped("editor", 202),
+        lambda w: Call(w.canvas_path("generate"), {"multitask_strategy": "rollback"}),
+        case="rollback over a queued run",
+        given=("queued_run",),
+    ),
+    at(
+        "canvas-sections-regenerate",
+        "POST",
+        deal_scoped("editor", 202),
+        lambda w: Call(w.canvas_path("sections/risks/regenerate"), {"multitask_strategy": "interrupt"}),
+        case="interrupt over a queued run",
+        given=("queued_run",),
+    ),
     at("canvas-runs-list", "GET", deal_scoped("viewer"), lambda w: Call(w.canvas_path("runs")), given=("queued_run",)),
     at("canvas-runs-detail", "GET", deal_scoped("viewer"), lambda w: Call(w.canvas_path(f"runs/{w.run()}"))),
     at(
@@ -526,6 +542,13 @@ TABLE: list[Entry] = [
         transactional=True,
     ),
     at("canvas-runs-cancel", "POST", deal_scoped("editor"), lambda w: Call(w.canvas_path(f"runs/{w.run()}/cancel"))),
+    at(
+        "canvas-runs-cancel",
+        "POST",
+        deal_scoped("editor"),
+        lambda w: Call(w.canvas_path(f"runs/{w.run()}/cancel"), {"action": "rollback", "wait": True}),
+        case="rollback, wait",
+    ),
     at(
         "canvas-runs-trace",
         "GET",

@@ -8,10 +8,11 @@ import uuid
 from rest_framework import serializers
 
 from canvas.memo.serializers import CitationOutput
-from canvas.models import RunStatus
+from canvas.models import CancelAction, RunStatus
 from canvas.runs.selectors import RUN_ORDERINGS
-from canvas.runs.services import stream_url
+from canvas.runs.services import MultitaskStrategy, stream_url
 from canvas_project.api.fields import StrictCharField, page_field, page_size_field
+from canvas_project.api.validation import RequestValidationError
 
 MAX_INSTRUCTIONS = 2000
 RUN_KINDS = ("generate", "regenerate")
@@ -27,6 +28,20 @@ def one_of(values, **kwargs) -> StrictCharField:
 
 
 # --- generate / regenerate -----------------------------------------------------------------------------
+MULTITASK_STRATEGY_HELP = (
+    "What to do while another run of the deal is active: `reject` (default) answers 409 naming it; `enqueue` "
+    "queues this run behind it; `interrupt` cancels it (and any run queued behind it) keeping the sections it "
+    "wrote, then this run starts; `rollback` cancels them and returns every section they wrote to its content "
+    "before that run (a new memo version), then this run starts. The cancelled runs record `superseded_by`."
+)
+
+
+def multitask_strategy_field() -> serializers.ChoiceField:
+    return serializers.ChoiceField(
+        choices=[s.value for s in MultitaskStrategy], required=False, help_text=MULTITASK_STRATEGY_HELP
+    )
+
+
 class GenerateInput(serializers.Serializer):
     sections = serializers.ListField(
         child=StrictCharField(max_length=64),
@@ -42,16 +57,34 @@ class GenerateInput(serializers.Serializer):
         default="",
         help_text="Extra guidance for the drafters (also steers retrieval).",
     )
+    multitask_strategy = multitask_strategy_field()
 
 
 class ConflictQueryInput(serializers.Serializer):
     on_conflict = serializers.ChoiceField(
         choices=["reject", "enqueue"],
         required=False,
-        default="reject",
-        help_text="What to do while another run of the deal is active: `reject` answers 409 naming it, "
-        "`enqueue` queues this run behind it.",
+        help_text="The older spelling of `multitask_strategy` (reject or enqueue only; default reject). Sent with "
+        "a `multitask_strategy` that says otherwise: 422.",
     )
+
+
+def resolve_multitask_strategy(body: dict, query: dict) -> str:
+    """The body's multitask_strategy, or the query's on_conflict alias; both given and disagreeing: 422."""
+    strategy, alias = body.get("multitask_strategy"), query.get("on_conflict")
+    if strategy is not None and alias is not None and strategy != alias:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ["body", "multitask_strategy"],
+                    "msg": f"multitask_strategy={strategy} disagrees with ?on_conflict={alias}; send one of them.",
+                    "type": "value_error",
+                    "input": strategy,
+                    "ctx": {"on_conflict": alias},
+                }
+            ]
+        )
+    return strategy or alias or MultitaskStrategy.REJECT
 
 
 class GenerateOutput(serializers.Serializer):
@@ -62,6 +95,7 @@ class GenerateOutput(serializers.Serializer):
 
 class RegenerateInput(serializers.Serializer):
     instructions = StrictCharField(max_length=MAX_INSTRUCTIONS, required=False, allow_blank=True, default="")
+    multitask_strategy = multitask_strategy_field()
 
 
 class RegenerateOutput(GenerateOutput):
@@ -135,6 +169,19 @@ class RunOutput(serializers.Serializer):
     heartbeat_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
     cancel_requested_at = serializers.DateTimeField(allow_null=True)
+    cancel_action = StrictCharField(
+        allow_blank=True,
+        help_text="`interrupt` (what it wrote stays) or `rollback` (what it wrote was reverted); empty when no "
+        "cancel was asked.",
+    )
+    rolled_back_sections = serializers.ListField(
+        child=StrictCharField(),
+        help_text="Sections a rollback returned to their content before this run (a section changed by someone "
+        "else after the run wrote it is left as it is, and not listed).",
+    )
+    superseded_by = serializers.UUIDField(
+        allow_null=True, help_text="The run whose multitask_strategy (interrupt or rollback) cancelled this one."
+    )
     elapsed_seconds = serializers.SerializerMethodField()
     thread_id = StrictCharField(help_text="The LangGraph checkpoint thread of the run.")
     stream_url = serializers.SerializerMethodField()
@@ -151,6 +198,23 @@ class RunOutput(serializers.Serializer):
     def get_stream_url(self, run) -> str:
 
         return stream_url(run)
+
+
+class CancelInput(serializers.Serializer):
+    action = serializers.ChoiceField(
+        choices=list(CancelAction.values),
+        required=False,
+        default=CancelAction.INTERRUPT,
+        help_text="`interrupt` (default) keeps the sections the run delivered; `rollback` returns every section it "
+        "wrote to its content before the run, as a new memo version.",
+    )
+    wait = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="true: answer once the worker has ended the run (at most SYNTHESIS_CANCEL_WAIT_MAX_SECONDS, 30 s; "
+        "else 202 with the run as it is). false (default): the run is ended within SYNTHESIS_CANCEL_WAIT_SECONDS, "
+        "by its worker or by the cancel itself.",
+    )
 
 
 class RunQueryInput(serializers.Serializer):

@@ -21,6 +21,7 @@ import threading
 import time
 import uuid
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
@@ -34,7 +35,7 @@ from canvas.memo.store import read_memo
 from canvas.memo.templates import get_template
 from canvas.memo.types import Delivery, DocumentState, Memo, Section, SectionState, Source
 from canvas.memo.writes import LockRule, memo_write
-from canvas.models import ACTIVE_RUN_STATUSES, TERMINAL_RUN_STATUSES, RunStatus, SynthesisRun
+from canvas.models import ACTIVE_RUN_STATUSES, TERMINAL_RUN_STATUSES, CancelAction, RunStatus, SynthesisRun
 from canvas.runs.errors import RunConflict
 from canvas.runs.selectors import run_get
 from canvas.runs.synthesis import config, telemetry
@@ -51,6 +52,17 @@ from deals.models import Deal, User
 
 logger = logging.getLogger(__name__)
 
+
+class MultitaskStrategy(StrEnum):
+    """What a new run does while another run of the deal is active (as LangGraph's Agent Server)."""
+
+    REJECT = "reject"
+    ENQUEUE = "enqueue"
+    INTERRUPT = "interrupt"
+    ROLLBACK = "rollback"
+
+
+CANCEL_STRATEGIES = (MultitaskStrategy.INTERRUPT, MultitaskStrategy.ROLLBACK)
 RUN_TASK = "canvas.run_synthesis"  # canvas.runs.tasks.run_synthesis, enqueued by name
 AI_AUTHOR = "AI drafter"
 DEFAULT_SECTION_SECONDS = 3.0
@@ -94,14 +106,29 @@ def _enqueue(run_id) -> None:
 
 # --- create -----------------------------------------------------------------------------------------------
 def run_create(
-    *, deal: Deal, user: User, kind: str, sections: list[str] | None, instructions: str, enqueue_on_conflict: bool
+    *,
+    deal: Deal,
+    user: User,
+    kind: str,
+    sections: list[str] | None,
+    instructions: str,
+    enqueue_on_conflict: bool = False,
+    multitask_strategy: str = MultitaskStrategy.REJECT,
 ) -> SynthesisRun:
     """Queue a drafting run of `sections` (all of the template's when None) and enqueue it on commit.
 
+    `multitask_strategy` says what happens while another run of the deal is active: `reject` (RunConflict),
+    `enqueue` (this run waits behind it; `enqueue_on_conflict=True` is the same), `interrupt` (the active
+    runs are cancelled keeping what they wrote) or `rollback` (they are cancelled and what they wrote is
+    reverted); the cancelled runs record `superseded_by`. They are ended here, before this answer: from
+    then on their writes are refused inside the memo's serialized write, and a rollback reverts after that.
+
     Raises InvalidInputError (unknown section in body.sections), SectionNotFound (regenerate of an
-    unknown section), MemoApproved, RunConflict (another run is active and enqueue_on_conflict is off;
+    unknown section), MemoApproved, RunConflict (another run is active and the strategy is reject;
     names it), StoreUnavailable.
     """
+    if enqueue_on_conflict:
+        multitask_strategy = MultitaskStrategy.ENQUEUE
     memo = read_memo(deal.pk)
     if memo is not None and memo.state == DocumentState.APPROVED:
         raise MemoApproved()
@@ -124,7 +151,7 @@ def run_create(
     with transaction.atomic():
         _lock_deal_runs(deal.pk)
         active = SynthesisRun.objects.filter(deal=deal, status__in=ACTIVE_RUN_STATUSES).order_by("created_at").first()
-        if active is not None and not enqueue_on_conflict:
+        if active is not None and multitask_strategy == MultitaskStrategy.REJECT:
             raise RunConflict(
                 f"Run {active.pk} of this deal is {active.status}; wait for it, cancel it, or send "
                 "?on_conflict=enqueue to queue this one behind it.",
@@ -139,7 +166,26 @@ def run_create(
             created_by=user,
             drafter=config.drafter_class().name,
         )
+        superseded = []
+        if active is not None and multitask_strategy in CANCEL_STRATEGIES:
+            superseded = list(
+                SynthesisRun.objects.filter(deal=deal, status__in=ACTIVE_RUN_STATUSES)
+                .exclude(pk=run.pk)
+                .values_list("pk", flat=True)
+            )
+            SynthesisRun.objects.filter(pk__in=superseded).update(
+                cancel_action=str(multitask_strategy), superseded_by=run.pk, cancel_requested_at=timezone.now()
+            )
+            active = None  # the new run waits behind nobody
         transaction.on_commit(lambda: _enqueue(run.pk))
+    for old_id in superseded:
+        _end_cancelled(
+            deal=deal,
+            run_id=old_id,
+            user=user,
+            error=f"{'Interrupted' if multitask_strategy == MultitaskStrategy.INTERRUPT else 'Rolled back'} "
+            f"by run {run.pk} (multitask_strategy={multitask_strategy}).",
+        )
     events.emit(
         deal.pk,
         "run_queued",
@@ -249,6 +295,22 @@ def _record_section(run_id, key: str, outcome: str, detail: dict | None = None) 
         run.save(update_fields=[field, "heartbeat_at", "updated_at"])
 
 
+def _check_running_and_keep_before(run: SynthesisRun, key: str, before: Section | None) -> None:
+    """Refuse the write (SectionWriteRefused) unless the run is still running and not asked to stop; else
+    record the section as it is now on the run's `sections_before`, the first time the run writes it (what
+    a rollback returns it to). Called inside the memo's serialized write, so the record is committed before
+    the section is."""
+    if telemetry.cancel_requested(run.deal_id, run.pk):
+        raise SectionWriteRefused()
+    with transaction.atomic():
+        row = SynthesisRun.objects.select_for_update().only("status", "sections_before").filter(pk=run.pk).first()
+        if row is None or row.status != RunStatus.RUNNING:
+            raise SectionWriteRefused()
+        if key not in row.sections_before:
+            row.sections_before = {**row.sections_before, key: before.to_store() if before is not None else None}
+            row.save(update_fields=["sections_before", "updated_at"])
+
+
 def _write_ai_section(
     *, deal: Deal, user: User | None, run: SynthesisRun, plan: SectionPlan, markdown: str
 ) -> SectionWrite:
@@ -260,9 +322,9 @@ def _write_ai_section(
     """
 
     def change(memo: Memo, now: str) -> None:
-        status = SynthesisRun.objects.filter(pk=run.pk).values_list("status", flat=True).first()
-        if status != RunStatus.RUNNING or telemetry.cancel_requested(run.deal_id, run.pk):
-            raise SectionWriteRefused()
+        # inside the deal's serialized write: a cancel (and a rollback, which writes after it) sees this write
+        # whole, or this write sees the cancel and is refused
+        _check_running_and_keep_before(run, plan.key, memo.sections.get(plan.key))
         section = memo.sections.get(plan.key)
         if section is None:
             spec = memo.template.section(plan.key)
@@ -463,6 +525,9 @@ def run_finish(
     # from its start, or from its creation for a run that never started (cancelled or failed while queued)
     record_run_seconds(status=status, seconds=(run.finished_at - (run.started_at or run.created_at)).total_seconds())
     deal = Deal.objects.get(pk=run.deal_id)
+    if status == RunStatus.CANCELLED and run.cancel_action == CancelAction.ROLLBACK:
+        # the run is terminal (committed above): any write of its worker from now on is refused
+        run = _rollback(deal=deal, run=run)
     _record_last_run(deal, run)
     inputs = {"kind": run.kind, "sections": run.requested_sections, "instructions": run.instructions}
     outputs = {"delivered": delivered, "missing": missing, "failed": failed, "skipped_locked": skipped}
@@ -545,27 +610,110 @@ def _kick_next(deal_id) -> None:
 
 
 # --- cancel -----------------------------------------------------------------------------------------------
-def run_cancel(*, deal: Deal, run_id: uuid.UUID, user: User) -> SynthesisRun:
-    """Cancel a run and return it in its final state (idempotent: a finished run is returned as is).
+def _rollback(*, deal: Deal, run: SynthesisRun) -> SynthesisRun:
+    """Return every section the (terminal) run wrote to its content before the run, as one new memo version
+    (snapshotted); records `rolled_back_sections`. A section someone changed after the run wrote it (its
+    `run_id` is no longer this run: a person's edit, or a later run's draft) is left as it is, and so is,
+    with collaboration off, a section someone holds the lock of. Safe against the run's own late writes:
+    it runs after the run is terminal, in the memo's serialized write, which refuses them from then on."""
+    reverted: list[str] = []
 
-    A queued run is cancelled at once. A running one gets the cancel flag, which its drafters check
-    between and inside nodes; when the worker has not ended it within SYNTHESIS_CANCEL_WAIT_SECONDS
-    (dead or stuck), the run is cancelled here. Sections delivered before the cancel stay.
+    def change(memo: Memo, now: str) -> None:
+        reverted.clear()
+        before = SynthesisRun.objects.filter(pk=run.pk).values_list("sections_before", flat=True).first() or {}
+        for key, stored in before.items():
+            current = memo.sections.get(key)
+            if current is None or current.run_id != str(run.pk) or current.source != Source.AI:
+                continue  # changed since the run wrote it (a person's edit, a later run): that stays
+            if stored is not None:
+                memo.sections[key] = Section.from_store(stored)
+            else:
+                spec = memo.template.section(key)
+                if spec is not None:
+                    memo.sections[key] = Section.blank(spec, now=now)
+                else:
+                    memo.sections.pop(key)
+            reverted.append(key)
+
+    try:
+        outcome = memo_write(
+            deal=deal,
+            user=None,
+            change=change,
+            event="run_rolled_back",
+            event_payload={"run_id": str(run.pk)},
+            snapshot=f"rollback of drafting run {run.pk}",
+            locks=LockRule.SKIP,
+        )
+        rolled_back = [key for key in reverted if key not in outcome.skipped_locked]
+    except MemoApproved:
+        logger.info("run %s not rolled back: the memo is approved", run.pk)
+        rolled_back = []
+    with transaction.atomic():
+        run = SynthesisRun.objects.select_for_update().get(pk=run.pk)
+        run.cancel_action = CancelAction.ROLLBACK
+        run.rolled_back_sections = sorted(set(run.rolled_back_sections) | set(rolled_back))
+        run.save(update_fields=["cancel_action", "rolled_back_sections", "updated_at"])
+    return run
+
+
+def _end_cancelled(*, deal: Deal, run_id, user: User | None, error: str) -> None:
+    """Raise the run's cancel flag and end it cancelled now (its writes are refused from then on; a run
+    marked for rollback is reverted by run_finish)."""
+    try:
+        telemetry.request_cancel(deal.pk, run_id)
+    except telemetry.REDIS_ERRORS:
+        logger.warning("cancel flag of run %s not set: Redis unavailable; the worker reads the row", run_id)
+    events.emit(deal.pk, "run_cancel_requested", {"run_id": str(run_id)}, actor_id=user.pk if user else None)
+    run_finish(run_id=run_id, status=RunStatus.CANCELLED, error=error)
+
+
+def run_cancel(
+    *,
+    deal: Deal,
+    run_id: uuid.UUID,
+    user: User,
+    action: str = CancelAction.INTERRUPT,
+    wait: bool = False,
+) -> SynthesisRun:
+    """Cancel a run and return it (idempotent: a finished run is returned as is).
+
+    `action`: `interrupt` keeps the sections it delivered; `rollback` returns each section it wrote to its
+    content before the run, as a new memo version, once the run is terminal (whoever ends it: run_finish
+    reverts). A run already cancelled with `interrupt` (or by a multitask strategy) and cancelled again
+    with `rollback` is rolled back then, once; any other finished run is returned as it is.
+
+    `wait=False`: a queued run is cancelled at once; a running one gets the cancel flag, which its drafters
+    check between and inside nodes; when the worker has not ended it within SYNTHESIS_CANCEL_WAIT_SECONDS
+    (dead or stuck), the run is ended here (its later writes are refused). The run returned is terminal.
+    `wait=True`: the worker itself must end it: the answer blocks on the run's event stream (XREAD BLOCK,
+    until its `done` entry) for at most SYNTHESIS_CANCEL_WAIT_MAX_SECONDS; the run returned may still be
+    running (the caller answers 202); the worker ends it at its next check, or the dead-run sweeper.
     Raises RunNotFound.
     """
     run = run_get(deal=deal, run_id=run_id)
     if run.status in TERMINAL_RUN_STATUSES:
+        if (
+            action == CancelAction.ROLLBACK
+            and run.status == RunStatus.CANCELLED
+            and run.cancel_action != CancelAction.ROLLBACK
+        ):
+            return _rollback(deal=deal, run=run)
         return run
     SynthesisRun.objects.filter(pk=run.pk, cancel_requested_at__isnull=True).update(cancel_requested_at=timezone.now())
+    # a rollback asked by anyone wins over an interrupt: what it wrote goes, whoever ends it
+    marked = SynthesisRun.objects.filter(pk=run.pk).exclude(cancel_action=CancelAction.ROLLBACK)
+    marked.update(cancel_action=str(action))
     try:
         telemetry.request_cancel(run.deal_id, run.pk)
     except telemetry.REDIS_ERRORS:
         logger.warning("cancel flag of run %s not set: Redis unavailable; the worker reads the row", run.pk)
-    events.emit(deal.pk, "run_cancel_requested", {"run_id": str(run.pk)}, actor_id=user.pk)
+    events.emit(deal.pk, "run_cancel_requested", {"run_id": str(run.pk), "action": str(action)}, actor_id=user.pk)
     run_finish(
         run_id=run.pk, status=RunStatus.CANCELLED, error="Cancelled before it started.", only_if=(RunStatus.QUEUED,)
     )
-    deadline = time.monotonic() + config.cancel_wait_seconds()
+    waited = config.cancel_wait_max_seconds() if wait else config.cancel_wait_seconds()
+    deadline = time.monotonic() + waited
     run.refresh_from_db()
     if run.status in TERMINAL_RUN_STATUSES:
         return run
@@ -576,7 +724,7 @@ def run_cancel(*, deal: Deal, run_id: uuid.UUID, user: User) -> SynthesisRun:
         logger.warning("run %s: Redis unavailable during the cancel wait; the row is read at the deadline", run.pk)
         time.sleep(max(0.0, deadline - time.monotonic()))
     run.refresh_from_db()
-    if run.status in TERMINAL_RUN_STATUSES:
+    if run.status in TERMINAL_RUN_STATUSES or wait:
         return run
     run_finish(
         run_id=run.pk,

@@ -20,6 +20,7 @@ from rest_framework.response import Response
 from canvas.runs import selectors as run_selectors
 from canvas.runs import services as runs
 from canvas.runs.serializers import (
+    CancelInput,
     ConflictQueryInput,
     DebugInput,
     DebugOutput,
@@ -34,6 +35,7 @@ from canvas.runs.serializers import (
     RunPageOutput,
     RunQueryInput,
     RunTraceOutput,
+    resolve_multitask_strategy,
 )
 from canvas.runs.streams import run_event_response
 from canvas.runs.synthesis import config, prompts
@@ -116,7 +118,10 @@ class DraftingViewSet(DealScopedViewSet):
         summary="Draft the memo with the synthesis workflow (editor)",
         description="Queues a run of the drafting workflow (one drafter per section, each section written to the "
         "memo as it is finished) and answers 202 with its id and stream URL; the run executes on a worker, never "
-        "in this request. One active run per deal: 409 names the active run, unless `?on_conflict=enqueue`. "
+        "in this request. One active run per deal: `multitask_strategy` says what happens while another run is "
+        "active: `reject` (default: 409 naming it), `enqueue`, `interrupt` (it is cancelled keeping what it wrote) or "
+        "`rollback` (it is cancelled and the sections it wrote return to their content before it, as a new memo "
+        "version); `?on_conflict=enqueue` is the older spelling of enqueue (disagreeing with the body: 422). "
         "Counts against the shared per-user 'generate' rate limit. With `Accept: text/event-stream` the answer "
         "is the run's event stream instead (200). " + STREAM_DESCRIPTION,
         parameters=[ConflictQueryInput],
@@ -133,6 +138,7 @@ class DraftingViewSet(DealScopedViewSet):
     def generate(self, request, deal_id):
         body = parse_body(GenerateInput, request)
         query = parse_query(ConflictQueryInput, request)
+        strategy = resolve_multitask_strategy(body, query)
         ratelimit.consume(ratelimit.generate_bucket(), request.user.pk)
         run = runs.run_create(
             deal=self.deal_access.deal,
@@ -140,7 +146,7 @@ class DraftingViewSet(DealScopedViewSet):
             kind="generate",
             sections=body.get("sections"),
             instructions=body["instructions"],
-            enqueue_on_conflict=query["on_conflict"] == "enqueue",
+            multitask_strategy=strategy,
         )
         if _wants_event_stream(request):
             return run_event_response(run.deal_id, run.pk)
@@ -237,19 +243,35 @@ class RunViewSet(DealScopedViewSet):
 
     @extend_schema(
         operation_id="canvas_run_cancel",
-        summary="Cancel a run and get its final state (editor)",
-        description="Idempotent: a finished run is returned as it is. A queued run is cancelled at once; a running "
-        "one is signalled (its drafters check between and inside nodes) and the answer waits until it has "
-        "stopped, or decides it after a few seconds. Sections delivered before the cancel stay in the memo.",
+        summary="Cancel a run, keeping or rolling back what it wrote (editor)",
+        description="Body optional: `action` `interrupt` (default: sections delivered before the cancel stay) or "
+        "`rollback` (every section the run wrote returns to its content before the run, as one new memo version, "
+        "once the run is terminal; a section someone changed after the run wrote it is left as it is); `wait`. "
+        "A queued run is cancelled at once; a running one is signalled (its drafters check between and inside "
+        "nodes). `wait=false` (default): the answer waits until it has stopped, or ends it itself after "
+        "SYNTHESIS_CANCEL_WAIT_SECONDS (its later writes are refused); 200 with the final state. `wait=true`: the "
+        "answer blocks on the run's stream until its worker has ended it, 200, or answers 202 with the run as it "
+        "is after SYNTHESIS_CANCEL_WAIT_MAX_SECONDS (30 s); the worker ends it at its next check. Idempotent: a "
+        "finished run is returned as it is, except that `rollback` of a run cancelled without rollback rolls it "
+        "back then (once). The run records `cancel_action` and `rolled_back_sections`.",
         parameters=[RUN_PARAM],
-        request=None,
-        responses={200: RunOutput, **error_responses(401, 403, 404, 422)},
+        request=CancelInput,
+        responses={
+            200: RunOutput,
+            202: OpenApiResponse(RunOutput, description="wait=true and the run had not ended in time: as it is."),
+            **error_responses(401, 403, 404, 422),
+        },
         tags=TAGS,
     )
     @action(detail=True, methods=["post"])
     def cancel(self, request, deal_id, run_id):
-        run = runs.run_cancel(deal=self.deal_access.deal, run_id=parse_path_uuid(run_id, "run_id"), user=request.user)
-        return Response(RunOutput(run).data)
+        run_uuid = parse_path_uuid(run_id, "run_id")
+        body = parse_body(CancelInput, request)
+        run = runs.run_cancel(
+            deal=self.deal_access.deal, run_id=run_uuid, user=request.user, action=body["action"], wait=body["wait"]
+        )
+        ended = run.status not in runs.ACTIVE_RUN_STATUSES
+        return Response(RunOutput(run).data, status=status.HTTP_200_OK if ended else status.HTTP_202_ACCEPTED)
 
     @extend_schema(
         operation_id="canvas_run_trace",
@@ -280,7 +302,8 @@ class SectionDraftingViewSet(DealScopedViewSet):
         summary="Redraft one section (editor)",
         description="Queues a run for this section only and answers 202 with its id and an estimate of how long "
         "it takes (from the deal's recent runs and the queue). Same rules as generate: the shared rate limit, "
-        "one active run per deal (409, or `?on_conflict=enqueue`). The previous text stays restorable.",
+        "one active run per deal (`multitask_strategy`: reject with 409, enqueue, interrupt or rollback; "
+        "`?on_conflict=enqueue` as an alias). The previous text stays restorable.",
         parameters=[KEY_PARAM, ConflictQueryInput],
         request=RegenerateInput,
         responses={202: RegenerateOutput, 409: RUN_CONFLICT, **error_responses(401, 403, 404, 422, 429, 503)},
@@ -290,6 +313,7 @@ class SectionDraftingViewSet(DealScopedViewSet):
     def regenerate(self, request, deal_id, key):
         body = parse_body(RegenerateInput, request)
         query = parse_query(ConflictQueryInput, request)
+        strategy = resolve_multitask_strategy(body, query)
         ratelimit.consume(ratelimit.generate_bucket(), request.user.pk)
         run = runs.run_create(
             deal=self.deal_access.deal,
@@ -297,6 +321,6 @@ class SectionDraftingViewSet(DealScopedViewSet):
             kind="regenerate",
             sections=[key],
             instructions=body["instructions"],
-            enqueue_on_conflict=query["on_conflict"] == "enqueue",
+            multitask_strategy=strategy,
         )
         return _run_accepted(run, estimated_seconds=runs.estimated_seconds(run=run))

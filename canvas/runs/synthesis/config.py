@@ -42,6 +42,10 @@ def cancel_wait_seconds() -> float:
     return float(get("SYNTHESIS_CANCEL_WAIT_SECONDS"))
 
 
+def cancel_wait_max_seconds() -> float:
+    return float(get("SYNTHESIS_CANCEL_WAIT_MAX_SECONDS"))
+
+
 def top_k() -> int:
     return max(1, int(get("SYNTHESIS_TOP_K")))
 
