@@ -194,6 +194,10 @@ REST_FRAMEWORK = {
     # `?format=` belongs to the export endpoint (md|docx), not to renderer negotiation.
     "URL_FORMAT_OVERRIDE": None,
 }
+# Every list is cursor-paginated (canvas_project.api.pagination): `?page_size=` defaults to PAGE_SIZE_DEFAULT
+# and is refused (422) above PAGE_SIZE_MAX.
+PAGE_SIZE_DEFAULT = env_int("PAGE_SIZE_DEFAULT", 50)
+PAGE_SIZE_MAX = env_int("PAGE_SIZE_MAX", 200)
 if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")
 

@@ -19,7 +19,6 @@ selector, serialize.
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime
 from typing import ClassVar
 
@@ -38,6 +37,7 @@ from rest_framework_simplejwt.tokens import UntypedToken
 
 from canvas_project.api.client_address import client_address
 from canvas_project.api.engine_auth import InternalEngineTokenAuthentication
+from canvas_project.api.pagination import PageQueryInput, page_of, paginate
 from canvas_project.api.schema import deleted_response, error_responses
 from canvas_project.api.validation import parse_body, parse_path_uuid, parse_query
 from deals import selectors, services
@@ -48,7 +48,6 @@ from deals.permissions import IsSuperadminOrEngine
 from deals.serializers import (
     BlankCanvasInput,
     BlankCanvasOutput,
-    DashboardPageOutput,
     DashboardQueryInput,
     DealBatchDeleteInput,
     DealBatchDeleteOutput,
@@ -305,11 +304,12 @@ class OrgViewSet(viewsets.ViewSet):
     @extend_schema(
         operation_id="orgs_list",
         summary="The caller's orgs",
-        responses={200: OrgOutput(many=True), **error_responses(401)},
+        parameters=[PageQueryInput],
+        responses={200: page_of(OrgOutput), **error_responses(401, 422)},
         tags=["orgs"],
     )
     def list(self, request):
-        return Response(OrgOutput(selectors.orgs_of_user(user=request.user), many=True).data)
+        return paginate(request, selectors.orgs_of_user(user=request.user), serializer=OrgOutput)
 
     @extend_schema(
         operation_id="orgs_create",
@@ -337,13 +337,13 @@ class OrgMemberViewSet(viewsets.ViewSet):
     @extend_schema(
         operation_id="org_members_list",
         summary="Members of an org (any member)",
-        parameters=[ORG_ID_PARAM],
-        responses={200: MemberOutput(many=True), **error_responses(401, 404, 422)},
+        parameters=[ORG_ID_PARAM, PageQueryInput],
+        responses={200: page_of(MemberOutput), **error_responses(401, 404, 422)},
         tags=["orgs"],
     )
     def list(self, request, org_id):
         membership = selectors.org_membership_of(user=request.user, org_id=parse_path_uuid(org_id, "org_id"))
-        return Response(MemberOutput(selectors.org_members(org=membership.org), many=True).data)
+        return paginate(request, selectors.org_members(org=membership.org), serializer=MemberOutput)
 
     @extend_schema(
         operation_id="org_members_add",
@@ -387,7 +387,7 @@ class DashboardViewSet(viewsets.ViewSet):
         summary="The caller's memo queue",
         description="Deals the caller owns, that are shared with them, and that their orgs can see.",
         parameters=[DashboardQueryInput],
-        responses={200: DashboardPageOutput, **error_responses(401, 422)},
+        responses={200: page_of(DealQueueSummarySerializer), **error_responses(401, 422)},
         tags=["deals"],
     )
     def list(self, request):
@@ -397,18 +397,7 @@ class DashboardViewSet(viewsets.ViewSet):
             query=selectors.DashboardQuery(q=query["q"], scope=query["scope"], ordering=query["ordering"]),
             only_deal_id=token_deal_claim(request.auth),
         )
-        page, size = query["page"], query["page_size"]
-        count = deals.count()
-        rows = deals.select_related(None)[(page - 1) * size : page * size]
-        return Response(
-            {
-                "count": count,
-                "page": page,
-                "page_size": size,
-                "total_pages": math.ceil(count / size) if count else 0,
-                "results": DealQueueSummarySerializer(rows, many=True).data,
-            }
-        )
+        return paginate(request, deals.select_related(None), serializer=DealQueueSummarySerializer)
 
 
 class BlankCanvasViewSet(viewsets.ViewSet):
@@ -534,11 +523,12 @@ class DealAccessViewSet(DealScopedViewSet):
     @extend_schema(
         operation_id="deal_access_list",
         summary="List who has access (owner)",
-        responses={200: GrantOutput(many=True), **error_responses(401, 403, 404)},
+        parameters=[PageQueryInput],
+        responses={200: page_of(GrantOutput), **error_responses(401, 403, 404, 422)},
         tags=["sharing"],
     )
     def list(self, request, deal_id):
-        return Response(GrantOutput(selectors.deal_grants(deal=self.deal_access.deal), many=True).data)
+        return paginate(request, selectors.deal_grants(deal=self.deal_access.deal), serializer=GrantOutput)
 
     @extend_schema(
         operation_id="deal_access_grant",

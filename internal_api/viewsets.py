@@ -28,6 +28,7 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 
 from canvas_project.api.engine_auth import bearer_token, engine_token_matches
+from canvas_project.api.pagination import page_of, paginate
 from canvas_project.api.schema import error_responses
 from canvas_project.api.validation import RequestValidationError, _validate, parse_body, parse_path_uuid, parse_query
 from canvas_project.errors import DependencyUnavailableError, DomainError
@@ -293,13 +294,13 @@ class ThreadViewSet(viewsets.ViewSet):
         operation_id="chat_threads",
         summary="The caller's chat threads of a project",
         parameters=[ThreadsQueryInput],
-        responses={200: ThreadOutput(many=True), **error_responses(401, 403, 404, 422)},
+        responses={200: page_of(ThreadOutput), **error_responses(401, 403, 404, 422)},
         tags=["chat"],
     )
     def list(self, request):
         query = parse_query(ThreadsQueryInput, request)
         access = resolve_deal_access(user=request.user, deal_id=query["project_id"], token=request.auth)
-        return Response(ThreadOutput(selectors.chat_threads(deal=access.deal, user=request.user), many=True).data)
+        return paginate(request, selectors.chat_threads(deal=access.deal, user=request.user), serializer=ThreadOutput)
 
     @extend_schema(
         operation_id="chat_thread_messages",

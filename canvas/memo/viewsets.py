@@ -25,7 +25,6 @@ from canvas.memo.serializers import (
     DocumentStateResponse,
     ExportQueryInput,
     MemoTemplateOutput,
-    PageQueryInput,
     ProgressOutput,
     ReadinessOutput,
     SectionUpdateInput,
@@ -39,6 +38,7 @@ from canvas.memo.services import TransitionResult
 from canvas.memo.templates import TEMPLATES
 from canvas.memo.writes import WriteOutcome
 from canvas_project import ratelimit
+from canvas_project.api.pagination import CursorPagination, PageQueryInput
 from canvas_project.api.schema import error_responses
 from canvas_project.api.validation import parse_body, parse_path_int, parse_query
 from deals.errors import RoleTooLow
@@ -320,8 +320,13 @@ class VersionViewSet(DealScopedViewSet):
         tags=["versions"],
     )
     def list(self, request, deal_id):
-        query = parse_query(PageQueryInput, request)
-        return Response(selectors.versions_page(deal=self.deal_access.deal, **query))
+        parse_query(PageQueryInput, request)
+        deal = self.deal_access.deal
+        numbers, approvals, current = selectors.version_numbers(deal=deal)
+        paginator = CursorPagination()
+        chosen = paginator.paginate_sequence(numbers, request, key=lambda n: (n,), descending=True)
+        results = selectors.version_summaries(deal=deal, numbers=chosen, approvals=approvals)
+        return Response(VersionPageOutput(paginator.envelope(results, current_version=current)).data)
 
     @extend_schema(
         operation_id="canvas_version",

@@ -38,6 +38,7 @@ from canvas.review.serializers import (
     SuggestionQueryInput,
 )
 from canvas_project import ratelimit
+from canvas_project.api.pagination import CursorPagination, page_of, paginate
 from canvas_project.api.schema import error_responses
 from canvas_project.api.validation import parse_body, parse_path_int, parse_path_uuid, parse_query
 from deals.models import DealRole
@@ -77,7 +78,7 @@ class SuggestionViewSet(DealScopedViewSet):
         description="Filter by `status`, `section_key` and `author` (`me` or a user id). Pending suggestions "
         "say whether they still apply to the current text (`anchor_matches`).",
         parameters=[SuggestionQueryInput],
-        responses={200: SuggestionOutput(many=True), **error_responses(401, 403, 404, 422)},
+        responses={200: page_of(SuggestionOutput), **error_responses(401, 403, 404, 422)},
         tags=SUGGESTION_TAGS,
     )
     def list(self, request, deal_id):
@@ -90,7 +91,11 @@ class SuggestionViewSet(DealScopedViewSet):
             section_key=query.get("section_key"),
             author_id=author_id,
         )
-        return Response(SuggestionOutput(found, many=True).data)
+        paginator = CursorPagination()
+        page = review_selectors.with_anchor_matches(
+            deal=self.deal_access.deal, suggestions=paginator.paginate_queryset(found, request)
+        )
+        return Response(paginator.envelope(SuggestionOutput(page, many=True).data))
 
     @extend_schema(
         operation_id="canvas_suggestions_create",
@@ -242,7 +247,7 @@ class CommentViewSet(DealScopedViewSet):
         operation_id="canvas_comments_list",
         summary="Comment threads (viewer)",
         parameters=[CommentQueryInput],
-        responses={200: CommentOutput(many=True), **error_responses(401, 403, 404, 422)},
+        responses={200: page_of(CommentOutput), **error_responses(401, 403, 404, 422)},
         tags=REVIEW_TAGS,
     )
     def list(self, request, deal_id):
@@ -250,7 +255,7 @@ class CommentViewSet(DealScopedViewSet):
         comments = review_selectors.comments_of_deal(
             deal=self.deal_access.deal, section_key=query.get("section_key"), resolved=query.get("resolved")
         )
-        return Response(CommentOutput(comments, many=True).data)
+        return paginate(request, comments, serializer=CommentOutput)
 
     @extend_schema(
         operation_id="canvas_comments_create",
@@ -303,7 +308,11 @@ class BrushViewSet(DealScopedViewSet):
     def list(self, request, deal_id):
         query = parse_query(BrushQueryInput, request)
         results = brushes.brush_list(deal=self.deal_access.deal, section_key=query.get("section_key"))
-        return Response(BrushListOutput({"results": results}).data)
+        paginator = CursorPagination()
+        page = paginator.paginate_sequence(
+            results, request, key=lambda r: (r["created_at"], r["brush_id"]), descending=True
+        )
+        return Response(BrushListOutput(paginator.envelope(page)).data)
 
     @extend_schema(
         operation_id="canvas_brush_run",

@@ -38,6 +38,7 @@ from canvas.runs.serializers import (
 from canvas.runs.streams import run_event_response
 from canvas.runs.synthesis import config, prompts
 from canvas_project import ratelimit
+from canvas_project.api.pagination import CursorPagination
 from canvas_project.api.schema import SERVER_SENT_EVENT_REF, error_responses
 from canvas_project.api.validation import parse_body, parse_path_uuid, parse_query
 from deals.models import DealRole
@@ -209,17 +210,16 @@ class RunViewSet(DealScopedViewSet):
         deal = self.deal_access.deal
         runs.runs_sweep_dead(deal_id=deal.pk)
         created_by = query.get("created_by")
-        page = run_selectors.run_list(
+        found = run_selectors.run_list(
             deal=deal,
             statuses=query.get("status"),
             created_by=request.user.pk if created_by == "me" else created_by,
             created_after=query.get("created_after"),
             created_before=query.get("created_before"),
             ordering=query["ordering"],
-            page=query["page"],
-            page_size=query["page_size"],
         )
-        return Response(RunPageOutput(page).data)
+        paginator = CursorPagination()
+        return Response(RunPageOutput(paginator.envelope(paginator.paginate_queryset(found, request))).data)
 
     @extend_schema(
         operation_id="canvas_run",
