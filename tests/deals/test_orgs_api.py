@@ -42,7 +42,8 @@ def test_members_list_matrix(cast, caller, status):
     response = cast.client(caller).get(f"/api/orgs/{cast.org.pk}/members")
     assert response.status_code == status
     if status == 200:
-        assert {r["username"] for r in response.json()["results"]} == {"owner", "editor", "commenter", "viewer", "member"}
+        listed = {r["username"] for r in response.json()["results"]}
+        assert listed == {"owner", "editor", "commenter", "viewer", "member"}
 
 
 @pytest.mark.parametrize(
