@@ -36,10 +36,12 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken
 from rest_framework_simplejwt.tokens import UntypedToken
 
 from canvas_project.api.client_address import client_address
+from canvas_project.api.conditional import IF_MATCH_VERSION, if_match_version_of
 from canvas_project.api.engine_auth import InternalEngineTokenAuthentication
 from canvas_project.api.pagination import PageQueryInput, page_of, paginate
 from canvas_project.api.schema import deleted_response, error_responses
 from canvas_project.api.validation import parse_body, parse_path_uuid, parse_query
+from canvas_project.errors import PreconditionFailedError, StaleError
 from deals import selectors, services
 from deals.access import DealAccessContext, require_role, resolve_deal_access, token_deal_claim
 from deals.authentication import BearerJWTAuthentication
@@ -75,7 +77,15 @@ from deals.tokens import deal_token_mint, token_obtain
 
 DEAL_ID = r"(?P<deal_id>[^/]+)"
 # the scoping methods a subclass may not override
-SEALED = ("initial", "get_permissions", "check_permissions", "deal_access", "token_deal_id")
+SEALED = (
+    "initial",
+    "handle_exception",
+    "finalize_response",
+    "get_permissions",
+    "check_permissions",
+    "deal_access",
+    "token_deal_id",
+)
 STANDARD_ACTIONS = ("list", "create", "retrieve", "update", "partial_update", "destroy")
 
 
@@ -131,6 +141,31 @@ class DealScopedViewSet(viewsets.ViewSet):
     @property
     def jwt_stateless_user(self) -> bool:
         return getattr(self, "action", None) in self.stateless_user_actions
+
+    def initial(self, request, *args, **kwargs):
+        # If-Match on a write: the memo version it names reaches memo_write (canvas_project.api.conditional)
+        header = request.headers.get("If-Match") if request.method not in ("GET", "HEAD", "OPTIONS") else None
+        if header is not None:
+            self._if_match = IF_MATCH_VERSION.set(if_match_version_of(header))
+        super().initial(request, *args, **kwargs)
+
+    def handle_exception(self, exc):
+        if isinstance(exc, StaleError) and getattr(self, "_if_match", None) is not None:
+            exc = PreconditionFailedError(
+                exc.message, current_version=exc.extra.get("current_version"), current_etag=self.current_etag()
+            )
+        return super().handle_exception(exc)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        token = getattr(self, "_if_match", None)
+        if token is not None:
+            IF_MATCH_VERSION.reset(token)
+            self._if_match = None
+        return super().finalize_response(request, response, *args, **kwargs)
+
+    def current_etag(self) -> str | None:
+        """The caller's ETag of the deal's memo now, for a 412; a viewset that writes the memo says it."""
+        return None
 
     def get_permissions(self):
         action = getattr(self, "action", None) or ""

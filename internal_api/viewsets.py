@@ -27,6 +27,7 @@ from rest_framework.exceptions import MethodNotAllowed, ParseError, UnsupportedM
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 
+from canvas_project.api.conditional import CONDITIONAL_READ_PARAMS, NOT_MODIFIED, conditional_json
 from canvas_project.api.engine_auth import bearer_token, engine_token_matches
 from canvas_project.api.pagination import page_of, paginate
 from canvas_project.api.schema import error_responses
@@ -203,9 +204,10 @@ class CanvasContractViewSet(ContractViewSet):
         operation_id="internal_canvas_context",
         summary="Canvas context for AI engines (internal contract 2026-02)",
         description="Authorization: Bearer INTERNAL_ENGINE_TOKEN. When `revision` equals the current revision, "
-        "`canvas_context.unchanged` is true and nodes and relationships are omitted.",
-        parameters=[*HEADER_PARAMS, ContextQueryInput],
-        responses={200: ContextResponseOutput, **CONTRACT_ERRORS},
+        "`canvas_context.unchanged` is true and nodes and relationships are omitted. Sends a strong `ETag` of the "
+        "body; `If-None-Match` with it answers 304 with no body.",
+        parameters=[*HEADER_PARAMS, ContextQueryInput, *CONDITIONAL_READ_PARAMS],
+        responses={200: ContextResponseOutput, **NOT_MODIFIED, **CONTRACT_ERRORS},
         tags=["internal"],
         auth=[{"internalEngineToken": []}],
     )
@@ -222,7 +224,7 @@ class CanvasContractViewSet(ContractViewSet):
             framework=query.get("framework"),
             revision=query.get("revision"),
         )
-        return Response({"success": True, **result})
+        return conditional_json(request, {"success": True, **result})
 
     @extend_schema(
         operation_id="internal_canvas_mutations",
