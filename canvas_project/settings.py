@@ -25,8 +25,18 @@ CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", [])
 CORS_URLS_REGEX = r"^/api/.*$"
 CORS_ALLOW_CREDENTIALS = False
-CORS_EXPOSE_HEADERS = ["Retry-After", "X-Request-ID", "Content-Disposition"]
-CORS_ALLOW_HEADERS = ["authorization", "content-type", "last-event-id", "x-request-id", "idempotency-key", "accept"]
+# ETag is read and If-None-Match / If-Match sent by a frontend's conditional requests (docs/api-guide.md)
+CORS_EXPOSE_HEADERS = ["Retry-After", "X-Request-ID", "Content-Disposition", "ETag"]
+CORS_ALLOW_HEADERS = [
+    "authorization",
+    "content-type",
+    "last-event-id",
+    "x-request-id",
+    "idempotency-key",
+    "accept",
+    "if-none-match",
+    "if-match",
+]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
