@@ -56,8 +56,10 @@ def tagged(response: HttpResponse, etag: str) -> HttpResponse:
 
 
 def not_modified(etag: str) -> HttpResponse:
-    """304: no body, the tag and the caching headers of the 200."""
-    return tagged(HttpResponse(status=304), etag)
+    """304: no body (and no Content-Type), the tag and the caching headers of the 200."""
+    response = HttpResponse(status=304)
+    del response["Content-Type"]
+    return tagged(response, etag)
 
 
 def conditional_json(request, data, *, version: int | None = None, status: int = 200) -> HttpResponse:
