@@ -86,7 +86,7 @@ class DealWithMemoAdmin(DealAdmin):
         try:
             numbers, approvals, _current = version_numbers(deal=obj)
             newest = sorted(numbers, reverse=True)[:20]
-            page = {"results": version_summaries(deal=obj, numbers=newest, approvals=approvals)}
+            page = {"results": version_summaries(deal=obj, numbers=newest, approvals=approvals), "count": len(numbers)}
         except StoreUnavailable:
             return "The LangGraph Store is unavailable."
         if not page["results"]:
