@@ -18,12 +18,14 @@ Redis database number (14); nothing shared is flushed or dropped:
    (the project's settings with DEBUG off, plus the bare endpoint);
 3. runs wrk (2 threads, 32 connections; installed with apt-get when missing) against a bare
    authenticated DRF endpoint (GET /bench/bare: simplejwt + IsAuthenticated, {"ok": true}) and
-   against the cached canvas GET under each layout, and watches how many PostgreSQL connections the
+   against the cached canvas GET and the same GET with `If-None-Match: <its ETag>` (the 304 stage) under
+   each layout, and watches how many PostgreSQL connections the
    servers hold. Each layout is visited twice (order A B C D, then D C B A; bare and canvas swap
    order on the second visit), so load that other processes put on the shared cores weighs on all
    alike;
 4. times the cold GET of the 20-section memo (its session key, from canvas_project.keys, deleted before each
-   request) and the cached GET, 50 sequential requests each with httpx, on each layout's first visit;
+   request), the cached GET and its 304, 50 sequential requests each with httpx, on each layout's first
+   visit;
 5. prints the figures, the ratios (canvas GET under its best layout / the faster bare baseline,
    goal >= 0.7; ASGI / WSGI per endpoint) and a verdict; when the goal is missed, times the steps of
    the view path in-process to show where the time goes. Every process it started is stopped, also
@@ -507,8 +509,9 @@ def merge_visits(parts: list[LoadResult]) -> LoadResult:
     )
 
 
-def run_wrk(wrk: str, url: str, token: str, duration: float) -> LoadResult:
+def run_wrk(wrk: str, url: str, token: str, duration: float, headers: dict[str, str] | None = None) -> LoadResult:
     seconds = max(1, round(duration))  # wrk takes whole seconds
+    extra = [arg for name, value in (headers or {}).items() for arg in ("-H", f"{name}: {value}")]
     argv = [
         wrk,
         f"-t{WRK_THREADS}",
@@ -520,6 +523,7 @@ def run_wrk(wrk: str, url: str, token: str, duration: float) -> LoadResult:
         str(LUA_REPORT),
         "-H",
         f"Authorization: Bearer {token}",
+        *extra,
         url,
     ]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
@@ -542,12 +546,12 @@ def run_wrk(wrk: str, url: str, token: str, duration: float) -> LoadResult:
     )
 
 
-def _python_load_worker(args: tuple[str, str, float, int]) -> tuple[int, int, int, list[float]]:
+def _python_load_worker(args: tuple[str, str, float, int, dict]) -> tuple[int, int, int, list[float]]:
     """One process of the fallback load generator: `conns` threads, each a keep-alive connection."""
     import http.client
     import threading
 
-    url, token, duration, conns = args
+    url, token, duration, conns, extra = args
     parts = urlsplit(url)
     latencies: list[float] = []
     counters = {"ok": 0, "errors": 0, "bytes": 0}
@@ -560,12 +564,12 @@ def _python_load_worker(args: tuple[str, str, float, int]) -> tuple[int, int, in
         while time.monotonic() < stop_at:
             started = time.perf_counter()
             try:
-                conn.request("GET", parts.path, headers={"Authorization": f"Bearer {token}"})
+                conn.request("GET", parts.path, headers={"Authorization": f"Bearer {token}", **extra})
                 response = conn.getresponse()
                 body = response.read()
                 if response.will_close:
                     conn.close()
-                ok, bad = (ok + 1, bad) if response.status == 200 else (ok, bad + 1)
+                ok, bad = (ok + 1, bad) if response.status in (200, 304) else (ok, bad + 1)
                 size += len(body)
             except (OSError, http.client.HTTPException):
                 bad += 1
@@ -585,14 +589,14 @@ def _python_load_worker(args: tuple[str, str, float, int]) -> tuple[int, int, in
     return counters["ok"], counters["errors"], counters["bytes"], latencies
 
 
-def run_python_load(url: str, token: str, duration: float) -> LoadResult:
+def run_python_load(url: str, token: str, duration: float, headers: dict[str, str] | None = None) -> LoadResult:
     """Fallback when wrk cannot be installed: 2 processes x 16 threads. Slower than wrk and heavier on
     the shared cores, so its figures are not comparable with wrk's."""
     import multiprocessing
 
     per = CONNECTIONS // WRK_THREADS
     with multiprocessing.get_context("spawn").Pool(WRK_THREADS) as pool:
-        parts = pool.map(_python_load_worker, [(url, token, duration, per)] * WRK_THREADS)
+        parts = pool.map(_python_load_worker, [(url, token, duration, per, headers or {})] * WRK_THREADS)
     ok = sum(p[0] for p in parts)
     errors = sum(p[1] for p in parts)
     latencies = sorted(x for p in parts for x in p[3])
@@ -616,19 +620,21 @@ class Sequential:
     samples: list[float] = field(repr=False, default_factory=list)
 
 
-def sequential_gets(url: str, token: str, n: int, before=None) -> Sequential:
+def sequential_gets(
+    url: str, token: str, n: int, before=None, headers: dict[str, str] | None = None, expect: int = 200
+) -> Sequential:
     """n sequential GETs with httpx; `before()` runs before each one, outside the timing."""
     import httpx
 
     samples = []
-    with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
+    with httpx.Client(headers={"Authorization": f"Bearer {token}", **(headers or {})}, timeout=30) as client:
         for _ in range(n):
             if before is not None:
                 before()
             started = time.perf_counter()
             response = client.get(url)
             samples.append((time.perf_counter() - started) * 1000)
-            if response.status_code != 200:
+            if response.status_code != expect:
                 raise RuntimeError(f"GET {url} answered {response.status_code}: {response.text[:300]}")
     q = statistics.quantiles(samples, n=100, method="inclusive")
     return Sequential(p50_ms=q[49], p99_ms=q[98], samples=samples)
@@ -817,13 +823,14 @@ def main() -> int:
     load: dict[tuple[str, str], LoadResult] = {}
     cold: dict[str, Sequential] = {}
     cached: dict[str, Sequential] = {}
+    not_modified: dict[str, Sequential] = {}
     logdir = Path(tempfile.mkdtemp(prefix="bench-canvas-get-"))
     server: Server | None = None
 
-    def measure(url: str, seconds: float) -> LoadResult:
+    def measure(url: str, seconds: float, headers: dict[str, str] | None = None) -> LoadResult:
         if wrk:
-            return run_wrk(wrk, url, fixture.token, seconds)
-        return run_python_load(url, fixture.token, seconds)
+            return run_wrk(wrk, url, fixture.token, seconds, headers)
+        return run_python_load(url, fixture.token, seconds, headers)
 
     # Each layout is visited twice, in the order A B C D then D C B A, and bare and canvas swap
     # order on the second visit: work that other processes put on the shared cores, rising or
@@ -839,18 +846,26 @@ def main() -> int:
                 server_env = {**env, "DB_CONN_MAX_AGE": "0"}
                 print("  with DB_CONN_MAX_AGE=0: per-thread persistent connections exhaust PostgreSQL under ASGI")
             server = Server(layout, server_env, logdir).start(fixture.token)
-            endpoints = [("bare", server.base_url + BARE_PATH), ("canvas", server.base_url + canvas_path)]
+            canvas_url = server.base_url + canvas_path
+            etag = current_etag(canvas_url, fixture.token)
+            # "304": the cached canvas GET again, with If-None-Match naming the current ETag
+            endpoints = [
+                ("bare", server.base_url + BARE_PATH, None),
+                ("canvas", canvas_url, None),
+                ("304", canvas_url, {"If-None-Match": etag}),
+            ]
             if visit % 2:
                 endpoints.reverse()
-            for endpoint, url in endpoints:
-                sequential_gets(url, fixture.token, 2)  # fills the session cache for the canvas GET
-                if endpoint == "canvas" and not session_key_exists(fixture.deal_id):
+            for endpoint, url, headers in endpoints:
+                expect = 304 if headers else 200
+                sequential_gets(url, fixture.token, 2, headers=headers, expect=expect)  # fills the session cache
+                if endpoint != "bare" and not session_key_exists(fixture.deal_id):
                     raise RuntimeError("the canvas GET did not cache the session")
                 if args.warmup:
-                    measure(url, args.warmup)
+                    measure(url, args.warmup, headers)
             with ConnectionWatch(args.database_url) as watch:
-                for endpoint, url in endpoints:
-                    result = measure(url, per_visit)
+                for endpoint, url, headers in endpoints:
+                    result = measure(url, per_visit, headers)
                     parts.setdefault((layout.key, endpoint), []).append(result)
                     print(
                         f"  {endpoint:<6} {result.rps:8.0f} req/s  p50 {result.p50_ms:7.2f} ms  "
@@ -864,9 +879,12 @@ def main() -> int:
                     url, fixture.token, SEQUENTIAL, before=lambda: drop_session_key(fixture.deal_id)
                 )
                 cached[layout.key] = sequential_gets(url, fixture.token, SEQUENTIAL)
+                not_modified[layout.key] = sequential_gets(
+                    url, fixture.token, SEQUENTIAL, headers={"If-None-Match": etag}, expect=304
+                )
                 print(
                     f"  {SEQUENTIAL} sequential GETs of the memo: cold p50 {cold[layout.key].p50_ms:.1f} ms, "
-                    f"cached p50 {cached[layout.key].p50_ms:.1f} ms",
+                    f"cached p50 {cached[layout.key].p50_ms:.1f} ms, 304 p50 {not_modified[layout.key].p50_ms:.1f} ms",
                     flush=True,
                 )
             server.stop()
@@ -880,10 +898,59 @@ def main() -> int:
         shutil.rmtree(logdir, ignore_errors=True)
 
     goal = report(chosen, load, cold, cached, tool)
+    report_304(chosen, load, cached, not_modified)
     if args.profile or goal < 0.7:
         stage_breakdown(fixture, with_cprofile=args.profile)
     print(f"\ntotal {time.monotonic() - wall:.0f} s; load average at the end {os.getloadavg()[0]:.2f}")
     return 0
+
+
+def current_etag(url: str, token: str) -> str:
+    """The ETag of the canvas GET for the bench's caller (the 304 stage sends it back)."""
+    import httpx
+
+    response = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    if response.status_code != 200 or not response.headers.get("ETag"):
+        raise RuntimeError(f"GET {url} gave no ETag ({response.status_code})")
+    return response.headers["ETag"]
+
+
+def report_304(chosen: list[Layout], load: dict, cached: dict, not_modified: dict) -> None:
+    """The 304 stage: If-None-Match with the current ETag against the cached 200, same run, same layout."""
+    widths = [36, 12, 12, 10, 14, 14, 10]
+    print(
+        "\n"
+        + fmt_row(
+            [
+                "304 vs cached 200 (same run)",
+                "200 req/s",
+                "304 req/s",
+                "304/200",
+                "200 p50 (seq)",
+                "304 p50 (seq)",
+                "seq ratio",
+            ],
+            widths,
+        )
+    )
+    for layout in chosen:
+        ok, nm = load[(layout.key, "canvas")], load[(layout.key, "304")]
+        c, n = cached[layout.key], not_modified[layout.key]
+        print(
+            fmt_row(
+                [
+                    f"{layout.interface} {layout.label}",
+                    f"{ok.rps:.0f}",
+                    f"{nm.rps:.0f}",
+                    f"{nm.rps / ok.rps:.2f}",
+                    f"{c.p50_ms:.2f} ms",
+                    f"{n.p50_ms:.2f} ms",
+                    f"{c.p50_ms / n.p50_ms:.2f}x",
+                ],
+                widths,
+            )
+        )
+    print("  304/200 above 1: a 304 answers faster than the cached 200 (no body is sent).")
 
 
 def report(chosen: list[Layout], load: dict, cold: dict, cached: dict, tool: str) -> float:
@@ -893,7 +960,7 @@ def report(chosen: list[Layout], load: dict, cold: dict, cached: dict, tool: str
     header = ["layout (2 workers each)", "GET", "req/s", "p50 ms", "p99 ms", "errors", "KB/resp", "PG conns"]
     print("\n" + fmt_row(header, widths))
     for layout in chosen:
-        for endpoint in ("bare", "canvas"):
+        for endpoint in ("bare", "canvas", "304"):
             r = load[(layout.key, endpoint)]
             print(
                 fmt_row(

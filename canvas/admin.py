@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.utils.html import format_html, format_html_join
 
-from canvas.memo.selectors import progress_get, readiness_get, versions_page
+from canvas.memo.selectors import progress_get, readiness_get, version_numbers, version_summaries
 from canvas.models import ApprovalCondition, Comment, SectionApproval, SectionFeedback, SynthesisRun
 from canvas_project.errors import StoreUnavailable
 from deals.admin import DealAdmin
@@ -84,7 +84,9 @@ class DealWithMemoAdmin(DealAdmin):
         if obj.pk is None:
             return "-"
         try:
-            page = versions_page(deal=obj, page=1, page_size=20)
+            numbers, approvals, _current = version_numbers(deal=obj)
+            newest = sorted(numbers, reverse=True)[:20]
+            page = {"results": version_summaries(deal=obj, numbers=newest, approvals=approvals), "count": len(numbers)}
         except StoreUnavailable:
             return "The LangGraph Store is unavailable."
         if not page["results"]:

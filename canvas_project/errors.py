@@ -50,6 +50,20 @@ class InvalidInputError(DomainError):
         self.value = value
 
 
+class StaleError(ConflictError):
+    """A write based on a version that is not current any more (409 with `current_version`; 412 when the
+    base came from an If-Match header)."""
+
+    code = "stale_version"
+
+
+class PreconditionFailedError(DomainError):
+    """An If-Match header named a version that is not current: nothing was written."""
+
+    code = "precondition_failed"
+    default_message = "The If-Match header does not name the current version."
+
+
 class GoneError(DomainError):
     code = "gone"
     default_message = "No longer available."

@@ -25,8 +25,18 @@ CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", [])
 CORS_URLS_REGEX = r"^/api/.*$"
 CORS_ALLOW_CREDENTIALS = False
-CORS_EXPOSE_HEADERS = ["Retry-After", "X-Request-ID", "Content-Disposition"]
-CORS_ALLOW_HEADERS = ["authorization", "content-type", "last-event-id", "x-request-id", "idempotency-key", "accept"]
+# ETag is read and If-None-Match / If-Match sent by a frontend's conditional requests (docs/api-guide.md)
+CORS_EXPOSE_HEADERS = ["Retry-After", "X-Request-ID", "Content-Disposition", "ETag"]
+CORS_ALLOW_HEADERS = [
+    "authorization",
+    "content-type",
+    "last-event-id",
+    "x-request-id",
+    "idempotency-key",
+    "accept",
+    "if-none-match",
+    "if-match",
+]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -203,6 +213,10 @@ REST_FRAMEWORK = {
     # `?format=` belongs to the export endpoint (md|docx), not to renderer negotiation.
     "URL_FORMAT_OVERRIDE": None,
 }
+# Every list is cursor-paginated (canvas_project.api.pagination): `?page_size=` defaults to PAGE_SIZE_DEFAULT
+# and is refused (422) above PAGE_SIZE_MAX.
+PAGE_SIZE_DEFAULT = env_int("PAGE_SIZE_DEFAULT", 50)
+PAGE_SIZE_MAX = env_int("PAGE_SIZE_MAX", 200)
 if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from rest_framework import serializers
 from rest_framework_simplejwt.serializers import TokenRefreshSerializer
 
-from canvas_project.api.fields import StrictCharField, page_field, page_size_field
+from canvas_project.api.fields import StrictCharField
+from canvas_project.api.pagination import PageQueryInput
 from deals.models import DealRole, DocumentState, MemoKind, OrgRole, Visibility
 from deals.selectors import DASHBOARD_ORDERINGS, DASHBOARD_SCOPES
 from deals.tokens import UserRefreshToken
@@ -163,7 +164,7 @@ class BlankCanvasOutput(serializers.Serializer):
     redirect_url = StrictCharField()
 
 
-class DashboardQueryInput(serializers.Serializer):
+class DashboardQueryInput(PageQueryInput):
     q = StrictCharField(
         max_length=200,
         required=False,
@@ -179,10 +180,9 @@ class DashboardQueryInput(serializers.Serializer):
     ordering = serializers.ChoiceField(
         choices=sorted(DASHBOARD_ORDERINGS),
         default="updated",
-        help_text="updated/created: newest first; prefix '-' for oldest first.",
+        help_text="updated/created: newest first; prefix '-' for oldest first; name: A to Z. Each ordering ends "
+        "with the deal's id, so ties never split or repeat across pages; a cursor belongs to its ordering.",
     )
-    page = page_field()
-    page_size = page_size_field()
 
 
 class DealProgressOutput(serializers.Serializer):
@@ -205,14 +205,6 @@ class DealQueueSummarySerializer(serializers.Serializer):
 
     class Meta:
         ref_name = "DealQueueSummary"
-
-
-class DashboardPageOutput(serializers.Serializer):
-    count = serializers.IntegerField()
-    page = serializers.IntegerField()
-    page_size = serializers.IntegerField()
-    total_pages = serializers.IntegerField()
-    results = DealQueueSummarySerializer(many=True)
 
 
 # --- sharing ----------------------------------------------------------------------------------

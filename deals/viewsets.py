@@ -19,7 +19,6 @@ selector, serialize.
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime
 from typing import ClassVar
 
@@ -37,9 +36,12 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken
 from rest_framework_simplejwt.tokens import UntypedToken
 
 from canvas_project.api.client_address import client_address
+from canvas_project.api.conditional import IF_MATCH_VERSION, if_match_version_of
 from canvas_project.api.engine_auth import InternalEngineTokenAuthentication
+from canvas_project.api.pagination import PageQueryInput, page_of, paginate
 from canvas_project.api.schema import ErrorDetailSerializer, deleted_response, error_responses
 from canvas_project.api.validation import parse_body, parse_path_uuid, parse_query
+from canvas_project.errors import PreconditionFailedError, StaleError
 from deals import selectors, services
 from deals.access import DealAccessContext, require_role, resolve_deal_access, token_deal_claim
 from deals.authentication import BearerJWTAuthentication, PersonBearerAuthentication
@@ -48,7 +50,6 @@ from deals.permissions import IsSuperadminOrEngine
 from deals.serializers import (
     BlankCanvasInput,
     BlankCanvasOutput,
-    DashboardPageOutput,
     DashboardQueryInput,
     DealBatchDeleteInput,
     DealBatchDeleteOutput,
@@ -78,7 +79,15 @@ from deals.tokens import deal_token_mint, stream_ticket_mint, token_obtain
 
 DEAL_ID = r"(?P<deal_id>[^/]+)"
 # the scoping methods a subclass may not override
-SEALED = ("initial", "get_permissions", "check_permissions", "deal_access", "token_deal_id")
+SEALED = (
+    "initial",
+    "handle_exception",
+    "finalize_response",
+    "get_permissions",
+    "check_permissions",
+    "deal_access",
+    "token_deal_id",
+)
 STANDARD_ACTIONS = ("list", "create", "retrieve", "update", "partial_update", "destroy")
 
 
@@ -134,6 +143,31 @@ class DealScopedViewSet(viewsets.ViewSet):
     @property
     def jwt_stateless_user(self) -> bool:
         return getattr(self, "action", None) in self.stateless_user_actions
+
+    def initial(self, request, *args, **kwargs):
+        # If-Match on a write: the memo version it names reaches memo_write (canvas_project.api.conditional)
+        header = request.headers.get("If-Match") if request.method not in ("GET", "HEAD", "OPTIONS") else None
+        if header is not None:
+            self._if_match = IF_MATCH_VERSION.set(if_match_version_of(header))
+        super().initial(request, *args, **kwargs)
+
+    def handle_exception(self, exc):
+        if isinstance(exc, StaleError) and getattr(self, "_if_match", None) is not None:
+            exc = PreconditionFailedError(
+                exc.message, current_version=exc.extra.get("current_version"), current_etag=self.current_etag()
+            )
+        return super().handle_exception(exc)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        token = getattr(self, "_if_match", None)
+        if token is not None:
+            IF_MATCH_VERSION.reset(token)
+            self._if_match = None
+        return super().finalize_response(request, response, *args, **kwargs)
+
+    def current_etag(self) -> str | None:
+        """The caller's ETag of the deal's memo now, for a 412; a viewset that writes the memo says it."""
+        return None
 
     def get_permissions(self):
         action = getattr(self, "action", None) or ""
@@ -345,11 +379,12 @@ class OrgViewSet(viewsets.ViewSet):
     @extend_schema(
         operation_id="orgs_list",
         summary="The caller's orgs",
-        responses={200: OrgOutput(many=True), **error_responses(401)},
+        parameters=[PageQueryInput],
+        responses={200: page_of(OrgOutput), **error_responses(401, 422)},
         tags=["orgs"],
     )
     def list(self, request):
-        return Response(OrgOutput(selectors.orgs_of_user(user=request.user), many=True).data)
+        return paginate(request, selectors.orgs_of_user(user=request.user), serializer=OrgOutput)
 
     @extend_schema(
         operation_id="orgs_create",
@@ -377,13 +412,13 @@ class OrgMemberViewSet(viewsets.ViewSet):
     @extend_schema(
         operation_id="org_members_list",
         summary="Members of an org (any member)",
-        parameters=[ORG_ID_PARAM],
-        responses={200: MemberOutput(many=True), **error_responses(401, 404, 422)},
+        parameters=[ORG_ID_PARAM, PageQueryInput],
+        responses={200: page_of(MemberOutput), **error_responses(401, 404, 422)},
         tags=["orgs"],
     )
     def list(self, request, org_id):
         membership = selectors.org_membership_of(user=request.user, org_id=parse_path_uuid(org_id, "org_id"))
-        return Response(MemberOutput(selectors.org_members(org=membership.org), many=True).data)
+        return paginate(request, selectors.org_members(org=membership.org), serializer=MemberOutput)
 
     @extend_schema(
         operation_id="org_members_add",
@@ -427,7 +462,7 @@ class DashboardViewSet(viewsets.ViewSet):
         summary="The caller's memo queue",
         description="Deals the caller owns, that are shared with them, and that their orgs can see.",
         parameters=[DashboardQueryInput],
-        responses={200: DashboardPageOutput, **error_responses(401, 422)},
+        responses={200: page_of(DealQueueSummarySerializer), **error_responses(401, 422)},
         tags=["deals"],
     )
     def list(self, request):
@@ -437,18 +472,7 @@ class DashboardViewSet(viewsets.ViewSet):
             query=selectors.DashboardQuery(q=query["q"], scope=query["scope"], ordering=query["ordering"]),
             only_deal_id=token_deal_claim(request.auth),
         )
-        page, size = query["page"], query["page_size"]
-        count = deals.count()
-        rows = deals.select_related(None)[(page - 1) * size : page * size]
-        return Response(
-            {
-                "count": count,
-                "page": page,
-                "page_size": size,
-                "total_pages": math.ceil(count / size) if count else 0,
-                "results": DealQueueSummarySerializer(rows, many=True).data,
-            }
-        )
+        return paginate(request, deals.select_related(None), serializer=DealQueueSummarySerializer)
 
 
 class BlankCanvasViewSet(viewsets.ViewSet):
@@ -574,11 +598,12 @@ class DealAccessViewSet(DealScopedViewSet):
     @extend_schema(
         operation_id="deal_access_list",
         summary="List who has access (owner)",
-        responses={200: GrantOutput(many=True), **error_responses(401, 403, 404)},
+        parameters=[PageQueryInput],
+        responses={200: page_of(GrantOutput), **error_responses(401, 403, 404, 422)},
         tags=["sharing"],
     )
     def list(self, request, deal_id):
-        return Response(GrantOutput(selectors.deal_grants(deal=self.deal_access.deal), many=True).data)
+        return paginate(request, selectors.deal_grants(deal=self.deal_access.deal), serializer=GrantOutput)
 
     @extend_schema(
         operation_id="deal_access_grant",

@@ -10,7 +10,7 @@ from internal_api.models import ChatThread
 
 def chat_threads(*, deal: Deal, user: User) -> QuerySet[ChatThread]:
     """The user's own chat threads of a deal, the most recently active first."""
-    return ChatThread.objects.filter(deal=deal, user=user).order_by("-updated_at")
+    return ChatThread.objects.filter(deal=deal, user=user).order_by("-updated_at", "-pk")
 
 
 def chat_thread_of(*, user: User, thread_id) -> ChatThread | None:

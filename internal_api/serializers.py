@@ -7,6 +7,7 @@ from rest_framework import serializers
 from canvas.models import SuggestionKind
 from canvas.nodes.serializers import ContextEdgeOutput, ContextNodeOutput
 from canvas_project.api.fields import StrictCharField
+from canvas_project.api.pagination import PageQueryInput
 from internal_api.context import DEFAULT_MAX_NODES, MAX_NODES_LIMIT
 
 
@@ -144,7 +145,7 @@ class ChatOutput(serializers.Serializer):
     )
 
 
-class ThreadsQueryInput(serializers.Serializer):
+class ThreadsQueryInput(PageQueryInput):
     project_id = serializers.UUIDField()
 
 

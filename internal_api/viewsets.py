@@ -27,7 +27,9 @@ from rest_framework.exceptions import MethodNotAllowed, ParseError, UnsupportedM
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 
+from canvas_project.api.conditional import CONDITIONAL_READ_PARAMS, NOT_MODIFIED, conditional_json
 from canvas_project.api.engine_auth import bearer_token, engine_token_matches
+from canvas_project.api.pagination import page_of, paginate
 from canvas_project.api.schema import error_responses
 from canvas_project.api.validation import RequestValidationError, _validate, parse_body, parse_path_uuid, parse_query
 from canvas_project.errors import DependencyUnavailableError, DomainError
@@ -202,9 +204,10 @@ class CanvasContractViewSet(ContractViewSet):
         operation_id="internal_canvas_context",
         summary="Canvas context for AI engines (internal contract 2026-02)",
         description="Authorization: Bearer INTERNAL_ENGINE_TOKEN. When `revision` equals the current revision, "
-        "`canvas_context.unchanged` is true and nodes and relationships are omitted.",
-        parameters=[*HEADER_PARAMS, ContextQueryInput],
-        responses={200: ContextResponseOutput, **CONTRACT_ERRORS},
+        "`canvas_context.unchanged` is true and nodes and relationships are omitted. Sends a strong `ETag` of the "
+        "body; `If-None-Match` with it answers 304 with no body.",
+        parameters=[*HEADER_PARAMS, ContextQueryInput, *CONDITIONAL_READ_PARAMS],
+        responses={200: ContextResponseOutput, **NOT_MODIFIED, **CONTRACT_ERRORS},
         tags=["internal"],
         auth=[{"internalEngineToken": []}],
     )
@@ -221,7 +224,7 @@ class CanvasContractViewSet(ContractViewSet):
             framework=query.get("framework"),
             revision=query.get("revision"),
         )
-        return Response({"success": True, **result})
+        return conditional_json(request, {"success": True, **result})
 
     @extend_schema(
         operation_id="internal_canvas_mutations",
@@ -293,13 +296,13 @@ class ThreadViewSet(viewsets.ViewSet):
         operation_id="chat_threads",
         summary="The caller's chat threads of a project",
         parameters=[ThreadsQueryInput],
-        responses={200: ThreadOutput(many=True), **error_responses(401, 403, 404, 422)},
+        responses={200: page_of(ThreadOutput), **error_responses(401, 403, 404, 422)},
         tags=["chat"],
     )
     def list(self, request):
         query = parse_query(ThreadsQueryInput, request)
         access = resolve_deal_access(user=request.user, deal_id=query["project_id"], token=request.auth)
-        return Response(ThreadOutput(selectors.chat_threads(deal=access.deal, user=request.user), many=True).data)
+        return paginate(request, selectors.chat_threads(deal=access.deal, user=request.user), serializer=ThreadOutput)
 
     @extend_schema(
         operation_id="chat_thread_messages",

@@ -5,10 +5,11 @@ from canvas_project.errors import (
     LockedError,
     NotFoundError,
     PayloadTooLargeError,
+    StaleError,
 )
 
 
-class StaleVersion(ConflictError):
+class StaleVersion(StaleError):
     code = "stale_version"
 
     def __init__(

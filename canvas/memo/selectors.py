@@ -112,26 +112,23 @@ def progress_get(*, deal: Deal) -> dict:
     return {"populated": sum(sections.values()), "total": len(sections), "sections": sections, "store_available": True}
 
 
-def versions_page(*, deal: Deal, page: int, page_size: int) -> dict:
-    """Snapshot summaries, newest first. Raises StoreUnavailable."""
+def version_numbers(*, deal: Deal) -> tuple[list[int], set[int], int]:
+    """(the snapshots' version numbers, those of approval snapshots, the memo's version). Raises StoreUnavailable."""
     memo = read_memo(deal.pk)
-    numbers = sorted(memo.versions if memo else [], reverse=True)
-    approvals = set(memo.approval_versions if memo else [])
-    chosen = numbers[(page - 1) * page_size : page * page_size]
-    snapshots = {s["version"]: s for s in read_snapshots(deal.pk, chosen)}
-    results = [
+    if memo is None:
+        return [], set(), 0
+    return list(memo.versions), set(memo.approval_versions), memo.version
+
+
+def version_summaries(*, deal: Deal, numbers: list[int], approvals: set[int]) -> list[dict]:
+    """Summaries of these snapshots, in the order given. Raises StoreUnavailable."""
+    snapshots = {s["version"]: s for s in read_snapshots(deal.pk, numbers)}
+    return [
         {k: snapshots[n].get(k) for k in ("version", "title", "reason", "author", "author_id", "created_at", "state")}
         | {"approval": n in approvals}
-        for n in chosen
+        for n in numbers
         if n in snapshots
     ]
-    return {
-        "count": len(numbers),
-        "page": page,
-        "page_size": page_size,
-        "current_version": memo.version if memo else 0,
-        "results": results,
-    }
 
 
 def version_get(*, deal: Deal, version: int) -> dict:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from rest_framework import serializers
 
-from canvas_project.api.fields import StrictCharField, page_field, page_size_field
+from canvas_project.api.fields import StrictCharField
+from canvas_project.api.pagination import PageEnvelope
 from deals.models import DealRole, DocumentState
 
 SECTION_STATES = ["draft", "editing", "reviewed", "approved"]
@@ -161,11 +162,6 @@ class ProgressOutput(serializers.Serializer):
     store_available = serializers.BooleanField()
 
 
-class PageQueryInput(serializers.Serializer):
-    page = page_field()
-    page_size = page_size_field()
-
-
 class VersionSummaryOutput(serializers.Serializer):
     version = serializers.IntegerField()
     title = StrictCharField()
@@ -177,10 +173,9 @@ class VersionSummaryOutput(serializers.Serializer):
     approval = serializers.BooleanField()
 
 
-class VersionPageOutput(serializers.Serializer):
-    count = serializers.IntegerField()
-    page = serializers.IntegerField()
-    page_size = serializers.IntegerField()
+class VersionPageOutput(PageEnvelope):
+    """A page of the memo's snapshots, newest first, with the memo's version now."""
+
     current_version = serializers.IntegerField()
     results = VersionSummaryOutput(many=True)
 

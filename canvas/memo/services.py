@@ -60,8 +60,13 @@ def _sync_deal_summary(deal: Deal, payload: dict) -> None:
 
 
 def canvas_session_bytes(*, deal: Deal, role: str, user: User | None) -> bytes:
-    """The session for the caller as JSON bytes: the cached body when current (one Redis GET, no
-    parsing), else built from the Store and cached. Raises StoreUnavailable when the Store is down
+    """The session for the caller as JSON bytes (canvas_session_tagged without the tag)."""
+    return canvas_session_tagged(deal=deal, role=role, user=user)[0]
+
+
+def canvas_session_tagged(*, deal: Deal, role: str, user: User | None) -> tuple[bytes, str]:
+    """(the session for the caller as JSON bytes, its strong ETag): the cached body when current (one Redis
+    GET, no parsing), else built from the Store and cached. Raises StoreUnavailable when the Store is down
     and no current cache exists."""
     warning = None
     try:
@@ -70,7 +75,7 @@ def canvas_session_bytes(*, deal: Deal, role: str, user: User | None) -> bytes:
         cached, warning = None, REDIS_DOWN_WARNING
     if cached is not None:
         header, body = cached
-        return session.respond_bytes(header, body, deal=deal, role=role, warning=None)
+        return session.respond_tagged(header, body, deal=deal, role=role, warning=None)
 
     memo = _load_or_create(deal, user)
     payload = _fresh_payload(deal, memo)
@@ -81,7 +86,7 @@ def canvas_session_bytes(*, deal: Deal, role: str, user: User | None) -> bytes:
             session.cache_put_encoded(payload["deal_id"], payload["version"], value)
         except REDIS_ERRORS:
             warning = REDIS_DOWN_WARNING
-    return session.respond_bytes(header, body, deal=deal, role=role, warning=warning)
+    return session.respond_tagged(header, body, deal=deal, role=role, warning=warning)
 
 
 def canvas_session_get(*, deal: Deal, role: str, user: User | None) -> dict:

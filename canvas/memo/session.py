@@ -13,6 +13,7 @@ fields spliced in, so a cached GET neither parses nor re-renders the memo (bench
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -24,6 +25,7 @@ from django.conf import settings
 from canvas.memo import markdown
 from canvas.memo.types import Memo, Section
 from canvas_project import keys
+from canvas_project.api.conditional import strong_etag
 from canvas_project.redis_client import LuaScript, get_redis
 from deals.documents.intel import document_ids_by_filename
 from deals.models import Deal, DealRole, role_rank
@@ -139,10 +141,17 @@ PER_REQUEST_FIELDS = (
 HEADER_FIELDS = ("version", "document_state", "is_blank", "incomplete_delivery_blocked", "readiness", "run_in_progress")
 
 
+def body_digest(body: bytes) -> str:
+    """A digest of the role-independent body, kept in the cache entry's header so that an ETag costs no
+    hashing of the memo on the cached path."""
+    return hashlib.blake2b(body, digest_size=16).hexdigest()
+
+
 def encode(payload: dict[str, Any]) -> tuple[dict[str, Any], bytes, bytes]:
     """(header, body bytes, the cache value) of a role-independent payload."""
     header = {name: payload[name] for name in HEADER_FIELDS}
     body = orjson.dumps({k: v for k, v in payload.items() if k not in PER_REQUEST_FIELDS})
+    header["digest"] = body_digest(body)
     return header, body, b"%d\n" % payload["version"] + orjson.dumps(header) + b"\n" + body
 
 
@@ -163,8 +172,18 @@ def role_fields(header: dict[str, Any], *, deal: Deal, role: str, warning: str |
 
 def respond_bytes(header: dict[str, Any], body: bytes, *, deal: Deal, role: str, warning: str | None) -> bytes:
     """The JSON response: the cached body with the per-request fields spliced in before its last brace."""
+    return respond_tagged(header, body, deal=deal, role=role, warning=warning)[0]
+
+
+def respond_tagged(
+    header: dict[str, Any], body: bytes, *, deal: Deal, role: str, warning: str | None
+) -> tuple[bytes, str]:
+    """(the JSON response, its strong ETag). The response is exactly `body` and the per-request fields,
+    so the tag digests those two: the body's digest (from the cache entry) and the per-request bytes."""
     extra = orjson.dumps(role_fields(header, deal=deal, role=role, warning=warning))
-    return body[:-1] + b"," + extra[1:]
+    digest = header.get("digest") or body_digest(body)
+    etag = strong_etag(digest.encode(), extra, version=header["version"])
+    return body[:-1] + b"," + extra[1:], etag
 
 
 def cache_get_raw(deal: Deal) -> tuple[dict[str, Any], bytes] | None:

@@ -38,6 +38,7 @@ from canvas.memo.locks import SectionLock, lock_needed_error, locked_error, sect
 from canvas.memo.store import MemoWriter, memo_transaction
 from canvas.memo.types import DocumentState, Memo, Section
 from canvas_project import events
+from canvas_project.api.conditional import IF_MATCH_VERSION
 from canvas_project.errors import RedisUnavailable
 from deals.models import Deal, User
 
@@ -210,6 +211,8 @@ def memo_write(
         memo = writer.load() or Memo.new(
             deal_id=deal.pk, template_key=deal.template_key, is_blank=deal.created_blank, created_by=actor.id, now=now
         )
+        if base_version is None:  # a write that takes no base_version still honours If-Match
+            base_version = IF_MATCH_VERSION.get()
         _check_base_version(memo, base_version, base_section)
         if memo.state == DocumentState.APPROVED and not reopens:
             raise MemoApproved()

@@ -290,15 +290,14 @@ def relationships_of(edges: list[dict], node_ids: set[str] | None = None) -> dic
 NODE_FILTERS = ("type", "status", "section_key", "agent_id", "framework")
 
 
-def node_list(*, deal: Deal, filters: dict, offset: int, limit: int) -> dict:
-    """{count, results, relationships}: the nodes matching every given filter (None: any), `limit` of them
-    from `offset` in canvas_graph's order, and the edges from the listed nodes to any node of the canvas.
-
-    Raises StoreUnavailable.
-    """
+def node_list(*, deal: Deal, filters: dict) -> tuple[list[dict], dict]:
+    """(nodes, edges): the nodes matching every given filter (None: any), in canvas_graph's order, and
+    the canvas's edges; page them, then take `relationships_from` the page. Raises StoreUnavailable."""
     all_nodes, edges = canvas_graph(deal)
-    wanted = [n for n in all_nodes if all(filters.get(f) is None or n.get(f) == filters[f] for f in NODE_FILTERS)]
-    page = wanted[offset : offset + limit]
-    listed = {n["id"] for n in page}
-    relationships = {k: v for k, v in relationships_of(edges).items() if k in listed}
-    return {"count": len(wanted), "results": page, "relationships": relationships}
+    return [n for n in all_nodes if all(filters.get(f) is None or n.get(f) == filters[f] for f in NODE_FILTERS)], edges
+
+
+def relationships_from(edges, nodes: list[dict]) -> dict:
+    """The edges from the given nodes to any node of the canvas, by node id."""
+    listed = {n["id"] for n in nodes}
+    return {k: v for k, v in relationships_of(edges).items() if k in listed}

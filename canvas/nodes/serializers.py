@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from canvas_project.api.fields import StrictCharField, offset_field
+from canvas_project.api.fields import StrictCharField
+from canvas_project.api.pagination import PageEnvelope, PageQueryInput
 
 
 class ContextNodeOutput(serializers.Serializer):
@@ -30,14 +31,12 @@ class ContextEdgeOutput(serializers.Serializer):
     type = serializers.CharField()
 
 
-class NodeQueryInput(serializers.Serializer):
+class NodeQueryInput(PageQueryInput):
     type = StrictCharField(max_length=40, required=False)
     status = serializers.ChoiceField(choices=["approve", "reject", "pending"], required=False)
     section_key = StrictCharField(max_length=64, required=False)
     agent_id = StrictCharField(max_length=64, required=False)
     framework = StrictCharField(max_length=64, required=False)
-    limit = serializers.IntegerField(min_value=1, max_value=1000, default=200)
-    offset = offset_field()
 
 
 class NodeCreateInput(serializers.Serializer):
@@ -62,8 +61,9 @@ class NodeUpdateInput(serializers.Serializer):
         return attrs
 
 
-class NodeListOutput(serializers.Serializer):
-    count = serializers.IntegerField()
+class NodeListOutput(PageEnvelope):
+    """A page of the canvas's nodes (ordered by id) and the edges from them to any node of the canvas."""
+
     results = ContextNodeOutput(many=True)
     relationships = serializers.DictField(child=ContextEdgeOutput(many=True))
 

@@ -24,6 +24,7 @@ from canvas.nodes.serializers import (
     NodeQueryInput,
     NodeUpdateInput,
 )
+from canvas_project.api.pagination import CursorPagination
 from canvas_project.api.schema import deleted_response, error_responses
 from canvas_project.api.validation import parse_body, parse_query
 from deals.models import DealRole
@@ -60,8 +61,12 @@ class NodeViewSet(DealScopedViewSet):
     )
     def list(self, request, deal_id):
         query = parse_query(NodeQueryInput, request)
-        offset, limit = query.pop("offset"), query.pop("limit")
-        return Response(selectors.node_list(deal=self.deal_access.deal, filters=query, offset=offset, limit=limit))
+        filters = {name: value for name, value in query.items() if name not in ("page_size", "cursor")}
+        found, edges = selectors.node_list(deal=self.deal_access.deal, filters=filters)
+        paginator = CursorPagination()
+        # node ids are unique and never change: the cursor key
+        page = paginator.paginate_sequence(found, request, key=lambda node: (node["id"],))
+        return Response(paginator.envelope(page, relationships=selectors.relationships_from(edges, page)))
 
     @extend_schema(
         operation_id="canvas_nodes_create",

@@ -37,9 +37,8 @@ def _read_memo_quietly(deal: Deal) -> Memo | None:
 
 def suggestion_list(
     *, deal: Deal, status: str | None = None, section_key: str | None = None, author_id: uuid.UUID | None = None
-) -> list[Suggestion]:
-    """The deal's suggestions, newest first, each pending one marked with whether it still applies
-    (`anchor_matches`; None when the Store cannot be read)."""
+) -> QuerySet[Suggestion]:
+    """The deal's suggestions, newest first; mark a page of them with `with_anchor_matches`."""
     queryset: QuerySet[Suggestion] = (
         Suggestion.objects.filter(deal=deal).select_related("author", "decided_by").order_by("-created_at", "-pk")
     )
@@ -49,7 +48,12 @@ def suggestion_list(
         queryset = queryset.filter(section_key=section_key)
     if author_id:
         queryset = queryset.filter(author_id=author_id)
-    suggestions = list(queryset)
+    return queryset
+
+
+def with_anchor_matches(*, deal: Deal, suggestions: list[Suggestion]) -> list[Suggestion]:
+    """The suggestions, each pending one marked with whether it still applies (`anchor_matches`; None when
+    the Store cannot be read)."""
     memo = _read_memo_quietly(deal) if any(s.status == SuggestionStatus.PENDING for s in suggestions) else None
     for suggestion in suggestions:
         suggestion.anchor_matches = anchor_matches(suggestion, memo)

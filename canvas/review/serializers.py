@@ -12,6 +12,7 @@ from canvas.models import ReviewerRole, SuggestionKind, SuggestionStatus
 from canvas.review import suggestions
 from canvas.review.brushes import BRUSHES, FINDING_KINDS, SEVERITIES
 from canvas_project.api.fields import StrictCharField, one_of
+from canvas_project.api.pagination import PageEnvelope, PageQueryInput
 from deals.models import DocumentState
 
 
@@ -74,7 +75,7 @@ class SuggestionCreateInput(serializers.Serializer):
         return attrs
 
 
-class SuggestionQueryInput(serializers.Serializer):
+class SuggestionQueryInput(PageQueryInput):
     status = serializers.ChoiceField(choices=SuggestionStatus.choices, required=False)
     section_key = StrictCharField(max_length=64, required=False)
     author = StrictCharField(
@@ -215,7 +216,7 @@ class CommentOutput(serializers.Serializer):
     replies = CommentReplyOutput(many=True, source="replies.all", required=False)
 
 
-class CommentQueryInput(serializers.Serializer):
+class CommentQueryInput(PageQueryInput):
     section_key = StrictCharField(max_length=64, required=False)
     resolved = serializers.BooleanField(required=False, allow_null=True, default=None)
 
@@ -233,7 +234,7 @@ class BrushInput(serializers.Serializer):
     )
 
 
-class BrushQueryInput(serializers.Serializer):
+class BrushQueryInput(PageQueryInput):
     section_key = StrictCharField(max_length=64, required=False)
 
 
@@ -269,5 +270,5 @@ class BrushResultOutput(serializers.Serializer):
     findings = BrushFindingOutput(many=True)
 
 
-class BrushListOutput(serializers.Serializer):
+class BrushListOutput(PageEnvelope):
     results = BrushResultOutput(many=True)

@@ -16,6 +16,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from canvas.memo.session import deal_section_view
+from canvas.memo.viewsets import MemoWriteViewSet
 from canvas.review import brushes
 from canvas.review import selectors as review_selectors
 from canvas.review import services as review_services
@@ -38,6 +39,8 @@ from canvas.review.serializers import (
     SuggestionQueryInput,
 )
 from canvas_project import ratelimit
+from canvas_project.api.conditional import IF_MATCH_PARAM, PRECONDITION_FAILED, with_if_match
+from canvas_project.api.pagination import CursorPagination, page_of, paginate
 from canvas_project.api.schema import error_responses
 from canvas_project.api.validation import parse_body, parse_path_int, parse_path_uuid, parse_query
 from deals.models import DealRole
@@ -60,7 +63,7 @@ REVIEW_TAGS = ["review"]
 BRUSH_TAGS = ["synthesis"]
 
 
-class SuggestionViewSet(DealScopedViewSet):
+class SuggestionViewSet(MemoWriteViewSet):
     """/api/canvas/{deal_id}/suggestions: proposed changes to a section, and the editor's decision on them."""
 
     lookup_field = "suggestion_id"
@@ -77,7 +80,7 @@ class SuggestionViewSet(DealScopedViewSet):
         description="Filter by `status`, `section_key` and `author` (`me` or a user id). Pending suggestions "
         "say whether they still apply to the current text (`anchor_matches`).",
         parameters=[SuggestionQueryInput],
-        responses={200: SuggestionOutput(many=True), **error_responses(401, 403, 404, 422)},
+        responses={200: page_of(SuggestionOutput), **error_responses(401, 403, 404, 422)},
         tags=SUGGESTION_TAGS,
     )
     def list(self, request, deal_id):
@@ -90,7 +93,11 @@ class SuggestionViewSet(DealScopedViewSet):
             section_key=query.get("section_key"),
             author_id=author_id,
         )
-        return Response(SuggestionOutput(found, many=True).data)
+        paginator = CursorPagination()
+        page = review_selectors.with_anchor_matches(
+            deal=self.deal_access.deal, suggestions=paginator.paginate_queryset(found, request)
+        )
+        return Response(paginator.envelope(SuggestionOutput(page, many=True).data))
 
     @extend_schema(
         operation_id="canvas_suggestions_create",
@@ -114,9 +121,13 @@ class SuggestionViewSet(DealScopedViewSet):
         "matches (it stays pending; the body has `current_version`), when `base_version` is stale, or when "
         "the memo is approved; 423 when another user holds the section's lock; 413 when the section would "
         "exceed the size limit.",
-        parameters=[SUGGESTION_PARAM],
+        parameters=[IF_MATCH_PARAM, SUGGESTION_PARAM],
         request=SuggestionAcceptInput,
-        responses={200: SuggestionAcceptOutput, **error_responses(401, 403, 404, 409, 413, 422, 423, 503)},
+        responses={
+            200: SuggestionAcceptOutput,
+            **PRECONDITION_FAILED,
+            **error_responses(401, 403, 404, 409, 413, 422, 423, 503),
+        },
         tags=SUGGESTION_TAGS,
     )
     @action(detail=True, methods=["post"])
@@ -127,7 +138,7 @@ class SuggestionViewSet(DealScopedViewSet):
             deal=self.deal_access.deal,
             user=request.user,
             suggestion_id=suggestion_pk,
-            base_version=body.get("base_version"),
+            base_version=with_if_match(body.get("base_version")),
         )
         doc = outcome.write.memo
         return Response(
@@ -160,7 +171,7 @@ class SuggestionViewSet(DealScopedViewSet):
         return Response(SuggestionOutput(suggestion).data)
 
 
-class SectionReviewViewSet(DealScopedViewSet):
+class SectionReviewViewSet(MemoWriteViewSet):
     """/api/canvas/{deal_id}/sections/{key}/approve and .../conditions/{cid}/resolve: a section's approval.
 
     The section's text (PUT /sections/{key}) is canvas.memo's SectionViewSet, on the same prefix."""
@@ -174,9 +185,9 @@ class SectionReviewViewSet(DealScopedViewSet):
         description="Without conditions the section becomes `approved`; with up to 3 conditions it is `reviewed` "
         "until they are all resolved. Unresolved comments on the section block approval (409) unless an owner "
         "sends `force`.",
-        parameters=[KEY_PARAM],
+        parameters=[IF_MATCH_PARAM, KEY_PARAM],
         request=SectionApproveInput,
-        responses={200: SectionApprovalOutput, **SECTION_WRITE_ERRORS},
+        responses={200: SectionApprovalOutput, **SECTION_WRITE_ERRORS, **PRECONDITION_FAILED},
         tags=REVIEW_TAGS,
     )
     @action(detail=True, methods=["post"])
@@ -200,9 +211,9 @@ class SectionReviewViewSet(DealScopedViewSet):
         operation_id="canvas_condition_resolve",
         summary="Resolve an approval condition (editor)",
         description="Resolving the last condition promotes the section to `approved` (`auto_promoted`).",
-        parameters=[KEY_PARAM, CID_PARAM],
+        parameters=[IF_MATCH_PARAM, KEY_PARAM, CID_PARAM],
         request=None,
-        responses={200: SectionApprovalOutput, **SECTION_WRITE_ERRORS},
+        responses={200: SectionApprovalOutput, **SECTION_WRITE_ERRORS, **PRECONDITION_FAILED},
         tags=REVIEW_TAGS,
     )
     @action(detail=True, methods=["post"], url_path=r"conditions/(?P<cid>[^/]+)/resolve", url_name="condition-resolve")
@@ -242,7 +253,7 @@ class CommentViewSet(DealScopedViewSet):
         operation_id="canvas_comments_list",
         summary="Comment threads (viewer)",
         parameters=[CommentQueryInput],
-        responses={200: CommentOutput(many=True), **error_responses(401, 403, 404, 422)},
+        responses={200: page_of(CommentOutput), **error_responses(401, 403, 404, 422)},
         tags=REVIEW_TAGS,
     )
     def list(self, request, deal_id):
@@ -250,7 +261,7 @@ class CommentViewSet(DealScopedViewSet):
         comments = review_selectors.comments_of_deal(
             deal=self.deal_access.deal, section_key=query.get("section_key"), resolved=query.get("resolved")
         )
-        return Response(CommentOutput(comments, many=True).data)
+        return paginate(request, comments, serializer=CommentOutput)
 
     @extend_schema(
         operation_id="canvas_comments_create",
@@ -303,7 +314,11 @@ class BrushViewSet(DealScopedViewSet):
     def list(self, request, deal_id):
         query = parse_query(BrushQueryInput, request)
         results = brushes.brush_list(deal=self.deal_access.deal, section_key=query.get("section_key"))
-        return Response(BrushListOutput({"results": results}).data)
+        paginator = CursorPagination()
+        page = paginator.paginate_sequence(
+            results, request, key=lambda r: (r["created_at"], r["brush_id"]), descending=True
+        )
+        return Response(BrushListOutput(paginator.envelope(page)).data)
 
     @extend_schema(
         operation_id="canvas_brush_run",

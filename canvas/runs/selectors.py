@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
+
+from django.db.models import DateTimeField, QuerySet, Value
+from django.db.models.functions import Coalesce
 
 from canvas.models import ACTIVE_RUN_STATUSES, SynthesisRun
 from canvas.runs.errors import RunNotFound
 from canvas.runs.synthesis import telemetry
 from deals.models import Deal
 
+END_OF_TIME = datetime(9999, 12, 31, tzinfo=UTC)
 RUN_ORDERINGS = ("created_at", "-created_at", "finished_at", "-finished_at", "status", "-status")
 
 
@@ -34,9 +39,8 @@ def run_list(
     created_after=None,
     created_before=None,
     ordering: str = "-created_at",
-    page: int = 1,
-    page_size: int = 20,
-) -> dict:
+) -> QuerySet[SynthesisRun]:
+    """The deal's runs, filtered, in `ordering` then by id (a unique tie-breaker for the cursor)."""
     runs = SynthesisRun.objects.filter(deal=deal).select_related("created_by")
     if statuses:
         runs = runs.filter(status__in=statuses)
@@ -48,10 +52,12 @@ def run_list(
         runs = runs.filter(created_at__lt=created_before)
     if ordering not in RUN_ORDERINGS:
         ordering = "-created_at"
-    runs = runs.order_by(ordering, "-pk" if ordering.startswith("-") else "pk")
-    count = runs.count()
-    results = list(runs[(page - 1) * page_size : page * page_size])
-    return {"count": count, "page": page, "page_size": page_size, "results": results}
+    if ordering.lstrip("-") == "finished_at":
+        # a keyset cursor cannot compare NULL: an unfinished run sorts as finished at the end of time, where
+        # PostgreSQL puts NULLs anyway (last ascending, first descending)
+        runs = runs.annotate(finished_sort=Coalesce("finished_at", Value(END_OF_TIME, output_field=DateTimeField())))
+        ordering = ordering.replace("finished_at", "finished_sort")
+    return runs.order_by(ordering, "-pk" if ordering.startswith("-") else "pk")
 
 
 def run_trace_get(*, deal: Deal, run_id: uuid.UUID) -> dict:

@@ -11,7 +11,8 @@ from canvas.memo.serializers import CitationOutput
 from canvas.models import CancelAction, RunStatus
 from canvas.runs.selectors import RUN_ORDERINGS
 from canvas.runs.services import MultitaskStrategy, stream_url
-from canvas_project.api.fields import StrictCharField, page_field, page_size_field
+from canvas_project.api.fields import StrictCharField
+from canvas_project.api.pagination import PageEnvelope, PageQueryInput
 from canvas_project.api.validation import RequestValidationError
 
 MAX_INSTRUCTIONS = 2000
@@ -217,16 +218,20 @@ class CancelInput(serializers.Serializer):
     )
 
 
-class RunQueryInput(serializers.Serializer):
+class RunQueryInput(PageQueryInput):
     status = StrictCharField(required=False, help_text="One status or several, comma-separated.")
     created_by = StrictCharField(
         required=False, max_length=36, help_text="`me` for the caller's own runs, or a user id."
     )
     created_after = serializers.DateTimeField(required=False, help_text="ISO 8601; inclusive.")
     created_before = serializers.DateTimeField(required=False, help_text="ISO 8601; exclusive.")
-    ordering = serializers.ChoiceField(choices=list(RUN_ORDERINGS), required=False, default="-created_at")
-    page = page_field()
-    page_size = page_size_field()
+    ordering = serializers.ChoiceField(
+        choices=list(RUN_ORDERINGS),
+        required=False,
+        default="-created_at",
+        help_text="Then by id. `finished_at`: unfinished runs last (first with `-`). A cursor belongs to its "
+        "ordering; a run that changes status or finishes while you page may move past your cursor.",
+    )
 
     def validate_status(self, value: str) -> list[str]:
         statuses = [part.strip() for part in value.split(",") if part.strip()]
@@ -254,10 +259,7 @@ class RunQueryInput(serializers.Serializer):
         return attrs
 
 
-class RunPageOutput(serializers.Serializer):
-    count = serializers.IntegerField()
-    page = serializers.IntegerField()
-    page_size = serializers.IntegerField()
+class RunPageOutput(PageEnvelope):
     results = RunOutput(many=True)
 
 

@@ -17,6 +17,7 @@ from rest_framework.decorators import action
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
+from canvas.memo.viewsets import MemoWriteViewSet
 from canvas.runs import selectors as run_selectors
 from canvas.runs import services as runs
 from canvas.runs.serializers import (
@@ -40,6 +41,8 @@ from canvas.runs.serializers import (
 from canvas.runs.streams import run_event_response
 from canvas.runs.synthesis import config, prompts
 from canvas_project import ratelimit
+from canvas_project.api.conditional import IF_MATCH_PARAM, PRECONDITION_FAILED
+from canvas_project.api.pagination import CursorPagination
 from canvas_project.api.schema import SERVER_SENT_EVENT_REF, error_responses
 from canvas_project.api.validation import parse_body, parse_path_uuid, parse_query
 from deals.models import DealRole
@@ -95,7 +98,7 @@ class PromptViewSet(viewsets.ViewSet):
         )
 
 
-class DraftingViewSet(DealScopedViewSet):
+class DraftingViewSet(MemoWriteViewSet):
     """Drafting the memo of one deal: /api/canvas/{deal_id}/generate, /debug and /reset."""
 
     # Only @action routes: the plain /api/canvas/{deal_id} is canvas.memo's CanvasViewSet.
@@ -180,8 +183,9 @@ class DraftingViewSet(DealScopedViewSet):
         "An approved memo must be reopened first (409). With collaboration off, a section locked by someone else "
         "that the reset would blank is 423 (naming the holder and expiry), before any run is cancelled or anything "
         "deleted.",
+        parameters=[IF_MATCH_PARAM],
         request=None,
-        responses={200: ResetOutput, **error_responses(401, 403, 404, 409, 423, 503)},
+        responses={200: ResetOutput, **PRECONDITION_FAILED, **error_responses(401, 403, 404, 409, 423, 503)},
         tags=TAGS,
     )
     @action(detail=True, methods=["post"])
@@ -215,17 +219,16 @@ class RunViewSet(DealScopedViewSet):
         deal = self.deal_access.deal
         runs.runs_sweep_dead(deal_id=deal.pk)
         created_by = query.get("created_by")
-        page = run_selectors.run_list(
+        found = run_selectors.run_list(
             deal=deal,
             statuses=query.get("status"),
             created_by=request.user.pk if created_by == "me" else created_by,
             created_after=query.get("created_after"),
             created_before=query.get("created_before"),
             ordering=query["ordering"],
-            page=query["page"],
-            page_size=query["page_size"],
         )
-        return Response(RunPageOutput(page).data)
+        paginator = CursorPagination()
+        return Response(RunPageOutput(paginator.envelope(paginator.paginate_queryset(found, request))).data)
 
     @extend_schema(
         operation_id="canvas_run",

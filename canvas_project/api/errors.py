@@ -37,6 +37,7 @@ _DOMAIN_STATUS: list[tuple[type[domain.DomainError], int]] = [
     (domain.RateLimitedError, status.HTTP_429_TOO_MANY_REQUESTS),
     (domain.DependencyUnavailableError, status.HTTP_503_SERVICE_UNAVAILABLE),
     (domain.GoneError, status.HTTP_410_GONE),
+    (domain.PreconditionFailedError, status.HTTP_412_PRECONDITION_FAILED),
 ]
 
 
@@ -58,6 +59,8 @@ def domain_error_parts(exc: domain.DomainError) -> tuple[int, dict[str, Any], di
     headers = {}
     if isinstance(exc, domain.RateLimitedError):
         headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, domain.PreconditionFailedError) and exc.extra.get("current_etag"):
+        headers["ETag"] = exc.extra["current_etag"]
     return code, body, headers
 
 

@@ -18,28 +18,3 @@ def one_of(values, **kwargs) -> StrictCharField:
     listed = ", ".join(f"`{v}`" for v in values)
     help_text = kwargs.pop("help_text", "")
     return StrictCharField(help_text=f"One of {listed}. {help_text}".strip(), **kwargs)
-
-
-# Paging bounds. A page number or offset is multiplied into an SQL OFFSET (a bigint) or a slice: unbounded,
-# page=9223372036854775808 overflowed PostgreSQL (a 500). These are far past any real list; past them is a 422.
-MAX_PAGE = 100_000
-MAX_PAGE_SIZE = 100
-MAX_OFFSET = 1_000_000
-
-
-def page_field() -> serializers.IntegerField:
-    return serializers.IntegerField(
-        min_value=1, max_value=MAX_PAGE, default=1, help_text=f"1-based page number, at most {MAX_PAGE:,}."
-    )
-
-
-def page_size_field(default: int = 20) -> serializers.IntegerField:
-    return serializers.IntegerField(
-        min_value=1, max_value=MAX_PAGE_SIZE, default=default, help_text=f"Items per page, 1 to {MAX_PAGE_SIZE}."
-    )
-
-
-def offset_field() -> serializers.IntegerField:
-    return serializers.IntegerField(
-        min_value=0, max_value=MAX_OFFSET, default=0, help_text=f"Items to skip, at most {MAX_OFFSET:,}."
-    )

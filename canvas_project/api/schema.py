@@ -63,7 +63,18 @@ class LockedErrorSerializer(serializers.Serializer):
         ref_name = "LockedError"
 
 
-ERROR_BODIES = {409: ConflictErrorSerializer, 423: LockedErrorSerializer}
+class PreconditionFailedErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField(help_text="Which version the memo is at; nothing was written.")
+    current_version = serializers.IntegerField(help_text="The memo's version now.")
+    current_etag = serializers.CharField(
+        allow_null=True, help_text="The caller's ETag of GET /api/canvas/{deal_id} now (also the ETag header)."
+    )
+
+    class Meta:
+        ref_name = "PreconditionFailedError"
+
+
+ERROR_BODIES = {409: ConflictErrorSerializer, 412: PreconditionFailedErrorSerializer, 423: LockedErrorSerializer}
 
 ERROR_DESCRIPTIONS = {
     401: "Missing, expired or invalid bearer token.",
@@ -71,6 +82,7 @@ ERROR_DESCRIPTIONS = {
     404: "Unknown id, malformed deal id, or a deal outside the caller's orgs.",
     405: "Method not allowed.",
     409: "Conflicts with the current state (stale version, last owner, duplicate).",
+    412: "If-Match names a version that is not current (stale); nothing was written. Reload and retry.",
     413: "Payload too large.",
     415: "Unsupported media type.",
     423: "A section the request would change is locked by another user (collaboration off); nothing was written.",

@@ -93,11 +93,13 @@ def _extra_items(serializer: serializers.Serializer, data: Any, location: str) -
     if not isinstance(data, dict):
         return []
     known = set(serializer.fields)
+    # a retired parameter gets its own sentence (e.g. `page` on a cursor-paginated list)
+    retired = getattr(serializer, "retired_params", {})
     return [
         {
             "loc": [location, key],
-            "msg": "Extra inputs are not permitted.",
-            "type": "extra_forbidden",
+            "msg": retired.get(key, "Extra inputs are not permitted."),
+            "type": "retired_parameter" if key in retired else "extra_forbidden",
             "input": data[key],
             "ctx": {},
         }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import uuid
 
 from django.db.models import QuerySet
@@ -29,29 +28,23 @@ def document_get(*, deal: Deal, document_id: uuid.UUID) -> Document:
     return document
 
 
-def document_pages(*, document: Document, page: int, page_size: int) -> dict:
-    """{document_id, state, count, page, page_size, total_pages, results: [{page_number, label, text, tables:
-    [{header, rows}]}]}: the extracted pages of the document (none until it is ingested), in page order."""
-    pages = DocumentPage.objects.filter(document=document).order_by("page_number")
-    count = pages.count()
-    rows = pages.only("page_number", "label", "text")[(page - 1) * page_size : page * page_size]
-    return {
-        "document_id": document.pk,
-        "state": document.state,
-        "count": count,
-        "page": page,
-        "page_size": page_size,
-        "total_pages": math.ceil(count / page_size) if count else 0,
-        "results": [
-            {
-                "page_number": row.page_number,
-                "label": row.label,
-                "text": row.text,
-                "tables": [{"header": table[0], "rows": table[1:]} for table in markdown_tables(row.text)],
-            }
-            for row in rows
-        ],
-    }
+def document_pages(*, document: Document) -> QuerySet[DocumentPage]:
+    """The extracted pages of the document (none until it is ingested), in page order."""
+    pages = DocumentPage.objects.filter(document=document).only("page_number", "label", "text")
+    return pages.order_by("page_number", "pk")
+
+
+def document_page_rows(pages: list[DocumentPage]) -> list[dict]:
+    """[{page_number, label, text, tables: [{header, rows}]}] of some pages: their markdown tables parsed."""
+    return [
+        {
+            "page_number": row.page_number,
+            "label": row.label,
+            "text": row.text,
+            "tables": [{"header": table[0], "rows": table[1:]} for table in markdown_tables(row.text)],
+        }
+        for row in pages
+    ]
 
 
 def document_figures(*, document: Document) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from canvas_project.api.fields import page_field, page_size_field
+from canvas_project.api.pagination import PageEnvelope, PageQueryInput
 from deals.documents.ingestion.intel import METRICS
 from deals.models import FileState
 
@@ -105,9 +105,8 @@ class IntakeSummaryOutput(serializers.Serializer):
 
 
 # --- pages and figures ----------------------------------------------------------------------------------
-class DocumentPagesQueryInput(serializers.Serializer):
-    page = page_field()
-    page_size = page_size_field()
+class DocumentPagesQueryInput(PageQueryInput):
+    pass
 
 
 class DocumentTableOutput(serializers.Serializer):
@@ -128,14 +127,12 @@ class DocumentPageOutput(serializers.Serializer):
     tables = DocumentTableOutput(many=True, help_text="The pipe tables of `text`, parsed (also still in `text`).")
 
 
-class DocumentPagesOutput(serializers.Serializer):
+class DocumentPagesOutput(PageEnvelope):
+    """A page of the document's pages, with the document's id and state."""
+
     document_id = serializers.UUIDField()
     # a plain string: DealDocument's `state` already names the FileState enum
     state = serializers.CharField(help_text="The document's state: its pages are there once it is `ready`.")
-    count = serializers.IntegerField(help_text="Pages of the document.")
-    page = serializers.IntegerField()
-    page_size = serializers.IntegerField()
-    total_pages = serializers.IntegerField()
     results = DocumentPageOutput(many=True)
 
 

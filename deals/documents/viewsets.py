@@ -17,6 +17,7 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
+from canvas_project.api.pagination import CursorPagination, PageQueryInput, page_of, paginate
 from canvas_project.api.schema import deleted_response, error_responses
 from canvas_project.api.validation import parse_body, parse_path_int, parse_path_uuid, parse_query
 from deals.documents import selectors as document_selectors
@@ -99,11 +100,13 @@ class DocumentViewSet(DealScopedViewSet):
         operation_id="deal_documents_list",
         summary="Documents of the deal",
         description="With their ingestion state (queued, processing, ready, failed).",
-        responses={200: DocumentOutput(many=True), **error_responses(401, 403, 404)},
+        parameters=[PageQueryInput],
+        responses={200: page_of(DocumentOutput), **error_responses(401, 403, 404, 422)},
         tags=["documents"],
     )
     def list(self, request, deal_id):
-        return Response(DocumentOutput(document_selectors.document_list(deal=self.deal_access.deal), many=True).data)
+        documents = document_selectors.document_list(deal=self.deal_access.deal)
+        return paginate(request, documents, serializer=DocumentOutput)
 
     @extend_schema(
         operation_id="deal_documents_upload",
@@ -194,9 +197,15 @@ class DocumentViewSet(DealScopedViewSet):
     )
     @action(detail=True, methods=["get"])
     def pages(self, request, deal_id, doc_id):
-        query = parse_query(DocumentPagesQueryInput, request)
+        parse_query(DocumentPagesQueryInput, request)
         document = self._document(doc_id)
-        return Response(DocumentPagesOutput(document_selectors.document_pages(document=document, **query)).data)
+        paginator = CursorPagination()
+        rows = document_selectors.document_page_rows(
+            paginator.paginate_queryset(document_selectors.document_pages(document=document), request)
+        )
+        return Response(
+            DocumentPagesOutput(paginator.envelope(rows, document_id=document.pk, state=document.state)).data
+        )
 
     @extend_schema(
         operation_id="deal_documents_figures",

@@ -260,12 +260,12 @@ def test_comment_threads_replies_and_resolution(cast, written):
         canvas_url(cast.deal, "comments"), {"parent_id": top["id"], "body": "Yes"}, format="json"
     )
     assert reply.status_code == 201 and reply.json()["section_key"] == "risks"
-    listed = commenter.get(canvas_url(cast.deal, "comments") + "?section_key=risks").json()
+    listed = commenter.get(canvas_url(cast.deal, "comments") + "?section_key=risks").json()["results"]
     assert len(listed) == 1 and [r["body"] for r in listed[0]["replies"]] == ["Yes"]
     # the author resolves their own thread
     resolved = commenter.post(canvas_url(cast.deal, f"comments/{top['id']}/resolve"))
     assert resolved.status_code == 200 and resolved.json()["resolved"] is True
-    assert commenter.get(canvas_url(cast.deal, "comments") + "?resolved=false").json() == []
+    assert commenter.get(canvas_url(cast.deal, "comments") + "?resolved=false").json()["results"] == []
 
 
 def test_a_reply_to_an_unknown_comment_is_404(cast, written):

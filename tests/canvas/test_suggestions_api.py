@@ -78,7 +78,7 @@ def test_role_matrix_list(cast, proposed, role):
     response = cast.client(role).get(canvas_url(cast.deal, "suggestions"))
     assert response.status_code == expected_status(role, minimum="viewer", ok=200)
     if response.status_code == 200:
-        assert [s["id"] for s in response.json()] == [proposed["id"]]
+        assert [s["id"] for s in response.json()["results"]] == [proposed["id"]]
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -252,7 +252,7 @@ def test_a_suggestion_applies_to_the_current_text_even_after_unrelated_edits(cas
 
 def test_accepting_when_the_anchor_no_longer_matches_is_409_and_stays_pending(cast, proposed):
     cast.client("editor").put(canvas_url(cast.deal, "sections/risks"), {"markdown": "Rates may rise."}, format="json")
-    listed = cast.client("viewer").get(canvas_url(cast.deal, "suggestions")).json()
+    listed = cast.client("viewer").get(canvas_url(cast.deal, "suggestions")).json()["results"]
     assert listed[0]["anchor_matches"] is False
 
     response = _accept(cast.client("editor"), cast.deal, proposed["id"])
@@ -411,7 +411,7 @@ def test_the_list_is_newest_first_and_filters(cast, proposed):
     def ids(query=""):
         response = cast.client("commenter").get(canvas_url(cast.deal, "suggestions") + query)
         assert response.status_code == 200, response.content
-        return [s["id"] for s in response.json()]
+        return [s["id"] for s in response.json()["results"]]
 
     assert ids() == [other_section["id"], by_editor["id"], proposed["id"]]
     assert ids("?status=pending") == [other_section["id"], proposed["id"]]
@@ -423,10 +423,10 @@ def test_the_list_is_newest_first_and_filters(cast, proposed):
 
 
 def test_list_marks_which_pending_suggestions_still_apply(cast, proposed):
-    listed = cast.client("viewer").get(canvas_url(cast.deal, "suggestions")).json()
+    listed = cast.client("viewer").get(canvas_url(cast.deal, "suggestions")).json()["results"]
     assert listed[0]["anchor_matches"] is True
     _reject(cast.client("editor"), cast.deal, proposed["id"])
-    listed = cast.client("viewer").get(canvas_url(cast.deal, "suggestions")).json()
+    listed = cast.client("viewer").get(canvas_url(cast.deal, "suggestions")).json()["results"]
     assert listed[0]["anchor_matches"] is None
 
 
@@ -445,7 +445,7 @@ def test_listing_takes_a_fixed_number_of_queries(cast, proposed, django_assert_m
     client = cast.client("viewer")
     with django_assert_max_num_queries(8):
         response = client.get(canvas_url(cast.deal, "suggestions"))
-    assert response.status_code == 200 and len(response.json()) == 6
+    assert response.status_code == 200 and len(response.json()["results"]) == 6
 
 
 # --- events -----------------------------------------------------------------------------------------------

@@ -65,9 +65,8 @@ def test_search_ordering_and_pagination(cast):
     assert [r["deal_name"] for r in by_name_desc][:2] == ["Riverside Apartments", "Gamma Tower"]
 
     page1 = client.get("/api/dashboard/memos?page_size=3&ordering=name").json()
-    page2 = client.get("/api/dashboard/memos?page_size=3&page=2&ordering=name").json()
-    assert page1["count"] == 4 and page1["total_pages"] == 2
-    assert len(page1["results"]) == 3 and len(page2["results"]) == 1
+    page2 = client.get(page1["next"]).json()
+    assert len(page1["results"]) == 3 and len(page2["results"]) == 1 and page2["next"] is None
     assert not set(_ids_of(page1)) & set(_ids_of(page2))
 
 
@@ -80,7 +79,7 @@ def _ids_of(page) -> list[str]:
     [
         ("page=0", "page"),
         ("page=abc", "page"),
-        ("page_size=101", "page_size"),
+        ("page_size=201", "page_size"),
         ("ordering=size", "ordering"),
         ("scope=everything", "scope"),
         ("colour=red", "colour"),

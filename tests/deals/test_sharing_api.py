@@ -20,7 +20,7 @@ def test_role_matrix_list(cast, role):
     response = cast.client(role).get(_url(cast.deal))
     assert response.status_code == expected_status(role, minimum="owner", ok=200)
     if response.status_code == 200:
-        rows = response.json()
+        rows = response.json()["results"]
         assert {r["username"] for r in rows} == {"owner", "editor", "commenter", "viewer"}
         assert set(rows[0]) >= {"user_id", "email", "username", "role", "granted_by", "created_at"}
 

@@ -69,7 +69,7 @@ def test_the_embedded_engine_answers_from_the_canvas_and_keeps_history(cast, wri
     second = _chat(client, cast.deal, "And the market?", thread_id=first["thread_id"]).json()
     assert second["thread_id"] == first["thread_id"] and "message 2 of our conversation" in second["message"]["content"]
     assert thread.langgraph_thread_id in deal_thread_ids(cast.deal.pk)
-    listed = client.get(f"/api/v1/threads?project_id={cast.deal.pk}").json()
+    listed = client.get(f"/api/v1/threads?project_id={cast.deal.pk}").json()["results"]
     assert [t["id"] for t in listed] == [first["thread_id"]]
 
 
