@@ -124,6 +124,8 @@ class MyInvitationViewSet(viewsets.ViewSet):
     @extend_schema(
         operation_id="me_invitation_decline",
         summary="Decline an invitation",
+        description="The invitation is answered and leaves the caller's list; an invitation to another address, "
+        "answered, revoked or expired is 404.",
         parameters=[INVITATION_ID_PARAM],
         request=None,
         responses={**deleted_response("Declined."), **error_responses(401, 403, 404, 422)},
