@@ -13,7 +13,7 @@ operation:
 
 Identifiers are grounded in a seeded world so requests reach their handlers instead of stopping at a
 404: the deal in a path is always the seeded deal; other ids (section key, comment, suggestion, node,
-condition, run, document, version, user, org, chat thread, credentials) are the seeded ones three
+condition, run, document, version, user, org, chat thread, invitation, credentials) are the seeded ones three
 times out of four in fuzz cases, always in valid coverage cases, and never in invalid ones.
 
 Most operations run in this process through Django's WSGI handler on the test's own database
@@ -162,6 +162,9 @@ def seed_world(cast) -> World:
         ),
         "thread_id",
     )
+    invitation_id = _created(
+        owner.post(f"/api/orgs/{cast.org.pk}/invitations", {"email": "invitee@example.com"}, format="json")
+    )
     tokens = {role: token_pair_for_user(user=users[role])["access"] for role in USER_ROLES}
     spare = token_pair_for_user(user=users["editor"])  # for /auth/token/refresh and /verify bodies
     tokens["engine"] = ENGINE_TOKEN
@@ -181,6 +184,7 @@ def seed_world(cast) -> World:
             "user_id": viewer.pk,
             "org_id": cast.org.pk,
             "thread_id": thread_id,
+            "invitation_id": invitation_id,
         },
         query={
             "project_id": deal.pk,
@@ -207,6 +211,7 @@ def seed_world(cast) -> World:
             "parent_id": comment_id,
             "username": "owner",
             "password": PASSWORD,
+            "current_password": PASSWORD,
             "agent_id": "strategy",
             "refresh": spare["refresh"],
             "token": spare["access"],

@@ -26,7 +26,7 @@ class MeOrgOutput(serializers.Serializer):
 class MeOutput(serializers.Serializer):
     id = serializers.UUIDField()
     username = StrictCharField()
-    email = StrictCharField(help_text="Empty when the account has no email address.")
+    email = StrictCharField(allow_blank=True, help_text="Empty when the account has no email address.")
     orgs = MeOrgOutput(many=True)
 
 
