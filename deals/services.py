@@ -145,6 +145,9 @@ def org_member_role_change(*, actor_membership: OrgMembership, user_id: uuid.UUI
         .select_related("user", "org")
         .order_by("pk")
     )
+    actor = next((m for m in memberships if m.pk == actor_membership.pk), None)
+    if actor is None or actor.role != OrgRole.ADMIN:  # demoted or removed while this request waited for the locks
+        raise RoleTooLow("Only org admins can manage members.")
     target = next((m for m in memberships if m.user_id == user_id), None)
     if target is None:
         raise MemberNotFound()

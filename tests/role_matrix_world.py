@@ -261,7 +261,7 @@ class World:
     @cached_property
     def colleague(self) -> str:
         """A user in no org of the cast's, but in another org with the owner (Org C): the owner may add them."""
-        colleague = factories.make_user("colleague")
+        colleague = factories.make_user()  # a fresh name: several Worlds may share the cast
         factories.add_member(factories.make_org("Org C", admin=self.owner), colleague)
         return str(colleague.pk)
 
@@ -288,12 +288,13 @@ class World:
     @cached_property
     def org_invitation(self) -> str:
         """A pending invitation of the cast's org to someone outside it."""
-        return self._invitation(self.cast.org, "invitee@example.com")[0]
+        return self._invitation(self.cast.org, f"invitee-{secrets.token_hex(4)}@example.com")[0]
 
     @cached_property
     def invitation_token(self) -> str:
-        """The one-time token of a pending invitation of the cast's org, to an address without an account."""
-        return self._invitation(self.cast.org, "invitee@example.com")[1]
+        """The one-time token of a pending invitation of the cast's org, to an address without an account (one
+        address per World: several Worlds may share the cast, and an address has one pending invitation)."""
+        return self._invitation(self.cast.org, f"invitee-{secrets.token_hex(4)}@example.com")[1]
 
     @cached_property
     def owners_refresh_token(self) -> str:

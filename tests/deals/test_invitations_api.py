@@ -6,10 +6,12 @@ from __future__ import annotations
 import hashlib
 import re
 import socket
+import threading
 from datetime import timedelta
 
 import pytest
 from django.core import mail
+from django.db import connection
 from django.utils import timezone
 
 from deals.models import Invitation, InvitationStatus, OrgMembership, OrgRole, User
@@ -410,3 +412,40 @@ def test_a_bearer_token_is_ignored_by_the_public_accept(cast):
     client = factories.client_for(token="not-a-jwt")
     body = {"token": _code(mail.outbox[0]), "username": "invitee", "password": NEW}
     assert client.post("/api/invitations/accept", body, format="json").status_code == 201
+
+
+def _at_once(*calls) -> list[int]:
+    """Run the calls in threads released together; their statuses (each thread closes its connection)."""
+    barrier = threading.Barrier(len(calls))
+    statuses: list[int] = []
+
+    def run(call) -> None:
+        barrier.wait()
+        try:
+            statuses.append(call().status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return sorted(statuses)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_code_used_twice_at_once_creates_one_account(cast):
+    _invite(cast)
+    code = _code(mail.outbox[0])
+    statuses = _at_once(lambda: _accept_with(code, username="first"), lambda: _accept_with(code, username="second"))
+    assert statuses == [201, 422]
+    assert User.objects.filter(email="invitee@example.com").count() == 1
+    assert OrgMembership.objects.filter(org=cast.org, user__email="invitee@example.com").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_same_address_invited_twice_at_once_gets_one_invitation(cast):
+    statuses = _at_once(lambda: _invite(cast), lambda: _invite(cast))
+    assert statuses == [201, 409]
+    assert Invitation.objects.filter(status=InvitationStatus.PENDING).count() == 1

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
+from django.db import connection
 
 from deals.models import DealAccess, OrgMembership, OrgRole, User
 from tests import factories
@@ -219,3 +222,26 @@ def test_bad_role_changes_are_422(cast, body, loc):
 def test_a_malformed_user_id_is_422_at_path(cast):
     response = cast.client("owner").patch(f"/api/orgs/{cast.org.pk}/members/nope", {"role": "admin"}, format="json")
     assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["path", "user_id"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_admins_demoting_each_other_at_once_leave_one_admin(cast):
+    OrgMembership.objects.filter(org=cast.org, user=cast.users["editor"]).update(role=OrgRole.ADMIN)
+    barrier = threading.Barrier(2)
+    statuses: list[int] = []
+
+    def demote(actor: str, target: str) -> None:
+        barrier.wait()
+        try:
+            statuses.append(_role(cast, cast.users[target], "member", caller=actor).status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=demote, args=pair) for pair in (("owner", "editor"), ("editor", "owner"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    # the second waits for the first's row locks, then finds itself demoted (403) or the last admin (409)
+    assert sorted(statuses) in ([200, 403], [200, 409])
+    assert OrgMembership.objects.filter(org=cast.org, role=OrgRole.ADMIN).count() == 1
