@@ -64,6 +64,18 @@ class PreconditionFailedError(DomainError):
     default_message = "The If-Match header does not name the current version."
 
 
+class InvalidInputsError(DomainError):
+    """Several InvalidInputError at once (a 422 listing each), for rules checked together: e.g. a wrong current
+    password and a new password the validators refuse, reported in one answer."""
+
+    code = "value_error"
+    default_message = "Invalid values."
+
+    def __init__(self, errors: list[InvalidInputError]) -> None:
+        super().__init__(" ".join(error.message for error in errors))
+        self.errors = errors
+
+
 class GoneError(DomainError):
     code = "gone"
     default_message = "No longer available."

@@ -338,6 +338,26 @@ LOGIN_USERNAME_RATE_PER_MINUTE = env_int("LOGIN_USERNAME_RATE_PER_MINUTE", 1)
 LOGIN_USERNAME_BURST = env_int("LOGIN_USERNAME_BURST", 5)
 LOGIN_ADDRESS_RATE_PER_MINUTE = env_int("LOGIN_ADDRESS_RATE_PER_MINUTE", 20)
 LOGIN_ADDRESS_BURST = env_int("LOGIN_ADDRESS_BURST", 20)
+# Invitations to an org (POST /api/orgs/{org_id}/invitations): an invitation and the one-time token its email
+# carries stay valid this long (7 days); then they are dead and the address may be invited again.
+INVITATION_TTL_SECONDS = env_int("INVITATION_TTL_SECONDS", 7 * 24 * 3600)
+# The frontend page that accepts an invitation, `{token}` replaced by the token, linked from the email (e.g.
+# https://app.example.com/invitations/accept?token={token}); empty: the email gives the token and the API call.
+INVITATION_ACCEPT_URL = env_str("INVITATION_ACCEPT_URL", "")
+# Outgoing email (invitations): Django's email backend. Development prints each message on the console; production
+# sends through SMTP (EMAIL_HOST...). The tests use Django's in-memory backend (django.core.mail.outbox).
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend" if PRODUCTION else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+# Seconds an SMTP call may take; an invitation whose email cannot be sent is not kept (503).
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Deal Canvas <noreply@localhost>")
 # How many proxies in front append to X-Forwarded-For: the client address is the entry that many from
 # the right. 0 (no proxy) uses the connection's address; behind one nginx, 1. Never more than there are:
 # entries further left are whatever the client wrote.

@@ -23,6 +23,7 @@ urlpatterns = [
     path("api/redoc/", RedocView.as_view(url_name="schema"), name="redoc"),
     path("api/", include("deals.urls")),
     path("api/", include("deals.apikeys.urls")),
+    path("api/", include("deals.people.urls")),
     path("api/", include("deals.documents.urls")),
     # run_urls holds the literal /api/canvas/prompts, which must come before /api/canvas/{deal_id}
     path("api/", include("canvas.runs.urls")),

@@ -3,7 +3,8 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
 from deals.apikeys import services as api_key_services
 from deals.documents import services as document_services
-from deals.models import ApiKey, Deal, DealAccess, Document, DocumentPage, Org, OrgMembership, User
+from deals.models import ApiKey, Deal, DealAccess, Document, DocumentPage, Invitation, Org, OrgMembership, User
+from deals.people import services as people_services
 
 
 @admin.register(User)
@@ -95,6 +96,49 @@ class DealAccessAdmin(admin.ModelAdmin):
     search_fields = ("deal__name", "user__username", "user__email")
     autocomplete_fields = ("deal", "user")
     readonly_fields = ("granted_by", "created_at", "updated_at")
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    """Invitations are made through the API (which emails the one-time code; only its hash is stored, and never
+    shown): the admin lists them and revokes pending ones."""
+
+    list_display = ("email", "org", "role", "shown_status", "invited_by", "created_at", "expires_at")
+    list_filter = ("status", "role")
+    search_fields = ("email", "org__name")
+    list_select_related = ("org", "invited_by")
+    fields = (
+        "id",
+        "org",
+        "email",
+        "role",
+        "shown_status",
+        "invited_by",
+        "responded_by",
+        "created_at",
+        "expires_at",
+        "responded_at",
+    )
+    readonly_fields = fields
+    actions = ["revoke"]
+
+    @admin.display(description="status")
+    def shown_status(self, obj: Invitation) -> str:
+        return obj.shown_status
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # an answered or revoked invitation stays, as a record of who was let in by whom
+
+    @admin.action(description="Revoke the selected pending invitations")
+    def revoke(self, request, queryset):
+        revoked = people_services.invitations_revoke(invitation_ids=list(queryset.values_list("pk", flat=True)))
+        self.message_user(request, f"{revoked} invitation(s) revoked.")
 
 
 # --- documents (deals.documents.services owns every write; the admin only calls it) -----------------

@@ -307,3 +307,66 @@ class ApiKey(models.Model):
     @property
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
+
+
+class InvitationStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    ACCEPTED = "accepted", "Accepted"
+    DECLINED = "declined", "Declined"
+    REVOKED = "revoked", "Revoked"
+    EXPIRED = "expired", "Expired (replaced by a new invitation)"
+
+
+class Invitation(models.Model):
+    """An invitation to join an org, sent to an email address.
+
+    The one-time token of the email is stored only as its SHA-256 (`token_hash`): it is 32 random bytes,
+    so a fast hash suffices, and a leaked table lets nobody accept. A pending invitation past `expires_at`
+    is dead; it reads as `expired` and is replaced when the same address is invited again.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    org = models.ForeignKey(Org, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField(help_text="Lower-cased; an account whose email matches (any case) may accept.")
+    role = models.CharField(max_length=16, choices=OrgRole.choices, default=OrgRole.MEMBER)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    status = models.CharField(max_length=16, choices=InvitationStatus.choices, default=InvitationStatus.PENDING)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    responded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Who accepted or declined it (the new account, for an invitation accepted with its token).",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    responded_at = models.DateTimeField(null=True, blank=True, help_text="When it was accepted, declined or revoked.")
+
+    class Meta:
+        ordering = ["-created_at", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["org", "email"],
+                condition=models.Q(status="pending"),
+                name="uniq_pending_invitation",
+            )
+        ]
+        indexes = [models.Index(fields=["email", "status"], name="invitation_email_status")]
+
+    def __str__(self) -> str:
+        return f"{self.email} to {self.org} ({self.status})"
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at <= timezone.now()
+
+    @property
+    def shown_status(self) -> str:
+        """The status as the API shows it: a pending invitation past its expiry is `expired`."""
+        if self.status == InvitationStatus.PENDING and self.is_expired:
+            return InvitationStatus.EXPIRED
+        return self.status

@@ -94,6 +94,10 @@ class MemberAddInput(serializers.Serializer):
         return attrs
 
 
+class MemberRoleInput(serializers.Serializer):
+    role = serializers.ChoiceField(choices=OrgRole.choices)
+
+
 class MemberOutput(serializers.Serializer):
     user_id = serializers.UUIDField(source="user.id")
     email = serializers.EmailField(source="user.email")

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterable
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 
 from canvas_project import keyspace
 from canvas_project.errors import InvalidInputError
@@ -20,20 +21,52 @@ logger = logging.getLogger(__name__)
 
 
 # --- users ------------------------------------------------------------------------------------
-def user_find(*, user_id: uuid.UUID | None = None, email: str | None = None, field: str) -> User:
-    """The active user named by id or email. Raises InvalidInputError at body.<field> when none."""
-    users = User.objects.filter(is_active=True)
-    found = (
-        users.filter(pk=user_id).first()
-        if user_id
-        else users.filter(email__iexact=email).order_by("date_joined").first()
-    )
+# Nobody learns from an answer whether an email or a user id exists outside their own orgs: a user is looked up
+# only among the people the caller may already know (the members of an org), and every miss reads the same,
+# echoing only what the caller sent.
+def _named(users, *, user_id: uuid.UUID | None, email: str | None) -> User | None:
+    users = users.filter(is_active=True)
+    if user_id:
+        return users.filter(pk=user_id).first()
+    return users.filter(email__iexact=email).order_by("date_joined", "pk").first()
+
+
+def org_member_find(
+    *, org_id: uuid.UUID, user_id: uuid.UUID | None = None, email: str | None = None, field: str
+) -> User:
+    """The active member of the org named by id or email.
+
+    Raises InvalidInputError at body.<field> when none: the same answer for an unknown id or email and for a
+    user outside the org.
+    """
+    found = _named(User.objects.filter(org_memberships__org_id=org_id), user_id=user_id, email=email)
     if found is None:
         raise InvalidInputError(
-            "No active user has this " + ("id." if user_id else "email."),
+            "No member of the deal's org has this " + ("id" if user_id else "email") + "; an org admin must add "
+            "them to the org first.",
             loc=["body", field],
             value=str(user_id or email),
-            code="user_not_found",
+            code="not_org_member",
+        )
+    return found
+
+
+def colleague_find(*, actor: User, user_id: uuid.UUID | None = None, email: str | None = None, field: str) -> User:
+    """An active user who shares at least one org with the actor, named by id or email.
+
+    Raises InvalidInputError at body.<field> when none: the same answer whether nobody has that id or email,
+    or only someone outside the actor's orgs.
+    """
+    actor_orgs = OrgMembership.objects.filter(user=actor.pk).values("org_id")
+    shared = OrgMembership.objects.filter(user=OuterRef("pk"), org_id__in=actor_orgs)
+    found = _named(User.objects.filter(Exists(shared)), user_id=user_id, email=email)
+    if found is None:
+        raise InvalidInputError(
+            "Nobody in your orgs has this " + ("id" if user_id else "email") + ". To bring in someone new, invite "
+            "them by email: POST /api/orgs/{org_id}/invitations.",
+            loc=["body", field],
+            value=str(user_id or email),
+            code="not_in_your_orgs",
         )
     return found
 
@@ -80,15 +113,51 @@ def _require_org_admin(membership: OrgMembership) -> None:
         raise RoleTooLow("Only org admins can manage members.")
 
 
-def org_member_add(*, actor_membership: OrgMembership, user: User, role: str) -> OrgMembership:
-    """Add a user to the actor's org. Raises RoleTooLow (not an admin), AlreadyExists."""
+def org_member_add(
+    *, actor_membership: OrgMembership, user_id: uuid.UUID | None, email: str | None, role: str
+) -> OrgMembership:
+    """Add someone the actor already shares an org with (by id or email) to the actor's org.
+
+    Nobody else is added without their consent: a person from outside the actor's orgs is invited
+    (deals.people.services.invitation_create). Raises RoleTooLow (not an admin; checked before any lookup),
+    InvalidInputError (nobody in the actor's orgs has this id or email), AlreadyExists.
+    """
     _require_org_admin(actor_membership)
+    field = "user_id" if user_id else "email"
+    user = colleague_find(actor=actor_membership.user, user_id=user_id, email=email, field=field)
     membership, created = OrgMembership.objects.get_or_create(
         org=actor_membership.org, user=user, defaults={"role": role}
     )
     if not created:
         raise AlreadyExists(f"{user.username} is already a member of this org.")
     return membership
+
+
+@transaction.atomic
+def org_member_role_change(*, actor_membership: OrgMembership, user_id: uuid.UUID, role: str) -> OrgMembership:
+    """Change a member's role in the actor's org (org admin). Raises RoleTooLow, MemberNotFound, and LastOrgAdmin
+    when it would leave the org without an admin."""
+    _require_org_admin(actor_membership)
+    # every membership of the org locked in pk order: two concurrent demotions cannot both see another admin
+    memberships = list(
+        OrgMembership.objects.select_for_update()
+        .filter(org=actor_membership.org_id)
+        .select_related("user", "org")
+        .order_by("pk")
+    )
+    actor = next((m for m in memberships if m.pk == actor_membership.pk), None)
+    if actor is None or actor.role != OrgRole.ADMIN:  # demoted or removed while this request waited for the locks
+        raise RoleTooLow("Only org admins can manage members.")
+    target = next((m for m in memberships if m.user_id == user_id), None)
+    if target is None:
+        raise MemberNotFound()
+    admins = [m for m in memberships if m.role == OrgRole.ADMIN]
+    if target.role == OrgRole.ADMIN and role != OrgRole.ADMIN and len(admins) == 1:
+        raise LastOrgAdmin("The last admin of an org cannot be demoted; make someone else admin first.")
+    if target.role != role:
+        target.role = role
+        target.save(update_fields=["role", "updated_at"])
+    return target
 
 
 @transaction.atomic
@@ -250,10 +319,11 @@ def deals_batch_delete(*, user: User, deal_ids: Iterable[uuid.UUID], token_deal_
 # --- sharing ----------------------------------------------------------------------------------
 def _require_org_member(deal: Deal, user: User, field: str) -> None:
     if not OrgMembership.objects.filter(org=deal.org_id, user=user.pk).exists():
+        # the answer of org_member_find: never the user's id, which the caller may not know
         raise InvalidInputError(
-            "This user is not a member of the deal's org; an org admin must add them first.",
+            "No member of the deal's org has this id; an org admin must add them to the org first.",
             loc=["body", field],
-            value=str(user.pk),
+            value=None,
             code="not_org_member",
         )
 

@@ -64,6 +64,7 @@ from deals.serializers import (
     GrantUpdateInput,
     MemberAddInput,
     MemberOutput,
+    MemberRoleInput,
     OrgCreateInput,
     OrgOutput,
     StreamTicketInput,
@@ -422,7 +423,11 @@ class OrgMemberViewSet(viewsets.ViewSet):
 
     @extend_schema(
         operation_id="org_members_add",
-        summary="Add a member (org admin)",
+        summary="Add someone from your orgs (org admin)",
+        description="Adds, at once, a person who already shares an org with the caller (named by `user_id` or "
+        "`email`). Anyone else is invited instead (POST /api/orgs/{org_id}/invitations), so nobody joins an org "
+        "without consenting. A person outside the caller's orgs and an unknown id or email get the same 422 "
+        "(`not_in_your_orgs`), which reveals nothing about accounts elsewhere.",
         parameters=[ORG_ID_PARAM],
         request=MemberAddInput,
         responses={201: MemberOutput, **error_responses(401, 403, 404, 409, 422)},
@@ -431,10 +436,26 @@ class OrgMemberViewSet(viewsets.ViewSet):
     def create(self, request, org_id):
         membership = selectors.org_membership_of(user=request.user, org_id=parse_path_uuid(org_id, "org_id"))
         body = parse_body(MemberAddInput, request)
-        field = "user_id" if "user_id" in body else "email"
-        user = services.user_find(user_id=body.get("user_id"), email=body.get("email"), field=field)
-        added = services.org_member_add(actor_membership=membership, user=user, role=body["role"])
+        added = services.org_member_add(
+            actor_membership=membership, user_id=body.get("user_id"), email=body.get("email"), role=body["role"]
+        )
         return Response(MemberOutput(added).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        operation_id="org_members_change_role",
+        summary="Change a member's role (org admin)",
+        description="The last admin cannot be demoted (409).",
+        parameters=[ORG_ID_PARAM, USER_ID_PARAM],
+        request=MemberRoleInput,
+        responses={200: MemberOutput, **error_responses(401, 403, 404, 409, 422)},
+        tags=["orgs"],
+    )
+    def partial_update(self, request, org_id, user_id):
+        membership = selectors.org_membership_of(user=request.user, org_id=parse_path_uuid(org_id, "org_id"))
+        user_uuid = parse_path_uuid(user_id, "user_id")
+        body = parse_body(MemberRoleInput, request)
+        changed = services.org_member_role_change(actor_membership=membership, user_id=user_uuid, role=body["role"])
+        return Response(MemberOutput(changed).data)
 
     @extend_schema(
         operation_id="org_members_remove",
@@ -608,6 +629,8 @@ class DealAccessViewSet(DealScopedViewSet):
     @extend_schema(
         operation_id="deal_access_grant",
         summary="Share the deal with an org member (owner)",
+        description="The user (by `user_id` or `email`) must be a member of the deal's org. Anyone else, and an "
+        "unknown id or email, get the same 422 (`not_org_member`) echoing only what was sent.",
         request=GrantCreateInput,
         responses={201: GrantOutput, **error_responses(401, 403, 404, 409, 422)},
         tags=["sharing"],
@@ -615,9 +638,12 @@ class DealAccessViewSet(DealScopedViewSet):
     def create(self, request, deal_id):
         body = parse_body(GrantCreateInput, request)
         field = "user_id" if "user_id" in body else "email"
-        user = services.user_find(user_id=body.get("user_id"), email=body.get("email"), field=field)
+        deal = self.deal_access.deal
+        user = services.org_member_find(
+            org_id=deal.org_id, user_id=body.get("user_id"), email=body.get("email"), field=field
+        )
         grant = services.deal_access_grant(
-            deal=self.deal_access.deal, user=user, role=body["role"], granted_by=request.user, field=field
+            deal=deal, user=user, role=body["role"], granted_by=request.user, field=field
         )
         return Response(GrantOutput(grant).data, status=status.HTTP_201_CREATED)
 

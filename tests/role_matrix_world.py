@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import io
+import secrets
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
 from django.conf import settings
 from django.core.files.base import ContentFile
+from django.utils import timezone
 from PIL import Image
 
 from canvas.collab import services as collab
@@ -24,7 +27,8 @@ from canvas.nodes import services as nodes
 from canvas.review import services as review_services
 from deals.documents.ingestion.crops import digitization_cache_write
 from deals.documents.ingestion.digitize import Crop, Digitized, PageText
-from deals.models import Deal, Document, DocumentPage, FileState
+from deals.models import Deal, Document, DocumentPage, FileState, Invitation
+from deals.people.services import invitation_token_hash
 from deals.tokens import token_pair_for_user
 from internal_api.models import ChatThread
 from tests import factories
@@ -272,9 +276,42 @@ class World:
 
     # --- people, tokens, threads -----------------------------------------------------------------------
     @cached_property
-    def newcomer(self) -> str:
-        """A user in no org yet (to be added to one)."""
-        return str(factories.make_user("newcomer").pk)
+    def colleague(self) -> str:
+        """A user in no org of the cast's, but in another org with the owner (Org C): the owner may add them."""
+        colleague = factories.make_user()  # a fresh name: several Worlds may share the cast
+        factories.add_member(factories.make_org("Org C", admin=self.owner), colleague)
+        return str(colleague.pk)
+
+    def _invitation(self, org, email: str) -> tuple[str, str]:
+        """(id, one-time token) of a pending invitation of the org to the email."""
+        token = secrets.token_urlsafe(32)
+        invitation = Invitation.objects.create(
+            org=org,
+            email=email,
+            role="member",
+            token_hash=invitation_token_hash(token),
+            invited_by=self.owner,
+            expires_at=timezone.now() + timedelta(days=1),
+        )
+        return str(invitation.pk), token
+
+    @cached_property
+    def callers_invitation(self) -> str:
+        """A pending invitation of a third org to the caller's email address (the owner's for anonymous and the
+        engine)."""
+        org = factories.make_org("Org D", admin=self.owner)
+        return self._invitation(org, (self.caller or self.owner).email)[0]
+
+    @cached_property
+    def org_invitation(self) -> str:
+        """A pending invitation of the cast's org to someone outside it."""
+        return self._invitation(self.cast.org, f"invitee-{secrets.token_hex(4)}@example.com")[0]
+
+    @cached_property
+    def invitation_token(self) -> str:
+        """The one-time token of a pending invitation of the cast's org, to an address without an account (one
+        address per World: several Worlds may share the cast, and an address has one pending invitation)."""
+        return self._invitation(self.cast.org, f"invitee-{secrets.token_hex(4)}@example.com")[1]
 
     @cached_property
     def owners_refresh_token(self) -> str:

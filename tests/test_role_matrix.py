@@ -223,17 +223,74 @@ TABLE: list[Entry] = [
     at("orgs-list", "GET", users(200), lambda w: Call("/api/orgs")),
     at("orgs-list", "POST", users(201), lambda w: Call("/api/orgs", {"name": "New Fund"})),
     at("org-members-list", "GET", org_a("member", 200), lambda w: Call(f"/api/orgs/{w.cast.org.pk}/members")),
+    # adding a member directly: only someone who already shares an org with the caller (the owner's colleague)
     at(
         "org-members-list",
         "POST",
         org_a("admin", 201),
-        lambda w: Call(f"/api/orgs/{w.cast.org.pk}/members", {"user_id": w.newcomer, "role": "member"}),
+        lambda w: Call(f"/api/orgs/{w.cast.org.pk}/members", {"user_id": w.colleague, "role": "member"}),
     ),
     at(
         "org-members-detail",
         "DELETE",
         org_a("admin", 204),
         lambda w: Call(f"/api/orgs/{w.cast.org.pk}/members/{w.user('member').pk}"),
+    ),
+    at(
+        "org-members-detail",
+        "PATCH",
+        org_a("admin", 200),
+        lambda w: Call(f"/api/orgs/{w.cast.org.pk}/members/{w.user('member').pk}", {"role": "admin"}),
+    ),
+    # invitations: an org's (its admins), the caller's own (to their email address), and the public accept
+    at("org-invitations-list", "GET", org_a("admin", 200), lambda w: Call(f"/api/orgs/{w.cast.org.pk}/invitations")),
+    at(
+        "org-invitations-list",
+        "POST",
+        org_a("admin", 201),
+        lambda w: Call(f"/api/orgs/{w.cast.org.pk}/invitations", {"email": "invitee@example.com", "role": "member"}),
+    ),
+    at(
+        "org-invitations-detail",
+        "DELETE",
+        org_a("admin", 204),
+        lambda w: Call(f"/api/orgs/{w.cast.org.pk}/invitations/{w.org_invitation}"),
+    ),
+    at("me-invitations-list", "GET", users(200), lambda w: Call("/api/me/invitations")),
+    at(
+        "me-invitations-accept",
+        "POST",
+        users(200),
+        lambda w: Call(f"/api/me/invitations/{w.callers_invitation}/accept"),
+        person_only=True,
+    ),
+    at(
+        "me-invitations-decline",
+        "POST",
+        users(204),
+        lambda w: Call(f"/api/me/invitations/{w.callers_invitation}/decline"),
+        person_only=True,
+    ),
+    # public: the one-time token is the credential; any Authorization header is ignored
+    at(
+        "invitations-accept",
+        "POST",
+        everyone(201),
+        lambda w: Call(
+            "/api/invitations/accept",
+            {"token": w.invitation_token, "username": "invitee", "password": "a-fresh-pass-5678"},
+        ),
+    ),
+    # the caller's own account
+    at("me-list", "GET", users(200), lambda w: Call("/api/me")),
+    at(
+        "me-password",
+        "POST",
+        users(200),
+        lambda w: Call(
+            "/api/me/password", {"current_password": factories.PASSWORD, "new_password": "a-fresh-pass-5678"}
+        ),
+        person_only=True,
     ),
     # deals
     at("dashboard-memos-list", "GET", users(200), lambda w: Call("/api/dashboard/memos")),

@@ -14,7 +14,7 @@ operation:
 
 Identifiers are grounded in a seeded world so requests reach their handlers instead of stopping at a
 404: the deal in a path is always the seeded deal; other ids (section key, comment, suggestion, node,
-condition, run, document, version, user, org, chat thread, API key, credentials) are the seeded ones three
+condition, run, document, version, user, org, chat thread, API key, invitation, credentials) are the seeded ones three
 times out of four in fuzz cases, always in valid coverage cases, and never in invalid ones.
 
 Most operations run in this process through Django's WSGI handler on the test's own database
@@ -166,6 +166,9 @@ def seed_world(cast) -> World:
         ),
         "thread_id",
     )
+    invitation_id = _created(
+        owner.post(f"/api/orgs/{cast.org.pk}/invitations", {"email": "invitee@example.com"}, format="json")
+    )
     tokens = {role: token_pair_for_user(user=users[role])["access"] for role in USER_ROLES if role not in KEY_ROLES}
     for role, (user, scope) in KEY_ROLES.items():
         tokens[role] = make_api_key(users[user], scope, name=role)[1]
@@ -189,6 +192,7 @@ def seed_world(cast) -> World:
             "org_id": cast.org.pk,
             "thread_id": thread_id,
             "id": spare_key.pk,
+            "invitation_id": invitation_id,
         },
         query={
             "project_id": deal.pk,
@@ -215,6 +219,7 @@ def seed_world(cast) -> World:
             "parent_id": comment_id,
             "username": "owner",
             "password": PASSWORD,
+            "current_password": PASSWORD,
             "agent_id": "strategy",
             "refresh": spare["refresh"],
             "token": spare["access"],

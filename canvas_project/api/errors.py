@@ -47,12 +47,10 @@ def validation_response(items: list[dict[str, Any]]) -> Response:
 
 def domain_error_parts(exc: domain.DomainError) -> tuple[int, dict[str, Any], dict[str, str]]:
     """(status, body, headers) of a domain error; shared by DRF views and the async SSE views."""
-    if isinstance(exc, domain.InvalidInputError):
-        return (
-            422,
-            {"detail": [{"loc": exc.loc, "msg": exc.message, "type": exc.code, "input": exc.value, "ctx": {}}]},
-            {},
-        )
+    if isinstance(exc, domain.InvalidInputError | domain.InvalidInputsError):
+        errors = exc.errors if isinstance(exc, domain.InvalidInputsError) else [exc]
+        items = [{"loc": e.loc, "msg": e.message, "type": e.code, "input": e.value, "ctx": {}} for e in errors]
+        return 422, {"detail": items}, {}
     code = next((s for cls, s in _DOMAIN_STATUS if isinstance(exc, cls)), status.HTTP_400_BAD_REQUEST)
     body: dict[str, Any] = {"detail": exc.message}
     body.update(exc.extra)

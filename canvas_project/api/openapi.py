@@ -24,6 +24,14 @@ class ProjectAutoSchema(AutoSchema):
             serializer = self.get_response_serializers()
         return is_list_serializer(serializer)
 
+    def get_operation(self, *args, **kwargs):
+        operation = super().get_operation(*args, **kwargs)
+        # A view without authenticators ignores any Authorization header: say it is public (`security: []`)
+        # rather than leave the requirement out, which readers take as "the document's default".
+        if operation is not None and "security" not in operation and not self.view.get_authenticators():
+            operation["security"] = []
+        return operation
+
     def _resolve_path_parameters(self, variables):
         parameters = super()._resolve_path_parameters(variables)
         for parameter in parameters:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+from datetime import timedelta
 
-from deals.models import DealAccess
+import pytest
+from django.utils import timezone
+
+from deals.models import DealAccess, Invitation, InvitationStatus
+from deals.people.services import invitation_token_hash
 
 
 @pytest.fixture
@@ -13,7 +17,7 @@ def admin_client(cast, client):
     return client
 
 
-@pytest.mark.parametrize("model", ["org", "orgmembership", "deal", "dealaccess", "user"])
+@pytest.mark.parametrize("model", ["org", "orgmembership", "deal", "dealaccess", "user", "invitation"])
 def test_changelists_render_and_search(admin_client, model):
     assert admin_client.get(f"/admin/deals/{model}/").status_code == 200
     assert admin_client.get(f"/admin/deals/{model}/?q=Riverside").status_code == 200
@@ -94,3 +98,37 @@ def test_deal_page_shows_memo_state_versions_and_readiness(admin_client, cast):
 @pytest.mark.parametrize("model", ["synthesisrun", "sectionapproval", "sectionfeedback", "comment"])
 def test_canvas_records_have_admin_lists(admin_client, model):
     assert admin_client.get(f"/admin/canvas/{model}/").status_code == 200
+
+
+def _invitation(cast, email: str = "invitee@example.com"):
+    return Invitation.objects.create(
+        org=cast.org,
+        email=email,
+        token_hash=invitation_token_hash(f"secret-code-of-{email}"),
+        invited_by=cast.users["owner"],
+        expires_at=timezone.now() + timedelta(days=1),
+    )
+
+
+def test_invitations_are_listed_searched_and_shown_without_their_code(admin_client, cast):
+    invitation = _invitation(cast)
+    listing = admin_client.get("/admin/deals/invitation/?q=invitee")
+    assert listing.status_code == 200
+    assert "invitee@example.com" in listing.content.decode() and "pending" in listing.content.decode()
+    page = admin_client.get(f"/admin/deals/invitation/{invitation.pk}/change/").content.decode()
+    assert "invitee@example.com" in page
+    assert invitation.token_hash not in page and "secret-code-of" not in page
+    assert admin_client.get("/admin/deals/invitation/add/").status_code == 403  # made through the API only
+
+
+def test_the_admin_revokes_pending_invitations(admin_client, cast):
+    pending, accepted = _invitation(cast, "a@example.com"), _invitation(cast, "b@example.com")
+    Invitation.objects.filter(pk=accepted.pk).update(status=InvitationStatus.ACCEPTED)
+    response = admin_client.post(
+        "/admin/deals/invitation/",
+        {"action": "revoke", "_selected_action": [str(pending.pk), str(accepted.pk)]},
+        follow=True,
+    )
+    assert response.status_code == 200 and "1 invitation(s) revoked." in response.content.decode()
+    assert Invitation.objects.get(pk=pending.pk).status == InvitationStatus.REVOKED
+    assert Invitation.objects.get(pk=accepted.pk).status == InvitationStatus.ACCEPTED

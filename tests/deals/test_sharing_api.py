@@ -74,6 +74,27 @@ def test_only_org_members_can_be_granted(cast):
     assert response.json()["detail"][0]["type"] == "not_org_member"
 
 
+def _without_input(response) -> list[dict]:
+    return [{k: v for k, v in item.items() if k != "input"} for item in response.json()["detail"]]
+
+
+@pytest.mark.parametrize("field", ["email", "user_id"])
+def test_a_refused_grant_reveals_nothing_about_users_outside_the_org(cast, field):
+    """Someone of another org and nobody at all get the same answer, which echoes only what was sent (never
+    the other user's id)."""
+    stranger = cast.users["other_org"]
+    sent = {"email": stranger.email, "user_id": str(stranger.pk)}[field]
+    unknown = {"email": "nobody@example.com", "user_id": "9b1d3c6e-1111-4222-8333-444455556666"}[field]
+    refused = cast.client("owner").post(_url(cast.deal), {field: sent, "role": "viewer"}, format="json")
+    missing = cast.client("owner").post(_url(cast.deal), {field: unknown, "role": "viewer"}, format="json")
+    assert refused.status_code == missing.status_code == 422
+    assert _without_input(refused) == _without_input(missing)
+    assert refused.json()["detail"][0]["input"] == sent
+    if field == "email":
+        assert str(stranger.pk) not in refused.content.decode()
+    assert not DealAccess.objects.filter(deal=cast.deal, user=stranger).exists()
+
+
 @pytest.mark.parametrize(
     ("payload", "loc"),
     [

@@ -9,8 +9,15 @@ import uuid
 import pytest
 from django.test import Client
 
-# The only operations a caller may use without a credential: logging in, the token checks, health.
-PUBLIC_OPERATIONS = {"auth_token_obtain", "auth_token_refresh", "auth_token_verify", "health"}
+# The only operations a caller may use without a credential: logging in, the token checks, health, and accepting
+# an org invitation with its emailed one-time code (the code is the credential: single use, expiring, revocable).
+PUBLIC_OPERATIONS = {
+    "auth_token_obtain",
+    "auth_token_refresh",
+    "auth_token_verify",
+    "health",
+    "invitations_accept_with_token",
+}
 
 
 @pytest.fixture(scope="module")
