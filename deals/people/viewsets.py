@@ -19,9 +19,9 @@ from canvas_project.api.validation import parse_body, parse_path_uuid
 from deals import selectors as deal_selectors
 from deals.access import token_deal_claim
 from deals.authentication import PERSON_ONLY
+from deals.models import ApiKey
 from deals.people import selectors, services
 from deals.people.errors import DealScopedTokenRefused
-from deals.models import ApiKey
 from deals.people.serializers import (
     InvitationAcceptInput,
     InvitationAcceptOutput,
