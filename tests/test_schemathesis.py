@@ -51,7 +51,12 @@ from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
 from schemathesis.generation import GenerationMode
-from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
+from schemathesis.specs.openapi.checks import (
+    negative_data_rejection,
+    positive_data_acceptance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from canvas.memo.templates import ACQUISITION
 from deals.models import Deal
@@ -63,7 +68,13 @@ from tests.servers import ServiceProcess, database_url_of
 EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "4"))
 # Unset: derandomized, the same cases every run (CI). A number explores other cases, reproducibly.
 SEED = int(os.environ["SCHEMATHESIS_SEED"]) if os.environ.get("SCHEMATHESIS_SEED") else None
-CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    response_schema_conformance,
+    positive_data_acceptance,
+    negative_data_rejection,
+]
 # Lowest first: for each case the owner (who may delete the deal) is called last.
 USER_ROLES = ("outsider", "superadmin", "viewer", "commenter", "editor", "owner")
 ENGINE_TOKEN = "test-engine-token-primary"  # one of test_settings.INTERNAL_ENGINE_TOKENS

@@ -8,7 +8,7 @@ JSON; the schema still says what a valid id looks like.)
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import is_list_serializer
 
-from canvas_project.api.schema import ERROR_DESCRIPTIONS, SERVER_SENT_EVENT_REF, SERVER_SENT_EVENT_SCHEMA
+from canvas_project.api.schema import ERROR_DESCRIPTIONS, SERVER_SENT_EVENT_SCHEMA
 from canvas_project.sse import schema as sse_schema
 
 
@@ -30,9 +30,11 @@ class ProjectAutoSchema(AutoSchema):
 
 
 def add_sse_endpoints(result, generator, request, public):
-    """drf-spectacular postprocessing hook: document the async event-stream views (canvas_project.sse.schema)."""
-    # every text/event-stream response (these and POST /generate's) describes its events with this
-    result.setdefault("components", {}).setdefault("schemas", {})["ServerSentEvent"] = SERVER_SENT_EVENT_SCHEMA
+    """drf-spectacular postprocessing hook: document the async event-stream views (canvas_project.sse.schema)
+    and every declared set of events, as components."""
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    for prefix, events in sse_schema.EVENT_SETS.items():
+        _add_event_components(schemas, prefix, events)
     for endpoint in sse_schema.POSTED_STREAMS:
         _add_posted_stream(result, endpoint)
 
@@ -70,7 +72,9 @@ def add_sse_endpoints(result, generator, request, public):
             "security": [{"jwtAuth": []}],
             "parameters": parameters,
             "responses": _stream_responses(
-                not_found="Unknown deal, or not visible to the caller.", invalid="Malformed Last-Event-ID."
+                endpoint["prefix"],
+                not_found="Unknown deal, or not visible to the caller.",
+                invalid="Malformed Last-Event-ID.",
             ),
         }
     return result
@@ -106,11 +110,52 @@ def document_request_body_rules(result, generator, request, public):
     return result
 
 
-def _stream_responses(*, not_found: str, invalid: str) -> dict:
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def _add_event_components(schemas: dict, prefix: str, events: dict[str, dict]) -> None:
+    """`<prefix><Name>Data` (the payload), `<prefix><Name>` (the event as an EventSource sees it) per event,
+    and `<prefix>`: one of them, told apart by `event`."""
+    mapping = {}
+    for name, data_schema in events.items():
+        component, data_component = f"{prefix}{_camel(name)}", f"{prefix}{_camel(name)}Data"
+        for taken in (component, data_component):
+            if taken in schemas:
+                raise ValueError(f"event component {taken!r} collides with another component")
+        schemas[data_component] = data_schema
+        base = SERVER_SENT_EVENT_SCHEMA["properties"]
+        schemas[component] = {
+            "type": "object",
+            "description": f"`event: {name}`. {data_schema.get('description', '')}".strip(),
+            "properties": {
+                "event": {"type": "string", "enum": [name], "description": base["event"]["description"]},
+                "data": {
+                    "type": "string",
+                    "description": f"JSON text; parsed, a {data_component} (`#/components/schemas/{data_component}`).",
+                    "x-json-schema": {"$ref": f"#/components/schemas/{data_component}"},
+                },
+                "id": base["id"],
+                "retry": base["retry"],
+            },
+            "required": ["event", "data"],
+        }
+        mapping[name] = f"#/components/schemas/{component}"
+    if prefix in schemas:
+        raise ValueError(f"event component {prefix!r} collides with another component")
+    schemas[prefix] = {
+        "description": "One server-sent event of the stream; `event` names its type.",
+        "oneOf": [{"$ref": ref} for ref in mapping.values()],
+        "discriminator": {"propertyName": "event", "mapping": mapping},
+    }
+
+
+def _stream_responses(prefix: str, *, not_found: str, invalid: str) -> dict:
     """The answers every event-stream operation documents: the stream, 401, 403, 404, 422, 429 and 503."""
     error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorDetail"}}}
+    stream = {"text/event-stream": {"schema": sse_schema.event_union_ref(prefix)}}
     return {
-        "200": {"description": "An event stream.", "content": {"text/event-stream": {"schema": SERVER_SENT_EVENT_REF}}},
+        "200": {"description": "An event stream; its events are the oneOf of " + prefix + ".", "content": stream},
         "401": {"description": "Missing, expired or invalid bearer token.", "content": error},
         "403": {"description": "The role is too low.", "content": error},
         "404": {"description": not_found, "content": error},
@@ -143,7 +188,7 @@ def _add_posted_stream(result, endpoint: dict) -> None:
             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{endpoint['request']}"}}},
         },
         "responses": {
-            **_stream_responses(not_found="Unknown project or thread.", invalid="Validation Error"),
+            **_stream_responses(endpoint["prefix"], not_found="Unknown project or thread.", invalid="Validation Error"),
             "429": {"description": "Rate limited; see Retry-After.", "content": error},
             "503": {"description": "The engine or a dependency is down.", "content": error},
         },

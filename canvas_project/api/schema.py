@@ -81,6 +81,7 @@ ERROR_DESCRIPTIONS = {
 
 # One server-sent event as a client's EventSource sees it (the per-event schema of a text/event-stream
 # response, as OpenAPI 3.2's itemSchema has it). Retry-only blocks and `: ping` comments are not events.
+# Each stream's events are components built on these fields (canvas_project.api.openapi).
 SERVER_SENT_EVENT_SCHEMA = {
     "type": "object",
     "description": "One server-sent event of the stream.",
@@ -92,7 +93,6 @@ SERVER_SENT_EVENT_SCHEMA = {
     },
     "required": ["event", "data"],
 }
-SERVER_SENT_EVENT_REF = {"$ref": "#/components/schemas/ServerSentEvent"}
 
 
 def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
@@ -113,7 +113,6 @@ def deleted_response(description: str = "Deleted.") -> dict[int, OpenApiResponse
 
 __all__ = [
     "ERROR_DESCRIPTIONS",
-    "SERVER_SENT_EVENT_REF",
     "SERVER_SENT_EVENT_SCHEMA",
     "ErrorDetailSerializer",
     "HTTPValidationErrorSerializer",
