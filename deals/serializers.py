@@ -6,6 +6,7 @@ from rest_framework import serializers
 from rest_framework_simplejwt.serializers import TokenRefreshSerializer
 
 from canvas_project.api.fields import StrictCharField, page_field, page_size_field
+from canvas_project.api.rules import RuledSerializer
 from deals.models import DealRole, DocumentState, MemoKind, OrgRole, Visibility
 from deals.selectors import DASHBOARD_ORDERINGS, DASHBOARD_SCOPES
 from deals.tokens import UserRefreshToken
@@ -71,15 +72,11 @@ class OrgOutput(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
-class MemberAddInput(serializers.Serializer):
+class MemberAddInput(RuledSerializer):
+    exactly_one_of = ("email", "user_id")
     email = serializers.EmailField(required=False)
     user_id = serializers.UUIDField(required=False)
     role = serializers.ChoiceField(choices=OrgRole.choices, default=OrgRole.MEMBER)
-
-    def validate(self, attrs):
-        if ("email" in attrs) == ("user_id" in attrs):
-            raise serializers.ValidationError("Give exactly one of email or user_id.", code="value_error")
-        return attrs
 
 
 class MemberOutput(serializers.Serializer):
@@ -104,15 +101,11 @@ class DealCreateInput(serializers.Serializer):
     org_id = serializers.UUIDField(required=False, help_text="Defaults to the caller's only org.")
 
 
-class DealUpdateInput(serializers.Serializer):
+class DealUpdateInput(RuledSerializer):
+    at_least_one_of = ("name", "description", "visibility")
     name = StrictCharField(max_length=NAME_MAX, required=False)
     description = StrictCharField(max_length=DESCRIPTION_MAX, required=False, allow_blank=True)
     visibility = serializers.ChoiceField(choices=Visibility.choices, required=False, help_text="Owner only.")
-
-    def validate(self, attrs):
-        if not attrs:
-            raise serializers.ValidationError("Give at least one of name, description, visibility.", code="missing")
-        return attrs
 
 
 class DealOutput(serializers.Serializer):
@@ -205,15 +198,11 @@ class DashboardPageOutput(serializers.Serializer):
 
 
 # --- sharing ----------------------------------------------------------------------------------
-class GrantCreateInput(serializers.Serializer):
+class GrantCreateInput(RuledSerializer):
+    exactly_one_of = ("email", "user_id")
     email = serializers.EmailField(required=False)
     user_id = serializers.UUIDField(required=False)
     role = serializers.ChoiceField(choices=DealRole.choices)
-
-    def validate(self, attrs):
-        if ("email" in attrs) == ("user_id" in attrs):
-            raise serializers.ValidationError("Give exactly one of email or user_id.", code="value_error")
-        return attrs
 
 
 class GrantUpdateInput(serializers.Serializer):

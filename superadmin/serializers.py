@@ -5,10 +5,11 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from canvas_project import keys
+from canvas_project.api.rules import RuledSerializer
 from superadmin.services import MODE_ALL, MODE_BY_DEAL, MODES, SKIP_REASONS
 
 
-class PurgeDealsInput(serializers.Serializer):
+class PurgeDealsInput(RuledSerializer):
     """Request body for /api/superadmin/purge_deals."""
 
     mode = serializers.ChoiceField(
@@ -42,7 +43,22 @@ class PurgeDealsInput(serializers.Serializer):
     class Meta:
         ref_name = "PurgeDealsBody"
 
+    @classmethod
+    def schema_rules(cls) -> dict:
+        """validate()'s rule: by_deal names a deal; all names none (null is none)."""
+        return {
+            "oneOf": [
+                # (`not` here: a bare enum would be taken for another enum component by drf-spectacular)
+                {
+                    "properties": {"mode": {"not": {"enum": [MODE_ALL]}}, "deal_id": {"type": "string"}},
+                    "required": ["mode", "deal_id"],
+                },
+                {"properties": {"mode": {"not": {"enum": [MODE_BY_DEAL]}}, "deal_id": {"not": {"type": "string"}}}},
+            ]
+        }
+
     def validate(self, attrs):
+        attrs = super().validate(attrs)
         if attrs["mode"] == MODE_BY_DEAL and not attrs.get("deal_id"):
             raise serializers.ValidationError(
                 {"deal_id": serializers.ErrorDetail("deal_id is required when mode is by_deal.", code="missing")}

@@ -1,8 +1,9 @@
 """Schemathesis against /api/schema/: every operation, generated inputs, sent as every role.
 
 The document is the one the app serves at /api/schema/. Every response must pass schemathesis's
-not_a_server_error, status_code_conformance and response_schema_conformance checks. Two phases per
-operation:
+not_a_server_error, status_code_conformance, response_schema_conformance, positive_data_acceptance (a
+request the schema calls valid is not refused as malformed: no 400/422/415) and negative_data_rejection (a
+request the schema calls invalid is refused) checks. Two phases per operation:
 
 - fuzz: EXAMPLES cases drawn by Hypothesis (valid and invalid inputs, derandomized so CI sees the same
   ones every run), each sent once per role: anonymous, outsider, superadmin, viewer, commenter, editor,
@@ -14,7 +15,17 @@ operation:
 Identifiers are grounded in a seeded world so requests reach their handlers instead of stopping at a
 404: the deal in a path is always the seeded deal; other ids (section key, comment, suggestion, node,
 condition, run, document, version, user, org, chat thread, credentials) are the seeded ones three
-times out of four in fuzz cases, always in valid coverage cases, and never in invalid ones.
+times out of four in fuzz cases, always in valid coverage cases, and never in invalid ones. A grounded
+case is judged again (schemathesis revalidates a changed part), so a negative case that grounding made
+valid is held to positive_data_acceptance instead.
+
+What no schema can say, and how the harness keeps it out of the two data checks (narrowly):
+- References to other objects in a body (STATE_REFERENCES: the sections to draft, attached documents,
+  a user's email or id, the node to link to, a suggestion's anchor text and its occurrence in the
+  section) exist or not by state: a valid case always names the seeded ones. An unknown one is a 422 at
+  that field, as the operation documents.
+- An uploaded file's content is sniffed (PDF, XLSX, DOCX, UTF-8 text): a valid upload sends a real CSV.
+- A locked section (423) or an active run (409) is state: 423 joins the statuses a valid request may get.
 
 Most operations run in this process through Django's WSGI handler on the test's own database
 connection, so each operation starts from a fresh seeded world (the test transaction is rolled back
@@ -75,10 +86,18 @@ CHECKS = [
     positive_data_acceptance,
     negative_data_rejection,
 ]
+CONFIG_CHECKS = {
+    # A valid request may still meet state: another user's section lock (423) is no fault of its shape.
+    "positive_data_acceptance": {"expected-statuses": ["2xx", "3xx", "401", "403", "404", "409", "423", "429", "5xx"]},
+}
+# Body fields naming other objects: grounded in every valid case (see the module docstring).
+STATE_REFERENCES = {"sections", "attached_document_ids", "email", "user_id", "to", "file", "anchor_text", "occurrence"}
 # Lowest first: for each case the owner (who may delete the deal) is called last.
 USER_ROLES = ("outsider", "superadmin", "viewer", "commenter", "editor", "owner")
 ENGINE_TOKEN = "test-engine-token-primary"  # one of test_settings.INTERNAL_ENGINE_TOKENS
 SECTION_KEY = ACQUISITION.sections[0].key
+RENT_ROLL = b"unit,rent\n101,1850\n102,1900\n"
+ANCHOR = "123 Main Street"  # once in the seeded memo's first section (full_memo)
 # How long a stream call may read in all before it counts as cut short; a busy stream delivers its first
 # event well within it.
 STREAM_READ_SECONDS = 5
@@ -99,6 +118,7 @@ CONFIG = schemathesis.Config.from_dict(
         "generation": {"with-security-parameters": False},
         # An event stream never ends: keep its opening event, then disconnect.
         "max-stream-events": 1,
+        "checks": CONFIG_CHECKS,
     }
 )
 SCHEMA = schemathesis.openapi.from_dict(RAW_SCHEMA, config=CONFIG)
@@ -162,8 +182,11 @@ def seed_world(cast) -> World:
     node_id = _created(
         editor.post(canvas_url(deal, "nodes"), {"type": "strategy_item", "title": "Hold 7 years"}, format="json")
     )
+    other_node_id = _created(  # what a link from node_id points to
+        editor.post(canvas_url(deal, "nodes"), {"type": "risk", "title": "Rate cap expiry"}, format="json")
+    )
     run_id = _created(editor.post(canvas_url(deal, "generate"), {}, format="json"), "run_id")
-    upload = SimpleUploadedFile("rent-roll.csv", b"unit,rent\n101,1850\n102,1900\n", content_type="text/csv")
+    upload = SimpleUploadedFile("rent-roll.csv", RENT_ROLL, content_type="text/csv")
     doc_id = _created(owner.post(f"/api/deals/{deal.pk}/documents", {"file": upload}, format="multipart"))
     thread_id = _created(
         owner.post(
@@ -221,13 +244,20 @@ def seed_world(cast) -> World:
             "agent_id": "strategy",
             "refresh": spare["refresh"],
             "token": spare["access"],
+            "sections": [SECTION_KEY],
+            "attached_document_ids": [doc_id],
+            "email": viewer.email,
+            "to": other_node_id,
+            "file": RENT_ROLL,
+            "anchor_text": ANCHOR,
+            "occurrence": 1,
         },
     )
 
 
 def ground(case, world: World, keep_generated: Callable[[str], bool]) -> None:
     """Point the case's identifiers at the seeded world: the deal always, any other known name unless
-    keep_generated(name)."""
+    keep_generated(name); then have schemathesis judge the case again (grounding may make it valid)."""
     for container, values in (
         (case.path_parameters, world.path),
         (case.query, world.query),
@@ -240,7 +270,12 @@ def ground(case, world: World, keep_generated: Callable[[str], bool]) -> None:
         for name in list(case.body):
             if name in world.body and not keep_generated(name):
                 value = world.body[name]
-                case.body[name] = [str(v) for v in value] if isinstance(value, list) else str(value)
+                if isinstance(value, list):
+                    value = [str(v) for v in value]
+                elif not isinstance(value, bytes | int):
+                    value = str(value)
+                case.body[name] = value
+    case.meta  # noqa: B018 - reading it revalidates the parts grounding changed
 
 
 def roles_for(operation) -> list[str]:
@@ -312,7 +347,7 @@ def send(case, role: str, world: World, **call_kwargs) -> str | None:
 
 
 def without_credentials(case) -> None:
-    case.headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"} or None
+    case.headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"}
 
 
 def fuzz(operation, world: World, **call_kwargs) -> None:
@@ -334,8 +369,15 @@ def fuzz(operation, world: World, **call_kwargs) -> None:
     @hypothesis.given(data=st.data())
     def exercise(data):
         case = data.draw(strategy, label="case")
-        # 0..2 keep the real value, 3 the generated one; Hypothesis's simplest choice (0) is the real one
-        ground(case, world, lambda name: data.draw(st.integers(0, 3), label=f"keep generated {name}") == 3)
+        positive = case.meta is not None and case.meta.generation.mode.is_positive
+
+        def keep_generated(name: str) -> bool:
+            if positive and name in STATE_REFERENCES:
+                return False
+            # 0..2 keep the real value, 3 the generated one; Hypothesis's simplest choice (0) is the real one
+            return data.draw(st.integers(0, 3), label=f"keep generated {name}") == 3
+
+        ground(case, world, keep_generated)
         without_credentials(case)
         failures = [report for role in roles if (report := send(case, role, world, **call_kwargs))]
         assert not failures, "\n".join(failures)

@@ -6,16 +6,17 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from canvas_project.api.fields import StrictCharField
+from canvas_project.api.rules import StrictBooleanField
 
 
 class StepsPushInput(serializers.Serializer):
     version = serializers.IntegerField(min_value=0, help_text="The version the steps apply to.")
     client_id = StrictCharField(min_length=1, max_length=64)
     steps = serializers.ListField(
-        child=serializers.JSONField(),
+        child=serializers.DictField(),
         min_length=1,
         max_length=100,
-        help_text="Opaque steps (e.g. ProseMirror); ordered, never interpreted.",
+        help_text="Opaque steps (JSON objects, e.g. ProseMirror's); ordered, never interpreted.",
     )
 
 
@@ -39,7 +40,7 @@ class StepsOutput(serializers.Serializer):
 
 
 class CollabModeInput(serializers.Serializer):
-    enabled = serializers.BooleanField()
+    enabled = StrictBooleanField()
 
 
 class CollabClearedOutput(serializers.Serializer):

@@ -3,8 +3,6 @@ comments and brushes. Inputs end in Input, outputs in Output; names are unique a
 
 from __future__ import annotations
 
-import uuid
-
 from rest_framework import serializers
 
 from canvas.memo.serializers import SECTION_STATES, CanvasSectionOutput
@@ -12,11 +10,12 @@ from canvas.models import ReviewerRole, SuggestionKind, SuggestionStatus
 from canvas.review import suggestions
 from canvas.review.brushes import BRUSHES, FINDING_KINDS, SEVERITIES
 from canvas_project.api.fields import StrictCharField, one_of
+from canvas_project.api.rules import RuledSerializer, uuid_or_me_field
 from deals.models import DocumentState
 
 
 # --- suggestions ---------------------------------------------------------------------------------------
-class SuggestionCreateInput(serializers.Serializer):
+class SuggestionCreateInput(RuledSerializer):
     section_key = StrictCharField(max_length=64)
     kind = serializers.ChoiceField(choices=SuggestionKind.choices)
     anchor_text = StrictCharField(
@@ -54,7 +53,44 @@ class SuggestionCreateInput(serializers.Serializer):
         help_text="Why the change is proposed.",
     )
 
+    @classmethod
+    def schema_rules(cls) -> dict:
+        """validate()'s rules per kind, as JSON Schema (`kind` is told apart with `not`: a bare enum here would be
+        taken for another enum component by drf-spectacular). One rule is not expressible: a replace's content
+        must differ from its anchor."""
+
+        def kind_is(kind: str) -> dict:
+            return {"not": {"enum": [other for other in SuggestionKind.values if other != kind]}}
+
+        filled = {"minLength": 1}
+        return {
+            "oneOf": [
+                {
+                    "properties": {"kind": kind_is(SuggestionKind.INSERT), "content": filled},
+                    "required": ["content"],
+                    # an occurrence other than 1 needs an anchor
+                    "anyOf": [
+                        {"properties": {"anchor_text": filled}, "required": ["anchor_text"]},
+                        {"properties": {"occurrence": {"maximum": 1}}},
+                    ],
+                },
+                {
+                    "properties": {
+                        "kind": kind_is(SuggestionKind.DELETE),
+                        "anchor_text": filled,
+                        "content": {"maxLength": 0},
+                    },
+                    "required": ["anchor_text"],
+                },
+                {
+                    "properties": {"kind": kind_is(SuggestionKind.REPLACE), "anchor_text": filled, "content": filled},
+                    "required": ["anchor_text", "content"],
+                },
+            ]
+        }
+
     def validate(self, attrs):
+        attrs = super().validate(attrs)
         kind, anchor, content = attrs["kind"], attrs["anchor_text"], attrs["content"]
         problems: dict[str, str] = {}
         if kind in (SuggestionKind.DELETE, SuggestionKind.REPLACE) and not anchor:
@@ -77,18 +113,7 @@ class SuggestionCreateInput(serializers.Serializer):
 class SuggestionQueryInput(serializers.Serializer):
     status = serializers.ChoiceField(choices=SuggestionStatus.choices, required=False)
     section_key = StrictCharField(max_length=64, required=False)
-    author = StrictCharField(
-        required=False, max_length=36, help_text="`me` for the caller's own suggestions, or a user id."
-    )
-
-    def validate_author(self, value: str) -> str:
-        if value != "me":
-            try:
-                uuid.UUID(value)
-            except ValueError:
-                message = "Use `me` or a user id (UUID)."
-                raise serializers.ValidationError(message, code="value_error") from None
-        return value
+    author = uuid_or_me_field("suggestions")
 
 
 class SuggestionAcceptInput(serializers.Serializer):
@@ -180,17 +205,14 @@ class FeedbackOutput(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
-class CommentCreateInput(serializers.Serializer):
+class CommentCreateInput(RuledSerializer):
+    at_least_one_of = ("section_key", "parent_id")
+    at_least_one_message = "Give section_key, or parent_id to reply."
     section_key = StrictCharField(
         max_length=64, required=False, help_text="Required unless parent_id is given (a reply)."
     )
     body = StrictCharField(max_length=5000)
     parent_id = serializers.UUIDField(required=False, allow_null=True)
-
-    def validate(self, attrs):
-        if not attrs.get("parent_id") and not attrs.get("section_key"):
-            raise serializers.ValidationError("Give section_key, or parent_id to reply.", code="missing")
-        return attrs
 
 
 class CommentReplyOutput(serializers.Serializer):

@@ -3,8 +3,6 @@ Inputs end in Input, outputs in Output; names are unique across the project."""
 
 from __future__ import annotations
 
-import uuid
-
 from rest_framework import serializers
 
 from canvas.memo.serializers import CitationOutput
@@ -12,6 +10,7 @@ from canvas.models import RunStatus
 from canvas.runs.selectors import RUN_ORDERINGS
 from canvas.runs.services import stream_url
 from canvas_project.api.fields import StrictCharField, page_field, page_size_field
+from canvas_project.api.rules import comma_separated_field, uuid_or_me_field
 
 MAX_INSTRUCTIONS = 2000
 RUN_KINDS = ("generate", "regenerate")
@@ -32,6 +31,7 @@ class GenerateInput(serializers.Serializer):
         child=StrictCharField(max_length=64),
         required=False,
         allow_empty=False,
+        min_length=1,
         max_length=50,
         help_text="Section keys to draft; all of the template's sections when omitted.",
     )
@@ -154,10 +154,8 @@ class RunOutput(serializers.Serializer):
 
 
 class RunQueryInput(serializers.Serializer):
-    status = StrictCharField(required=False, help_text="One status or several, comma-separated.")
-    created_by = StrictCharField(
-        required=False, max_length=36, help_text="`me` for the caller's own runs, or a user id."
-    )
+    status = comma_separated_field(RunStatus.values, "status")
+    created_by = uuid_or_me_field("runs")
     created_after = serializers.DateTimeField(required=False, help_text="ISO 8601; inclusive.")
     created_before = serializers.DateTimeField(required=False, help_text="ISO 8601; exclusive.")
     ordering = serializers.ChoiceField(choices=list(RUN_ORDERINGS), required=False, default="-created_at")
@@ -165,21 +163,7 @@ class RunQueryInput(serializers.Serializer):
     page_size = page_size_field()
 
     def validate_status(self, value: str) -> list[str]:
-        statuses = [part.strip() for part in value.split(",") if part.strip()]
-        unknown = [s for s in statuses if s not in RunStatus.values]
-        if not statuses or unknown:
-            raise serializers.ValidationError(
-                f"Use one or more of {', '.join(RunStatus.values)}, comma-separated.", code="enum"
-            )
-        return statuses
-
-    def validate_created_by(self, value: str) -> str:
-        if value != "me":
-            try:
-                uuid.UUID(value)
-            except ValueError:
-                raise serializers.ValidationError("Use `me` or a user id (UUID).", code="uuid_parsing") from None
-        return value
+        return value.split(",")  # the field's pattern admits only known statuses, comma-separated
 
     def validate(self, attrs):
         after, before = attrs.get("created_after"), attrs.get("created_before")

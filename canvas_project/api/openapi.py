@@ -10,6 +10,7 @@ from drf_spectacular.plumbing import is_list_serializer
 
 from canvas_project.api.schema import ERROR_DESCRIPTIONS, SERVER_SENT_EVENT_SCHEMA
 from canvas_project.sse import schema as sse_schema
+from canvas_project.sse.hub import STREAM_ID_PATTERN
 
 
 class ProjectAutoSchema(AutoSchema):
@@ -51,14 +52,14 @@ def add_sse_endpoints(result, generator, request, public):
                 "in": "header",
                 "name": "Last-Event-ID",
                 "required": False,
-                "schema": {"type": "string"},
+                "schema": {"type": "string", "pattern": STREAM_ID_PATTERN},
                 "description": "Resume after this event id (browsers send it when they reconnect).",
             },
             {
                 "in": "query",
                 "name": "last_event_id",
                 "required": False,
-                "schema": {"type": "string"},
+                "schema": {"type": "string", "pattern": STREAM_ID_PATTERN},
                 "description": "Resume after this event id, for clients that cannot set headers.",
             },
         ]
@@ -86,6 +87,8 @@ def document_request_body_rules(result, generator, request, public):
     - Each request body's top-level object has `additionalProperties: false`: canvas_project.api.
       validation refuses unknown fields (422 extra_forbidden). Nested objects are left alone, as the
       validator checks only the top level.
+    - Every free-text string of a JSON body or a query has the pattern NO_NUL: canvas_project.api.parsers
+      and parse_query refuse NUL characters (PostgreSQL cannot store them) with a 422.
     - A body in a media type the view does not parse answers 415 (DRF's UnsupportedMediaType), so every
       operation with a body documents 415 next to its 422. The internal contract (400 for any bad input,
       no 422) and the chat stream (an async view that reads any body as JSON) never answer 415.
@@ -94,13 +97,20 @@ def document_request_body_rules(result, generator, request, public):
     schemas = result.get("components", {}).get("schemas", {})
     for path, item in result["paths"].items():
         for operation in item.values():
-            if not isinstance(operation, dict) or "requestBody" not in operation:
+            if not isinstance(operation, dict):
                 continue
-            for media in operation["requestBody"].get("content", {}).values():
+            for parameter in operation.get("parameters", []):
+                if parameter.get("in") == "query":
+                    _refuse_nul(parameter.get("schema", {}), schemas, seen=set())
+            if "requestBody" not in operation:
+                continue
+            for media_type, media in operation["requestBody"].get("content", {}).items():
                 ref = media.get("schema", {}).get("$ref", "")
                 component = schemas.get(ref.removeprefix("#/components/schemas/"))
                 if component is not None and component.get("type") == "object":
                     component["additionalProperties"] = False
+                if media_type == "application/json":
+                    _refuse_nul(media.get("schema", {}), schemas, seen=set())
             responses = operation.get("responses", {})
             if "422" in responses and "415" not in responses and path not in posted_streams:
                 responses["415"] = {
@@ -148,6 +158,33 @@ def _add_event_components(schemas: dict, prefix: str, events: dict[str, dict]) -
         "oneOf": [{"$ref": ref} for ref in mapping.values()],
         "discriminator": {"propertyName": "event", "mapping": mapping},
     }
+
+
+# What canvas_project.api.validation refuses in any text (PostgreSQL cannot store a NUL character).
+NO_NUL = "^[^\\u0000]*$"
+
+
+def _refuse_nul(schema: dict, schemas: dict, *, seen: set[str]) -> None:
+    """Give every free-text string under `schema` (following component refs once) the NO_NUL pattern; a
+    string with a format, an enum or its own pattern is already narrower."""
+    if not isinstance(schema, dict):
+        return
+    ref = schema.get("$ref")
+    if isinstance(ref, str):
+        name = ref.removeprefix("#/components/schemas/")
+        if name not in seen and name in schemas:
+            seen.add(name)
+            _refuse_nul(schemas[name], schemas, seen=seen)
+        return
+    if schema.get("type") == "string" and not ({"format", "enum", "pattern"} & set(schema)):
+        schema["pattern"] = NO_NUL
+    for key in ("items", "additionalProperties"):
+        _refuse_nul(schema.get(key), schemas, seen=seen)
+    for sub in schema.get("properties", {}).values():
+        _refuse_nul(sub, schemas, seen=seen)
+    for key in ("oneOf", "anyOf", "allOf"):
+        for sub in schema.get(key, []):
+            _refuse_nul(sub, schemas, seen=seen)
 
 
 def _stream_responses(prefix: str, *, not_found: str, invalid: str) -> dict:
