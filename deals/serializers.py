@@ -5,7 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 from rest_framework_simplejwt.serializers import TokenRefreshSerializer
 
-from canvas_project.api.fields import StrictCharField, page_field, page_size_field
+from canvas_project.api.fields import StrictCharField, StrictUUIDField, page_field, page_size_field
 from canvas_project.api.rules import RuledSerializer
 from deals.models import DealRole, DocumentState, MemoKind, OrgRole, Visibility
 from deals.selectors import DASHBOARD_ORDERINGS, DASHBOARD_SCOPES
@@ -43,21 +43,21 @@ class TokenVerifyInput(serializers.Serializer):
 class TokenVerifyOutput(serializers.Serializer):
     valid = serializers.BooleanField()
     token_type = StrictCharField()
-    user_id = serializers.UUIDField()
-    deal_id = serializers.UUIDField(allow_null=True)
+    user_id = StrictUUIDField()
+    deal_id = StrictUUIDField(allow_null=True)
     expires_at = serializers.DateTimeField()
 
 
 class DealTokenInput(serializers.Serializer):
-    user_id = serializers.UUIDField()
-    deal_id = serializers.UUIDField()
+    user_id = StrictUUIDField()
+    deal_id = StrictUUIDField()
 
 
 class DealTokenOutput(serializers.Serializer):
     access = StrictCharField()
     refresh = StrictCharField()
-    user_id = serializers.UUIDField()
-    deal_id = serializers.UUIDField()
+    user_id = StrictUUIDField()
+    deal_id = StrictUUIDField()
 
 
 # --- orgs -------------------------------------------------------------------------------------
@@ -66,7 +66,7 @@ class OrgCreateInput(serializers.Serializer):
 
 
 class OrgOutput(serializers.Serializer):
-    id = serializers.UUIDField()
+    id = StrictUUIDField()
     name = StrictCharField()
     role = serializers.ChoiceField(choices=OrgRole.choices, source="my_role", help_text="The caller's role in the org.")
     created_at = serializers.DateTimeField()
@@ -75,12 +75,12 @@ class OrgOutput(serializers.Serializer):
 class MemberAddInput(RuledSerializer):
     exactly_one_of = ("email", "user_id")
     email = serializers.EmailField(required=False)
-    user_id = serializers.UUIDField(required=False)
+    user_id = StrictUUIDField(required=False)
     role = serializers.ChoiceField(choices=OrgRole.choices, default=OrgRole.MEMBER)
 
 
 class MemberOutput(serializers.Serializer):
-    user_id = serializers.UUIDField(source="user.id")
+    user_id = StrictUUIDField(source="user.id")
     email = serializers.EmailField(source="user.email")
     username = StrictCharField(source="user.username")
     display_name = StrictCharField(source="user.display_name")
@@ -98,7 +98,7 @@ class DealCreateInput(serializers.Serializer):
     visibility = serializers.ChoiceField(choices=Visibility.choices, default=Visibility.PRIVATE)
     template_key = serializers.ChoiceField(choices=TEMPLATE_CHOICES, default=MemoKind.ACQUISITION)
     collab_enabled = serializers.BooleanField(default=True)
-    org_id = serializers.UUIDField(required=False, help_text="Defaults to the caller's only org.")
+    org_id = StrictUUIDField(required=False, help_text="Defaults to the caller's only org.")
 
 
 class DealUpdateInput(RuledSerializer):
@@ -109,8 +109,8 @@ class DealUpdateInput(RuledSerializer):
 
 
 class DealOutput(serializers.Serializer):
-    deal_id = serializers.UUIDField(source="id")
-    org_id = serializers.UUIDField()
+    deal_id = StrictUUIDField(source="id")
+    org_id = StrictUUIDField()
     org_name = StrictCharField(source="org.name")
     name = StrictCharField()
     description = StrictCharField()
@@ -120,28 +120,28 @@ class DealOutput(serializers.Serializer):
     document_state = serializers.ChoiceField(choices=DocumentState.choices)
     version = serializers.IntegerField(source="memo_version")
     user_role = serializers.ChoiceField(choices=DealRole.choices)
-    created_by = serializers.UUIDField(source="created_by_id", allow_null=True)
+    created_by = StrictUUIDField(source="created_by_id", allow_null=True)
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 
 
 class DealBatchDeleteInput(serializers.Serializer):
-    deal_ids = serializers.ListField(child=serializers.UUIDField(), min_length=1, max_length=100)
+    deal_ids = serializers.ListField(child=StrictUUIDField(), min_length=1, max_length=100)
 
 
 class DealBatchDeleteOutput(serializers.Serializer):
-    deleted = serializers.ListField(child=serializers.UUIDField())
+    deleted = serializers.ListField(child=StrictUUIDField())
     count = serializers.IntegerField()
 
 
 class BlankCanvasInput(serializers.Serializer):
     deal_name = StrictCharField(min_length=1, max_length=NAME_MAX)
-    org_id = serializers.UUIDField(required=False, help_text="Defaults to the caller's only org.")
+    org_id = StrictUUIDField(required=False, help_text="Defaults to the caller's only org.")
     template_key = serializers.ChoiceField(choices=TEMPLATE_CHOICES, default=MemoKind.ACQUISITION)
 
 
 class BlankCanvasOutput(serializers.Serializer):
-    deal_id = serializers.UUIDField()
+    deal_id = StrictUUIDField()
     redirect_url = StrictCharField()
 
 
@@ -173,7 +173,7 @@ class DealProgressOutput(serializers.Serializer):
 
 
 class DealQueueSummarySerializer(serializers.Serializer):
-    deal_id = serializers.UUIDField(source="id")
+    deal_id = StrictUUIDField(source="id")
     deal_name = StrictCharField(source="name")
     document_state = serializers.ChoiceField(choices=DocumentState.choices)
     user_role = serializers.ChoiceField(choices=DealRole.choices)
@@ -181,7 +181,7 @@ class DealQueueSummarySerializer(serializers.Serializer):
     progress = DealProgressOutput(source="*")
     incomplete_delivery_blocked = serializers.BooleanField()
     created_at = serializers.DateTimeField()
-    org_id = serializers.UUIDField()
+    org_id = StrictUUIDField()
     visibility = serializers.ChoiceField(choices=Visibility.choices)
     template_key = StrictCharField()
 
@@ -201,7 +201,7 @@ class DashboardPageOutput(serializers.Serializer):
 class GrantCreateInput(RuledSerializer):
     exactly_one_of = ("email", "user_id")
     email = serializers.EmailField(required=False)
-    user_id = serializers.UUIDField(required=False)
+    user_id = StrictUUIDField(required=False)
     role = serializers.ChoiceField(choices=DealRole.choices)
 
 
@@ -210,11 +210,11 @@ class GrantUpdateInput(serializers.Serializer):
 
 
 class GrantOutput(serializers.Serializer):
-    user_id = serializers.UUIDField(source="user.id")
+    user_id = StrictUUIDField(source="user.id")
     email = serializers.EmailField(source="user.email")
     username = StrictCharField(source="user.username")
     display_name = StrictCharField(source="user.display_name")
     role = serializers.ChoiceField(choices=DealRole.choices)
-    granted_by = serializers.UUIDField(source="granted_by_id", allow_null=True)
+    granted_by = StrictUUIDField(source="granted_by_id", allow_null=True)
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from canvas_project import keys
+from canvas_project.api.fields import StrictUUIDField
 from canvas_project.api.rules import RuledSerializer
 from superadmin.services import MODE_ALL, MODE_BY_DEAL, MODES, SKIP_REASONS
 
@@ -16,8 +17,8 @@ class PurgeDealsInput(RuledSerializer):
         choices=MODES,
         help_text="`all`: every deal in Redis (optionally one org's); `by_deal`: the deal named by deal_id.",
     )
-    deal_id = serializers.UUIDField(required=False, allow_null=True, help_text="Required when mode is by_deal.")
-    org_id = serializers.UUIDField(
+    deal_id = StrictUUIDField(required=False, allow_null=True, help_text="Required when mode is by_deal.")
+    org_id = StrictUUIDField(
         required=False,
         allow_null=True,
         help_text="by_deal: must be the deal's org (checked when the deal exists). all: only this org's deals.",
@@ -71,7 +72,7 @@ class PurgeDealsInput(RuledSerializer):
 
 
 class DealSkippedOutput(serializers.Serializer):
-    deal_id = serializers.UUIDField()
+    deal_id = StrictUUIDField()
     reason = serializers.ChoiceField(
         choices=SKIP_REASONS,
         help_text="recent_activity: canvas events newer than exclude_active_within_secs; active_run: a run "
@@ -101,7 +102,7 @@ class PurgeResultOutput(serializers.Serializer):
     keys_total = serializers.IntegerField()
     checkpoint_threads_deleted = serializers.IntegerField(help_text="In a dry run: threads that would be deleted.")
     duration_ms = serializers.IntegerField()
-    audit_id = serializers.UUIDField(help_text="The PurgeAudit record of this call.")
+    audit_id = StrictUUIDField(help_text="The PurgeAudit record of this call.")
     summary = serializers.CharField(
         help_text="The outcome in words, as the command and the admin say it: `would purge N keys of M deals` (dry "
         "run) or `purged N keys of M deals`, then `, T checkpoint threads` when they were included and "
@@ -128,7 +129,7 @@ class FamilyFootprintOutput(serializers.Serializer):
 
 
 class DealRedisFootprintOutput(serializers.Serializer):
-    deal_id = serializers.UUIDField()
+    deal_id = StrictUUIDField()
     deal_exists = serializers.BooleanField(help_text="False for Redis leftovers of a deal PostgreSQL does not know.")
     deal_name = serializers.CharField(allow_null=True)
     families = FamilyFootprintOutput(many=True)

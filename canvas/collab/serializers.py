@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from canvas_project.api.fields import StrictCharField
+from canvas_project.api.fields import StrictCharField, StrictUUIDField
 from canvas_project.api.rules import StrictBooleanField
 
 
@@ -59,7 +59,7 @@ class PresenceInput(serializers.Serializer):
 
 
 class PresenceEntryOutput(serializers.Serializer):
-    user_id = serializers.UUIDField()
+    user_id = StrictUUIDField()
     display_name = serializers.CharField(allow_null=True)
     role = serializers.CharField(allow_null=True)
     section_key = serializers.CharField(allow_null=True)
@@ -78,7 +78,7 @@ class LockInput(serializers.Serializer):
 
 class LockOutput(serializers.Serializer):
     section_key = serializers.CharField()
-    user_id = serializers.UUIDField()
+    user_id = StrictUUIDField()
     user_name = serializers.CharField()
     token = serializers.CharField(help_text="Send it back to release the lock.")
     expires_at = serializers.DateTimeField()

@@ -9,7 +9,7 @@ from canvas.memo.serializers import SECTION_STATES, CanvasSectionOutput
 from canvas.models import ReviewerRole, SuggestionKind, SuggestionStatus
 from canvas.review import suggestions
 from canvas.review.brushes import BRUSHES, FINDING_KINDS, SEVERITIES
-from canvas_project.api.fields import StrictCharField, one_of
+from canvas_project.api.fields import StrictCharField, StrictUUIDField, one_of
 from canvas_project.api.rules import RuledSerializer, uuid_or_me_field
 from deals.models import DocumentState
 
@@ -123,7 +123,7 @@ class SuggestionAcceptInput(serializers.Serializer):
 
 
 class SuggestionOutput(serializers.Serializer):
-    id = serializers.UUIDField()
+    id = StrictUUIDField()
     section_key = StrictCharField()
     kind = serializers.ChoiceField(choices=SuggestionKind.choices)
     anchor_text = StrictCharField(allow_blank=True)
@@ -131,9 +131,9 @@ class SuggestionOutput(serializers.Serializer):
     content = StrictCharField(allow_blank=True)
     comment = StrictCharField(allow_blank=True)
     status = serializers.ChoiceField(choices=SuggestionStatus.choices)
-    author_id = serializers.UUIDField(allow_null=True)
+    author_id = StrictUUIDField(allow_null=True)
     author = StrictCharField(source="author.display_name", allow_null=True, default=None)
-    decided_by_id = serializers.UUIDField(allow_null=True)
+    decided_by_id = StrictUUIDField(allow_null=True)
     decided_by = StrictCharField(source="decided_by.display_name", allow_null=True, default=None)
     decided_at = serializers.DateTimeField(allow_null=True)
     base_version = serializers.IntegerField(help_text="The memo version when it was proposed.")
@@ -171,7 +171,7 @@ class ConditionOutput(serializers.Serializer):
     id = serializers.IntegerField()
     text = StrictCharField()
     resolved = serializers.BooleanField()
-    resolved_by = serializers.UUIDField(source="resolved_by_id", allow_null=True)
+    resolved_by = StrictUUIDField(source="resolved_by_id", allow_null=True)
     resolved_at = serializers.DateTimeField(allow_null=True)
 
 
@@ -179,7 +179,7 @@ class SectionApprovalOutput(serializers.Serializer):
     approval_id = serializers.IntegerField(source="approval.pk")
     section_key = StrictCharField(source="approval.section_key")
     section_state = serializers.ChoiceField(choices=SECTION_STATES)
-    approved_by = serializers.UUIDField(source="approval.approved_by_id", allow_null=True)
+    approved_by = StrictUUIDField(source="approval.approved_by_id", allow_null=True)
     reviewer_role = StrictCharField(source="approval.reviewer_role")
     quality_score = serializers.IntegerField(source="approval.quality_score", allow_null=True)
     forced = serializers.BooleanField(source="approval.forced")
@@ -201,7 +201,7 @@ class FeedbackOutput(serializers.Serializer):
     rating = serializers.IntegerField()
     comment = StrictCharField()
     tags = serializers.ListField(child=StrictCharField())
-    user_id = serializers.UUIDField(allow_null=True)
+    user_id = StrictUUIDField(allow_null=True)
     created_at = serializers.DateTimeField()
 
 
@@ -212,26 +212,26 @@ class CommentCreateInput(RuledSerializer):
         max_length=64, required=False, help_text="Required unless parent_id is given (a reply)."
     )
     body = StrictCharField(max_length=5000)
-    parent_id = serializers.UUIDField(required=False, allow_null=True)
+    parent_id = StrictUUIDField(required=False, allow_null=True)
 
 
 class CommentReplyOutput(serializers.Serializer):
-    id = serializers.UUIDField()
+    id = StrictUUIDField()
     body = StrictCharField()
-    author_id = serializers.UUIDField(allow_null=True)
+    author_id = StrictUUIDField(allow_null=True)
     author = StrictCharField(source="author.display_name", allow_null=True, default=None)
     created_at = serializers.DateTimeField()
 
 
 class CommentOutput(serializers.Serializer):
-    id = serializers.UUIDField()
+    id = StrictUUIDField()
     section_key = StrictCharField()
-    parent_id = serializers.UUIDField(allow_null=True)
+    parent_id = StrictUUIDField(allow_null=True)
     body = StrictCharField()
-    author_id = serializers.UUIDField(allow_null=True)
+    author_id = StrictUUIDField(allow_null=True)
     author = StrictCharField(source="author.display_name", allow_null=True, default=None)
     resolved = serializers.BooleanField()
-    resolved_by = serializers.UUIDField(source="resolved_by_id", allow_null=True)
+    resolved_by = StrictUUIDField(source="resolved_by_id", allow_null=True)
     resolved_at = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField()
     replies = CommentReplyOutput(many=True, source="replies.all", required=False)
@@ -278,7 +278,7 @@ class BrushFindingOutput(serializers.Serializer):
     suggestion = SuggestionPayloadOutput(
         allow_null=True, help_text="Ready to POST to /suggestions as it is; null when there is no fix to propose."
     )
-    suggestion_id = serializers.UUIDField(allow_null=True)
+    suggestion_id = StrictUUIDField(allow_null=True)
 
 
 class BrushResultOutput(serializers.Serializer):

@@ -9,7 +9,7 @@ from canvas.memo.serializers import CitationOutput
 from canvas.models import RunStatus
 from canvas.runs.selectors import RUN_ORDERINGS
 from canvas.runs.services import stream_url
-from canvas_project.api.fields import StrictCharField, page_field, page_size_field
+from canvas_project.api.fields import StrictCharField, StrictUUIDField, page_field, page_size_field
 from canvas_project.api.rules import comma_separated_field, uuid_or_me_field
 
 MAX_INSTRUCTIONS = 2000
@@ -55,7 +55,7 @@ class ConflictQueryInput(serializers.Serializer):
 
 
 class GenerateOutput(serializers.Serializer):
-    run_id = serializers.UUIDField()
+    run_id = StrictUUIDField()
     status = one_of(RunStatus.values)
     stream_url = StrictCharField(help_text="GET it with Accept: text/event-stream to follow the run.")
 
@@ -72,7 +72,7 @@ class RegenerateOutput(GenerateOutput):
 
 class RunConflictOutput(serializers.Serializer):
     detail = StrictCharField()
-    active_run_id = serializers.UUIDField()
+    active_run_id = StrictUUIDField()
     active_run_status = one_of(RunStatus.values)
 
 
@@ -108,8 +108,8 @@ class SkippedLockedSectionOutput(serializers.Serializer):
 
 
 class RunOutput(serializers.Serializer):
-    id = serializers.UUIDField()
-    deal_id = serializers.UUIDField()
+    id = StrictUUIDField()
+    deal_id = StrictUUIDField()
     kind = one_of(RUN_KINDS)
     status = one_of(RunStatus.values)
     drafter = StrictCharField(allow_blank=True)
@@ -128,7 +128,7 @@ class RunOutput(serializers.Serializer):
     usage = RunUsageOutput()
     error = StrictCharField(allow_blank=True)
     trace_summary = TraceSummaryItemOutput(many=True)
-    created_by = serializers.UUIDField(source="created_by_id", allow_null=True)
+    created_by = StrictUUIDField(source="created_by_id", allow_null=True)
     created_by_name = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
@@ -165,13 +165,8 @@ class RunQueryInput(serializers.Serializer):
     def validate_status(self, value: str) -> list[str]:
         return value.split(",")  # the field's pattern admits only known statuses, comma-separated
 
-    def validate(self, attrs):
-        after, before = attrs.get("created_after"), attrs.get("created_before")
-        if after and before and after >= before:
-            raise serializers.ValidationError(
-                {"created_before": "Must be later than created_after."}, code="value_error"
-            )
-        return attrs
+    # created_before at or before created_after is an empty window (an empty page), not an error: JSON Schema
+    # cannot compare two parameters, and the window is well-formed.
 
 
 class RunPageOutput(serializers.Serializer):
@@ -206,7 +201,7 @@ class TraceNodeOutput(serializers.Serializer):
 
 
 class RunTraceOutput(serializers.Serializer):
-    run_id = serializers.UUIDField()
+    run_id = StrictUUIDField()
     status = one_of(RunStatus.values)
     expired = serializers.BooleanField(help_text="The per-node trace is kept 10 minutes; the summary stays.")
     nodes = TraceNodeOutput(many=True)
@@ -283,7 +278,7 @@ class ResetOutput(serializers.Serializer):
     restorable_version = serializers.IntegerField(
         allow_null=True, help_text="POST /versions/{n}/restore with it to get the memo back; null when it was empty."
     )
-    cancelled_runs = serializers.ListField(child=serializers.UUIDField())
+    cancelled_runs = serializers.ListField(child=StrictUUIDField())
     checkpoint_threads_deleted = serializers.IntegerField()
     redis_keys_deleted = serializers.IntegerField()
 

@@ -9,8 +9,12 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import is_list_serializer
 
 from canvas_project.api.schema import ERROR_DESCRIPTIONS, SERVER_SENT_EVENT_SCHEMA
+from canvas_project.api.validation import MAX_PATH_INT
 from canvas_project.sse import schema as sse_schema
 from canvas_project.sse.hub import STREAM_ID_PATTERN
+
+# path parameters read by canvas_project.api.validation.parse_path_int
+POSITIVE_INTEGER_PATH_PARAMETERS = {"n", "cid"}
 
 
 class ProjectAutoSchema(AutoSchema):
@@ -28,6 +32,16 @@ class ProjectAutoSchema(AutoSchema):
                 parameter["schema"] = {"type": "string", "format": "uuid"}
                 parameter.setdefault("description", "The deal's id; unknown or malformed ids answer 404.")
         return parameters
+
+    def _map_serializer_field(self, field, direction, bypass_extensions=False):
+        schema = super()._map_serializer_field(field, direction, bypass_extensions)
+        # a nested list (`many=True`) keeps its bounds, as a ListField's do
+        if is_list_serializer(field) and schema.get("type") == "array":
+            if getattr(field, "min_length", None) is not None:
+                schema["minItems"] = field.min_length
+            if getattr(field, "max_length", None) is not None:
+                schema["maxItems"] = field.max_length
+        return schema
 
 
 def add_sse_endpoints(result, generator, request, public):
@@ -63,8 +77,9 @@ def add_sse_endpoints(result, generator, request, public):
                 "description": "Resume after this event id, for clients that cannot set headers.",
             },
         ]
-        for name in endpoint.get("extra_path_params", []):
-            parameters.insert(1, {"in": "path", "name": name, "required": True, "schema": {"type": "string"}})
+        for name in endpoint.get("extra_path_params", []):  # ids of the deal's objects (a run)
+            uuid_schema = {"type": "string", "format": "uuid"}
+            parameters.insert(1, {"in": "path", "name": name, "required": True, "schema": uuid_schema})
         result["paths"].setdefault(endpoint["path"], {})["get"] = {
             "operationId": endpoint["operation_id"],
             "summary": endpoint["summary"],
@@ -87,6 +102,7 @@ def document_request_body_rules(result, generator, request, public):
     - Each request body's top-level object has `additionalProperties: false`: canvas_project.api.
       validation refuses unknown fields (422 extra_forbidden). Nested objects are left alone, as the
       validator checks only the top level.
+    - The integer path parameters parse_path_int reads are 1 to MAX_PATH_INT.
     - Every free-text string of a JSON body or a query has the pattern NO_NUL: canvas_project.api.parsers
       and parse_query refuse NUL characters (PostgreSQL cannot store them) with a 422.
     - A body in a media type the view does not parse answers 415 (DRF's UnsupportedMediaType), so every
@@ -102,6 +118,8 @@ def document_request_body_rules(result, generator, request, public):
             for parameter in operation.get("parameters", []):
                 if parameter.get("in") == "query":
                     _refuse_nul(parameter.get("schema", {}), schemas, seen=set())
+                elif parameter.get("in") == "path" and parameter["name"] in POSITIVE_INTEGER_PATH_PARAMETERS:
+                    parameter["schema"] = {"type": "integer", "minimum": 1, "maximum": MAX_PATH_INT}
             if "requestBody" not in operation:
                 continue
             for media_type, media in operation["requestBody"].get("content", {}).items():

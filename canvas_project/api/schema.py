@@ -5,6 +5,8 @@ from __future__ import annotations
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
+from canvas_project.api.fields import StrictUUIDField
+
 
 class ValidationErrorItemSerializer(serializers.Serializer):
     loc = serializers.ListField(child=serializers.JSONField(), help_text="Starts with body, query, path or header.")
@@ -44,7 +46,7 @@ class ConflictErrorSerializer(serializers.Serializer):
 class LockHolderSerializer(serializers.Serializer):
     section_key = serializers.CharField()
     holder = serializers.CharField(allow_null=True, help_text="The lock holder's display name.")
-    holder_id = serializers.UUIDField(allow_null=True)
+    holder_id = StrictUUIDField(allow_null=True)
     expires_at = serializers.DateTimeField(allow_null=True, help_text="When the lock expires unless renewed.")
 
     class Meta:
@@ -55,7 +57,7 @@ class LockedErrorSerializer(serializers.Serializer):
     detail = serializers.CharField(help_text="Who holds the lock and until when; nothing was written.")
     section_key = serializers.CharField(help_text="The (first) locked section the request would change.")
     holder = serializers.CharField(allow_null=True, help_text="Its holder's display name; null: nobody holds it.")
-    holder_id = serializers.UUIDField(allow_null=True)
+    holder_id = StrictUUIDField(allow_null=True)
     expires_at = serializers.DateTimeField(allow_null=True)
     locked_sections = LockHolderSerializer(many=True, help_text="Every locked section the request would change.")
 
