@@ -6,7 +6,7 @@ from rest_framework import serializers
 from rest_framework_simplejwt.serializers import TokenRefreshSerializer
 
 from canvas_project.api.fields import StrictCharField, StrictUUIDField, page_field, page_size_field
-from canvas_project.api.rules import RuledSerializer
+from canvas_project.api.rules import RuledSerializer, StrictBooleanField
 from deals.models import DealRole, DocumentState, MemoKind, OrgRole, Visibility
 from deals.selectors import DASHBOARD_ORDERINGS, DASHBOARD_SCOPES
 from deals.tokens import UserRefreshToken
@@ -97,7 +97,7 @@ class DealCreateInput(serializers.Serializer):
     description = StrictCharField(max_length=DESCRIPTION_MAX, required=False, allow_blank=True, default="")
     visibility = serializers.ChoiceField(choices=Visibility.choices, default=Visibility.PRIVATE)
     template_key = serializers.ChoiceField(choices=TEMPLATE_CHOICES, default=MemoKind.ACQUISITION)
-    collab_enabled = serializers.BooleanField(default=True)
+    collab_enabled = StrictBooleanField(default=True)
     org_id = StrictUUIDField(required=False, help_text="Defaults to the caller's only org.")
 
 

@@ -7,6 +7,7 @@ from rest_framework import serializers
 from canvas.models import SuggestionKind
 from canvas.nodes.serializers import ContextEdgeOutput, ContextNodeOutput
 from canvas_project.api.fields import StrictCharField, StrictUUIDField
+from canvas_project.api.rules import RuledSerializer, StrictBooleanField
 from internal_api.context import DEFAULT_MAX_NODES, MAX_NODES_LIMIT
 
 
@@ -90,7 +91,7 @@ class SuggestionSpecInput(serializers.Serializer):
     comment = StrictCharField(max_length=2000, allow_blank=True, default="", required=False)
 
 
-class MutationInput(serializers.Serializer):
+class MutationInput(RuledSerializer):
     op = serializers.ChoiceField(choices=["create_node", "create_suggestion", "link"])
     node = NodeSpecInput(required=False)
     suggestion = SuggestionSpecInput(required=False)
@@ -98,10 +99,25 @@ class MutationInput(serializers.Serializer):
     target = StrictCharField(max_length=100, required=False, help_text="link: the to node id")
     type = StrictCharField(max_length=40, required=False, help_text="link: the edge type")
 
+    NEEDED = {"create_node": ("node",), "create_suggestion": ("suggestion",), "link": ("source", "target", "type")}
+
+    @classmethod
+    def schema_rules(cls) -> dict:
+        """validate()'s rule: what each op needs (`op` told apart with `not`: a bare enum here would be taken for
+        another enum component by drf-spectacular)."""
+        return {
+            "oneOf": [
+                {
+                    "properties": {"op": {"not": {"enum": [other for other in cls.NEEDED if other != op]}}},
+                    "required": ["op", *needed],
+                }
+                for op, needed in cls.NEEDED.items()
+            ]
+        }
+
     def validate(self, attrs):
-        needed = {"create_node": ("node",), "create_suggestion": ("suggestion",), "link": ("source", "target", "type")}[
-            attrs["op"]
-        ]
+        attrs = super().validate(attrs)
+        needed = self.NEEDED[attrs["op"]]
         missing = [name for name in needed if not attrs.get(name)]
         if missing:
             raise serializers.ValidationError(f"{attrs['op']} needs {', '.join(missing)}.")
@@ -125,7 +141,7 @@ class ChatInput(serializers.Serializer):
     project_id = StrictUUIDField(help_text="The deal id.")
     agent_id = StrictCharField(max_length=64)
     thread_id = StrictUUIDField(required=False, allow_null=True, help_text="Omit to start a new thread.")
-    knowledge_search = serializers.BooleanField(default=True)
+    knowledge_search = StrictBooleanField(default=True)
     attached_document_ids = serializers.ListField(child=StrictUUIDField(), max_length=20, default=list)
     canvas_profile = serializers.DictField(required=False, allow_null=True)
 

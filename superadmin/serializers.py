@@ -6,7 +6,7 @@ from rest_framework import serializers
 
 from canvas_project import keys
 from canvas_project.api.fields import StrictUUIDField
-from canvas_project.api.rules import RuledSerializer
+from canvas_project.api.rules import RuledSerializer, StrictBooleanField
 from superadmin.services import MODE_ALL, MODE_BY_DEAL, MODES, SKIP_REASONS
 
 
@@ -23,7 +23,7 @@ class PurgeDealsInput(RuledSerializer):
         allow_null=True,
         help_text="by_deal: must be the deal's org (checked when the deal exists). all: only this org's deals.",
     )
-    include_checkpoints = serializers.BooleanField(
+    include_checkpoints = StrictBooleanField(
         default=False,
         help_text="Also purge protected families (run streams, cancel flags, traces) and delete the deals' "
         "LangGraph checkpoint threads. Refused while a run of the deal is active unless force.",
@@ -34,10 +34,10 @@ class PurgeDealsInput(RuledSerializer):
         min_value=0,
         help_text="Skip deals whose canvas event stream has an entry newer than this many seconds.",
     )
-    dry_run = serializers.BooleanField(
+    dry_run = StrictBooleanField(
         default=True, help_text="Count what would be purged and delete nothing. Defaults to true."
     )
-    force = serializers.BooleanField(
+    force = StrictBooleanField(
         default=False, help_text="With include_checkpoints: purge even while a run of the deal is active."
     )
 

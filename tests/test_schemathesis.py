@@ -62,6 +62,7 @@ from django.test import Client
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
+from schemathesis.core.parameters import ParameterLocation
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import (
     negative_data_rejection,
@@ -87,10 +88,14 @@ CHECKS = [
     positive_data_acceptance,
     negative_data_rejection,
 ]
-CONFIG_CHECKS = {
-    # A valid request may still meet state: another user's section lock (423) is no fault of its shape.
-    "positive_data_acceptance": {"expected-statuses": ["2xx", "3xx", "401", "403", "404", "409", "423", "429", "5xx"]},
-}
+# A valid request may still meet state: another user's section lock (423) is no fault of its shape.
+VALID_MAY_GET = ["2xx", "3xx", "401", "403", "404", "409", "423", "429", "5xx"]
+CONFIG_CHECKS = {"positive_data_acceptance": {"expected-statuses": VALID_MAY_GET}}
+# The engines' mutations (the internal contract, binding: seeds 003) answer 400 for every refusal, a malformed
+# body and a mutation naming a node or anchor text that does not exist alike; their nested references cannot be
+# grounded, so there a valid case may also get 400 (its malformed cases are still held to 400 by
+# negative_data_rejection, and its schema's rules are tested in tests/canvas_project/test_schema_rules.py).
+CONTRACT_MUTATIONS = "POST /api/internal/canvas/mutations"
 # Body fields naming other objects: grounded in every valid case (see the module docstring).
 STATE_REFERENCES = {
     *("sections", "attached_document_ids", "email", "user_id", "org_id", "to", "file", "anchor_text", "occurrence"),
@@ -103,6 +108,7 @@ FREE_FORM_KEYS = "POST /api/canvas/{deal_id}/collab/steps"
 USER_ROLES = ("outsider", "superadmin", "viewer", "commenter", "editor", "owner")
 ENGINE_TOKEN = "test-engine-token-primary"  # one of test_settings.INTERNAL_ENGINE_TOKENS
 SECTION_KEY = ACQUISITION.sections[0].key
+BODY = ParameterLocation.BODY
 RENT_ROLL = b"unit,rent\n101,1850\n102,1900\n"
 PDF = b"%PDF-1.4\n%%EOF\n"  # what a valid upload sends: schemathesis names every file "file", so only the content tells
 ANCHOR = "123 Main Street"  # once in the seeded memo's first section (full_memo)
@@ -127,7 +133,13 @@ CONFIG = schemathesis.Config.from_dict(
         # An event stream never ends: keep its opening event, then disconnect.
         "max-stream-events": 1,
         "checks": CONFIG_CHECKS,
-        "operations": [{"include-name": FREE_FORM_KEYS, "generation": {"allow-x00": False}}],
+        "operations": [
+            {"include-name": FREE_FORM_KEYS, "generation": {"allow-x00": False}},
+            {
+                "include-name": CONTRACT_MUTATIONS,
+                "checks": {"positive_data_acceptance": {"expected-statuses": [*VALID_MAY_GET, "400"]}},
+            },
+        ],
     }
 )
 SCHEMA = schemathesis.openapi.from_dict(RAW_SCHEMA, config=CONFIG)
@@ -275,7 +287,8 @@ def ground(case, world: World, keep_generated: Callable[[str], bool]) -> None:
         for name in list(container or {}):
             if name in values and (name == "deal_id" or not keep_generated(name)):
                 container[name] = str(values[name])
-    if isinstance(case.body, dict):
+    # an invalid body keeps what made it invalid (a binary part could not be judged again)
+    if isinstance(case.body, dict) and not (case.meta is not None and case.meta.is_negative_at(BODY)):
         for name in list(case.body):
             if name in world.body and not keep_generated(name):
                 value = world.body[name]

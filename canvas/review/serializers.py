@@ -10,7 +10,7 @@ from canvas.models import ReviewerRole, SuggestionKind, SuggestionStatus
 from canvas.review import suggestions
 from canvas.review.brushes import BRUSHES, FINDING_KINDS, SEVERITIES
 from canvas_project.api.fields import StrictCharField, StrictUUIDField, one_of
-from canvas_project.api.rules import RuledSerializer, uuid_or_me_field
+from canvas_project.api.rules import RuledSerializer, StrictBooleanField, uuid_or_me_field
 from deals.models import DocumentState
 
 
@@ -164,7 +164,7 @@ class SectionApproveInput(serializers.Serializer):
     conditions = serializers.ListField(
         child=StrictCharField(max_length=500), max_length=3, required=False, default=list
     )
-    force = serializers.BooleanField(default=False, help_text="Owner only: approve over unresolved comments.")
+    force = StrictBooleanField(default=False, help_text="Owner only: approve over unresolved comments.")
 
 
 class ConditionOutput(serializers.Serializer):
@@ -248,7 +248,7 @@ class BrushInput(serializers.Serializer):
         choices=list(BRUSHES), help_text=", ".join(f"`{k}`: {v}" for k, v in BRUSHES.items())
     )
     section_key = StrictCharField(max_length=64, required=False, help_text="Only this section.")
-    create_suggestions = serializers.BooleanField(
+    create_suggestions = StrictBooleanField(
         required=False,
         default=False,
         help_text="File every finding that carries a fix as a pending suggestion (its `suggestion_id`).",

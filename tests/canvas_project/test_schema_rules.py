@@ -261,3 +261,55 @@ def test_a_suggestion_keeps_the_rules_of_its_kind(cast, schema, body, field):
     response = cast.client("commenter").post(canvas_url(cast.deal, "suggestions"), payload, format="json")
     assert ["body", field] in _locs(response)
     assert not Suggestion.objects.exists()
+
+
+@pytest.mark.parametrize("value", [0, 1, "true", None])
+def test_body_booleans_are_real_booleans(cast, schema, value):
+    assert component(schema, "PurgeDealsBodyRequest")["properties"]["dry_run"]["type"] == "boolean"
+    body = {"mode": "by_deal", "deal_id": str(cast.deal.pk), "dry_run": value}
+    response = cast.client("superadmin").post("/api/superadmin/purge_deals", body, format="json")
+    assert _locs(response) == [["body", "dry_run"]]
+
+
+@pytest.mark.parametrize("value", [0, 12345, "0" * 32, "{" + "0" * 8 + "-0000-0000-0000-" + "0" * 12 + "}"])
+def test_uuids_are_canonical_text(cast, schema, value):
+    assert component(schema, "PurgeDealsBodyRequest")["properties"]["deal_id"]["format"] == "uuid"
+    response = cast.client("superadmin").post(
+        "/api/superadmin/purge_deals", {"mode": "by_deal", "deal_id": value}, format="json"
+    )
+    assert _locs(response) == [["body", "deal_id"]]
+
+
+@pytest.mark.parametrize("body", [{"op": "link"}, {"op": "link", "source": "a", "target": "b"}, {"op": "create_node"}])
+def test_an_engine_mutation_names_what_its_op_needs(cast, schema, body):
+    branches = component(schema, "MutationInputRequest")["oneOf"]
+    assert [b["required"] for b in branches] == [
+        ["op", "node"],
+        ["op", "suggestion"],
+        ["op", "source", "target", "type"],
+    ]
+    thread = ChatThread.objects.create(deal=cast.deal, user=cast.users["editor"], agent_id="strategy")
+    response = Client().post(
+        "/api/internal/canvas/mutations",
+        {"agent_id": "strategy", "mutations": [body]},
+        content_type="application/json",
+        HTTP_AUTHORIZATION="Bearer test-engine-token-primary",
+        HTTP_X_CONTRACT_VERSION="2026-02",
+        HTTP_X_USER_ID=str(cast.users["editor"].pk),
+        HTTP_X_PROJECT_ID=str(cast.deal.pk),
+        HTTP_X_THREAD_ID=str(thread.pk),
+        HTTP_IDEMPOTENCY_KEY="k-1",
+    )
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_body"
+    assert "needs" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("path", ["versions/0", "versions/0/diff", "versions/1234567890123"])
+def test_integer_path_parameters_are_positive(cast, schema, path):
+    assert parameter(schema, "/api/canvas/{deal_id}/versions/{n}", "get", "n") == {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 999_999_999_999,
+    }
+    response = cast.client("viewer").get(canvas_url(cast.deal, path))
+    assert _locs(response) == [["path", "n"]]
