@@ -23,6 +23,11 @@ class MemberNotFound(NotFoundError):
     default_message = "This user is not a member of the org."
 
 
+class NoOrg(PermissionDeniedError):
+    code = "no_org"
+    default_message = "You belong to no org; ask an org admin to add you, or create an org first."
+
+
 class RoleTooLow(PermissionDeniedError):
     code = "role_too_low"
 

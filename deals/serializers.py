@@ -5,8 +5,9 @@ from __future__ import annotations
 from rest_framework import serializers
 from rest_framework_simplejwt.serializers import TokenRefreshSerializer
 
-from canvas_project.api.fields import StrictCharField
+from canvas_project.api.fields import StrictCharField, StrictUUIDField
 from canvas_project.api.pagination import PageQueryInput
+from canvas_project.api.rules import RuledSerializer, StrictBooleanField
 from deals.models import DealRole, DocumentState, MemoKind, OrgRole, Visibility
 from deals.selectors import DASHBOARD_ORDERINGS, DASHBOARD_SCOPES
 from deals.tokens import UserRefreshToken
@@ -43,25 +44,25 @@ class TokenVerifyInput(serializers.Serializer):
 class TokenVerifyOutput(serializers.Serializer):
     valid = serializers.BooleanField()
     token_type = StrictCharField()
-    user_id = serializers.UUIDField()
-    deal_id = serializers.UUIDField(allow_null=True)
+    user_id = StrictUUIDField()
+    deal_id = StrictUUIDField(allow_null=True)
     expires_at = serializers.DateTimeField()
 
 
 class DealTokenInput(serializers.Serializer):
-    user_id = serializers.UUIDField()
-    deal_id = serializers.UUIDField()
+    user_id = StrictUUIDField()
+    deal_id = StrictUUIDField()
 
 
 class DealTokenOutput(serializers.Serializer):
     access = StrictCharField()
     refresh = StrictCharField()
-    user_id = serializers.UUIDField()
-    deal_id = serializers.UUIDField()
+    user_id = StrictUUIDField()
+    deal_id = StrictUUIDField()
 
 
 class StreamTicketInput(serializers.Serializer):
-    deal_id = serializers.UUIDField()
+    deal_id = StrictUUIDField()
 
 
 class StreamTicketOutput(serializers.Serializer):
@@ -77,21 +78,17 @@ class OrgCreateInput(serializers.Serializer):
 
 
 class OrgOutput(serializers.Serializer):
-    id = serializers.UUIDField()
+    id = StrictUUIDField()
     name = StrictCharField()
     role = serializers.ChoiceField(choices=OrgRole.choices, source="my_role", help_text="The caller's role in the org.")
     created_at = serializers.DateTimeField()
 
 
-class MemberAddInput(serializers.Serializer):
+class MemberAddInput(RuledSerializer):
+    exactly_one_of = ("email", "user_id")
     email = serializers.EmailField(required=False)
-    user_id = serializers.UUIDField(required=False)
+    user_id = StrictUUIDField(required=False)
     role = serializers.ChoiceField(choices=OrgRole.choices, default=OrgRole.MEMBER)
-
-    def validate(self, attrs):
-        if ("email" in attrs) == ("user_id" in attrs):
-            raise serializers.ValidationError("Give exactly one of email or user_id.", code="value_error")
-        return attrs
 
 
 class MemberRoleInput(serializers.Serializer):
@@ -99,7 +96,7 @@ class MemberRoleInput(serializers.Serializer):
 
 
 class MemberOutput(serializers.Serializer):
-    user_id = serializers.UUIDField(source="user.id")
+    user_id = StrictUUIDField(source="user.id")
     email = serializers.EmailField(source="user.email")
     username = StrictCharField(source="user.username")
     display_name = StrictCharField(source="user.display_name")
@@ -116,24 +113,20 @@ class DealCreateInput(serializers.Serializer):
     description = StrictCharField(max_length=DESCRIPTION_MAX, required=False, allow_blank=True, default="")
     visibility = serializers.ChoiceField(choices=Visibility.choices, default=Visibility.PRIVATE)
     template_key = serializers.ChoiceField(choices=TEMPLATE_CHOICES, default=MemoKind.ACQUISITION)
-    collab_enabled = serializers.BooleanField(default=True)
-    org_id = serializers.UUIDField(required=False, help_text="Defaults to the caller's only org.")
+    collab_enabled = StrictBooleanField(default=True)
+    org_id = StrictUUIDField(required=False, help_text="Defaults to the caller's only org.")
 
 
-class DealUpdateInput(serializers.Serializer):
+class DealUpdateInput(RuledSerializer):
+    at_least_one_of = ("name", "description", "visibility")
     name = StrictCharField(max_length=NAME_MAX, required=False)
     description = StrictCharField(max_length=DESCRIPTION_MAX, required=False, allow_blank=True)
     visibility = serializers.ChoiceField(choices=Visibility.choices, required=False, help_text="Owner only.")
 
-    def validate(self, attrs):
-        if not attrs:
-            raise serializers.ValidationError("Give at least one of name, description, visibility.", code="missing")
-        return attrs
-
 
 class DealOutput(serializers.Serializer):
-    deal_id = serializers.UUIDField(source="id")
-    org_id = serializers.UUIDField()
+    deal_id = StrictUUIDField(source="id")
+    org_id = StrictUUIDField()
     org_name = StrictCharField(source="org.name")
     name = StrictCharField()
     description = StrictCharField()
@@ -143,28 +136,28 @@ class DealOutput(serializers.Serializer):
     document_state = serializers.ChoiceField(choices=DocumentState.choices)
     version = serializers.IntegerField(source="memo_version")
     user_role = serializers.ChoiceField(choices=DealRole.choices)
-    created_by = serializers.UUIDField(source="created_by_id", allow_null=True)
+    created_by = StrictUUIDField(source="created_by_id", allow_null=True)
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 
 
 class DealBatchDeleteInput(serializers.Serializer):
-    deal_ids = serializers.ListField(child=serializers.UUIDField(), min_length=1, max_length=100)
+    deal_ids = serializers.ListField(child=StrictUUIDField(), min_length=1, max_length=100)
 
 
 class DealBatchDeleteOutput(serializers.Serializer):
-    deleted = serializers.ListField(child=serializers.UUIDField())
+    deleted = serializers.ListField(child=StrictUUIDField())
     count = serializers.IntegerField()
 
 
 class BlankCanvasInput(serializers.Serializer):
     deal_name = StrictCharField(min_length=1, max_length=NAME_MAX)
-    org_id = serializers.UUIDField(required=False, help_text="Defaults to the caller's only org.")
+    org_id = StrictUUIDField(required=False, help_text="Defaults to the caller's only org.")
     template_key = serializers.ChoiceField(choices=TEMPLATE_CHOICES, default=MemoKind.ACQUISITION)
 
 
 class BlankCanvasOutput(serializers.Serializer):
-    deal_id = serializers.UUIDField()
+    deal_id = StrictUUIDField()
     redirect_url = StrictCharField()
 
 
@@ -195,7 +188,7 @@ class DealProgressOutput(serializers.Serializer):
 
 
 class DealQueueSummarySerializer(serializers.Serializer):
-    deal_id = serializers.UUIDField(source="id")
+    deal_id = StrictUUIDField(source="id")
     deal_name = StrictCharField(source="name")
     document_state = serializers.ChoiceField(choices=DocumentState.choices)
     user_role = serializers.ChoiceField(choices=DealRole.choices)
@@ -203,7 +196,7 @@ class DealQueueSummarySerializer(serializers.Serializer):
     progress = DealProgressOutput(source="*")
     incomplete_delivery_blocked = serializers.BooleanField()
     created_at = serializers.DateTimeField()
-    org_id = serializers.UUIDField()
+    org_id = StrictUUIDField()
     visibility = serializers.ChoiceField(choices=Visibility.choices)
     template_key = StrictCharField()
 
@@ -212,15 +205,11 @@ class DealQueueSummarySerializer(serializers.Serializer):
 
 
 # --- sharing ----------------------------------------------------------------------------------
-class GrantCreateInput(serializers.Serializer):
+class GrantCreateInput(RuledSerializer):
+    exactly_one_of = ("email", "user_id")
     email = serializers.EmailField(required=False)
-    user_id = serializers.UUIDField(required=False)
+    user_id = StrictUUIDField(required=False)
     role = serializers.ChoiceField(choices=DealRole.choices)
-
-    def validate(self, attrs):
-        if ("email" in attrs) == ("user_id" in attrs):
-            raise serializers.ValidationError("Give exactly one of email or user_id.", code="value_error")
-        return attrs
 
 
 class GrantUpdateInput(serializers.Serializer):
@@ -228,11 +217,11 @@ class GrantUpdateInput(serializers.Serializer):
 
 
 class GrantOutput(serializers.Serializer):
-    user_id = serializers.UUIDField(source="user.id")
+    user_id = StrictUUIDField(source="user.id")
     email = serializers.EmailField(source="user.email")
     username = StrictCharField(source="user.username")
     display_name = StrictCharField(source="user.display_name")
     role = serializers.ChoiceField(choices=DealRole.choices)
-    granted_by = serializers.UUIDField(source="granted_by_id", allow_null=True)
+    granted_by = StrictUUIDField(source="granted_by_id", allow_null=True)
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()

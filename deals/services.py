@@ -13,7 +13,17 @@ from canvas_project import keyspace
 from canvas_project.errors import InvalidInputError
 from canvas_project.store import delete_deal_items, delete_deal_threads
 from deals.documents.services import deal_document_files_delete
-from deals.errors import AlreadyExists, DealNotFound, GrantNotFound, LastOrgAdmin, LastOwner, MemberNotFound, RoleTooLow
+from deals.errors import (
+    AlreadyExists,
+    DealNotFound,
+    GrantNotFound,
+    LastOrgAdmin,
+    LastOwner,
+    MemberNotFound,
+    NoOrg,
+    OrgNotFound,
+    RoleTooLow,
+)
 from deals.models import Deal, DealAccess, DealRole, MemoKind, Org, OrgMembership, OrgRole, User, Visibility
 from deals.selectors import deals_visible_to
 
@@ -193,23 +203,20 @@ def org_member_remove(*, actor_membership: OrgMembership, user_id: uuid.UUID) ->
 def deal_org_for_create(*, user: User, org_id: uuid.UUID | None) -> Org:
     """The org a new deal goes into: the given one (the caller must belong to it) or the caller's only org.
 
-    Raises InvalidInputError (422) when the caller has no org, several orgs and named none, or is
-    not a member of the named one.
+    Raises OrgNotFound (404) when the named org is not one of the caller's (another tenant's org is not
+    found, as everywhere), NoOrg (403) when the caller is in no org, InvalidInputError (422) when the
+    caller has several orgs and named none. (Membership is state, not shape: a well-formed body gets no 422
+    for it.)
     """
     memberships = OrgMembership.objects.filter(user=user.pk).select_related("org")
     if org_id is not None:
         membership = memberships.filter(org_id=org_id).first()
         if membership is None:
-            raise InvalidInputError("You are not a member of this org.", loc=["body", "org_id"], value=str(org_id))
+            raise OrgNotFound("No org of yours has this id.")
         return membership.org
     orgs = [m.org for m in memberships[:2]]
     if not orgs:
-        raise InvalidInputError(
-            "You belong to no org; ask an org admin to add you, or create an org first.",
-            loc=["body", "org_id"],
-            value=None,
-            code="missing",
-        )
+        raise NoOrg()
     if len(orgs) > 1:
         raise InvalidInputError(
             "You belong to several orgs; say which one with org_id.", loc=["body", "org_id"], value=None, code="missing"

@@ -505,8 +505,9 @@ class BlankCanvasViewSet(viewsets.ViewSet):
     @extend_schema(
         operation_id="canvas_create_blank",
         summary="Create a deal with a blank canvas",
+        description="403: you belong to no org; 404: org_id names no org of yours.",
         request=BlankCanvasInput,
-        responses={201: BlankCanvasOutput, **error_responses(401, 422)},
+        responses={201: BlankCanvasOutput, **error_responses(401, 403, 404, 422)},
         tags=["canvas"],
     )
     def create(self, request):
@@ -531,9 +532,10 @@ class DealCollectionViewSet(viewsets.ViewSet):
     @extend_schema(
         operation_id="deals_create",
         summary="Create a deal",
-        description="Creates a deal in the given org (or the caller's only org); the creator becomes its owner.",
+        description="Creates a deal in the given org (or the caller's only org); the creator becomes its owner. "
+        "403: you belong to no org; 404: org_id names no org of yours; 422: you belong to several and named none.",
         request=DealCreateInput,
-        responses={201: DealOutput, **error_responses(401, 422)},
+        responses={201: DealOutput, **error_responses(401, 403, 404, 422)},
         tags=["deals"],
     )
     def create(self, request):

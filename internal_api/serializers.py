@@ -6,15 +6,16 @@ from rest_framework import serializers
 
 from canvas.models import SuggestionKind
 from canvas.nodes.serializers import ContextEdgeOutput, ContextNodeOutput
-from canvas_project.api.fields import StrictCharField
+from canvas_project.api.fields import StrictCharField, StrictUUIDField
 from canvas_project.api.pagination import PageQueryInput
+from canvas_project.api.rules import RuledSerializer, StrictBooleanField
 from internal_api.context import DEFAULT_MAX_NODES, MAX_NODES_LIMIT
 
 
 class ContextQueryInput(serializers.Serializer):
     agentId = StrictCharField(max_length=64)  # noqa: N815 - the contract's names
-    projectId = serializers.UUIDField()  # noqa: N815
-    threadId = serializers.UUIDField()  # noqa: N815
+    projectId = StrictUUIDField()  # noqa: N815
+    threadId = StrictUUIDField()  # noqa: N815
     revision = StrictCharField(max_length=64, required=False)
     maxNodes = serializers.IntegerField(min_value=1, max_value=MAX_NODES_LIMIT, default=DEFAULT_MAX_NODES)  # noqa: N815
     includeContent = serializers.BooleanField(default=False)  # noqa: N815
@@ -91,7 +92,7 @@ class SuggestionSpecInput(serializers.Serializer):
     comment = StrictCharField(max_length=2000, allow_blank=True, default="", required=False)
 
 
-class MutationInput(serializers.Serializer):
+class MutationInput(RuledSerializer):
     op = serializers.ChoiceField(choices=["create_node", "create_suggestion", "link"])
     node = NodeSpecInput(required=False)
     suggestion = SuggestionSpecInput(required=False)
@@ -99,10 +100,25 @@ class MutationInput(serializers.Serializer):
     target = StrictCharField(max_length=100, required=False, help_text="link: the to node id")
     type = StrictCharField(max_length=40, required=False, help_text="link: the edge type")
 
+    NEEDED = {"create_node": ("node",), "create_suggestion": ("suggestion",), "link": ("source", "target", "type")}
+
+    @classmethod
+    def schema_rules(cls) -> dict:
+        """validate()'s rule: what each op needs (`op` told apart with `not`: a bare enum here would be taken for
+        another enum component by drf-spectacular)."""
+        return {
+            "oneOf": [
+                {
+                    "properties": {"op": {"not": {"enum": [other for other in cls.NEEDED if other != op]}}},
+                    "required": ["op", *needed],
+                }
+                for op, needed in cls.NEEDED.items()
+            ]
+        }
+
     def validate(self, attrs):
-        needed = {"create_node": ("node",), "create_suggestion": ("suggestion",), "link": ("source", "target", "type")}[
-            attrs["op"]
-        ]
+        attrs = super().validate(attrs)
+        needed = self.NEEDED[attrs["op"]]
         missing = [name for name in needed if not attrs.get(name)]
         if missing:
             raise serializers.ValidationError(f"{attrs['op']} needs {', '.join(missing)}.")
@@ -123,11 +139,11 @@ class MutationsResponseOutput(serializers.Serializer):
 # --- chat: POST /api/v1/chat (and /api/v1/chat/stream), GET /api/v1/threads ------------------------------
 class ChatInput(serializers.Serializer):
     message = StrictCharField(max_length=8000)
-    project_id = serializers.UUIDField(help_text="The deal id.")
+    project_id = StrictUUIDField(help_text="The deal id.")
     agent_id = StrictCharField(max_length=64)
-    thread_id = serializers.UUIDField(required=False, allow_null=True, help_text="Omit to start a new thread.")
-    knowledge_search = serializers.BooleanField(default=True)
-    attached_document_ids = serializers.ListField(child=serializers.UUIDField(), max_length=20, default=list)
+    thread_id = StrictUUIDField(required=False, allow_null=True, help_text="Omit to start a new thread.")
+    knowledge_search = StrictBooleanField(default=True)
+    attached_document_ids = serializers.ListField(child=StrictUUIDField(), max_length=20, default=list)
     canvas_profile = serializers.DictField(required=False, allow_null=True)
 
 
@@ -137,7 +153,7 @@ class ChatMessageOutput(serializers.Serializer):
 
 
 class ChatOutput(serializers.Serializer):
-    thread_id = serializers.UUIDField()
+    thread_id = StrictUUIDField()
     message = ChatMessageOutput()
     metadata = serializers.DictField(
         help_text="What was forwarded to the engine: knowledge_search, "
@@ -146,11 +162,11 @@ class ChatOutput(serializers.Serializer):
 
 
 class ThreadsQueryInput(PageQueryInput):
-    project_id = serializers.UUIDField()
+    project_id = StrictUUIDField()
 
 
 class ThreadOutput(serializers.Serializer):
-    id = serializers.UUIDField()
+    id = StrictUUIDField()
     agent_id = serializers.CharField()
     title = serializers.CharField()
     created_at = serializers.DateTimeField()
@@ -159,7 +175,7 @@ class ThreadOutput(serializers.Serializer):
 
 class ThreadMessagesOutput(ThreadOutput):
     title = serializers.CharField(allow_blank=True)
-    project_id = serializers.UUIDField(help_text="The deal the thread is about.")
+    project_id = StrictUUIDField(help_text="The deal the thread is about.")
     messages = ChatMessageOutput(
         many=True,
         help_text="Oldest first; `role` is user or assistant. Empty for a thread answered by an external engine "

@@ -16,7 +16,7 @@ from canvas_project.api.errors import domain_error_parts
 from canvas_project.api.validation import RequestValidationError, _validate, first_unstorable_text
 from canvas_project.errors import DomainError
 from canvas_project.sse.responses import SseError, method_not_allowed, sse_response
-from canvas_project.sse.schema import document_posted_stream
+from canvas_project.sse.schema import document_posted_stream, payload
 from deals.streams import authenticate
 from internal_api.serializers import ChatInput
 from internal_api.services import chat_ask
@@ -91,5 +91,14 @@ document_posted_stream(
         "tag": "chat",
         "method": "post",
         "request": "ChatInputRequest",
+        "prefix": "ChatStreamEvent",
+        "events": {
+            "message": payload("A text delta of the answer.", {"delta": {"type": "string"}}),
+            "message_end": payload(
+                "The whole answer, as POST /api/v1/chat answers it.",
+                {"thread_id": {"type": "string"}, "message": {"type": "object"}, "metadata": {"type": "object"}},
+            ),
+            "done": payload("The last event; the response ends after it.", {}),
+        },
     }
 )

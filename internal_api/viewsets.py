@@ -18,6 +18,7 @@ stays an async function view (internal_api.streams.chat_stream).
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, OpenApiTypes, extend_schema
@@ -96,6 +97,8 @@ CONTRACT_ERRORS = {
     ),
     500: OpenApiResponse(ContractErrorOutput, description="Internal failure (no internals disclosed)."),
 }
+
+IDEMPOTENCY_KEY_RE = re.compile(r"^[!-~]{1,200}$")
 
 
 class TrustedClaims:
@@ -233,7 +236,16 @@ class CanvasContractViewSet(ContractViewSet):
         "X-Thread-Id. `Idempotency-Key` is required: repeating a key with the same body returns the first "
         "result (meta.replayed = true); with another body it is refused (400). The user of X-User-Id needs "
         "the commenter role.",
-        parameters=[*HEADER_PARAMS, OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=True)],
+        parameters=[
+            *HEADER_PARAMS,
+            OpenApiParameter(
+                "Idempotency-Key",
+                {"type": "string", "pattern": IDEMPOTENCY_KEY_RE.pattern},
+                OpenApiParameter.HEADER,
+                required=True,
+                description="1 to 200 visible ASCII characters (no spaces); a retry sends the same one.",
+            ),
+        ],
         request=MutationsInput,
         responses={200: MutationsResponseOutput, **CONTRACT_ERRORS},
         tags=["internal"],
@@ -242,10 +254,11 @@ class CanvasContractViewSet(ContractViewSet):
     @action(detail=False, methods=["post"])
     def mutations(self, request):
         claims = self.trusted_claims(request)
-        key = request.headers.get("Idempotency-Key", "").strip()
-        if not key or len(key) > 200:
+        key = request.headers.get("Idempotency-Key", "")
+        if not IDEMPOTENCY_KEY_RE.fullmatch(key):
             raise ContractBadRequest(
-                "missing_idempotency_key", "The Idempotency-Key header is required (at most 200 characters)."
+                "missing_idempotency_key",
+                "The Idempotency-Key header is required: 1 to 200 visible ASCII characters, no spaces.",
             )
         access, thread, user = self.scoped_access(
             claims, project_id=claims.project_id, thread_id=claims.thread_id, minimum=DealRole.COMMENTER

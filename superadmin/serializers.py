@@ -5,23 +5,25 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from canvas_project import keys
+from canvas_project.api.fields import StrictUUIDField
+from canvas_project.api.rules import RuledSerializer, StrictBooleanField
 from superadmin.services import MODE_ALL, MODE_BY_DEAL, MODES, SKIP_REASONS
 
 
-class PurgeDealsInput(serializers.Serializer):
+class PurgeDealsInput(RuledSerializer):
     """Request body for /api/superadmin/purge_deals."""
 
     mode = serializers.ChoiceField(
         choices=MODES,
         help_text="`all`: every deal in Redis (optionally one org's); `by_deal`: the deal named by deal_id.",
     )
-    deal_id = serializers.UUIDField(required=False, allow_null=True, help_text="Required when mode is by_deal.")
-    org_id = serializers.UUIDField(
+    deal_id = StrictUUIDField(required=False, allow_null=True, help_text="Required when mode is by_deal.")
+    org_id = StrictUUIDField(
         required=False,
         allow_null=True,
         help_text="by_deal: must be the deal's org (checked when the deal exists). all: only this org's deals.",
     )
-    include_checkpoints = serializers.BooleanField(
+    include_checkpoints = StrictBooleanField(
         default=False,
         help_text="Also purge protected families (run streams, cancel flags, traces) and delete the deals' "
         "LangGraph checkpoint threads. Refused while a run of the deal is active unless force.",
@@ -32,17 +34,32 @@ class PurgeDealsInput(serializers.Serializer):
         min_value=0,
         help_text="Skip deals whose canvas event stream has an entry newer than this many seconds.",
     )
-    dry_run = serializers.BooleanField(
+    dry_run = StrictBooleanField(
         default=True, help_text="Count what would be purged and delete nothing. Defaults to true."
     )
-    force = serializers.BooleanField(
+    force = StrictBooleanField(
         default=False, help_text="With include_checkpoints: purge even while a run of the deal is active."
     )
 
     class Meta:
         ref_name = "PurgeDealsBody"
 
+    @classmethod
+    def schema_rules(cls) -> dict:
+        """validate()'s rule: by_deal names a deal; all names none (null is none)."""
+        return {
+            "oneOf": [
+                # (`not` here: a bare enum would be taken for another enum component by drf-spectacular)
+                {
+                    "properties": {"mode": {"not": {"enum": [MODE_ALL]}}, "deal_id": {"type": "string"}},
+                    "required": ["mode", "deal_id"],
+                },
+                {"properties": {"mode": {"not": {"enum": [MODE_BY_DEAL]}}, "deal_id": {"not": {"type": "string"}}}},
+            ]
+        }
+
     def validate(self, attrs):
+        attrs = super().validate(attrs)
         if attrs["mode"] == MODE_BY_DEAL and not attrs.get("deal_id"):
             raise serializers.ValidationError(
                 {"deal_id": serializers.ErrorDetail("deal_id is required when mode is by_deal.", code="missing")}
@@ -55,7 +72,7 @@ class PurgeDealsInput(serializers.Serializer):
 
 
 class DealSkippedOutput(serializers.Serializer):
-    deal_id = serializers.UUIDField()
+    deal_id = StrictUUIDField()
     reason = serializers.ChoiceField(
         choices=SKIP_REASONS,
         help_text="recent_activity: canvas events newer than exclude_active_within_secs; active_run: a run "
@@ -85,7 +102,7 @@ class PurgeResultOutput(serializers.Serializer):
     keys_total = serializers.IntegerField()
     checkpoint_threads_deleted = serializers.IntegerField(help_text="In a dry run: threads that would be deleted.")
     duration_ms = serializers.IntegerField()
-    audit_id = serializers.UUIDField(help_text="The PurgeAudit record of this call.")
+    audit_id = StrictUUIDField(help_text="The PurgeAudit record of this call.")
     summary = serializers.CharField(
         help_text="The outcome in words, as the command and the admin say it: `would purge N keys of M deals` (dry "
         "run) or `purged N keys of M deals`, then `, T checkpoint threads` when they were included and "
@@ -112,7 +129,7 @@ class FamilyFootprintOutput(serializers.Serializer):
 
 
 class DealRedisFootprintOutput(serializers.Serializer):
-    deal_id = serializers.UUIDField()
+    deal_id = StrictUUIDField()
     deal_exists = serializers.BooleanField(help_text="False for Redis leftovers of a deal PostgreSQL does not know.")
     deal_name = serializers.CharField(allow_null=True)
     families = FamilyFootprintOutput(many=True)

@@ -294,17 +294,17 @@ TABLE: list[Entry] = [
     ),
     # deals
     at("dashboard-memos-list", "GET", users(200), lambda w: Call("/api/dashboard/memos")),
-    # creating in a named org: its members create (201); for anyone else the org_id is invalid input (422)
+    # creating in a named org: its members create (201); for anyone else that org is not found (404)
     at(
         "canvas-blank-list",
         "POST",
-        users(201, outsider=422, other_org=422, superadmin=422),
+        users(201, outsider=404, other_org=404, superadmin=404),
         lambda w: Call("/api/canvas/blank", {"deal_name": "Harbor Point", "org_id": str(w.cast.org.pk)}),
     ),
     at(
         "deals-list",
         "POST",
-        users(201, outsider=422, other_org=422, superadmin=422),
+        users(201, outsider=404, other_org=404, superadmin=404),
         lambda w: Call("/api/deals", {"name": "Harbor Point", "org_id": str(w.cast.org.pk)}),
     ),
     at(

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from canvas_project.api.fields import StrictCharField
+from canvas_project.api.fields import StrictCharField, StrictUUIDField
+from canvas_project.api.rules import StrictBooleanField
 
 
 class StepsPushInput(serializers.Serializer):
     version = serializers.IntegerField(min_value=0, help_text="The version the steps apply to.")
     client_id = StrictCharField(min_length=1, max_length=64)
     steps = serializers.ListField(
-        child=serializers.JSONField(),
+        child=serializers.DictField(),
         min_length=1,
         max_length=100,
-        help_text="Opaque steps (e.g. ProseMirror); ordered, never interpreted.",
+        help_text="Opaque steps (JSON objects, e.g. ProseMirror's); ordered, never interpreted.",
     )
 
 
@@ -39,7 +40,7 @@ class StepsOutput(serializers.Serializer):
 
 
 class CollabModeInput(serializers.Serializer):
-    enabled = serializers.BooleanField()
+    enabled = StrictBooleanField()
 
 
 class CollabClearedOutput(serializers.Serializer):
@@ -58,7 +59,7 @@ class PresenceInput(serializers.Serializer):
 
 
 class PresenceEntryOutput(serializers.Serializer):
-    user_id = serializers.UUIDField()
+    user_id = StrictUUIDField()
     display_name = serializers.CharField(allow_null=True)
     role = serializers.CharField(allow_null=True)
     section_key = serializers.CharField(allow_null=True)
@@ -77,7 +78,7 @@ class LockInput(serializers.Serializer):
 
 class LockOutput(serializers.Serializer):
     section_key = serializers.CharField()
-    user_id = serializers.UUIDField()
+    user_id = StrictUUIDField()
     user_name = serializers.CharField()
     token = serializers.CharField(help_text="Send it back to release the lock.")
     expires_at = serializers.DateTimeField()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from rest_framework import serializers
 
-from canvas_project.api.fields import StrictCharField
+from canvas_project.api.fields import StrictCharField, StrictUUIDField
 from canvas_project.api.pagination import PageEnvelope
 from deals.models import DealRole, DocumentState
 
@@ -32,7 +32,7 @@ class CitationOutput(serializers.Serializer):
     id = StrictCharField()
     text = StrictCharField()
     document = StrictCharField(allow_null=True, help_text="The document's filename, as the footnote names it.")
-    document_id = serializers.UUIDField(
+    document_id = StrictUUIDField(
         allow_null=True,
         help_text="The deal's document of that filename (GET /api/deals/{deal_id}/documents/{document_id}/pages); "
         "null when no document or more than one (none of them the only ready one) has that name.",
@@ -69,7 +69,7 @@ class SessionProgressOutput(serializers.Serializer):
 class CanvasSessionResponse(serializers.Serializer):
     """Every field of the contract's CanvasSessionResponse, plus extras."""
 
-    deal_id = serializers.UUIDField()
+    deal_id = StrictUUIDField()
     deal_name = StrictCharField()
     created_at = StrictCharField(allow_null=True)
     document_state = serializers.ChoiceField(choices=DocumentState.choices)

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from canvas.nodes.selectors import DERIVED_TYPES
 from canvas_project.api.fields import StrictCharField
 from canvas_project.api.pagination import PageEnvelope, PageQueryInput
+from canvas_project.api.rules import NameField, RuledSerializer
 
 
 class ContextNodeOutput(serializers.Serializer):
@@ -40,7 +42,7 @@ class NodeQueryInput(PageQueryInput):
 
 
 class NodeCreateInput(serializers.Serializer):
-    type = StrictCharField(max_length=40, help_text="e.g. strategy_item; not a derived type.")
+    type = NameField(refused=DERIVED_TYPES, help_text="e.g. strategy_item; not a type the memo's own nodes use.")
     title = StrictCharField(max_length=300)
     content = StrictCharField(max_length=20_000, required=False, allow_blank=True, default="")
     status = StrictCharField(max_length=32, required=False, default="pending")
@@ -50,15 +52,11 @@ class NodeCreateInput(serializers.Serializer):
     thread_id = StrictCharField(max_length=64, required=False, allow_null=True, default=None)
 
 
-class NodeUpdateInput(serializers.Serializer):
+class NodeUpdateInput(RuledSerializer):
+    at_least_one_of = ("status", "title", "content")
     status = StrictCharField(max_length=32, required=False)
     title = StrictCharField(max_length=300, required=False)
     content = StrictCharField(max_length=20_000, required=False, allow_blank=True)
-
-    def validate(self, attrs):
-        if not attrs:
-            raise serializers.ValidationError("Give at least one of status, title, content.", code="missing")
-        return attrs
 
 
 class NodeListOutput(PageEnvelope):
@@ -70,7 +68,7 @@ class NodeListOutput(PageEnvelope):
 
 class LinkInput(serializers.Serializer):
     to = StrictCharField(max_length=100)
-    type = StrictCharField(max_length=40, help_text="e.g. supports, contradicts, addresses")
+    type = NameField(help_text="e.g. supports, contradicts, addresses")
 
 
 class LinkOutput(serializers.Serializer):

@@ -68,7 +68,7 @@ def node_create(
 ) -> dict:
     """Create a stored node. Raises InvalidInputError (a derived or malformed type), StoreUnavailable."""
     prefix = loc_prefix or ["body"]
-    if type in DERIVED_TYPES or not TYPE_RE.match(type):
+    if type in DERIVED_TYPES or not TYPE_RE.fullmatch(type):
         raise InvalidInputError(
             "type must be lowercase letters, digits and underscores, and not one of "
             + ", ".join(DERIVED_TYPES)
@@ -170,7 +170,7 @@ def link_create(
 ) -> dict:
     """A typed edge source -> target. Raises NodeNotFound, InvalidInputError, StoreUnavailable."""
     prefix = loc_prefix or ["body"]
-    if not EDGE_TYPE_RE.match(edge_type):
+    if not EDGE_TYPE_RE.fullmatch(edge_type):
         raise InvalidInputError(
             "type must be lowercase letters, digits and underscores.", loc=[*prefix, "type"], value=edge_type
         )

@@ -3,21 +3,20 @@ comments and brushes. Inputs end in Input, outputs in Output; names are unique a
 
 from __future__ import annotations
 
-import uuid
-
 from rest_framework import serializers
 
 from canvas.memo.serializers import SECTION_STATES, CanvasSectionOutput
 from canvas.models import ReviewerRole, SuggestionKind, SuggestionStatus
 from canvas.review import suggestions
 from canvas.review.brushes import BRUSHES, FINDING_KINDS, SEVERITIES
-from canvas_project.api.fields import StrictCharField, one_of
+from canvas_project.api.fields import StrictCharField, StrictUUIDField, one_of
 from canvas_project.api.pagination import PageEnvelope, PageQueryInput
+from canvas_project.api.rules import RuledSerializer, StrictBooleanField, uuid_or_me_field
 from deals.models import DocumentState
 
 
 # --- suggestions ---------------------------------------------------------------------------------------
-class SuggestionCreateInput(serializers.Serializer):
+class SuggestionCreateInput(RuledSerializer):
     section_key = StrictCharField(max_length=64)
     kind = serializers.ChoiceField(choices=SuggestionKind.choices)
     anchor_text = StrictCharField(
@@ -55,7 +54,44 @@ class SuggestionCreateInput(serializers.Serializer):
         help_text="Why the change is proposed.",
     )
 
+    @classmethod
+    def schema_rules(cls) -> dict:
+        """validate()'s rules per kind, as JSON Schema (`kind` is told apart with `not`: a bare enum here would be
+        taken for another enum component by drf-spectacular). One rule is not expressible: a replace's content
+        must differ from its anchor."""
+
+        def kind_is(kind: str) -> dict:
+            return {"not": {"enum": [other for other in SuggestionKind.values if other != kind]}}
+
+        filled = {"minLength": 1}
+        return {
+            "oneOf": [
+                {
+                    "properties": {"kind": kind_is(SuggestionKind.INSERT), "content": filled},
+                    "required": ["content"],
+                    # an occurrence other than 1 needs an anchor
+                    "anyOf": [
+                        {"properties": {"anchor_text": filled}, "required": ["anchor_text"]},
+                        {"properties": {"occurrence": {"maximum": 1}}},
+                    ],
+                },
+                {
+                    "properties": {
+                        "kind": kind_is(SuggestionKind.DELETE),
+                        "anchor_text": filled,
+                        "content": {"maxLength": 0},
+                    },
+                    "required": ["anchor_text"],
+                },
+                {
+                    "properties": {"kind": kind_is(SuggestionKind.REPLACE), "anchor_text": filled, "content": filled},
+                    "required": ["anchor_text", "content"],
+                },
+            ]
+        }
+
     def validate(self, attrs):
+        attrs = super().validate(attrs)
         kind, anchor, content = attrs["kind"], attrs["anchor_text"], attrs["content"]
         problems: dict[str, str] = {}
         if kind in (SuggestionKind.DELETE, SuggestionKind.REPLACE) and not anchor:
@@ -78,18 +114,7 @@ class SuggestionCreateInput(serializers.Serializer):
 class SuggestionQueryInput(PageQueryInput):
     status = serializers.ChoiceField(choices=SuggestionStatus.choices, required=False)
     section_key = StrictCharField(max_length=64, required=False)
-    author = StrictCharField(
-        required=False, max_length=36, help_text="`me` for the caller's own suggestions, or a user id."
-    )
-
-    def validate_author(self, value: str) -> str:
-        if value != "me":
-            try:
-                uuid.UUID(value)
-            except ValueError:
-                message = "Use `me` or a user id (UUID)."
-                raise serializers.ValidationError(message, code="value_error") from None
-        return value
+    author = uuid_or_me_field("suggestions")
 
 
 class SuggestionAcceptInput(serializers.Serializer):
@@ -99,7 +124,7 @@ class SuggestionAcceptInput(serializers.Serializer):
 
 
 class SuggestionOutput(serializers.Serializer):
-    id = serializers.UUIDField()
+    id = StrictUUIDField()
     section_key = StrictCharField()
     kind = serializers.ChoiceField(choices=SuggestionKind.choices)
     anchor_text = StrictCharField(allow_blank=True)
@@ -107,9 +132,9 @@ class SuggestionOutput(serializers.Serializer):
     content = StrictCharField(allow_blank=True)
     comment = StrictCharField(allow_blank=True)
     status = serializers.ChoiceField(choices=SuggestionStatus.choices)
-    author_id = serializers.UUIDField(allow_null=True)
+    author_id = StrictUUIDField(allow_null=True)
     author = StrictCharField(source="author.display_name", allow_null=True, default=None)
-    decided_by_id = serializers.UUIDField(allow_null=True)
+    decided_by_id = StrictUUIDField(allow_null=True)
     decided_by = StrictCharField(source="decided_by.display_name", allow_null=True, default=None)
     decided_at = serializers.DateTimeField(allow_null=True)
     base_version = serializers.IntegerField(help_text="The memo version when it was proposed.")
@@ -140,14 +165,14 @@ class SectionApproveInput(serializers.Serializer):
     conditions = serializers.ListField(
         child=StrictCharField(max_length=500), max_length=3, required=False, default=list
     )
-    force = serializers.BooleanField(default=False, help_text="Owner only: approve over unresolved comments.")
+    force = StrictBooleanField(default=False, help_text="Owner only: approve over unresolved comments.")
 
 
 class ConditionOutput(serializers.Serializer):
     id = serializers.IntegerField()
     text = StrictCharField()
     resolved = serializers.BooleanField()
-    resolved_by = serializers.UUIDField(source="resolved_by_id", allow_null=True)
+    resolved_by = StrictUUIDField(source="resolved_by_id", allow_null=True)
     resolved_at = serializers.DateTimeField(allow_null=True)
 
 
@@ -155,7 +180,7 @@ class SectionApprovalOutput(serializers.Serializer):
     approval_id = serializers.IntegerField(source="approval.pk")
     section_key = StrictCharField(source="approval.section_key")
     section_state = serializers.ChoiceField(choices=SECTION_STATES)
-    approved_by = serializers.UUIDField(source="approval.approved_by_id", allow_null=True)
+    approved_by = StrictUUIDField(source="approval.approved_by_id", allow_null=True)
     reviewer_role = StrictCharField(source="approval.reviewer_role")
     quality_score = serializers.IntegerField(source="approval.quality_score", allow_null=True)
     forced = serializers.BooleanField(source="approval.forced")
@@ -177,40 +202,37 @@ class FeedbackOutput(serializers.Serializer):
     rating = serializers.IntegerField()
     comment = StrictCharField()
     tags = serializers.ListField(child=StrictCharField())
-    user_id = serializers.UUIDField(allow_null=True)
+    user_id = StrictUUIDField(allow_null=True)
     created_at = serializers.DateTimeField()
 
 
-class CommentCreateInput(serializers.Serializer):
+class CommentCreateInput(RuledSerializer):
+    at_least_one_of = ("section_key", "parent_id")
+    at_least_one_message = "Give section_key, or parent_id to reply."
     section_key = StrictCharField(
         max_length=64, required=False, help_text="Required unless parent_id is given (a reply)."
     )
     body = StrictCharField(max_length=5000)
-    parent_id = serializers.UUIDField(required=False, allow_null=True)
-
-    def validate(self, attrs):
-        if not attrs.get("parent_id") and not attrs.get("section_key"):
-            raise serializers.ValidationError("Give section_key, or parent_id to reply.", code="missing")
-        return attrs
+    parent_id = StrictUUIDField(required=False, allow_null=True)
 
 
 class CommentReplyOutput(serializers.Serializer):
-    id = serializers.UUIDField()
+    id = StrictUUIDField()
     body = StrictCharField()
-    author_id = serializers.UUIDField(allow_null=True)
+    author_id = StrictUUIDField(allow_null=True)
     author = StrictCharField(source="author.display_name", allow_null=True, default=None)
     created_at = serializers.DateTimeField()
 
 
 class CommentOutput(serializers.Serializer):
-    id = serializers.UUIDField()
+    id = StrictUUIDField()
     section_key = StrictCharField()
-    parent_id = serializers.UUIDField(allow_null=True)
+    parent_id = StrictUUIDField(allow_null=True)
     body = StrictCharField()
-    author_id = serializers.UUIDField(allow_null=True)
+    author_id = StrictUUIDField(allow_null=True)
     author = StrictCharField(source="author.display_name", allow_null=True, default=None)
     resolved = serializers.BooleanField()
-    resolved_by = serializers.UUIDField(source="resolved_by_id", allow_null=True)
+    resolved_by = StrictUUIDField(source="resolved_by_id", allow_null=True)
     resolved_at = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField()
     replies = CommentReplyOutput(many=True, source="replies.all", required=False)
@@ -227,7 +249,7 @@ class BrushInput(serializers.Serializer):
         choices=list(BRUSHES), help_text=", ".join(f"`{k}`: {v}" for k, v in BRUSHES.items())
     )
     section_key = StrictCharField(max_length=64, required=False, help_text="Only this section.")
-    create_suggestions = serializers.BooleanField(
+    create_suggestions = StrictBooleanField(
         required=False,
         default=False,
         help_text="File every finding that carries a fix as a pending suggestion (its `suggestion_id`).",
@@ -257,7 +279,7 @@ class BrushFindingOutput(serializers.Serializer):
     suggestion = SuggestionPayloadOutput(
         allow_null=True, help_text="Ready to POST to /suggestions as it is; null when there is no fix to propose."
     )
-    suggestion_id = serializers.UUIDField(allow_null=True)
+    suggestion_id = StrictUUIDField(allow_null=True)
 
 
 class BrushResultOutput(serializers.Serializer):

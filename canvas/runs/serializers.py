@@ -3,16 +3,15 @@ Inputs end in Input, outputs in Output; names are unique across the project."""
 
 from __future__ import annotations
 
-import uuid
-
 from rest_framework import serializers
 
 from canvas.memo.serializers import CitationOutput
 from canvas.models import CancelAction, RunStatus
 from canvas.runs.selectors import RUN_ORDERINGS
 from canvas.runs.services import MultitaskStrategy, stream_url
-from canvas_project.api.fields import StrictCharField
+from canvas_project.api.fields import StrictCharField, StrictUUIDField
 from canvas_project.api.pagination import PageEnvelope, PageQueryInput
+from canvas_project.api.rules import StrictBooleanField, comma_separated_field, uuid_or_me_field
 from canvas_project.api.validation import RequestValidationError
 
 MAX_INSTRUCTIONS = 2000
@@ -48,6 +47,7 @@ class GenerateInput(serializers.Serializer):
         child=StrictCharField(max_length=64),
         required=False,
         allow_empty=False,
+        min_length=1,
         max_length=50,
         help_text="Section keys to draft; all of the template's sections when omitted.",
     )
@@ -89,7 +89,7 @@ def resolve_multitask_strategy(body: dict, query: dict) -> str:
 
 
 class GenerateOutput(serializers.Serializer):
-    run_id = serializers.UUIDField()
+    run_id = StrictUUIDField()
     status = one_of(RunStatus.values)
     stream_url = StrictCharField(help_text="GET it with Accept: text/event-stream to follow the run.")
 
@@ -107,7 +107,7 @@ class RegenerateOutput(GenerateOutput):
 
 class RunConflictOutput(serializers.Serializer):
     detail = StrictCharField()
-    active_run_id = serializers.UUIDField()
+    active_run_id = StrictUUIDField()
     active_run_status = one_of(RunStatus.values)
 
 
@@ -143,8 +143,8 @@ class SkippedLockedSectionOutput(serializers.Serializer):
 
 
 class RunOutput(serializers.Serializer):
-    id = serializers.UUIDField()
-    deal_id = serializers.UUIDField()
+    id = StrictUUIDField()
+    deal_id = StrictUUIDField()
     kind = one_of(RUN_KINDS)
     status = one_of(RunStatus.values)
     drafter = StrictCharField(allow_blank=True)
@@ -163,7 +163,7 @@ class RunOutput(serializers.Serializer):
     usage = RunUsageOutput()
     error = StrictCharField(allow_blank=True)
     trace_summary = TraceSummaryItemOutput(many=True)
-    created_by = serializers.UUIDField(source="created_by_id", allow_null=True)
+    created_by = StrictUUIDField(source="created_by_id", allow_null=True)
     created_by_name = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
@@ -209,7 +209,7 @@ class CancelInput(serializers.Serializer):
         help_text="`interrupt` (default) keeps the sections the run delivered; `rollback` returns every section it "
         "wrote to its content before the run, as a new memo version.",
     )
-    wait = serializers.BooleanField(
+    wait = StrictBooleanField(
         required=False,
         default=False,
         help_text="true: answer once the worker has ended the run (at most SYNTHESIS_CANCEL_WAIT_MAX_SECONDS, 30 s; "
@@ -219,10 +219,8 @@ class CancelInput(serializers.Serializer):
 
 
 class RunQueryInput(PageQueryInput):
-    status = StrictCharField(required=False, help_text="One status or several, comma-separated.")
-    created_by = StrictCharField(
-        required=False, max_length=36, help_text="`me` for the caller's own runs, or a user id."
-    )
+    status = comma_separated_field(RunStatus.values, "status")
+    created_by = uuid_or_me_field("runs")
     created_after = serializers.DateTimeField(required=False, help_text="ISO 8601; inclusive.")
     created_before = serializers.DateTimeField(required=False, help_text="ISO 8601; exclusive.")
     ordering = serializers.ChoiceField(
@@ -234,29 +232,10 @@ class RunQueryInput(PageQueryInput):
     )
 
     def validate_status(self, value: str) -> list[str]:
-        statuses = [part.strip() for part in value.split(",") if part.strip()]
-        unknown = [s for s in statuses if s not in RunStatus.values]
-        if not statuses or unknown:
-            raise serializers.ValidationError(
-                f"Use one or more of {', '.join(RunStatus.values)}, comma-separated.", code="enum"
-            )
-        return statuses
+        return value.split(",")  # the field's pattern admits only known statuses, comma-separated
 
-    def validate_created_by(self, value: str) -> str:
-        if value != "me":
-            try:
-                uuid.UUID(value)
-            except ValueError:
-                raise serializers.ValidationError("Use `me` or a user id (UUID).", code="uuid_parsing") from None
-        return value
-
-    def validate(self, attrs):
-        after, before = attrs.get("created_after"), attrs.get("created_before")
-        if after and before and after >= before:
-            raise serializers.ValidationError(
-                {"created_before": "Must be later than created_after."}, code="value_error"
-            )
-        return attrs
+    # created_before at or before created_after is an empty window (an empty page), not an error: JSON Schema
+    # cannot compare two parameters, and the window is well-formed.
 
 
 class RunPageOutput(PageEnvelope):
@@ -288,7 +267,7 @@ class TraceNodeOutput(serializers.Serializer):
 
 
 class RunTraceOutput(serializers.Serializer):
-    run_id = serializers.UUIDField()
+    run_id = StrictUUIDField()
     status = one_of(RunStatus.values)
     expired = serializers.BooleanField(help_text="The per-node trace is kept 10 minutes; the summary stays.")
     nodes = TraceNodeOutput(many=True)
@@ -365,7 +344,7 @@ class ResetOutput(serializers.Serializer):
     restorable_version = serializers.IntegerField(
         allow_null=True, help_text="POST /versions/{n}/restore with it to get the memo back; null when it was empty."
     )
-    cancelled_runs = serializers.ListField(child=serializers.UUIDField())
+    cancelled_runs = serializers.ListField(child=StrictUUIDField())
     checkpoint_threads_deleted = serializers.IntegerField()
     redis_keys_deleted = serializers.IntegerField()
 

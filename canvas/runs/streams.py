@@ -31,7 +31,17 @@ from canvas_project.sse.responses import (
     slotted_response,
     sse_response,
 )
-from canvas_project.sse.schema import document_deal_stream
+from canvas_project.sse.schema import (
+    MILLIS,
+    NULLABLE_UUID,
+    OBJECT,
+    RESET,
+    STRING,
+    STRINGS,
+    UUID,
+    document_deal_stream,
+    payload,
+)
 from deals.models import DealRole
 from deals.streams import resolve_stream_access
 
@@ -178,8 +188,77 @@ async def discourse_stream(request: HttpRequest, deal_id: str):
         return exc.response
 
 
+# What every run event carries (canvas.runs.synthesis.telemetry.emit_run_event), then each type's own fields.
+RUN_ENVELOPE = {"run_id": UUID, "at": MILLIS}
+SECONDS = {"type": "number", "description": "Seconds."}
+NULLABLE_TEXT = {"type": "string", "nullable": True}
+CITATION = {
+    "type": "object",
+    "properties": {
+        "id": STRING,
+        "text": STRING,
+        "document": STRING,
+        "document_id": NULLABLE_UUID,
+        "page": {"type": "integer", "nullable": True},
+    },
+}
+
+
+def run_event(description: str, required: dict, optional: dict | None = None) -> dict:
+    return payload(description, {**RUN_ENVELOPE, **required}, optional)
+
+
+RUN_EVENTS = {
+    "workflow_started": run_event("The run started.", {"inputs": OBJECT}, {"drafter": STRING}),
+    "node_started": run_event(
+        "A section's drafter started (component_id is the section key).",
+        {"component_id": STRING, "component_name": STRING, "component_type": STRING, "thoughts": STRING},
+    ),
+    "message": run_event("A text delta of a section's draft.", {"component_id": STRING, "content": STRING}),
+    "message_end": run_event(
+        "A section's draft ended: `status` delivered, failed, skipped_locked...",
+        {"component_id": STRING, "status": STRING, "reference": {"type": "array", "items": CITATION}},
+        {"content": STRING, "error": NULLABLE_TEXT, "locked_by": {**OBJECT, "nullable": True}},
+    ),
+    "node_finished": run_event(
+        "A section's drafter finished.",
+        {"component_id": STRING, "inputs": OBJECT, "outputs": OBJECT, "error": NULLABLE_TEXT, "elapsed_time": SECONDS},
+        {"component_name": STRING},
+    ),
+    "workflow_finished": run_event(
+        "The run ended; `outputs` lists the sections delivered, missing and failed.",
+        {
+            "status": STRING,
+            "inputs": OBJECT,
+            "outputs": {
+                "type": "object",
+                "properties": {"delivered": STRINGS, "missing": STRINGS, "failed": STRINGS},
+            },
+            "elapsed_time": SECONDS,
+            "error": NULLABLE_TEXT,
+        },
+    ),
+    "error": run_event("The run failed.", {"message": STRING}),
+    "done": run_event("The last event of the run; the response ends after it.", {"status": STRING}),
+    "reset": RESET,
+}
+DISCOURSE_EVENT = payload(
+    "What one of the deal's agents did.",
+    {"kind": STRING, "deal_id": UUID, "at": MILLIS, "agent": STRING, "text": STRING},
+    {"run_id": UUID, "brush_id": STRING},
+)
+DISCOURSE_EVENTS = {
+    "retrieval": DISCOURSE_EVENT,
+    "draft": DISCOURSE_EVENT,
+    "brush": DISCOURSE_EVENT,
+    "run": DISCOURSE_EVENT,
+    "reset": RESET,
+}
+
 document_deal_stream(
     path="/api/canvas/{deal_id}/runs/{run_id}/stream",
+    prefix="RunEvent",
+    events=RUN_EVENTS,
     operation_id="canvas_run_stream",
     extra_path_params=["run_id"],
     summary="A drafting run's events as server-sent events (viewer)",
@@ -201,6 +280,8 @@ document_deal_stream(
 
 document_deal_stream(
     path="/api/canvas/{deal_id}/discourse/stream",
+    prefix="DiscourseEvent",
+    events=DISCOURSE_EVENTS,
     operation_id="canvas_discourse_stream",
     summary="The deal's agent discourse as server-sent events (viewer)",
     description=(

@@ -43,8 +43,9 @@ from canvas.runs.synthesis import config, prompts
 from canvas_project import ratelimit
 from canvas_project.api.conditional import IF_MATCH_PARAM, PRECONDITION_FAILED
 from canvas_project.api.pagination import CursorPagination
-from canvas_project.api.schema import SERVER_SENT_EVENT_REF, error_responses
+from canvas_project.api.schema import error_responses
 from canvas_project.api.validation import parse_body, parse_path_uuid, parse_query
+from canvas_project.sse.schema import event_union_ref
 from deals.models import DealRole
 from deals.viewsets import DealScopedViewSet
 
@@ -131,7 +132,9 @@ class DraftingViewSet(MemoWriteViewSet):
         request=GenerateInput,
         responses={
             202: GenerateOutput,
-            (200, EVENT_STREAM): OpenApiResponse(SERVER_SENT_EVENT_REF, description="The run's event stream."),
+            (200, EVENT_STREAM): OpenApiResponse(
+                event_union_ref("RunEvent"), description="The run's event stream: one of RunEvent each."
+            ),
             409: RUN_CONFLICT,
             **error_responses(401, 403, 404, 422, 429, 503),
         },

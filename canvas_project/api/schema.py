@@ -5,6 +5,8 @@ from __future__ import annotations
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
+from canvas_project.api.fields import StrictUUIDField
+
 
 class ValidationErrorItemSerializer(serializers.Serializer):
     loc = serializers.ListField(child=serializers.JSONField(), help_text="Starts with body, query, path or header.")
@@ -44,7 +46,7 @@ class ConflictErrorSerializer(serializers.Serializer):
 class LockHolderSerializer(serializers.Serializer):
     section_key = serializers.CharField()
     holder = serializers.CharField(allow_null=True, help_text="The lock holder's display name.")
-    holder_id = serializers.UUIDField(allow_null=True)
+    holder_id = StrictUUIDField(allow_null=True)
     expires_at = serializers.DateTimeField(allow_null=True, help_text="When the lock expires unless renewed.")
 
     class Meta:
@@ -55,7 +57,7 @@ class LockedErrorSerializer(serializers.Serializer):
     detail = serializers.CharField(help_text="Who holds the lock and until when; nothing was written.")
     section_key = serializers.CharField(help_text="The (first) locked section the request would change.")
     holder = serializers.CharField(allow_null=True, help_text="Its holder's display name; null: nobody holds it.")
-    holder_id = serializers.UUIDField(allow_null=True)
+    holder_id = StrictUUIDField(allow_null=True)
     expires_at = serializers.DateTimeField(allow_null=True)
     locked_sections = LockHolderSerializer(many=True, help_text="Every locked section the request would change.")
 
@@ -93,6 +95,7 @@ ERROR_DESCRIPTIONS = {
 
 # One server-sent event as a client's EventSource sees it (the per-event schema of a text/event-stream
 # response, as OpenAPI 3.2's itemSchema has it). Retry-only blocks and `: ping` comments are not events.
+# Each stream's events are components built on these fields (canvas_project.api.openapi).
 SERVER_SENT_EVENT_SCHEMA = {
     "type": "object",
     "description": "One server-sent event of the stream.",
@@ -104,7 +107,6 @@ SERVER_SENT_EVENT_SCHEMA = {
     },
     "required": ["event", "data"],
 }
-SERVER_SENT_EVENT_REF = {"$ref": "#/components/schemas/ServerSentEvent"}
 
 
 def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
@@ -125,7 +127,6 @@ def deleted_response(description: str = "Deleted.") -> dict[int, OpenApiResponse
 
 __all__ = [
     "ERROR_DESCRIPTIONS",
-    "SERVER_SENT_EVENT_REF",
     "SERVER_SENT_EVENT_SCHEMA",
     "ErrorDetailSerializer",
     "HTTPValidationErrorSerializer",

@@ -7,6 +7,7 @@ RequestValidationError with `loc` starting at body, query or path. Unknown field
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -163,9 +164,12 @@ def parse_path_uuid(value: str, name: str) -> uuid.UUID:
         ) from None
 
 
+MAX_PATH_INT = 999_999_999_999  # 12 digits
+
+
 def parse_path_int(value: str, name: str) -> int:
     """Parse a positive integer path parameter. Raises RequestValidationError (422 at path.<name>)."""
-    if not value.isdigit() or int(value) < 1 or len(value) > 12:
+    if not re.fullmatch(r"[0-9]{1,12}", value) or not 1 <= int(value) <= MAX_PATH_INT:
         raise RequestValidationError(
             [
                 {

@@ -36,7 +36,9 @@ from canvas_project.observability import metrics
 
 logger = logging.getLogger(__name__)
 
-STREAM_ID_RE = re.compile(r"^\d{1,20}-\d{1,20}$")
+STREAM_ID_RE = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
+# what a client may send as Last-Event-ID / last_event_id: a stream id, or empty (= none)
+STREAM_ID_PATTERN = "^([0-9]{1,20}-[0-9]{1,20})?$"
 QUEUE_SIZE = 1000
 CATCH_UP_BATCH = 500
 BLOCK_MS = 5000
@@ -49,7 +51,7 @@ def parse_id(stream_id: str) -> tuple[int, int]:
 
 
 def valid_stream_id(value: str | None) -> bool:
-    return bool(value) and bool(STREAM_ID_RE.match(value))
+    return bool(value) and bool(STREAM_ID_RE.fullmatch(value))
 
 
 @dataclass(frozen=True)

@@ -126,30 +126,33 @@ def slotted_response(user, stream: AsyncIterator[str]) -> StreamingHttpResponse:
 
 
 def last_event_id(request: HttpRequest) -> str | None:
-    """The client's resume point. Raises SseError (422 at header or query) when malformed."""
+    """The client's resume point (the header wins over the query). Raises SseError (422 at header or query)
+    when either is malformed: an empty one is absent (STREAM_ID_PATTERN, as the schema says)."""
     header = request.headers.get("Last-Event-ID")
     query = request.GET.get("last_event_id")
-    value, location, name = (header, "header", "Last-Event-ID") if header else (query, "query", "last_event_id")
-    if value is None or value == "":
-        return None
-    if not hub.valid_stream_id(value):
-        raise SseError(
-            JsonResponse(
-                {
-                    "detail": [
-                        {
-                            "loc": [location, name],
-                            "msg": "Expected a stream id such as 1732300000000-0.",
-                            "type": "value_error",
-                            "input": value,
-                            "ctx": {},
-                        }
-                    ]
-                },
-                status=422,
-            )
+    for value, location, name in ((header, "header", "Last-Event-ID"), (query, "query", "last_event_id")):
+        if value and not hub.valid_stream_id(value):
+            raise _malformed_id(value, location, name)
+    return header or query or None
+
+
+def _malformed_id(value: str, location: str, name: str) -> SseError:
+    return SseError(
+        JsonResponse(
+            {
+                "detail": [
+                    {
+                        "loc": [location, name],
+                        "msg": "Expected a stream id such as 1732300000000-0.",
+                        "type": "value_error",
+                        "input": value,
+                        "ctx": {},
+                    }
+                ]
+            },
+            status=422,
         )
-    return value
+    )
 
 
 def format_entry(entry: hub.Entry) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from canvas_project.api.fields import StrictUUIDField
 from canvas_project.api.pagination import PageEnvelope, PageQueryInput
 from deals.documents.ingestion.intel import METRICS
 from deals.models import FileState
@@ -19,7 +20,7 @@ class DocumentUploadInput(serializers.Serializer):
 
 
 class DocumentOutput(serializers.Serializer):
-    id = serializers.UUIDField()
+    id = StrictUUIDField()
     filename = serializers.CharField()
     content_type = serializers.CharField(help_text="Sniffed from the content, not taken from the client.")
     # A plain string: an enum named "kind" would collide with the suggestion kinds' enum.
@@ -41,7 +42,7 @@ class DocumentOutput(serializers.Serializer):
 
 
 class MetricSourceOutput(serializers.Serializer):
-    document_id = serializers.UUIDField()
+    document_id = StrictUUIDField()
     filename = serializers.CharField()
     page = serializers.IntegerField(help_text="1-based page (PDF), sheet position (XLSX) or chunk.")
 
@@ -67,7 +68,7 @@ class DealIntelOutput(serializers.Serializer):
 
 
 class IntakeDocumentOutput(serializers.Serializer):
-    id = serializers.UUIDField()
+    id = StrictUUIDField()
     filename = serializers.CharField()
     kind = serializers.CharField(help_text="pdf, xlsx, docx, csv, txt or md.")
     # Plain strings here: the choice sets are documented once, on DealDocument (enum names stay unique).
@@ -82,7 +83,7 @@ class IntakeRequirementOutput(serializers.Serializer):
     label = serializers.CharField()
     kinds = serializers.ListField(child=serializers.CharField())
     status = serializers.ChoiceField(choices=["received", "pending", "missing"])
-    document_ids = serializers.ListField(child=serializers.UUIDField())
+    document_ids = serializers.ListField(child=StrictUUIDField())
 
 
 class IntakeCountsOutput(serializers.Serializer):
@@ -130,7 +131,7 @@ class DocumentPageOutput(serializers.Serializer):
 class DocumentPagesOutput(PageEnvelope):
     """A page of the document's pages, with the document's id and state."""
 
-    document_id = serializers.UUIDField()
+    document_id = StrictUUIDField()
     # a plain string: DealDocument's `state` already names the FileState enum
     state = serializers.CharField(help_text="The document's state: its pages are there once it is `ready`.")
     results = DocumentPageOutput(many=True)
@@ -150,7 +151,7 @@ class DocumentFigureOutput(serializers.Serializer):
 
 
 class DocumentFiguresOutput(serializers.Serializer):
-    document_id = serializers.UUIDField()
+    document_id = StrictUUIDField()
     cached = serializers.BooleanField(
         help_text="The document's digitization record is in the cache (7 days after ingestion). False: the "
         "figures are not known any more (or the document is not ingested yet); re-ingest it."

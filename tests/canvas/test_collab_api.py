@@ -115,7 +115,7 @@ def test_bad_pushes_are_422(cast, body):
 
 
 def test_a_huge_push_is_413(cast):
-    response = _push(cast.client("editor"), cast.deal, 0, ["x" * 200_000, "y" * 100_000])
+    response = _push(cast.client("editor"), cast.deal, 0, [{"text": "x" * 200_000}, {"text": "y" * 100_000}])
     assert response.status_code == 413
 
 

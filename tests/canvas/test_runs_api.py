@@ -323,7 +323,6 @@ def test_runs_list_filters_paginates_and_orders(cast):
         ("?status=done", ["query", "status"]),
         ("?created_by=someone", ["query", "created_by"]),
         ("?created_after=yesterday", ["query", "created_after"]),
-        ("?created_after=2026-01-02T00:00:00Z&created_before=2026-01-01T00:00:00Z", ["query", "created_before"]),
         ("?ordering=name", ["query", "ordering"]),
         ("?page_size=1000", ["query", "page_size"]),
     ],
@@ -832,3 +831,16 @@ def test_the_discourse_ring_is_replayed_then_live_and_resumable(service, cast):
     gone = SseReader(url, _token(cast), last_event_id=ids[0]).start()  # trimmed: the whole ring again
     assert gone.take(1)[0].id == ids[6]
     gone.close()
+
+
+@pytest.mark.django_db
+def test_an_inverted_window_is_an_empty_page(cast):
+    """created_before at or before created_after selects nothing (the schema cannot compare two parameters, so
+    it is no 422)."""
+    editor = cast.client("editor")
+    assert editor.post(canvas_url(cast.deal, "generate"), {}, format="json").status_code == 202
+    everything = cast.client("viewer").get(canvas_url(cast.deal, "runs")).json()
+    assert everything["count"] == 1
+    query = "?created_after=2026-01-02T00:00:00Z&created_before=2026-01-01T00:00:00Z"
+    response = cast.client("viewer").get(canvas_url(cast.deal, "runs") + query)
+    assert response.status_code == 200 and response.json()["count"] == 0 and response.json()["results"] == []

@@ -57,8 +57,8 @@ def test_patch_needs_at_least_one_field(cast):
 @pytest.mark.parametrize("role", ROLES)
 def test_role_matrix_create(cast, role):
     response = cast.client(role).post("/api/deals", {"name": "New deal"}, format="json")
-    # creating needs an org: anonymous 401; users in exactly one org create in it; others 422
-    expected = {"anonymous": 401, "outsider": 422, "superadmin": 422}.get(role, 201)
+    # creating needs an org: anonymous 401; users in exactly one org create in it; users in none 403
+    expected = {"anonymous": 401, "outsider": 403, "superadmin": 403}.get(role, 201)
     assert response.status_code == expected, response.content
 
 
@@ -76,9 +76,18 @@ def test_create_makes_the_creator_owner(cast):
 
 
 def test_create_in_a_named_org_needs_membership(cast):
+    # another tenant's org is not found (404), as every other object of another tenant; nothing is created
+    before = Deal.objects.count()
     response = cast.client("owner").post("/api/deals", {"name": "X", "org_id": str(cast.other_org.pk)}, format="json")
-    assert response.status_code == 422
-    assert response.json()["detail"][0]["loc"] == ["body", "org_id"]
+    assert response.status_code == 404
+    assert response.json() == {"detail": "No org of yours has this id."}
+    assert Deal.objects.count() == before
+
+
+def test_create_in_no_org_is_403(cast):
+    response = cast.client("outsider").post("/api/deals", {"name": "X"}, format="json")
+    assert response.status_code == 403
+    assert "belong to no org" in response.json()["detail"]
 
 
 def test_create_with_several_orgs_needs_org_id(cast):
@@ -153,7 +162,7 @@ class TestBlankCanvas:
     @pytest.mark.parametrize("role", ROLES)
     def test_role_matrix(self, cast, role):
         response = cast.client(role).post("/api/canvas/blank", {"deal_name": "Blank"}, format="json")
-        expected = {"anonymous": 401, "outsider": 422, "superadmin": 422}.get(role, 201)
+        expected = {"anonymous": 401, "outsider": 403, "superadmin": 403}.get(role, 201)
         assert response.status_code == expected
 
     def test_it_creates_a_blank_deal_and_says_where_to_go(self, cast):
