@@ -50,6 +50,7 @@ import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import hypothesis
@@ -60,6 +61,7 @@ from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import got_request_exception, request_finished, request_started
 from django.db import close_old_connections, connection
 from django.test import Client
+from django.utils import timezone
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
@@ -101,7 +103,15 @@ UPLOAD = "POST /api/deals/{deal_id}/documents"
 # Body fields naming other objects: grounded in every valid case (see the module docstring).
 STATE_REFERENCES = {
     *("deal_id", "sections", "attached_document_ids", "email", "user_id", "org_id", "to", "anchor_text", "occurrence"),
+    # a new password must pass the server's password validators (similarity to the user, common passwords), and an
+    # API key's expiry must be in the future: the clock and the account, which no schema can say
+    *("new_password", "expires_at"),
 }
+# Tokens only the server mints: a list's cursor (signed) and an entity tag (If-Match, If-None-Match). A generated
+# one is a forgery whatever its shape (422 or 412), so no case sends one; tests/canvas_project/test_pagination.py
+# and tests/canvas/test_conditional_requests.py hold forged, foreign and stale ones to their answers.
+SERVER_TOKENS_QUERY = {"cursor"}
+SERVER_TOKENS_HEADERS = {"if-match", "if-none-match"}
 # The steps of a collaboration push are free-form objects: the server refuses a NUL character in their keys too,
 # and OpenAPI 3.0 has no `propertyNames` to say so (values say it with a pattern). Only there, generated text
 # holds no NUL.
@@ -279,6 +289,8 @@ def seed_world(cast) -> World:
             "username": "owner",
             "password": PASSWORD,
             "current_password": PASSWORD,
+            "new_password": "a-Fresh-pass-5678!",
+            "expires_at": (timezone.now() + timedelta(days=30)).isoformat(),
             "agent_id": "strategy",
             "refresh": spare["refresh"],
             "token": spare["access"],
@@ -313,6 +325,10 @@ def ground(case, world: World, keep_generated: Callable[[str], bool]) -> None:
                 elif not isinstance(value, bytes | int):
                     value = str(value)
                 case.body[name] = value
+    for name in SERVER_TOKENS_QUERY & set(case.query or {}):
+        del case.query[name]
+    for name in [n for n in case.headers or {} if n.lower() in SERVER_TOKENS_HEADERS]:
+        del case.headers[name]
     case.meta  # noqa: B018 - reading it revalidates the parts grounding changed
 
 

@@ -64,6 +64,9 @@ CANVAS_EVENTS = {
     "run_section_failed": memo_write_event("A run marked a section failed."),
     "run_recorded": memo_write_event("A run's outcome was recorded on the memo."),
     "memo_reset": memo_write_event("The memo was reset to its blank template."),
+    "run_rolled_back": memo_write_event(
+        "A cancelled run's sections went back to their content before it (cancel or strategy `rollback`).", **RUN
+    ),
     "memo_snapshot": memo_write_event("A restore point was taken before a reset."),
     "session_refreshed": canvas_event("The session was refreshed.", {"version": INTEGER, "changed": BOOLEAN}),
     "feedback_created": canvas_event("A section was rated.", {**SECTION, "rating": INTEGER}),

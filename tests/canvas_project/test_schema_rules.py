@@ -13,6 +13,7 @@ from django.test import Client
 from canvas.models import Comment, Suggestion
 from deals.models import Deal, DealAccess, OrgMembership
 from internal_api.models import ChatThread
+from tests import factories
 from tests.canvas.conftest import canvas_url, full_memo, save
 
 NO_NUL = "^[^\\u0000]*$"
@@ -57,7 +58,10 @@ def test_members_take_exactly_one_of_email_or_user_id(cast, schema):
     assert _locs(both) == [["body"]]
     assert _locs(cast.client("owner").post(url, {"role": "member"}, format="json")) == [["body"]]
     assert OrgMembership.objects.count() == before
-    assert cast.client("owner").post(url, {"user_id": str(outsider.pk)}, format="json").status_code == 201
+    # a colleague (someone sharing another of the owner's orgs) is added directly; strangers are invited
+    colleague = factories.make_user("colleague")
+    factories.add_member(factories.make_org("Org C", admin=cast.users["owner"]), colleague)
+    assert cast.client("owner").post(url, {"user_id": str(colleague.pk)}, format="json").status_code == 201
 
 
 def test_grants_take_exactly_one_of_email_or_user_id(cast, schema):

@@ -307,7 +307,7 @@ def test_the_code_creates_the_account_and_the_membership(cast):
     assert factories.client_for(token=body["access"]).get("/api/me").json()["username"] == "invitee"
     login = {"username": "invitee", "password": NEW}
     assert factories.client_for().post("/api/auth/token", login, format="json").status_code == 200
-    members = cast.client("owner").get(f"/api/orgs/{cast.org.pk}/members").json()
+    members = cast.client("owner").get(f"/api/orgs/{cast.org.pk}/members").json()["results"]
     assert {m["username"]: m["role"] for m in members}["invitee"] == "admin"
     invitation = Invitation.objects.get()
     assert (invitation.status, invitation.responded_by_id) == (InvitationStatus.ACCEPTED, user.pk)
