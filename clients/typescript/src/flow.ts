@@ -1,6 +1,6 @@
 // A frontend's first flow against the Deal Canvas API, typed by the client generated from the served
 // schema (src/schema.d.ts, written by `npm run generate`). tsc checks it without a single cast: a field
-// the schema lost or renamed fails CI. tests/test_typescript_client.py also runs it against a live server.
+// the schema lost or renamed fails CI. tests/test_typescript_client.py also runs it against the service.
 import createClient from "openapi-fetch";
 import type { components, paths } from "./schema";
 
@@ -15,6 +15,9 @@ export interface FlowResult {
   staleStatus: number;
   staleCurrentVersion: number | null;
   staleDetail: string;
+  ticketExpiresAt: string;
+  eventsStatus: number;
+  eventsContentType: string;
 }
 
 export async function login(baseUrl: string, username: string, password: string): Promise<Api> {
@@ -56,6 +59,14 @@ export async function run(baseUrl: string, username: string, password: string, d
     staleDetail = stale.error.detail;
   }
 
+  // a stream ticket: what a browser's native EventSource sends as ?ticket= (it cannot send headers)
+  const minted = await api.POST("/api/auth/stream-ticket", { body: { deal_id: dealId } });
+  if (!minted.data) throw new Error(`stream ticket answered ${minted.response.status}`);
+  const ticket: string = minted.data.ticket;
+  const events = await fetch(`${baseUrl}/api/canvas/${dealId}/events?ticket=${encodeURIComponent(ticket)}`);
+  const eventsContentType = events.headers.get("content-type") ?? "";
+  await events.body?.cancel();
+
   return {
     username,
     versionRead,
@@ -64,5 +75,8 @@ export async function run(baseUrl: string, username: string, password: string, d
     staleStatus: stale.response.status,
     staleCurrentVersion,
     staleDetail,
+    ticketExpiresAt: minted.data.expires_at,
+    eventsStatus: events.status,
+    eventsContentType,
   };
 }
