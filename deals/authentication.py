@@ -32,8 +32,8 @@ READ_KEY_REFUSED = (
     "This API key has the read scope: it may only read (GET, HEAD, OPTIONS). Use a key with the write scope."
 )
 PERSON_ONLY = (
-    "An API key cannot manage API keys or mint tokens: sign in with your password (POST /api/auth/token) "
-    "and use that bearer token."
+    "An API key cannot manage API keys, mint tokens, change a password or answer an invitation: sign in with "
+    "your password (POST /api/auth/token) and use that bearer token."
 )
 
 
