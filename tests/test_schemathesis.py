@@ -106,6 +106,9 @@ STATE_REFERENCES = {
     # a new password must pass the server's password validators (similarity to the user, common passwords), and an
     # API key's expiry must be in the future: the clock and the account, which no schema can say
     *("new_password", "expires_at"),
+    # a run's webhook must name a host this service allows (WEBHOOK_ALLOWED_HOSTS) and the org must have a secret:
+    # settings and state; tests/canvas/test_run_webhooks.py holds refused ones to their 422
+    "webhook",
 }
 # Tokens only the server mints: a list's cursor (signed) and an entity tag (If-Match, If-None-Match). A generated
 # one is a forgery whatever its shape (422 or 412), so no case sends one; tests/canvas_project/test_pagination.py
@@ -242,6 +245,7 @@ def seed_world(cast) -> World:
     invitation_id = _created(
         owner.post(f"/api/orgs/{cast.org.pk}/invitations", {"email": "invitee@example.com"}, format="json")
     )
+    _created(owner.post(f"/api/orgs/{cast.org.pk}/webhook-secret"), "secret")  # runs may then name a webhook
     tokens = {role: token_pair_for_user(user=users[role])["access"] for role in USER_ROLES if role not in KEY_ROLES}
     for role, (user, scope) in KEY_ROLES.items():
         tokens[role] = make_api_key(users[user], scope, name=role)[1]
@@ -305,6 +309,7 @@ def seed_world(cast) -> World:
             "to": other_node_id,
             "anchor_text": ANCHOR,
             "occurrence": 1,
+            "webhook": "http://127.0.0.1:9/hooks/canvas",
         },
     )
 
@@ -483,6 +488,7 @@ def run_operation(operation, world: World, **call_kwargs) -> None:
 @pytest.fixture
 def world(cast, settings, tmp_path) -> World:
     settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]  # the seeded webhook's host (nothing listens: no run executes)
     return seed_world(cast)
 
 
