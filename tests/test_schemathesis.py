@@ -106,8 +106,8 @@ STATE_REFERENCES = {
     # a new password must pass the server's password validators (similarity to the user, common passwords), and an
     # API key's expiry must be in the future: the clock and the account, which no schema can say
     *("new_password", "expires_at"),
-    # a run's webhook must name a host this service allows (WEBHOOK_ALLOWED_HOSTS) and the org must have a secret:
-    # settings and state; tests/canvas/test_run_webhooks.py holds refused ones to their 422
+    # a run's webhook must name a host this service allows (WEBHOOK_ALLOWED_HOSTS, a setting) and the org must have
+    # a secret; tests/canvas/test_run_webhooks.py holds refused URLs to their 422
     "webhook",
 }
 # Tokens only the server mints: a list's cursor (signed) and an entity tag (If-Match, If-None-Match). A generated
@@ -314,6 +314,13 @@ def seed_world(cast) -> World:
     )
 
 
+def _grounded(name: str, world: World) -> Any:
+    value = world.body[name]
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return value if isinstance(value, bytes | int) else str(value)
+
+
 def ground(case, world: World, keep_generated: Callable[[str], bool]) -> None:
     """Point the case's identifiers at the seeded world: the deal always, any other known name unless
     keep_generated(name); then have schemathesis judge the case again (grounding may make it valid)."""
@@ -329,17 +336,20 @@ def ground(case, world: World, keep_generated: Callable[[str], bool]) -> None:
     if isinstance(case.body, dict) and not (case.meta is not None and case.meta.is_negative_at(BODY)):
         for name in list(case.body):
             if name in world.body and not keep_generated(name):
-                value = world.body[name]
-                if isinstance(value, list):
-                    value = [str(v) for v in value]
-                elif not isinstance(value, bytes | int):
-                    value = str(value)
-                case.body[name] = value
+                case.body[name] = _grounded(name, world)
     for name in SERVER_TOKENS_QUERY & set(case.query or {}):
         del case.query[name]
     for name in [n for n in case.headers or {} if n.lower() in SERVER_TOKENS_HEADERS]:
         del case.headers[name]
     case.meta  # noqa: B018 - reading it revalidates the parts grounding changed
+    # a case that grounding made valid (its invalid part was a server token, say) names the seeded objects too,
+    # also where it kept a generated reference: "a valid case always names the seeded ones"
+    if isinstance(case.body, dict) and case.meta is not None and case.meta.generation.mode.is_positive:
+        kept = [n for n in STATE_REFERENCES & set(case.body) if n in world.body and case.body[n] != _grounded(n, world)]
+        for name in kept:
+            case.body[name] = _grounded(name, world)
+        if kept:
+            case.meta  # noqa: B018 - judged again
 
 
 def roles_for(operation) -> list[str]:
