@@ -170,7 +170,10 @@ def parse_target(url: object) -> WebhookTarget:
             "The webhook URL may hold only printable ASCII without spaces or backslashes (write an "
             "internationalised host in its xn-- form, and percent-encode the rest)."
         )
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unbalanced [IPv6] host
+        raise _invalid("The webhook URL's host is not a valid name or address.") from None
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
         raise _invalid("The webhook must be an http or https URL.")
