@@ -260,7 +260,7 @@ ENGINE_MAX_RESPONSE_BYTES = env_int("ENGINE_MAX_RESPONSE_BYTES", 1024 * 1024)
 WEBHOOK_ALLOWED_HOSTS = env_list("WEBHOOK_ALLOWED_HOSTS", [])
 # Each delivery attempt's connect, send and read phases are each cut off after this many seconds.
 WEBHOOK_TIMEOUT_SECONDS = float(env_str("WEBHOOK_TIMEOUT_SECONDS", "10"))
-# Attempts per run, the first included; the n-th retry waits WEBHOOK_BACKOFF_SECONDS * 2^(n-1) (at most an hour).
+# Attempts per run, the first included; the n-th retry waits WEBHOOK_BACKOFF_SECONDS * 2^(n-1) (at most 30 minutes).
 WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 6)
 WEBHOOK_BACKOFF_SECONDS = float(env_str("WEBHOOK_BACKOFF_SECONDS", "30"))
 # The key secrets the service must read back (the orgs' webhook signing secrets) are encrypted with

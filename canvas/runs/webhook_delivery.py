@@ -4,7 +4,7 @@ The body is the run record exactly as GET /runs/{run_id} serializes it (RunOutpu
 secret at the attempt (canvas_project.webhooks.post_signed). Each attempt is appended to the run's
 `webhook_deliveries`: {attempt, at, status_code, error, duration_ms, delivered, next_attempt_at}. A 2xx answer
 delivers; a non-2xx answer, a timeout, a connection failure, a host that does not resolve, or a missing or
-unreadable org secret is retried after WEBHOOK_BACKOFF_SECONDS * 2^(attempt-1) (at most an hour), up to
+unreadable org secret is retried after WEBHOOK_BACKOFF_SECONDS * 2^(attempt-1) (at most 30 minutes), up to
 WEBHOOK_MAX_ATTEMPTS attempts in all; a target the outbound policy now refuses (it resolves to a private
 address: DNS rebinding) is not retried. Delivery is at least once: receivers dedupe by the run's id.
 """
@@ -25,7 +25,9 @@ from canvas_project import webhooks as outbound
 from deals.webhooks.selectors import org_webhook_signing_secret
 
 EVENT = "run.finished"
-MAX_BACKOFF_SECONDS = 3600.0
+# Half the Redis transport's visibility timeout (an hour): a retry held longer by a worker would be handed to
+# another worker as well.
+MAX_BACKOFF_SECONDS = 1800.0
 
 
 def backoff_seconds(attempt: int) -> float:
