@@ -67,7 +67,8 @@ def run_webhook_deliver(*, run_id) -> float | None:
         secret = org_webhook_signing_secret(org_id=run.deal.org_id)
         if secret is None:
             error = (
-                "The org has no webhook secret: an org admin must issue one (POST /api/orgs/{org_id}/webhook-secret)."
+                "The org has no webhook secret: an org admin must issue one "
+                f"(POST /api/orgs/{run.deal.org_id}/webhook-secret)."
             )
     except secretbox.SecretUnreadable:
         secret = None

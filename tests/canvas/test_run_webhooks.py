@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from canvas.models import RunStatus, SynthesisRun
 from canvas.runs.webhook_delivery import run_webhook_deliver
+from deals.models import OrgWebhookSecret
 from tests.canvas.conftest import canvas_url
 from tests.canvas.synthesis_corpus import make_corpus
 from tests.servers import free_port
@@ -288,6 +289,24 @@ def test_a_target_that_now_resolves_to_an_unlisted_address_is_refused_at_deliver
     assert attempt["status_code"] is None and attempt["next_attempt_at"] is None and attempt["delivered"] is False
     assert "loopback address" in attempt["error"] and attempt["error"].startswith("Refused:")
     assert run_record(cast, run.pk)["webhook_status"] == "failed"
+
+
+@pytest.mark.django_db
+def test_without_a_usable_org_secret_nothing_is_sent_and_the_attempt_is_retried(cast, allowed):
+    issue_secret(cast)
+    with receiver() as got:
+        run = SynthesisRun.objects.create(
+            deal=cast.deal, status=RunStatus.FAILED, finished_at=timezone.now(), webhook_url=got.url + "/h"
+        )
+        allowed.SECRETS_ENCRYPTION_KEY = "rotated without reissuing"
+        assert run_webhook_deliver(run_id=run.pk) == allowed.WEBHOOK_BACKOFF_SECONDS
+        OrgWebhookSecret.objects.filter(org=cast.org).delete()
+        assert run_webhook_deliver(run_id=run.pk) == 2 * allowed.WEBHOOK_BACKOFF_SECONDS
+        assert got.received == []
+    first, second = SynthesisRun.objects.get(pk=run.pk).webhook_deliveries
+    assert "cannot be decrypted" in first["error"] and first["next_attempt_at"] is not None
+    assert f"/api/orgs/{cast.org.pk}/webhook-secret" in second["error"] and second["status_code"] is None
+    assert run_record(cast, run.pk)["webhook_status"] == "retrying"
 
 
 @pytest.mark.django_db
