@@ -36,6 +36,17 @@ class SynthesisRun(models.Model):
     kind = models.CharField(max_length=32, default="generate", help_text="generate or regenerate")
     requested_sections = models.JSONField(default=list, blank=True)
     instructions = models.TextField(blank=True, default="")
+    webhook_url = models.TextField(
+        blank=True,
+        default="",
+        help_text="Where the run record is POSTed, signed, once the run ends (canvas.runs.webhooks).",
+    )
+    webhook_deliveries = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Each delivery attempt of the webhook: [{attempt, at, status_code, error, duration_ms, delivered, "
+        "next_attempt_at}].",
+    )
     sections_delivered = models.JSONField(default=list, blank=True)
     sections_missing = models.JSONField(default=list, blank=True)
     sections_failed = models.JSONField(default=list, blank=True)

@@ -212,6 +212,7 @@ def _secrets() -> list[str]:
         settings.JWT_SIGNING_KEY,
         settings.SECRET_KEY,
         settings.METRICS_TOKEN,
+        settings.SECRETS_ENCRYPTION_KEY,
     ]
 
 

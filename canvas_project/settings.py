@@ -253,6 +253,19 @@ ENGINE_TIMEOUT_SECONDS = float(env_str("ENGINE_TIMEOUT_SECONDS", "60"))
 # The most an engine's answer may weigh (its whole HTTP body); a larger one is 503, never read whole.
 # 1 MiB is far more than a chat reply needs.
 ENGINE_MAX_RESPONSE_BYTES = env_int("ENGINE_MAX_RESPONSE_BYTES", 1024 * 1024)
+# Completion webhooks of runs (POST /generate {"webhook": url}; canvas_project/webhooks.py). The hosts a webhook
+# may name (comma-separated): `hooks.example.com`, `.example.com` (and every name under it), `*` (any name), or
+# addresses and networks (`198.51.100.7`, `10.20.0.0/16`), which are also the only private, loopback or
+# link-local addresses a webhook may reach. Empty: no webhook is accepted (422).
+WEBHOOK_ALLOWED_HOSTS = env_list("WEBHOOK_ALLOWED_HOSTS", [])
+# Each delivery attempt's connect, send and read phases are each cut off after this many seconds.
+WEBHOOK_TIMEOUT_SECONDS = float(env_str("WEBHOOK_TIMEOUT_SECONDS", "10"))
+# Attempts per run, the first included; the n-th retry waits WEBHOOK_BACKOFF_SECONDS * 2^(n-1) (at most 30 minutes).
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 6)
+WEBHOOK_BACKOFF_SECONDS = float(env_str("WEBHOOK_BACKOFF_SECONDS", "30"))
+# The key secrets the service must read back (the orgs' webhook signing secrets) are encrypted with
+# (canvas_project/secretbox.py). Changing it makes those secrets unreadable: orgs must rotate theirs.
+SECRETS_ENCRYPTION_KEY = env_str("SECRETS_ENCRYPTION_KEY", "") or SECRET_KEY
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Deal Canvas API",

@@ -24,6 +24,7 @@ urlpatterns = [
     path("api/", include("deals.urls")),
     path("api/", include("deals.apikeys.urls")),
     path("api/", include("deals.people.urls")),
+    path("api/", include("deals.webhooks.urls")),
     path("api/", include("deals.documents.urls")),
     # run_urls holds the literal /api/canvas/prompts, which must come before /api/canvas/{deal_id}
     path("api/", include("canvas.runs.urls")),

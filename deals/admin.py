@@ -1,10 +1,24 @@
 from django.contrib import admin
+from django.contrib.admin import helpers
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.template.response import TemplateResponse
 
 from deals.apikeys import services as api_key_services
 from deals.documents import services as document_services
-from deals.models import ApiKey, Deal, DealAccess, Document, DocumentPage, Invitation, Org, OrgMembership, User
+from deals.models import (
+    ApiKey,
+    Deal,
+    DealAccess,
+    Document,
+    DocumentPage,
+    Invitation,
+    Org,
+    OrgMembership,
+    OrgWebhookSecret,
+    User,
+)
 from deals.people import services as people_services
+from deals.webhooks import services as webhook_services
 
 
 @admin.register(User)
@@ -35,10 +49,48 @@ class OrgAdmin(admin.ModelAdmin):
     search_fields = ("name", "id")
     readonly_fields = ("id", "created_at", "updated_at")
     inlines = [OrgMembershipInline]
+    actions = ["issue_webhook_secret"]
 
     @admin.display(description="members")
     def member_count(self, obj: Org) -> int:
         return obj.memberships.count()
+
+    @admin.action(description="Issue a new webhook signing secret (shown once)")
+    def issue_webhook_secret(self, request, queryset):
+        """A confirmation page, then a page showing each new secret once (in the response only: not in a
+        message, which would travel in a cookie or the session)."""
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Webhook signing secrets",
+            "queryset": queryset.select_related("webhook_secret"),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "issued": None,
+        }
+        if request.POST.get("post") == "yes":
+            context["issued"] = [
+                (org, webhook_services.org_webhook_secret_rotate(org=org, user=request.user)[1]) for org in queryset
+            ]
+        response = TemplateResponse(request, "admin/deals/webhook_secret.html", context)
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+@admin.register(OrgWebhookSecret)
+class OrgWebhookSecretAdmin(admin.ModelAdmin):
+    """Which orgs have a webhook secret, and which (its prefix); never the secret. Issued from the orgs' action;
+    deleting one stops the org's webhooks (their deliveries fail until a new secret is issued)."""
+
+    list_display = ("org", "prefix", "created_at", "created_by")
+    search_fields = ("org__name", "prefix")
+    fields = ("org", "prefix", "created_at", "created_by")
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(OrgMembership)

@@ -370,3 +370,23 @@ class Invitation(models.Model):
         if self.status == InvitationStatus.PENDING and self.is_expired:
             return InvitationStatus.EXPIRED
         return self.status
+
+
+class OrgWebhookSecret(models.Model):
+    """The secret an org's completion webhooks are signed with (HMAC-SHA256, deals.webhooks). Signing needs the
+    secret itself, so it is encrypted at rest (canvas_project.secretbox), never hashed. It is shown once, by the
+    answer (or admin page) that creates it; rotating replaces it at once."""
+
+    org = models.OneToOneField(Org, on_delete=models.CASCADE, primary_key=True, related_name="webhook_secret")
+    sealed = models.TextField(editable=False, help_text="The secret, encrypted (Fernet under SECRETS_ENCRYPTION_KEY).")
+    prefix = models.CharField(max_length=16, editable=False, help_text="Its first characters, to tell secrets apart.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        verbose_name = "org webhook secret"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}... ({self.org})"

@@ -30,6 +30,7 @@ from deals.documents.ingestion.digitize import Crop, Digitized, PageText
 from deals.models import Deal, Document, DocumentPage, FileState, Invitation
 from deals.people.services import invitation_token_hash
 from deals.tokens import token_pair_for_user
+from deals.webhooks.services import org_webhook_secret_rotate
 from internal_api.models import ChatThread
 from tests import factories
 from tests.canvas.conftest import full_memo
@@ -233,6 +234,14 @@ class World:
     @cached_property
     def queued_run(self) -> str:
         return self.run()
+
+    @cached_property
+    def webhook(self) -> str:
+        """A webhook URL a run may name: its host listed in WEBHOOK_ALLOWED_HOSTS and the org's secret issued
+        (nothing listens there: runs are never executed in these tests)."""
+        self._request.getfixturevalue("settings").WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
+        org_webhook_secret_rotate(org=self.cast.org, user=self.owner)
+        return "http://127.0.0.1:9/hooks/canvas"
 
     # --- documents -------------------------------------------------------------------------------------
     @cached_property

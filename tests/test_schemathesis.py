@@ -106,6 +106,9 @@ STATE_REFERENCES = {
     # a new password must pass the server's password validators (similarity to the user, common passwords), and an
     # API key's expiry must be in the future: the clock and the account, which no schema can say
     *("new_password", "expires_at"),
+    # a run's webhook must name a host this service allows (WEBHOOK_ALLOWED_HOSTS, a setting) and the org must have
+    # a secret; tests/canvas/test_run_webhooks.py holds refused URLs to their 422
+    "webhook",
 }
 # Tokens only the server mints: a list's cursor (signed) and an entity tag (If-Match, If-None-Match). A generated
 # one is a forgery whatever its shape (422 or 412), so no case sends one; tests/canvas_project/test_pagination.py
@@ -242,6 +245,7 @@ def seed_world(cast) -> World:
     invitation_id = _created(
         owner.post(f"/api/orgs/{cast.org.pk}/invitations", {"email": "invitee@example.com"}, format="json")
     )
+    _created(owner.post(f"/api/orgs/{cast.org.pk}/webhook-secret"), "secret")  # runs may then name a webhook
     tokens = {role: token_pair_for_user(user=users[role])["access"] for role in USER_ROLES if role not in KEY_ROLES}
     for role, (user, scope) in KEY_ROLES.items():
         tokens[role] = make_api_key(users[user], scope, name=role)[1]
@@ -305,8 +309,16 @@ def seed_world(cast) -> World:
             "to": other_node_id,
             "anchor_text": ANCHOR,
             "occurrence": 1,
+            "webhook": "http://127.0.0.1:9/hooks/canvas",
         },
     )
+
+
+def _grounded(name: str, world: World) -> Any:
+    value = world.body[name]
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return value if isinstance(value, bytes | int) else str(value)
 
 
 def ground(case, world: World, keep_generated: Callable[[str], bool]) -> None:
@@ -324,17 +336,20 @@ def ground(case, world: World, keep_generated: Callable[[str], bool]) -> None:
     if isinstance(case.body, dict) and not (case.meta is not None and case.meta.is_negative_at(BODY)):
         for name in list(case.body):
             if name in world.body and not keep_generated(name):
-                value = world.body[name]
-                if isinstance(value, list):
-                    value = [str(v) for v in value]
-                elif not isinstance(value, bytes | int):
-                    value = str(value)
-                case.body[name] = value
+                case.body[name] = _grounded(name, world)
     for name in SERVER_TOKENS_QUERY & set(case.query or {}):
         del case.query[name]
     for name in [n for n in case.headers or {} if n.lower() in SERVER_TOKENS_HEADERS]:
         del case.headers[name]
     case.meta  # noqa: B018 - reading it revalidates the parts grounding changed
+    # a case that grounding made valid (its invalid part was a server token, say) names the seeded objects too,
+    # also where it kept a generated reference: "a valid case always names the seeded ones"
+    if isinstance(case.body, dict) and case.meta is not None and case.meta.generation.mode.is_positive:
+        kept = [n for n in STATE_REFERENCES & set(case.body) if n in world.body and case.body[n] != _grounded(n, world)]
+        for name in kept:
+            case.body[name] = _grounded(name, world)
+        if kept:
+            case.meta  # noqa: B018 - judged again
 
 
 def roles_for(operation) -> list[str]:
@@ -483,6 +498,7 @@ def run_operation(operation, world: World, **call_kwargs) -> None:
 @pytest.fixture
 def world(cast, settings, tmp_path) -> World:
     settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]  # the seeded webhook's host (nothing listens: no run executes)
     return seed_world(cast)
 
 

@@ -13,6 +13,7 @@ from canvas_project.api.fields import StrictCharField, StrictUUIDField
 from canvas_project.api.pagination import PageEnvelope, PageQueryInput
 from canvas_project.api.rules import StrictBooleanField, comma_separated_field, uuid_or_me_field
 from canvas_project.api.validation import RequestValidationError
+from canvas_project.webhooks import shown_url
 
 MAX_INSTRUCTIONS = 2000
 RUN_KINDS = ("generate", "regenerate")
@@ -34,6 +35,21 @@ MULTITASK_STRATEGY_HELP = (
     "wrote, then this run starts; `rollback` cancels them and returns every section they wrote to its content "
     "before that run (a new memo version), then this run starts. The cancelled runs record `superseded_by`."
 )
+
+
+WEBHOOK_HELP = (
+    "A URL the run record (as GET /runs/{run_id} answers it) is POSTed to once the run ends (succeeded, failed or "
+    "cancelled), signed with the org's webhook secret: `X-Canvas-Signature: v1=<hex HMAC-SHA256 of "
+    '"<X-Canvas-Timestamp>.<body>">`. `http` or `https`, no user info, a host this service\'s '
+    "WEBHOOK_ALLOWED_HOSTS allows and that resolves to no private, loopback, link-local or metadata address "
+    "(unless listed); redirects are not followed. Failed deliveries are retried with exponential backoff "
+    "(WEBHOOK_MAX_ATTEMPTS); each attempt is listed in the run's `webhook_deliveries`. A refused URL, or an org "
+    "without a webhook secret (POST /api/orgs/{org_id}/webhook-secret), is 422 and no run is created."
+)
+
+
+def webhook_field() -> StrictCharField:
+    return StrictCharField(required=False, max_length=2048, help_text=WEBHOOK_HELP)
 
 
 def multitask_strategy_field() -> serializers.ChoiceField:
@@ -59,6 +75,7 @@ class GenerateInput(serializers.Serializer):
         help_text="Extra guidance for the drafters (also steers retrieval).",
     )
     multitask_strategy = multitask_strategy_field()
+    webhook = webhook_field()
 
 
 class ConflictQueryInput(serializers.Serializer):
@@ -97,6 +114,7 @@ class GenerateOutput(serializers.Serializer):
 class RegenerateInput(serializers.Serializer):
     instructions = StrictCharField(max_length=MAX_INSTRUCTIONS, required=False, allow_blank=True, default="")
     multitask_strategy = multitask_strategy_field()
+    webhook = webhook_field()
 
 
 class RegenerateOutput(GenerateOutput):
@@ -142,6 +160,26 @@ class SkippedLockedSectionOutput(serializers.Serializer):
     expires_at = StrictCharField(help_text="When the lock expires (ISO 8601), as it was when the run met it.")
 
 
+class WebhookDeliveryOutput(serializers.Serializer):
+    attempt = serializers.IntegerField(min_value=1)
+    at = StrictCharField(help_text="When the attempt started (ISO 8601).")
+    status_code = serializers.IntegerField(allow_null=True, help_text="The receiver's HTTP status; null: no answer.")
+    error = StrictCharField(allow_null=True, help_text="Why the attempt failed; null when it delivered.")
+    duration_ms = serializers.FloatField()
+    delivered = serializers.BooleanField(help_text="The receiver answered 2xx.")
+    next_attempt_at = StrictCharField(
+        allow_null=True,
+        help_text="When the next attempt is due (ISO 8601); null: none is planned (delivered, or given up).",
+    )
+
+
+WEBHOOK_STATUS_HELP = (
+    "null: the run has no webhook. `pending`: no attempt yet (the run has not ended, or its delivery is queued); "
+    "`retrying`: the last attempt failed and another is planned; `delivered`; `failed`: given up (attempts used "
+    "up, or the target is now refused)."
+)
+
+
 class RunOutput(serializers.Serializer):
     id = StrictUUIDField()
     deal_id = StrictUUIDField()
@@ -183,12 +221,31 @@ class RunOutput(serializers.Serializer):
     superseded_by = serializers.UUIDField(
         allow_null=True, help_text="The run whose multitask_strategy (interrupt or rollback) cancelled this one."
     )
+    webhook = serializers.SerializerMethodField(
+        help_text="The webhook this run's record is POSTed to when it ends, without its query (which may hold a "
+        "token); null: none."
+    )
+    webhook_status = serializers.SerializerMethodField(help_text=WEBHOOK_STATUS_HELP)
+    webhook_deliveries = WebhookDeliveryOutput(many=True, help_text="Each delivery attempt, oldest first.")
     elapsed_seconds = serializers.SerializerMethodField()
     thread_id = StrictCharField(help_text="The LangGraph checkpoint thread of the run.")
     stream_url = serializers.SerializerMethodField()
 
     def get_created_by_name(self, run) -> str | None:
         return run.created_by.display_name if run.created_by_id and run.created_by else None
+
+    def get_webhook(self, run) -> str | None:
+        return shown_url(run.webhook_url) if run.webhook_url else None
+
+    def get_webhook_status(self, run) -> str | None:
+        if not run.webhook_url:
+            return None
+        if not run.webhook_deliveries:
+            return "pending"
+        last = run.webhook_deliveries[-1]
+        if last.get("delivered"):
+            return "delivered"
+        return "retrying" if last.get("next_attempt_at") else "failed"
 
     def get_elapsed_seconds(self, run) -> float | None:
         if run.started_at is None:

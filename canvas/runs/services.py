@@ -42,6 +42,7 @@ from canvas.runs.synthesis import config, telemetry
 from canvas.runs.synthesis.drafters import DraftFailed, DraftRequest, DraftStopped
 from canvas.runs.synthesis.graph import RunContext, SectionPlan, SectionWrite, SectionWriteRefused, run_graph
 from canvas.runs.synthesis.retrieval import Passage, PassageIndex, load_metrics, load_passages
+from canvas.runs.webhooks import webhook_schedule, webhook_url_check
 from canvas_project import events
 from canvas_project.celery import app as celery_app
 from canvas_project.errors import InvalidInputError, StoreUnavailable
@@ -114,6 +115,7 @@ def run_create(
     instructions: str,
     enqueue_on_conflict: bool = False,
     multitask_strategy: str = MultitaskStrategy.REJECT,
+    webhook: str | None = None,
 ) -> SynthesisRun:
     """Queue a drafting run of `sections` (all of the template's when None) and enqueue it on commit.
 
@@ -122,10 +124,12 @@ def run_create(
     runs are cancelled keeping what they wrote) or `rollback` (they are cancelled and what they wrote is
     reverted); the cancelled runs record `superseded_by`. They are ended here, before this answer: from
     then on their writes are refused inside the memo's serialized write, and a rollback reverts after that.
+    `webhook`: a URL the run record is POSTed to, signed, once the run ends (canvas.runs.webhooks).
 
     Raises InvalidInputError (unknown section in body.sections), SectionNotFound (regenerate of an
     unknown section), MemoApproved, RunConflict (another run is active and the strategy is reject;
-    names it), StoreUnavailable.
+    names it), StoreUnavailable; InvalidInputError at body.webhook (a refused webhook URL, or an org without
+    a webhook secret).
     """
     if enqueue_on_conflict:
         multitask_strategy = MultitaskStrategy.ENQUEUE
@@ -148,6 +152,7 @@ def run_create(
                     value=key,
                     code="unknown_section",
                 )
+    webhook_url = webhook_url_check(deal=deal, url=webhook) if webhook is not None else ""
     with transaction.atomic():
         _lock_deal_runs(deal.pk)
         active = SynthesisRun.objects.filter(deal=deal, status__in=ACTIVE_RUN_STATUSES).order_by("created_at").first()
@@ -165,6 +170,7 @@ def run_create(
             instructions=instructions,
             created_by=user,
             drafter=config.drafter_class().name,
+            webhook_url=webhook_url,
         )
         superseded = []
         if active is not None and multitask_strategy in CANCEL_STRATEGIES:
@@ -554,6 +560,7 @@ def run_finish(
             + (f", {len(skipped)} skipped (locked)." if skipped else "."),
         },
     )
+    webhook_schedule(run=run)
     _kick_next(run.deal_id)
     return run
 

@@ -153,6 +153,7 @@ class DraftingViewSet(MemoWriteViewSet):
             sections=body.get("sections"),
             instructions=body["instructions"],
             multitask_strategy=strategy,
+            webhook=body.get("webhook"),
         )
         if _wants_event_stream(request):
             return run_event_response(run.deal_id, run.pk)
@@ -328,5 +329,6 @@ class SectionDraftingViewSet(DealScopedViewSet):
             sections=[key],
             instructions=body["instructions"],
             multitask_strategy=strategy,
+            webhook=body.get("webhook"),
         )
         return _run_accepted(run, estimated_seconds=runs.estimated_seconds(run=run))

@@ -1,8 +1,10 @@
-"""OWASP API7 (SSRF) and API10 (unsafe consumption of APIs): the one outbound HTTP call, to the engine.
+"""OWASP API7 (SSRF) and API10 (unsafe consumption of APIs): the outbound HTTP calls.
 
-No request takes a URL to fetch: the only outbound HTTP request the service makes is the chat push to
-the operator's ENGINE_URL. It follows no redirect, is cut off by ENGINE_TIMEOUT_SECONDS, and an answer
-of the wrong shape is refused as 503 instead of being passed on.
+The only URL a request may name is a run's completion webhook (`webhook` on generate and regenerate), which
+the outbound policy checks (canvas_project/webhooks.py; its refusals are tested in
+tests/canvas/test_run_webhooks.py and tests/canvas_project/test_webhook_policy.py). The other outbound call is
+the chat push to the operator's ENGINE_URL. It follows no redirect, is cut off by ENGINE_TIMEOUT_SECONDS, and
+an answer of the wrong shape is refused as 503 instead of being passed on.
 """
 
 from __future__ import annotations
@@ -61,14 +63,21 @@ def _request_properties(schema: dict) -> Iterator[tuple[str, str, dict]]:
                     yield name, prop, sub
 
 
-def test_no_request_takes_a_url_or_host_to_call(schema):
+# The URLs a request may name, each checked by the outbound policy (WEBHOOK_ALLOWED_HOSTS, no private address).
+POLICED_URLS = {
+    ("POST /api/canvas/{deal_id}/generate", "webhook"),
+    ("POST /api/canvas/{deal_id}/sections/{key}/regenerate", "webhook"),
+}
+
+
+def test_no_request_takes_a_url_or_host_to_call_but_the_policed_webhooks(schema):
     offenders = [
         (operation, prop)
         for operation, prop, sub in _request_properties(schema)
         if sub.get("format") in ("uri", "url", "hostname", "ipv4", "ipv6")
         or any(word in prop.lower() for word in URL_WORDS)
     ]
-    assert offenders == []
+    assert set(offenders) == POLICED_URLS
     assert sum(1 for _ in _request_properties(schema)) > 100  # the walk really saw the API's inputs
 
 
