@@ -10,7 +10,7 @@ from deals.models import Deal
 
 @admin.register(SynthesisRun)
 class SynthesisRunAdmin(admin.ModelAdmin):
-    list_display = ("id", "deal", "status", "kind", "created_by", "created_at", "finished_at")
+    list_display = ("id", "deal", "status", "kind", "resume_count", "created_by", "created_at", "finished_at")
     list_filter = ("status", "kind")
     search_fields = ("id", "deal__name")
     readonly_fields = [f.name for f in SynthesisRun._meta.fields]

@@ -84,6 +84,11 @@ class SynthesisRun(models.Model):
     superseded_by = models.UUIDField(
         null=True, blank=True, help_text="The run whose multitask_strategy (interrupt, rollback) cancelled this one."
     )
+    resume_count = models.PositiveIntegerField(
+        default=0,
+        help_text="How many times the run was resumed from its last checkpoint after its worker died "
+        "(at most RUN_MAX_RESUMES); also the fencing token of the worker executing it.",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -336,6 +336,9 @@ SYNTHESIS_CANCEL_WAIT_SECONDS = env_int("SYNTHESIS_CANCEL_WAIT_SECONDS", 10)
 # POST /runs/{id}/cancel with wait=true blocks at most this long for the worker to end the run (else 202).
 SYNTHESIS_CANCEL_WAIT_MAX_SECONDS = env_int("SYNTHESIS_CANCEL_WAIT_MAX_SECONDS", 30)
 SYNTHESIS_TOP_K = env_int("SYNTHESIS_TOP_K", 6)
+# A running run whose worker died (no heartbeat for SYNTHESIS_DEAD_RUN_SECONDS) is resumed from its last
+# LangGraph checkpoint by another worker at most this many times, then failed; 0: fail it at once.
+RUN_MAX_RESUMES = env_int("RUN_MAX_RESUMES", 2)
 # POST /debug drafts one section inside the request, for at most this many seconds.
 SYNTHESIS_DEBUG_SECONDS = env_int("SYNTHESIS_DEBUG_SECONDS", 5)
 SYNTHESIS_DRAFTER = env_str("SYNTHESIS_DRAFTER", "canvas.runs.synthesis.drafters.DefaultDrafter")

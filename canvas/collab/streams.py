@@ -122,6 +122,16 @@ CANVAS_EVENTS = {
     ),
     "run_finished": canvas_event("A drafting run ended.", {**RUN, "status": STRING}),
     "run_cancel_requested": canvas_event("Someone asked a run to stop.", RUN),
+    "run_resumed": canvas_event(
+        "A run whose worker died continues from its last checkpoint on another worker.",
+        {
+            **RUN,
+            "resume_count": INTEGER,
+            "max_resumes": INTEGER,
+            "delivered": STRINGS,
+            "remaining": STRINGS,
+        },
+    ),
     "reset": RESET,
 }
 

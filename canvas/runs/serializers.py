@@ -227,6 +227,10 @@ class RunOutput(serializers.Serializer):
     )
     webhook_status = serializers.SerializerMethodField(help_text=WEBHOOK_STATUS_HELP)
     webhook_deliveries = WebhookDeliveryOutput(many=True, help_text="Each delivery attempt, oldest first.")
+    resume_count = serializers.IntegerField(
+        help_text="How many times the run was resumed from its last checkpoint by another worker after its worker "
+        "died (no heartbeat within SYNTHESIS_DEAD_RUN_SECONDS); at most RUN_MAX_RESUMES, then the run fails."
+    )
     elapsed_seconds = serializers.SerializerMethodField()
     thread_id = StrictCharField(help_text="The LangGraph checkpoint thread of the run.")
     stream_url = serializers.SerializerMethodField()
@@ -314,11 +318,17 @@ class TraceInputsOutput(serializers.Serializer):
 
 
 class TraceNodeOutput(serializers.Serializer):
-    node = StrictCharField()
-    section_key = StrictCharField()
+    node = StrictCharField(
+        help_text="`draft_section` (one per section drafted), or `run_resumed` (the run continued from its last "
+        "checkpoint on another worker after its worker died; no section_key or inputs)."
+    )
+    section_key = StrictCharField(required=False)
     drafter = StrictCharField()
-    inputs = TraceInputsOutput()
-    outputs = serializers.DictField(help_text="status, version, usage, citations")
+    inputs = TraceInputsOutput(required=False)
+    outputs = serializers.DictField(
+        help_text="draft_section: status, version, usage, citations; run_resumed: resume_count, max_resumes, "
+        "delivered (sections already delivered, not drafted again), remaining."
+    )
     error = StrictCharField(allow_null=True)
     elapsed = serializers.FloatField(help_text="Seconds.")
 

@@ -40,7 +40,14 @@ from canvas.runs.errors import RunConflict
 from canvas.runs.selectors import run_get
 from canvas.runs.synthesis import config, telemetry
 from canvas.runs.synthesis.drafters import DraftFailed, DraftRequest, DraftStopped
-from canvas.runs.synthesis.graph import RunContext, SectionPlan, SectionWrite, SectionWriteRefused, run_graph
+from canvas.runs.synthesis.graph import (
+    RunContext,
+    RunSuperseded,
+    SectionPlan,
+    SectionWrite,
+    SectionWriteRefused,
+    run_graph,
+)
 from canvas.runs.synthesis.retrieval import Passage, PassageIndex, load_metrics, load_passages
 from canvas.runs.webhooks import webhook_schedule, webhook_url_check
 from canvas_project import events
@@ -238,7 +245,8 @@ def _claim(run_id) -> SynthesisRun | None:
             transaction.on_commit(lambda: _enqueue(older.pk))
             return None
         now = timezone.now()
-        run.status, run.started_at, run.heartbeat_at = RunStatus.RUNNING, now, now
+        run.status, run.heartbeat_at = RunStatus.RUNNING, now
+        run.started_at = run.started_at or now  # a resumed run keeps its first start
         run.drafter = config.drafter_class().name
         run.save(update_fields=["status", "started_at", "heartbeat_at", "drafter", "updated_at"])
     return run
@@ -246,10 +254,12 @@ def _claim(run_id) -> SynthesisRun | None:
 
 class _RunGuard:
     """Heartbeats (throttled) and the stop signal of one executing run: the Redis flag, or the row no
-    longer running (cancelled without the flag, failed by the sweeper, reset)."""
+    longer running (cancelled without the flag, failed by the sweeper, reset), or resumed by another worker
+    (its resume_count moved past the one this worker claimed: this worker was only silent, not dead)."""
 
     def __init__(self, run: SynthesisRun) -> None:
         self.run = run
+        self.attempt = run.resume_count
         self._lock = threading.Lock()
         self._last_beat = 0.0
         self._last_row_check = time.monotonic()
@@ -261,7 +271,14 @@ class _RunGuard:
             if now - self._last_beat < config.heartbeat_seconds():
                 return
             self._last_beat = now
-        SynthesisRun.objects.filter(pk=self.run.pk, status=RunStatus.RUNNING).update(heartbeat_at=timezone.now())
+        SynthesisRun.objects.filter(pk=self.run.pk, status=RunStatus.RUNNING, resume_count=self.attempt).update(
+            heartbeat_at=timezone.now()
+        )
+
+    def superseded(self) -> bool:
+        """Whether the run was resumed on another worker since this one claimed it."""
+        count = SynthesisRun.objects.filter(pk=self.run.pk).values_list("resume_count", flat=True).first()
+        return count is not None and count != self.attempt
 
     def cancelled(self) -> bool:
         if self._stopped:
@@ -272,8 +289,8 @@ class _RunGuard:
         now = time.monotonic()
         if now - self._last_row_check >= max(1.0, config.heartbeat_seconds()):
             self._last_row_check = now
-            status = SynthesisRun.objects.filter(pk=self.run.pk).values_list("status", flat=True).first()
-            if status != RunStatus.RUNNING:
+            row = SynthesisRun.objects.filter(pk=self.run.pk).values_list("status", "resume_count").first()
+            if row != (RunStatus.RUNNING, self.attempt):
                 self._stopped = True
         return self._stopped
 
@@ -285,12 +302,13 @@ RECORDED_OUTCOMES = {
 }
 
 
-def _record_section(run_id, key: str, outcome: str, detail: dict | None = None) -> None:
-    """Add the section to the run row's list for its outcome (skipped_locked entries carry the lock)."""
+def _record_section(run_id, key: str, outcome: str, detail: dict | None = None, *, attempt: int = 0) -> None:
+    """Add the section to the run row's list for its outcome (skipped_locked entries carry the lock); only
+    while the run is running on `attempt` (its resume_count when this worker claimed it)."""
     field = RECORDED_OUTCOMES[outcome]
     with transaction.atomic():
-        run = SynthesisRun.objects.select_for_update().only(field, "status").filter(pk=run_id).first()
-        if run is None or run.status != RunStatus.RUNNING:
+        run = SynthesisRun.objects.select_for_update().only(field, "status", "resume_count").filter(pk=run_id).first()
+        if run is None or run.status != RunStatus.RUNNING or run.resume_count != attempt:
             return
         values = list(getattr(run, field))
         entry = {"section_key": key, **detail} if detail is not None else key
@@ -305,12 +323,18 @@ def _check_running_and_keep_before(run: SynthesisRun, key: str, before: Section 
     """Refuse the write (SectionWriteRefused) unless the run is still running and not asked to stop; else
     record the section as it is now on the run's `sections_before`, the first time the run writes it (what
     a rollback returns it to). Called inside the memo's serialized write, so the record is committed before
-    the section is."""
+    the section is. A worker whose run was resumed elsewhere meanwhile (resume_count moved on) is refused
+    too: only the worker of the current attempt writes."""
     if telemetry.cancel_requested(run.deal_id, run.pk):
         raise SectionWriteRefused()
     with transaction.atomic():
-        row = SynthesisRun.objects.select_for_update().only("status", "sections_before").filter(pk=run.pk).first()
-        if row is None or row.status != RunStatus.RUNNING:
+        row = (
+            SynthesisRun.objects.select_for_update()
+            .only("status", "sections_before", "resume_count")
+            .filter(pk=run.pk)
+            .first()
+        )
+        if row is None or row.status != RunStatus.RUNNING or row.resume_count != run.resume_count:
             raise SectionWriteRefused()
         if key not in row.sections_before:
             row.sections_before = {**row.sections_before, key: before.to_store() if before is not None else None}
@@ -389,6 +413,8 @@ def run_execute(*, run_id) -> str:
     deal = Deal.objects.get(pk=run.deal_id)
     user = User.objects.filter(pk=run.created_by_id).first() if run.created_by_id else None
     started = time.monotonic()
+    if run.resume_count > 0:  # requeued by the sweeper after its worker died
+        return _resume_execute(run=run, deal=deal, user=user, started=started)
     telemetry.emit_run_event(
         deal.pk,
         run.pk,
@@ -409,8 +435,20 @@ def run_execute(*, run_id) -> str:
         "run",
         {"run_id": str(run.pk), "agent": "synthesis", "text": f"Drafting {len(run.requested_sections)} section(s)."},
     )
+    return _execute_and_finish(run=run, deal=deal, user=user, started=started)
+
+
+def _execute_and_finish(
+    *, run: SynthesisRun, deal: Deal, user: User | None, started: float, delivered_before: frozenset[str] | None = None
+) -> str:
+    """Run the graph (from its checkpoint when `delivered_before` is given: a resume) and end the run with
+    its outcome; every end is fenced by the attempt this worker claimed. Returns the run's status."""
+    attempt = run.resume_count
     try:
-        results = _execute(run, deal, user)
+        results = _execute(run, deal, user, delivered_before=delivered_before)
+    except RunSuperseded:
+        logger.warning("run %s: resumed on another worker meanwhile; this worker drops it", run.pk)
+        return _status_of(run.pk)
     except SoftTimeLimitExceeded:
         finished = run_finish(
             run_id=run.pk,
@@ -418,6 +456,7 @@ def run_execute(*, run_id) -> str:
             elapsed=time.monotonic() - started,
             error=f"The run was stopped {config.time_budget_seconds() + 60} s after it started "
             "(its time budget plus a minute).",
+            attempt=attempt,
         )
         return finished.status if finished else _status_of(run.pk)
     except Exception as exc:  # noqa: BLE001 - any failure ends the run failed, with its reason
@@ -427,11 +466,17 @@ def run_execute(*, run_id) -> str:
             status=RunStatus.FAILED,
             error=f"{exc.__class__.__name__}: {exc}",
             elapsed=time.monotonic() - started,
+            attempt=attempt,
         )
         return finished.status if finished else _status_of(run.pk)
     status, error = _outcome(run, results)
     finished = run_finish(
-        run_id=run.pk, status=status, error=error, results=results, elapsed=time.monotonic() - started
+        run_id=run.pk,
+        status=status,
+        error=error,
+        results=results,
+        elapsed=time.monotonic() - started,
+        attempt=attempt,
     )
     return finished.status if finished else _status_of(run.pk)
 
@@ -440,7 +485,9 @@ def _status_of(run_id) -> str:
     return SynthesisRun.objects.filter(pk=run_id).values_list("status", flat=True).first() or "unknown"
 
 
-def _execute(run: SynthesisRun, deal: Deal, user: User | None) -> list[dict]:
+def _execute(
+    run: SynthesisRun, deal: Deal, user: User | None, *, delivered_before: frozenset[str] | None = None
+) -> list[dict]:
     memo = read_memo(deal.pk)
     plans = section_plans(deal=deal, memo=memo)
     sections = [key for key in run.requested_sections if key in plans]
@@ -462,9 +509,13 @@ def _execute(run: SynthesisRun, deal: Deal, user: User | None) -> list[dict]:
             deal=deal, user=user, run=run, plan=plans[key], markdown=markdown
         ),
         mark_failed=lambda key, reason: _write_section_failed(deal=deal, user=user, run=run, key=key),
-        record=lambda key, outcome, detail=None: _record_section(run.pk, key, outcome, detail),
+        record=lambda key, outcome, detail=None: _record_section(
+            run.pk, key, outcome, detail, attempt=run.resume_count
+        ),
         beat=guard.beat,
         cancelled=guard.cancelled,
+        superseded=guard.superseded,
+        delivered_before=delivered_before or frozenset(),
     )
     return run_graph(
         ctx=ctx,
@@ -472,6 +523,7 @@ def _execute(run: SynthesisRun, deal: Deal, user: User | None) -> list[dict]:
         thread_id=run.thread_id,
         checkpointer=get_checkpointer(),
         max_concurrency=config.max_concurrency(),
+        resume=delivered_before is not None,
     )
 
 
@@ -500,13 +552,17 @@ def run_finish(
     results: list[dict] | None = None,
     elapsed: float | None = None,
     only_if: tuple[str, ...] = tuple(ACTIVE_RUN_STATUSES),
+    attempt: int | None = None,
 ) -> SynthesisRun | None:
-    """End a run with `status` if it is still in one of `only_if`; returns it, or None when someone else
-    ended it first. Records head.last_run on the memo, closes the event stream (workflow_finished,
+    """End a run with `status` if it is still in one of `only_if` (and, with `attempt`, still on that
+    resume_count: a worker whose run was resumed elsewhere ends nothing); returns it, or None when someone
+    else ended it first. Records head.last_run on the memo, closes the event stream (workflow_finished,
     done), emits run_finished, and kicks the next queued run of the deal."""
     with transaction.atomic():
         run = SynthesisRun.objects.select_for_update().filter(pk=run_id).first()
         if run is None or run.status not in only_if:
+            return None
+        if attempt is not None and run.resume_count != attempt:
             return None
         delivered = list(run.sections_delivered)
         failed = [k for k in run.sections_failed if k not in delivered]
@@ -717,7 +773,10 @@ def run_cancel(
         logger.warning("cancel flag of run %s not set: Redis unavailable; the worker reads the row", run.pk)
     events.emit(deal.pk, "run_cancel_requested", {"run_id": str(run.pk), "action": str(action)}, actor_id=user.pk)
     run_finish(
-        run_id=run.pk, status=RunStatus.CANCELLED, error="Cancelled before it started.", only_if=(RunStatus.QUEUED,)
+        run_id=run.pk,
+        status=RunStatus.CANCELLED,
+        error="Cancelled before it started." if run.started_at is None else "Cancelled while it waited to resume.",
+        only_if=(RunStatus.QUEUED,),
     )
     waited = config.cancel_wait_max_seconds() if wait else config.cancel_wait_seconds()
     deadline = time.monotonic() + waited
@@ -742,11 +801,19 @@ def run_cancel(
     return run
 
 
-# --- dead runs ----------------------------------------------------------------------------------------------
+# --- dead runs and resume after a crash ------------------------------------------------------------------------
+# A run whose worker died (SIGKILL, OOM, a lost machine) stops sending heartbeats. Celery's acks_late cannot
+# resume it: with the Redis broker the unacknowledged message comes back only after the visibility timeout
+# (an hour), with RabbitMQ at once, while the run still looks alive; either way the message says nothing
+# about the run. So the dead-run sweeper decides: a silent run goes back to `queued` with resume_count + 1
+# and its task is enqueued again; the worker that claims it continues the LangGraph thread from its last
+# checkpoint. resume_count is also a fencing token: a worker that was only silent (stuck, not dead) finds
+# its attempt superseded and every write, record and finish of it is refused.
 def runs_sweep_dead(*, deal_id=None, now: datetime | None = None) -> list[str]:
-    """Fail every running run without a heartbeat within SYNTHESIS_DEAD_RUN_SECONDS, and every run
+    """Resume (up to RUN_MAX_RESUMES times) or fail every running run without a heartbeat within
+    SYNTHESIS_DEAD_RUN_SECONDS; end cancelled, not resumed, such a run whose cancel was asked; fail every run
     active for longer than SYNTHESIS_MAX_RUN_SECONDS; re-enqueue queued runs whose message was lost.
-    Returns the ids of the runs it failed."""
+    Returns the ids of the runs it failed, cancelled or resumed."""
     now = now or timezone.now()
     stale = now - timedelta(seconds=config.dead_run_seconds())
     too_old = now - timedelta(seconds=config.max_run_seconds())
@@ -756,21 +823,116 @@ def runs_sweep_dead(*, deal_id=None, now: datetime | None = None) -> list[str]:
     silent = Q(status=RunStatus.RUNNING) & (
         Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True, started_at__lt=stale)
     )
-    failed = []
-    for run in active.filter(silent | Q(created_at__lt=too_old)).only("pk", "status", "created_at"):
+    acted, resumed = [], []
+    dead = active.filter(silent | Q(created_at__lt=too_old)).only(
+        "pk", "status", "created_at", "resume_count", "cancel_requested_at"
+    )
+    for run in dead:
         if run.created_at < too_old:
             reason = f"The run was still {run.status} after {config.max_run_seconds() // 3600} hours; it is dead."
-        else:
-            reason = (
-                f"The worker sent no heartbeat for {config.dead_run_seconds()} s (killed or stuck); the run is dead."
+            ended = run_finish(run_id=run.pk, status=RunStatus.FAILED, error=reason)
+        elif run.cancel_requested_at is not None:
+            ended = run_finish(
+                run_id=run.pk,
+                status=RunStatus.CANCELLED,
+                error="Cancelled; its worker stopped before confirming, so it was not resumed.",
+                only_if=(RunStatus.RUNNING,),
             )
-        if run_finish(run_id=run.pk, status=RunStatus.FAILED, error=reason) is not None:
-            failed.append(str(run.pk))
-    waiting = active.filter(status=RunStatus.QUEUED, created_at__lt=stale)
+        elif run.resume_count < config.max_resumes():
+            ended = _requeue_dead(run_id=run.pk, stale=stale)
+            if ended is not None:
+                resumed.append(run.pk)
+        else:
+            ended = run_finish(run_id=run.pk, status=RunStatus.FAILED, error=_dead_reason(run.resume_count))
+        if ended is not None:
+            acted.append(str(run.pk))
+    waiting = active.filter(status=RunStatus.QUEUED, created_at__lt=stale).exclude(pk__in=resumed)
     for deal in waiting.values_list("deal_id", flat=True).distinct():
         if not SynthesisRun.objects.filter(deal_id=deal, status=RunStatus.RUNNING).exists():
             _kick_next(deal)
-    return failed
+    return acted
+
+
+def _dead_reason(resumes: int) -> str:
+    reason = f"The worker sent no heartbeat for {config.dead_run_seconds()} s (killed or stuck)"
+    if resumes or config.max_resumes():
+        reason += f" after the run was resumed {resumes} time(s) (RUN_MAX_RESUMES={config.max_resumes()})"
+    return reason + "; the run is dead."
+
+
+def _requeue_dead(*, run_id, stale: datetime) -> SynthesisRun | None:
+    """running -> queued with resume_count + 1, its task enqueued on commit, if the run is still running,
+    still silent and nobody asked to cancel it; returns it, else None."""
+    with transaction.atomic():
+        run = SynthesisRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is None or run.status != RunStatus.RUNNING or run.cancel_requested_at is not None:
+            return None
+        if (run.heartbeat_at or run.started_at or run.created_at) >= stale:
+            return None  # it beat meanwhile: alive after all
+        run.status = RunStatus.QUEUED
+        run.resume_count += 1
+        run.save(update_fields=["status", "resume_count", "updated_at"])
+        transaction.on_commit(lambda: _enqueue(run.pk))
+    logger.warning("run %s: no heartbeat since %s; resuming it (resume %s)", run.pk, run.heartbeat_at, run.resume_count)
+    return run
+
+
+def _delivered_before(run: SynthesisRun, memo: Memo | None) -> frozenset[str]:
+    """Sections the run delivered before its worker died: recorded on the row, or in the memo as this run's
+    (written just before the worker died, not yet recorded)."""
+    done = set(run.sections_delivered)
+    for key, section in memo.sections.items() if memo is not None else ():
+        if section.run_id == str(run.pk) and section.source == Source.AI and section.delivery == Delivery.DELIVERED:
+            done.add(key)
+    return frozenset(done & set(run.requested_sections))
+
+
+def _resume_execute(*, run: SynthesisRun, deal: Deal, user: User | None, started: float) -> str:
+    """Continue a run whose worker died from its last checkpoint: announce `run_resumed` (run stream, canvas
+    events, trace, discourse) and run the graph on the same thread with no input."""
+    if run.cancel_requested_at is not None:  # asked to stop while it waited: not resumed
+        finished = run_finish(
+            run_id=run.pk,
+            status=RunStatus.CANCELLED,
+            error="Cancelled while it waited to resume.",
+            attempt=run.resume_count,
+        )
+        return finished.status if finished else _status_of(run.pk)
+    done = _delivered_before(run, read_memo(deal.pk))
+    ended = set(run.sections_failed) | {entry["section_key"] for entry in run.sections_skipped_locked}
+    remaining = [key for key in run.requested_sections if key not in done and key not in ended]
+    details = {
+        "resume_count": run.resume_count,
+        "max_resumes": config.max_resumes(),
+        "delivered": sorted(done),
+        "remaining": remaining,
+    }
+    telemetry.emit_run_event(deal.pk, run.pk, "run_resumed", details)
+    telemetry.trace_append(
+        deal.pk,
+        run.pk,
+        {
+            "node": "run_resumed",
+            "drafter": run.drafter,
+            "outputs": details,
+            "error": None,
+            "elapsed": 0.0,
+        },
+    )
+    events.emit(deal.pk, "run_resumed", {"run_id": str(run.pk), **details}, actor_id=run.created_by_id)
+    telemetry.discourse_emit(
+        deal.pk,
+        "run",
+        {
+            "run_id": str(run.pk),
+            "agent": "synthesis",
+            "text": f"Resumed after its worker stopped (resume {run.resume_count} of {config.max_resumes()}): "
+            f"{len(done)} section(s) already delivered, {len(remaining)} to go.",
+        },
+    )
+    # elapsed from the run's first start: the time lost with the dead worker counts
+    first_start = started - (timezone.now() - run.started_at).total_seconds() if run.started_at else started
+    return _execute_and_finish(run=run, deal=deal, user=user, started=first_start, delivered_before=done)
 
 
 # --- reset --------------------------------------------------------------------------------------------------

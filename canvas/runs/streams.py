@@ -238,6 +238,16 @@ RUN_EVENTS = {
             "error": NULLABLE_TEXT,
         },
     ),
+    "run_resumed": run_event(
+        "The run's worker died (no heartbeat) and another worker continues it from its last checkpoint: sections "
+        "already delivered are not drafted again. At most RUN_MAX_RESUMES times, then the run fails.",
+        {
+            "resume_count": {"type": "integer", "description": "This resume's number, from 1."},
+            "max_resumes": {"type": "integer", "description": "RUN_MAX_RESUMES."},
+            "delivered": STRINGS,
+            "remaining": STRINGS,
+        },
+    ),
     "error": run_event("The run failed.", {"message": STRING}),
     "done": run_event("The last event of the run; the response ends after it.", {"status": STRING}),
     "reset": RESET,
@@ -269,7 +279,9 @@ document_deal_stream(
         "citations {id, text, document, document_id, page}}, node_finished {component_id, inputs, outputs, "
         "error, elapsed_time}, workflow_finished "
         "{status, inputs, outputs: {delivered, missing, failed}, elapsed_time}, error {message}, done "
-        "{status}. Each has `id:`, `event:` and `data:` (JSON). Without Last-Event-ID the whole run is "
+        "{status}; run_resumed {resume_count, max_resumes, delivered, remaining} when another worker continues "
+        "the run from its last checkpoint after its worker died (the sections after it are those not yet "
+        "delivered). Each has `id:`, `event:` and `data:` (JSON). Without Last-Event-ID the whole run is "
         "replayed (pings while it is still queued); with it, the stream resumes after that event, nothing "
         "lost or repeated, and answers 204 when that event was `done`. Closing the stream does not stop the "
         "run. Kept 24 hours."

@@ -356,6 +356,7 @@ def test_a_run_of_another_deal_is_404_and_a_malformed_id_422(cast):
 @pytest.mark.django_db
 def test_listing_runs_fails_dead_ones(cast, settings):
     settings.SYNTHESIS_DEAD_RUN_SECONDS = 30
+    settings.RUN_MAX_RESUMES = 0  # no resume after a crash (tests/faults/test_run_resume.py resumes)
     dead = _run(
         cast,
         status=RunStatus.RUNNING,
@@ -710,6 +711,7 @@ def test_a_worker_killed_mid_run_leaves_a_failed_run_within_the_dead_run_window(
     make_corpus(cast.deal)
     window = 4
     settings.SYNTHESIS_DEAD_RUN_SECONDS = window
+    settings.RUN_MAX_RESUMES = 0  # failed at once; tests/faults/test_run_resume.py shows the resume
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "canvas_project.settings",

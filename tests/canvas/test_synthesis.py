@@ -568,12 +568,13 @@ def test_runs_of_a_deal_execute_one_at_a_time_first_queued_first(cast):
 def test_the_sweeper_fails_silent_and_ancient_runs_and_records_them(cast, settings):
     settings.SYNTHESIS_DEAD_RUN_SECONDS = 60
     now = timezone.now()
-    silent = SynthesisRun.objects.create(
+    silent = SynthesisRun.objects.create(  # its resumes spent (RUN_MAX_RESUMES, 2): failed, not resumed
         deal=cast.deal,
         status=RunStatus.RUNNING,
         requested_sections=["risks"],
         started_at=now - timedelta(minutes=5),
         heartbeat_at=now - timedelta(minutes=2),
+        resume_count=2,
     )
     alive = SynthesisRun.objects.create(
         deal=cast.deal,

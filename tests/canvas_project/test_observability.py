@@ -108,6 +108,7 @@ def test_run_durations_are_recorded_by_final_status(cast, client, settings):
     from tests.canvas.synthesis_corpus import make_corpus
 
     assert _run_seconds(client, settings) == {}
+    settings.RUN_MAX_RESUMES = 0  # the silent run below is failed, not resumed
     make_corpus(cast.deal)
     editor = cast.users["editor"]
 

@@ -2,7 +2,9 @@
 
 The run counterpart is tests/canvas/test_runs_api.py::
 test_a_worker_killed_mid_run_leaves_a_failed_run_within_the_dead_run_window (a real `celery worker`
-killed mid-run: the dead-run sweeper fails the run within its heartbeat window and a new run starts).
+killed mid-run with RUN_MAX_RESUMES=0: the dead-run sweeper fails the run within its heartbeat window and a
+new run starts), and tests/faults/test_run_resume.py (killed mid-run, the run is resumed from its checkpoint
+by another worker, up to RUN_MAX_RESUMES times).
 
 Here the document the killed worker was digitizing stays `processing` (nothing reports for it); the
 stall sweeper fails it with a reason once it has been stuck for 20 minutes, and re-ingesting it from

@@ -46,6 +46,10 @@ def cancel_wait_max_seconds() -> float:
     return float(get("SYNTHESIS_CANCEL_WAIT_MAX_SECONDS"))
 
 
+def max_resumes() -> int:
+    return max(0, int(get("RUN_MAX_RESUMES")))
+
+
 def top_k() -> int:
     return max(1, int(get("SYNTHESIS_TOP_K")))
 

@@ -70,6 +70,12 @@ class SectionWriteRefused(Exception):
     """The run may no longer write (cancelled, failed by the sweeper, or reset meanwhile)."""
 
 
+class RunSuperseded(Exception):
+    """This worker's attempt was superseded: the run was resumed on another worker (this one had been silent
+    past the dead-run window). Raised out of the node, so no result of it enters the shared checkpoint thread
+    (a failed task is run again by the resuming worker); the worker then drops the run without ending it."""
+
+
 @dataclass
 class RunContext:
     """What the nodes need beyond the state. Hooks are plain callables so the graph has no Django
@@ -93,6 +99,12 @@ class RunContext:
     record: Callable[..., None]
     beat: Callable[[], None]
     cancelled: Callable[[], bool]
+    superseded: Callable[[], bool] = lambda: False
+    # a resumed run: sections it delivered before its worker died (recorded on the run or written to the memo
+    # as this run's), also those whose node result the checkpoint missed (killed between the write and it)
+    delivered_before: frozenset[str] = frozenset()
+    # SYNTHESIS_MAX_CONCURRENCY drafting slots (set by run_graph; see there)
+    slots: threading.Semaphore | None = None
     owner_thread: int = field(default_factory=threading.get_ident)
 
     def stop_reason(self) -> str | None:
@@ -117,18 +129,28 @@ def _query(plan: SectionPlan, instructions: str) -> str:
 def draft_section(task: SectionTask, runtime: Runtime[RunContext]) -> dict:
     ctx = runtime.context
     key = task["section_key"]
+    if ctx.slots is not None:
+        ctx.slots.acquire()
     try:
         return {"results": [_draft_section(ctx, key)]}
     finally:
+        if ctx.slots is not None:
+            ctx.slots.release()
         if threading.get_ident() != ctx.owner_thread:
             connections.close_all()  # a pool thread's Django connections go back to the pool
 
 
 def _draft_section(ctx: RunContext, key: str) -> dict:
+    if key in ctx.delivered_before:
+        # delivered before the worker died, after the checkpoint last saw it: not drafted again
+        ctx.record(key, "delivered")
+        return {"section_key": key, "status": "delivered", "error": None, "elapsed": 0.0, "recovered": True}
     plan = ctx.plans[key]
     started = time.monotonic()
     result: dict[str, Any] = {"section_key": key, "status": "", "error": None, "elapsed": 0.0}
     reason = ctx.stop_reason()
+    if reason == CANCELLED and ctx.superseded():
+        raise RunSuperseded()
     if reason is not None:  # never started: cancelled (missing) or out of time (failed)
         result["status"] = "cancelled" if reason == CANCELLED else "failed"
         result["error"] = None if reason == CANCELLED else "The run's time budget ran out before this section."
@@ -213,6 +235,8 @@ def _draft_section(ctx: RunContext, key: str) -> dict:
         result["usage"] = draft.usage
     except (DraftStopped, SectionWriteRefused) as exc:
         stopped = getattr(exc, "reason", CANCELLED)
+        if stopped == CANCELLED and ctx.superseded():
+            raise RunSuperseded() from None
         if stopped == TIME_BUDGET:
             result["status"], result["error"] = "failed", "The run's time budget ran out while drafting."
             ctx.record(key, "failed")
@@ -293,13 +317,24 @@ def build_graph(checkpointer):
 
 
 def run_graph(
-    *, ctx: RunContext, sections: list[str], thread_id: str, checkpointer, max_concurrency: int
+    *, ctx: RunContext, sections: list[str], thread_id: str, checkpointer, max_concurrency: int, resume: bool = False
 ) -> list[dict]:
-    """Draft the sections; returns one result per section ({section_key, status, error, elapsed})."""
+    """Draft the sections; returns one result per section ({section_key, status, error, elapsed}).
+
+    `resume`: continue the thread from its last checkpoint (the run's worker died): LangGraph invoked with no
+    input on the same thread reloads the checkpoint and runs only the nodes whose results it does not hold
+    (each finished node's result was saved as a pending write when it returned), so finished sections are
+    not drafted again. A thread without a checkpoint yet (the worker died before the first) starts afresh."""
     graph = build_graph(checkpointer)
-    final = graph.invoke(
-        {"sections": sections, "results": []},
-        config={"configurable": {"thread_id": thread_id}, "max_concurrency": max_concurrency},
-        context=ctx,
-    )
-    return list(final.get("results") or [])
+    # At most `max_concurrency` sections draft at once, through the context's slots rather than LangGraph's
+    # max_concurrency: LangGraph saves each finished node's result (put_writes) on the same thread pool as
+    # the nodes, so a pool as small as the drafting limit would hold those saves back behind the waiting
+    # sections, and a worker killed meanwhile would lose finished sections from its checkpoint. The pool gets
+    # a thread for every section plus some for the checkpoint writes.
+    ctx.slots = threading.BoundedSemaphore(max(1, max_concurrency))
+    config = {"configurable": {"thread_id": thread_id}, "max_concurrency": len(sections) + 4}
+    payload: dict | None = {"sections": sections, "results": []}
+    if resume and checkpointer.get_tuple({"configurable": {"thread_id": thread_id}}) is not None:
+        payload = None
+    final = graph.invoke(payload, config=config, context=ctx)
+    return list((final or {}).get("results") or [])

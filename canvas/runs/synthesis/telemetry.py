@@ -36,6 +36,7 @@ RUN_EVENT_TYPES = (
     "message_end",
     "node_finished",
     "workflow_finished",
+    "run_resumed",
     "error",
     "done",
 )
