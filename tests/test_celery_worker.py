@@ -1,6 +1,8 @@
-"""The Celery test worker fixture really runs tasks through the Redis broker."""
+"""The Celery test worker fixture really runs tasks, through each broker (Redis and RabbitMQ)."""
 
 import time
+
+import pytest
 
 from canvas_project.celery import app
 from canvas_project.redis_client import get_redis
@@ -11,7 +13,9 @@ def add_into_redis(a: int, b: int) -> None:
     get_redis().set("tests:celery-sum", a + b)
 
 
-def test_a_task_runs_on_the_real_worker(celery_worker):
+@pytest.mark.both_brokers
+def test_a_task_runs_on_the_real_worker(celery_worker, celery_broker):
+    assert app.connection_for_write().transport.driver_type == {"redis": "redis", "rabbitmq": "amqp"}[celery_broker]
     add_into_redis.delay(2, 3)
     deadline = time.monotonic() + 20
     while get_redis().get("tests:celery-sum") is None and time.monotonic() < deadline:
