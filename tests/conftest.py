@@ -124,6 +124,13 @@ def celery_broker(request) -> Iterator[str]:
         use_broker(app, settings.CELERY_BROKER_URL)
 
 
+ACK_POLL_SECONDS = 0.05
+
+
+def _noop() -> None:
+    pass
+
+
 @pytest.fixture
 def celery_worker(transactional_db, celery_broker):
     """A real Celery worker (Celery's own test worker, in a thread of this process) consuming this test
@@ -137,6 +144,13 @@ def celery_worker(transactional_db, celery_broker):
     with start_worker(
         app, pool="solo", concurrency=1, perform_ping_check=False, shutdown_timeout=30, loglevel="WARNING"
     ) as worker:
+        if celery_broker == "rabbitmq" and worker.hub is not None:
+            # kombu's event loop runs a callback scheduled by a ready callback only after its next poll, which
+            # sleeps until the next timer (at most 10 s). The AMQP reader is such a callback: a task it hands
+            # to the solo pool schedules its late ack that way, and with prefetch 1 the broker sends nothing
+            # more until the ack arrives, so tasks would start 10 s apart. A short timer bounds that wait.
+            # (Scheduled from the loop's own thread: the timer is not thread-safe.)
+            worker.hub.call_soon(lambda: worker.hub.call_repeatedly(ACK_POLL_SECONDS, _noop))
         yield worker
         # Stopping: the worker's loop sees the flag only when it wakes. Redis's transport wakes it every
         # second; an idle AMQP connection only at the timer's 10 s ceiling, so wake it now.

@@ -569,6 +569,7 @@ def _assert_memo_complete_with_real_citations(cast) -> None:
             assert (citation["document"], citation["page"]) in pages, (key, citation)
 
 
+@pytest.mark.both_brokers
 @pytest.mark.django_db(transaction=True)
 def test_generate_on_the_worker_and_read_the_run_stream_to_the_end(cast, celery_worker, service):
     make_corpus(cast.deal)
