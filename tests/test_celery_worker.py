@@ -1,11 +1,18 @@
-"""The Celery test worker fixture really runs tasks, through each broker (Redis and RabbitMQ)."""
+"""Celery on each broker (Redis, RabbitMQ): the test worker really runs tasks, beat's schedule reaches it,
+and an unreachable broker leaves work queued instead of failing the request."""
 
 import time
 
 import pytest
+from celery import beat
+from celery.signals import task_postrun
 
+from canvas.models import RunStatus, SynthesisRun
 from canvas_project.celery import app
 from canvas_project.redis_client import get_redis
+from tests.brokers import use_broker
+from tests.canvas.conftest import canvas_url
+from tests.servers import free_port
 
 
 @app.task(name="tests.add_into_redis")
@@ -25,9 +32,6 @@ def test_a_task_runs_on_the_real_worker(celery_worker, celery_broker):
 
 @pytest.mark.both_brokers
 def test_beat_sends_every_sweeper_through_the_broker_and_the_worker_runs_it(celery_worker, celery_broker):
-    from celery import beat
-    from celery.signals import task_postrun
-
     sweepers = {entry["task"] for entry in app.conf.beat_schedule.values()}
     finished: dict[str, str] = {}
 
@@ -51,3 +55,20 @@ def test_beat_sends_every_sweeper_through_the_broker_and_the_worker_runs_it(cele
     finally:
         task_postrun.disconnect(on_postrun)
     assert {name: finished.get(name) for name in sweepers} == dict.fromkeys(sweepers, "SUCCESS")
+
+
+@pytest.mark.django_db
+def test_with_rabbitmq_unreachable_a_generate_is_accepted_and_its_run_waits_queued(
+    cast, settings, django_capture_on_commit_callbacks
+):
+    use_broker(app, f"amqp://guest:guest@127.0.0.1:{free_port()}//")
+    try:
+        with django_capture_on_commit_callbacks(execute=True) as callbacks:
+            response = cast.client("editor").post(canvas_url(cast.deal, "generate"), {}, format="json")
+        health = cast.client("viewer").get("/api/health").json()
+    finally:
+        use_broker(app, settings.CELERY_BROKER_URL)
+    assert response.status_code == 202 and response.json()["status"] == "queued"
+    assert len(callbacks) == 1  # the enqueue ran, failed, and was logged: the run sweeper enqueues it later
+    assert SynthesisRun.objects.get(pk=response.json()["run_id"]).status == RunStatus.QUEUED
+    assert health["checks"]["broker"]["ok"] is False and health["detail"].startswith("broker, celery are down.")
