@@ -141,6 +141,7 @@ def celery_worker(transactional_db, celery_broker):
     from canvas_project.celery import app
 
     app.conf.task_always_eager = False
+    ticks: list = []
     with start_worker(
         app, pool="solo", concurrency=1, perform_ping_check=False, shutdown_timeout=30, loglevel="WARNING"
     ) as worker:
@@ -150,10 +151,12 @@ def celery_worker(transactional_db, celery_broker):
             # to the solo pool schedules its late ack that way, and with prefetch 1 the broker sends nothing
             # more until the ack arrives, so tasks would start 10 s apart. A short timer bounds that wait.
             # (Scheduled from the loop's own thread: the timer is not thread-safe.)
-            worker.hub.call_soon(lambda: worker.hub.call_repeatedly(ACK_POLL_SECONDS, _noop))
+            worker.hub.call_soon(lambda: ticks.append(worker.hub.call_repeatedly(ACK_POLL_SECONDS, _noop)))
         yield worker
         # Stopping: the worker's loop sees the flag only when it wakes. Redis's transport wakes it every
         # second; an idle AMQP connection only at the timer's 10 s ceiling, so wake it now.
         state.should_terminate = 0
         if worker.hub is not None:
             worker.hub.call_soon(lambda: None)
+    for tick in ticks:  # the hub outlives its worker (kombu keeps one per process): leave no timer behind
+        tick.cancel()
