@@ -173,8 +173,17 @@ def _celery_broker_url(redis_url: str) -> str:
 
 
 # --- Celery -----------------------------------------------------------------------------------
+# redis://... (default: the service's Redis) or amqp://user:password@host:5672/vhost (RabbitMQ; needed when
+# Redis is a cluster, which Celery's Redis transport cannot use). docs/operations.md "Celery broker".
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", _celery_broker_url(REDIS_URL))
+# No result backend: no code waits on a task's return value. Runs and ingestion record their outcome in
+# PostgreSQL (run and document rows) and stream progress through Redis; a backend would only add a write
+# per task (and reply queues with rpc://) that nobody reads. docs/operations.md says more.
 CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+# The queue every task goes to and every worker consumes (its exchange and routing key take the same name).
+# Deployments sharing one broker vhost give each its own; the test suite gives each test process its own.
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

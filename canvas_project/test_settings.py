@@ -5,8 +5,10 @@ database); tests/conftest.py flushes that Redis database around every test.
 """
 
 import os
+import socket
 from urllib.parse import urlsplit, urlunsplit
 
+from canvas_project.env import env_bool, env_str
 from canvas_project.settings import *  # noqa: F403
 from canvas_project.settings import CACHES, REDIS_URL, _celery_broker_url
 
@@ -26,6 +28,15 @@ def _with_db(url: str, db: int) -> str:
 REDIS_URL = _with_db(REDIS_URL, REDIS_TEST_DB)
 CACHES["default"]["LOCATION"] = REDIS_URL
 CELERY_BROKER_URL = _celery_broker_url(REDIS_URL)
+# Test processes (and other people's) share one RabbitMQ, vhost "/": each test process publishes to and
+# consumes its own queue (and exchange, named after it), deleted when the session ends (tests/conftest.py).
+# Exported so that the service and worker processes a test starts (tests/servers.py, tests/faults/) use it.
+CELERY_TASK_DEFAULT_QUEUE = f"deal-canvas-test.{socket.gethostname()}.{os.getpid()}"
+os.environ["CELERY_TASK_DEFAULT_QUEUE"] = CELERY_TASK_DEFAULT_QUEUE
+# The RabbitMQ of the worker tests' rabbitmq runs (tests/conftest.py `celery_broker`). Unreachable: those
+# runs are skipped with the reason, or fail when CELERY_TEST_RABBITMQ_REQUIRED is true (.ci/run sets it).
+CELERY_TEST_RABBITMQ_URL = env_str("CELERY_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
+CELERY_TEST_RABBITMQ_REQUIRED = env_bool("CELERY_TEST_RABBITMQ_REQUIRED", False)
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 INTERNAL_ENGINE_TOKENS = ["test-engine-token-primary", "test-engine-token-rotated"]
 DEBUG = False

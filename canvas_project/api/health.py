@@ -3,7 +3,9 @@
 503 when PostgreSQL, Redis or the Store is down: this process cannot serve requests, and a load
 balancer should send them elsewhere. No live Celery worker only degrades the service (200, status
 `degraded`): reads and writes are served, drafting runs and ingestion wait in the queue until a worker
-is back; taking the web process out of rotation would not bring one back.
+is back; taking the web process out of rotation would not bring one back. The same holds for a Celery
+broker that does not answer (canvas_project.broker): with RabbitMQ as the broker the workers' heartbeats,
+kept in Redis, stay fresh while nothing can be enqueued, so the broker is asked directly.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from canvas_project.broker import broker_check
 from canvas_project.pool_recovery import check_pools_soon
 from canvas_project.redis_client import get_redis
 from canvas_project.store import get_pool
@@ -35,16 +38,26 @@ class HealthCheckOutput(serializers.Serializer):
     workers = serializers.IntegerField(
         required=False, help_text="celery only: workers whose heartbeat is younger than WORKER_HEARTBEAT_MAX_AGE."
     )
+    transport = serializers.ChoiceField(
+        choices=["redis", "amqp"], required=False, help_text="broker only, when it answers: redis or amqp (RabbitMQ)."
+    )
+    queued = serializers.IntegerField(
+        required=False,
+        help_text="broker only, when it answers: tasks waiting in the queue (not those a worker is running).",
+    )
 
 
 class HealthOutput(serializers.Serializer):
     status = serializers.ChoiceField(
         choices=["ok", "degraded", "unavailable"],
-        help_text="ok; degraded (200) when only celery is down; unavailable (503) when postgres, redis or store is.",
+        help_text=(
+            "ok; degraded (200) when only broker or celery is down; unavailable (503) when postgres, redis or store is."
+        ),
     )
     detail = serializers.CharField(help_text="'All dependencies are up.' or which are down.")
     checks = serializers.DictField(
-        child=HealthCheckOutput(), help_text="postgres, redis, store (the LangGraph Store), celery (worker heartbeats)"
+        child=HealthCheckOutput(),
+        help_text="postgres, redis, store (the LangGraph Store), broker (Celery's), celery (worker heartbeats)",
     )
 
 
@@ -68,6 +81,12 @@ def _check_store() -> None:
         conn.execute("SELECT 1 FROM store LIMIT 1")
 
 
+def _check_broker() -> dict:
+    """One round trip to the Celery broker (Redis or RabbitMQ), which the worker heartbeats cannot vouch for."""
+    state = broker_check()
+    return {"transport": state.transport, "queued": state.queued}
+
+
 def _check_celery() -> dict:
     """One Redis round trip over the workers' heartbeats (canvas_project.worker_heartbeat); no broadcast."""
     workers = live_worker_count()
@@ -80,6 +99,7 @@ CHECKS: dict[str, Callable[[], dict | None]] = {
     "postgres": _check_postgres,
     "redis": _check_redis,
     "store": _check_store,
+    "broker": _check_broker,
     "celery": _check_celery,
 }
 
@@ -117,6 +137,11 @@ def health_summary(checks: dict[str, dict]) -> tuple[str, str]:
     detail = ", ".join(down) + (" is" if len(down) == 1 else " are") + " down."
     if any(name in REQUIRED for name in down):
         return "unavailable", detail
+    if not checks["broker"]["ok"]:
+        detail += (
+            " The Celery broker does not answer: the API serves reads and writes; new drafting runs and uploads "
+            "are recorded as queued and are enqueued by the sweepers once the broker is back."
+        )
     if checks["celery"].get("error") == NoWorkerHeartbeat.__name__:
         detail += (
             f" No Celery worker has reported within {settings.WORKER_HEARTBEAT_MAX_AGE:g} s: the API serves "
@@ -133,8 +158,10 @@ class HealthApi(APIView):
         operation_id="health",
         summary="Dependency health",
         description=(
-            "Checks PostgreSQL, Redis, the LangGraph Store and the Celery workers. 503 (`unavailable`) when "
-            "PostgreSQL, Redis or the Store is down: this process cannot serve. `celery` is ok when at least one "
+            "Checks PostgreSQL, Redis, the LangGraph Store, the Celery broker (Redis or RabbitMQ) and the Celery "
+            "workers. 503 (`unavailable`) when PostgreSQL, Redis or the Store is down: this process cannot serve. "
+            "`broker` is ok when the broker answers a declaration of the tasks' queue (and says how many tasks wait "
+            "in it); without it the answer is 200 `degraded`. `celery` is ok when at least one "
             "worker recorded a heartbeat within WORKER_HEARTBEAT_MAX_AGE (30 s; workers beat every "
             "WORKER_HEARTBEAT_SECONDS, 10 s); without one the answer stays 200 with status `degraded`, since the "
             "API still serves reads and writes and only drafting runs and ingestion wait. Alert on `degraded`; "

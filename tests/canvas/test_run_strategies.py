@@ -151,6 +151,7 @@ def test_cancel_action_section_by_section(cast, written, celery_worker, slow, ac
         assert third.json()["finished_at"] == run["finished_at"] and read_memo(cast.deal.pk).version == version
 
 
+@pytest.mark.both_brokers
 @pytest.mark.django_db(transaction=True)
 def test_cancel_with_wait_answers_once_the_worker_ended_the_run(cast, written, celery_worker, slow, settings):
     settings.SYNTHESIS_CANCEL_WAIT_SECONDS = 0  # without wait the cancel would end it itself at once
@@ -201,6 +202,7 @@ def test_strategy_cancels_the_active_run_then_starts(cast, written, celery_worke
     assert sorted(detail["rolled_back_sections"]) == (written_by_run if strategy == "rollback" else [])
 
 
+@pytest.mark.both_brokers
 @pytest.mark.django_db(transaction=True)
 def test_strategy_enqueue_waits_and_reject_names_the_active_run(cast, written, celery_worker, slow):
     body, _first, before = _start_slow_run(cast, written)

@@ -1,16 +1,21 @@
-"""GET /api/health against the real servers, with and without a Celery worker, and against a Redis or a
-PostgreSQL that is not there. A killed worker ageing out: tests/faults/test_worker_killed.py."""
+"""GET /api/health against the real servers, with and without a Celery worker, on each Celery broker (Redis,
+RabbitMQ), and against a Redis, a PostgreSQL or a broker that is not there. A killed worker ageing out:
+tests/faults/test_worker_killed.py."""
 
 from __future__ import annotations
 
 import socket
 
+import pytest
 from celery.contrib.testing.worker import start_worker
 from django.db import connection
 from django.test import override_settings
 
 from canvas_project.celery import app
 from tests import factories
+from tests.brokers import use_broker
+
+TRANSPORTS = {"redis": "redis", "rabbitmq": "amqp"}
 
 
 def _free_port() -> int:
@@ -19,13 +24,52 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_it_is_200_when_everything_is_up(celery_worker):
+@pytest.mark.both_brokers
+def test_it_is_200_when_everything_is_up(celery_worker, celery_broker):
     response = factories.client_for().get("/api/health")
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok" and body["detail"] == "All dependencies are up."
-    assert all(body["checks"][name]["ok"] for name in ("postgres", "redis", "store", "celery"))
+    assert all(body["checks"][name]["ok"] for name in ("postgres", "redis", "store", "broker", "celery"))
     assert body["checks"]["celery"]["workers"] == 1
+    assert body["checks"]["broker"] == {
+        **body["checks"]["broker"],
+        "transport": TRANSPORTS[celery_broker],
+        "queued": 0,
+        "error": None,
+    }
+
+
+@pytest.mark.both_brokers
+def test_the_broker_check_counts_the_tasks_waiting_for_a_worker(db, celery_broker):
+    client = factories.client_for()
+    assert client.get("/api/health").json()["checks"]["broker"]["queued"] == 0
+    for _ in range(3):
+        app.send_task("tests.waits_for_a_worker")  # no worker in this test: they stay in the queue
+    body = client.get("/api/health").json()
+    assert body["checks"]["broker"]["ok"] is True and body["checks"]["broker"]["queued"] == 3
+    assert body["checks"]["broker"]["transport"] == TRANSPORTS[celery_broker]
+    assert body["status"] == "degraded" and body["detail"].startswith("celery is down.")
+
+
+@pytest.mark.parametrize("scheme", ["amqp", "redis"])
+def test_an_unreachable_broker_is_200_degraded_naming_the_broker(celery_worker, settings, scheme):
+    # the worker's heartbeats (in Redis) stay fresh: only asking the broker shows that nothing can be enqueued
+    try:
+        use_broker(app, f"{scheme}://127.0.0.1:{_free_port()}/")
+        response = factories.client_for().get("/api/health")
+    finally:
+        use_broker(app, settings.CELERY_BROKER_URL)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "degraded"
+    assert body["detail"].startswith("broker is down. The Celery broker does not answer: the API serves reads")
+    broker = body["checks"]["broker"]
+    assert broker["ok"] is False and broker["error"] and "queued" not in broker
+    assert body["checks"]["celery"]["ok"] is True
+    # the broker back: the next probe connects afresh
+    again = factories.client_for().get("/api/health").json()
+    assert again["status"] == "ok" and again["checks"]["broker"]["ok"] is True
 
 
 def test_without_a_worker_it_is_200_degraded_naming_celery(db):

@@ -133,6 +133,7 @@ def _wait_settled(document_id, timeout: float = 60.0) -> Document:
     raise AssertionError(f"document {document_id} still {doc.state} after {timeout}s")
 
 
+@pytest.mark.both_brokers
 @pytest.mark.django_db(transaction=True)
 def test_end_to_end_pdf_and_xlsx_on_the_worker(cast, celery_worker, media):
     client = cast.client("editor")
@@ -409,6 +410,7 @@ def test_the_sweeper_fails_ingestions_stalled_for_more_than_20_minutes(cast):
     del queued
 
 
+@pytest.mark.both_brokers
 @pytest.mark.django_db(transaction=True)
 def test_the_sweeper_enqueues_again_a_document_whose_message_was_lost(cast, celery_worker, media):
     # an upload while the broker was down committed its row but never reached the queue
