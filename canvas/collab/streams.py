@@ -10,6 +10,7 @@ from django.views.decorators.csrf import csrf_exempt
 from canvas_project import keys
 from canvas_project.sse.schema import (
     BOOLEAN,
+    GUARD_EVENTS,
     INTEGER,
     MILLIS,
     NULLABLE_UUID,
@@ -123,6 +124,7 @@ CANVAS_EVENTS = {
     "run_finished": canvas_event("A drafting run ended.", {**RUN, "status": STRING}),
     "run_cancel_requested": canvas_event("Someone asked a run to stop.", RUN),
     "reset": RESET,
+    **GUARD_EVENTS,
 }
 
 document_deal_stream(
