@@ -3,6 +3,8 @@
 
     .venv/bin/python bench/events.py                                   # 500 subscribers, 100 events/s, 20 s
     .venv/bin/python bench/events.py --subscribers 100 --duration 5    # a quicker, noisier run
+    .venv/bin/python bench/events.py --subscribers 1000 --client-procs 2 # 1,000 subscribers
+    .venv/bin/python bench/events.py --idle 5000 --client-procs 2      # 5,000 idle subscribers: memory, threads
 
 In one run, against a dedicated PostgreSQL database (deal_canvas_bench_events) and Redis database
 number (13), never the shared ones' data:
@@ -76,8 +78,9 @@ def child_env(database_url: str, redis_url: str) -> dict[str, str]:
             "DJANGO_ENV": "development",
             "DJANGO_DEBUG": "false",
             "LOG_LEVEL": "WARNING",
-            # the subscribers share a few users' tokens: the per-user stream limit is not what is measured
+            # the subscribers share a few users' tokens and one deal: the stream limits are not what is measured
             "SSE_MAX_STREAMS_PER_USER": "0",
+            "SSE_MAX_STREAMS_PER_DEAL": "0",
             "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]),
         }
     )
@@ -538,7 +541,18 @@ def main() -> int:
     parser.add_argument("--open-timeout", type=float, default=60.0)
     parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
+    parser.add_argument(
+        "--idle",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead of the latency run: open N subscribers, publish nothing, hold them --idle-seconds and "
+        "print the worker's memory per subscriber and its threads (idle, with N open)",
+    )
+    parser.add_argument("--idle-seconds", type=float, default=15.0)
     args = parser.parse_args()
+    if args.idle:
+        return idle_main(args)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started with SIGINT ignored
 
@@ -663,6 +677,93 @@ def main() -> int:
                 from django.db import connections
 
                 connections.close_all()
+
+
+def idle_main(args) -> int:
+    """--idle N: N open, quiet subscribers on one worker: memory per subscriber, threads, DB connections."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    print(f"bench/events --idle {args.idle}: open, quiet SSE subscribers on ONE uvicorn worker")
+    print(f"machine: {machine_note()}")
+    fixture = prepare(args.database_url, args.redis_url)
+    clean_redis(fixture.deal_id)
+    server: Server | None = None
+    clients: list[Client] = []
+    with tempfile.TemporaryDirectory(prefix="bench-events-idle-") as tmpdir:
+        tmp = Path(tmpdir)
+        try:
+            server = Server(child_env(args.database_url, args.redis_url), tmp).start()
+            pid = server.process.pid
+            warm = sse_clients(fixture, server, 1, 1, args, tmp, "warm")
+            clients.extend(warm)
+            warm[0].expect("opened", args.open_timeout + 30)
+            warm_up(fixture.deal_id, warm, 30)
+            finish_phase("warm", warm, 1, Published(), 0.5)
+            warm[0].stop()
+            clients.clear()
+            time.sleep(1.0)
+            idle = snapshot(pid, args.database_url)
+            print(f"opening {args.idle} subscribers ({args.client_procs} client process(es)) ...", flush=True)
+            clients.extend(sse_clients(fixture, server, args.idle, args.client_procs, args, tmp, "idle"))
+            opened = [c.expect("opened", args.idle * args.open_timeout / args.open_concurrency + 60) for c in clients]
+            n_open = sum(o["ok"] for o in opened)
+            open_seconds = max(o["seconds"] for o in opened)
+            if n_open:
+                warm_up(fixture.deal_id, clients, args.open_timeout)
+            subscribed = snapshot(pid, args.database_url)
+            time.sleep(args.idle_seconds)  # a bench, not a test: hold them open, quiet, for the stated time
+            held = snapshot(pid, args.database_url)
+            mib = 1024 * 1024
+            per_sub = (subscribed.rss - idle.rss) / n_open if n_open else float("nan")
+            per_sub_held = (held.rss - idle.rss) / n_open if n_open else float("nan")
+            print(f"\nsubscribers open: {n_open}/{args.idle} in {open_seconds:.1f} s")
+            print(
+                f"worker RSS: before {idle.rss / mib:.1f} MiB, {n_open} open {subscribed.rss / mib:.1f} MiB, after "
+                f"{args.idle_seconds:g} s idle {held.rss / mib:.1f} MiB -> {per_sub / 1024:.1f} KiB per subscriber "
+                f"({per_sub_held / 1024:.1f} KiB after the idle hold)"
+            )
+            print(
+                f"worker threads: before {idle.threads}, {n_open} open {subscribed.threads}, after the hold "
+                f"{held.threads}; PostgreSQL connections: before {idle.db_connections}, open "
+                f"{subscribed.db_connections}, after {held.db_connections}"
+            )
+            load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+            print(f"load average now {load}\n")
+            goals = [
+                ["goal", "measured", "verdict"],
+                [
+                    f"{args.idle} idle subscribers open on one worker",
+                    str(n_open),
+                    "PASS" if n_open == args.idle else "FAIL",
+                ],
+                [
+                    "worker memory <= 20 KiB per subscriber",
+                    f"{per_sub / 1024:.1f} KiB",
+                    "PASS" if per_sub <= 20 * 1024 else "FAIL",
+                ],
+                [
+                    "threads independent of the number of streams",
+                    f"{idle.threads} -> {subscribed.threads}",
+                    "PASS" if subscribed.threads - idle.threads <= 8 else "FAIL",
+                ],
+            ]
+            print(table(goals))
+            return 0
+        except KeyboardInterrupt:
+            print("\ninterrupted: stopping what the bench started")
+            return 130
+        except (RuntimeError, TimeoutError) as exc:
+            print(f"\nbench failed: {exc}")
+            if server is not None:
+                print(f"--- uvicorn log tail ---\n{server.log_tail()}")
+            return 1
+        finally:
+            for client in clients:
+                client.stop()
+            if server is not None:
+                server.stop()
+            with contextlib.suppress(Exception):
+                clean_redis(fixture.deal_id)
 
 
 def report(

@@ -1,9 +1,15 @@
-"""ASGI entry point: `uvicorn canvas_project.asgi:application` (SSE streams need ASGI)."""
+"""ASGI entry point: `uvicorn canvas_project.asgi:application` (SSE streams need ASGI).
+
+Django's handler, except that an open event stream holds no thread (canvas_project.sse.handler).
+"""
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "canvas_project.settings")
+django.setup(set_prefix=False)
 
-application = get_asgi_application()
+from canvas_project.sse.handler import StreamingASGIHandler  # noqa: E402 - needs the settings configured
+
+application = StreamingASGIHandler()

@@ -28,6 +28,7 @@ import time
 import uuid
 
 import redis
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.urls import Resolver404, resolve
@@ -166,12 +167,22 @@ def _route_of(request: HttpRequest) -> tuple[str, str | None]:
 
 
 class RequestContextMiddleware:
-    """Request id in and out, request/deal ids for the logs, and the latency histogram."""
+    """Request id in and out, request/deal ids for the logs, and the latency histogram.
+
+    Sync and async (Django picks by the handler): under ASGI a sync-only middleware makes Django run the rest
+    of the stack through async_to_sync on a request thread, for every request, event streams included."""
+
+    sync_capable = True
+    async_capable = True
 
     def __init__(self, get_response) -> None:
         self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def __call__(self, request: HttpRequest):
+        if iscoroutinefunction(self):
+            return self._acall(request)
         incoming = request.headers.get("X-Request-ID", "")
         request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
         route, deal_id = _route_of(request)
@@ -183,6 +194,23 @@ class RequestContextMiddleware:
         finally:
             request_id_var.reset(tokens[0])
             deal_id_var.reset(tokens[1])
+        return self._finish(request, response, route, request_id, started)
+
+    async def _acall(self, request: HttpRequest) -> HttpResponse:
+        incoming = request.headers.get("X-Request-ID", "")
+        request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+        route, deal_id = _route_of(request)
+        request.request_id = request_id
+        tokens = (request_id_var.set(request_id), deal_id_var.set(deal_id))
+        started = time.perf_counter()
+        try:
+            response = await self.get_response(request)
+        finally:
+            request_id_var.reset(tokens[0])
+            deal_id_var.reset(tokens[1])
+        return self._finish(request, response, route, request_id, started)
+
+    def _finish(self, request: HttpRequest, response: HttpResponse, route: str, request_id: str, started: float):
         status = getattr(response, "status_code", 500)
         # streaming responses are measured to their first byte only; that is what this histogram means
         metrics.request_latency.labels(route, request.method, str(status)).observe(time.perf_counter() - started)

@@ -60,7 +60,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Static files (the admin's, Swagger UI's) served by the app itself, under WSGI and ASGI alike.
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "canvas_project.staticfiles.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -331,6 +331,14 @@ SSE_HEARTBEAT_SECONDS = float(env_str("SSE_HEARTBEAT_SECONDS", "15"))
 SSE_COALESCE_MS = float(env_str("SSE_COALESCE_MS", "20"))
 # Event streams one user may hold open at once in each ASGI worker process (429 past it); 0: no limit.
 SSE_MAX_STREAMS_PER_USER = env_int("SSE_MAX_STREAMS_PER_USER", 32)
+# Streams of one deal each ASGI worker process holds open at once (429 past it); 0: no limit.
+SSE_MAX_STREAMS_PER_DEAL = env_int("SSE_MAX_STREAMS_PER_DEAL", 2000)
+# Seconds within which an open stream whose access was revoked (grant removed or lowered, org membership
+# removed, user deactivated, password changed, API key revoked) ends with `event: revoked`: each worker
+# re-checks all its open streams in one query this often.
+SSE_REAUTH_SECONDS = float(env_str("SSE_REAUTH_SECONDS", "5"))
+# Seconds an event stream may stay open; then it ends and the client reconnects and resumes (0: no bound).
+SSE_MAX_STREAM_SECONDS = float(env_str("SSE_MAX_STREAM_SECONDS", "3600"))
 # Milliseconds an EventSource waits before reconnecting a dropped stream (the `retry:` line each stream opens with).
 SSE_RETRY_MS = env_int("SSE_RETRY_MS", 3000)
 # Seconds a stream ticket (POST /api/auth/stream-ticket, `?ticket=` on the SSE paths) opens streams of its deal.

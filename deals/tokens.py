@@ -168,6 +168,7 @@ class StreamTicket:
 class StreamTicketClaims:
     user_id: uuid.UUID
     issued_at: int  # whole seconds, compared with the user's last password change like a JWT's `iat`
+    expires_at: float = 0.0  # epoch seconds; an open stream ends (`event: expired`) then
 
 
 def _ticket_signer(deal_id: uuid.UUID) -> signing.Signer:
@@ -210,8 +211,8 @@ def stream_ticket_read(*, ticket: str, deal_id: object) -> StreamTicketClaims:
         ) from None
     try:
         user_id, issued, expires_ms = value.split(".")
-        claims = StreamTicketClaims(user_id=uuid.UUID(user_id), issued_at=int(issued))
         expires = int(expires_ms)
+        claims = StreamTicketClaims(user_id=uuid.UUID(user_id), issued_at=int(issued), expires_at=expires / 1000)
     except ValueError:
         raise StreamTicketInvalid("This stream ticket is malformed.") from None
     if time.time() * 1000 >= expires:

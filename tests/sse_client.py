@@ -29,6 +29,7 @@ class SseReader:
         self.comments = 0
         self.status: int | None = None
         self.opened = threading.Event()
+        self.ended = threading.Event()  # the server closed the stream (or the connection failed)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -43,6 +44,8 @@ class SseReader:
             self._read()
         except httpx.HTTPError:
             self.opened.set()  # the server went away: the stream simply ends
+        finally:
+            self.ended.set()
 
     def _read(self) -> None:
         with (

@@ -10,6 +10,7 @@ from django.views.decorators.csrf import csrf_exempt
 from canvas_project import keys
 from canvas_project.sse.schema import (
     BOOLEAN,
+    GUARD_EVENTS,
     INTEGER,
     MILLIS,
     NULLABLE_UUID,
@@ -133,6 +134,7 @@ CANVAS_EVENTS = {
         },
     ),
     "reset": RESET,
+    **GUARD_EVENTS,
 }
 
 document_deal_stream(

@@ -23,6 +23,7 @@ from canvas_project.sse.responses import (
     SseError,
     database_unavailable,
     event_stream,
+    format_end,
     format_entry,
     format_reset,
     last_event_id,
@@ -32,6 +33,7 @@ from canvas_project.sse.responses import (
     sse_response,
 )
 from canvas_project.sse.schema import (
+    GUARD_EVENTS,
     MILLIS,
     NULLABLE_UUID,
     OBJECT,
@@ -58,9 +60,12 @@ def _run_status_of_deal(deal_id, run_id) -> str | None:
     return SynthesisRun.objects.filter(pk=run_id, deal_id=deal_id).values_list("status", flat=True).first()
 
 
-async def run_event_stream(deal_id, run_id, after: str | None, *, heartbeat: float | None = None) -> AsyncIterator[str]:
+async def run_event_stream(
+    deal_id, run_id, after: str | None, *, heartbeat: float | None = None, lease: hub.Lease | None = None
+) -> AsyncIterator[str]:
     """A run's events from after `after` (from its first event when None) up to and including `done`,
-    then the response ends. Before the run has written its first event (still queued) it sends pings."""
+    then the response ends. Before the run has written its first event (still queued) it sends pings.
+    It also ends when its `lease` does (canvas_project.sse.guard: revoked, expired, lifetime)."""
     heartbeat = heartbeat if heartbeat is not None else settings.SSE_HEARTBEAT_SECONDS
     key = keys.run_key(deal_id, run_id, "events")
     yield f"retry: {settings.SSE_RETRY_MS}\n\n"
@@ -68,6 +73,9 @@ async def run_event_stream(deal_id, run_id, after: str | None, *, heartbeat: flo
     if after is None:
         waited = 0.0
         while True:
+            if lease is not None and lease.ended is not None:
+                yield format_end(lease.ended)
+                return
             try:
                 if await client.exists(key):
                     break
@@ -88,8 +96,11 @@ async def run_event_stream(deal_id, run_id, after: str | None, *, heartbeat: flo
                 yield ": ping\n\n"
         after = "0-0"
     terminal_heartbeats = 0
-    async with contextlib.aclosing(hub.hub().subscribe(key, after=after, heartbeat=heartbeat)) as items:
+    async with contextlib.aclosing(hub.hub().subscribe(key, after=after, heartbeat=heartbeat, lease=lease)) as items:
         async for item in items:
+            if isinstance(item, hub.End):
+                yield format_end(item)
+                return
             if item is hub.HEARTBEAT:
                 # a run that ended while Redis lost its `done` must not hold the client forever
                 if await released(_run_status)(run_id) in TERMINAL_RUN_STATUSES:
@@ -116,7 +127,7 @@ async def run_stream(request: HttpRequest, deal_id: str, run_id: str):
     if request.method != "GET":
         return method_not_allowed(request, "GET")
     try:
-        user, access = await released(resolve_stream_access)(request, deal_id, DealRole.VIEWER)
+        user, access, grant = await released(resolve_stream_access)(request, deal_id, DealRole.VIEWER)
         try:
             run_uuid = uuid.UUID(str(run_id))
         except ValueError:
@@ -155,12 +166,14 @@ async def run_stream(request: HttpRequest, deal_id: str, run_id: str):
         if entry is not None and entry.fields.get("type") == "done" and hub.parse_id(after) >= hub.parse_id(entry.id):
             return HttpResponse(status=204)
     try:
-        return slotted_response(user, run_event_stream(access.deal.pk, run_uuid, after))
+        return slotted_response(
+            user, lambda lease: run_event_stream(access.deal.pk, run_uuid, after, lease=lease), grant=grant
+        )
     except SseError as exc:
         return exc.response
 
 
-async def discourse_event_stream(key: str, after: str | None) -> AsyncIterator[str]:
+async def discourse_event_stream(key: str, after: str | None, lease: hub.Lease | None = None) -> AsyncIterator[str]:
     """The discourse ring: replayed whole (or after `after`, while that id is still in the ring), then live."""
     client = hub.async_redis()
     try:
@@ -171,7 +184,7 @@ async def discourse_event_stream(key: str, after: str | None) -> AsyncIterator[s
         after = None  # an empty ring: follow from now on
     elif after is None or hub.parse_id(after) < hub.parse_id(first[0].id):
         after = "0-0"  # everything the ring still holds
-    async for chunk in event_stream(key, after):
+    async for chunk in event_stream(key, after, lease=lease):
         yield chunk
 
 
@@ -181,9 +194,10 @@ async def discourse_stream(request: HttpRequest, deal_id: str):
     if request.method != "GET":
         return method_not_allowed(request, "GET")
     try:
-        user, access = await released(resolve_stream_access)(request, deal_id, DealRole.VIEWER)
+        user, access, grant = await released(resolve_stream_access)(request, deal_id, DealRole.VIEWER)
         after = last_event_id(request)
-        return slotted_response(user, discourse_event_stream(keys.discourse_key(access.deal.pk), after))
+        key = keys.discourse_key(access.deal.pk)
+        return slotted_response(user, lambda lease: discourse_event_stream(key, after, lease), grant=grant)
     except SseError as exc:
         return exc.response
 
@@ -251,6 +265,7 @@ RUN_EVENTS = {
     "error": run_event("The run failed.", {"message": STRING}),
     "done": run_event("The last event of the run; the response ends after it.", {"status": STRING}),
     "reset": RESET,
+    **GUARD_EVENTS,
 }
 DISCOURSE_EVENT = payload(
     "What one of the deal's agents did.",
@@ -263,6 +278,7 @@ DISCOURSE_EVENTS = {
     "brush": DISCOURSE_EVENT,
     "run": DISCOURSE_EVENT,
     "reset": RESET,
+    **GUARD_EVENTS,
 }
 
 document_deal_stream(

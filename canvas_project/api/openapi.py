@@ -62,6 +62,7 @@ def add_sse_endpoints(result, generator, request, public):
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
     for prefix, events in sse_schema.EVENT_SETS.items():
         _add_event_components(schemas, prefix, events)
+    schemas["StreamLimitError"] = sse_schema.STREAM_LIMIT_ERROR
     result["components"].setdefault("securitySchemes", {})["streamTicket"] = {
         "type": "apiKey",
         "in": "query",
@@ -255,9 +256,10 @@ def _stream_responses(
         },
         "429": {
             "description": "The caller already holds SSE_MAX_STREAMS_PER_USER open event streams on this server "
-            "process (default 32); close one. Retry-After says when to try again.",
+            "process (default 32; `scope` user), or the deal SSE_MAX_STREAMS_PER_DEAL (default 2000; `scope` "
+            "deal). Retry-After says when to try again.",
             "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait."}},
-            "content": error,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/StreamLimitError"}}},
         },
         "503": {"description": "PostgreSQL is unavailable.", "content": error},
     }

@@ -75,9 +75,47 @@ class Entry:
 class Reset:
     reason: str
     last_event_id: str | None
+    # True when events the client has not seen may be gone for good (trimmed, expired, purged, a restarted
+    # Redis, or dropped during an outage): it must reload. False: the history from the client's position is
+    # intact and follows; the reset only says the stream was interrupted.
+    history_lost: bool = True
+    earliest_event_id: str | None = None  # the oldest event the stream still keeps (Mercure's "earliest")
+
+
+@dataclass(frozen=True)
+class End:
+    """The stream ends after this marker: `event` (revoked, expired) or None (its lifetime is over: the
+    client reconnects and resumes)."""
+
+    event: str | None
+    reason: str
 
 
 HEARTBEAT = object()
+
+
+class Lease:
+    """An open stream's hold on what it was opened with (canvas_project.sse.guard ends it); the hub binds the
+    stream's subscriber to it so that ending the lease ends the stream at its next step."""
+
+    __slots__ = ("ended", "_on_end")
+
+    def __init__(self) -> None:
+        self.ended: End | None = None
+        self._on_end = None
+
+    def bind(self, on_end) -> None:
+        self._on_end = on_end
+        if on_end is not None and self.ended is not None:
+            on_end(self.ended)
+
+    def end(self, marker: End) -> None:
+        if self.ended is not None:
+            return
+        self.ended = marker
+        if self._on_end is not None:
+            self._on_end(marker)
+
 
 _clients: dict[int, aioredis.Redis] = {}
 
@@ -113,20 +151,31 @@ class _Subscriber:
     def __init__(self, heartbeat: float) -> None:
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=QUEUE_SIZE)
         self.overflowed = False
+        self.ended: End | None = None
         self.heartbeat = heartbeat
         self.last_yield = asyncio.get_running_loop().time()
 
     def offer(self, entry: Entry) -> None:
-        if self.overflowed:
+        if self.overflowed or self.ended is not None:
             return
         try:
             self.queue.put_nowait(entry)
         except asyncio.QueueFull:
             self.overflowed = True  # it catches up from Redis instead of holding unbounded memory
 
+    def end(self, marker: End) -> None:
+        """Queue the stream's end ahead of anything still queued: a revoked caller gets nothing more."""
+        self.ended = marker
+        self.overflowed = False
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(marker)
+
     def reset(self, marker: Reset) -> None:
         """Queue a RESET after what is already queued. The reload it asks for supersedes a full
         queue or a pending catch-up, so those are dropped rather than the marker."""
+        if self.ended is not None:
+            return
         self.overflowed = False
         if self.queue.full():
             while not self.queue.empty():
@@ -153,7 +202,11 @@ class _Reader:
             await asyncio.sleep(min(max(period / 8, 0.05), 2.0))
             now = loop.time()
             for subscriber in list(self.subscribers):
-                if now - subscriber.last_yield >= subscriber.heartbeat and subscriber.queue.empty():
+                if (
+                    now - subscriber.last_yield >= subscriber.heartbeat
+                    and subscriber.queue.empty()
+                    and subscriber.ended is None
+                ):
                     subscriber.queue.put_nowait(HEARTBEAT)
 
     async def _run(self) -> None:
@@ -166,6 +219,7 @@ class _Reader:
         )
         backoff = 0.2
         outage = False  # Redis failed since the last good read: events may have been dropped meanwhile
+        before_outage: str | None = None  # the last id read before the outage
         loop = asyncio.get_running_loop()
         coalesce = float(settings.SSE_COALESCE_MS) / 1000
         last_fanout = -coalesce
@@ -176,16 +230,19 @@ class _Reader:
                     if self.tail is None:
                         last = await client.xrevrange(self.key, count=1)
                         self.tail = _decode(last)[0].id if last else "0-0"
-                        self.ready.set()
                         if outage:
                             outage = False
-                            logger.warning("stream reader %s: Redis is back; subscribers reset", self.key)
-                            marker = Reset(
-                                "Redis was unavailable and events may have been missed; reload the canvas.",
-                                self.tail if self.tail != "0-0" else None,
+                            marker = await self._outage_reset(client, before_outage)
+                            if not marker.history_lost:
+                                self.tail = before_outage  # what other writers recorded meanwhile follows
+                            logger.warning(
+                                "stream reader %s: Redis is back; subscribers reset (history lost: %s)",
+                                self.key,
+                                marker.history_lost,
                             )
                             for subscriber in list(self.subscribers):
                                 subscriber.reset(marker)
+                        self.ready.set()
                     response = await client.xread({self.key: self.tail}, block=BLOCK_MS, count=CATCH_UP_BATCH)
                     wait = last_fanout + coalesce - loop.time()
                     if response and wait > 0:
@@ -200,6 +257,7 @@ class _Reader:
                 except REDIS_ERRORS:
                     if not outage:
                         logger.warning("stream reader %s: Redis unavailable, retrying", self.key)
+                        before_outage = self.tail if self.tail not in (None, "0-0") else None
                     outage = True
                     self.tail = None  # follow on from the tail Redis has when it is back (it may be empty)
                     self.ready.set()
@@ -215,6 +273,27 @@ class _Reader:
         finally:
             ticker.cancel()
             await client.aclose()
+
+    async def _outage_reset(self, client: aioredis.Redis, before: str | None) -> Reset:
+        """The RESET after an outage: whether the history still holds the last id read before it."""
+        first = _decode(await client.xrange(self.key, count=1))
+        earliest = first[0].id if first else None
+        tail = self.tail if self.tail != "0-0" else None
+        kept = bool(before) and bool(await client.xrange(self.key, min=before, max=before, count=1))
+        if kept:
+            return Reset(
+                "Redis was unavailable for a while; the events it recorded meanwhile follow, but a change made "
+                "while no event could be recorded sent none: reload the canvas if you must be exact.",
+                before,
+                history_lost=False,
+                earliest_event_id=earliest,
+            )
+        return Reset(
+            "Redis was unavailable and its event history is gone (restarted or purged); reload the canvas.",
+            tail,
+            history_lost=True,
+            earliest_event_id=earliest,
+        )
 
 
 class StreamHub:
@@ -243,17 +322,22 @@ class StreamHub:
     def subscriber_count(self) -> int:
         return sum(len(r.subscribers) for r in self._readers.values())
 
-    async def subscribe(self, key: str, *, after: str | None, heartbeat: float) -> AsyncIterator[object]:
-        """Yield Entry, Reset or HEARTBEAT until the consumer stops iterating (or is cancelled)."""
-        async for item in self.subscribe_batches(key, after=after, heartbeat=heartbeat):
+    async def subscribe(
+        self, key: str, *, after: str | None, heartbeat: float, lease: Lease | None = None
+    ) -> AsyncIterator[object]:
+        """Yield Entry, Reset or HEARTBEAT until the consumer stops iterating (or is cancelled), or End, last."""
+        async for item in self.subscribe_batches(key, after=after, heartbeat=heartbeat, lease=lease):
             if isinstance(item, list):
                 for entry in item:
                     yield entry
             else:
                 yield item
 
-    async def subscribe_batches(self, key: str, *, after: str | None, heartbeat: float) -> AsyncIterator[object]:
-        """Yield list[Entry] (everything already queued, in order), Reset or HEARTBEAT.
+    async def subscribe_batches(
+        self, key: str, *, after: str | None, heartbeat: float, lease: Lease | None = None
+    ) -> AsyncIterator[object]:
+        """Yield list[Entry] (everything already queued, in order), Reset or HEARTBEAT; and End, after which
+        the iteration stops (the stream's `lease` was ended: revoked, expired, or its lifetime is over).
 
         `after`: the last id the client saw (resume), or None to follow from now on.
         """
@@ -263,6 +347,8 @@ class StreamHub:
         reader = self._reader(key)
         reader.subscribers.add(subscriber)
         metrics.sse_subscribers.inc()
+        if lease is not None:
+            lease.bind(subscriber.end)
         try:
             await reader.ready.wait()
             client = async_redis()
@@ -280,10 +366,18 @@ class StreamHub:
             floor: tuple[str, tuple[int, int]] | None = None
             pending: Reset | None = None  # met while batching; it leaves after the batch
             while True:
+                if subscriber.ended is not None:
+                    yield subscriber.ended
+                    return
                 if subscriber.overflowed:
                     subscriber.overflowed = False
                     while not queue.empty():
                         queue.get_nowait()
+                    reset = await self._stale(client, key, last_sent) if last_sent else None
+                    if reset is not None:  # the events it missed were trimmed meanwhile
+                        last_sent, floor = reset.last_event_id, None
+                        yield reset
+                        continue
                     async for batch in self._catch_up(client, key, last_sent or "0-0"):
                         last_sent = batch[-1].id
                         yield batch
@@ -292,6 +386,9 @@ class StreamHub:
                     first, pending = pending, None
                 else:
                     first = await queue.get() if queue.empty() else queue.get_nowait()
+                if isinstance(first, End):
+                    yield first
+                    return
                 if first is HEARTBEAT:  # put by the reader's ticker after `heartbeat` s of quiet
                     subscriber.last_yield = loop.time()
                     yield HEARTBEAT
@@ -306,6 +403,10 @@ class StreamHub:
                     item = queue.get_nowait()
                     if isinstance(item, Entry):
                         batch.append(item)
+                    elif isinstance(item, End):
+                        batch = []
+                        pending = item
+                        break
                     elif item is not HEARTBEAT:
                         pending = item
                         break
@@ -320,6 +421,8 @@ class StreamHub:
                     subscriber.last_yield = loop.time()
                     yield batch
         finally:
+            if lease is not None:
+                lease.bind(None)
             metrics.sse_subscribers.dec()
             self._release(key, subscriber)
 
@@ -332,10 +435,13 @@ class StreamHub:
         tail = last[0].id if last else None
         if not first:
             return Reset("The event history is gone (expired or purged); reload the canvas.", tail)
-        if parse_id(after) < parse_id(first[0].id) and after != "0-0":
-            return Reset("Your last event is older than the kept history; reload the canvas.", tail)
+        earliest = first[0].id
+        if parse_id(after) < parse_id(earliest) and after != "0-0":
+            return Reset(
+                "Your last event is older than the kept history; reload the canvas.", tail, earliest_event_id=earliest
+            )
         if parse_id(after) > parse_id(last[0].id):
-            return Reset("Your last event is not in this history; reload the canvas.", tail)
+            return Reset("Your last event is not in this history; reload the canvas.", tail, earliest_event_id=earliest)
         return None
 
     async def _catch_up(self, client: aioredis.Redis, key: str, after: str) -> AsyncIterator[list[Entry]]:

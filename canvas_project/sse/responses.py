@@ -25,7 +25,7 @@ from django.db import InterfaceError, OperationalError, connection
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 
 from canvas_project.pool_recovery import check_pools_soon
-from canvas_project.sse import hub
+from canvas_project.sse import guard, hub
 
 
 class SseError(Exception):
@@ -43,11 +43,13 @@ def database_unavailable() -> SseError:
 
 
 def released(fn: Callable) -> Callable:
-    """`fn` on the request's sync thread, then its pooled DB connection goes back to the pool.
+    """`fn` on a thread of the event loop's shared pool, then its pooled DB connection goes back to the pool.
 
     Django returns a thread's connection only at request_finished, which for a stream comes when the
     stream ends: without this every open stream would pin one pooled connection (DB_POOL_MAX_SIZE
-    streams per worker, the next one waits DB_POOL_TIMEOUT and fails with a 500).
+    streams per worker, the next one waits DB_POOL_TIMEOUT and fails with a 500). Not the request's own
+    thread-sensitive thread: a stream's work while it is open (a run's status) must not need one, and the
+    stream gives that thread up once it starts (canvas_project.asgi).
     """
 
     def call(*args, **kwargs):
@@ -56,15 +58,16 @@ def released(fn: Callable) -> Callable:
         finally:
             connection.close()
 
-    return sync_to_async(call, thread_sensitive=True)
+    return sync_to_async(call, thread_sensitive=False)
 
 
-# --- open streams per user ------------------------------------------------------------------------
-# Streams of each user open in this process. A stream costs a thread and a subscription for as long as it is
-# open, so one user (or a leaked token) may hold at most SSE_MAX_STREAMS_PER_USER of them in each ASGI worker
-# process; 0 lifts the limit. Taken on the event loop; given back there, or by the garbage collector in
-# whichever thread drops an unstarted response, hence the lock.
+# --- open streams per user and per deal --------------------------------------------------------------
+# Streams of each user, and of each deal, open in this process. One user (or a leaked token) may hold at most
+# SSE_MAX_STREAMS_PER_USER of them in each ASGI worker process, and one deal SSE_MAX_STREAMS_PER_DEAL (what
+# one hot deal may take of a worker); 0 lifts a limit. Taken on the event loop; given back there, or by the
+# garbage collector in whichever thread drops an unstarted response, hence the lock.
 _open_streams: Counter[str] = Counter()
+_open_streams_of_deal: Counter[str] = Counter()
 _open_streams_lock = threading.Lock()
 STREAM_SLOT_RETRY_AFTER = 10
 
@@ -73,23 +76,45 @@ def open_streams_of(user_id) -> int:
     return _open_streams[str(user_id)]
 
 
-def take_stream_slot(user) -> Callable[[], None]:
-    """Count one more open stream of the user; returns its release (idempotent). Raises SseError (429)."""
+def open_streams_of_deal(deal_id) -> int:
+    return _open_streams_of_deal[str(deal_id)]
+
+
+def _stream_limit_reached(detail: str, limit: int, scope: str) -> SseError:
+    return SseError(
+        JsonResponse(
+            {"detail": detail, "limit": limit, "scope": scope},
+            status=429,
+            headers={"Retry-After": str(STREAM_SLOT_RETRY_AFTER)},
+        )
+    )
+
+
+def take_stream_slot(user, deal_id=None) -> Callable[[], None]:
+    """Count one more open stream of the user (and of the deal); returns its release (idempotent). Raises
+    SseError (429, body StreamLimitError: `scope` user or deal)."""
     user_id = str(user.pk)
+    deal_key = str(deal_id) if deal_id is not None else None
     limit = settings.SSE_MAX_STREAMS_PER_USER
+    deal_limit = settings.SSE_MAX_STREAMS_PER_DEAL
     with _open_streams_lock:
         if limit and _open_streams[user_id] >= limit:
-            raise SseError(
-                JsonResponse(
-                    {
-                        "detail": f"You have {limit} event streams open, the most one user may hold on this server; "
-                        "close one (each browser tab holds its own) and try again."
-                    },
-                    status=429,
-                    headers={"Retry-After": str(STREAM_SLOT_RETRY_AFTER)},
-                )
+            raise _stream_limit_reached(
+                f"You have {limit} event streams open, the most one user may hold on this server; "
+                "close one (each browser tab holds its own) and try again.",
+                limit,
+                "user",
+            )
+        if deal_key is not None and deal_limit and _open_streams_of_deal[deal_key] >= deal_limit:
+            raise _stream_limit_reached(
+                f"This deal has {deal_limit} event streams open on this server, the most one deal may hold; "
+                "try again shortly.",
+                deal_limit,
+                "deal",
             )
         _open_streams[user_id] += 1
+        if deal_key is not None:
+            _open_streams_of_deal[deal_key] += 1
     released = False
 
     def release() -> None:
@@ -101,6 +126,10 @@ def take_stream_slot(user) -> Callable[[], None]:
             _open_streams[user_id] -= 1
             if _open_streams[user_id] <= 0:
                 del _open_streams[user_id]
+            if deal_key is not None:
+                _open_streams_of_deal[deal_key] -= 1
+                if _open_streams_of_deal[deal_key] <= 0:
+                    del _open_streams_of_deal[deal_key]
 
     return release
 
@@ -113,13 +142,31 @@ async def holding_slot(stream: AsyncIterator[str], release: Callable[[], None]) 
         release()
 
 
-def slotted_response(user, stream: AsyncIterator[str]) -> StreamingHttpResponse:
-    """The stream's response, holding one of the user's stream slots until the stream ends.
+def slotted_response(
+    user,
+    stream: AsyncIterator[str] | Callable[[hub.Lease | None], AsyncIterator[str]],
+    *,
+    grant: guard.Grant | None = None,
+) -> StreamingHttpResponse:
+    """The stream's response, holding one of the user's (and the deal's) stream slots until the stream ends.
 
+    With a `grant`, the stream is registered with the loop's guard (re-checked access, credential expiry,
+    lifetime): `stream` is then a function of the guard's lease that builds the stream.
     Released when the stream finishes or the client goes away, and (weakref.finalize) when the response is
     dropped before its stream ever started, which no `finally` inside it would see. Raises SseError (429).
     """
-    release = take_stream_slot(user)
+    release_slot = take_stream_slot(user, grant.deal_id if grant is not None else None)
+    if grant is not None:
+        watcher = guard.guard()
+        lease = watcher.open(grant)
+
+        def release() -> None:
+            release_slot()
+            watcher.close(lease)
+
+        stream = stream(lease)
+    else:
+        release = release_slot
     wrapped = holding_slot(stream, release)
     weakref.finalize(wrapped, release)
     return sse_response(wrapped)
@@ -160,20 +207,43 @@ def format_entry(entry: hub.Entry) -> bytes:
 
 
 def format_reset(reset: hub.Reset) -> str:
-    body = json.dumps({"reason": reset.reason, "last_event_id": reset.last_event_id})
+    body = json.dumps(
+        {
+            "reason": reset.reason,
+            "last_event_id": reset.last_event_id,
+            "history_lost": reset.history_lost,
+            "earliest_event_id": reset.earliest_event_id,
+        }
+    )
     id_line = f"id: {reset.last_event_id}\n" if reset.last_event_id else ""
     return f"{id_line}event: reset\ndata: {body}\n\n"
 
 
+def format_end(end: hub.End) -> str:
+    """The stream's last words: `event: revoked` or `event: expired` ({reason}), or a comment when only its
+    lifetime is over (the client reconnects and resumes as after any drop)."""
+    if end.event is None:
+        return f": {end.reason}\n\n"
+    return f"event: {end.event}\ndata: {json.dumps({'reason': end.reason})}\n\n"
+
+
 async def event_stream(
-    key: str, after: str | None, *, on_close: Callable[[], None] | None = None, heartbeat: float | None = None
+    key: str,
+    after: str | None,
+    *,
+    on_close: Callable[[], None] | None = None,
+    heartbeat: float | None = None,
+    lease: hub.Lease | None = None,
 ) -> AsyncIterator[str]:
     yield f"retry: {settings.SSE_RETRY_MS}\n\n"
     try:
         beat = heartbeat if heartbeat is not None else settings.SSE_HEARTBEAT_SECONDS
-        async for item in hub.hub().subscribe_batches(key, after=after, heartbeat=beat):
+        async for item in hub.hub().subscribe_batches(key, after=after, heartbeat=beat, lease=lease):
             if item is hub.HEARTBEAT:
                 yield ": ping\n\n"
+            elif isinstance(item, hub.End):
+                yield format_end(item)
+                return
             elif isinstance(item, hub.Reset):
                 yield format_reset(item)
             else:

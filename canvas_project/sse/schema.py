@@ -66,6 +66,43 @@ OBJECT = {"type": "object", "additionalProperties": True}
 
 # `event: reset` on every stream served by canvas_project.sse.responses: the client reloads what it shows.
 RESET = payload(
-    "The client must reload: the history it resumes from is gone, or events may have been lost.",
-    {"reason": STRING, "last_event_id": {"type": "string", "nullable": True}},
+    "The stream was interrupted. `history_lost` true: events the client has not seen are gone (its last event is "
+    "older than the kept history, the history expired or was purged, or Redis restarted): reload. false: the "
+    "kept history from the client's position is intact and follows this event (a Redis outage that kept it; a "
+    "change made while no event could be recorded sent none). `earliest_event_id`: the oldest event the stream "
+    "still keeps (null when it keeps none). The stream goes on after `last_event_id`.",
+    {
+        "reason": STRING,
+        "last_event_id": {"type": "string", "nullable": True},
+        "history_lost": BOOLEAN,
+        "earliest_event_id": {"type": "string", "nullable": True},
+    },
 )
+
+# `event: revoked` / `event: expired`, the last event of a stream (canvas_project.sse.guard); the response ends.
+REVOKED = payload(
+    "The caller's access to the deal is gone (grant removed or lowered below the stream's role, org membership "
+    "removed, account deactivated, password changed, API key revoked): the stream ends; a reconnect gets 401 or "
+    "404. Sent within SSE_REAUTH_SECONDS of the change.",
+    {"reason": STRING},
+)
+EXPIRED = payload(
+    "The credential the stream was opened with (JWT, stream ticket, API key) has expired: the stream ends. Get a "
+    "new one and reconnect with Last-Event-ID to resume.",
+    {"reason": STRING},
+)
+# every deal stream's closing events, next to its `reset`
+GUARD_EVENTS = {"revoked": REVOKED, "expired": EXPIRED}
+
+# The 429 body when a stream limit is reached (per user or per deal, in one server process).
+STREAM_LIMIT_ERROR = {
+    "type": "object",
+    "description": "Too many event streams open on this server process: `scope` user (SSE_MAX_STREAMS_PER_USER) "
+    "or deal (SSE_MAX_STREAMS_PER_DEAL); `limit` is that limit. Retry-After says when to try again.",
+    "properties": {
+        "detail": STRING,
+        "limit": INTEGER,
+        "scope": {"type": "string", "enum": ["user", "deal"]},
+    },
+    "required": ["detail", "limit", "scope"],
+}

@@ -95,6 +95,8 @@ def test_an_id_older_than_the_kept_history_gets_reset(service, cast):
     reset = reader.take(1)[0]
     assert reset.event == "reset"
     assert reset.data["last_event_id"] == ids[-1] and "reload" in reset.data["reason"]
+    # events the client never saw are gone: it must reload; the oldest one still kept is named
+    assert reset.data["history_lost"] is True and reset.data["earliest_event_id"] == ids[-3]
     after = _emit(cast, 1, start=10)
     assert reader.take(1)[0].id == after[0]
     reader.close()
@@ -197,6 +199,7 @@ def test_one_user_may_hold_only_so_many_streams_open(cast):
             refused = httpx.get(f"{server.url}/api/canvas/{cast.deal.pk}/{path}", headers=headers, timeout=10)
             assert refused.status_code == 429
             assert refused.headers["Retry-After"] == "10" and "2 event streams open" in refused.json()["detail"]
+            assert refused.json()["scope"] == "user" and refused.json()["limit"] == 2
         other = _open(_url(server, cast), _token(cast, "owner"))
         other.close()
         readers.pop().close()

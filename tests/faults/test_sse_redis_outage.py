@@ -81,6 +81,7 @@ def test_open_streams_live_through_a_redis_outage_and_resume_after_it(cast, own_
         reset = _next_event(reader, timeout=20)  # the reader retries with a backoff of at most 5 s
         assert reset.event == "reset" and "Redis was unavailable" in reset.data["reason"]
         assert reset.data["last_event_id"] is None  # the restarted Redis holds no history yet
+        assert reset.data["history_lost"] is True  # it reloads: the restarted Redis lost what it held
     after = events.emit(cast.deal.pk, "document_saved", {"n": 2})
     assert _next_event(live).id == after and _next_event(arrived).id == after
 

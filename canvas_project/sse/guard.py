@@ -1,0 +1,155 @@
+"""Open streams follow what they were opened with: access, credential and lifetime.
+
+A stream authenticates and authorizes once, when it opens, and then holds no thread and no database
+connection (canvas_project.sse.responses). Its `Grant` (user, deal, minimum role, the credential's issue time,
+API key, expiry) is registered here, in the event loop's guard, which then:
+
+- every SSE_REAUTH_SECONDS re-checks all the open streams of the process in ONE query (the checker the deals
+  app installs, `set_access_checker`), not one query per stream, and ends each stream whose access is gone
+  with `event: revoked` (grant removed or lowered below the stream's minimum role, org membership removed,
+  user deactivated, password changed since the credential was issued, API key revoked or expired);
+- ends a stream when the credential that opened it expires (a JWT's `exp`, a stream ticket's or an API key's
+  expiry) with `event: expired`, at that moment (one timer per stream in the loop, no thread);
+- ends a stream after SSE_MAX_STREAM_SECONDS without an event: the client reconnects and resumes with
+  Last-Event-ID, which re-authenticates it.
+
+The project core holds the mechanism; what "still has access" means is the deals app's (deals.streams).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection
+
+from canvas_project.sse.hub import End, Lease
+
+logger = logging.getLogger(__name__)
+
+REVOKED = End(
+    "revoked",
+    "Your access to this deal was revoked (grant removed or lowered, membership removed, account deactivated, "
+    "password changed, or API key revoked); this stream has ended. Do not reconnect with the same credential.",
+)
+EXPIRED = End(
+    "expired",
+    "The credential this stream was opened with has expired; get a new token or stream ticket and reconnect "
+    "with Last-Event-ID to resume.",
+)
+LIFETIME = End(None, "The stream reached SSE_MAX_STREAM_SECONDS; reconnect with Last-Event-ID to resume.")
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What an open stream was authorized with, as the access checker re-checks it."""
+
+    user_id: str
+    deal_id: str
+    minimum: str  # the role the stream needs (deals.models.DealRole)
+    issued_at: int | None = None  # a JWT's `iat` or a ticket's issue time (s); None for an API key
+    api_key_id: str | None = None
+    expires_at: float | None = None  # epoch seconds when the credential expires; None: never
+
+
+# checker(grants) -> the indices of the grants whose access is gone. Runs in a worker thread; raises nothing
+# but the database's errors (the guard then keeps the streams and tries again at the next round).
+AccessChecker = Callable[[list[Grant]], Iterable[int]]
+_checker: AccessChecker | None = None
+
+
+def set_access_checker(checker: AccessChecker) -> None:
+    global _checker
+    _checker = checker
+
+
+def _checked(grants: list[Grant]) -> list[int]:
+    try:
+        return list(_checker(grants)) if _checker is not None else []
+    finally:
+        connection.close()  # a worker thread of the loop's pool: give the connection back at once
+
+
+class _Open:
+    __slots__ = ("grant", "lease", "timer")
+
+    def __init__(self, grant: Grant, lease: Lease) -> None:
+        self.grant = grant
+        self.lease = lease
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class StreamGuard:
+    """The guard of one event loop: its open streams, one re-check task, one timer per stream."""
+
+    def __init__(self) -> None:
+        self._open: dict[Lease, _Open] = {}
+        self._task: asyncio.Task | None = None
+
+    @property
+    def open_count(self) -> int:
+        return len(self._open)
+
+    def open(self, grant: Grant) -> Lease:
+        """Register a stream that was just authorized; returns the lease its stream follows (release it with
+        `close`)."""
+        loop = asyncio.get_running_loop()
+        lease = Lease()
+        held = _Open(grant, lease)
+        now = time.time()
+        ends: list[tuple[float, End]] = []
+        if grant.expires_at is not None:
+            ends.append((grant.expires_at, EXPIRED))
+        if settings.SSE_MAX_STREAM_SECONDS:
+            ends.append((now + settings.SSE_MAX_STREAM_SECONDS, LIFETIME))
+        if ends:
+            at, marker = min(ends, key=lambda pair: pair[0])
+            held.timer = loop.call_later(max(at - now, 0), lease.end, marker)
+        self._open[lease] = held
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._recheck_forever(), name="stream-guard")
+        return lease
+
+    def close(self, lease: Lease) -> None:
+        held = self._open.pop(lease, None)
+        if held is not None and held.timer is not None:
+            held.timer.cancel()
+
+    async def recheck(self) -> int:
+        """Re-check every open stream's access in one query; end the revoked ones. Returns how many ended."""
+        held = [h for h in self._open.values() if h.lease.ended is None]
+        if not held:
+            return 0
+        try:
+            gone = await sync_to_async(_checked, thread_sensitive=False)([h.grant for h in held])
+        except (OperationalError, InterfaceError):
+            logger.warning("stream guard: PostgreSQL unavailable; open streams are re-checked at the next round")
+            return 0
+        for index in gone:
+            held[index].lease.end(REVOKED)
+        return len(gone)
+
+    async def _recheck_forever(self) -> None:
+        while self._open:
+            await asyncio.sleep(settings.SSE_REAUTH_SECONDS)
+            try:
+                await self.recheck()
+            except Exception:  # a bug in one round must not leave every later stream unchecked
+                logger.exception("stream guard: re-check failed")
+
+
+_guards: dict[int, StreamGuard] = {}
+
+
+def guard() -> StreamGuard:
+    """The guard of the running event loop."""
+    loop_id = id(asyncio.get_running_loop())
+    found = _guards.get(loop_id)
+    if found is None:
+        found = _guards[loop_id] = StreamGuard()
+    return found
