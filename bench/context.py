@@ -166,11 +166,12 @@ def seed_nodes(deal, *, n: int, actor_id: str, thread_id: str, rebuild: bool) ->
     from canvas.nodes import selectors as node_selectors
     from canvas.nodes import services as canvas_nodes
     from canvas_project.store import edges_namespace, get_store, nodes_namespace
+    from deals.services import deal_nodes_touch
 
     store = get_store()
     namespace = nodes_namespace(deal.pk)
     edge_namespace = edges_namespace(deal.pk)
-    section_keys = [s["key"] for s in read_memo(deal.pk).ordered_sections()]
+    section_keys = [s.key for s in read_memo(deal.pk).ordered_sections()]
     rng = random.Random(n)
     node_ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(n)]
     edges = planned_edges(node_ids, section_keys)
@@ -220,6 +221,8 @@ def seed_nodes(deal, *, n: int, actor_id: str, thread_id: str, rebuild: bool) ->
         edge = {"from": source, "to": target, "type": edge_type, "created_by": actor_id, "created_at": at}
         ops.append(PutOp(edge_namespace, canvas_nodes._edge_key(source, edge_type, target), edge, index=False))
     flush(ops)
+    # as canvas.nodes.services does after every write: the context cache is validated by this counter
+    deal_nodes_touch(deal=deal)
     return n, len(edges), False
 
 
@@ -640,10 +643,9 @@ def summary_by_aggregate(deal_id: str) -> dict:
     """Candidate fix, measured only: the summary from one GROUP BY over the Store's rows (PostgreSQL
     reads the jsonb; Python gets a row per (type, raw status)) plus the derived nodes' counts."""
     from canvas.nodes import selectors as node_selectors
-    from canvas.nodes import services as canvas_nodes
     from canvas_project.store import get_pool, nodes_namespace
 
-    derived, _ = canvas_nodes._derived_nodes(_deal(deal_id))  # the memo and 3 small SQL queries, unchanged
+    derived, _ = node_selectors.derived_nodes(_deal(deal_id))  # the memo and 3 small SQL queries, unchanged
     prefix = ".".join(nodes_namespace(deal_id))
     with get_pool().connection() as conn:
         rows = conn.execute(
@@ -691,7 +693,6 @@ def profile(fixture: Fixture, n: int) -> dict[str, float]:
     import orjson
 
     from canvas.nodes import selectors as node_selectors
-    from canvas.nodes import services as canvas_nodes
     from canvas_project.redis_client import get_redis
     from canvas_project.store import get_pool, get_store, nodes_namespace
     from internal_api import context as context_service
@@ -770,7 +771,7 @@ def profile(fixture: Fixture, n: int) -> dict[str, float]:
         if aggregate != current:
             raise RuntimeError(f"the aggregate summary differs: {aggregate} vs {current}")
         full_summary_ms = timed_ms(lambda: context_service.canvas_summary(deal), max(5, n // 2))
-        derived_ms = timed_ms(lambda: canvas_nodes._derived_nodes(deal), n)
+        derived_ms = timed_ms(lambda: node_selectors.derived_nodes(deal), n)
         aggregate_ms = timed_ms(lambda: summary_by_aggregate(fixture.deal_id), n)
         probe = "bench:context:probe"  # not a per-deal key; deleted below
         redis = get_redis()
