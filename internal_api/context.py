@@ -25,7 +25,7 @@ import orjson
 
 from canvas.nodes import selectors as node_selectors
 from deals.models import Deal
-from internal_api.context_cache import ContextReader
+from internal_api.context_cache import ContextReader, without_content
 
 CONTRACT_VERSION = "2026-02"
 SUPPORTED_VERSIONS = (CONTRACT_VERSION,)
@@ -85,16 +85,14 @@ def canvas_context(
     derived nodes first (sections in memo order, suggestions, comments, conditions, brush findings), then
     stored nodes, newest first. See the module's docstring for `unchanged`.
     """
-    reader = ContextReader(deal, framework=framework, want_edges=include_relationships)
+    reader = ContextReader(deal, framework=framework, with_content=include_content, want_edges=include_relationships)
     snapshot = reader.snapshot()
     current = summary_revision(snapshot.summary)
     derived = snapshot.derived if framework is None else [n for n in snapshot.derived if n["framework"] == framework]
     listed = derived[:max_nodes]
-    stored, more = reader.stored(max_nodes - len(listed))
+    stored, more = reader.stored(max_nodes - len(listed))  # with content only when asked
     truncated = len(derived) > max_nodes or more
-    listed = listed + stored
-    if not include_content:
-        listed = [{k: v for k, v in n.items() if k != "content"} for n in listed]
+    listed = (listed if include_content else without_content(listed)) + stored
     relationships = {}
     if include_relationships:  # edges are read only when asked for
         ids = {n["id"] for n in listed}

@@ -9,9 +9,10 @@ on a canvas of 5,000 nodes (bench/context). Its fields, each `<stamp>\\n<JSON>`:
 - `base`: the summary of every node but the brush findings, and the derived nodes but the brush findings
   (sections, suggestions, top-level comments, approval conditions) with their implicit edges. Stamp
   `<memo_version>.<nodes_version>`.
-- `page:<tier>:<framework>`: the newest stored nodes (content included; stripped per request), the 201 newest
-  or the 1,001 newest (tiers, so a rare large page does not weigh on the default one), and whether that is
-  all of them. Stamp `<nodes_version>`.
+- `page:<tier>:<c|n>:<framework>`: the newest stored nodes, with (`c`) or without (`n`) their content, the 201
+  newest or the 1,001 newest (tiers, so a rare large page does not weigh on the default one), and whether
+  that is all of them; both variants are written together and a request reads the one it lists. Stamp
+  `<nodes_version>`.
 - `edges`: every stored edge. Stamp `<nodes_version>`.
 
 A field is used only when its stamp equals the counters of the deal row that the caller's access check has
@@ -52,8 +53,12 @@ PAGE_TIERS = (201, 1001)
 MAX_FIELDS = 16
 
 
-def _field_page(tier: int, framework: str | None) -> str:
-    return f"page:{tier}:{framework or ''}"
+def _field_page(tier: int, with_content: bool, framework: str | None) -> str:
+    return f"page:{tier}:{'c' if with_content else 'n'}:{framework or ''}"
+
+
+def without_content(nodes: list[dict]) -> list[dict]:
+    return [{k: v for k, v in node.items() if k != "content"} for node in nodes]
 
 
 def _decode(raw: bytes | None, stamp: str) -> object | None:
@@ -93,6 +98,7 @@ class ContextReader:
 
     deal: Deal
     framework: str | None = None
+    with_content: bool = True
     want_edges: bool = False
     _cached: dict[str, bytes | None] = field(default_factory=dict)
     _writes: dict[str, bytes] = field(default_factory=dict)
@@ -100,7 +106,7 @@ class ContextReader:
     _redis_ok: bool = True
 
     def __post_init__(self) -> None:
-        names = ["base", *(_field_page(tier, self.framework) for tier in PAGE_TIERS)]
+        names = ["base", *(_field_page(tier, self.with_content, self.framework) for tier in PAGE_TIERS)]
         if self.want_edges:
             names.append("edges")
         try:
@@ -134,19 +140,24 @@ class ContextReader:
         return Snapshot(summary=summary, derived=base["derived"] + brush, implicit=base["implicit"] + brush_edges)
 
     def stored(self, room: int) -> tuple[list[dict], bool]:
-        """(the newest `room` stored nodes of the framework, newest first; whether there are more)."""
+        """(the newest `room` stored nodes of the framework, newest first, with their content when the reader
+        is `with_content`; whether there are more)."""
         wanted = room + 1  # one more tells whether there are more
         for tier in PAGE_TIERS:
-            page = _decode(self._cached.get(_field_page(tier, self.framework)), self._nodes_stamp)
+            page = _decode(self._cached.get(_field_page(tier, self.with_content, self.framework)), self._nodes_stamp)
             if page is not None and (page["complete"] or len(page["nodes"]) >= wanted):
                 break
         else:
             tier = next((t for t in PAGE_TIERS if t >= wanted), wanted)
             nodes = node_selectors.stored_newest(self.deal.pk, limit=tier, framework=self.framework)
-            page = {"nodes": nodes, "complete": len(nodes) < tier}
-            name = _field_page(tier, self.framework)
-            if tier in PAGE_TIERS and (self._cached.get(name) is not None or self._fields < MAX_FIELDS):
-                self._write(name, _encode(self._nodes_stamp, page))
+            complete = len(nodes) < tier
+            variants = {True: nodes, False: without_content(nodes)}
+            page = {"nodes": variants[self.with_content], "complete": complete}
+            known = self._cached.get(_field_page(tier, self.with_content, self.framework)) is not None
+            if tier in PAGE_TIERS and (known or self._fields + 2 <= MAX_FIELDS):
+                for flag, listed in variants.items():
+                    value = {"nodes": listed, "complete": complete}
+                    self._write(_field_page(tier, flag, self.framework), _encode(self._nodes_stamp, value))
         nodes = page["nodes"]
         return nodes[:room], len(nodes) > room
 

@@ -28,7 +28,7 @@ from rest_framework.exceptions import MethodNotAllowed, ParseError, UnsupportedM
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 
-from canvas_project.api.conditional import CONDITIONAL_READ_PARAMS, NOT_MODIFIED, conditional_json
+from canvas_project.api.conditional import CONDITIONAL_READ_PARAMS, NOT_MODIFIED, conditional_body, fast_json
 from canvas_project.api.engine_auth import bearer_token, engine_token_matches
 from canvas_project.api.pagination import page_of, paginate
 from canvas_project.api.schema import error_responses
@@ -232,7 +232,7 @@ class CanvasContractViewSet(ContractViewSet):
             framework=query.get("framework"),
             revision=query.get("revision"),
         )
-        return conditional_json(request, {"success": True, **result})
+        return conditional_body(request, fast_json({"success": True, **result}))
 
     @extend_schema(
         operation_id="internal_canvas_mutations",

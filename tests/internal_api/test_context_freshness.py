@@ -321,3 +321,15 @@ def test_the_embedded_engine_does_not_pull_an_empty_canvas(cast, pulls):
     answer = _ask(cast, "What does the memo say about the risks?")  # a deal whose memo was never opened
     assert "has 0 items" in answer
     assert pulls == []
+
+
+def test_a_purge_of_the_deal_drops_the_cached_context(cast, thread, written):
+    from canvas_project import keyspace
+
+    warm = _context(cast, thread, **BOTH)
+    assert get_redis().exists(keys.context_key(cast.deal.pk))
+    purged = keyspace.purge_deal_keys(
+        client=keyspace.purge_redis_client(), deal_id=str(cast.deal.pk), include_protected=False, dry_run=False
+    )
+    assert purged["context_cache"] == 1 and not get_redis().exists(keys.context_key(cast.deal.pk))
+    assert _context(cast, thread, **BOTH) == warm  # rebuilt from the Store and PostgreSQL

@@ -23,7 +23,7 @@ EXPECTED = {
     "digitization": 1,
     "intake_summaries": 1,
     "doc_readiness": 1,
-    "context_cache": 1,
+    "context_cache": 0,  # written by the engines' context reads: tests/internal_api/test_context_freshness.py
     "deal_intel": 1,
     "brush_findings": 1,
     "runs": 3,
@@ -61,8 +61,6 @@ def write_deal_state(deal_id, *, client=None, events_age_ms: int = HOUR_MS) -> l
         pipe.set(keys.digitization_key(deal, "doc1"), "{}", ex=keys.DIGITIZATION_TTL)
         pipe.set(keys.intake_key(deal), "{}", ex=keys.INTAKE_TTL)
         pipe.set(keys.readiness_key(deal), "{}", ex=keys.READINESS_TTL)
-        pipe.hset(keys.context_key(deal), "base", "0.0\n{}")
-        pipe.expire(keys.context_key(deal), keys.CONTEXT_CACHE_TTL)
         pipe.set(keys.deal_intel_key(deal), "{}", ex=keys.DEAL_INTEL_TTL)
         pipe.set(keys.brush_key(deal, "numbers"), "{}", ex=keys.BRUSH_TTL)
         pipe.xadd(keys.run_key(deal, "r1", "events"), {"event": "workflow_started"})
