@@ -24,11 +24,12 @@ number (11), never the shared ones' data:
                 scope, user, deal access, thread), {"success": true} -- the baseline;
      ctx-200    the context at maxNodes=200 (includeContent false);
      ctx-full   the context at maxNodes=200 with includeContent=true&includeRelationships=true;
-     unchanged  the context with revision = the current revision (nodes omitted);
+     unchanged  the context at maxNodes=200 with revision = its current contentRevision (nodes omitted);
 4. prints req/s, p50, p99 and the ratios to the bare baseline and between the context variants;
-5. profiles the context request in-process (Django's WSGI handler, no server): time per stage of
-   the view, cProfile of the unchanged-revision request, and the cost of the candidate fixes (the
-   summary as one SQL aggregate; a Redis GET of a cached summary) measured on the same data;
+5. profiles the context request in-process (Django's WSGI handler, no server): wall and CPU time per
+   request and per stage of the view, with the context cache warm (what the load measures: engines
+   polling a canvas that does not change) and cold (the cache dropped before every request: the first
+   request after a write), then pyinstrument's call tree of the warm request (cProfile without it);
 6. stops every process it started, also on Ctrl-C, SIGTERM or an error.
 
 Client and server share the machine's cores, so absolute figures mean little: compare the ratios,
@@ -166,11 +167,12 @@ def seed_nodes(deal, *, n: int, actor_id: str, thread_id: str, rebuild: bool) ->
     from canvas.nodes import selectors as node_selectors
     from canvas.nodes import services as canvas_nodes
     from canvas_project.store import edges_namespace, get_store, nodes_namespace
+    from deals.services import deal_nodes_touch
 
     store = get_store()
     namespace = nodes_namespace(deal.pk)
     edge_namespace = edges_namespace(deal.pk)
-    section_keys = [s["key"] for s in read_memo(deal.pk).ordered_sections()]
+    section_keys = [s.key for s in read_memo(deal.pk).ordered_sections()]
     rng = random.Random(n)
     node_ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(n)]
     edges = planned_edges(node_ids, section_keys)
@@ -220,6 +222,8 @@ def seed_nodes(deal, *, n: int, actor_id: str, thread_id: str, rebuild: bool) ->
         edge = {"from": source, "to": target, "type": edge_type, "created_by": actor_id, "created_at": at}
         ops.append(PutOp(edge_namespace, canvas_nodes._edge_key(source, edge_type, target), edge, index=False))
     flush(ops)
+    # as canvas.nodes.services does after every write: the context cache is validated by this counter
+    deal_nodes_touch(deal=deal)
     return n, len(edges), False
 
 
@@ -520,7 +524,7 @@ def endpoints(fixture: Fixture) -> list[Endpoint]:
         ),
         Endpoint(
             "unchanged",
-            "context, unchanged revision",
+            "context, unchanged contentRevision",
             ctx + fixture.query(maxNodes=MAX_NODES, revision=fixture.revision),
         ),
     ]
@@ -534,7 +538,7 @@ def check_responses(base_url: str, fixture: Fixture) -> None:
         first = client.get(f"{base_url}{CONTEXT_PATH}?{fixture.query(maxNodes=MAX_NODES)}")
         if first.status_code != 200:
             raise RuntimeError(f"context answered {first.status_code}: {first.text[:300]}")
-        fixture.revision = first.json()["meta"]["revision"]
+        fixture.revision = first.json()["meta"]["contentRevision"]
         fixture.node_count = first.json()["data"]["canvas_context"]["summary"]["nodeCount"]
         for endpoint in endpoints(fixture):
             response = client.get(base_url + endpoint.path_and_query)
@@ -558,20 +562,26 @@ def check_responses(base_url: str, fixture: Fixture) -> None:
 
 
 # --- where the time goes ----------------------------------------------------------------------------
-# (label, module, class or None, function). canvas_graph contains the two stages after it; the view
-# looks every one of them up at call time, so wrapping the module or class attribute times it.
+# (label, module, class or None, function). The view and canvas_context look every one of them up at call
+# time, so wrapping the module or class attribute times it.
 STAGES = (
     ("contract checks: token, version, claims", "internal_api.viewsets", "ContractViewSet", "trusted_claims"),
     ("contract checks: query parameters", "internal_api.viewsets", None, "_query"),
-    ("contract checks: scope, user, access, thread (SQL)", "internal_api.viewsets", "ContractViewSet", "scoped_access"),
-    ("canvas_graph (all nodes and edges), of which:", "canvas.nodes.selectors", None, "canvas_graph"),
-    ("  derived nodes: memo from the Store + 3 SQL", "canvas.nodes.selectors", None, "derived_nodes"),
-    ("  stored items: Store search (SQL + decode)", "canvas.nodes.selectors", None, "store_search"),
-    ("summarize", "canvas.nodes.selectors", None, "summarize"),
+    (
+        "contract checks: scope, user, access, thread (3 SQL)",
+        "internal_api.viewsets",
+        "ContractViewSet",
+        "scoped_access",
+    ),
+    ("context cache read (1 Redis round trip)", "internal_api.context_cache", "ContextReader", "__post_init__"),
+    ("summary + derived nodes, brush findings", "internal_api.context_cache", "ContextReader", "snapshot"),
+    ("page of stored nodes", "internal_api.context_cache", "ContextReader", "stored"),
+    ("stored edges", "internal_api.context_cache", "ContextReader", "edges"),
     ("relationships_of", "canvas.nodes.selectors", None, "relationships_of"),
-    ("DRF JSONRenderer.render", "rest_framework.renderers", "JSONRenderer", "render"),
+    ("contentRevision (canonical JSON + SHA-256)", "internal_api.context", None, "content_revision"),
+    ("context cache write", "internal_api.context_cache", "ContextReader", "save"),
+    ("JSON rendering (orjson)", "internal_api.viewsets", None, "fast_json"),
 )
-GRAPH, DERIVED, STORED = STAGES[3][0], STAGES[4][0], STAGES[5][0]
 
 
 class StageTimer:
@@ -636,190 +646,103 @@ def wsgi_caller(fixture: Fixture):
     return call
 
 
-def summary_by_aggregate(deal_id: str) -> dict:
-    """Candidate fix, measured only: the summary from one GROUP BY over the Store's rows (PostgreSQL
-    reads the jsonb; Python gets a row per (type, raw status)) plus the derived nodes' counts."""
-    from canvas.nodes import selectors as node_selectors
-    from canvas.nodes import services as canvas_nodes
-    from canvas_project.store import get_pool, nodes_namespace
-
-    derived, _ = canvas_nodes._derived_nodes(_deal(deal_id))  # the memo and 3 small SQL queries, unchanged
-    prefix = ".".join(nodes_namespace(deal_id))
-    with get_pool().connection() as conn:
-        rows = conn.execute(
-            "SELECT value->>'type' AS type, value->>'status' AS status, count(*) AS n FROM store "
-            "WHERE prefix = %s AND key LIKE 'node:%%' GROUP BY 1, 2",
-            (prefix,),
-        ).fetchall()
-    by_type: dict[str, int] = {}
-    by_status = dict.fromkeys(node_selectors.STATUS_KEYS, 0)
-    for node in derived:
-        by_type[node["type"]] = by_type.get(node["type"], 0) + 1
-        by_status[node["status"]] += 1
-    for row in rows:
-        by_type[row["type"]] = by_type.get(row["type"], 0) + row["n"]
-        by_status[node_selectors.normalize_status(row["status"])] += row["n"]
-    return {"nodeCount": sum(by_type.values()), "byType": dict(sorted(by_type.items())), "byStatus": by_status}
-
-
-_DEALS: dict[str, object] = {}
-
-
-def _deal(deal_id: str):
-    from deals.models import Deal
-
-    if deal_id not in _DEALS:
-        _DEALS[deal_id] = Deal.objects.get(pk=deal_id)
-    return _DEALS[deal_id]
-
-
-def timed_ms(fn, n: int) -> float:
-    fn()
-    started = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - started) / n * 1000
-
-
 def profile(fixture: Fixture, n: int) -> dict[str, float]:
     """Time every endpoint through Django's WSGI handler in this process (no server, no sockets, one
-    thread), split into the view's stages; cProfile the unchanged-revision request; measure the
-    candidate fixes. Returns ms per request by endpoint key."""
-    import cProfile
-    import pstats
-
-    import orjson
-
-    from canvas.nodes import selectors as node_selectors
-    from canvas.nodes import services as canvas_nodes
+    thread): wall and CPU time per request with the context cache warm (what the load phase measures: engines
+    polling a canvas that does not change) and cold (the cache dropped before every request: the first
+    request after each write), split into the view's stages; then a statistical profile (pyinstrument when
+    installed, else cProfile) of the warm context request. Returns warm wall ms per request by endpoint key."""
+    from canvas_project import keys
     from canvas_project.redis_client import get_redis
-    from canvas_project.store import get_pool, get_store, nodes_namespace
-    from internal_api import context as context_service
 
     call = wsgi_caller(fixture)
     chosen = endpoints(fixture)
+    redis = get_redis()
+    cache_key = keys.context_key(fixture.deal_id)
     totals: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     parts: dict[str, dict[str, float]] = {}
     try:
-        for endpoint in chosen:
-            for _ in range(3):
-                call(endpoint.path_and_query)
-            with StageTimer() as timer:
-                started = time.perf_counter()
-                for _ in range(n):
+        for cold in (False, True):
+            for endpoint in chosen:
+                key = endpoint.key + (" cold" if cold else "")
+                for _ in range(3):
                     call(endpoint.path_and_query)
-                totals[endpoint.key] = (time.perf_counter() - started) / n * 1000
-            parts[endpoint.key] = {label: s / n * 1000 for label, s in timer.spent.items()}
+                elapsed = 0.0
+                with StageTimer() as timer:
+                    cpu_started = time.process_time()
+                    for _ in range(n):
+                        if cold:
+                            redis.unlink(cache_key)
+                        started = time.perf_counter()
+                        call(endpoint.path_and_query)
+                        elapsed += time.perf_counter() - started
+                    cpu[key] = (time.process_time() - cpu_started) / n * 1000
+                totals[key] = elapsed / n * 1000
+                parts[key] = {label: s / n * 1000 for label, s in timer.spent.items()}
 
         print(
             f"\nwhere the time goes: {n} requests of each through Django's WSGI handler in this process "
-            "(no server, no sockets), ms per request"
+            "(no server, no sockets), ms per request; `cold`: the context cache dropped before each request"
         )
-        keys = [e.key for e in chosen]
-        widths = [52] + [10] * len(keys)
-        print(fmt_row(["stage", *keys], widths))
+        columns = [e.key for e in chosen] + [e.key + " cold" for e in chosen if e.key != "bare"]
+        widths = [52] + [10] * len(columns)
+        print(fmt_row(["stage", *[c.replace("unchanged", "unchg") for c in columns]], widths))
         for label, *_ in STAGES:
-            cells = [f"{parts[k][label]:.2f}" if label in parts[k] else "-" for k in keys]
+            cells = [f"{parts[k][label]:.2f}" if label in parts[k] else "-" for k in columns]
             print(fmt_row([label, *cells], widths))
-        for k in keys:
-            graph = parts[k].get(GRAPH)
-            if graph is not None:
-                parts[k]["  node dicts + sort (rest of canvas_graph)"] = (
-                    graph - parts[k].get(DERIVED, 0) - parts[k].get(STORED, 0)
-                )
-        rest_label = "  node dicts + sort (rest of canvas_graph)"
-        print(
-            fmt_row(
-                [rest_label, *[f"{parts[k][rest_label]:.2f}" if rest_label in parts[k] else "-" for k in keys]], widths
-            )
-        )
-        top_level = [label for label, *_ in STAGES if not label.startswith("  ")]
         print(
             fmt_row(
                 [
                     "everything else (Django, DRF, middleware, view)",
-                    *[f"{totals[k] - sum(parts[k].get(label, 0) for label in top_level):.2f}" for k in keys],
+                    *[f"{totals[k] - sum(parts[k].values()):.2f}" for k in columns],
                 ],
                 widths,
             )
         )
-        print(fmt_row(["total", *[f"{totals[k]:.2f}" for k in keys]], widths))
-
-        unchanged = next(e for e in chosen if e.key == "unchanged")
-        profiler = cProfile.Profile()
-        profiler.enable()
-        for _ in range(max(5, n // 2)):
-            call(unchanged.path_and_query)
-        profiler.disable()
-        for order, count in (("cumulative", 22), ("tottime", 14)):
-            out = io.StringIO()
-            stats = pstats.Stats(profiler, stream=out)
-            stats.sort_stats(order).print_stats(count)
-            lines = [ln for ln in out.getvalue().splitlines() if ln.strip()]
-            start = next(i for i, ln in enumerate(lines) if ln.lstrip().startswith("ncalls"))
-            print(
-                f"\ncProfile of the unchanged-revision request (maxNodes={MAX_NODES}, revision = current), "
-                f"top {count} by {order}:"
+        print(fmt_row(["total (wall)", *[f"{totals[k]:.2f}" for k in columns]], widths))
+        print(fmt_row(["CPU time of this process", *[f"{cpu[k]:.2f}" for k in columns]], widths))
+        print(
+            fmt_row(
+                ["total / bare's (wall)", *[f"{totals[k] / totals['bare']:.2f}" for k in columns]],
+                widths,
             )
-            print("\n".join(_shorten(ln) for ln in lines[start : start + count + 1]))
-
-        # candidate fixes, on the same data and in the same process
-        deal = _deal(fixture.deal_id)
-        current, _revision = context_service.canvas_summary(deal)
-        aggregate = summary_by_aggregate(fixture.deal_id)
-        if aggregate != current:
-            raise RuntimeError(f"the aggregate summary differs: {aggregate} vs {current}")
-        full_summary_ms = timed_ms(lambda: context_service.canvas_summary(deal), max(5, n // 2))
-        derived_ms = timed_ms(lambda: canvas_nodes._derived_nodes(deal), n)
-        aggregate_ms = timed_ms(lambda: summary_by_aggregate(fixture.deal_id), n)
-        probe = "bench:context:probe"  # not a per-deal key; deleted below
-        redis = get_redis()
-        payload = json.dumps({"summary": current, "revision": _revision})
-        redis.set(probe, payload, ex=60)
-        try:
-            redis_ms = timed_ms(lambda: json.loads(redis.get(probe)), n * 10)
-        finally:
-            redis.delete(probe)
-        store, namespace = get_store(), nodes_namespace(fixture.deal_id)
-        all_ms = timed_ms(lambda: store.search(namespace, limit=node_selectors.MAX_STORED_NODES), max(5, n // 2))
-        page_ms = timed_ms(lambda: store.search(namespace, limit=MAX_NODES), n)
-        with get_pool().connection() as conn:
-            raw = [
-                row["v"]
-                for row in conn.execute(
-                    "SELECT value::text AS v FROM store WHERE prefix = %s", (".".join(namespace),)
-                ).fetchall()
-            ]
-        stdlib_ms = timed_ms(lambda: [json.loads(v) for v in raw], max(5, n // 2))
-        orjson_ms = timed_ms(lambda: [orjson.loads(v) for v in raw], max(5, n // 2))
-        print(
-            f"\ncandidate fixes for the summary + revision (what the unchanged path needs), ms per call, "
-            f"{fixture.node_count} nodes:"
         )
-        print(f"  now: canvas_summary = canvas_graph (every node and edge) + summarize   {full_summary_ms:8.2f}")
-        print(f"  derived nodes alone (memo from the Store + 3 SQL)                       {derived_ms:8.2f}")
-        print(
-            f"  derived nodes + one GROUP BY (type, status) over the Store's node rows  {aggregate_ms:8.2f}"
-            f"   (same summary: checked)"
-        )
-        print(f"  Redis GET + json.loads of a cached {{summary, revision}} ({len(payload)} bytes)     {redis_ms:8.3f}")
-        print(
-            f"\nwhat the listing costs, ms per call: Store search of every item of the nodes namespace "
-            f"({len(raw)}: nodes + edges) {all_ms:.2f}; of the newest {MAX_NODES} only {page_ms:.2f}"
-        )
-        print(
-            f"decoding those {len(raw)} jsonb values: json.loads (psycopg's default loader) {stdlib_ms:.2f}, "
-            f"orjson.loads {orjson_ms:.2f}"
-        )
-        totals["_full_summary_ms"], totals["_aggregate_ms"], totals["_redis_ms"] = (
-            full_summary_ms,
-            aggregate_ms,
-            redis_ms,
-        )
-        totals["_derived_ms"] = derived_ms
+        _statistical_profile(call, next(e for e in chosen if e.key == "ctx-200"), max(20, n))
     finally:
         close_connections()
     return totals
+
+
+def _statistical_profile(call, endpoint: Endpoint, n: int) -> None:
+    """pyinstrument's call tree of `n` warm requests (pip install pyinstrument), else cProfile's top list."""
+    try:
+        from pyinstrument import Profiler
+    except ImportError:
+        Profiler = None  # noqa: N806 - the class, when installed
+    if Profiler is not None:
+        profiler = Profiler(interval=0.0005)
+        profiler.start()
+        for _ in range(n):
+            call(endpoint.path_and_query)
+        profiler.stop()
+        print(f"\npyinstrument, {n} warm requests of {endpoint.label}:")
+        print(profiler.output_text(unicode=False, color=False, show_all=False))
+        return
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(n):
+        call(endpoint.path_and_query)
+    profiler.disable()
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(25)
+    lines = [ln for ln in out.getvalue().splitlines() if ln.strip()]
+    start = next(i for i, ln in enumerate(lines) if ln.lstrip().startswith("ncalls"))
+    print(f"\ncProfile (pyinstrument is not installed), {n} warm requests of {endpoint.label}, top 25 by cumulative:")
+    print("\n".join(_shorten(ln) for ln in lines[start : start + 26]))
 
 
 def _shorten(line: str) -> str:

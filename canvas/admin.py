@@ -6,6 +6,7 @@ from canvas.models import ApprovalCondition, Comment, SectionApproval, SectionFe
 from canvas_project.errors import StoreUnavailable
 from deals.admin import DealAdmin
 from deals.models import Deal
+from deals.services import deal_nodes_touch
 
 
 @admin.register(SynthesisRun)
@@ -31,6 +32,21 @@ class SectionApprovalAdmin(admin.ModelAdmin):
     inlines = [ApprovalConditionInline]
     readonly_fields = ("deal", "section_key", "approved_by", "memo_version", "created_at")
 
+    # Conditions are canvas nodes: an edit here bumps the deal's nodes_version as the review services do.
+    def save_formset(self, request, form, formset, change):
+        super().save_formset(request, form, formset, change)
+        deal_nodes_touch(deal=form.instance.deal)
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        deal_nodes_touch(deal=obj.deal)
+
+    def delete_queryset(self, request, queryset):
+        deals = {approval.deal_id: approval.deal for approval in queryset.select_related("deal")}
+        super().delete_queryset(request, queryset)
+        for deal in deals.values():
+            deal_nodes_touch(deal=deal)
+
 
 @admin.register(SectionFeedback)
 class SectionFeedbackAdmin(admin.ModelAdmin):
@@ -45,6 +61,21 @@ class CommentAdmin(admin.ModelAdmin):
     list_filter = ("resolved",)
     search_fields = ("deal__name", "section_key", "body")
     readonly_fields = ("deal", "parent", "author", "created_at", "updated_at")
+
+    # Comments are canvas nodes: an edit here bumps the deal's nodes_version as the review services do.
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        deal_nodes_touch(deal=obj.deal)
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        deal_nodes_touch(deal=obj.deal)
+
+    def delete_queryset(self, request, queryset):
+        deals = {comment.deal_id: comment.deal for comment in queryset.select_related("deal")}
+        super().delete_queryset(request, queryset)
+        for deal in deals.values():
+            deal_nodes_touch(deal=deal)
 
 
 class DealWithMemoAdmin(DealAdmin):

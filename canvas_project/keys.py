@@ -30,6 +30,9 @@ IMAGE_CROP_TTL = 24 * 3600
 DIGITIZATION_TTL = 7 * 24 * 3600
 INTAKE_TTL = 7 * 24 * 3600
 READINESS_TTL = 3600
+# The engines' canvas context is validated by the deal row's counters on every read; the TTL only bounds
+# how long a cache could outlive a write whose process died between the Store write and the counter bump.
+CONTEXT_CACHE_TTL = 3600
 DEAL_INTEL_TTL = 24 * 3600
 BRUSH_TTL = 24 * 3600
 RUN_EVENTS_TTL = 24 * 3600
@@ -98,6 +101,13 @@ def intake_key(deal_id) -> str:
 
 def readiness_key(deal_id) -> str:
     return f"{PREFIX}:readiness:{_tag(deal_id)}"
+
+
+def context_key(deal_id) -> str:
+    """Hash of the deal's cached canvas context for engines (internal_api.context_cache): its fields are
+    the summary and derived nodes, pages of stored nodes and the stored edges, each tagged with the
+    counters it was built at."""
+    return f"{PREFIX}:context:{_tag(deal_id)}"
 
 
 def deal_intel_key(deal_id) -> str:
@@ -172,6 +182,14 @@ FAMILIES: dict[str, KeyFamily] = {
         KeyFamily("digitization", ("digitize",), True, False, DIGITIZATION_TTL, "Digitized document cache"),
         KeyFamily("intake_summaries", ("intake",), False, False, INTAKE_TTL, "Intake summary of the deal"),
         KeyFamily("doc_readiness", ("readiness",), False, False, READINESS_TTL, "Readiness score cache"),
+        KeyFamily(
+            "context_cache",
+            ("context",),
+            False,
+            False,
+            CONTEXT_CACHE_TTL,
+            "Canvas context for engines (summary, nodes, edges)",
+        ),
         KeyFamily("deal_intel", ("intel",), False, False, DEAL_INTEL_TTL, "Extracted deal metrics"),
         KeyFamily("brush_findings", ("brush",), True, False, BRUSH_TTL, "Findings of brush passes"),
         KeyFamily("runs", ("run",), True, True, RUN_EVENTS_TTL, "Synthesis run streams, cancel flags, traces"),
@@ -192,6 +210,7 @@ _FIXED_BUILDERS = {
     "discourse": discourse_key,
     "intake": intake_key,
     "readiness": readiness_key,
+    "context": context_key,
     "intel": deal_intel_key,
 }
 _KEY_RE = re.compile(r"^" + PREFIX + r":(?P<kind>[a-z_]+):\{(?P<deal>[0-9a-f-]{36})\}(?::.*)?$")

@@ -91,6 +91,7 @@ _DEAL_FIELDS = (
     "sections_populated",
     "sections_total",
     "incomplete_delivery_blocked",
+    "nodes_version",
     "created_at",
     "updated_at",
 )

@@ -168,6 +168,10 @@ class Deal(models.Model):
     sections_populated = models.PositiveIntegerField(default=0)
     sections_total = models.PositiveIntegerField(default=0)
     incomplete_delivery_blocked = models.BooleanField(default=False)
+    # +1 on every write of a canvas node that is not a memo section (stored nodes and edges, suggestions,
+    # comments, approval conditions): with memo_version it validates the engines' cached canvas context
+    # (internal_api.context_cache) at no cost, since the access check reads this row anyway.
+    nodes_version = models.PositiveBigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

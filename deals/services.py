@@ -6,7 +6,7 @@ import logging
 import uuid
 from collections.abc import Iterable
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
 
 from canvas_project import keyspace
@@ -260,6 +260,26 @@ def deal_update(*, deal: Deal, role: str, changes: dict) -> Deal:
     if changes:
         deal.save(update_fields=[*changes, "updated_at"])
     return deal
+
+
+def deal_nodes_touch(*, deal: Deal) -> int:
+    """+1 on the deal's `nodes_version`, in the caller's transaction when there is one; returns the new value
+    and keeps `deal` in step (a later read of the same request must not validate a cache with the old one).
+
+    Every write of a canvas node other than a memo section calls it after the write (canvas.nodes.services,
+    canvas.review.services, the admin's comment and condition edits): the engines' cached canvas context
+    (internal_api.context_cache) is valid only while the deal row's memo_version and nodes_version are the
+    ones it was built at. One statement, no row read first, so concurrent writers never lose a bump.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Deal._meta.db_table} SET nodes_version = nodes_version + 1 WHERE id = %s RETURNING nodes_version",
+            [deal.pk],
+        )
+        row = cursor.fetchone()
+    if row is not None:
+        deal.nodes_version = row[0]
+    return deal.nodes_version
 
 
 def deal_state_discard(*, deal_id) -> None:

@@ -4,8 +4,10 @@ Every chat call builds the metadata the contract describes (knowledge_search, at
 canvas_context {mode: summary, summary, context_ref {project_id, thread_id, agent_id, revision}},
 canvas_profile) and sends it to the engine: an external engine at ENGINE_URL (with the internal
 headers) when configured, else the embedded engine, a LangGraph graph that answers offline from the
-canvas, pulling the full context through the same service as the internal endpoint when the summary
-is not enough. History lives in LangGraph checkpoints on thread `deal:<D>:chat:<thread>`.
+canvas. Like an engine of the contract it starts from the pushed summary and pulls the context (through
+the same service as the internal endpoint, at most CHAT_CONTEXT_MAX_NODES nodes with their content) only
+when the question asks about something the counts cannot answer. History lives in LangGraph checkpoints
+on thread `deal:<D>:chat:<thread>`.
 """
 
 from __future__ import annotations
@@ -31,6 +33,17 @@ from internal_api.models import ChatThread
 logger = logging.getLogger(__name__)
 WORD_RE = re.compile(r"[a-z0-9]{3,}")
 DETAIL_WORDS = {"detail", "details", "quote", "exact", "full", "text", "section", "says", "wording"}
+# Words of a question the pushed summary answers by itself (counts by type and status) and words that carry no
+# subject: a question made only of these is answered without pulling the context.
+SUMMARY_WORDS = {
+    "how", "many", "much", "number", "count", "total", "items", "item", "nodes", "node", "canvas", "memo",
+    "status", "state", "approved", "approve", "rejected", "reject", "pending", "open", "overall", "summary",
+    "progress", "hello", "thanks", "thank", "you", "what", "are", "the", "and", "there", "have", "has", "this",
+    "that", "for", "our", "now", "its", "does", "any", "all", "can", "tell", "give", "show", "please",
+}  # fmt: skip
+# The embedded engine's pull: the first nodes of the listing (sections first), with content; a bounded page,
+# never the whole canvas.
+CHAT_CONTEXT_MAX_NODES = context_service.DEFAULT_MAX_NODES
 
 
 class ThreadNotFound(NotFoundError):
@@ -100,21 +113,28 @@ def _terms(text: str) -> set[str]:
     return set(WORD_RE.findall(text.lower()))
 
 
+def needs_context(question: str, summary: dict) -> bool:
+    """Whether the pushed summary cannot answer the question: it names something beyond counts and statuses,
+    and the canvas has nodes to look in."""
+    return summary["nodeCount"] > 0 and bool(_terms(question) - SUMMARY_WORDS)
+
+
 def _answer(state: ChatState) -> dict:
     question = state["messages"][-1]["content"]
     summary = state["metadata"]["canvas_context"]["summary"]
-    deal = Deal.objects.get(pk=state["project_id"])
+    deal = Deal.objects.get(pk=state["project_id"])  # read now: the context cache is validated by its counters
     terms = _terms(question)
     lines = [
         f"The canvas of {deal.name} has {summary['nodeCount']} items "
         f"({summary['byStatus']['approve']} approved, {summary['byStatus']['reject']} rejected, "
         f"{summary['byStatus']['pending']} pending)."
     ]
-    # the summary is not enough for questions about content: pull the full context, as an engine would
-    full = context_service.canvas_context(deal=deal, max_nodes=context_service.MAX_NODES_LIMIT, include_content=True)[
-        "data"
-    ]["canvas_context"]["nodes"]
-    wants_detail = bool(terms & DETAIL_WORDS) or any(_terms(n["title"]) & terms for n in full)
+    full = []
+    if needs_context(question, summary):  # as an engine of the contract would: pull a bounded page, with content
+        full = context_service.canvas_context(deal=deal, max_nodes=CHAT_CONTEXT_MAX_NODES, include_content=True)[
+            "data"
+        ]["canvas_context"]["nodes"]
+    wants_detail = bool(full) and (bool(terms & DETAIL_WORDS) or any(_terms(n["title"]) & terms for n in full))
     if wants_detail:
         scored = sorted(
             ((len(_terms(n["title"] + " " + n.get("content", "")) & terms), n) for n in full), key=lambda pair: -pair[0]

@@ -16,7 +16,13 @@ class ContextQueryInput(serializers.Serializer):
     agentId = StrictCharField(max_length=64)  # noqa: N815 - the contract's names
     projectId = StrictUUIDField()  # noqa: N815
     threadId = StrictUUIDField()  # noqa: N815
-    revision = StrictCharField(max_length=64, required=False)
+    revision = StrictCharField(
+        max_length=64,
+        required=False,
+        help_text="The revision the engine last saw: meta.contentRevision of the same question (preferred), or "
+        "meta.revision. canvas_context.unchanged is true when it is the current contentRevision, or the current "
+        "revision of a question that asks for neither content nor relationships.",
+    )
     maxNodes = serializers.IntegerField(min_value=1, max_value=MAX_NODES_LIMIT, default=DEFAULT_MAX_NODES)  # noqa: N815
     includeContent = serializers.BooleanField(default=False)  # noqa: N815
     includeRelationships = serializers.BooleanField(default=False)  # noqa: N815
@@ -52,7 +58,9 @@ class CanvasContextOutput(serializers.Serializer):
         child=ContextEdgeOutput(many=True), help_text="from node id -> edges; only with includeRelationships=true."
     )
     unchanged = serializers.BooleanField(
-        help_text="True when the given revision is current: nodes and relationships are then omitted (empty)."
+        help_text="True when nothing this question asks for changed since the given `revision` (see its "
+        "description): nodes and relationships are then omitted (empty). Never true after a change of a listed "
+        "node's content with includeContent, or of a listed relationship with includeRelationships."
     )
     truncated = serializers.BooleanField(required=False, help_text="More nodes than maxNodes matched.")
 
@@ -63,7 +71,16 @@ class ContextDataOutput(serializers.Serializer):
 
 
 class ContextMetaOutput(serializers.Serializer):
-    revision = serializers.CharField(help_text="16 hex characters of SHA-256 over the canonical summary JSON.")
+    revision = serializers.CharField(
+        help_text="The summary revision: 16 hex characters of SHA-256 over the canonical summary JSON (counts of "
+        "nodes by type and status). The same for every question; an edit that changes no count keeps it."
+    )
+    contentRevision = serializers.CharField(  # noqa: N815
+        help_text="16 hex characters of SHA-256 over the canonical JSON (sorted keys, no spaces) of "
+        "{nodes, relationships, truncated} exactly as this question lists them: content only with "
+        "includeContent, relationships only with includeRelationships, the page maxNodes and framework select. "
+        "It changes exactly when something this question asks for changes; send it back as `revision`."
+    )
     contractVersion = serializers.CharField()  # noqa: N815
     nodeCount = serializers.IntegerField()  # noqa: N815
 

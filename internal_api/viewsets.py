@@ -28,7 +28,7 @@ from rest_framework.exceptions import MethodNotAllowed, ParseError, UnsupportedM
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 
-from canvas_project.api.conditional import CONDITIONAL_READ_PARAMS, NOT_MODIFIED, conditional_json
+from canvas_project.api.conditional import CONDITIONAL_READ_PARAMS, NOT_MODIFIED, conditional_body, fast_json
 from canvas_project.api.engine_auth import bearer_token, engine_token_matches
 from canvas_project.api.pagination import page_of, paginate
 from canvas_project.api.schema import error_responses
@@ -206,9 +206,14 @@ class CanvasContractViewSet(ContractViewSet):
     @extend_schema(
         operation_id="internal_canvas_context",
         summary="Canvas context for AI engines (internal contract 2026-02)",
-        description="Authorization: Bearer INTERNAL_ENGINE_TOKEN. When `revision` equals the current revision, "
-        "`canvas_context.unchanged` is true and nodes and relationships are omitted. Sends a strong `ETag` of the "
-        "body; `If-None-Match` with it answers 304 with no body.",
+        description="Authorization: Bearer INTERNAL_ENGINE_TOKEN. `meta` carries two revisions: `revision`, over "
+        "the summary (counts by type and status), and `contentRevision`, over the nodes, relationships and "
+        "`truncated` exactly as this question lists them (content only with includeContent, relationships only "
+        "with includeRelationships). Send the last `contentRevision` back as `revision`: while nothing this "
+        "question asks for changed, `canvas_context.unchanged` is true and nodes and relationships are omitted. "
+        "The summary `revision` gives `unchanged` only to a question that asks for neither content nor "
+        "relationships, so a content-only edit never answers `unchanged` to an engine that asked for content. "
+        "Sends a strong `ETag` of the body; `If-None-Match` with it answers 304 with no body.",
         parameters=[*HEADER_PARAMS, ContextQueryInput, *CONDITIONAL_READ_PARAMS],
         responses={200: ContextResponseOutput, **NOT_MODIFIED, **CONTRACT_ERRORS},
         tags=["internal"],
@@ -227,7 +232,7 @@ class CanvasContractViewSet(ContractViewSet):
             framework=query.get("framework"),
             revision=query.get("revision"),
         )
-        return conditional_json(request, {"success": True, **result})
+        return conditional_body(request, fast_json({"success": True, **result}))
 
     @extend_schema(
         operation_id="internal_canvas_mutations",

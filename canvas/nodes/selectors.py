@@ -15,6 +15,7 @@ reject) and pending (anything else).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from canvas.memo.store import read_memo
 from canvas.memo.types import Source
@@ -81,7 +82,18 @@ def iso(value) -> str | None:
 
 
 def derived_nodes(deal: Deal) -> tuple[list[dict], list[dict]]:
-    """Nodes and implicit edges mirrored from the memo and PostgreSQL. Raises StoreUnavailable."""
+    """Nodes and implicit edges mirrored from the memo, PostgreSQL and the brush passes in Redis: sections,
+    suggestions, comments, approval conditions, then brush findings. Raises StoreUnavailable."""
+    nodes, edges, _memo_stored = durable_derived_nodes(deal)
+    found, found_edges = brush_nodes(deal)
+    return nodes + found, edges + found_edges
+
+
+def durable_derived_nodes(deal: Deal) -> tuple[list[dict], list[dict], bool]:
+    """(nodes, implicit edges, whether the memo is stored) of the derived nodes that the memo and PostgreSQL
+    hold: sections, suggestions, top-level comments, approval conditions. They change only with the deal's
+    memo_version (sections) or nodes_version (the rest), except that a memo never stored is laid out at
+    version 0 on its first read. Raises StoreUnavailable."""
     nodes, edges = [], []
     memo = read_memo(deal.pk)
     for section in memo.ordered_sections() if memo else []:
@@ -142,6 +154,12 @@ def derived_nodes(deal: Deal) -> tuple[list[dict], list[dict]]:
             )
         )
         edges.append({"from": f"condition:{cond.pk}", "to": f"section:{cond.section_key}", "type": "conditions"})
+    return nodes, edges, memo is not None
+
+
+def brush_nodes(deal: Deal) -> tuple[list[dict], list[dict]]:
+    """Nodes and implicit edges of the findings of the deal's cached brush passes (Redis, with their own TTL)."""
+    nodes, edges = [], []
     for finding in brush_findings_of(deal):
         node_id = f"brush:{finding['id']}"
         nodes.append(
@@ -223,15 +241,21 @@ def nodes_page(deal: Deal, *, limit: int, framework: str | None = None) -> tuple
         derived = [n for n in derived if n.get("framework") == framework]
     listed = derived[:limit]
     room = limit - len(listed)
+    stored = stored_newest(deal.pk, limit=room + 1, framework=framework)
+    truncated = len(derived) > limit or len(stored) > room
+    return listed + stored[:room], truncated, implicit
+
+
+def stored_newest(deal_id, *, limit: int, framework: str | None = None) -> list[dict]:
+    """The newest `limit` stored nodes (of `framework` when given), newest first. Raises StoreUnavailable."""
     stored = [
         stored_node_view(dict(item.value))
         for item in store_search(
-            nodes_namespace(deal.pk), limit=room + 1, filter={"framework": framework} if framework else None
+            nodes_namespace(deal_id), limit=limit, filter={"framework": framework} if framework else None
         )
     ]
     stored.sort(key=lambda n: n.get("updated_at") or "", reverse=True)
-    truncated = len(derived) > limit or len(stored) > room
-    return listed + stored[:room], truncated, implicit
+    return stored
 
 
 def edges_of(deal: Deal, implicit: list[dict]) -> list[dict]:
@@ -259,22 +283,38 @@ def stored_status_counts(deal_id) -> list[tuple[str, str, int]]:
 def canvas_summary_counts(deal: Deal) -> dict:
     """The summary of every node without loading the stored ones. Raises StoreUnavailable."""
     derived, _edges = derived_nodes(deal)
-    summary = summarize(derived)
-    for node_type, raw_status, count in stored_status_counts(deal.pk):
-        summary["nodeCount"] += count
-        summary["byType"][node_type] = summary["byType"].get(node_type, 0) + count
-        summary["byStatus"][normalize_status(raw_status)] += count
-    summary["byType"] = dict(sorted(summary["byType"].items()))
-    return summary
+    return summarize(derived, stored_counts=stored_status_counts(deal.pk))
 
 
-def summarize(nodes: list[dict]) -> dict:
+def summarize(nodes: list[dict], *, stored_counts: Iterable[tuple[str, str, int]] = ()) -> dict:
+    """{nodeCount, byType, byStatus} of the nodes plus the (type, raw status, count) rows of stored_status_counts."""
     by_type: dict[str, int] = {}
     by_status = dict.fromkeys(STATUS_KEYS, 0)
     for node in nodes:
         by_type[node["type"]] = by_type.get(node["type"], 0) + 1
         by_status[node["status"]] += 1
-    return {"nodeCount": len(nodes), "byType": dict(sorted(by_type.items())), "byStatus": by_status}
+    count = len(nodes)
+    for node_type, raw_status, n in stored_counts:
+        by_type[node_type] = by_type.get(node_type, 0) + n
+        by_status[normalize_status(raw_status)] += n
+        count += n
+    return {"nodeCount": count, "byType": dict(sorted(by_type.items())), "byStatus": by_status}
+
+
+def summaries_combined(*summaries: dict) -> dict:
+    """One summary of the nodes of several (disjoint) summaries."""
+    by_type: dict[str, int] = {}
+    by_status = dict.fromkeys(STATUS_KEYS, 0)
+    for summary in summaries:
+        for node_type, n in summary["byType"].items():
+            by_type[node_type] = by_type.get(node_type, 0) + n
+        for status, n in summary["byStatus"].items():
+            by_status[status] += n
+    return {
+        "nodeCount": sum(s["nodeCount"] for s in summaries),
+        "byType": dict(sorted(by_type.items())),
+        "byStatus": by_status,
+    }
 
 
 def relationships_of(edges: list[dict], node_ids: set[str] | None = None) -> dict[str, list[dict]]:

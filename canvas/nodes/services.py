@@ -1,5 +1,9 @@
 """Writes of canvas nodes: stored nodes (created by engines or the frontend) and the typed edges between
 any two nodes. Derived nodes change through their own endpoints. What a node is: canvas.nodes.selectors.
+
+Every write bumps the deal's `nodes_version` (deals.services.deal_nodes_touch) once the Store holds it: the
+engines' cached canvas context is validated by that counter, so a write that skipped it would leave engines
+told `unchanged` about a canvas that changed.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from canvas_project import events
 from canvas_project.errors import InvalidInputError, StoreUnavailable
 from canvas_project.store import STORE_ERRORS, edges_namespace, get_store, nodes_namespace
 from deals.models import Deal
+from deals.services import deal_nodes_touch
 
 
 def _now() -> str:
@@ -93,6 +98,7 @@ def node_create(
         "updated_at": now,
     }
     _put(deal.pk, NODE_PREFIX + node_id, value)
+    deal_nodes_touch(deal=deal)
     events.emit(deal.pk, "node_created", {"node_id": node_id, "type": type}, actor_id=actor_id)
     return node_view(
         id=node_id,
@@ -130,6 +136,7 @@ def node_update(*, deal: Deal, actor_id: str | None, node_id: str, changes: dict
     value.update(changes)
     value["updated_at"] = _now()
     _put(deal.pk, NODE_PREFIX + node_id, value)
+    deal_nodes_touch(deal=deal)
     events.emit(deal.pk, "node_updated", {"node_id": node_id, "changes": sorted(changes)}, actor_id=actor_id)
     return node_view(
         id=node_id,
@@ -158,6 +165,7 @@ def node_delete(*, deal: Deal, actor_id: str | None, node_id: str) -> None:
         get_store().batch(ops)
     except STORE_ERRORS as exc:
         raise StoreUnavailable() from exc
+    deal_nodes_touch(deal=deal)
     events.emit(deal.pk, "node_deleted", {"node_id": node_id}, actor_id=actor_id)
 
 
@@ -183,6 +191,7 @@ def link_create(
             raise InvalidInputError("No node of this canvas has this id.", loc=[*prefix, "to"], value=target)
     edge = {"from": source, "to": target, "type": edge_type, "created_by": actor_id, "created_at": _now()}
     _put(deal.pk, _edge_key(source, edge_type, target), edge, edges_namespace(deal.pk))
+    deal_nodes_touch(deal=deal)
     events.emit(deal.pk, "link_created", {"from": source, "to": target, "type": edge_type}, actor_id=actor_id)
     return edge
 
@@ -190,4 +199,5 @@ def link_create(
 def link_delete(*, deal: Deal, actor_id: str | None, source: str, target: str, edge_type: str) -> None:
     """Remove the edge (idempotent). Raises StoreUnavailable."""
     _put(deal.pk, _edge_key(source, edge_type, target), None, edges_namespace(deal.pk))
+    deal_nodes_touch(deal=deal)
     events.emit(deal.pk, "link_deleted", {"from": source, "to": target, "type": edge_type}, actor_id=actor_id)

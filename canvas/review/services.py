@@ -7,6 +7,10 @@ raises before anything commits, so it leaves no approval, condition or decision 
 its own connection, so the two commits are not one: the Store's comes first, and a failure between the
 two (PostgreSQL lost at that instant) leaves the section's new state without its review row, never a
 row without the state.
+
+Suggestions, top-level comments and approval conditions are canvas nodes (canvas.nodes): every write of
+one bumps the deal's `nodes_version` (deals.services.deal_nodes_touch) in the transaction that writes it, so
+the engines' cached canvas context never outlives it.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from canvas_project import events
 from canvas_project.errors import InvalidInputError
 from deals.errors import RoleTooLow
 from deals.models import Deal, DealRole, User, role_rank
+from deals.services import deal_nodes_touch
 
 
 # --- section approvals ------------------------------------------------------------------------------
@@ -115,6 +120,8 @@ def section_approve(
 
     with transaction.atomic():
         memo_write(deal=deal, user=user, change=change, event="section_approved", event_payload={"section_key": key})
+        if result is not None and result.conditions:
+            deal_nodes_touch(deal=deal)
     assert result is not None  # set by change(), which ran without raising
     return result
 
@@ -137,6 +144,7 @@ def condition_resolve(*, deal: Deal, user: User, section_key: str, condition_id:
         if not condition.resolved:
             condition.resolved, condition.resolved_by, condition.resolved_at = True, user, timezone.now()
             condition.save(update_fields=["resolved", "resolved_by", "resolved_at"])
+            deal_nodes_touch(deal=deal)
         approval = condition.approval
         conditions = list(approval.conditions.order_by("created_at", "pk"))
         latest = SectionApproval.objects.filter(deal=deal, section_key=approval.section_key).first()
@@ -191,7 +199,10 @@ def comment_create(*, deal: Deal, user: User, section_key: str, body: str, paren
         section_key = parent.section_key
     else:
         require_memo_section(deal, section_key)
-    comment = Comment.objects.create(deal=deal, section_key=section_key, parent=parent, author=user, body=body)
+    with transaction.atomic():
+        comment = Comment.objects.create(deal=deal, section_key=section_key, parent=parent, author=user, body=body)
+        if parent is None:  # only top-level comments are nodes
+            deal_nodes_touch(deal=deal)
     session.cache_drop_quietly(deal.pk)
     events.emit(
         deal.pk, "comment_created", {"comment_id": str(comment.pk), "section_key": section_key}, actor_id=user.pk
@@ -208,7 +219,10 @@ def comment_resolve(*, deal: Deal, user: User, role: str, comment_id) -> Comment
         raise RoleTooLow("Only the comment's author or an editor can resolve it.")
     if not comment.resolved:
         comment.resolved, comment.resolved_by, comment.resolved_at = True, user, timezone.now()
-        comment.save(update_fields=["resolved", "resolved_by", "resolved_at", "updated_at"])
+        with transaction.atomic():
+            comment.save(update_fields=["resolved", "resolved_by", "resolved_at", "updated_at"])
+            if comment.parent_id is None:
+                deal_nodes_touch(deal=deal)
         session.cache_drop_quietly(deal.pk)
         events.emit(
             deal.pk,
@@ -257,17 +271,19 @@ def suggestion_create(
                 value=occurrence,
                 code="anchor_not_found",
             )
-    suggestion = Suggestion.objects.create(
-        deal=deal,
-        section_key=section_key,
-        kind=kind,
-        anchor_text=anchor_text,
-        occurrence=occurrence,
-        content=content,
-        comment=comment,
-        author=user,
-        base_version=memo.version,
-    )
+    with transaction.atomic():
+        suggestion = Suggestion.objects.create(
+            deal=deal,
+            section_key=section_key,
+            kind=kind,
+            anchor_text=anchor_text,
+            occurrence=occurrence,
+            content=content,
+            comment=comment,
+            author=user,
+            base_version=memo.version,
+        )
+        deal_nodes_touch(deal=deal)
     suggestion.anchor_matches = True
     events.emit(
         deal.pk,
@@ -295,13 +311,14 @@ def _pending_for_update(deal: Deal, suggestion_id: uuid.UUID) -> Suggestion:
     return suggestion
 
 
-def _decide(suggestion: Suggestion, *, user: User, status: str, applied_version: int | None = None) -> None:
+def _decide(suggestion: Suggestion, *, deal: Deal, user: User, status: str, applied_version: int | None = None) -> None:
     suggestion.status = status
     suggestion.decided_by = user
     suggestion.decided_at = timezone.now()
     suggestion.applied_version = applied_version
     suggestion.anchor_matches = None
     suggestion.save(update_fields=["status", "decided_by", "decided_at", "applied_version", "updated_at"])
+    deal_nodes_touch(deal=deal)
 
 
 @dataclass(frozen=True)
@@ -366,7 +383,7 @@ def suggestion_accept(
             event="suggestion_accepted",
             event_payload={"suggestion_id": str(suggestion.pk), "section_key": suggestion.section_key},
         )
-        _decide(suggestion, user=user, status=SuggestionStatus.ACCEPTED, applied_version=write.memo.version)
+        _decide(suggestion, deal=deal, user=user, status=SuggestionStatus.ACCEPTED, applied_version=write.memo.version)
     return AcceptOutcome(suggestion=suggestion, write=write)
 
 
@@ -377,7 +394,7 @@ def suggestion_reject(*, deal: Deal, user: User, suggestion_id: uuid.UUID) -> Su
     """
     with transaction.atomic():
         suggestion = _pending_for_update(deal, suggestion_id)
-        _decide(suggestion, user=user, status=SuggestionStatus.REJECTED)
+        _decide(suggestion, deal=deal, user=user, status=SuggestionStatus.REJECTED)
     events.emit(
         deal.pk,
         "suggestion_rejected",

@@ -16,6 +16,7 @@ import hashlib
 import re
 from contextvars import ContextVar
 
+import orjson
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework.renderers import JSONRenderer
@@ -65,7 +66,18 @@ def not_modified(etag: str) -> HttpResponse:
 def conditional_json(request, data, *, version: int | None = None, status: int = 200) -> HttpResponse:
     """`data` as JSON with a strong tag of its bytes (prefixed with the memo `version` when given), or a
     304 when If-None-Match names that tag. For reads whose body is built anyway: it saves the transfer."""
-    body = JSONRenderer().render(data)
+    return conditional_body(request, JSONRenderer().render(data), version=version, status=status)
+
+
+def fast_json(data) -> bytes:
+    """`data` (JSON types only: dicts, lists, strings, numbers, booleans, None) as the bytes DRF's JSONRenderer
+    writes, rendered by orjson in a tenth of the time: compact, UTF-8, U+2028 and U+2029 escaped as DRF does.
+    For large bodies of plain data (the engines' canvas context)."""
+    return orjson.dumps(data).replace(b"\xe2\x80\xa8", b"\\u2028").replace(b"\xe2\x80\xa9", b"\\u2029")
+
+
+def conditional_body(request, body: bytes, *, version: int | None = None, status: int = 200) -> HttpResponse:
+    """conditional_json for a body already rendered as JSON bytes."""
     etag = strong_etag(body, version=version)
     if none_match(request, etag):
         return not_modified(etag)

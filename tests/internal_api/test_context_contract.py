@@ -23,11 +23,6 @@ TOKEN = "test-engine-token-primary"
 URL = "/api/internal/canvas/context"
 
 
-@pytest.fixture
-def thread(cast):
-    return ChatThread.objects.create(deal=cast.deal, user=cast.users["editor"], agent_id="strategy")
-
-
 def _call(
     cast,
     thread,

@@ -23,6 +23,7 @@ EXPECTED = {
     "digitization": 1,
     "intake_summaries": 1,
     "doc_readiness": 1,
+    "context_cache": 0,  # written by the engines' context reads: tests/internal_api/test_context_freshness.py
     "deal_intel": 1,
     "brush_findings": 1,
     "runs": 3,

@@ -1,0 +1,15 @@
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("deals", "0005_invitation"),
+    ]
+
+    operations = [
+        migrations.AddField(
+            model_name="deal",
+            name="nodes_version",
+            field=models.PositiveBigIntegerField(default=0),
+        ),
+    ]
