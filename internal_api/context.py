@@ -10,6 +10,7 @@ import hashlib
 import json
 
 from canvas.nodes import selectors as node_selectors
+from canvas_project.replicas import reads_from_replica
 from deals.models import Deal
 
 CONTRACT_VERSION = "2026-02"
@@ -55,8 +56,29 @@ def canvas_context(
 
     The summary covers every node (so the revision does not depend on the query); `framework`
     filters the listed nodes. When `revision` equals the current one, nodes and relationships are
-    omitted and `unchanged` is true.
+    omitted and `unchanged` is true. Its rows (comments, conditions, suggestions) are read from a replica
+    when one is usable (canvas_project.replicas); the nodes the Store holds come from the primary.
     """
+    with reads_from_replica():
+        return _canvas_context(
+            deal=deal,
+            max_nodes=max_nodes,
+            include_content=include_content,
+            include_relationships=include_relationships,
+            framework=framework,
+            revision=revision,
+        )
+
+
+def _canvas_context(
+    *,
+    deal: Deal,
+    max_nodes: int,
+    include_content: bool,
+    include_relationships: bool,
+    framework: str | None,
+    revision: str | None,
+) -> dict:
     # compare first: an engine whose revision is current gets its answer without the nodes being read
     summary, current = canvas_summary(deal)
     context: dict = {"summary": summary, "nodes": [], "relationships": {}, "unchanged": revision == current}
