@@ -134,6 +134,13 @@ def rate_limit_key(bucket: str, subject: object) -> str:
     return f"ratelimit:{_segment(bucket, 'bucket')}:{_segment(subject, 'subject')}"
 
 
+def replica_pin_key(subject: object) -> str:
+    """String, TTL settings.REPLICA_PIN_SECONDS (a setting, not a constant: operators tune it to their
+    replicas' usual lag): present while `subject` (a user id, or `engine`) wrote within that many seconds,
+    so its reads stay on the PostgreSQL primary (canvas_project.replicas, read-your-writes)."""
+    return f"replica:pin:{_segment(subject, 'subject')}"
+
+
 def worker_heartbeats_key() -> str:
     """Sorted set: Celery worker hostname -> its last heartbeat (Redis server time, ms); read by the health check."""
     return "health:celery-workers"

@@ -117,6 +117,38 @@ if DB_POOL:
     }
 else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Read replicas (streaming standbys of the primary), comma-separated URLs; each becomes the alias replica_<n>.
+# Only read-only selectors that ask for one read there (canvas_project.replicas); empty: no router, one database.
+DATABASE_REPLICA_URLS = env_list("DATABASE_REPLICA_URLS", [])
+# A caller who wrote within this many seconds reads from the primary (read-your-writes); keep it above the
+# replicas' usual lag.
+REPLICA_PIN_SECONDS = env_int("REPLICA_PIN_SECONDS", 10)
+# A replica further behind than this (or down) gets no reads until it catches up; GET /api/health shows its lag.
+REPLICA_MAX_LAG_SECONDS = float(env_str("REPLICA_MAX_LAG_SECONDS", "5"))
+# Each process probes each replica's lag at most this often (the probe result is reused meanwhile).
+REPLICA_PROBE_SECONDS = float(env_str("REPLICA_PROBE_SECONDS", "1"))
+# Seconds to connect to a replica (the probe) or to wait for one of its pooled connections: a dead replica
+# costs at most this once, then reads go to the primary.
+REPLICA_CONNECT_TIMEOUT = env_int("REPLICA_CONNECT_TIMEOUT", 2)
+for _n, _url in enumerate(DATABASE_REPLICA_URLS, start=1):
+    _replica = dj_database_url.parse(_url, conn_max_age=DATABASES["default"]["CONN_MAX_AGE"])
+    _replica.setdefault("OPTIONS", {})["connect_timeout"] = REPLICA_CONNECT_TIMEOUT
+    if DB_POOL:
+        _replica["OPTIONS"]["pool"] = {
+            **DATABASES["default"]["OPTIONS"]["pool"],
+            "timeout": float(REPLICA_CONNECT_TIMEOUT),
+        }
+    # test each connection at checkout (with a pool, psycopg_pool's check): a dead one is replaced, not used
+    _replica["CONN_HEALTH_CHECKS"] = True
+    # a test run with replicas configured uses the test database through the replica aliases too
+    _replica["TEST"] = {"MIRROR": "default"}
+    DATABASES[f"replica_{_n}"] = _replica
+DATABASE_ROUTERS = ["canvas_project.replicas.ReplicaRouter"] if DATABASE_REPLICA_URLS else []
+if DATABASE_REPLICA_URLS:  # the request's caller, known after authentication, decides read-your-writes
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1,
+        "canvas_project.replicas.ReplicaPinMiddleware",
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "deals.User"

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
+from canvas_project.replicas import replica_reads
 from deals.errors import OrgNotFound
 from deals.models import Deal, DealAccess, DealRole, Org, OrgMembership, User, Visibility
 
@@ -44,9 +45,10 @@ class DashboardQuery:
 def dashboard_deals(*, user: User, query: DashboardQuery, only_deal_id: str | None = None) -> QuerySet[Deal]:
     """The deals of the dashboard: owned, shared with the user, and visible to their orgs.
 
-    `only_deal_id` narrows the list for a deal-scoped token, which sees one deal only.
+    `only_deal_id` narrows the list for a deal-scoped token, which sees one deal only. Read from a replica
+    when one is usable (canvas_project.replicas).
     """
-    deals = deals_visible_to(user=user)
+    deals = replica_reads(deals_visible_to(user=user))
     if only_deal_id is not None:
         deals = deals.filter(pk=only_deal_id)
     if query.q:
@@ -61,7 +63,8 @@ def dashboard_deals(*, user: User, query: DashboardQuery, only_deal_id: str | No
 
 
 def deal_grants(*, deal: Deal) -> QuerySet[DealAccess]:
-    return DealAccess.objects.filter(deal=deal).select_related("user").order_by("created_at", "pk")
+    """The deal's access list (for display: access checks read the primary), from a replica when usable."""
+    return replica_reads(DealAccess.objects).filter(deal=deal).select_related("user").order_by("created_at", "pk")
 
 
 def orgs_of_user(*, user: User) -> QuerySet[Org]:
@@ -82,4 +85,5 @@ def org_membership_of(*, user: User, org_id: uuid.UUID) -> OrgMembership:
 
 
 def org_members(*, org: Org) -> QuerySet[OrgMembership]:
-    return OrgMembership.objects.filter(org=org).select_related("user").order_by("created_at", "pk")
+    """The org's member list, from a replica when usable."""
+    return replica_reads(OrgMembership.objects).filter(org=org).select_related("user").order_by("created_at", "pk")

@@ -190,6 +190,29 @@ class ThrowawayPostgres:
         if (self.data / "postmaster.pid").exists():
             self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop")
 
+    def start_standby(self) -> ThrowawayPostgres:
+        """A streaming replica of this (running) server: pg_basebackup -R of it with the same programs, on a
+        port and in a folder of its own, started (hot standby: it answers reads). destroy() it first."""
+        standby = ThrowawayPostgres()
+        standby._run(
+            "pg_basebackup",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-D",
+            str(standby.data),
+            "-R",  # standby.signal + primary_conninfo: it follows this server's WAL
+            "-X",
+            "stream",
+            "--checkpoint=fast",
+            "--no-sync",
+            timeout=120,
+        )
+        return standby.start()
+
     def create_database(self, name: str) -> str:
         import psycopg
 

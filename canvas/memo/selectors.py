@@ -8,6 +8,7 @@ import logging
 
 import redis
 from django.core.serializers.json import DjangoJSONEncoder
+from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Avg
 
 from canvas.memo.errors import SectionNotFound, VersionNotFound
@@ -19,6 +20,7 @@ from canvas.models import ACTIVE_RUN_STATUSES, ApprovalCondition, SectionFeedbac
 from canvas_project import keys
 from canvas_project.errors import StoreUnavailable
 from canvas_project.redis_client import get_redis
+from canvas_project.replicas import reads_from_replica
 from deals.models import Deal
 
 logger = logging.getLogger(__name__)
@@ -68,7 +70,8 @@ def require_memo_section(deal: Deal, key: str) -> None:
 
 
 def readiness_get(*, deal: Deal) -> dict:
-    """The readiness report, from `canvas:readiness:{D}` when current. Raises StoreUnavailable."""
+    """The readiness report, from `canvas:readiness:{D}` when current. Its inputs (ratings, open conditions)
+    are read from a replica when one is usable. Raises StoreUnavailable."""
     key = keys.readiness_key(deal.pk)
     client = get_redis()
     try:
@@ -80,8 +83,11 @@ def readiness_get(*, deal: Deal) -> dict:
     except REDIS_ERRORS:
         client = None
     memo = memo_or_template(deal)
-    report = {**compute_readiness(memo, review_signals(deal_id=deal.pk)), "version": memo.version}
-    if client is not None:
+    with reads_from_replica() as alias:
+        signals = review_signals(deal_id=deal.pk)
+    report = {**compute_readiness(memo, signals), "version": memo.version}
+    # a replica's answer may be behind the primary by up to REPLICA_MAX_LAG_SECONDS: served, never cached for all
+    if client is not None and alias == DEFAULT_DB_ALIAS:
         try:
             client.set(key, json.dumps(report, cls=DjangoJSONEncoder), ex=keys.READINESS_TTL)
         except REDIS_ERRORS:

@@ -11,12 +11,15 @@ from canvas.memo.types import Memo
 from canvas.models import Comment, Suggestion, SuggestionStatus
 from canvas.review.suggestions import anchor_matches
 from canvas_project.errors import StoreUnavailable
+from canvas_project.replicas import replica_reads
 from deals.models import Deal
 
 
 def comments_of_deal(*, deal: Deal, section_key: str | None, resolved: bool | None) -> QuerySet[Comment]:
+    """The deal's comment threads, from a replica when usable (canvas_project.replicas)."""
     comments = (
-        Comment.objects.filter(deal=deal, parent=None)
+        replica_reads(Comment.objects)
+        .filter(deal=deal, parent=None)
         .select_related("author", "resolved_by")
         .prefetch_related("replies__author")
         .order_by("created_at", "pk")

@@ -11,6 +11,7 @@ from django.db.models.functions import Coalesce
 from canvas.models import ACTIVE_RUN_STATUSES, SynthesisRun
 from canvas.runs.errors import RunNotFound
 from canvas.runs.synthesis import telemetry
+from canvas_project.replicas import replica_reads
 from deals.models import Deal
 
 END_OF_TIME = datetime(9999, 12, 31, tzinfo=UTC)
@@ -40,8 +41,9 @@ def run_list(
     created_before=None,
     ordering: str = "-created_at",
 ) -> QuerySet[SynthesisRun]:
-    """The deal's runs, filtered, in `ordering` then by id (a unique tie-breaker for the cursor)."""
-    runs = SynthesisRun.objects.filter(deal=deal).select_related("created_by")
+    """The deal's runs, filtered, in `ordering` then by id (a unique tie-breaker for the cursor); from a
+    replica when usable (canvas_project.replicas)."""
+    runs = replica_reads(SynthesisRun.objects).filter(deal=deal).select_related("created_by")
     if statuses:
         runs = runs.filter(status__in=statuses)
     if created_by is not None:

@@ -24,6 +24,7 @@ from rest_framework.views import APIView
 from canvas_project.broker import broker_check
 from canvas_project.pool_recovery import check_pools_soon
 from canvas_project.redis_client import get_redis
+from canvas_project.replicas import replica_states
 from canvas_project.store import get_pool
 from canvas_project.worker_heartbeat import live_worker_count
 
@@ -45,19 +46,31 @@ class HealthCheckOutput(serializers.Serializer):
         required=False,
         help_text="broker only, when it answers: tasks waiting in the queue (not those a worker is running).",
     )
+    lag_seconds = serializers.FloatField(
+        required=False,
+        allow_null=True,
+        help_text="replica_<n> only: how far the replica's replay is behind the primary (0: caught up; null: "
+        "unknown or unreachable). Over REPLICA_MAX_LAG_SECONDS the replica gets no reads (ok false, ReplicaLagging).",
+    )
+    lag_bytes = serializers.IntegerField(
+        required=False, allow_null=True, help_text="replica_<n> only: WAL received but not replayed yet, in bytes."
+    )
+    replay_paused = serializers.BooleanField(
+        required=False, allow_null=True, help_text="replica_<n> only: replay paused (pg_wal_replay_pause())."
+    )
 
 
 class HealthOutput(serializers.Serializer):
     status = serializers.ChoiceField(
         choices=["ok", "degraded", "unavailable"],
-        help_text=(
-            "ok; degraded (200) when only broker or celery is down; unavailable (503) when postgres, redis or store is."
-        ),
+        help_text="ok; degraded (200) when only the broker, celery or a read replica is down; unavailable (503) when "
+        "postgres, redis or store is.",
     )
     detail = serializers.CharField(help_text="'All dependencies are up.' or which are down.")
     checks = serializers.DictField(
         child=HealthCheckOutput(),
-        help_text="postgres, redis, store (the LangGraph Store), broker (Celery's), celery (worker heartbeats)",
+        help_text="postgres, redis, store (the LangGraph Store), broker (Celery's), celery (worker heartbeats), and "
+        "replica_<n> for each read replica (DATABASE_REPLICA_URLS) when there are any",
     )
 
 
@@ -126,6 +139,9 @@ def run_health_checks() -> dict[str, dict]:
             "error": error,
             **extra,
         }
+    if settings.DATABASE_REPLICA_URLS:
+        # probed now, which also refreshes the router's view of them in this process
+        results.update({state.alias: state.as_health_check() for state in replica_states(fresh=True)})
     return results
 
 
@@ -142,6 +158,8 @@ def health_summary(checks: dict[str, dict]) -> tuple[str, str]:
             " The Celery broker does not answer: the API serves reads and writes; new drafting runs and uploads "
             "are recorded as queued and are enqueued by the sweepers once the broker is back."
         )
+    if any(name.startswith("replica_") for name in down):
+        detail += " Reads that would go to a replica down or lagging go to the primary."
     if checks["celery"].get("error") == NoWorkerHeartbeat.__name__:
         detail += (
             f" No Celery worker has reported within {settings.WORKER_HEARTBEAT_MAX_AGE:g} s: the API serves "
@@ -164,7 +182,9 @@ class HealthApi(APIView):
             "in it); without it the answer is 200 `degraded`. `celery` is ok when at least one "
             "worker recorded a heartbeat within WORKER_HEARTBEAT_MAX_AGE (30 s; workers beat every "
             "WORKER_HEARTBEAT_SECONDS, 10 s); without one the answer stays 200 with status `degraded`, since the "
-            "API still serves reads and writes and only drafting runs and ingestion wait. Alert on `degraded`; "
+            "API still serves reads and writes and only drafting runs and ingestion wait. With read replicas "
+            "(DATABASE_REPLICA_URLS) each has a check `replica_<n>` with its lag; one down or lagging beyond "
+            "REPLICA_MAX_LAG_SECONDS is also `degraded` (reads go to the primary). Alert on `degraded`; "
             "route traffic on the status code."
         ),
         responses={200: HealthOutput, 503: OpenApiResponse(HealthOutput, description="A required dependency is down.")},

@@ -7,6 +7,7 @@ import uuid
 from django.db.models import QuerySet
 
 from canvas_project.errors import RedisUnavailable
+from canvas_project.replicas import replica_reads
 from deals.documents.errors import DocumentNotFound, FigureNotFound
 from deals.documents.ingestion import crops
 from deals.documents.ingestion.digitize import MAX_CROPS_PER_DOCUMENT, markdown_tables
@@ -17,7 +18,8 @@ FIGURES_KEPT = "figures are kept 24 hours after ingestion"
 
 
 def document_list(*, deal: Deal) -> QuerySet[Document]:
-    return Document.objects.filter(deal=deal).order_by("created_at", "pk")
+    """The deal's documents, from a replica when usable (canvas_project.replicas)."""
+    return replica_reads(Document.objects).filter(deal=deal).order_by("created_at", "pk")
 
 
 def document_get(*, deal: Deal, document_id: uuid.UUID) -> Document:

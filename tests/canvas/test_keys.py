@@ -87,6 +87,7 @@ def test_every_builder_is_covered_by_this_test():
         "rate_limit_key",
         "worker_heartbeats_key",
         "run_seconds_metric_key",
+        "replica_pin_key",
     }
 
 
@@ -116,6 +117,8 @@ def test_non_deal_keys_are_outside_every_family():
     assert not keys.worker_heartbeats_key().startswith(keys.scan_pattern().rstrip("*"))  # purge all never sees it
     assert keys.classify(keys.run_seconds_metric_key()) is None
     assert not keys.run_seconds_metric_key().startswith(keys.scan_pattern().rstrip("*"))
+    assert keys.classify(keys.replica_pin_key("engine")) is None
+    assert not keys.replica_pin_key("engine").startswith(keys.scan_pattern().rstrip("*"))
     assert keys.classify("celery") is None
     assert keys.classify("_kombu.binding.celery") is None
     assert keys.classify("canvas:session:not-a-uuid") is None

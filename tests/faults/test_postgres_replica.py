@@ -1,0 +1,254 @@
+"""Read replicas (DATABASE_REPLICA_URLS) against a real streaming replica: a throwaway primary and a
+pg_basebackup -R of it from the same PostgreSQL programs, on spare ports (never the shared server), with the
+service as a real process on them.
+
+Which database answered is seen in the data: with the replica's replay paused (pg_wal_replay_pause()), a
+change committed on the primary is visible there and not on the replica. A routed read (the dashboard, the
+comment list) shows the replica's older data; the caller who just wrote reads the primary (read-your-writes);
+a replica lagging beyond REPLICA_MAX_LAG_SECONDS, or down, gets no reads: they fall back to the primary,
+never a 500, and /api/health shows each replica's lag.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import httpx
+import psycopg
+import pytest
+from django.conf import settings
+
+from tests.faults.conftest import Api, RunningService, wait_for
+from tests.servers import ThrowawayPostgres
+
+PASSWORD = "replica-pass-1"
+DATABASE = "dc_replica"
+SEED = (
+    "import django; django.setup(); from django.core.management import call_command; "
+    "call_command('migrate', verbosity=0, interactive=False); "
+    f"call_command('seed_demo', password='{PASSWORD}', no_documents=True)"
+)
+
+
+def _execute(url: str, sql: str, params: tuple = ()) -> list[tuple]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        cursor = conn.execute(sql, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+class Cluster:
+    """The throwaway primary and its streaming replica, both holding the seeded database."""
+
+    def __init__(self) -> None:
+        self.primary = ThrowawayPostgres().start()
+        self.replica: ThrowawayPostgres | None = None
+        self.primary_url = self.primary.create_database(DATABASE)
+        subprocess.run(
+            [sys.executable, "-c", SEED],
+            env={**os.environ, "DJANGO_SETTINGS_MODULE": "canvas_project.settings", "DATABASE_URL": self.primary_url},
+            check=True,
+            capture_output=True,
+            timeout=300,
+            cwd=settings.BASE_DIR,
+        )
+        self.replica = self.primary.start_standby()
+        self.replica_url = self.replica.url(DATABASE)
+        self.deal_id = str(_execute(self.primary_url, "SELECT id FROM deals_deal")[0][0])
+        # a commit replayed since the replica started gives its lag a reference time
+        self.rename_on_primary("Streaming check")
+        wait_for(lambda: self.name_on_replica() == "Streaming check", timeout=60, what="the replica streams")
+
+    def rename_on_primary(self, name: str) -> None:
+        """A change the service did not make: nobody is pinned to the primary by it."""
+        _execute(self.primary_url, "UPDATE deals_deal SET name = %s WHERE id = %s", (name, self.deal_id))
+
+    def name_on_replica(self) -> str | None:
+        try:
+            return _execute(self.replica_url, "SELECT name FROM deals_deal WHERE id = %s", (self.deal_id,))[0][0]
+        except psycopg.OperationalError:
+            return None
+
+    def pause_replay(self) -> None:
+        _execute(self.replica_url, "SELECT pg_wal_replay_pause()")
+
+    def resume_replay(self) -> None:
+        _execute(self.replica_url, "SELECT pg_wal_replay_resume()")
+
+    def replica_running(self) -> bool:
+        return (self.replica.data / "postmaster.pid").exists()
+
+    def destroy(self) -> None:
+        try:
+            if self.replica is not None:
+                self.replica.destroy()
+        finally:
+            self.primary.destroy()
+
+
+@pytest.fixture(scope="module")
+def module_cluster() -> Iterator[Cluster]:
+    cluster = Cluster()
+    yield cluster
+    cluster.destroy()
+
+
+@pytest.fixture
+def cluster(module_cluster: Cluster) -> Iterator[Cluster]:
+    """The cluster, left streaming again after the test whatever it did to the replica."""
+    yield module_cluster
+    if not module_cluster.replica_running():
+        module_cluster.replica.start()
+    module_cluster.resume_replay()
+    module_cluster.rename_on_primary("Caught up")
+    wait_for(lambda: module_cluster.name_on_replica() == "Caught up", timeout=60, what="the replica catches up")
+
+
+@pytest.fixture
+def start(cluster: Cluster) -> Iterator:
+    """start(VAR=value, ...): the service on the primary with the replica configured."""
+    started: list[RunningService] = []
+
+    def run(**env: str) -> RunningService:
+        service = RunningService(
+            {
+                "DJANGO_SETTINGS_MODULE": "canvas_project.settings",
+                "DATABASE_URL": cluster.primary_url,
+                "DATABASE_REPLICA_URLS": cluster.replica_url,
+                "REDIS_URL": settings.REDIS_URL,
+                "REPLICA_PROBE_SECONDS": "0.2",
+                **env,
+            }
+        )
+        started.append(service)
+        return service
+
+    yield run
+    for service in started:
+        service.stop()
+
+
+def _as(service: RunningService, role: str) -> Api:
+    response = httpx.post(
+        f"{service.url}/api/auth/token", json={"username": f"demo-{role}", "password": PASSWORD}, timeout=30
+    )
+    assert response.status_code == 200, response.text
+    return Api(service.url, response.json()["access"])
+
+
+def _dashboard_name(api: Api) -> str:
+    response = api.get("/api/dashboard/memos")
+    assert response.status_code == 200, response.text
+    (row,) = response.json()["results"]
+    return row["deal_name"]
+
+
+def _health(service: RunningService) -> httpx.Response:
+    return httpx.get(f"{service.url}/api/health", timeout=30)
+
+
+def test_routed_reads_come_from_the_replica_and_a_writer_reads_its_own_writes(cluster, start):
+    service = start(REPLICA_MAX_LAG_SECONDS="3600", REPLICA_PIN_SECONDS="600")
+    owner, viewer = _as(service, "owner"), _as(service, "viewer")
+    canvas = f"/api/canvas/{cluster.deal_id}"
+    section = next(iter(owner.get(canvas).json()["sections"]))
+    before = cluster.name_on_replica()
+    assert _dashboard_name(viewer) == before
+
+    cluster.pause_replay()
+    cluster.rename_on_primary("Renamed on the primary")
+    # the dashboard is a routed read: the replica answers, whose replay stopped before the rename (logging in
+    # wrote nothing: nobody is pinned yet)
+    assert _dashboard_name(viewer) == before
+    assert _dashboard_name(owner) == before
+
+    renamed = owner.request("PATCH", f"/api/deals/{cluster.deal_id}", json={"name": "Renamed by the owner"})
+    assert renamed.status_code == 200, renamed.text
+    comment = owner.post(f"{canvas}/comments", json={"section_key": section, "body": "Check the rent roll."})
+    assert comment.status_code == 201, comment.text
+
+    # the owner wrote: pinned to the primary, they read what they wrote
+    assert _dashboard_name(owner) == "Renamed by the owner"
+    assert [c["id"] for c in owner.get(f"{canvas}/comments").json()["results"]] == [comment.json()["id"]]
+    # the viewer did not: still the replica, still behind
+    assert _dashboard_name(viewer) == before
+    assert viewer.get(f"{canvas}/comments").json()["results"] == []
+
+    # within the bound the paused replica keeps its reads, and the health shows how far behind it is
+    check = wait_for(
+        lambda: (c := _health(service).json()["checks"]["replica_1"])["lag_bytes"] and c,
+        timeout=30,
+        what="the replica's received WAL shows in the health",
+    )
+    assert check["ok"] is True and check["replay_paused"] is True and check["lag_seconds"] > 0, check
+
+    cluster.resume_replay()
+    wait_for(lambda: _dashboard_name(viewer) == "Renamed by the owner", timeout=30, what="the replica replays")
+    assert [c["id"] for c in viewer.get(f"{canvas}/comments").json()["results"]] == [comment.json()["id"]]
+    assert service.crashes() == []
+
+
+def test_a_replica_lagging_beyond_the_bound_gets_no_reads_and_the_health_shows_its_lag(cluster, start):
+    service = start(REPLICA_MAX_LAG_SECONDS="1")
+    viewer = _as(service, "viewer")
+    check = _health(service).json()["checks"]["replica_1"]
+    assert check["ok"] is True and check["lag_seconds"] == 0 and check["error"] is None, check
+
+    cluster.pause_replay()
+    cluster.rename_on_primary("Behind the replica")
+    lagging = wait_for(
+        lambda: (response := _health(service)).json()["checks"]["replica_1"]["ok"] is False and response,
+        timeout=30,
+        what="the health reports the replica lagging",
+    )
+    assert lagging.status_code == 200  # the primary serves: degraded, not unavailable
+    body = lagging.json()
+    check = body["checks"]["replica_1"]
+    assert check["error"] == "ReplicaLagging" and check["lag_seconds"] > 1 and check["replay_paused"] is True, check
+    assert body["status"] == "degraded" and "replica_1" in body["detail"], body
+    # routed reads go to the primary meanwhile: the rename the replica has not replayed is there
+    assert _dashboard_name(viewer) == "Behind the replica"
+
+    cluster.resume_replay()
+    wait_for(
+        lambda: _health(service).json()["checks"]["replica_1"]["ok"],
+        timeout=30,
+        what="the replica routable again once caught up",
+    )
+    assert service.crashes() == []
+
+
+def test_a_replica_going_down_sends_reads_to_the_primary_without_an_error(cluster, start):
+    service = start(REPLICA_MAX_LAG_SECONDS="3600", REPLICA_CONNECT_TIMEOUT="1")
+    viewer = _as(service, "viewer")
+    canvas = f"/api/canvas/{cluster.deal_id}"
+    cluster.pause_replay()
+    cluster.rename_on_primary("Only on the primary")
+    assert _dashboard_name(viewer) == cluster.name_on_replica() != "Only on the primary"  # served by the replica
+
+    cluster.replica.stop("immediate")
+
+    # the very next reads fall back to the primary: 200 with the primary's data, never a 500 or a 503
+    for _ in range(5):
+        assert _dashboard_name(viewer) == "Only on the primary"
+        listed = viewer.get(f"{canvas}/comments")
+        assert listed.status_code == 200, listed.text
+        assert viewer.get(f"{canvas}/readiness").status_code == 200
+    health = _health(service)
+    assert health.status_code == 200
+    check = health.json()["checks"]["replica_1"]
+    assert check["ok"] is False and check["error"] and check["lag_seconds"] is None, check
+
+    cluster.replica.start()  # replay resumes with the restart: not paused any more
+    wait_for(lambda: _health(service).json()["checks"]["replica_1"]["ok"], timeout=60, what="the replica back")
+    # routed reads use the replica again: pause it, change the primary, and the viewer reads the older name (once
+    # the service's pool of replica connections has reconnected: until then its reads go to the primary)
+    wait_for(lambda: cluster.name_on_replica() == "Only on the primary", timeout=60, what="the replica catches up")
+    cluster.pause_replay()
+    cluster.rename_on_primary("Not replayed yet")
+    wait_for(
+        lambda: _dashboard_name(viewer) == "Only on the primary", timeout=30, what="reads routed to the replica again"
+    )
+    assert service.crashes() == []
