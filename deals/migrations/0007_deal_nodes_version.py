@@ -3,7 +3,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("deals", "0005_invitation"),
+        ("deals", "0006_org_webhook_secret"),
     ]
 
     operations = [
