@@ -13,6 +13,7 @@ own connections retry for a long time, which a health check must not).
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 
@@ -89,8 +90,14 @@ class _Probe:
         with self._lock:
             self._drop()
 
+    def forget(self) -> None:
+        """In a forked child: the parent's socket is not ours to use or close; connect afresh."""
+        self._lock = threading.Lock()
+        self._connection, self._channel, self._url, self._transport = None, None, "", ""
+
 
 _probe = _Probe()
+os.register_at_fork(after_in_child=_probe.forget)
 
 
 def broker_check() -> BrokerState:
