@@ -25,6 +25,7 @@ from tests.faults.conftest import Api, RunningService, wait_for
 from tests.servers import ThrowawayPostgres
 
 PASSWORD = "replica-pass-1"
+ENGINE_TOKEN = "replica-engine-token"
 DATABASE = "dc_replica"
 SEED = (
     "import django; django.setup(); from django.core.management import call_command; "
@@ -119,6 +120,7 @@ def start(cluster: Cluster) -> Iterator:
                 "DATABASE_REPLICA_URLS": cluster.replica_url,
                 "REDIS_URL": settings.REDIS_URL,
                 "REPLICA_PROBE_SECONDS": "0.2",
+                "INTERNAL_ENGINE_TOKENS": ENGINE_TOKEN,
                 **env,
             }
         )
@@ -145,6 +147,25 @@ def _dashboard_name(api: Api) -> str:
     return row["deal_name"]
 
 
+def _engine_comment_ids(service: RunningService, *, deal_id: str, user_id: str, thread_id: str) -> list[str]:
+    """The comment nodes an AI engine reads in the internal canvas context."""
+    response = httpx.get(
+        f"{service.url}/api/internal/canvas/context",
+        params={"agentId": "strategy", "projectId": deal_id, "threadId": thread_id},
+        headers={
+            "Authorization": f"Bearer {ENGINE_TOKEN}",
+            "X-Contract-Version": "2026-02",
+            "X-User-Id": user_id,
+            "X-Project-Id": deal_id,
+            "X-Thread-Id": thread_id,
+        },
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    nodes = response.json()["data"]["canvas_context"]["nodes"]
+    return [node["id"].removeprefix("comment:") for node in nodes if node["type"] == "comment"]
+
+
 def _health(service: RunningService) -> httpx.Response:
     return httpx.get(f"{service.url}/api/health", timeout=30)
 
@@ -154,6 +175,15 @@ def test_routed_reads_come_from_the_replica_and_a_writer_reads_its_own_writes(cl
     owner, viewer = _as(service, "owner"), _as(service, "viewer")
     canvas = f"/api/canvas/{cluster.deal_id}"
     section = next(iter(owner.get(canvas).json()["sections"]))
+    # the engine's thread: the editor's chat (a write, pinning the editor alone)
+    editor = _as(service, "editor")
+    chat = editor.post("/api/v1/chat", json={"message": "Hello", "project_id": cluster.deal_id, "agent_id": "strategy"})
+    assert chat.status_code == 200, chat.text
+    engine = {
+        "deal_id": cluster.deal_id,
+        "user_id": editor.get("/api/me").json()["id"],
+        "thread_id": chat.json()["thread_id"],
+    }
     before = cluster.name_on_replica()
     assert _dashboard_name(viewer) == before
 
@@ -175,6 +205,8 @@ def test_routed_reads_come_from_the_replica_and_a_writer_reads_its_own_writes(cl
     # the viewer did not: still the replica, still behind
     assert _dashboard_name(viewer) == before
     assert viewer.get(f"{canvas}/comments").json()["results"] == []
+    # nor did the engine: its canvas context is read from the replica too
+    assert _engine_comment_ids(service, **engine) == []
 
     # within the bound the paused replica keeps its reads, and the health shows how far behind it is
     check = wait_for(
@@ -187,6 +219,7 @@ def test_routed_reads_come_from_the_replica_and_a_writer_reads_its_own_writes(cl
     cluster.resume_replay()
     wait_for(lambda: _dashboard_name(viewer) == "Renamed by the owner", timeout=30, what="the replica replays")
     assert [c["id"] for c in viewer.get(f"{canvas}/comments").json()["results"]] == [comment.json()["id"]]
+    assert _engine_comment_ids(service, **engine) == [comment.json()["id"]]
     assert service.crashes() == []
 
 
