@@ -63,7 +63,7 @@ def canvas_profile(deal: Deal) -> dict:
 def canvas_summary(deal: Deal) -> tuple[dict, str]:
     """(summary, revision) of the deal's canvas (through the context cache: `deal` must be the row the
     request's access check read). Raises StoreUnavailable."""
-    reader = ContextReader(deal)
+    reader = ContextReader(deal, want_page=False)
     summary = reader.snapshot().summary
     reader.save()
     return summary, summary_revision(summary)

@@ -21,7 +21,8 @@ just read. Every memo write raises `memo_version` and every other node write rai
 data: a field built from data older than some write carries an older stamp, so no request that saw the
 write can use it. Validation therefore costs nothing, and a cache left behind by a Redis outage or a lost
 write to Redis is never served. A memo that was never stored is not cached (its first read lays it out at
-version 0). Brush findings live in Redis with their own TTL and are read on every call, never cached, so
+version 0). Brush findings live in Redis with their own TTL and are read on every call (the deal's index
+set in the same round trip as the cache, the passes in a second one when there are any), never cached, so
 their expiry or purge shows at once.
 
 Callers pass a deal row read in the same request (resolve_deal_access), never an instance kept from earlier:
@@ -99,21 +100,26 @@ class ContextReader:
     deal: Deal
     framework: str | None = None
     with_content: bool = True
+    want_page: bool = True
     want_edges: bool = False
     _cached: dict[str, bytes | None] = field(default_factory=dict)
     _writes: dict[str, bytes] = field(default_factory=dict)
     _fields: int = 0
+    _index: set | None = None
     _redis_ok: bool = True
 
     def __post_init__(self) -> None:
-        names = ["base", *(_field_page(tier, self.with_content, self.framework) for tier in PAGE_TIERS)]
+        names = ["base"]
+        if self.want_page:
+            names += [_field_page(tier, self.with_content, self.framework) for tier in PAGE_TIERS]
         if self.want_edges:
             names.append("edges")
         try:
             with get_redis().pipeline(transaction=False) as pipe:
                 pipe.hmget(keys.context_key(self.deal.pk), names)
                 pipe.hlen(keys.context_key(self.deal.pk))
-                values, self._fields = pipe.execute()
+                pipe.smembers(keys.index_key(self.deal.pk))  # where the brush passes are listed
+                values, self._fields, self._index = pipe.execute()
         except REDIS_ERRORS:
             logger.warning("canvas context cache unavailable (Redis) for deal %s: reading the Store", self.deal.pk)
             values, self._redis_ok = [None] * len(names), False
@@ -135,7 +141,8 @@ class ContextReader:
             base = {"summary": summary, "derived": derived, "implicit": implicit}
             if memo_stored:
                 self._write("base", _encode(self._base_stamp, base))
-        brush, brush_edges = node_selectors.brush_nodes(self.deal)
+        # Redis down: no brush passes either (as brush_findings_of answers), without a second wait for it
+        brush, brush_edges = node_selectors.brush_nodes(self.deal, index_members=self._index if self._redis_ok else ())
         summary = node_selectors.summaries_combined(base["summary"], node_selectors.summarize(brush))
         return Snapshot(summary=summary, derived=base["derived"] + brush, implicit=base["implicit"] + brush_edges)
 

@@ -157,10 +157,11 @@ def durable_derived_nodes(deal: Deal) -> tuple[list[dict], list[dict], bool]:
     return nodes, edges, memo is not None
 
 
-def brush_nodes(deal: Deal) -> tuple[list[dict], list[dict]]:
-    """Nodes and implicit edges of the findings of the deal's cached brush passes (Redis, with their own TTL)."""
+def brush_nodes(deal: Deal, *, index_members=None) -> tuple[list[dict], list[dict]]:
+    """Nodes and implicit edges of the findings of the deal's cached brush passes (Redis, with their own TTL);
+    `index_members` as brush_list takes it."""
     nodes, edges = [], []
-    for finding in brush_findings_of(deal):
+    for finding in brush_findings_of(deal, index_members=index_members):
         node_id = f"brush:{finding['id']}"
         nodes.append(
             node_view(
@@ -179,10 +180,10 @@ def brush_nodes(deal: Deal) -> tuple[list[dict], list[dict]]:
     return nodes, edges
 
 
-def brush_findings_of(deal: Deal) -> list[dict]:
+def brush_findings_of(deal: Deal, *, index_members=None) -> list[dict]:
     """Findings of the deal's cached brush passes (Redis, 24 h); none while Redis is down."""
     try:
-        passes = brush_list(deal=deal)
+        passes = brush_list(deal=deal, index_members=index_members)
     except BrushesUnavailable:
         return []
     return [

@@ -410,11 +410,14 @@ def _cache(deal: Deal, result: dict) -> None:
         logger.warning("brush %s of deal %s not cached: Redis unavailable", result["brush_id"], deal.pk)
 
 
-def brush_list(*, deal: Deal, section_key: str | None = None) -> list[dict]:
-    """The deal's cached brush passes, newest first (at most 50). Raises BrushesUnavailable."""
+def brush_list(*, deal: Deal, section_key: str | None = None, index_members=None) -> list[dict]:
+    """The deal's cached brush passes, newest first (at most 50). `index_members`: the deal's index set
+    (keys.index_key) when the caller has already read it in one of its own round trips. Raises
+    BrushesUnavailable."""
     client = get_redis()
     try:
-        names = [n.decode() if isinstance(n, bytes) else n for n in client.smembers(keys.index_key(deal.pk))]
+        members = client.smembers(keys.index_key(deal.pk)) if index_members is None else index_members
+        names = [n.decode() if isinstance(n, bytes) else n for n in members]
         names = [n for n in names if (found := keys.classify(n)) is not None and found[0] == "brush_findings"]
         raw = client.mget(names) if names else []
     except REDIS_ERRORS as exc:

@@ -8,6 +8,7 @@ import hashlib
 
 import orjson
 import pytest
+from django.test import override_settings
 
 from canvas.nodes import selectors as node_selectors
 from canvas_project import keys
@@ -18,7 +19,7 @@ from internal_api import chat
 from internal_api import context as context_service
 from tests.canvas.conftest import canvas_url
 from tests.internal_api.test_context_contract import _call
-from tests.servers import free_port
+from tests.servers import ThrowawayRedis, free_port
 
 BOTH = {"includeContent": "true", "includeRelationships": "true"}
 
@@ -333,3 +334,26 @@ def test_a_purge_of_the_deal_drops_the_cached_context(cast, thread, written):
     )
     assert purged["context_cache"] == 1 and not get_redis().exists(keys.context_key(cast.deal.pk))
     assert _context(cast, thread, **BOTH) == warm  # rebuilt from the Store and PostgreSQL
+
+
+@pytest.fixture
+def own_redis(settings):
+    """The service on a Redis of this test's own, which it may kill and restart (as tests/canvas/test_degradation)."""
+    server = ThrowawayRedis().start()
+    caches = {"default": {**settings.CACHES["default"], "LOCATION": server.url}}
+    with override_settings(CACHES=caches, REDIS_URL=server.url):
+        yield server
+    server.stop()
+
+
+def test_with_redis_down_the_context_is_read_from_the_store(cast, thread, written, own_redis):
+    before = _context(cast, thread, **BOTH)  # cached in own_redis
+    own_redis.stop()
+    node = _node(cast, title="Written while Redis is down", content="Still listed.")
+    degraded = _context(cast, thread, **BOTH)
+    assert any(
+        n["id"] == node["id"] and n["content"] == "Still listed." for n in degraded["data"]["canvas_context"]["nodes"]
+    )
+    assert degraded["meta"]["contentRevision"] != before["meta"]["contentRevision"]
+    own_redis.start()  # empty again: rebuilt on the next read, the same answer
+    assert _context(cast, thread, **BOTH) == degraded
