@@ -9,7 +9,8 @@ API key, expiry) is registered here, in the event loop's guard, which then:
   with `event: revoked` (grant removed or lowered below the stream's minimum role, org membership removed,
   user deactivated, password changed since the credential was issued, API key revoked or expired);
 - ends a stream when the credential that opened it expires (a JWT's `exp`, a stream ticket's or an API key's
-  expiry) with `event: expired`, at that moment (one timer per stream in the loop, no thread);
+  expiry) with `event: expired`, within DEADLINE_TICK seconds of that moment (one sweep of the guard's own
+  task over all streams, not a timer per stream: bench/events --idle counts every byte a stream holds);
 - ends a stream after SSE_MAX_STREAM_SECONDS without an event: the client reconnects and resumes with
   Last-Event-ID, which re-authenticates it.
 
@@ -75,13 +76,18 @@ def _checked(grants: list[Grant]) -> list[int]:
         connection.close()  # a worker thread of the loop's pool: give the connection back at once
 
 
-class _Open:
-    __slots__ = ("grant", "lease", "timer")
+# How often the guard looks for streams past their deadline (credential expiry, lifetime).
+DEADLINE_TICK = 0.5
 
-    def __init__(self, grant: Grant, lease: Lease) -> None:
+
+class _Open:
+    __slots__ = ("grant", "lease", "ends_at", "end")
+
+    def __init__(self, grant: Grant, lease: Lease, ends_at: float | None, end: End | None) -> None:
         self.grant = grant
         self.lease = lease
-        self.timer: asyncio.TimerHandle | None = None
+        self.ends_at = ends_at  # epoch seconds, or None: no deadline
+        self.end = end
 
 
 class StreamGuard:
@@ -98,27 +104,30 @@ class StreamGuard:
     def open(self, grant: Grant) -> Lease:
         """Register a stream that was just authorized; returns the lease its stream follows (release it with
         `close`)."""
-        loop = asyncio.get_running_loop()
         lease = Lease()
-        held = _Open(grant, lease)
-        now = time.time()
         ends: list[tuple[float, End]] = []
         if grant.expires_at is not None:
             ends.append((grant.expires_at, EXPIRED))
         if settings.SSE_MAX_STREAM_SECONDS:
-            ends.append((now + settings.SSE_MAX_STREAM_SECONDS, LIFETIME))
-        if ends:
-            at, marker = min(ends, key=lambda pair: pair[0])
-            held.timer = loop.call_later(max(at - now, 0), lease.end, marker)
-        self._open[lease] = held
+            ends.append((time.time() + settings.SSE_MAX_STREAM_SECONDS, LIFETIME))
+        at, marker = min(ends, key=lambda pair: pair[0]) if ends else (None, None)
+        self._open[lease] = _Open(grant, lease, at, marker)
+        if at is not None and at <= time.time():
+            lease.end(marker)
         if self._task is None or self._task.done():
-            self._task = loop.create_task(self._recheck_forever(), name="stream-guard")
+            self._task = asyncio.get_running_loop().create_task(self._watch(), name="stream-guard")
         return lease
 
     def close(self, lease: Lease) -> None:
-        held = self._open.pop(lease, None)
-        if held is not None and held.timer is not None:
-            held.timer.cancel()
+        self._open.pop(lease, None)
+
+    def end_due(self) -> int:
+        """End the streams whose deadline has come; returns how many."""
+        now = time.time()
+        due = [h for h in self._open.values() if h.ends_at is not None and h.ends_at <= now and h.lease.ended is None]
+        for held in due:
+            held.lease.end(held.end)
+        return len(due)
 
     async def recheck(self) -> int:
         """Re-check every open stream's access in one query; end the revoked ones. Returns how many ended."""
@@ -134,11 +143,16 @@ class StreamGuard:
             held[index].lease.end(REVOKED)
         return len(gone)
 
-    async def _recheck_forever(self) -> None:
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_check = loop.time() + settings.SSE_REAUTH_SECONDS
         while self._open:
-            await asyncio.sleep(settings.SSE_REAUTH_SECONDS)
+            await asyncio.sleep(min(DEADLINE_TICK, settings.SSE_REAUTH_SECONDS))
             try:
-                await self.recheck()
+                self.end_due()
+                if loop.time() >= next_check:
+                    next_check = loop.time() + settings.SSE_REAUTH_SECONDS
+                    await self.recheck()
             except Exception:  # a bug in one round must not leave every later stream unchecked
                 logger.exception("stream guard: re-check failed")
 

@@ -256,7 +256,10 @@ async def event_stream(
 
 
 def sse_response(stream: AsyncIterator[str]) -> StreamingHttpResponse:
+    """The stream's response; `sse_stream` marks it for canvas_project.sse.handler, which sends it without
+    holding the request (Django's own handler, under a test client or WSGI, iterates it as usual)."""
     response = StreamingHttpResponse(stream, content_type="text/event-stream")
+    response.sse_stream = stream
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: do not buffer the stream
     return response
