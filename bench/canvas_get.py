@@ -4,6 +4,7 @@
     .venv/bin/python bench/canvas_get.py                  # about 3 minutes
     .venv/bin/python bench/canvas_get.py --duration 6     # a quicker, noisier run
     .venv/bin/python bench/canvas_get.py --profile        # also cProfile the view path in-process
+    .venv/bin/python bench/canvas_get.py --cluster --layouts <key>   # + the same GET on a Redis Cluster
 
 In one run, against a dedicated PostgreSQL database (deal_canvas_bench, created when missing) and
 Redis database number (14); nothing shared is flushed or dropped:
@@ -784,6 +785,11 @@ def main() -> int:
     parser.add_argument(
         "--python-load", action="store_true", help="use the Python fallback load generator even when wrk is available"
     )
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="also serve the canvas GET on a throwaway Redis Cluster (first chosen layout) and print cluster/single",
+    )
     args = parser.parse_args()
     duration = args.duration
     per_visit = max(1, duration // VISITS)
@@ -899,10 +905,64 @@ def main() -> int:
 
     goal = report(chosen, load, cold, cached, tool)
     report_304(chosen, load, cached, not_modified)
+    if args.cluster:
+        cluster_phase(chosen[0], env, fixture, canvas_path, per_visit, args.warmup, measure)
     if args.profile or goal < 0.7:
         stage_breakdown(fixture, with_cprofile=args.profile)
     print(f"\ntotal {time.monotonic() - wall:.0f} s; load average at the end {os.getloadavg()[0]:.2f}")
     return 0
+
+
+def cluster_phase(layout: Layout, env: dict[str, str], fixture: Fixture, path: str, seconds: int, warmup: int, measure):
+    """The cached and the cold canvas GET with the session cache on a throwaway Redis Cluster (3 primaries,
+    1 replica each, REDIS_CLUSTER=true, REDIS_URL naming one node) against the same layout on the single
+    node, visited single, cluster, cluster, single so that the machine's noise weighs on both alike."""
+    from canvas_project import keys
+    from canvas_project.redis_client import cluster_client
+    from tests.servers import ThrowawayRedisCluster
+
+    print(f"\nRedis Cluster vs single node, layout [{layout.key}] {layout.label}:", flush=True)
+    logdir = Path(tempfile.mkdtemp(prefix="bench-canvas-get-cluster-"))
+    parts: dict[str, list[LoadResult]] = {"single": [], "cluster": []}
+    cold: dict[str, Sequential] = {}
+    with ThrowawayRedisCluster(primaries=3, replicas_per_primary=1) as cluster:
+        # the broker stays the single node's URL: Celery cannot use a cluster (nothing is enqueued here)
+        cluster_env = {**env, "REDIS_CLUSTER": "true", "REDIS_URL": cluster.url}
+        dropping = {
+            "single": lambda: drop_session_key(fixture.deal_id),
+            "cluster": lambda: cluster_client(cluster.url).unlink(keys.session_key(fixture.deal_id)),
+        }
+        for turn in ("single", "cluster", "cluster", "single"):
+            server = Server(layout, cluster_env if turn == "cluster" else env, logdir).start(fixture.token)
+            try:
+                url = server.base_url + path
+                sequential_gets(url, fixture.token, 2)  # fills the session cache
+                if warmup:
+                    measure(url, warmup)
+                result = measure(url, seconds)
+                parts[turn].append(result)
+                if turn not in cold:
+                    cold[turn] = sequential_gets(url, fixture.token, SEQUENTIAL, before=dropping[turn])
+                print(
+                    f"  {turn:<7} cached GET {result.rps:8.0f} req/s  p50 {result.p50_ms:7.2f} ms  "
+                    f"p99 {result.p99_ms:7.2f} ms  errors {result.errors}",
+                    flush=True,
+                )
+            finally:
+                server.stop()
+    shutil.rmtree(logdir, ignore_errors=True)
+    single, clustered = merge_visits(parts["single"]), merge_visits(parts["cluster"])
+    print("ratios, Redis Cluster / single node (same run, same layout):")
+    print(
+        f"  cached GET throughput {clustered.rps / single.rps:.2f}x  ({clustered.rps:.0f} vs {single.rps:.0f} req/s); "
+        f"p50 {clustered.p50_ms / single.p50_ms:.2f}x ({clustered.p50_ms:.2f} vs {single.p50_ms:.2f} ms); "
+        f"errors {clustered.errors} vs {single.errors}"
+    )
+    print(
+        f"  cold GET ({SEQUENTIAL} sequential, session key dropped before each) p50 "
+        f"{cold['cluster'].p50_ms / cold['single'].p50_ms:.2f}x  ({cold['cluster'].p50_ms:.1f} vs "
+        f"{cold['single'].p50_ms:.1f} ms)"
+    )
 
 
 def current_etag(url: str, token: str) -> str:

@@ -3,6 +3,7 @@
 
     .venv/bin/python bench/purge.py            # about 1-2 minutes; prints ratios against baselines
     .venv/bin/python bench/purge.py --deals 1000   # a quicker, smaller run
+    .venv/bin/python bench/purge.py --cluster  # also on a throwaway Redis Cluster, with cluster/single ratios
 
 Starts its own throwaway redis-server on a spare loopback port (never the shared 6379) and measures, each
 against a baseline taken in the same run (these machines are noisy; only ratios mean much):
@@ -13,7 +14,9 @@ against a baseline taken in the same run (these machines are noisy; only ratios 
 2. by_deal latency for a 100-key deal with 1M keys present against 1k keys present (goal: equal within
    noise, a few milliseconds);
 3. p99 latency of a GET probe running in its own process during each deletion (goal < 10 ms);
-4. peak RSS of the purge process (each deletion runs in its own process).
+4. peak RSS of the purge process (each deletion runs in its own process);
+5. with --cluster, purge all and by_deal on a throwaway Redis Cluster (3 primaries with replicas, on this
+   same machine) against the same on the single node, taking turns, with the ratios cluster / single.
 
 Key names come from the key registry (canvas_project.keys), as everywhere else. The Redis-only engine is timed;
 the service around it adds a few PostgreSQL queries (deal row, active runs, the audit row) per call.
@@ -232,15 +235,17 @@ def _memory_kb(field: str) -> int:
 WORKERS = ("ceiling", "scan-order", "ours-all", "ours-default")
 
 
-def worker(port: int, kind: str, deals: int) -> None:
+def worker(port: int, kind: str, deals: int, cluster: bool = False) -> None:
     import django
 
     django.setup()
     import redis
 
     from canvas_project import keyspace
+    from canvas_project.redis_client import cluster_client
 
-    client = redis.Redis(port=port)
+    # on a cluster: the service's own cluster client, REDIS_URL naming one node
+    client = cluster_client(f"redis://127.0.0.1:{port}") if cluster else redis.Redis(port=port)
     known: list = []
     known_deals = deal_ids(deals)
     if kind == "ceiling":
@@ -281,9 +286,10 @@ def worker(port: int, kind: str, deals: int) -> None:
     )
 
 
-def run_worker(server: Server, kind: str, deals: int) -> dict:
+def run_worker(server, kind: str, deals: int, cluster: bool = False) -> dict:
     out = subprocess.run(
-        [sys.executable, __file__, "--worker", kind, "--port", str(server.port), "--deals", str(deals)],
+        [sys.executable, __file__, "--worker", kind, "--port", str(server.port), "--deals", str(deals)]
+        + (["--cluster-worker"] if cluster else []),
         capture_output=True,
         text=True,
         check=True,
@@ -379,11 +385,18 @@ def main() -> None:
     parser.add_argument("--deals", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=200, help="by_deal measurements per keyspace size")
     parser.add_argument("--repeat", type=int, default=2, help="runs of each mode-all measurement; best kept")
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="also run purge all and by_deal on a throwaway Redis Cluster (3 primaries) and print its ratios",
+    )
+    parser.add_argument("--cluster-replicas", type=int, default=1, help="replicas per primary of that cluster")
     parser.add_argument("--worker", choices=WORKERS, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--cluster-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.port, args.worker, args.deals)
+        worker(args.port, args.worker, args.deals, cluster=args.cluster_worker)
         return
 
     import django
@@ -451,6 +464,7 @@ def main() -> None:
                 f"  with {keys_present:>9,} keys present: median {figures['median_ms']:.3f} ms, "
                 f"p95 {figures['p95_ms']:.3f} ms"
             )
+        on_cluster = cluster_figures(server, deals, payload, args) if args.cluster else None
     finally:
         server.stop()
 
@@ -490,7 +504,90 @@ def main() -> None:
         f"default purge {default['peak_rss_kb'] / 1024:.0f} MiB; the known-keys UNLINK, holding its list, "
         f"{ceiling['peak_rss_kb'] / 1024:.0f} MiB)",
     )
+    if on_cluster is not None:
+        print("\nratios, Redis Cluster vs the single node (same run, same keys):")
+        single_rate = max(figures["rate"] for figures in on_cluster["single_all"])
+        cluster_rate = max(figures["rate"] for figures in on_cluster["cluster_all"])
+        _line(
+            "purge all, include_checkpoints, cluster vs single:",
+            f"{cluster_rate / single_rate:.2f}x  ({cluster_rate:,.0f} vs {single_rate:,.0f} keys/s; "
+            f"{on_cluster['primaries']} primaries walked one after another)",
+        )
+        single_deal, cluster_deal = on_cluster["by_deal"]
+        _line(
+            "by_deal (median), cluster vs single:",
+            f"{cluster_deal['median_ms'] / single_deal['median_ms']:.2f}x  ({cluster_deal['median_ms']:.2f} ms vs "
+            f"{single_deal['median_ms']:.2f} ms; p95 {cluster_deal['p95_ms']:.2f} vs {single_deal['p95_ms']:.2f} ms)",
+        )
     print(f"bench took {time.perf_counter() - bench_started:.0f} s")
+
+
+# --- the same on a Redis Cluster ----------------------------------------------------------------------------
+class _ClusterTarget:
+    """What by_deal_latency() and run_worker() need of a server: a client and a port naming one node."""
+
+    def __init__(self, cluster) -> None:
+        from canvas_project.redis_client import cluster_client
+
+        self.port = cluster.ports[0]
+        self.client = cluster_client(cluster.url)
+
+
+def _load_cluster(cluster, commands: list[tuple]) -> None:
+    """Each command to the primary that owns its key's slot, through redis-cli --pipe per node."""
+    from redis.crc import key_slot
+
+    owner_of_slot: dict[int, int] = {}
+    for start, end, primary, *_replicas in cluster.node(cluster.ports[0]).execute_command("CLUSTER", "SLOTS"):
+        for slot in range(start, end + 1):
+            owner_of_slot[slot] = int(primary[1])
+    by_port: dict[int, list[tuple]] = {}
+    for command in commands:
+        by_port.setdefault(owner_of_slot[key_slot(str(command[1]).encode())], []).append(command)
+    for port, part in by_port.items():
+        done = subprocess.run(
+            [find_binary("redis-cli"), "-p", str(port), "--pipe"], input=resp(part), capture_output=True, check=True
+        )
+        if b"errors: 0," not in done.stdout:
+            raise SystemExit(f"loading the cluster failed: {done.stdout[-300:]!r}")
+
+
+def cluster_figures(server: Server, deals: list[str], payload: bytes, args) -> dict:
+    """purge all (include_checkpoints) and by_deal on a throwaway cluster, the single node taking turns
+    with it (single, cluster, cluster, single), so the machine's noise weighs on both alike."""
+    from tests.servers import ThrowawayRedisCluster
+
+    commands = [c for deal in deals for c in deal_commands(deal)] + foreign_commands()
+    print(f"Redis Cluster: 3 primaries, {args.cluster_replicas} replica(s) each, throwaway, on this machine:")
+    with ThrowawayRedisCluster(primaries=3, replicas_per_primary=args.cluster_replicas) as cluster:
+        target = _ClusterTarget(cluster)
+        figures: dict = {"single_all": [], "cluster_all": [], "primaries": 3}
+        for turn in ("single", "cluster", "cluster", "single"):
+            if turn == "single":
+                server.client.flushall()
+                server.load(payload)
+                result = run_worker(server, "ours-all", args.deals)
+            else:
+                cluster.flush()
+                _load_cluster(cluster, commands)
+                result = run_worker(target, "ours-all", args.deals, cluster=True)
+                left = sum(cluster.node(p).dbsize() for p in cluster.primary_ports())
+                assert left == len(foreign_commands()), f"{left} keys left on the cluster"
+            result["rate"] = result["deleted"] / result["seconds"]
+            figures[f"{turn}_all"].append(result)
+            print(
+                f"  purge all on the {turn:<7} {result['deleted']:>9,} keys in {result['seconds']:6.2f} s = "
+                f"{result['rate']:>9,.0f} keys/s",
+                flush=True,
+            )
+        server.client.flushall()
+        server.load(payload)
+        cluster.flush()
+        _load_cluster(cluster, commands)
+        figures["by_deal"] = by_deal_latency([server, target], deals[:10], args.rounds)
+        for name, row in zip(("single", "cluster"), figures["by_deal"], strict=True):
+            print(f"  by_deal on the {name:<7} median {row['median_ms']:.3f} ms, p95 {row['p95_ms']:.3f} ms")
+    return figures
 
 
 if __name__ == "__main__":

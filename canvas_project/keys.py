@@ -130,8 +130,14 @@ def index_key(deal_id) -> str:
 
 
 # Keys that are not per deal: outside every family, never purged.
-def rate_limit_key(bucket: str, subject: object) -> str:
-    return f"ratelimit:{_segment(bucket, 'bucket')}:{_segment(subject, 'subject')}"
+def rate_limit_key(bucket: str, subject: object, *, slot_group: str | None = None) -> str:
+    """A rate-limit bucket. Hash-tagged for Redis Cluster: by its subject, so buckets spread over the
+    shards; or, for buckets one Lua script spends together (login: the username's and the address's), by
+    their `slot_group`, so that script's keys share one slot."""
+    bucket, subject = _segment(bucket, "bucket"), _segment(subject, "subject")
+    if slot_group is not None:
+        return f"ratelimit:{{{_segment(slot_group, 'slot_group')}}}:{bucket}:{subject}"
+    return f"ratelimit:{bucket}:{{{subject}}}"
 
 
 def replica_pin_key(subject: object) -> str:

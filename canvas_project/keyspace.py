@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 
 import redis
-from django.conf import settings
 from redis.cluster import RedisCluster
 
 from canvas_project import keys
@@ -36,25 +35,11 @@ SKIP_ACTIVE_RUN = "active_run"
 
 ProgressCallback = Callable[["WalkProgress"], None]
 
-_cluster_clients: dict[str, RedisCluster] = {}
-
 
 def purge_redis_client() -> redis.Redis | RedisCluster:
-    """The client the purge uses: the shared one, or a RedisCluster when REDIS_CLUSTER is on.
-
-    The producers' django-redis client talks to one node; a purge of mode `all` has to walk every
-    primary, which redis-py's RedisCluster knows how to find (CLUSTER SLOTS).
-    """
-    if not settings.REDIS_CLUSTER:
-        return get_redis()
-    url = settings.REDIS_URL
-    client = _cluster_clients.get(url)
-    if client is None:
-        timeout = settings.REDIS_SOCKET_TIMEOUT
-        client = _cluster_clients[url] = RedisCluster.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout
-        )
-    return client
+    """The client the purge uses: get_redis(), a RedisCluster when REDIS_CLUSTER is on (a purge of mode
+    `all` walks every primary, which the cluster client finds through CLUSTER SLOTS)."""
+    return get_redis()
 
 
 def is_cluster(client) -> bool:

@@ -57,6 +57,11 @@ class Bucket:
     per_minute: int
     burst: int
     what: str = "AI requests"  # what the bucket meters, for the 429 sentence
+    # Buckets spent together in one script share this hash tag (one cluster slot); None: tagged by subject.
+    slot_group: str | None = None
+
+    def key(self, subject: object) -> str:
+        return keys.rate_limit_key(self.name, subject, slot_group=self.slot_group)
 
     @property
     def interval_ms(self) -> int:
@@ -67,12 +72,18 @@ def generate_bucket() -> Bucket:
     return Bucket("generate", settings.GENERATE_RATE_PER_MINUTE, settings.GENERATE_RATE_BURST)
 
 
+# A login spends the username's and the address's bucket in one script, so on a Redis Cluster every login
+# bucket lives in this one slot (one shard carries all login metering: one short script per attempt).
+LOGIN_SLOT_GROUP = "login"
+
+
 def login_username_bucket() -> Bucket:
     return Bucket(
         "login_username",
         settings.LOGIN_USERNAME_RATE_PER_MINUTE,
         settings.LOGIN_USERNAME_BURST,
         what="login attempts for this username",
+        slot_group=LOGIN_SLOT_GROUP,
     )
 
 
@@ -82,6 +93,7 @@ def login_address_bucket() -> Bucket:
         settings.LOGIN_ADDRESS_RATE_PER_MINUTE,
         settings.LOGIN_ADDRESS_BURST,
         what="login attempts from this address",
+        slot_group=LOGIN_SLOT_GROUP,
     )
 
 
@@ -129,9 +141,7 @@ def consume_together(spends: list[tuple[Bucket, object]]) -> None:
     args: list[object] = []
     for bucket, _subject in spends:
         args += [bucket.interval_ms, bucket.burst]
-    allowed, wait_ms, refused_by = _GCRA(
-        [keys.rate_limit_key(bucket.name, subject) for bucket, subject in spends], args, client=get_redis()
-    )
+    allowed, wait_ms, refused_by = _GCRA([bucket.key(subject) for bucket, subject in spends], args, client=get_redis())
     if not allowed:
         bucket = spends[int(refused_by) - 1][0]
         retry_after = max(1, math.ceil(int(wait_ms) / 1000))
@@ -144,4 +154,4 @@ def consume_together(spends: list[tuple[Bucket, object]]) -> None:
 
 def forget(bucket: Bucket, subject: object) -> None:
     """Drop the subject's bucket (it starts full again). Raises redis ConnectionError / TimeoutError."""
-    get_redis().delete(keys.rate_limit_key(bucket.name, subject))
+    get_redis().delete(bucket.key(subject))

@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from canvas_project.env import env_bool, env_int, env_list, env_required, env_str
 
@@ -173,7 +174,8 @@ AUTH_PASSWORD_VALIDATORS = [
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 # Seconds a Redis connect or reply may take before the client gives up (ConnectionError / TimeoutError).
 REDIS_SOCKET_TIMEOUT = float(env_str("REDIS_SOCKET_TIMEOUT", "2"))
-# The superadmin purge talks to REDIS_URL as a Redis Cluster and walks every primary (canvas_project.keyspace).
+# REDIS_URL names any node of a Redis Cluster: every Redis use goes through a cluster client that routes
+# each command to the node owning its slot (canvas_project.redis_client; docs/architecture.md "Redis Cluster").
 REDIS_CLUSTER = env_bool("REDIS_CLUSTER", False)
 CACHES = {
     "default": {
@@ -190,6 +192,9 @@ CACHES = {
         "KEY_PREFIX": "dc",
     }
 }
+if REDIS_CLUSTER:
+    # The cache shares get_redis()'s cluster client; django-redis has no cluster client of its own.
+    CACHES["default"]["OPTIONS"]["CLIENT_CLASS"] = "canvas_project.redis_client.ClusterCacheClient"
 
 
 def _celery_broker_url(redis_url: str) -> str:
@@ -205,9 +210,35 @@ def _celery_broker_url(redis_url: str) -> str:
 
 
 # --- Celery -----------------------------------------------------------------------------------
+def _broker_for_cluster(broker_url: str | None, redis_url: str) -> str:
+    """The broker beside a Redis Cluster: Celery cannot use a cluster as its broker (kombu's Redis
+    transport neither follows MOVED nor keeps a queue's keys in one slot), so one must be named, and a
+    Redis one may not be a node REDIS_URL names. canvas_project.celery also asks a Redis broker at worker
+    start whether it is a cluster node (REDIS_URL may name another node of the same cluster)."""
+    if not broker_url:
+        raise ImproperlyConfigured(
+            "REDIS_CLUSTER=true: set CELERY_BROKER_URL to a broker that is not the cluster (e.g. "
+            "amqp://guest:guest@127.0.0.1:5672//, or a separate non-cluster Redis); Celery cannot use a Redis Cluster."
+        )
+    broker, cluster = urlsplit(broker_url), urlsplit(redis_url)
+    if broker.scheme.startswith("redis") and (broker.hostname, broker.port or 6379) == (
+        cluster.hostname,
+        cluster.port or 6379,
+    ):
+        raise ImproperlyConfigured(
+            f"CELERY_BROKER_URL points at the Redis Cluster node {cluster.hostname}:{cluster.port or 6379} "
+            "(REDIS_URL): Celery cannot use a Redis Cluster as its broker; use RabbitMQ or a separate Redis."
+        )
+    return broker_url
+
+
 # redis://... (default: the service's Redis) or amqp://user:password@host:5672/vhost (RabbitMQ; needed when
 # Redis is a cluster, which Celery's Redis transport cannot use). docs/operations.md "Celery broker".
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", _celery_broker_url(REDIS_URL))
+CELERY_BROKER_URL = (
+    _broker_for_cluster(env_str("CELERY_BROKER_URL"), REDIS_URL)
+    if REDIS_CLUSTER
+    else env_str("CELERY_BROKER_URL", _celery_broker_url(REDIS_URL))
+)
 # No result backend: no code waits on a task's return value. Runs and ingestion record their outcome in
 # PostgreSQL (run and document rows) and stream progress through Redis; a backend would only add a write
 # per task (and reply queues with rpc://) that nobody reads. docs/operations.md says more.

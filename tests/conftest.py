@@ -41,6 +41,38 @@ def _redis_isolation():
         pass
 
 
+@pytest.fixture(scope="session")
+def redis_cluster():
+    """A throwaway Redis Cluster (3 primaries, 3 replicas) for the session, started on first use."""
+    from canvas_project.redis_client import close_cluster_clients
+    from tests.servers import ThrowawayRedisCluster
+
+    cluster = ThrowawayRedisCluster(primaries=3, replicas_per_primary=1).start()
+    yield cluster
+    close_cluster_clients()
+    cluster.stop()
+
+
+@pytest.fixture
+def on_cluster(redis_cluster, settings, monkeypatch):
+    """The whole Redis layer of this test on the cluster: REDIS_CLUSTER on, REDIS_URL naming one node (in
+    this process's settings and in the environment of service processes the test starts; their Celery
+    broker stays the test's single-node Redis). Fails the test when a cross-slot command or a redirection
+    leaked out of the cluster client (canvas_project.redis_client.cluster_faults)."""
+    from canvas_project import redis_client
+
+    redis_cluster.flush()
+    settings.REDIS_CLUSTER = True
+    settings.REDIS_URL = redis_cluster.url
+    monkeypatch.setenv("REDIS_CLUSTER", "true")
+    monkeypatch.setenv("CELERY_BROKER_URL", settings.CELERY_BROKER_URL)
+    seen = len(redis_client.cluster_faults)
+    yield redis_cluster
+    leaked = redis_client.cluster_faults[seen:]
+    redis_cluster.flush()
+    assert not leaked, f"cross-slot commands or redirections leaked out on the cluster: {leaked}"
+
+
 @dataclass
 class Cast:
     org: Org

@@ -294,3 +294,182 @@ class ServiceProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
         self.process = None
+
+
+class ThrowawayRedisCluster:
+    """A real Redis Cluster of `primaries` primaries with `replicas_per_primary` replicas each, every node a
+    redis-server (redis_server_binary()) on a spare loopback port in a temporary folder; never the shared
+    Redis. Formed with CLUSTER MEET / ADDSLOTS / REPLICATE, so no redis-cli is needed.
+
+    `kill(port)` kills one node's process (SIGKILL, as a crash); the cluster promotes a replica of a killed
+    primary after `node_timeout_ms`. stop() kills every node and removes the folder.
+    """
+
+    SLOTS = 16384
+
+    def __init__(self, primaries: int = 3, replicas_per_primary: int = 1, node_timeout_ms: int = 1000) -> None:
+        import tempfile
+
+        self.primaries = primaries
+        self.replicas_per_primary = replicas_per_primary
+        self.node_timeout_ms = node_timeout_ms
+        self.folder = Path(tempfile.mkdtemp(prefix="dc-redis-cluster-"))
+        self.ports: list[int] = []
+        self.processes: dict[int, subprocess.Popen] = {}
+
+    @property
+    def url(self) -> str:
+        """A URL naming one node (the first primary), as REDIS_URL would in production."""
+        return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    @staticmethod
+    def _cluster_port() -> int:
+        # The cluster bus listens on port + 10000: both must be free.
+        while True:
+            port = free_port()
+            if port + 10000 > 65535:
+                continue
+            with socket.socket() as bus:
+                try:
+                    bus.bind(("127.0.0.1", port + 10000))
+                except OSError:
+                    continue
+            return port
+
+    def _spawn(self, port: int) -> None:
+        self.processes[port] = subprocess.Popen(
+            [
+                redis_server_binary(),
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                f"nodes-{port}.conf",
+                "--cluster-node-timeout",
+                str(self.node_timeout_ms),
+                "--dir",
+                str(self.folder),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--loglevel",
+                "warning",
+                "--logfile",
+                str(self.folder / f"{port}.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def node(self, port: int) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1, socket_timeout=5)
+
+    def _wait(self, predicate, what: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if predicate():
+                    return
+            except redis.exceptions.RedisError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"Redis Cluster: timed out waiting for {what} (logs in {self.folder})")
+
+    def start(self) -> ThrowawayRedisCluster:
+        total = self.primaries * (1 + self.replicas_per_primary)
+        self.ports = [self._cluster_port() for _ in range(total)]
+        for port in self.ports:
+            self._spawn(port)
+        for port in self.ports:
+            self._wait(lambda port=port: self.node(port).ping(), f"redis-server on {port}")
+        first = self.node(self.ports[0])
+        for port in self.ports[1:]:
+            first.execute_command("CLUSTER", "MEET", "127.0.0.1", port)
+        primaries = self.ports[: self.primaries]
+        bounds = [round(i * self.SLOTS / self.primaries) for i in range(self.primaries + 1)]
+        for i, port in enumerate(primaries):
+            self.node(port).execute_command("CLUSTER", "ADDSLOTS", *range(bounds[i], bounds[i + 1]))
+        self._wait(
+            lambda: all(
+                len(self.node(p).execute_command("CLUSTER", "NODES").splitlines()) == total for p in self.ports
+            ),
+            "every node to know every other",
+        )
+        ids = {port: self.node(port).execute_command("CLUSTER", "MYID").decode() for port in primaries}
+        for n, port in enumerate(self.ports[self.primaries :]):
+            primary = primaries[n % self.primaries]
+            self.node(port).execute_command("CLUSTER", "REPLICATE", ids[primary])
+        self._wait(
+            lambda: all(self.node(p).cluster("info")["cluster_state"] == "ok" for p in self.ports), "cluster state ok"
+        )
+        self._wait(self._replicas_linked, "every replica linked to its primary")
+        return self
+
+    def _replicas_linked(self) -> bool:
+        linked = 0
+        for port in self.ports:
+            info = self.node(port).info("replication")
+            if info["role"] == "slave" and info.get("master_link_status") == "up":
+                linked += 1
+        return linked == self.primaries * self.replicas_per_primary
+
+    def primary_ports(self) -> list[int]:
+        return [p for p in self.alive_ports() if self.node(p).info("replication")["role"] == "master"]
+
+    def alive_ports(self) -> list[int]:
+        return [p for p, proc in self.processes.items() if proc.poll() is None]
+
+    def port_of_key(self, key: str) -> int:
+        """The port of the primary that serves `key`'s slot now."""
+        from redis.crc import key_slot
+
+        slot = key_slot(key.encode())
+        for port in self.alive_ports():
+            try:
+                for start, end, primary, *_replicas in self.node(port).execute_command("CLUSTER", "SLOTS"):
+                    if start <= slot <= end:
+                        return int(primary[1])
+            except redis.exceptions.RedisError:
+                continue
+        raise RuntimeError(f"no live node knows slot {slot}")
+
+    def kill(self, port: int) -> None:
+        process = self.processes[port]
+        process.kill()
+        process.wait(timeout=10)
+
+    def wait_healthy(self, timeout: float = 30.0) -> None:
+        """Every live node reports cluster_state ok."""
+        self._wait(
+            lambda: all(self.node(p).cluster("info")["cluster_state"] == "ok" for p in self.alive_ports()),
+            "cluster state ok",
+            timeout,
+        )
+
+    def flush(self) -> None:
+        for port in self.primary_ports():
+            self.node(port).flushall()
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.kill()
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        self.processes.clear()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def __enter__(self) -> ThrowawayRedisCluster:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

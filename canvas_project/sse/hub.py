@@ -34,6 +34,7 @@ import redis.asyncio as aioredis
 from django.conf import settings
 
 from canvas_project.observability import metrics
+from canvas_project.redis_client import async_cluster_client
 
 logger = logging.getLogger(__name__)
 
@@ -119,18 +120,43 @@ class Lease:
 
 
 _clients: dict[int, aioredis.Redis] = {}
+# With REDIS_CLUSTER, the readers' cluster client of each loop (its reads block, so a longer read timeout).
+_reader_clients: dict[int, object] = {}
 
 
 def async_redis() -> aioredis.Redis:
-    """The async client of the running event loop (one pool per loop)."""
+    """The async client of the running event loop (one pool per loop; a cluster client with REDIS_CLUSTER)."""
     loop_id = id(asyncio.get_running_loop())
     client = _clients.get(loop_id)
     if client is None:
-        client = aioredis.Redis.from_url(
-            settings.REDIS_URL, socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT, health_check_interval=30
-        )
+        if settings.REDIS_CLUSTER:
+            client = async_cluster_client()
+        else:
+            client = aioredis.Redis.from_url(
+                settings.REDIS_URL, socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT, health_check_interval=30
+            )
         _clients[loop_id] = client
     return client
+
+
+def _reader_client() -> tuple[object, bool]:
+    """(client, owned) for one stream reader. The read timeout outlasts the blocking XREAD: redis-py 8
+    defaults it to 5 s, as long as the block, so every quiet XREAD failed with TimeoutError and dropped its
+    connection. Single node: a client of its own (one connection, closed with the reader). Cluster: the
+    loop's reader client, which sends each reader's XREAD to the node owning that stream's slot on a
+    connection of its own while it blocks (redis-py's async cluster takes a free connection per command),
+    so one reader per deal per process reads from the right node, and XREAD never names two streams."""
+    timeout = BLOCK_MS / 1000 + settings.REDIS_SOCKET_TIMEOUT
+    if not settings.REDIS_CLUSTER:
+        client = aioredis.Redis.from_url(
+            settings.REDIS_URL, socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT, socket_timeout=timeout
+        )
+        return client, True
+    loop_id = id(asyncio.get_running_loop())
+    client = _reader_clients.get(loop_id)
+    if client is None:
+        client = _reader_clients[loop_id] = async_cluster_client(socket_timeout=timeout)
+    return client, False
 
 
 def _decode(entries) -> list[Entry]:
@@ -251,13 +277,7 @@ class _Reader:
                     subscriber.queue.put_nowait(HEARTBEAT)
 
     async def _run(self) -> None:
-        # The read timeout outlasts the blocking XREAD: redis-py 8 defaults it to 5 s, as long as the
-        # block, so every quiet XREAD failed with TimeoutError and dropped its connection.
-        client = aioredis.Redis.from_url(
-            settings.REDIS_URL,
-            socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT,
-            socket_timeout=BLOCK_MS / 1000 + settings.REDIS_SOCKET_TIMEOUT,
-        )
+        client, owned = _reader_client()
         backoff = 0.2
         outage = False  # Redis failed since the last good read: events may have been dropped meanwhile
         before_outage: str | None = None  # the last id read before the outage
@@ -313,7 +333,8 @@ class _Reader:
                     last_fanout = loop.time()
         finally:
             ticker.cancel()
-            await client.aclose()
+            if owned:
+                await client.aclose()
 
     async def _outage_reset(self, client: aioredis.Redis, before: str | None) -> Reset:
         """The RESET after an outage: whether the history still holds the last id read before it."""
@@ -519,6 +540,7 @@ async def close_loop_resources() -> None:
             reader.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader.task
-    client = _clients.pop(loop_id, None)
-    if client is not None:
-        await client.aclose()
+    for registry in (_clients, _reader_clients):
+        client = registry.pop(loop_id, None)
+        if client is not None:
+            await client.aclose()

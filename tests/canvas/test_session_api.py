@@ -7,7 +7,6 @@ import pathlib
 
 import jsonschema
 import pytest
-import redis
 
 from canvas.memo import session
 from canvas_project import keys, ratelimit
@@ -86,13 +85,15 @@ def test_blank_canvases_are_blank_until_written(cast):
 class _RedisCommandCounter:
     def __init__(self, monkeypatch):
         self.commands: list[str] = []
-        original = redis.Redis.execute_command
+        # the class of the service's client: redis.Redis, or the cluster client (tests/cluster re-runs this)
+        client_class = type(get_redis())
+        original = client_class.execute_command
 
         def counting(client, *args, **kwargs):
             self.commands.append(str(args[0]))
             return original(client, *args, **kwargs)
 
-        monkeypatch.setattr(redis.Redis, "execute_command", counting)
+        monkeypatch.setattr(client_class, "execute_command", counting)
 
 
 def test_a_cached_get_costs_one_redis_round_trip_and_one_query(

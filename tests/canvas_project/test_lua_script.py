@@ -36,3 +36,11 @@ def test_a_script_error_is_raised_as_with_eval(redis_client):
     for _ in range(2):  # by EVAL (unknown), then by EVALSHA
         with pytest.raises(redis.exceptions.ResponseError):
             script([name], client=redis_client)
+
+
+def test_keys_in_several_cluster_slots_are_refused_before_redis_sees_them(redis_client):
+    # a cluster answers CROSSSLOT; the check runs on a single node too, so the single-node suite keeps the rule
+    script = LuaScript(f"-- {uuid.uuid4()}\nreturn #KEYS")
+    with pytest.raises(ValueError, match="share a cluster slot"):
+        script(["canvas:session:{a}", "canvas:session:{b}"], client=redis_client)
+    assert script(["ratelimit:{login}:x:1", "ratelimit:{login}:y:2"], client=redis_client) == 2

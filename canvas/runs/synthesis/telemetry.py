@@ -17,7 +17,7 @@ from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 
 from canvas_project import keys
-from canvas_project.redis_client import get_redis
+from canvas_project.redis_client import get_redis, pipeline_unlink
 
 logger = logging.getLogger(__name__)
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
@@ -171,7 +171,7 @@ def clear_deal_run_state(deal_id) -> int:
     fixed = [keys.discourse_key(deal_id), keys.session_key(deal_id), keys.readiness_key(deal_id)]
     removed = 0
     with client.pipeline(transaction=False) as pipe:
-        pipe.unlink(*variable, *fixed)
+        pipeline_unlink(pipe, *variable, *fixed)
         if variable:
             pipe.srem(index, *variable)
         removed = int(pipe.execute()[0])

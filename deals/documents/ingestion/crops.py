@@ -15,7 +15,7 @@ import logging
 from datetime import UTC, datetime
 
 from canvas_project import keys
-from canvas_project.redis_client import get_redis
+from canvas_project.redis_client import get_redis, pipeline_unlink
 from deals.documents.ingestion.digitize import MAX_CROPS_PER_DOCUMENT, Digitized
 from deals.documents.ingestion.intel import REDIS_ERRORS
 
@@ -58,7 +58,7 @@ def digitization_cache_write(*, document, digitized: Digitized) -> bool:
         # A re-ingest may find fewer figures than before: drop the old tail first.
         stale = [keys.image_crop_key(deal_id, doc_id, n) for n in range(len(digitized.crops), MAX_CROPS_PER_DOCUMENT)]
         if stale:
-            pipe.unlink(*stale)
+            pipeline_unlink(pipe, *stale)
         for index, crop in enumerate(digitized.crops[:MAX_CROPS_PER_DOCUMENT]):
             crop_key = keys.image_crop_key(deal_id, doc_id, index)
             pipe.set(crop_key, crop.data, ex=keys.IMAGE_CROP_TTL)
@@ -85,7 +85,7 @@ def document_keys_delete(*, deal_id, document_id) -> int | None:
     names = document_keys(deal_id=deal_id, document_id=document_id)
     try:
         pipe = get_redis().pipeline(transaction=False)
-        pipe.unlink(*names)
+        pipeline_unlink(pipe, *names)
         pipe.srem(keys.index_key(deal_id), *names)
         removed, _ = pipe.execute()
         return int(removed)

@@ -1,131 +1,22 @@
-"""The purge against a real Redis Cluster: three redis-server primaries started by this module on spare
-loopback ports (never the shared Redis), joined with `redis-cli --cluster create`."""
+"""The purge against a real Redis Cluster: the session's throwaway cluster (3 primaries, 3 replicas on
+spare loopback ports, never the shared Redis; tests/conftest.py `redis_cluster`)."""
 
 from __future__ import annotations
-
-import shutil
-import socket
-import subprocess
-import time
 
 import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from canvas_project import keys, keyspace
+from canvas_project import keys
 from superadmin import services
 from tests.superadmin.conftest import EXPECTED, UNPROTECTED, deal_keys_present, new_deal_id, write_deal_state
 
-REDIS_SERVER = shutil.which("redis-server")
-REDIS_CLI = shutil.which("redis-cli")
-pytestmark = pytest.mark.skipif(not (REDIS_SERVER and REDIS_CLI), reason="needs redis-server and redis-cli")
-
-
-def _spare_port() -> int:
-    # The cluster bus listens on port + 10000: both must be free.
-    while True:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        if port + 10000 > 65535:
-            continue
-        with socket.socket() as bus:
-            try:
-                bus.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        return port
-
-
-def _wait(predicate, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except redis.exceptions.RedisError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"timed out waiting for {what}")
-
-
-@pytest.fixture(scope="module")
-def cluster_ports(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("redis-cluster")
-    ports = [_spare_port() for _ in range(3)]
-    processes = [
-        subprocess.Popen(
-            [
-                REDIS_SERVER,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                f"nodes-{port}.conf",
-                "--cluster-node-timeout",
-                "5000",
-                "--dir",
-                str(folder),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--logfile",
-                str(folder / f"{port}.log"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for port in ports
-    ]
-    try:
-        for port in ports:
-            _wait(lambda port=port: redis.Redis(port=port).ping(), f"redis-server on {port}")
-        subprocess.run(
-            [
-                REDIS_CLI,
-                "--cluster",
-                "create",
-                *(f"127.0.0.1:{p}" for p in ports),
-                "--cluster-replicas",
-                "0",
-                "--cluster-yes",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=30,
-        )
-        for port in ports:
-            _wait(
-                lambda port=port: redis.Redis(port=port).cluster("info")["cluster_state"] == "ok",
-                f"cluster state ok on {port}",
-            )
-        yield ports
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
 
 @pytest.fixture
-def cluster(cluster_ports, settings):
-    url = f"redis://127.0.0.1:{cluster_ports[0]}/0"
-    settings.REDIS_CLUSTER = True
-    settings.REDIS_URL = url
-    client = RedisCluster(host="127.0.0.1", port=cluster_ports[0])
-    client.flushall(target_nodes=RedisCluster.PRIMARIES)
+def cluster(on_cluster):
+    client = RedisCluster(host="127.0.0.1", port=on_cluster.ports[0])
     yield client
     client.close()
-    cached = keyspace._cluster_clients.pop(url, None)
-    if cached is not None:
-        cached.close()
 
 
 def _deals_over_every_node(client: RedisCluster, count: int = 9) -> list[str]:

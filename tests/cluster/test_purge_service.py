@@ -1,0 +1,3 @@
+"""tests.superadmin.test_purge_service on the Redis Cluster (see conftest.py)."""
+
+from tests.superadmin.test_purge_service import *  # noqa: F403
