@@ -29,6 +29,7 @@ from canvas_project.sse.responses import (
     last_event_id,
     method_not_allowed,
     released,
+    released_to_pool,
     slotted_response,
     sse_response,
 )
@@ -81,7 +82,7 @@ async def run_event_stream(
                     break
             except hub.REDIS_ERRORS:
                 pass
-            if await released(_run_status)(run_id) in TERMINAL_RUN_STATUSES and not await client.exists(key):
+            if await released_to_pool(_run_status)(run_id) in TERMINAL_RUN_STATUSES and not await client.exists(key):
                 yield format_reset(
                     hub.Reset(
                         "The run's event history is gone (expired or purged); read the run with GET /runs/{run_id}.",
@@ -103,7 +104,7 @@ async def run_event_stream(
                 return
             if item is hub.HEARTBEAT:
                 # a run that ended while Redis lost its `done` must not hold the client forever
-                if await released(_run_status)(run_id) in TERMINAL_RUN_STATUSES:
+                if await released_to_pool(_run_status)(run_id) in TERMINAL_RUN_STATUSES:
                     terminal_heartbeats += 1
                     if terminal_heartbeats >= 2:
                         return

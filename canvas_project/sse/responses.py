@@ -42,23 +42,32 @@ def database_unavailable() -> SseError:
     return SseError(JsonResponse({"detail": "PostgreSQL is unavailable; try again shortly."}, status=503))
 
 
-def released(fn: Callable) -> Callable:
-    """`fn` on a thread of the event loop's shared pool, then its pooled DB connection goes back to the pool.
-
-    Django returns a thread's connection only at request_finished, which for a stream comes when the
-    stream ends: without this every open stream would pin one pooled connection (DB_POOL_MAX_SIZE
-    streams per worker, the next one waits DB_POOL_TIMEOUT and fails with a 500). Not the request's own
-    thread-sensitive thread: a stream's work while it is open (a run's status) must not need one, and the
-    stream gives that thread up once it starts (canvas_project.asgi).
-    """
-
+def _closing(fn: Callable) -> Callable:
     def call(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         finally:
             connection.close()
 
-    return sync_to_async(call, thread_sensitive=False)
+    return call
+
+
+def released(fn: Callable) -> Callable:
+    """`fn` on the request's sync thread, then its pooled DB connection goes back to the pool: what a stream
+    does while it opens (authentication, authorization).
+
+    Django returns a thread's connection only at request_finished, which for a stream comes when the
+    stream ends: without this every open stream would pin one pooled connection (DB_POOL_MAX_SIZE
+    streams per worker, the next one waits DB_POOL_TIMEOUT and fails with a 500).
+    """
+    return sync_to_async(_closing(fn), thread_sensitive=True)
+
+
+def released_to_pool(fn: Callable) -> Callable:
+    """As `released`, on a thread of the loop's shared pool: for what an OPEN stream does (a run's status).
+    The stream has given its request thread up by then (canvas_project.sse.handler); a thread-sensitive call
+    would start a new one and hold it until the stream ends."""
+    return sync_to_async(_closing(fn), thread_sensitive=False)
 
 
 # --- open streams per user and per deal --------------------------------------------------------------
