@@ -122,6 +122,13 @@ CANVAS_EVENTS = {
     ),
     "run_finished": canvas_event("A drafting run ended.", {**RUN, "status": STRING}),
     "run_cancel_requested": canvas_event("Someone asked a run to stop.", RUN),
+    "run_input_required": canvas_event(
+        "A drafting run paused for input on sections without material (GET /runs/{run_id} has its input_request).",
+        {**RUN, "sections": STRINGS, "reason": STRING, "expires_at": {"type": "string", "format": "date-time"}},
+    ),
+    "run_input_received": canvas_event(
+        "A run waiting for input was answered and continues.", {**RUN, "notes": STRINGS, "retry_retrieval": STRINGS}
+    ),
     "reset": RESET,
 }
 

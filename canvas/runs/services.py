@@ -41,6 +41,7 @@ from canvas.runs.selectors import run_get
 from canvas.runs.synthesis import config, telemetry
 from canvas.runs.synthesis.drafters import DraftFailed, DraftRequest, DraftStopped
 from canvas.runs.synthesis.graph import RunContext, SectionPlan, SectionWrite, SectionWriteRefused, run_graph
+from canvas.runs.synthesis.human_input import MISSING, InputRequired
 from canvas.runs.synthesis.retrieval import Passage, PassageIndex, load_metrics, load_passages
 from canvas_project import events
 from canvas_project.celery import app as celery_app
@@ -63,6 +64,8 @@ class MultitaskStrategy(StrEnum):
 
 
 CANCEL_STRATEGIES = (MultitaskStrategy.INTERRUPT, MultitaskStrategy.ROLLBACK)
+# A deal's queued runs wait while one of its runs is running or waiting for input.
+HOLDING_RUN_STATUSES = (RunStatus.RUNNING, RunStatus.WAITING_INPUT)
 RUN_TASK = "canvas.run_synthesis"  # canvas.runs.tasks.run_synthesis, enqueued by name
 AI_AUTHOR = "AI drafter"
 DEFAULT_SECTION_SECONDS = 3.0
@@ -102,6 +105,11 @@ def _enqueue(run_id) -> None:
         celery_app.send_task(RUN_TASK, args=[str(run_id)], soft_time_limit=budget + 60, time_limit=budget + 120)
     except Exception:  # noqa: BLE001 - the broker is down: the row stays queued; the sweeper re-enqueues it
         logger.exception("could not enqueue run %s; the sweeper will retry", run_id)
+
+
+def run_enqueue_on_commit(run_id) -> None:
+    """Send the run to a worker once the current transaction commits."""
+    transaction.on_commit(lambda: _enqueue(run_id))
 
 
 # --- create -----------------------------------------------------------------------------------------------
@@ -153,7 +161,10 @@ def run_create(
         active = SynthesisRun.objects.filter(deal=deal, status__in=ACTIVE_RUN_STATUSES).order_by("created_at").first()
         if active is not None and multitask_strategy == MultitaskStrategy.REJECT:
             raise RunConflict(
-                f"Run {active.pk} of this deal is {active.status}; wait for it, cancel it, or send "
+                f"Run {active.pk} of this deal is waiting for input; answer it (POST /runs/{active.pk}/resume), "
+                "cancel it, or send multitask_strategy=interrupt to cancel it and start this one."
+                if active.status == RunStatus.WAITING_INPUT
+                else f"Run {active.pk} of this deal is {active.status}; wait for it, cancel it, or send "
                 "?on_conflict=enqueue to queue this one behind it.",
                 active_run_id=str(active.pk),
                 active_run_status=active.status,
@@ -221,8 +232,8 @@ def _claim(run_id) -> SynthesisRun | None:
         run = SynthesisRun.objects.select_for_update().filter(pk=run_id).first()
         if run is None or run.status != RunStatus.QUEUED:
             return None
-        if SynthesisRun.objects.filter(deal_id=deal_id, status=RunStatus.RUNNING).exists():
-            return None  # the running run kicks the next queued one when it ends
+        if SynthesisRun.objects.filter(deal_id=deal_id, status__in=HOLDING_RUN_STATUSES).exists():
+            return None  # the running (or waiting) run kicks the next queued one when it ends
         older = (
             SynthesisRun.objects.filter(deal_id=deal_id, status=RunStatus.QUEUED, created_at__lt=run.created_at)
             .order_by("created_at")
@@ -232,7 +243,8 @@ def _claim(run_id) -> SynthesisRun | None:
             transaction.on_commit(lambda: _enqueue(older.pk))
             return None
         now = timezone.now()
-        run.status, run.started_at, run.heartbeat_at = RunStatus.RUNNING, now, now
+        # a run resumed after waiting for input keeps its first start
+        run.status, run.started_at, run.heartbeat_at = RunStatus.RUNNING, run.started_at or now, now
         run.drafter = config.drafter_class().name
         run.save(update_fields=["status", "started_at", "heartbeat_at", "drafter", "updated_at"])
     return run
@@ -383,6 +395,8 @@ def run_execute(*, run_id) -> str:
     deal = Deal.objects.get(pk=run.deal_id)
     user = User.objects.filter(pk=run.created_by_id).first() if run.created_by_id else None
     started = time.monotonic()
+    if run.input_answer is not None:
+        return _continue_with_input(run, deal, user, started)
     telemetry.emit_run_event(
         deal.pk,
         run.pk,
@@ -403,8 +417,15 @@ def run_execute(*, run_id) -> str:
         "run",
         {"run_id": str(run.pk), "agent": "synthesis", "text": f"Drafting {len(run.requested_sections)} section(s)."},
     )
+    return _drive(run, deal, user, started)
+
+
+def _drive(run: SynthesisRun, deal: Deal, user: User | None, started: float, resume: dict | None = None) -> str:
+    """Execute the graph (or continue it with a human-input answer) and end the run, or pause it for input."""
     try:
-        results = _execute(run, deal, user)
+        results = _execute(run, deal, user, resume=resume)
+    except InputRequired as paused:
+        return _pause_for_input(run, paused.request)
     except SoftTimeLimitExceeded:
         finished = run_finish(
             run_id=run.pk,
@@ -430,11 +451,65 @@ def run_execute(*, run_id) -> str:
     return finished.status if finished else _status_of(run.pk)
 
 
+def _continue_with_input(run: SynthesisRun, deal: Deal, user: User | None, started: float) -> str:
+    """A run resumed with its human-input answer: the graph goes on from its interrupt (the checkpoint)."""
+    telemetry.discourse_emit(
+        deal.pk,
+        "run",
+        {
+            "run_id": str(run.pk),
+            "agent": "synthesis",
+            "text": f"Continuing with the answer: notes for {len(run.input_answer.get('notes') or {})} section(s).",
+        },
+    )
+    return _drive(run, deal, user, started, resume=run.input_answer)
+
+
+def _pause_for_input(run: SynthesisRun, request: dict) -> str:
+    """The graph stopped at its human-input interrupt: running -> waiting_input, with `input_request` (what it
+    needs, the JSON Schema of the answer, when it expires); the worker is free. A run asked to stop meanwhile is
+    cancelled instead. Returns the run's status."""
+    now = timezone.now()
+    expires = now + timedelta(seconds=config.input_timeout_seconds())
+    recorded = {**request, "requested_at": now.isoformat(), "expires_at": expires.isoformat()}
+    with transaction.atomic():
+        row = SynthesisRun.objects.select_for_update().filter(pk=run.pk).first()
+        if row is None or row.status != RunStatus.RUNNING:
+            return row.status if row is not None else "unknown"
+        stopping = telemetry.cancel_requested(run.deal_id, run.pk)
+        if not stopping:
+            row.status, row.input_request, row.input_requested_at = RunStatus.WAITING_INPUT, recorded, now
+            row.heartbeat_at = now
+            row.save(update_fields=["status", "input_request", "input_requested_at", "heartbeat_at", "updated_at"])
+    if stopping:
+        finished = run_finish(run_id=run.pk, status=RunStatus.CANCELLED, error="Cancelled on request.")
+        return finished.status if finished else _status_of(run.pk)
+    section_keys = [section["key"] for section in request.get("sections") or []]
+    telemetry.emit_run_event(run.deal_id, run.pk, "input_required", {"input_request": recorded})
+    events.emit(
+        run.deal_id,
+        "run_input_required",
+        {
+            "run_id": str(run.pk),
+            "sections": section_keys,
+            "reason": request.get("reason"),
+            "expires_at": expires.isoformat(),
+        },
+        actor_id=run.created_by_id,
+    )
+    telemetry.discourse_emit(
+        run.deal_id,
+        "run",
+        {"run_id": str(run.pk), "agent": "synthesis", "text": f"Waiting for input on {len(section_keys)} section(s)."},
+    )
+    return RunStatus.WAITING_INPUT
+
+
 def _status_of(run_id) -> str:
     return SynthesisRun.objects.filter(pk=run_id).values_list("status", flat=True).first() or "unknown"
 
 
-def _execute(run: SynthesisRun, deal: Deal, user: User | None) -> list[dict]:
+def _execute(run: SynthesisRun, deal: Deal, user: User | None, resume: dict | None = None) -> list[dict]:
     memo = read_memo(deal.pk)
     plans = section_plans(deal=deal, memo=memo)
     sections = [key for key in run.requested_sections if key in plans]
@@ -466,6 +541,7 @@ def _execute(run: SynthesisRun, deal: Deal, user: User | None) -> list[dict]:
         thread_id=run.thread_id,
         checkpointer=get_checkpointer(),
         max_concurrency=config.max_concurrency(),
+        resume=resume,
     )
 
 
@@ -473,12 +549,16 @@ def _outcome(run: SynthesisRun, results: list[dict]) -> tuple[str, str]:
     delivered = [r for r in results if r["status"] == "delivered"]
     failed = [r for r in results if r["status"] == "failed"]
     skipped = [r for r in results if r["status"] == "skipped_locked"]
+    missing = [r["section_key"] for r in results if r["status"] == MISSING]
     if any(r["status"] == "cancelled" for r in results):
         return RunStatus.CANCELLED, "Cancelled on request."
     reasons = "; ".join(f"{r['section_key']}: {r['error']}" for r in failed[:3])
     if failed and not delivered:
         return RunStatus.FAILED, f"No section could be drafted. {reasons}".strip()
     notes = [f"{len(failed)} section(s) failed. {reasons}"] if failed else []
+    if missing:
+        # asked for input once, answered, still nothing to draft from: listed, and the run succeeds
+        notes.append(f"{len(missing)} section(s) delivered as missing, nothing to draft from: {', '.join(missing)}.")
     if skipped:
         keys = ", ".join(r["section_key"] for r in skipped)
         notes.append(f"{len(skipped)} section(s) left as they were because someone holds their lock: {keys}.")
@@ -712,6 +792,13 @@ def run_cancel(
     run_finish(
         run_id=run.pk, status=RunStatus.CANCELLED, error="Cancelled before it started.", only_if=(RunStatus.QUEUED,)
     )
+    # a run waiting for input has no worker: it ends now (its checkpoint stays until retention sweeps it)
+    run_finish(
+        run_id=run.pk,
+        status=RunStatus.CANCELLED,
+        error="Cancelled while waiting for input.",
+        only_if=(RunStatus.WAITING_INPUT,),
+    )
     waited = config.cancel_wait_max_seconds() if wait else config.cancel_wait_seconds()
     deadline = time.monotonic() + waited
     run.refresh_from_db()
@@ -738,8 +825,9 @@ def run_cancel(
 # --- dead runs ----------------------------------------------------------------------------------------------
 def runs_sweep_dead(*, deal_id=None, now: datetime | None = None) -> list[str]:
     """Fail every running run without a heartbeat within SYNTHESIS_DEAD_RUN_SECONDS, and every run
-    active for longer than SYNTHESIS_MAX_RUN_SECONDS; re-enqueue queued runs whose message was lost.
-    Returns the ids of the runs it failed."""
+    active for longer than SYNTHESIS_MAX_RUN_SECONDS (a run resumed with input: since the answer); re-enqueue
+    queued runs whose message was lost; cancel runs that waited for input too long (runs_expire_waiting).
+    Returns the ids of the runs it ended."""
     now = now or timezone.now()
     stale = now - timedelta(seconds=config.dead_run_seconds())
     too_old = now - timedelta(seconds=config.max_run_seconds())
@@ -749,9 +837,13 @@ def runs_sweep_dead(*, deal_id=None, now: datetime | None = None) -> list[str]:
     silent = Q(status=RunStatus.RUNNING) & (
         Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True, started_at__lt=stale)
     )
+    # a run's age counts from its creation, or from the answer that resumed it; waiting for input expires apart
+    old = (Q(input_answered_at__isnull=True, created_at__lt=too_old) | Q(input_answered_at__lt=too_old)) & ~Q(
+        status=RunStatus.WAITING_INPUT
+    )
     failed = []
-    for run in active.filter(silent | Q(created_at__lt=too_old)).only("pk", "status", "created_at"):
-        if run.created_at < too_old:
+    for run in active.filter(silent | old).only("pk", "status", "created_at", "input_answered_at"):
+        if (run.input_answered_at or run.created_at) < too_old:
             reason = f"The run was still {run.status} after {config.max_run_seconds() // 3600} hours; it is dead."
         else:
             reason = (
@@ -761,9 +853,32 @@ def runs_sweep_dead(*, deal_id=None, now: datetime | None = None) -> list[str]:
             failed.append(str(run.pk))
     waiting = active.filter(status=RunStatus.QUEUED, created_at__lt=stale)
     for deal in waiting.values_list("deal_id", flat=True).distinct():
-        if not SynthesisRun.objects.filter(deal_id=deal, status=RunStatus.RUNNING).exists():
+        if not SynthesisRun.objects.filter(deal_id=deal, status__in=HOLDING_RUN_STATUSES).exists():
             _kick_next(deal)
-    return failed
+    return failed + runs_expire_waiting(deal_id=deal_id, now=now)
+
+
+def runs_expire_waiting(*, deal_id=None, now: datetime | None = None) -> list[str]:
+    """Cancel every run that has waited for input longer than RUN_INPUT_TIMEOUT_SECONDS (what it drafted stays);
+    returns their ids. Run by the beat sweeper with the dead runs, and whenever a deal's runs are listed."""
+    now = now or timezone.now()
+    timeout = config.input_timeout_seconds()
+    expired = []
+    waiting = SynthesisRun.objects.filter(
+        status=RunStatus.WAITING_INPUT, input_requested_at__lt=now - timedelta(seconds=timeout)
+    )
+    if deal_id is not None:
+        waiting = waiting.filter(deal_id=deal_id)
+    for run_id in waiting.values_list("pk", flat=True):
+        ended = run_finish(
+            run_id=run_id,
+            status=RunStatus.CANCELLED,
+            error=f"Nobody answered within RUN_INPUT_TIMEOUT_SECONDS ({timeout} s); the run expired.",
+            only_if=(RunStatus.WAITING_INPUT,),
+        )
+        if ended is not None:
+            expired.append(str(run_id))
+    return expired
 
 
 # --- reset --------------------------------------------------------------------------------------------------

@@ -46,6 +46,10 @@ def cancel_wait_max_seconds() -> float:
     return float(get("SYNTHESIS_CANCEL_WAIT_MAX_SECONDS"))
 
 
+def input_timeout_seconds() -> int:
+    return int(get("RUN_INPUT_TIMEOUT_SECONDS"))
+
+
 def top_k() -> int:
     return max(1, int(get("SYNTHESIS_TOP_K")))
 

@@ -1,6 +1,9 @@
 """The synthesis graph: one drafter per section, fanned out with Send, checkpointed in PostgreSQL.
 
-    START --dispatch--> draft_section (x N, in parallel up to SYNTHESIS_MAX_CONCURRENCY) --> END
+    START --dispatch--> draft_section (x N, in parallel up to SYNTHESIS_MAX_CONCURRENCY) --> review --> END
+
+`review` pauses the run for human input (a LangGraph interrupt) when required sections found nothing to draft
+from, and sends those sections to one more drafting with the answer: see canvas.runs.synthesis.human_input.
 
 The state is small and serializable (the section keys in, one result per section out); everything a
 drafter needs that is not state (the deal, the BM25 index, the figures, the drafter, the deadline,
@@ -27,10 +30,10 @@ from typing import Annotated, Any, TypedDict
 from django.db import connections
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
-from langgraph.types import Send
+from langgraph.types import Command, Send
 
-from canvas.runs.synthesis import telemetry
-from canvas.runs.synthesis.drafters import DraftFailed, DraftRequest, DraftStopped
+from canvas.runs.synthesis import human_input, telemetry
+from canvas.runs.synthesis.drafters import DraftFailed, DraftRequest, DraftStopped, NoMaterial, has_material
 from canvas.runs.synthesis.retrieval import PassageIndex
 
 logger = logging.getLogger(__name__)
@@ -39,13 +42,20 @@ CANCELLED = "cancelled"
 TIME_BUDGET = "time_budget"
 
 
-class RunState(TypedDict):
+class RunState(TypedDict, total=False):
     sections: list[str]
     results: Annotated[list[dict], operator.add]
+    # human input: the sections the run asked for (never twice) and the answer it was resumed with
+    asked: Annotated[list[str], operator.add]
+    answer: dict
 
 
-class SectionTask(TypedDict):
+class SectionTask(TypedDict, total=False):
     section_key: str
+    # the drafting after a human-input answer: the section's notes (maybe empty) and how they are cited
+    final: bool
+    notes: str
+    notes_label: str
 
 
 @dataclass(frozen=True)
@@ -118,13 +128,27 @@ def draft_section(task: SectionTask, runtime: Runtime[RunContext]) -> dict:
     ctx = runtime.context
     key = task["section_key"]
     try:
-        return {"results": [_draft_section(ctx, key)]}
+        return {
+            "results": [
+                _draft_section(
+                    ctx,
+                    key,
+                    final=bool(task.get("final")),
+                    notes=task.get("notes") or "",
+                    notes_label=task.get("notes_label") or human_input.NOTES_LABEL,
+                )
+            ]
+        }
     finally:
         if threading.get_ident() != ctx.owner_thread:
             connections.close_all()  # a pool thread's Django connections go back to the pool
 
 
-def _draft_section(ctx: RunContext, key: str) -> dict:
+def _draft_section(
+    ctx: RunContext, key: str, *, final: bool = False, notes: str = "", notes_label: str = human_input.NOTES_LABEL
+) -> dict:
+    """Draft one section. Without material: `needs_input` the first time (review asks), `missing` after the
+    answer (`final`)."""
     plan = ctx.plans[key]
     started = time.monotonic()
     result: dict[str, Any] = {"section_key": key, "status": "", "error": None, "elapsed": 0.0}
@@ -138,6 +162,8 @@ def _draft_section(ctx: RunContext, key: str) -> dict:
 
     query = _query(plan, ctx.instructions)
     inputs = {"retrieval_query": query, "top_k": ctx.top_k, "instructions": ctx.instructions}
+    if final:
+        inputs["analyst_notes"] = bool(notes.strip())
     ctx.emit(
         "node_started",
         {
@@ -171,6 +197,8 @@ def _draft_section(ctx: RunContext, key: str) -> dict:
         instructions=ctx.instructions,
         hits=hits,
         metrics=ctx.metrics,
+        notes=notes,
+        notes_label=notes_label,
     )
 
     def emit_delta(delta: str) -> None:
@@ -179,6 +207,8 @@ def _draft_section(ctx: RunContext, key: str) -> dict:
 
     outputs: dict[str, Any] = {}
     try:
+        if not has_material(request):
+            raise NoMaterial("Nothing to draft from: no passage matches, no deal figure applies, no analyst notes.")
         draft = ctx.drafter.draft(request, emit=emit_delta, should_stop=ctx.stop_reason)
         reason = ctx.stop_reason()
         if reason is not None:
@@ -218,6 +248,11 @@ def _draft_section(ctx: RunContext, key: str) -> dict:
             ctx.record(key, "failed")
         else:
             result["status"] = "cancelled"
+        ctx.emit("message_end", {"component_id": key, "status": result["status"], "reference": []})
+    except NoMaterial as exc:
+        # first time: review asks for input; after the answer: delivered as missing (never asked twice)
+        result["status"] = human_input.MISSING if final else human_input.NEEDS_INPUT
+        result["error"] = str(exc)
         ctx.emit("message_end", {"component_id": key, "status": result["status"], "reference": []})
     except DraftFailed as exc:
         result["status"], result["error"] = "failed", str(exc)
@@ -287,19 +322,40 @@ def _mark_failed_quietly(ctx: RunContext, key: str, reason: str) -> None:
 def build_graph(checkpointer):
     builder = StateGraph(RunState, context_schema=RunContext)
     builder.add_node("draft_section", draft_section)
+    builder.add_node("review", human_input.review)
     builder.add_conditional_edges(START, dispatch, ["draft_section"])
-    builder.add_edge("draft_section", END)
+    builder.add_edge("draft_section", "review")
+    builder.add_conditional_edges("review", human_input.route, ["draft_section", END])
     return builder.compile(checkpointer=checkpointer)
 
 
 def run_graph(
-    *, ctx: RunContext, sections: list[str], thread_id: str, checkpointer, max_concurrency: int
+    *,
+    ctx: RunContext,
+    sections: list[str],
+    thread_id: str,
+    checkpointer,
+    max_concurrency: int,
+    resume: dict | None = None,
 ) -> list[dict]:
-    """Draft the sections; returns one result per section ({section_key, status, error, elapsed})."""
+    """Draft the sections (or, with `resume`, continue the thread from its human-input interrupt with that answer);
+    returns the last result of each section ({section_key, status, error, elapsed}).
+
+    Raises InputRequired when the graph stops at its interrupt (the checkpoint keeps everything drafted),
+    NoPendingInput when `resume` is given but the thread is not stopped at an interrupt."""
     graph = build_graph(checkpointer)
-    final = graph.invoke(
-        {"sections": sections, "results": []},
-        config={"configurable": {"thread_id": thread_id}, "max_concurrency": max_concurrency},
-        context=ctx,
-    )
-    return list(final.get("results") or [])
+    config = {"configurable": {"thread_id": thread_id}, "max_concurrency": max_concurrency}
+    start: Any = {"sections": sections, "results": []}
+    if resume is not None:
+        pending = graph.get_state(config).interrupts
+        if not pending:
+            raise human_input.NoPendingInput(
+                "The run's checkpoint holds no question to answer (its checkpoints were deleted); start a new run."
+            )
+        # by the interrupt's id: a bare dict could be read as a map of ids (an empty one resumes nothing)
+        start = Command(resume={pending[0].id: resume})
+    final = graph.invoke(start, config=config, context=ctx)
+    interrupts = final.get("__interrupt__") or ()
+    if interrupts:
+        raise human_input.InputRequired(interrupts[0].value)
+    return list(human_input.latest_results(final.get("results") or []).values())

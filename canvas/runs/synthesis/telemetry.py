@@ -36,6 +36,8 @@ RUN_EVENT_TYPES = (
     "message_end",
     "node_finished",
     "workflow_finished",
+    "input_required",
+    "input_received",
     "error",
     "done",
 )
