@@ -30,7 +30,7 @@ from canvas.runs.synthesis.graph import build_graph
 from canvas.runs.tasks import sweep_dead_runs
 from canvas_project import keys
 from canvas_project.redis_client import get_redis
-from canvas_project.store import get_checkpointer
+from canvas_project.store import delete_deal_threads, get_checkpointer
 from deals.tokens import token_pair_for_user
 from tests import factories
 from tests.canvas.conftest import canvas_url
@@ -280,6 +280,16 @@ def test_empty_inputs_after_uploading_documents_retry_retrieval(cast):
     for key in REQUIRED:
         assert memo.sections[key].citations, key
         assert all((c["document"], c["page"]) in pages for c in memo.sections[key].citations), key
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_resume_whose_checkpoints_were_deleted_fails_the_run_saying_so(cast):
+    run = _paused(cast, {"sections": ["risks"]})
+    assert delete_deal_threads(cast.deal.pk) >= 1  # a forced purge with include_checkpoints
+    assert _resume(cast, run.pk, {"inputs": {"notes": {"risks": RISK_NOTES}}}).status_code == 202
+    assert runs.run_execute(run_id=run.pk) == RunStatus.FAILED
+    run.refresh_from_db()
+    assert "checkpoints were deleted" in run.error and run.sections_missing == ["risks"]
 
 
 @pytest.mark.django_db

@@ -342,18 +342,21 @@ def run_graph(
     returns the last result of each section ({section_key, status, error, elapsed}).
 
     Raises InputRequired when the graph stops at its interrupt (the checkpoint keeps everything drafted),
-    NoPendingInput when `resume` is given but the thread is not stopped at an interrupt."""
+    NoPendingInput when `resume` is given but the thread holds neither an interrupt nor unfinished work."""
     graph = build_graph(checkpointer)
     config = {"configurable": {"thread_id": thread_id}, "max_concurrency": max_concurrency}
     start: Any = {"sections": sections, "results": []}
     if resume is not None:
-        pending = graph.get_state(config).interrupts
-        if not pending:
+        snapshot = graph.get_state(config)
+        if snapshot.interrupts:
+            # by the interrupt's id: a bare dict could be read as a map of ids (an empty one resumes nothing)
+            start = Command(resume={snapshot.interrupts[0].id: resume})
+        elif snapshot.next:
+            start = None  # answered already and stopped mid-way (its worker died): go on from the checkpoint
+        else:
             raise human_input.NoPendingInput(
                 "The run's checkpoint holds no question to answer (its checkpoints were deleted); start a new run."
             )
-        # by the interrupt's id: a bare dict could be read as a map of ids (an empty one resumes nothing)
-        start = Command(resume={pending[0].id: resume})
     final = graph.invoke(start, config=config, context=ctx)
     interrupts = final.get("__interrupt__") or ()
     if interrupts:
