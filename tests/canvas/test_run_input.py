@@ -136,6 +136,20 @@ def test_a_blank_deal_pauses_for_input_instead_of_failing(cast):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_blank_canvas_a_newcomer_creates_asks_for_input_on_its_first_run(cast):
+    owner = cast.client("owner")
+    created = owner.post("/api/canvas/blank", {"deal_name": "First try"}, format="json")
+    assert created.status_code == 201, created.content
+    deal_id = created.json()["deal_id"]
+    response = owner.post(f"/api/canvas/{deal_id}/generate", {}, format="json")
+    assert response.status_code == 202, response.content
+    assert runs.run_execute(run_id=response.json()["run_id"]) == RunStatus.WAITING_INPUT
+    run = owner.get(f"/api/canvas/{deal_id}/runs/{response.json()['run_id']}").json()
+    assert run["status"] == "waiting_input" and run["error"] == ""
+    assert run["input_request"]["reason"] == "no_documents"
+
+
+@pytest.mark.django_db(transaction=True)
 def test_only_sections_without_material_are_asked_and_the_drafted_ones_stay(cast):
     make_document(cast.deal, "Offering Memorandum.pdf", "pdf", OM_PAGES)  # nothing about risks or a recommendation
     run = _paused(cast)

@@ -122,7 +122,8 @@ def review(state: dict, runtime: Runtime) -> dict:
     ctx = runtime.context
     asked = set(state.get("asked") or [])
     latest = latest_results(state.get("results") or [])
-    pending = [key for key, r in latest.items() if r["status"] == NEEDS_INPUT and key not in asked]
+    # (on resume the plans are read again: a custom section deleted while the run waited is not asked about)
+    pending = [key for key, r in latest.items() if r["status"] == NEEDS_INPUT and key not in asked and key in ctx.plans]
     if not pending:
         return {}
     if ctx.cancelled() or any(r["status"] == "cancelled" for r in latest.values()):
