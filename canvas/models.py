@@ -11,12 +11,15 @@ from django.db import models
 class RunStatus(models.TextChoices):
     QUEUED = "queued", "Queued"
     RUNNING = "running", "Running"
+    WAITING_INPUT = "waiting_input", "Waiting for input"
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
     CANCELLED = "cancelled", "Cancelled"
 
 
-ACTIVE_RUN_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
+# A run waiting for input holds the deal's slot like a running one (a second run is rejected, queued behind it,
+# or cancels it per its multitask_strategy) until it is resumed, cancelled, or expires.
+ACTIVE_RUN_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING_INPUT)
 TERMINAL_RUN_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
 
 
@@ -89,6 +92,23 @@ class SynthesisRun(models.Model):
         help_text="How many times the run was resumed from its last checkpoint after its worker died "
         "(at most RUN_MAX_RESUMES); also the fencing token of the worker executing it.",
     )
+    requeued_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the dead-run sweeper last put the run back in the queue after its worker died (tells that "
+        "resume from an answer to the run's question, which also queues it again).",
+    )
+    input_request = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="What the run asked for when it paused (status waiting_input): the sections without material "
+        "and the JSON Schema of the answer (canvas.runs.synthesis.human_input). Kept after the answer.",
+    )
+    input_requested_at = models.DateTimeField(null=True, blank=True)
+    input_answer = models.JSONField(
+        null=True, blank=True, help_text="The answer it was resumed with: {notes: {section key: text}, by, by_name}."
+    )
+    input_answered_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

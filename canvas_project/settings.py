@@ -415,6 +415,9 @@ SYNTHESIS_HEARTBEAT_SECONDS = env_int("SYNTHESIS_HEARTBEAT_SECONDS", 2)
 SYNTHESIS_CANCEL_WAIT_SECONDS = env_int("SYNTHESIS_CANCEL_WAIT_SECONDS", 10)
 # POST /runs/{id}/cancel with wait=true blocks at most this long for the worker to end the run (else 202).
 SYNTHESIS_CANCEL_WAIT_MAX_SECONDS = env_int("SYNTHESIS_CANCEL_WAIT_MAX_SECONDS", 30)
+# A run that paused for human input (status waiting_input) is cancelled after this many seconds without an answer
+# (by the beat sweeper `canvas.sweep_dead_runs`); what it drafted stays.
+RUN_INPUT_TIMEOUT_SECONDS = env_int("RUN_INPUT_TIMEOUT_SECONDS", 24 * 3600)
 SYNTHESIS_TOP_K = env_int("SYNTHESIS_TOP_K", 6)
 # A running run whose worker died (no heartbeat for SYNTHESIS_DEAD_RUN_SECONDS) is resumed from its last
 # LangGraph checkpoint by another worker at most this many times, then failed; 0: fail it at once.

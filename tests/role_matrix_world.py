@@ -243,6 +243,29 @@ class World:
         org_webhook_secret_rotate(org=self.cast.org, user=self.owner)
         return "http://127.0.0.1:9/hooks/canvas"
 
+    @cached_property
+    def waiting_run(self) -> str:
+        """A run of the deal waiting for input on Risks (a row: resuming it only queues it, on commit)."""
+        return str(
+            SynthesisRun.objects.create(
+                deal_id=self.cast.deal.pk,
+                status=RunStatus.WAITING_INPUT,
+                requested_sections=["risks"],
+                created_by=self.user("editor"),
+                started_at=timezone.now(),
+                input_requested_at=timezone.now(),
+                input_request={
+                    "reason": "no_documents",
+                    "message": "Upload documents, then resume.",
+                    "sections": [{"key": "risks", "title": "Risks and Mitigants", "required": True}],
+                    "documents": 0,
+                    "schema": {},
+                    "requested_at": timezone.now().isoformat(),
+                    "expires_at": (timezone.now() + timedelta(days=1)).isoformat(),
+                },
+            ).pk
+        )
+
     # --- documents -------------------------------------------------------------------------------------
     @cached_property
     def media_root(self) -> str:

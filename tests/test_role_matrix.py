@@ -28,7 +28,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from canvas.models import RunStatus
 from tests import factories
 from tests.conftest import ROLES, expected_status
-from tests.role_matrix_world import KEY_PRINCIPALS, Call, World
+from tests.role_matrix_world import KEY_PRINCIPALS, RISKS, Call, World
 from tests.url_inventory import PROBED_METHODS, ServedPattern, served_patterns
 
 DECLARED = ("anonymous", "outsider", "other_org", "viewer", "commenter", "editor", "owner", "superadmin", "internal")
@@ -636,6 +636,18 @@ TABLE: list[Entry] = [
         deal_scoped("editor"),
         lambda w: Call(w.canvas_path(f"runs/{w.run()}/cancel"), {"action": "rollback", "wait": True}),
         case="rollback, wait",
+    ),
+    at(
+        "canvas-runs-resume",
+        "POST",
+        deal_scoped("editor", 202),
+        lambda w: Call(w.canvas_path(f"runs/{w.waiting_run}/resume"), {"inputs": {"notes": {"risks": RISKS}}}),
+    ),
+    at(
+        "canvas-generate-input-schema",
+        "GET",
+        deal_scoped("viewer"),
+        lambda w: Call(w.canvas_path("generate/input-schema")),
     ),
     at(
         "canvas-runs-trace",

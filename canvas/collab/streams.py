@@ -133,6 +133,13 @@ CANVAS_EVENTS = {
             "remaining": STRINGS,
         },
     ),
+    "run_input_required": canvas_event(
+        "A drafting run paused for input on sections without material (GET /runs/{run_id} has its input_request).",
+        {**RUN, "sections": STRINGS, "reason": STRING, "expires_at": {"type": "string", "format": "date-time"}},
+    ),
+    "run_input_received": canvas_event(
+        "A run waiting for input was answered and continues.", {**RUN, "notes": STRINGS, "retry_retrieval": STRINGS}
+    ),
     "reset": RESET,
     **GUARD_EVENTS,
 }

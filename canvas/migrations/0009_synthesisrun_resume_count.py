@@ -16,4 +16,14 @@ class Migration(migrations.Migration):
                 "(at most RUN_MAX_RESUMES); also the fencing token of the worker executing it.",
             ),
         ),
+        migrations.AddField(
+            model_name="synthesisrun",
+            name="requeued_at",
+            field=models.DateTimeField(
+                blank=True,
+                null=True,
+                help_text="When the dead-run sweeper last put the run back in the queue after its worker died (tells "
+                "that resume from an answer to the run's question, which also queues it again).",
+            ),
+        ),
     ]

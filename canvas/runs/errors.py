@@ -12,3 +12,9 @@ class RunConflict(ConflictError):
     """Another run of the deal is queued or running (one active run per deal)."""
 
     code = "run_active"
+
+
+class RunNotWaiting(ConflictError):
+    """Only a run waiting for input can be resumed; `run_status` says what it is."""
+
+    code = "run_not_waiting"

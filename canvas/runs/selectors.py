@@ -19,7 +19,7 @@ RUN_ORDERINGS = ("created_at", "-created_at", "finished_at", "-finished_at", "st
 
 
 def active_run_ids(*, deal_id) -> list[str]:
-    """Ids of the deal's runs that are queued or running."""
+    """Ids of the deal's runs that are queued, running or waiting for input."""
     runs = SynthesisRun.objects.filter(deal_id=deal_id, status__in=ACTIVE_RUN_STATUSES)
     return [str(pk) for pk in runs.values_list("pk", flat=True)]
 

@@ -3,12 +3,15 @@ Inputs end in Input, outputs in Output; names are unique across the project."""
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.exceptions import ErrorDetail
 
 from canvas.memo.serializers import CitationOutput
 from canvas.models import CancelAction, RunStatus
 from canvas.runs.selectors import RUN_ORDERINGS
 from canvas.runs.services import MultitaskStrategy, stream_url
+from canvas.runs.synthesis.human_input import NOTE_MAX_CHARS, REASON_NO_DOCUMENTS, REASON_NO_MATERIAL
 from canvas_project.api.fields import StrictCharField, StrictUUIDField
 from canvas_project.api.pagination import PageEnvelope, PageQueryInput
 from canvas_project.api.rules import StrictBooleanField, comma_separated_field, uuid_or_me_field
@@ -17,7 +20,7 @@ from canvas_project.webhooks import shown_url
 
 MAX_INSTRUCTIONS = 2000
 RUN_KINDS = ("generate", "regenerate")
-SECTION_OUTCOMES = ("delivered", "failed", "cancelled", "skipped_locked")
+SECTION_OUTCOMES = ("delivered", "failed", "cancelled", "skipped_locked", "missing", "needs_input")
 
 
 def one_of(values, **kwargs) -> StrictCharField:
@@ -135,7 +138,8 @@ class TraceSummaryItemOutput(serializers.Serializer):
     status = one_of(
         SECTION_OUTCOMES,
         help_text="cancelled: stopped before it was written. skipped_locked: drafted but not written, because "
-        "someone holds the section's lock (collaboration off).",
+        "someone holds the section's lock (collaboration off). missing: nothing to draft from, even after the run "
+        "asked for input. needs_input: nothing to draft from; the run asked (it is waiting for input).",
     )
     elapsed = serializers.FloatField()
     error = StrictCharField(allow_null=True)
@@ -178,6 +182,41 @@ WEBHOOK_STATUS_HELP = (
     "`retrying`: the last attempt failed and another is planned; `delivered`; `failed`: given up (attempts used "
     "up, or the target is now refused)."
 )
+
+
+# --- human input ---------------------------------------------------------------------------------------------
+class InputSectionOutput(serializers.Serializer):
+    key = StrictCharField()
+    title = StrictCharField()
+    required = serializers.BooleanField()
+
+
+class InputRequestOutput(serializers.Serializer):
+    reason = one_of(
+        (REASON_NO_DOCUMENTS, REASON_NO_MATERIAL),
+        help_text="no_documents: the deal has no ready documents (upload some, then resume with empty inputs). "
+        "no_material: its documents hold nothing for these sections.",
+    )
+    message = StrictCharField(help_text="What the run needs, as a sentence for a person.")
+    sections = InputSectionOutput(
+        many=True,
+        help_text="The sections it found nothing to draft from (it paused because at least one is required).",
+    )
+    documents = serializers.IntegerField(help_text="The deal's documents with text when the run asked.")
+    schema = serializers.DictField(
+        help_text="JSON Schema (2020-12) of the body of POST /runs/{run_id}/resume: optional notes per section."
+    )
+    requested_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField(
+        help_text="Without an answer by then (RUN_INPUT_TIMEOUT_SECONDS, 24 h) the run is cancelled."
+    )
+
+
+class InputAnswerOutput(serializers.Serializer):
+    notes = serializers.DictField(child=StrictCharField(), help_text="Section key -> the notes given.")
+    label = StrictCharField(help_text="How the notes are cited in the sections they name.")
+    by = StrictUUIDField(help_text="Who answered.")
+    by_name = StrictCharField()
 
 
 class RunOutput(serializers.Serializer):
@@ -231,6 +270,14 @@ class RunOutput(serializers.Serializer):
         help_text="How many times the run was resumed from its last checkpoint by another worker after its worker "
         "died (no heartbeat within SYNTHESIS_DEAD_RUN_SECONDS); at most RUN_MAX_RESUMES, then the run fails."
     )
+    input_request = InputRequestOutput(
+        allow_null=True,
+        help_text="What the run asked for when it paused for input (status waiting_input); kept after the answer. "
+        "Null when it never asked.",
+    )
+    input_requested_at = serializers.DateTimeField(allow_null=True)
+    input_answer = InputAnswerOutput(allow_null=True, help_text="The answer it was resumed with; null before.")
+    input_answered_at = serializers.DateTimeField(allow_null=True)
     elapsed_seconds = serializers.SerializerMethodField()
     thread_id = StrictCharField(help_text="The LangGraph checkpoint thread of the run.")
     stream_url = serializers.SerializerMethodField()
@@ -277,6 +324,79 @@ class CancelInput(serializers.Serializer):
         "else 202 with the run as it is). false (default): the run is ended within SYNTHESIS_CANCEL_WAIT_SECONDS, "
         "by its worker or by the cancel itself.",
     )
+
+
+NOTES_HELP = (
+    "Section key -> what you know about it, for sections the run asked about (`input_request.sections`; another key: "
+    "422). Cited as 'Analyst notes (<you>, <date>)' in the section. A section left out, or blank, is drafted from the "
+    "deal's documents as they are now, else delivered as missing."
+)
+
+
+class ResumeInputsInput(serializers.Serializer):
+    notes = serializers.DictField(
+        child=StrictCharField(max_length=NOTE_MAX_CHARS, allow_blank=True),
+        required=False,
+        default=dict,
+        help_text=NOTES_HELP,
+    )
+
+    def to_internal_value(self, data):
+        # unlike other nested inputs, an unknown key here is refused: a typo ("note") would resume the run without
+        # its notes, and a run never asks twice
+        if isinstance(data, dict):
+            extra = [key for key in data if key not in self.fields]
+            if extra:
+                raise serializers.ValidationError(
+                    {key: [ErrorDetail("Extra inputs are not permitted.", code="extra_forbidden")] for key in extra}
+                )
+        return super().to_internal_value(data)
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "Empty (or left out) after uploading documents: retrieval runs again for every asked section.",
+        "properties": {
+            "notes": {
+                "type": "object",
+                "description": NOTES_HELP,
+                "additionalProperties": {"type": "string", "maxLength": NOTE_MAX_CHARS},
+            }
+        },
+    }
+)
+class ResumeInputsField(ResumeInputsInput):
+    """ResumeInputsInput as the body's `inputs`, documented with `additionalProperties: false`."""
+
+
+class ResumeInput(serializers.Serializer):
+    inputs = ResumeInputsField(required=False, default=dict)
+
+
+class RunNotWaitingOutput(serializers.Serializer):
+    detail = StrictCharField()
+    run_status = one_of(
+        RunStatus.values,
+        required=False,
+        help_text="What the run is instead of waiting_input (absent when the 409 is an approved memo).",
+    )
+
+
+class GenerateInputSchemaOutput(serializers.Serializer):
+    deal_id = StrictUUIDField()
+    template_key = StrictCharField()
+    sections = InputSectionOutput(
+        many=True, help_text="Every section of the memo: what a run may ask about (required ones make it pause)."
+    )
+    documents = serializers.IntegerField(help_text="The deal's ready documents (0: a run will ask for all sections).")
+    schema = serializers.DictField(
+        help_text="JSON Schema (2020-12) of the body of POST /runs/{run_id}/resume, for every section; a paused run's "
+        "`input_request.schema` narrows it to the sections it asks about."
+    )
+    note_max_chars = serializers.IntegerField()
+    timeout_seconds = serializers.IntegerField(help_text="How long a paused run waits (RUN_INPUT_TIMEOUT_SECONDS).")
 
 
 class RunQueryInput(PageQueryInput):

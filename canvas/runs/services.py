@@ -48,6 +48,7 @@ from canvas.runs.synthesis.graph import (
     SectionWriteRefused,
     run_graph,
 )
+from canvas.runs.synthesis.human_input import MISSING, InputRequired
 from canvas.runs.synthesis.retrieval import Passage, PassageIndex, load_metrics, load_passages
 from canvas.runs.webhooks import webhook_schedule, webhook_url_check
 from canvas_project import events
@@ -71,6 +72,8 @@ class MultitaskStrategy(StrEnum):
 
 
 CANCEL_STRATEGIES = (MultitaskStrategy.INTERRUPT, MultitaskStrategy.ROLLBACK)
+# A deal's queued runs wait while one of its runs is running or waiting for input.
+HOLDING_RUN_STATUSES = (RunStatus.RUNNING, RunStatus.WAITING_INPUT)
 RUN_TASK = "canvas.run_synthesis"  # canvas.runs.tasks.run_synthesis, enqueued by name
 AI_AUTHOR = "AI drafter"
 DEFAULT_SECTION_SECONDS = 3.0
@@ -110,6 +113,11 @@ def _enqueue(run_id) -> None:
         celery_app.send_task(RUN_TASK, args=[str(run_id)], soft_time_limit=budget + 60, time_limit=budget + 120)
     except Exception:  # noqa: BLE001 - the broker is down: the row stays queued; the sweeper re-enqueues it
         logger.exception("could not enqueue run %s; the sweeper will retry", run_id)
+
+
+def run_enqueue_on_commit(run_id) -> None:
+    """Send the run to a worker once the current transaction commits."""
+    transaction.on_commit(lambda: _enqueue(run_id))
 
 
 # --- create -----------------------------------------------------------------------------------------------
@@ -165,7 +173,10 @@ def run_create(
         active = SynthesisRun.objects.filter(deal=deal, status__in=ACTIVE_RUN_STATUSES).order_by("created_at").first()
         if active is not None and multitask_strategy == MultitaskStrategy.REJECT:
             raise RunConflict(
-                f"Run {active.pk} of this deal is {active.status}; wait for it, cancel it, or send "
+                f"Run {active.pk} of this deal is waiting for input; answer it (POST /runs/{active.pk}/resume), "
+                "cancel it, or send multitask_strategy=interrupt to cancel it and start this one."
+                if active.status == RunStatus.WAITING_INPUT
+                else f"Run {active.pk} of this deal is {active.status}; wait for it, cancel it, or send "
                 "?on_conflict=enqueue to queue this one behind it.",
                 active_run_id=str(active.pk),
                 active_run_status=active.status,
@@ -234,8 +245,8 @@ def _claim(run_id) -> SynthesisRun | None:
         run = SynthesisRun.objects.select_for_update().filter(pk=run_id).first()
         if run is None or run.status != RunStatus.QUEUED:
             return None
-        if SynthesisRun.objects.filter(deal_id=deal_id, status=RunStatus.RUNNING).exists():
-            return None  # the running run kicks the next queued one when it ends
+        if SynthesisRun.objects.filter(deal_id=deal_id, status__in=HOLDING_RUN_STATUSES).exists():
+            return None  # the running (or waiting) run kicks the next queued one when it ends
         older = (
             SynthesisRun.objects.filter(deal_id=deal_id, status=RunStatus.QUEUED, created_at__lt=run.created_at)
             .order_by("created_at")
@@ -413,8 +424,10 @@ def run_execute(*, run_id) -> str:
     deal = Deal.objects.get(pk=run.deal_id)
     user = User.objects.filter(pk=run.created_by_id).first() if run.created_by_id else None
     started = time.monotonic()
-    if run.resume_count > 0:  # requeued by the sweeper after its worker died
+    if _after_crash(run):  # requeued by the sweeper after its worker died
         return _resume_execute(run=run, deal=deal, user=user, started=started)
+    if run.input_answer is not None:
+        return _continue_with_input(run, deal, user, started)
     telemetry.emit_run_event(
         deal.pk,
         run.pk,
@@ -438,17 +451,34 @@ def run_execute(*, run_id) -> str:
     return _execute_and_finish(run=run, deal=deal, user=user, started=started)
 
 
+def _after_crash(run: SynthesisRun) -> bool:
+    """Whether this claim follows the sweeper's requeue of a run whose worker died (not an answer to its
+    question, which also queues it again, and may come after an earlier resume)."""
+    if run.requeued_at is None:
+        return False
+    return run.input_answered_at is None or run.requeued_at > run.input_answered_at
+
+
 def _execute_and_finish(
-    *, run: SynthesisRun, deal: Deal, user: User | None, started: float, delivered_before: frozenset[str] | None = None
+    *,
+    run: SynthesisRun,
+    deal: Deal,
+    user: User | None,
+    started: float,
+    delivered_before: frozenset[str] | None = None,
+    answer: dict | None = None,
 ) -> str:
-    """Run the graph (from its checkpoint when `delivered_before` is given: a resume) and end the run with
-    its outcome; every end is fenced by the attempt this worker claimed. Returns the run's status."""
+    """Run the graph (from its checkpoint when `delivered_before` is given: a resume after a crash; with the
+    human-input `answer` when it was answered) and end the run with its outcome, or pause it for input; every
+    end is fenced by the attempt this worker claimed. Returns the run's status."""
     attempt = run.resume_count
     try:
-        results = _execute(run, deal, user, delivered_before=delivered_before)
+        results = _execute(run, deal, user, delivered_before=delivered_before, answer=answer)
     except RunSuperseded:
         logger.warning("run %s: resumed on another worker meanwhile; this worker drops it", run.pk)
         return _status_of(run.pk)
+    except InputRequired as paused:
+        return _pause_for_input(run, paused.request)
     except SoftTimeLimitExceeded:
         finished = run_finish(
             run_id=run.pk,
@@ -481,12 +511,71 @@ def _execute_and_finish(
     return finished.status if finished else _status_of(run.pk)
 
 
+def _continue_with_input(run: SynthesisRun, deal: Deal, user: User | None, started: float) -> str:
+    """A run resumed with its human-input answer: the graph goes on from its interrupt (the checkpoint)."""
+    telemetry.discourse_emit(
+        deal.pk,
+        "run",
+        {
+            "run_id": str(run.pk),
+            "agent": "synthesis",
+            "text": f"Continuing with the answer: notes for {len(run.input_answer.get('notes') or {})} section(s).",
+        },
+    )
+    return _execute_and_finish(run=run, deal=deal, user=user, started=started, answer=run.input_answer)
+
+
+def _pause_for_input(run: SynthesisRun, request: dict) -> str:
+    """The graph stopped at its human-input interrupt: running -> waiting_input, with `input_request` (what it
+    needs, the JSON Schema of the answer, when it expires); the worker is free. A run asked to stop meanwhile is
+    cancelled instead. Returns the run's status."""
+    now = timezone.now()
+    expires = now + timedelta(seconds=config.input_timeout_seconds())
+    recorded = {**request, "requested_at": now.isoformat(), "expires_at": expires.isoformat()}
+    with transaction.atomic():
+        row = SynthesisRun.objects.select_for_update().filter(pk=run.pk).first()
+        if row is None or row.status != RunStatus.RUNNING or row.resume_count != run.resume_count:
+            return row.status if row is not None else "unknown"  # ended, or resumed by another worker
+        stopping = telemetry.cancel_requested(run.deal_id, run.pk)
+        if not stopping:
+            row.status, row.input_request, row.input_requested_at = RunStatus.WAITING_INPUT, recorded, now
+            row.heartbeat_at = now
+            row.save(update_fields=["status", "input_request", "input_requested_at", "heartbeat_at", "updated_at"])
+    if stopping:
+        finished = run_finish(run_id=run.pk, status=RunStatus.CANCELLED, error="Cancelled on request.")
+        return finished.status if finished else _status_of(run.pk)
+    section_keys = [section["key"] for section in request.get("sections") or []]
+    telemetry.emit_run_event(run.deal_id, run.pk, "input_required", {"input_request": recorded})
+    events.emit(
+        run.deal_id,
+        "run_input_required",
+        {
+            "run_id": str(run.pk),
+            "sections": section_keys,
+            "reason": request.get("reason"),
+            "expires_at": expires.isoformat(),
+        },
+        actor_id=run.created_by_id,
+    )
+    telemetry.discourse_emit(
+        run.deal_id,
+        "run",
+        {"run_id": str(run.pk), "agent": "synthesis", "text": f"Waiting for input on {len(section_keys)} section(s)."},
+    )
+    return RunStatus.WAITING_INPUT
+
+
 def _status_of(run_id) -> str:
     return SynthesisRun.objects.filter(pk=run_id).values_list("status", flat=True).first() or "unknown"
 
 
 def _execute(
-    run: SynthesisRun, deal: Deal, user: User | None, *, delivered_before: frozenset[str] | None = None
+    run: SynthesisRun,
+    deal: Deal,
+    user: User | None,
+    *,
+    delivered_before: frozenset[str] | None = None,
+    answer: dict | None = None,
 ) -> list[dict]:
     memo = read_memo(deal.pk)
     plans = section_plans(deal=deal, memo=memo)
@@ -523,7 +612,8 @@ def _execute(
         thread_id=run.thread_id,
         checkpointer=get_checkpointer(),
         max_concurrency=config.max_concurrency(),
-        resume=delivered_before is not None,
+        answer=answer,
+        from_checkpoint=delivered_before is not None,
     )
 
 
@@ -531,12 +621,16 @@ def _outcome(run: SynthesisRun, results: list[dict]) -> tuple[str, str]:
     delivered = [r for r in results if r["status"] == "delivered"]
     failed = [r for r in results if r["status"] == "failed"]
     skipped = [r for r in results if r["status"] == "skipped_locked"]
+    missing = [r["section_key"] for r in results if r["status"] == MISSING]
     if any(r["status"] == "cancelled" for r in results):
         return RunStatus.CANCELLED, "Cancelled on request."
     reasons = "; ".join(f"{r['section_key']}: {r['error']}" for r in failed[:3])
     if failed and not delivered:
         return RunStatus.FAILED, f"No section could be drafted. {reasons}".strip()
     notes = [f"{len(failed)} section(s) failed. {reasons}"] if failed else []
+    if missing:
+        # asked for input once, answered, still nothing to draft from: listed, and the run succeeds
+        notes.append(f"{len(missing)} section(s) delivered as missing, nothing to draft from: {', '.join(missing)}.")
     if skipped:
         keys = ", ".join(r["section_key"] for r in skipped)
         notes.append(f"{len(skipped)} section(s) left as they were because someone holds their lock: {keys}.")
@@ -778,6 +872,13 @@ def run_cancel(
         error="Cancelled before it started." if run.started_at is None else "Cancelled while it waited to resume.",
         only_if=(RunStatus.QUEUED,),
     )
+    # a run waiting for input has no worker: it ends now (its checkpoint stays until retention sweeps it)
+    run_finish(
+        run_id=run.pk,
+        status=RunStatus.CANCELLED,
+        error="Cancelled while waiting for input.",
+        only_if=(RunStatus.WAITING_INPUT,),
+    )
     waited = config.cancel_wait_max_seconds() if wait else config.cancel_wait_seconds()
     deadline = time.monotonic() + waited
     run.refresh_from_db()
@@ -812,7 +913,8 @@ def run_cancel(
 def runs_sweep_dead(*, deal_id=None, now: datetime | None = None) -> list[str]:
     """Resume (up to RUN_MAX_RESUMES times) or fail every running run without a heartbeat within
     SYNTHESIS_DEAD_RUN_SECONDS; end cancelled, not resumed, such a run whose cancel was asked; fail every run
-    active for longer than SYNTHESIS_MAX_RUN_SECONDS; re-enqueue queued runs whose message was lost.
+    active for longer than SYNTHESIS_MAX_RUN_SECONDS (a run resumed with input: since the answer); re-enqueue
+    queued runs whose message was lost; cancel runs that waited for input too long (runs_expire_waiting).
     Returns the ids of the runs it failed, cancelled or resumed."""
     now = now or timezone.now()
     stale = now - timedelta(seconds=config.dead_run_seconds())
@@ -823,12 +925,16 @@ def runs_sweep_dead(*, deal_id=None, now: datetime | None = None) -> list[str]:
     silent = Q(status=RunStatus.RUNNING) & (
         Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True, started_at__lt=stale)
     )
+    # a run's age counts from its creation, or from the answer that resumed it; waiting for input expires apart
+    old = (Q(input_answered_at__isnull=True, created_at__lt=too_old) | Q(input_answered_at__lt=too_old)) & ~Q(
+        status=RunStatus.WAITING_INPUT
+    )
     acted, resumed = [], []
-    dead = active.filter(silent | Q(created_at__lt=too_old)).only(
-        "pk", "status", "created_at", "resume_count", "cancel_requested_at"
+    dead = active.filter(silent | old).only(
+        "pk", "status", "created_at", "input_answered_at", "resume_count", "cancel_requested_at"
     )
     for run in dead:
-        if run.created_at < too_old:
+        if (run.input_answered_at or run.created_at) < too_old:
             reason = f"The run was still {run.status} after {config.max_run_seconds() // 3600} hours; it is dead."
             ended = run_finish(run_id=run.pk, status=RunStatus.FAILED, error=reason)
         elif run.cancel_requested_at is not None:
@@ -848,9 +954,9 @@ def runs_sweep_dead(*, deal_id=None, now: datetime | None = None) -> list[str]:
             acted.append(str(run.pk))
     waiting = active.filter(status=RunStatus.QUEUED, created_at__lt=stale).exclude(pk__in=resumed)
     for deal in waiting.values_list("deal_id", flat=True).distinct():
-        if not SynthesisRun.objects.filter(deal_id=deal, status=RunStatus.RUNNING).exists():
+        if not SynthesisRun.objects.filter(deal_id=deal, status__in=HOLDING_RUN_STATUSES).exists():
             _kick_next(deal)
-    return acted
+    return acted + runs_expire_waiting(deal_id=deal_id, now=now)
 
 
 def _dead_reason(resumes: int) -> str:
@@ -869,9 +975,9 @@ def _requeue_dead(*, run_id, stale: datetime) -> SynthesisRun | None:
             return None
         if (run.heartbeat_at or run.started_at or run.created_at) >= stale:
             return None  # it beat meanwhile: alive after all
-        run.status = RunStatus.QUEUED
+        run.status, run.requeued_at = RunStatus.QUEUED, timezone.now()
         run.resume_count += 1
-        run.save(update_fields=["status", "resume_count", "updated_at"])
+        run.save(update_fields=["status", "resume_count", "requeued_at", "updated_at"])
         transaction.on_commit(lambda: _enqueue(run.pk))
     logger.warning("run %s: no heartbeat since %s; resuming it (resume %s)", run.pk, run.heartbeat_at, run.resume_count)
     return run
@@ -932,7 +1038,32 @@ def _resume_execute(*, run: SynthesisRun, deal: Deal, user: User | None, started
     )
     # elapsed from the run's first start: the time lost with the dead worker counts
     first_start = started - (timezone.now() - run.started_at).total_seconds() if run.started_at else started
-    return _execute_and_finish(run=run, deal=deal, user=user, started=first_start, delivered_before=done)
+    return _execute_and_finish(
+        run=run, deal=deal, user=user, started=first_start, delivered_before=done, answer=run.input_answer
+    )
+
+
+def runs_expire_waiting(*, deal_id=None, now: datetime | None = None) -> list[str]:
+    """Cancel every run that has waited for input longer than RUN_INPUT_TIMEOUT_SECONDS (what it drafted stays);
+    returns their ids. Run by the beat sweeper with the dead runs, and whenever a deal's runs are listed."""
+    now = now or timezone.now()
+    timeout = config.input_timeout_seconds()
+    expired = []
+    waiting = SynthesisRun.objects.filter(
+        status=RunStatus.WAITING_INPUT, input_requested_at__lt=now - timedelta(seconds=timeout)
+    )
+    if deal_id is not None:
+        waiting = waiting.filter(deal_id=deal_id)
+    for run_id in waiting.values_list("pk", flat=True):
+        ended = run_finish(
+            run_id=run_id,
+            status=RunStatus.CANCELLED,
+            error=f"Nobody answered within RUN_INPUT_TIMEOUT_SECONDS ({timeout} s); the run expired.",
+            only_if=(RunStatus.WAITING_INPUT,),
+        )
+        if ended is not None:
+            expired.append(str(run_id))
+    return expired
 
 
 # --- reset --------------------------------------------------------------------------------------------------

@@ -263,6 +263,18 @@ RUN_EVENTS = {
             "remaining": STRINGS,
         },
     ),
+    "input_required": run_event(
+        "The run paused for human input (status waiting_input): `input_request` names the sections without material "
+        "and the JSON Schema of the answer (POST /runs/{run_id}/resume). The stream stays open; the run goes on "
+        "after the answer.",
+        {"input_request": OBJECT},
+    ),
+    "input_received": run_event(
+        "The run was answered and is queued to continue: the sections with notes, and those whose retrieval is "
+        "retried.",
+        {"notes": STRINGS, "retry_retrieval": STRINGS},
+        {"by": UUID, "by_name": STRING},
+    ),
     "error": run_event("The run failed.", {"message": STRING}),
     "done": run_event("The last event of the run; the response ends after it.", {"status": STRING}),
     "reset": RESET,
@@ -295,8 +307,9 @@ document_deal_stream(
         "{component_id, content: a text delta}, message_end {component_id, status, content, reference: "
         "citations {id, text, document, document_id, page}}, node_finished {component_id, inputs, outputs, "
         "error, elapsed_time}, workflow_finished "
-        "{status, inputs, outputs: {delivered, missing, failed}, elapsed_time}, error {message}, done "
-        "{status}; run_resumed {resume_count, max_resumes, delivered, remaining} when another worker continues "
+        "{status, inputs, outputs: {delivered, missing, failed}, elapsed_time}, input_required {input_request} (the "
+        "run paused for input; the stream stays open), input_received {notes, retry_retrieval}, error {message}, "
+        "done {status}; run_resumed {resume_count, max_resumes, delivered, remaining} when another worker continues "
         "the run from its last checkpoint after its worker died (the sections after it are those not yet "
         "delivered). Each has `id:`, `event:` and `data:` (JSON). Without Last-Event-ID the whole run is "
         "replayed (pings while it is still queued); with it, the stream resumes after that event, nothing "

@@ -18,6 +18,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from canvas.memo.viewsets import MemoWriteViewSet
+from canvas.runs import inputs as run_inputs
 from canvas.runs import selectors as run_selectors
 from canvas.runs import services as runs
 from canvas.runs.serializers import (
@@ -26,12 +27,15 @@ from canvas.runs.serializers import (
     DebugInput,
     DebugOutput,
     GenerateInput,
+    GenerateInputSchemaOutput,
     GenerateOutput,
     PromptCatalogueOutput,
     RegenerateInput,
     RegenerateOutput,
     ResetOutput,
+    ResumeInput,
     RunConflictOutput,
+    RunNotWaitingOutput,
     RunOutput,
     RunPageOutput,
     RunQueryInput,
@@ -61,7 +65,8 @@ EVENT_STREAM = "text/event-stream"
 RUN_CONFLICT = OpenApiResponse(RunConflictOutput, description="Another run of the deal is active; it is named.")
 STREAM_DESCRIPTION = (
     "The run's events as server-sent events, from its first event to `done`: workflow_started, node_started, "
-    "message (section text deltas), message_end, node_finished, workflow_finished, error, done. Each has `id:` "
+    "message (section text deltas), message_end, node_finished, input_required and input_received (a run that "
+    "paused for input, and its answer), workflow_finished, error, done. Each has `id:` "
     "(resume with Last-Event-ID on GET /runs/{run_id}/stream), `event:` and `data:` (JSON)."
 )
 
@@ -106,6 +111,7 @@ class DraftingViewSet(MemoWriteViewSet):
     lookup_field = "deal_id"
     minimum_roles = {
         "generate": DealRole.EDITOR,
+        "generate_input_schema": DealRole.VIEWER,
         "debug": DealRole.EDITOR,
         "reset": DealRole.OWNER,
     }
@@ -160,6 +166,21 @@ class DraftingViewSet(MemoWriteViewSet):
         return _run_accepted(run)
 
     @extend_schema(
+        operation_id="canvas_generate_input_schema",
+        summary="What a drafting run may ask when it pauses for input (viewer)",
+        description="A run whose required sections find nothing to draft from (no documents, or nothing relevant) "
+        "pauses in `waiting_input` and asks for notes on those sections (its `input_request`). This describes that "
+        "form ahead of time, like an input form: the memo's sections (key, title, required), the JSON Schema of the "
+        "body of POST /runs/{run_id}/resume for all of them, the deal's ready documents, the longest note and how "
+        "long a paused run waits before it is cancelled.",
+        responses={200: GenerateInputSchemaOutput, **error_responses(401, 403, 404, 503)},
+        tags=TAGS,
+    )
+    @action(detail=True, methods=["get"], url_path="generate/input-schema", url_name="generate-input-schema")
+    def generate_input_schema(self, request, deal_id):
+        return Response(GenerateInputSchemaOutput(run_inputs.generate_input_schema(deal=self.deal_access.deal)).data)
+
+    @extend_schema(
         operation_id="canvas_debug",
         summary="Run one drafter synchronously; nothing is written (editor)",
         description="Retrieves and drafts one section with the configured drafter, optionally on given passages, "
@@ -205,6 +226,7 @@ class RunViewSet(DealScopedViewSet):
         "list": DealRole.VIEWER,
         "retrieve": DealRole.VIEWER,
         "cancel": DealRole.EDITOR,
+        "resume": DealRole.EDITOR,
         "run_trace": DealRole.VIEWER,
     }
 
@@ -279,6 +301,37 @@ class RunViewSet(DealScopedViewSet):
         )
         ended = run.status not in runs.ACTIVE_RUN_STATUSES
         return Response(RunOutput(run).data, status=status.HTTP_200_OK if ended else status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        operation_id="canvas_run_resume",
+        summary="Answer a run that waits for input; it continues from its checkpoint (editor)",
+        description="A run pauses in `waiting_input` when required sections find nothing to draft from; its "
+        "`input_request` names them with the JSON Schema of this body. `inputs.notes` gives notes per asked section: "
+        "they become a cited source of that section ('Analyst notes (<you>, <date>)'). Sections without notes are "
+        "drafted again from the deal's documents as they are now (so empty `inputs` after uploading documents "
+        "retries retrieval); one still without material is delivered as missing (the run succeeds and lists it in "
+        "`sections_missing`): a run never asks twice. Sections already drafted are not redrafted. Answers 202 with "
+        "the run, queued again; follow it on its stream (`input_received`, then the drafting, to `done`). 409 when "
+        "the run is not waiting for input (naming its status) or the memo was approved meanwhile; 422 for a note "
+        "on a section the run did not ask about. Counts against the shared 'generate' rate limit.",
+        parameters=[RUN_PARAM],
+        request=ResumeInput,
+        responses={
+            202: RunOutput,
+            409: OpenApiResponse(RunNotWaitingOutput, description="The run is not waiting for input."),
+            **error_responses(401, 403, 404, 422, 429, 503),
+        },
+        tags=TAGS,
+    )
+    @action(detail=True, methods=["post"])
+    def resume(self, request, deal_id, run_id):
+        run_uuid = parse_path_uuid(run_id, "run_id")
+        body = parse_body(ResumeInput, request)
+        ratelimit.consume(ratelimit.generate_bucket(), request.user.pk)
+        run = run_inputs.run_resume(
+            deal=self.deal_access.deal, run_id=run_uuid, user=request.user, notes=body["inputs"].get("notes") or {}
+        )
+        return Response(RunOutput(run).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
         operation_id="canvas_run_trace",

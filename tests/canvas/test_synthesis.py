@@ -326,17 +326,22 @@ def test_a_run_drafts_every_section_into_the_store_and_reports_it(cast):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_sections_without_sources_fail_and_block_delivery_until_filled(cast):
+def test_sections_without_sources_are_asked_for_then_missing_and_block_delivery_until_filled(cast):
+    from canvas.runs.inputs import run_resume
     from tests.canvas.synthesis_corpus import OM_PAGES
 
     make_document(cast.deal, "Offering Memorandum.pdf", "pdf", OM_PAGES)  # nothing about risks
     run = _create(cast)
+    # a required section without sources pauses the run for input (tests/canvas/test_run_input.py)
+    assert runs.run_execute(run_id=run.pk) == RunStatus.WAITING_INPUT
+    run.refresh_from_db()
+    assert [s["key"] for s in run.input_request["sections"]] == ["risks"]
+    run_resume(deal=cast.deal, run_id=run.pk, user=cast.users["editor"], notes={})
     assert runs.run_execute(run_id=run.pk) == RunStatus.SUCCEEDED
     run.refresh_from_db()
-    assert "risks" in run.sections_failed
-    assert "section(s) failed" in run.error
+    assert run.sections_missing == ["risks"] and "delivered as missing" in run.error
     doc = read_memo(cast.deal.pk)
-    assert doc.sections["risks"].delivery == "failed" and doc.sections["risks"].markdown == ""
+    assert doc.sections["risks"].delivery == "missing" and doc.sections["risks"].markdown == ""
     assert "risks" in doc.last_run["missing_required"]
     session = services.canvas_session_get(deal=cast.deal, role="owner", user=cast.users["owner"])
     assert session["incomplete_delivery_blocked"] is True and session["can_export"] is False
@@ -354,11 +359,19 @@ def test_sections_without_sources_fail_and_block_delivery_until_filled(cast):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_run_with_no_deliverable_section_fails(cast):
-    run = _create(cast, sections=["risks"])  # the deal has no documents at all
+def test_a_run_with_no_deliverable_section_fails(cast, settings, monkeypatch):
+    make_corpus(cast.deal)  # material there is; the model fails
+    settings.CANVAS_LLM_MODEL = "fake:test-model"
+
+    def broken_model(spec):
+        raise RuntimeError("provider down")
+
+    monkeypatch.setattr(drafters, "build_chat_model", broken_model)
+    run = _create(cast, sections=["risks"])
     assert runs.run_execute(run_id=run.pk) == RunStatus.FAILED
     run.refresh_from_db()
     assert run.sections_failed == ["risks"] and "No section could be drafted" in run.error
+    assert run.input_request is None
     names = [name for _, name, _ in telemetry.run_events(cast.deal.pk, run.pk)]
     assert names[-3:] == ["error", "workflow_finished", "done"]
 

@@ -50,6 +50,10 @@ def max_resumes() -> int:
     return max(0, int(get("RUN_MAX_RESUMES")))
 
 
+def input_timeout_seconds() -> int:
+    return int(get("RUN_INPUT_TIMEOUT_SECONDS"))
+
+
 def top_k() -> int:
     return max(1, int(get("SYNTHESIS_TOP_K")))
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from canvas.memo import markdown as memo_md
 from canvas.runs.synthesis import config, prompts
-from canvas.runs.synthesis.retrieval import Hit, sentences, tokenize
+from canvas.runs.synthesis.retrieval import Hit, Passage, sentences, tokenize
 
 Emit = Callable[[str], None]
 ShouldStop = Callable[[], str | None]
@@ -84,6 +84,11 @@ class DraftFailed(Exception):
     """The drafter cannot write this section (no source material, a model error)."""
 
 
+class NoMaterial(DraftFailed):
+    """Nothing to draft from: no passage matches the section, no deal figure applies, and no analyst notes were
+    given. The graph asks for input (a first time) or delivers the section as missing (after the answer)."""
+
+
 class DraftStopped(Exception):
     """Stopped on request (cancelled, or the run's time budget ran out); `reason` says which."""
 
@@ -104,6 +109,14 @@ class DraftRequest:
     instructions: str
     hits: list[Hit]
     metrics: dict[str, dict]
+    # What an analyst wrote for this section when the run asked for input; cited as `notes_label`.
+    notes: str = ""
+    notes_label: str = "Analyst notes"
+
+    @property
+    def notes_source(self) -> dict:
+        """The notes as a cited source: a footnote labelled `notes_label`, no document, no page."""
+        return {"document_id": None, "filename": self.notes_label, "page": 0}
 
     @property
     def footnote_prefix(self) -> str:
@@ -172,7 +185,8 @@ class Footnotes:
         if note is None:
             note = f"{self.prefix}{len(self._ids) + 1}"
             self._ids[key] = note
-            self._labels[note] = f"{key[0]}, p. {key[1]}"
+            # a source without pages (analyst notes) is cited by its name alone
+            self._labels[note] = f"{key[0]}, p. {key[1]}" if key[1] else key[0]
         return f"[^{note}]"
 
     def __len__(self) -> int:
@@ -180,6 +194,16 @@ class Footnotes:
 
     def block(self) -> str:
         return "\n".join(f"[^{note}]: {label}" for note, label in self._labels.items())
+
+
+def has_material(request: DraftRequest) -> bool:
+    """Whether there is anything to draft from: a retrieved passage, a deal figure that applies, analyst notes.
+    (The offline drafter may still find no usable sentence in the passages: it raises NoMaterial then.)"""
+    return bool(
+        request.notes.strip()
+        or request.hits
+        or relevant_metrics(request.section_key, request.retrieval_query, request.metrics)
+    )
 
 
 def _check(should_stop: ShouldStop) -> None:
@@ -194,9 +218,11 @@ class DefaultDrafter:
     name = "default"
 
     def draft(self, request: DraftRequest, *, emit: Emit, should_stop: ShouldStop) -> Draft:
-        """Raises DraftFailed (no passage matched and no figure), DraftStopped."""
+        """Raises NoMaterial (no passage matched, no figure, no analyst notes), DraftStopped."""
         notes = Footnotes(request.footnote_prefix)
         blocks: list[str] = []
+        if request.notes.strip():
+            blocks.append(f"{request.notes.strip()}{notes.ref(request.notes_source)}")
         figure_names = relevant_metrics(request.section_key, request.retrieval_query, request.metrics)
         if figure_names:
             parts = [
@@ -207,8 +233,8 @@ class DefaultDrafter:
             joined = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
             blocks.append(f"Key figures: {joined}.")
         evidence = self._evidence(request)
-        if not evidence and not figure_names:
-            raise DraftFailed(
+        if not evidence and not figure_names and not blocks:
+            raise NoMaterial(
                 f"No passage of the deal's documents matches {request.retrieval_query!r}, and no "
                 "deal figure applies to this section."
             )
@@ -339,9 +365,16 @@ class LlmDrafter:
             f"({request.metrics[n]['source']['filename']}, p. {request.metrics[n]['source']['page']})"
             for n in names
         ]
+        hits = list(request.hits)
+        if request.notes.strip():
+            # the analyst's notes are a source like a page: first, cited by their label
+            source = request.notes_source
+            hits.insert(0, Hit(Passage("", source["filename"], 0, request.notes.strip()), 1.0))
         passages = [
-            f"[S{i}] {hit.passage.filename}, p. {hit.passage.page}\n{hit.passage.text[:3000]}"
-            for i, hit in enumerate(request.hits, start=1)
+            f"[S{i}] {hit.passage.filename}"
+            + (f", p. {hit.passage.page}" if hit.passage.page else "")
+            + f"\n{hit.passage.text[:3000]}"
+            for i, hit in enumerate(hits, start=1)
         ]
         messages = prompts.render_section_messages(
             deal_name=request.deal_name,
@@ -355,7 +388,7 @@ class LlmDrafter:
             instructions=request.instructions,
         )
         notes = Footnotes(request.footnote_prefix)
-        rewriter = _MarkerRewriter(request.hits, notes)
+        rewriter = _MarkerRewriter(hits, notes)
         out: list[str] = []
         buffer = ""
         usage: dict = {"input_tokens": 0, "output_tokens": 0}
@@ -395,7 +428,7 @@ class LlmDrafter:
         if footer:
             emit(footer)
         markdown = body + footer
-        sources = [{**hit.passage.source, "score": hit.score} for hit in request.hits]
+        sources = [{**hit.passage.source, "score": hit.score} for hit in hits]
         usage.update(
             {
                 "words": memo_md.word_count(markdown),

@@ -1,6 +1,9 @@
 """The synthesis graph: one drafter per section, fanned out with Send, checkpointed in PostgreSQL.
 
-    START --dispatch--> draft_section (x N, in parallel up to SYNTHESIS_MAX_CONCURRENCY) --> END
+    START --dispatch--> draft_section (x N, in parallel up to SYNTHESIS_MAX_CONCURRENCY) --> review --> END
+
+`review` pauses the run for human input (a LangGraph interrupt) when required sections found nothing to draft
+from, and sends those sections to one more drafting with the answer: see canvas.runs.synthesis.human_input.
 
 The state is small and serializable (the section keys in, one result per section out); everything a
 drafter needs that is not state (the deal, the BM25 index, the figures, the drafter, the deadline,
@@ -27,10 +30,10 @@ from typing import Annotated, Any, TypedDict
 from django.db import connections
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
-from langgraph.types import Send
+from langgraph.types import Command, Send
 
-from canvas.runs.synthesis import telemetry
-from canvas.runs.synthesis.drafters import DraftFailed, DraftRequest, DraftStopped
+from canvas.runs.synthesis import human_input, telemetry
+from canvas.runs.synthesis.drafters import DraftFailed, DraftRequest, DraftStopped, NoMaterial, has_material
 from canvas.runs.synthesis.retrieval import PassageIndex
 
 logger = logging.getLogger(__name__)
@@ -39,13 +42,20 @@ CANCELLED = "cancelled"
 TIME_BUDGET = "time_budget"
 
 
-class RunState(TypedDict):
+class RunState(TypedDict, total=False):
     sections: list[str]
     results: Annotated[list[dict], operator.add]
+    # human input: the sections the run asked for (never twice) and the answer it was resumed with
+    asked: Annotated[list[str], operator.add]
+    answer: dict
 
 
-class SectionTask(TypedDict):
+class SectionTask(TypedDict, total=False):
     section_key: str
+    # the drafting after a human-input answer: the section's notes (maybe empty) and how they are cited
+    final: bool
+    notes: str
+    notes_label: str
 
 
 @dataclass(frozen=True)
@@ -132,7 +142,17 @@ def draft_section(task: SectionTask, runtime: Runtime[RunContext]) -> dict:
     if ctx.slots is not None:
         ctx.slots.acquire()
     try:
-        return {"results": [_draft_section(ctx, key)]}
+        return {
+            "results": [
+                _draft_section(
+                    ctx,
+                    key,
+                    final=bool(task.get("final")),
+                    notes=task.get("notes") or "",
+                    notes_label=task.get("notes_label") or human_input.NOTES_LABEL,
+                )
+            ]
+        }
     finally:
         if ctx.slots is not None:
             ctx.slots.release()
@@ -140,7 +160,11 @@ def draft_section(task: SectionTask, runtime: Runtime[RunContext]) -> dict:
             connections.close_all()  # a pool thread's Django connections go back to the pool
 
 
-def _draft_section(ctx: RunContext, key: str) -> dict:
+def _draft_section(
+    ctx: RunContext, key: str, *, final: bool = False, notes: str = "", notes_label: str = human_input.NOTES_LABEL
+) -> dict:
+    """Draft one section. Without material: `needs_input` the first time (review asks), `missing` after the
+    answer (`final`)."""
     if key in ctx.delivered_before:
         # delivered before the worker died, after the checkpoint last saw it: not drafted again
         ctx.record(key, "delivered")
@@ -160,6 +184,8 @@ def _draft_section(ctx: RunContext, key: str) -> dict:
 
     query = _query(plan, ctx.instructions)
     inputs = {"retrieval_query": query, "top_k": ctx.top_k, "instructions": ctx.instructions}
+    if final:
+        inputs["analyst_notes"] = bool(notes.strip())
     ctx.emit(
         "node_started",
         {
@@ -193,6 +219,8 @@ def _draft_section(ctx: RunContext, key: str) -> dict:
         instructions=ctx.instructions,
         hits=hits,
         metrics=ctx.metrics,
+        notes=notes,
+        notes_label=notes_label,
     )
 
     def emit_delta(delta: str) -> None:
@@ -201,6 +229,8 @@ def _draft_section(ctx: RunContext, key: str) -> dict:
 
     outputs: dict[str, Any] = {}
     try:
+        if not has_material(request):
+            raise NoMaterial("Nothing to draft from: no passage matches, no deal figure applies, no analyst notes.")
         draft = ctx.drafter.draft(request, emit=emit_delta, should_stop=ctx.stop_reason)
         reason = ctx.stop_reason()
         if reason is not None:
@@ -242,6 +272,11 @@ def _draft_section(ctx: RunContext, key: str) -> dict:
             ctx.record(key, "failed")
         else:
             result["status"] = "cancelled"
+        ctx.emit("message_end", {"component_id": key, "status": result["status"], "reference": []})
+    except NoMaterial as exc:
+        # first time: review asks for input; after the answer: delivered as missing (never asked twice)
+        result["status"] = human_input.MISSING if final else human_input.NEEDS_INPUT
+        result["error"] = str(exc)
         ctx.emit("message_end", {"component_id": key, "status": result["status"], "reference": []})
     except DraftFailed as exc:
         result["status"], result["error"] = "failed", str(exc)
@@ -311,20 +346,34 @@ def _mark_failed_quietly(ctx: RunContext, key: str, reason: str) -> None:
 def build_graph(checkpointer):
     builder = StateGraph(RunState, context_schema=RunContext)
     builder.add_node("draft_section", draft_section)
+    builder.add_node("review", human_input.review)
     builder.add_conditional_edges(START, dispatch, ["draft_section"])
-    builder.add_edge("draft_section", END)
+    builder.add_edge("draft_section", "review")
+    builder.add_conditional_edges("review", human_input.route, ["draft_section", END])
     return builder.compile(checkpointer=checkpointer)
 
 
 def run_graph(
-    *, ctx: RunContext, sections: list[str], thread_id: str, checkpointer, max_concurrency: int, resume: bool = False
+    *,
+    ctx: RunContext,
+    sections: list[str],
+    thread_id: str,
+    checkpointer,
+    max_concurrency: int,
+    answer: dict | None = None,
+    from_checkpoint: bool = False,
 ) -> list[dict]:
-    """Draft the sections; returns one result per section ({section_key, status, error, elapsed}).
+    """Draft the sections; returns the last result of each section ({section_key, status, error, elapsed}).
 
-    `resume`: continue the thread from its last checkpoint (the run's worker died): LangGraph invoked with no
-    input on the same thread reloads the checkpoint and runs only the nodes whose results it does not hold
-    (each finished node's result was saved as a pending write when it returned), so finished sections are
-    not drafted again. A thread without a checkpoint yet (the worker died before the first) starts afresh."""
+    `answer`: continue the thread from its human-input interrupt with that answer (or, when the answer was
+    given already and the run stopped mid-way, from its last checkpoint). `from_checkpoint`: continue the
+    thread from its last checkpoint (the run's worker died): LangGraph invoked with no input on the same thread
+    reloads the checkpoint and runs only the nodes whose results it does not hold (each finished node's result
+    was saved as a pending write when it returned), so finished sections are not drafted again. A thread
+    without a checkpoint yet (the worker died before the first) starts afresh.
+
+    Raises InputRequired when the graph stops at its interrupt (the checkpoint keeps everything drafted),
+    NoPendingInput when `answer` is given but the thread holds neither an interrupt nor unfinished work."""
     graph = build_graph(checkpointer)
     # At most `max_concurrency` sections draft at once, through the context's slots rather than LangGraph's
     # max_concurrency: LangGraph saves each finished node's result (put_writes) on the same thread pool as
@@ -333,8 +382,22 @@ def run_graph(
     # a thread for every section plus some for the checkpoint writes.
     ctx.slots = threading.BoundedSemaphore(max(1, max_concurrency))
     config = {"configurable": {"thread_id": thread_id}, "max_concurrency": len(sections) + 4}
-    payload: dict | None = {"sections": sections, "results": []}
-    if resume and checkpointer.get_tuple({"configurable": {"thread_id": thread_id}}) is not None:
-        payload = None
-    final = graph.invoke(payload, config=config, context=ctx)
-    return list((final or {}).get("results") or [])
+    start: Any = {"sections": sections, "results": []}
+    if answer is not None:
+        snapshot = graph.get_state(config)
+        if snapshot.interrupts:
+            # by the interrupt's id: a bare dict could be read as a map of ids (an empty one resumes nothing)
+            start = Command(resume={snapshot.interrupts[0].id: answer})
+        elif snapshot.next:
+            start = None  # answered already and stopped mid-way (its worker died): go on from the checkpoint
+        else:
+            raise human_input.NoPendingInput(
+                "The run's checkpoint holds no question to answer (its checkpoints were deleted); start a new run."
+            )
+    elif from_checkpoint and checkpointer.get_tuple({"configurable": {"thread_id": thread_id}}) is not None:
+        start = None
+    final = graph.invoke(start, config=config, context=ctx) or {}
+    interrupts = final.get("__interrupt__") or ()
+    if interrupts:
+        raise human_input.InputRequired(interrupts[0].value)
+    return list(human_input.latest_results(final.get("results") or []).values())

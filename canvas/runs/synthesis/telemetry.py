@@ -37,6 +37,8 @@ RUN_EVENT_TYPES = (
     "node_finished",
     "workflow_finished",
     "run_resumed",
+    "input_required",
+    "input_received",
     "error",
     "done",
 )
