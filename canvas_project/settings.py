@@ -118,6 +118,9 @@ if DB_POOL:
     }
 else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Behind PgBouncer in transaction pooling a server-side cursor (QuerySet.iterator()) cannot outlive its
+# transaction's server connection: set true there. Django's psycopg binding sends no prepared statements.
+DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = env_bool("DB_DISABLE_SERVER_SIDE_CURSORS", False)
 # Read replicas (streaming standbys of the primary), comma-separated URLs; each becomes the alias replica_<n>.
 # Only read-only selectors that ask for one read there (canvas_project.replicas); empty: no router, one database.
 DATABASE_REPLICA_URLS = env_list("DATABASE_REPLICA_URLS", [])

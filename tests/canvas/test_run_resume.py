@@ -161,3 +161,20 @@ def test_a_worker_whose_run_was_resumed_elsewhere_can_no_longer_touch_it(cast, s
     # the current worker's own records still land
     runs._record_section(run.pk, "risks", "delivered", attempt=1)
     assert SynthesisRun.objects.get(pk=run.pk).sections_delivered == ["risks"]
+
+
+def test_a_claim_after_the_sweepers_requeue_is_a_crash_resume_and_one_after_an_answer_is_not(cast, settings):
+    # both queue a run again; only the sweeper's announces run_resumed and restarts from the checkpoint as such
+    settings.RUN_MAX_RESUMES = 2
+    run = _silent_run(cast)
+    assert runs._after_crash(run) is False  # never requeued
+    assert runs.runs_sweep_dead() == [str(run.pk)]
+    run.refresh_from_db()
+    assert run.status == RunStatus.QUEUED and run.resume_count == 1 and run.requeued_at is not None
+    assert runs._after_crash(run) is True
+    # resumed, it paused for input later, and was answered: the next claim continues with the answer
+    run.input_answer, run.input_answered_at = {"notes": {"risks": "Tenant concentration."}}, timezone.now()
+    assert runs._after_crash(run) is False
+    # its worker died while it went on with the answer: requeued again, a crash resume (carrying the answer)
+    run.requeued_at = run.input_answered_at + timedelta(seconds=30)
+    assert runs._after_crash(run) is True
