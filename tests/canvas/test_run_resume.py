@@ -91,7 +91,7 @@ def test_a_section_written_just_before_the_worker_died_is_not_drafted_again(cast
     # the same run as if its worker had died after writing both sections to the memo, before recording them
     # or checkpointing: the memo says they are this run's
     SynthesisRun.objects.filter(pk=run.pk).update(
-        status=RunStatus.QUEUED, resume_count=1, sections_delivered=[], finished_at=None
+        status=RunStatus.QUEUED, resume_count=1, requeued_at=timezone.now(), sections_delivered=[], finished_at=None
     )
     delete_deal_threads(cast.deal.pk)  # no checkpoint either: the resume starts the graph afresh
     get_redis().delete(keys.run_key(cast.deal.pk, run.pk, "trace"))
