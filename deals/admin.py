@@ -131,6 +131,7 @@ class DealAdmin(admin.ModelAdmin):
         "updated_at",
         "document_state",
         "memo_version",
+        "nodes_version",
         "sections_populated",
         "sections_total",
         "incomplete_delivery_blocked",

@@ -31,7 +31,12 @@ from deals.documents.errors import DigitizationError
 from deals.documents.ingestion.crops import digitization_cache_write, document_keys_delete
 from deals.documents.ingestion.digitize import Digitized, digitize
 from deals.documents.ingestion.intake import intake_summary_refresh
-from deals.documents.ingestion.intel import REDIS_ERRORS, deal_intel_invalidate, deal_intel_refresh
+from deals.documents.ingestion.intel import (
+    REDIS_ERRORS,
+    deal_intel_compute,
+    deal_intel_invalidate,
+    deal_intel_replace,
+)
 from deals.documents.ingestion.sniff import sniff_document
 from deals.models import Deal, Document, DocumentPage, FileState
 
@@ -229,6 +234,10 @@ def _finish(document: Document, *, digitized: Digitized | None, error: str = "")
             current.state, current.error = FileState.FAILED, error
         current.processed_at = timezone.now()
         current.save(update_fields=["state", "pages", "error", "processed_at", "updated_at"])
+        # computed inside the transaction (it sees the new pages) and cached as it commits: a client that sees
+        # the document ready reads intel that includes it, not the previous cache until a later refresh
+        intel = deal_intel_compute(deal_id=current.deal_id)
+        transaction.on_commit(lambda: deal_intel_replace(deal_id=current.deal_id, intel=intel))
     document.state, document.pages, document.error = current.state, current.pages, current.error
     return True
 
@@ -260,7 +269,6 @@ def document_ingest(*, document_id) -> Document | None:
         if not Document.objects.filter(pk=document.pk).exists():
             # Deleted between the commit and the cache write: its delete already ran, so undo ours.
             document_keys_delete(deal_id=document.deal_id, document_id=document.pk)
-    deal_intel_refresh(deal_id=document.deal_id)
     canvas_session_drop(deal_id=document.deal_id)
     try:
         intake_summary_refresh(deal=document.deal)

@@ -13,7 +13,7 @@ import pytest
 
 # The fixtures the re-run modules take from their own folders' conftest files.
 from tests.canvas.conftest import memo_text, written  # noqa: F401
-from tests.superadmin.conftest import checkpoints, redis_client  # noqa: F401
+from tests.superadmin.conftest import _no_threads_of_other_tests, checkpoints, redis_client  # noqa: F401
 
 
 @pytest.fixture(autouse=True)

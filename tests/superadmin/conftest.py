@@ -11,7 +11,7 @@ import pytest
 
 from canvas_project import keys
 from canvas_project.redis_client import get_redis
-from canvas_project.store import delete_deal_threads, get_checkpointer
+from canvas_project.store import delete_deal_threads, get_checkpointer, get_pool
 
 # What write_deal_state() leaves per family (protected `runs` included).
 EXPECTED = {
@@ -123,6 +123,15 @@ def checkpoints(db):
     yield write
     for deal in deals:
         delete_deal_threads(deal)
+
+
+@pytest.fixture(autouse=True)
+def _no_threads_of_other_tests(django_db_setup, django_db_blocker):
+    """Mode `all` counts every checkpoint thread of the database, and runs of earlier tests leave theirs (the
+    Saver's pool commits outside the tests' transactions): each purge test starts with none."""
+    with django_db_blocker.unblock(), get_pool().connection() as conn:
+        for table in ("checkpoint_writes", "checkpoint_blobs", "checkpoints"):
+            conn.execute(f"DELETE FROM {table} WHERE thread_id LIKE 'deal:%'")  # noqa: S608 - fixed names
 
 
 @pytest.fixture

@@ -295,14 +295,13 @@ def deal_intel_cached(*, deal_id) -> dict:
     return intel
 
 
-def deal_intel_refresh(*, deal_id) -> dict:
-    """Recompute now and replace the cache (after a document of the deal is ingested)."""
-    intel = deal_intel_compute(deal_id=deal_id)
+def deal_intel_replace(*, deal_id, intel: dict) -> None:
+    """Replace the cached intel with `intel` (computed by the caller, e.g. inside the transaction that makes a
+    document ready, so that the cache changes the moment that commits)."""
     try:
         get_redis().set(keys.deal_intel_key(deal_id), json.dumps(intel), ex=keys.DEAL_INTEL_TTL)
     except REDIS_ERRORS as exc:
         logger.warning("deal intel not cached (%s)", exc.__class__.__name__)
-    return intel
 
 
 def deal_intel_invalidate(*, deal_id) -> None:
