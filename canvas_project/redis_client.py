@@ -17,12 +17,14 @@ recorded in `cluster_faults` (the cluster test suite fails on any).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import threading
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 import redis
+import redis.asyncio as aioredis
 import redis.asyncio.cluster as async_cluster
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -99,8 +101,33 @@ class ServiceRedisCluster(RedisCluster):
         return pipe
 
 
-class AsyncServiceRedisCluster(async_cluster.RedisCluster):
-    """The asyncio twin of ServiceRedisCluster (the SSE hub's client)."""
+class KeepsCancellation:
+    """An asyncio client whose commands never lose a cancellation of the task awaiting them.
+
+    With a socket timeout, redis-py writes each command under `asyncio.wait_for`, which on Python 3.11 returns
+    the write's result instead of raising when the task is cancelled just as the write completes (CPython
+    gh-86296, fixed in 3.12 by building wait_for on asyncio.timeout). The command then goes on as if nothing
+    happened: an SSE stream reader cancelled at the start of its XREAD blocked on for BLOCK_MS and read on for
+    good (issue 15: on the cluster, a reader blocked 20 s after its streams had closed), a stream whose client
+    left kept its subscription. A cancel that the task's count of requests (Task.cancelling) shows and no
+    CancelledError delivered is raised here once the command has returned (its reply is read, so the
+    connection is clean). On 3.12 wait_for delivers it itself and this never fires."""
+
+    async def execute_command(self, *args, **kwargs):
+        task = asyncio.current_task()
+        requested = task.cancelling() if task is not None else 0
+        result = await super().execute_command(*args, **kwargs)
+        if task is not None and task.cancelling() > requested:
+            raise asyncio.CancelledError(f"cancelled during Redis {args[0] if args else 'command'}")
+        return result
+
+
+class AsyncServiceRedis(KeepsCancellation, aioredis.Redis):
+    """The asyncio single-node client of the SSE hub (redis.asyncio.Redis keeping cancellations)."""
+
+
+class AsyncServiceRedisCluster(KeepsCancellation, async_cluster.RedisCluster):
+    """The asyncio twin of ServiceRedisCluster (the SSE hub's client), keeping cancellations."""
 
     async def execute_command(self, *args, **kwargs):
         try:

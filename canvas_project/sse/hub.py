@@ -34,7 +34,7 @@ import redis.asyncio as aioredis
 from django.conf import settings
 
 from canvas_project.observability import metrics
-from canvas_project.redis_client import async_cluster_client
+from canvas_project.redis_client import AsyncServiceRedis, async_cluster_client
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,8 @@ STREAM_ID_PATTERN = "^([0-9]{1,20}-[0-9]{1,20})?$"
 QUEUE_SIZE = 1000
 CATCH_UP_BATCH = 500
 BLOCK_MS = 5000
+# A stopping reader is cancelled again this often until its task has ended (_Reader.stop).
+STOP_RECANCEL_SECONDS = 0.05
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
@@ -132,7 +134,7 @@ def async_redis() -> aioredis.Redis:
         if settings.REDIS_CLUSTER:
             client = async_cluster_client()
         else:
-            client = aioredis.Redis.from_url(
+            client = AsyncServiceRedis.from_url(
                 settings.REDIS_URL, socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT, health_check_interval=30
             )
         _clients[loop_id] = client
@@ -148,7 +150,7 @@ def _reader_client() -> tuple[object, bool]:
     so one reader per deal per process reads from the right node, and XREAD never names two streams."""
     timeout = BLOCK_MS / 1000 + settings.REDIS_SOCKET_TIMEOUT
     if not settings.REDIS_CLUSTER:
-        client = aioredis.Redis.from_url(
+        client = AsyncServiceRedis.from_url(
             settings.REDIS_URL, socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT, socket_timeout=timeout
         )
         return client, True
@@ -259,7 +261,21 @@ class _Reader:
         self.subscribers: set[_Subscriber] = set()
         self.tail: str | None = None
         self.ready = asyncio.Event()
+        self.closing = False  # the task is in its cleanup: stop() no longer cancels it
         self.task = asyncio.create_task(self._run(), name=f"stream-reader:{key}")
+
+    def stop(self) -> None:
+        """End the reader now: cancel its task, and again every STOP_RECANCEL_SECONDS until it has ended.
+
+        One cancel is not enough: a cancel that lands as the XREAD's write completes is lost inside redis-py
+        on Python 3.11 (canvas_project.redis_client.KeepsCancellation), which raises it only once the XREAD
+        has returned, up to BLOCK_MS later, the XREAD blocking on its node meanwhile (issue 15: seen on the
+        cluster, where a reader outlived its streams). The next cancel lands on the blocked read, which
+        closes that connection at once. The loop's cleanup (closing its own client) is not interrupted."""
+        if self.task.done() or self.closing:
+            return
+        self.task.cancel()
+        asyncio.get_running_loop().call_later(STOP_RECANCEL_SECONDS, self.stop)
 
     async def _tick(self) -> None:
         """Heartbeats for quiet subscribers: one timer per stream, not one per wait of each subscriber."""
@@ -332,6 +348,7 @@ class _Reader:
                             subscriber.offer(entry)
                     last_fanout = loop.time()
         finally:
+            self.closing = True
             ticker.cancel()
             if owned:
                 await client.aclose()
@@ -377,7 +394,7 @@ class StreamHub:
             return
         reader.subscribers.discard(subscriber)
         if not reader.subscribers:
-            reader.task.cancel()
+            reader.stop()
             self._readers.pop(key, None)
 
     @property
@@ -537,7 +554,7 @@ async def close_loop_resources() -> None:
     found = _hubs.pop(loop_id, None)
     if found is not None:
         for reader in list(found._readers.values()):
-            reader.task.cancel()
+            reader.stop()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader.task
     for registry in (_clients, _reader_clients):

@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+from django.conf import settings
+
 from canvas_project import events, keys
+from canvas_project.redis_client import get_redis
 from canvas_project.sse import hub as streams
 
 
@@ -75,3 +78,67 @@ def test_an_event_stream_reads_its_retry_and_heartbeat_settings_when_it_opens(se
             await streams.close_loop_resources()
 
     assert asyncio.run(opening()) == ["retry: 1234\n\n", ": ping\n\n"]
+
+
+def _blocked_xreads() -> int:
+    """Connections blocked in an XREAD now (flag b), on the test's Redis database or on every cluster primary."""
+    client = get_redis()
+    if settings.REDIS_CLUSTER:
+        lists = [client.get_redis_connection(node).client_list() for node in client.get_primaries()]
+    else:
+        lists = [[c for c in client.client_list() if c.get("db") == str(settings.REDIS_TEST_DB)]]
+    return sum(1 for clients in lists for c in clients if c.get("cmd") == "xread" and "b" in c.get("flags", ""))
+
+
+async def _cancel_outcomes(key: str, offsets: range) -> list[object]:
+    """What an XREAD of the readers' client ends with when its task is cancelled after `offset` loop passes."""
+    client, owned = streams._reader_client()
+    outcomes = []
+    try:
+        for offset in offsets:
+            task = asyncio.create_task(client.xread({key: "$"}, block=200))
+            for _ in range(offset):
+                await asyncio.sleep(0)
+            task.cancel()
+            outcomes.append((await asyncio.gather(task, return_exceptions=True))[0])
+    finally:
+        if owned:
+            await client.aclose()
+        await streams.close_loop_resources()
+    return outcomes
+
+
+def test_a_cancel_landing_anywhere_in_a_redis_command_is_never_lost(db):
+    # Python 3.11's asyncio.wait_for, under which redis-py writes a command when a socket timeout is set (the
+    # readers' client has one), returns instead of raising when the cancel lands as the write completes: the
+    # XREAD then ran its whole block and returned [] as if never cancelled (offsets 6 and 8 here, issue 15).
+    outcomes = asyncio.run(_cancel_outcomes(keys.events_key(uuid.uuid4()), range(1, 40)))
+    assert [
+        offset for offset, outcome in enumerate(outcomes, start=1) if not isinstance(outcome, asyncio.CancelledError)
+    ] == []
+
+
+async def _readers_left_after_stop(key: str, offsets: range) -> list[int]:
+    """Start a reader, stop it after `offset` loop passes (anywhere in its first reads); the offsets whose
+    reader had not ended 10 s later (its XREAD blocks 60 s: a lost cancel cannot hide behind a block's end)."""
+    found = streams.hub()
+    left = []
+    try:
+        for offset in offsets:
+            reader = streams._Reader(found, key)
+            for _ in range(offset):
+                await asyncio.sleep(0)
+            reader.stop()
+            done, _ = await asyncio.wait({reader.task}, timeout=10)
+            if not done:
+                left.append(offset)
+                reader.task.cancel()
+    finally:
+        await streams.close_loop_resources()
+    return left
+
+
+def test_a_stopped_reader_ends_at_once_wherever_the_stop_lands(db, monkeypatch):
+    monkeypatch.setattr(streams, "BLOCK_MS", 60_000)
+    assert asyncio.run(_readers_left_after_stop(keys.events_key(uuid.uuid4()), range(60))) == []
+    assert _blocked_xreads() == 0  # the stopped readers' XREADs are gone from Redis too
