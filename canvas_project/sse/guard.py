@@ -46,7 +46,7 @@ EXPIRED = End(
 LIFETIME = End(None, "The stream reached SSE_MAX_STREAM_SECONDS; reconnect with Last-Event-ID to resume.")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Grant:
     """What an open stream was authorized with, as the access checker re-checks it."""
 

@@ -99,7 +99,37 @@ def _stream_limit_reached(detail: str, limit: int, scope: str) -> SseError:
     )
 
 
-def take_stream_slot(user, deal_id=None) -> Callable[[], None]:
+class _Slot:
+    """One open stream's hold on its user's (and deal's) stream slots and on its guard lease; calling it gives
+    them back (idempotent). An object with slots, not closures: each open stream keeps one (bench/events --idle)."""
+
+    __slots__ = ("user_id", "deal_key", "watcher", "lease", "released")
+
+    def __init__(self, user_id: str, deal_key: str | None) -> None:
+        self.user_id = user_id
+        self.deal_key = deal_key
+        self.watcher: guard.StreamGuard | None = None
+        self.lease: hub.Lease | None = None
+        self.released = False
+
+    def __call__(self) -> None:
+        with _open_streams_lock:
+            if self.released:
+                return
+            self.released = True
+            user_id, deal_key = self.user_id, self.deal_key
+            _open_streams[user_id] -= 1
+            if _open_streams[user_id] <= 0:
+                del _open_streams[user_id]
+            if deal_key is not None:
+                _open_streams_of_deal[deal_key] -= 1
+                if _open_streams_of_deal[deal_key] <= 0:
+                    del _open_streams_of_deal[deal_key]
+        if self.watcher is not None:
+            self.watcher.close(self.lease)
+
+
+def take_stream_slot(user, deal_id=None) -> _Slot:
     """Count one more open stream of the user (and of the deal); returns its release (idempotent). Raises
     SseError (429, body StreamLimitError: `scope` user or deal)."""
     user_id = str(user.pk)
@@ -124,23 +154,7 @@ def take_stream_slot(user, deal_id=None) -> Callable[[], None]:
         _open_streams[user_id] += 1
         if deal_key is not None:
             _open_streams_of_deal[deal_key] += 1
-    released = False
-
-    def release() -> None:
-        nonlocal released
-        with _open_streams_lock:
-            if released:
-                return
-            released = True
-            _open_streams[user_id] -= 1
-            if _open_streams[user_id] <= 0:
-                del _open_streams[user_id]
-            if deal_key is not None:
-                _open_streams_of_deal[deal_key] -= 1
-                if _open_streams_of_deal[deal_key] <= 0:
-                    del _open_streams_of_deal[deal_key]
-
-    return release
+    return _Slot(user_id, deal_key)
 
 
 async def holding_slot(stream: AsyncIterator[str], release: Callable[[], None]) -> AsyncIterator[str]:
@@ -161,24 +175,16 @@ def slotted_response(
 
     With a `grant`, the stream is registered with the loop's guard (re-checked access, credential expiry,
     lifetime): `stream` is then a function of the guard's lease that builds the stream.
-    Released when the stream finishes or the client goes away, and (weakref.finalize) when the response is
-    dropped before its stream ever started, which no `finally` inside it would see. Raises SseError (429).
+    Released when the stream finishes or the client goes away, and (weakref.finalize) when the stream is
+    dropped before it ever started, which no `finally` inside it would see. Raises SseError (429).
     """
-    release_slot = take_stream_slot(user, grant.deal_id if grant is not None else None)
+    release = take_stream_slot(user, grant.deal_id if grant is not None else None)
     if grant is not None:
-        watcher = guard.guard()
-        lease = watcher.open(grant)
-
-        def release() -> None:
-            release_slot()
-            watcher.close(lease)
-
-        stream = stream(lease)
-    else:
-        release = release_slot
-    wrapped = holding_slot(stream, release)
-    weakref.finalize(wrapped, release)
-    return sse_response(wrapped)
+        release.watcher = guard.guard()
+        release.lease = release.watcher.open(grant)
+        stream = stream(release.lease)
+    weakref.finalize(stream, release)
+    return sse_response(stream, release=release)
 
 
 def last_event_id(request: HttpRequest) -> str | None:
@@ -264,11 +270,14 @@ async def event_stream(
             on_close()
 
 
-def sse_response(stream: AsyncIterator[str]) -> StreamingHttpResponse:
+def sse_response(stream: AsyncIterator[str], *, release: Callable[[], None] | None = None) -> StreamingHttpResponse:
     """The stream's response; `sse_stream` marks it for canvas_project.sse.handler, which sends it without
-    holding the request (Django's own handler, under a test client or WSGI, iterates it as usual)."""
-    response = StreamingHttpResponse(stream, content_type="text/event-stream")
+    holding the request and calls `release` (`sse_release`) once it ends. Django's own handler (a test client,
+    WSGI) iterates the response as usual: `release` then runs when that iteration ends."""
+    content = holding_slot(stream, release) if release is not None else stream
+    response = StreamingHttpResponse(content, content_type="text/event-stream")
     response.sse_stream = stream
+    response.sse_release = release
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: do not buffer the stream
     return response
