@@ -1,14 +1,16 @@
-"""Throwaway real servers for fault tests: a Redis, a PostgreSQL and the service itself on spare loopback
-ports, which a test may kill and restart; never the shared ones."""
+"""Throwaway real servers for fault tests: a Redis, a PostgreSQL, a RabbitMQ, the service itself and Celery
+workers, on spare loopback ports, which a test may kill and restart; never the shared ones."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -113,8 +115,6 @@ class ThrowawayPostgres:
     """
 
     def __init__(self, port: int | None = None) -> None:
-        import tempfile
-
         self.port = port or free_port()
         self.bin = postgres_bin_dir()
         self.folder = Path(tempfile.mkdtemp(prefix="dc-faults-pg-"))
@@ -238,6 +238,111 @@ def database_url_of(settings_dict: dict) -> str:
     return f"postgresql://{user}{password}@{host}{port}/{settings_dict['NAME']}"
 
 
+REPO = Path(__file__).resolve().parent.parent
+
+
+def service_env(**extra: str) -> dict[str, str]:
+    """The environment of a service or worker child process on this test process's database, Redis, Celery
+    broker and queue (`extra` overrides). The broker is named only when the test moved Celery off the
+    default (a `both_brokers` rabbitmq run, a throwaway RabbitMQ): otherwise the child derives it from its
+    REDIS_URL, as a deployment does, so a test that gives the child its own Redis gives it that broker too."""
+    # lazy: bench scripts import this module before Django is configured
+    from django.conf import settings
+    from django.db import connection
+
+    from canvas_project.celery import app
+
+    env = {
+        "DJANGO_SETTINGS_MODULE": "canvas_project.settings",
+        "DATABASE_URL": database_url_of(connection.settings_dict),
+        "REDIS_URL": settings.REDIS_URL,
+        "CELERY_TASK_DEFAULT_QUEUE": app.conf.task_default_queue,
+    }
+    if app.conf.broker_url != settings.CELERY_BROKER_URL:
+        env["CELERY_BROKER_URL"] = app.conf.broker_url
+    return {**env, **extra}
+
+
+# One task at a time, in the worker's own process (a SIGKILL kills the task with it), without the broker
+# chatter (mingle, gossip, Celery's event heartbeats) that the tests do not use.
+WORKER_OPTIONS = (
+    "--pool",
+    "solo",
+    "--concurrency",
+    "1",
+    "--without-heartbeat",
+    "--without-mingle",
+    "--without-gossip",
+    "--loglevel",
+    "WARNING",
+)
+
+
+class WorkerProcess:
+    """A real Celery worker in a child process: `celery -A canvas_project worker` with WORKER_OPTIONS, or
+    `python -m <module>` for a module that starts one with them (after patching something in its process).
+
+    `env` is added to this process's environment: service_env(...) for the test's database, Redis, broker
+    and queue. The worker's log goes to a file (a pipe nobody reads would block it once full); `log()`.
+    """
+
+    def __init__(self, env: dict[str, str], *, module: str | None = None) -> None:
+        self.env = env
+        self.module = module
+        self.log_file = Path(tempfile.mkstemp(prefix="dc-worker-", suffix=".log")[1])
+        self.process: subprocess.Popen | None = None
+
+    @staticmethod
+    def _celery() -> str:
+        candidate = Path(sys.executable).parent / "celery"
+        return str(candidate) if candidate.exists() else "celery"
+
+    def start(self) -> WorkerProcess:
+        if self.module:
+            command = [sys.executable, "-m", self.module]
+        else:
+            command = [self._celery(), "-A", "canvas_project", "worker", *WORKER_OPTIONS]
+        with self.log_file.open("ab") as log:
+            self.process = subprocess.Popen(
+                command,
+                cwd=REPO,
+                env={**os.environ, **self.env, "PYTHONPATH": str(REPO)},
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
+        return self
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log(self) -> str:
+        return self.log_file.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        """True while it runs; fails the test with the end of its log once it has exited."""
+        assert self.process.poll() is None, f"the worker exited ({self.process.returncode}): {self.log()[-2000:]}"
+        return True
+
+    def kill(self) -> None:
+        """SIGKILL, as the OOM killer or a lost machine: nothing of it runs after this returns."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+        if self.process is not None:
+            self.process.wait(10)
+        self.log_file.unlink(missing_ok=True)
+
+    def __enter__(self) -> WorkerProcess:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
 class ServiceProcess:
     """The service itself in a child process against the test database and Redis: uvicorn (ASGI) unless
     `command` says otherwise (argv after `python -m`, with `{port}` where the port goes)."""
@@ -308,8 +413,6 @@ class ThrowawayRedisCluster:
     SLOTS = 16384
 
     def __init__(self, primaries: int = 3, replicas_per_primary: int = 1, node_timeout_ms: int = 1000) -> None:
-        import tempfile
-
         self.primaries = primaries
         self.replicas_per_primary = replicas_per_primary
         self.node_timeout_ms = node_timeout_ms
@@ -473,3 +576,134 @@ class ThrowawayRedisCluster:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def rabbitmq_scripts() -> Path | None:
+    """The folder of RabbitMQ's own scripts (rabbitmq-server, rabbitmqctl), or None when it is not installed.
+
+    Debian's /usr/sbin/rabbitmq-server is a wrapper that switches to the `rabbitmq` user, its home (and so
+    the machine node's Erlang cookie) and its log files before running the script in /usr/lib/rabbitmq/bin;
+    a throwaway node runs that script directly, as whoever runs the tests, with a home of its own.
+    """
+    found = shutil.which("rabbitmq-server") or shutil.which("rabbitmq-server", path="/usr/sbin:/usr/local/sbin")
+    if found is None:
+        return None
+    folder = Path(found).resolve().parent  # the wrapper's folder holds the real scripts (symlinks)
+    for candidate in (folder, Path(found).parent):
+        script = candidate / "rabbitmq-server"
+        if script.exists() and script.resolve().name == "rabbitmq-server" and (candidate / "rabbitmqctl").exists():
+            return candidate
+    return None
+
+
+class ThrowawayRabbitMQ:
+    """A real RabbitMQ node of its own (its own name, AMQP port, distribution port, data, logs, Erlang cookie
+    and configuration, no plugins) on 127.0.0.1, in a temporary folder: never the machine's node on :5672,
+    which other test processes use. guest/guest works (from loopback only, RabbitMQ's default).
+
+    stop() kills it (SIGKILL to the whole node, as a crash; or `rabbitmqctl stop` with graceful=True) and
+    start() starts it again with the same name, port and data, so durable queues and the persistent messages
+    in them come back. The node registers its name with the machine's epmd (Erlang's port mapper, which
+    exists for many nodes on one host).
+    """
+
+    def __init__(self) -> None:
+        scripts = rabbitmq_scripts()
+        if scripts is None:
+            raise RuntimeError("no rabbitmq-server on PATH or in /usr/sbin: install RabbitMQ (Debian: rabbitmq-server)")
+        self.scripts = scripts
+        self.folder = Path(tempfile.mkdtemp(prefix="dc-rabbitmq-"))
+        self.port = free_port()
+        self.dist_port = free_port()
+        self.node = f"dc-test-{os.getpid()}-{self.port}@localhost"
+        self.process: subprocess.Popen | None = None
+        # The machine's rabbitmq.conf names :5672 and its rabbitmq-env.conf its node: neither is read here.
+        (self.folder / "rabbitmq.conf").write_text(f"listeners.tcp.local = 127.0.0.1:{self.port}\n")
+        (self.folder / "rabbitmq-env.conf").write_text("")
+        (self.folder / "enabled_plugins").write_text("[].\n")
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}//"
+
+    @property
+    def log_path(self) -> Path:
+        return self.folder / "node.log"
+
+    def _env(self) -> dict[str, str]:
+        folder = str(self.folder)
+        return {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": folder,  # the Erlang cookie of this node and of the rabbitmqctl that stops it
+            "LANG": "C.UTF-8",
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_CONFIG_FILE": f"{folder}/rabbitmq.conf",
+            "RABBITMQ_CONF_ENV_FILE": f"{folder}/rabbitmq-env.conf",
+            "RABBITMQ_ENABLED_PLUGINS_FILE": f"{folder}/enabled_plugins",
+            "RABBITMQ_MNESIA_BASE": f"{folder}/mnesia",
+            "RABBITMQ_LOG_BASE": f"{folder}/log",
+            "RABBITMQ_PID_FILE": f"{folder}/node.pid",
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+        }
+
+    def answers(self) -> bool:
+        """Whether an AMQP connection to it opens now (one attempt)."""
+        from kombu import Connection  # lazy: kombu comes with Celery; bench scripts import this module without it
+
+        try:
+            with Connection(self.url, connect_timeout=1) as connection:
+                connection.ensure_connection(max_retries=0, timeout=1)
+        except Exception:  # noqa: BLE001 - refused, reset, or the node still booting: not answering yet
+            return False
+        return True
+
+    def start(self, timeout: float = 90) -> ThrowawayRabbitMQ:
+        """Start the node and return once it accepts AMQP connections (a few seconds; more on a busy machine)."""
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [str(self.scripts / "rabbitmq-server")],
+                cwd=self.folder,
+                env=self._env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: stop() kills the script and the Erlang VM
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"rabbitmq-server exited: {self.log_path.read_text(errors='replace')[-3000:]}")
+            if self.answers():
+                return self
+            time.sleep(0.1)
+        raise RuntimeError(f"RabbitMQ node {self.node} did not start within {timeout} s (logs in {self.folder})")
+
+    def stop(self, *, graceful: bool = False) -> None:
+        if self.process is None or self.process.poll() is not None:
+            self.process = None
+            return
+        if graceful:
+            subprocess.run(
+                [str(self.scripts / "rabbitmqctl"), "-n", self.node, "stop"],
+                cwd=self.folder,
+                env=self._env(),
+                capture_output=True,
+                timeout=60,
+            )
+        else:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+        self.process = None
+
+    def destroy(self) -> None:
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)

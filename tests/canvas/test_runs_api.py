@@ -8,14 +8,9 @@ and SSE over real HTTP against the ASGI app in a uvicorn child process.
 from __future__ import annotations
 
 import json
-import os
 import queue
-import signal
-import subprocess
-import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import httpx
 import pytest
@@ -38,7 +33,7 @@ from tests import factories
 from tests.canvas.conftest import canvas_url
 from tests.canvas.synthesis_corpus import make_corpus, page_texts
 from tests.conftest import ROLES, expected_status
-from tests.servers import ServiceProcess, database_url_of
+from tests.servers import ServiceProcess, WorkerProcess, database_url_of, service_env
 from tests.sse_client import SseEvent, SseReader
 
 
@@ -702,68 +697,27 @@ def test_disconnect_and_reattach_with_last_event_id_sees_every_event_once(cast, 
     assert [e.id for e in _read_until_done(third)] == stored[len(stored) // 2 + 1 :]
 
 
-def _celery_binary() -> str:
-    candidate = Path(sys.executable).parent / "celery"
-    return str(candidate) if candidate.exists() else "celery"
-
-
+@pytest.mark.both_brokers
 @pytest.mark.django_db(transaction=True)
-def test_a_worker_killed_mid_run_leaves_a_failed_run_within_the_dead_run_window(cast, settings):
+def test_a_worker_killed_mid_run_leaves_a_failed_run_within_the_dead_run_window(cast, settings, celery_broker):
     make_corpus(cast.deal)
     window = 4
     settings.SYNTHESIS_DEAD_RUN_SECONDS = window
     settings.RUN_MAX_RESUMES = 0  # failed at once; tests/faults/test_run_resume.py shows the resume
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "canvas_project.settings",
-        "DATABASE_URL": database_url_of(connection.settings_dict),
-        "REDIS_URL": django_settings.REDIS_URL,
-        "SYNTHESIS_DRAFTER": SLOW_DRAFTER,
-        "SYNTHESIS_MAX_CONCURRENCY": "1",
-        "SYNTHESIS_HEARTBEAT_SECONDS": "1",
-        "SLOW_DRAFTER_DELAY": "0.5",
-        "PYTHONPATH": str(Path(django_settings.BASE_DIR)),
-    }
-    worker = subprocess.Popen(
-        [
-            _celery_binary(),
-            "-A",
-            "canvas_project",
-            "worker",
-            "--pool",
-            "solo",
-            "--concurrency",
-            "1",
-            "--without-heartbeat",
-            "--without-mingle",
-            "--without-gossip",
-            "--loglevel",
-            "WARNING",
-        ],
-        cwd=str(django_settings.BASE_DIR),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
+    env = service_env(SYNTHESIS_DRAFTER=SLOW_DRAFTER, SYNTHESIS_MAX_CONCURRENCY="1", SYNTHESIS_HEARTBEAT_SECONDS="1")
+    with WorkerProcess({**env, "SLOW_DRAFTER_DELAY": "0.5"}) as worker:
         run_id = _generate(cast.client("editor"), cast.deal).json()["run_id"]
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             run = SynthesisRun.objects.get(pk=run_id)
-            if run.status == RunStatus.RUNNING and run.sections_delivered:
+            if worker.alive() and run.status == RunStatus.RUNNING and run.sections_delivered:
                 break
-            assert worker.poll() is None, worker.stderr.read().decode()[-2000:]
             time.sleep(0.1)
         else:
             raise AssertionError("the worker never got the run going")
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(10)
+        worker.kill()
         killed_at = time.monotonic()
         delivered_before = list(SynthesisRun.objects.get(pk=run_id).sections_delivered)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait(10)
 
     viewer = cast.client("viewer")
     while True:

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 import httpx
 import pytest
 from django.conf import settings
-from django.db import connection
 from django.test import override_settings
 
 from deals.tokens import token_pair_for_user
-from tests.servers import ServiceProcess, ThrowawayRedis, database_url_of
+from tests.servers import ServiceProcess, ThrowawayRedis, service_env
 
 # What a request may answer while a dependency is down; a 500 is never among them.
 DEGRADED_OK = {200, 201, 202, 204, 503}
@@ -68,16 +67,6 @@ def assert_unavailable(response: httpx.Response, dependency: str) -> None:
     assert response.status_code == 503, (response.status_code, response.text[:500])
     detail = response.json()["detail"]
     assert isinstance(detail, str) and dependency.lower() in detail.lower(), detail
-
-
-def service_env(**extra: str) -> dict[str, str]:
-    """The environment of a service or worker process on the test database."""
-    return {
-        "DJANGO_SETTINGS_MODULE": "canvas_project.settings",
-        "DATABASE_URL": database_url_of(connection.settings_dict),
-        "REDIS_URL": settings.REDIS_URL,
-        **extra,
-    }
 
 
 @pytest.fixture

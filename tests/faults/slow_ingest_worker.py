@@ -2,7 +2,8 @@
 
 Run as `python -m tests.faults.slow_ingest_worker`: it lengthens deals.documents.services.digitize by
 SLOW_INGEST_SECONDS (default 60) in this process only, then starts the worker like the
-`celery -A canvas_project worker` command (solo pool, one task at a time).
+`celery -A canvas_project worker` command of tests.servers.WorkerProcess (its WORKER_OPTIONS: solo pool, one
+task at a time). Started by WorkerProcess(env, module="tests.faults.slow_ingest_worker").
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import os
 import time
 
 import django
+
+from tests.servers import WORKER_OPTIONS
 
 
 def main() -> None:
@@ -27,20 +30,7 @@ def main() -> None:
         return real_digitize(*args, **kwargs)
 
     document_services.digitize = slow_digitize
-    app.worker_main(
-        [
-            "worker",
-            "--pool",
-            "solo",
-            "--concurrency",
-            "1",
-            "--without-heartbeat",
-            "--without-mingle",
-            "--without-gossip",
-            "--loglevel",
-            "WARNING",
-        ]
-    )
+    app.worker_main(["worker", *WORKER_OPTIONS])
 
 
 if __name__ == "__main__":

@@ -5,21 +5,19 @@ Real `celery -A canvas_project worker` subprocesses drafting with the paced draf
 section at a time), the run's SSE stream read over real HTTP from a uvicorn child process, and the dead-run
 sweeper run by this process when it reads the run (GET /runs/{id} sweeps the deal's dead runs), with a
 dead-run window of a few seconds. Every wait polls with a deadline.
+
+Each test runs on both brokers (`both_brokers`): on RabbitMQ the killed worker's unacknowledged message goes
+back to the queue at once and reaches the next worker, which skips it (the run is not `queued`); the resume
+comes, as on Redis, from the sweeper's own enqueue.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
-from django.conf import settings as django_settings
 
 from canvas.memo.store import read_memo
 from canvas.models import SynthesisRun
@@ -28,78 +26,36 @@ from canvas_project.redis_client import get_redis
 from deals.tokens import token_pair_for_user
 from tests.canvas.conftest import canvas_url
 from tests.canvas.synthesis_corpus import make_corpus
-from tests.faults.conftest import service_env, wait_for
-from tests.servers import ServiceProcess
+from tests.faults.conftest import wait_for
+from tests.servers import ServiceProcess, WorkerProcess, service_env
 from tests.sse_client import SseEvent, SseReader
 
 SLOW_DRAFTER = "tests.canvas.slow_drafter.SlowDrafter"
 DEAD_WINDOW = 4  # SYNTHESIS_DEAD_RUN_SECONDS in this process, whose reads run the sweeper
 
 
-def _celery_binary() -> str:
-    candidate = Path(sys.executable).parent / "celery"
-    return str(candidate) if candidate.exists() else "celery"
-
-
-class Worker:
-    """A real Celery worker process drafting with the paced drafter."""
-
-    def __init__(self, max_resumes: int) -> None:
-        env = {
-            **os.environ,
-            **service_env(
-                SYNTHESIS_DRAFTER=SLOW_DRAFTER,
-                SYNTHESIS_MAX_CONCURRENCY="1",
-                SYNTHESIS_HEARTBEAT_SECONDS="1",
-                SLOW_DRAFTER_DELAY="0.3",
-                RUN_MAX_RESUMES=str(max_resumes),
-            ),
-            "PYTHONPATH": str(django_settings.BASE_DIR),
-        }
-        self.process = subprocess.Popen(
-            [
-                _celery_binary(),
-                "-A",
-                "canvas_project",
-                "worker",
-                "--pool",
-                "solo",
-                "--concurrency",
-                "1",
-                "--without-heartbeat",
-                "--without-mingle",
-                "--without-gossip",
-                "--loglevel",
-                "WARNING",
-            ],
-            cwd=str(django_settings.BASE_DIR),
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+def _worker(max_resumes: int) -> WorkerProcess:
+    """A real Celery worker process drafting with the paced drafter, on this test's broker and queue."""
+    return WorkerProcess(
+        service_env(
+            SYNTHESIS_DRAFTER=SLOW_DRAFTER,
+            SYNTHESIS_MAX_CONCURRENCY="1",
+            SYNTHESIS_HEARTBEAT_SECONDS="1",
+            SLOW_DRAFTER_DELAY="0.3",
+            RUN_MAX_RESUMES=str(max_resumes),
         )
-
-    def alive(self) -> bool:
-        assert self.process.poll() is None, self.process.stderr.read().decode()[-2000:]
-        return True
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(10)
+    ).start()
 
 
 @pytest.fixture
-def workers():
-    started: list[Worker] = []
+def workers(celery_broker):
+    """workers(max_resumes): start a worker process; all are stopped at the end. On each broker: the
+    rabbitmq run starts on an empty queue of this process, and the workers consume it."""
+    started: list[WorkerProcess] = []
 
-    def start(max_resumes: int) -> Worker:
-        worker = Worker(max_resumes)
-        started.append(worker)
-        return worker
+    def start(max_resumes: int) -> WorkerProcess:
+        started.append(_worker(max_resumes))
+        return started[-1]
 
     yield start
     for worker in started:
@@ -107,7 +63,7 @@ def workers():
 
 
 @pytest.fixture
-def service(cast):
+def service(cast, celery_broker):
     server = ServiceProcess(service_env()).start()
     yield server
     server.stop()
@@ -117,7 +73,7 @@ def _row(run_id) -> SynthesisRun:
     return SynthesisRun.objects.get(pk=run_id)
 
 
-def _mid_draft(reader: SseReader, seen: list[SseEvent], worker: Worker, finished: int) -> None:
+def _mid_draft(reader: SseReader, seen: list[SseEvent], worker: WorkerProcess, finished: int) -> None:
     """Read the run's stream into `seen` until `finished` more sections have finished and the next one is
     streaming its draft: killed then, the worker dies in the middle of a section, after the previous
     sections' results are all recorded."""
@@ -166,6 +122,7 @@ def _start_run(cast, service):
     return body["run_id"], reader
 
 
+@pytest.mark.both_brokers
 @pytest.mark.django_db(transaction=True)
 def test_a_killed_workers_run_is_resumed_from_its_checkpoint_by_another_worker(cast, settings, service, workers):
     make_corpus(cast.deal)
@@ -230,6 +187,7 @@ def test_a_killed_workers_run_is_resumed_from_its_checkpoint_by_another_worker(c
     assert memo.last_run["run_id"] == run_id and memo.last_run["status"] == "succeeded"
 
 
+@pytest.mark.both_brokers
 @pytest.mark.django_db(transaction=True)
 def test_a_run_whose_workers_keep_dying_fails_once_run_max_resumes_is_spent(cast, settings, service, workers):
     make_corpus(cast.deal)

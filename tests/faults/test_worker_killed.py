@@ -14,22 +14,18 @@ last heartbeat is older than WORKER_HEARTBEAT_MAX_AGE.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from datetime import timedelta
 
 import pytest
-from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.utils import timezone
 
 from deals.documents.services import STALL_AFTER, STALL_REASON, fail_stuck_ingestions
 from deals.models import Document, DocumentPage, FileState
-from tests.faults.conftest import service_env, wait_for
+from tests.faults.conftest import wait_for
+from tests.servers import WorkerProcess, service_env
 
 NOTES = b"# Riverside notes\n\nPurchase price of $41,500,000 and NOI of $2,450,000.\n"
 
@@ -41,24 +37,12 @@ def media(settings, tmp_path):
 
 
 @pytest.fixture
-def slow_worker(transactional_db, media):
+def slow_worker(transactional_db, media, celery_broker):
     """A real worker process (tests/faults/slow_ingest_worker.py) that sleeps a minute in digitization."""
-    env = {
-        **os.environ,
-        **service_env(MEDIA_ROOT=str(media), SLOW_INGEST_SECONDS="60"),
-        "PYTHONPATH": str(settings.BASE_DIR),
-    }
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "tests.faults.slow_ingest_worker"],
-        cwd=settings.BASE_DIR,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    yield worker
-    if worker.poll() is None:
-        worker.kill()
-    worker.wait(10)
+    with WorkerProcess(
+        service_env(MEDIA_ROOT=str(media), SLOW_INGEST_SECONDS="60"), module="tests.faults.slow_ingest_worker"
+    ) as worker:
+        yield worker
 
 
 def _state(document_id) -> tuple[str, str]:
@@ -66,6 +50,7 @@ def _state(document_id) -> tuple[str, str]:
     return document.state, document.error
 
 
+@pytest.mark.both_brokers
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_killed_mid_ingestion_leaves_a_document_the_sweeper_fails_and_reingest_fixes(
     cast, slow_worker, request
@@ -77,13 +62,12 @@ def test_a_worker_killed_mid_ingestion_leaves_a_document_the_sweeper_fails_and_r
     assert uploaded.status_code == 201, uploaded.content
     document_id = uploaded.json()["id"]
 
-    def claimed():
-        assert slow_worker.poll() is None, slow_worker.stderr.read().decode()[-2000:]
-        return _state(document_id)[0] == FileState.PROCESSING
-
-    wait_for(claimed, timeout=60, what="the worker claims the document")
-    slow_worker.send_signal(signal.SIGKILL)
-    slow_worker.wait(10)
+    wait_for(
+        lambda: slow_worker.alive() and _state(document_id)[0] == FileState.PROCESSING,
+        timeout=60,
+        what="the worker claims the document",
+    )
+    slow_worker.kill()
 
     # nothing reports for it: it stays processing, and a sweep before the stall window leaves it so
     assert fail_stuck_ingestions() == 0
@@ -105,48 +89,19 @@ def test_a_worker_killed_mid_ingestion_leaves_a_document_the_sweeper_fails_and_r
     assert "Purchase price" in DocumentPage.objects.get(document_id=document_id, page_number=1).text
 
 
+@pytest.mark.both_brokers
 @pytest.mark.django_db(transaction=True)
-def test_health_reports_a_killed_worker_gone_once_its_heartbeat_ages_out(settings):
+def test_health_reports_a_killed_worker_gone_once_its_heartbeat_ages_out(settings, celery_broker):
     settings.WORKER_HEARTBEAT_MAX_AGE = 1.5
-    env = {**os.environ, **service_env(WORKER_HEARTBEAT_SECONDS="0.2"), "PYTHONPATH": str(settings.BASE_DIR)}
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "canvas_project",
-            "worker",
-            "--pool",
-            "solo",
-            "--concurrency",
-            "1",
-            "--without-heartbeat",
-            "--without-mingle",
-            "--without-gossip",
-            "--loglevel",
-            "WARNING",
-        ],
-        cwd=settings.BASE_DIR,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
     client = Client()
-    try:
-
-        def celery_check():
-            assert worker.poll() is None, worker.stderr.read().decode()[-2000:]
-            return client.get("/api/health").json()["checks"]["celery"]
-
-        wait_for(lambda: celery_check()["ok"], timeout=60, what="the worker's heartbeat reaches health")
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(10)
+    with WorkerProcess(service_env(WORKER_HEARTBEAT_SECONDS="0.2")) as worker:
+        wait_for(
+            lambda: worker.alive() and client.get("/api/health").json()["checks"]["celery"]["ok"],
+            timeout=60,
+            what="the worker's heartbeat reaches health",
+        )
+        worker.kill()
         killed_at = time.monotonic()
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait(10)
     # killed, it cannot remove its heartbeat: health reports it gone once the last beat is 1.5 s old
     wait_for(
         lambda: not client.get("/api/health").json()["checks"]["celery"]["ok"],
@@ -156,3 +111,6 @@ def test_health_reports_a_killed_worker_gone_once_its_heartbeat_ages_out(setting
     assert time.monotonic() - killed_at < 1.5 + 2
     response = client.get("/api/health")
     assert response.status_code == 200 and response.json()["status"] == "degraded"  # the API still serves
+    # the broker the worker consumed from (the rabbitmq run's is RabbitMQ) still answers: only celery is down
+    broker = response.json()["checks"]["broker"]
+    assert broker["ok"] and broker["transport"] == {"redis": "redis", "rabbitmq": "amqp"}[celery_broker]
