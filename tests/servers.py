@@ -281,14 +281,18 @@ WORKER_OPTIONS = (
 class WorkerProcess:
     """A real Celery worker in a child process: `celery -A canvas_project worker` with WORKER_OPTIONS, or
     `python -m <module>` for a module that starts one with them (after patching something in its process).
+    pool="prefork" runs it as production does on RabbitMQ instead: one pool process running the task while
+    the main process keeps the broker connection (and notices at once that it broke).
 
     `env` is added to this process's environment: service_env(...) for the test's database, Redis, broker
-    and queue. The worker's log goes to a file (a pipe nobody reads would block it once full); `log()`.
+    and queue. The worker runs in a process group of its own, which kill() and stop() end whole (the main
+    process and its pool). Its log goes to a file (a pipe nobody reads would block it once full); `log()`.
     """
 
-    def __init__(self, env: dict[str, str], *, module: str | None = None) -> None:
+    def __init__(self, env: dict[str, str], *, module: str | None = None, pool: str = "solo") -> None:
         self.env = env
         self.module = module
+        self.pool = pool
         self.log_file = Path(tempfile.mkstemp(prefix="dc-worker-", suffix=".log")[1])
         self.process: subprocess.Popen | None = None
 
@@ -301,7 +305,9 @@ class WorkerProcess:
         if self.module:
             command = [sys.executable, "-m", self.module]
         else:
-            command = [self._celery(), "-A", "canvas_project", "worker", *WORKER_OPTIONS]
+            options = list(WORKER_OPTIONS)
+            options[options.index("--pool") + 1] = self.pool
+            command = [self._celery(), "-A", "canvas_project", "worker", *options]
         with self.log_file.open("ab") as log:
             self.process = subprocess.Popen(
                 command,
@@ -309,6 +315,7 @@ class WorkerProcess:
                 env={**os.environ, **self.env, "PYTHONPATH": str(REPO)},
                 stdout=subprocess.DEVNULL,
                 stderr=log,
+                start_new_session=True,
             )
         return self
 
@@ -325,15 +332,16 @@ class WorkerProcess:
         return True
 
     def kill(self) -> None:
-        """SIGKILL, as the OOM killer or a lost machine: nothing of it runs after this returns."""
-        self.process.send_signal(signal.SIGKILL)
+        """SIGKILL to the worker and its pool, as a lost machine: nothing of it runs after this returns."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:  # the group is gone already
+            pass
         self.process.wait(10)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
         if self.process is not None:
-            self.process.wait(10)
+            self.kill()
         self.log_file.unlink(missing_ok=True)
 
     def __enter__(self) -> WorkerProcess:

@@ -16,8 +16,10 @@ import pytest
 from django.conf import settings
 from django.test import override_settings
 
+from canvas_project.celery import app as celery_app
 from deals.tokens import token_pair_for_user
-from tests.servers import ServiceProcess, ThrowawayRedis, service_env
+from tests.brokers import use_broker
+from tests.servers import ServiceProcess, ThrowawayRabbitMQ, ThrowawayRedis, rabbitmq_scripts, service_env
 
 # What a request may answer while a dependency is down; a 500 is never among them.
 DEGRADED_OK = {200, 201, 202, 204, 503}
@@ -79,6 +81,26 @@ def own_redis() -> Iterator[ThrowawayRedis]:
             yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def own_rabbitmq() -> Iterator[ThrowawayRabbitMQ]:
+    """A RabbitMQ node of this test's own (never the machine's :5672, which other test processes use), started,
+    with this process's Celery app on it (and so service_env()'s children); the test may kill and restart it.
+    RabbitMQ not installed: skipped with the reason, or failed when CELERY_TEST_RABBITMQ_REQUIRED is set (CI)."""
+    if rabbitmq_scripts() is None:
+        reason = "no rabbitmq-server on PATH or in /usr/sbin"
+        if settings.CELERY_TEST_RABBITMQ_REQUIRED:
+            pytest.fail(f"{reason}; CELERY_TEST_RABBITMQ_REQUIRED is set, so the RabbitMQ fault tests may not skip")
+        pytest.skip(f"{reason}: the RabbitMQ fault tests are skipped (CI requires them)")
+    node = ThrowawayRabbitMQ()
+    try:
+        node.start()
+        use_broker(celery_app, node.url)
+        yield node
+    finally:
+        use_broker(celery_app, settings.CELERY_BROKER_URL)
+        node.destroy()
 
 
 class RunningService:
