@@ -256,6 +256,11 @@ CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
 CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# A worker that loses the broker connection lets its running tasks finish (Celery 5's default, which Celery 6
+# turns around: pinned here). A drafting run needs the broker only to reach a worker, so a broker restart must
+# not cancel the runs in flight; their unacknowledged messages come back and are skipped, the runs no longer
+# being queued (tests/faults/test_rabbitmq_restart.py).
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
