@@ -58,7 +58,13 @@ class _ProgressLine:
             else:
                 share = min(step.scanned / step.keyspace, 1.0) if step.keyspace else 0.0
                 scanned = f"scanned {step.scanned:,} of ~{step.keyspace:,} keys"
-                text = f"sweep: node {step.node}/{step.nodes} {scanned}: {so_far}"
+                # A cluster's primaries are swept at once: the figures are their sums.
+                nodes = (
+                    f"node {step.node}/{step.nodes}"
+                    if step.nodes == 1
+                    else f"{step.nodes_done}/{step.nodes} nodes done"
+                )
+                text = f"sweep: {nodes} {scanned}: {so_far}"
         if self.tty:
             filled = int(share * self.WIDTH)
             self.stream.write(
