@@ -219,3 +219,47 @@ def test_parallel_and_one_node_after_another_purge_the_same_keys_with_the_same_c
         assert deal_keys_present(deal, cluster) == EXPECTED
     left = {**dict.fromkeys(EXPECTED, 0), "runs": 0 if include_protected else 3}
     assert all(deal_keys_present(deal, cluster) == left for deal in known[1:3] + known[4:] + orphans)
+
+
+def test_a_failing_node_lets_the_others_finish_then_its_error_is_raised(cluster):
+    """The known stage of one node fails (its deal's index is not a set): the other nodes purge their
+    known deals and sweep to the end; the failed node stops there (no sweep); the error names it."""
+    known = _deals_over_every_node(cluster)
+    orphans = _deals_over_every_node(cluster, 3)
+    broken = known[0]
+    cluster.delete(keys.index_key(broken))
+    cluster.set(keys.index_key(broken), "not a set")
+    failed_node = _node_of(cluster, broken)
+    with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE") as raised:
+        keyspace.purge_all_keys(client=cluster, include_protected=True, dry_run=False, deals=known)
+    assert f"on Redis node {failed_node}" in raised.value.__notes__
+    gone = dict.fromkeys(EXPECTED, 0)
+    for deal in known + orphans:
+        if _node_of(cluster, deal) == failed_node:  # its first batch failed before any deletion
+            assert sum(deal_keys_present(deal, cluster).values()) > 0
+        else:
+            assert deal_keys_present(deal, cluster) == gone
+
+
+def test_a_node_failing_in_the_sweep_fails_the_audited_purge_and_the_command(cluster, db):
+    """Through the service and the command: an orphan's index that is not a set fails its node's index
+    rewrite (after that node's sweep); the other nodes' orphans are purged; the purge is audited as
+    failed with the node's error, and the command exits non-zero with it."""
+    from django.core.management import CommandError, call_command
+
+    from superadmin.models import PurgeAudit, PurgeStatus
+
+    orphans = _deals_over_every_node(cluster, 3)  # no deal rows in PostgreSQL: all of them the sweep's
+    broken = orphans[0]
+    cluster.delete(keys.index_key(broken))
+    cluster.set(keys.index_key(broken), "not a set")
+    with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE"):
+        services.deals_purge(mode="all", dry_run=False, source="command")
+    audit = PurgeAudit.objects.get()
+    failed_node = _node_of(cluster, broken)
+    assert audit.status == PurgeStatus.FAILED and audit.error.startswith("ResponseError: ")
+    assert "WRONGTYPE" in audit.error and audit.error.endswith(f"(on Redis node {failed_node})")
+    for deal in orphans[1:]:
+        assert deal_keys_present(deal, cluster) == {**dict.fromkeys(EXPECTED, 0), "runs": 3}
+    with pytest.raises(CommandError, match=rf"purge failed: ResponseError: .*WRONGTYPE.*on Redis node {failed_node}"):
+        call_command("purge_deals", "--all", "--yes")

@@ -150,7 +150,7 @@ class Command(BaseCommand):
         except DomainError as exc:
             raise CommandError(exc.message) from None
         except Exception as exc:  # Redis or PostgreSQL down: one line, non-zero exit, no traceback
-            raise CommandError(f"purge failed: {exc.__class__.__name__}: {exc}") from None
+            raise CommandError(f"purge failed: {services.failure_text(exc)}") from None
         finally:
             if progress is not None:
                 progress.close()
