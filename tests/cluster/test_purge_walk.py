@@ -7,10 +7,12 @@ import threading
 
 import pytest
 import redis
+from django.core.management import CommandError, call_command
 from redis.cluster import RedisCluster
 
 from canvas_project import keys, keyspace
 from superadmin import services
+from superadmin.models import PurgeAudit, PurgeStatus
 from tests.superadmin.conftest import EXPECTED, UNPROTECTED, deal_keys_present, new_deal_id, write_deal_state
 
 
@@ -245,10 +247,6 @@ def test_a_node_failing_in_the_sweep_fails_the_audited_purge_and_the_command(clu
     """Through the service and the command: an orphan's index that is not a set fails its node's index
     rewrite (after that node's sweep); the other nodes' orphans are purged; the purge is audited as
     failed with the node's error, and the command exits non-zero with it."""
-    from django.core.management import CommandError, call_command
-
-    from superadmin.models import PurgeAudit, PurgeStatus
-
     orphans = _deals_over_every_node(cluster, 3)  # no deal rows in PostgreSQL: all of them the sweep's
     broken = orphans[0]
     cluster.delete(keys.index_key(broken))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 
 import pytest
@@ -219,8 +220,6 @@ def test_the_known_stage_reports_what_has_been_deleted_and_ends_on_every_deal(re
 
 def test_a_single_server_is_purged_in_the_calling_thread(redis_client, db, monkeypatch):
     """One primary: no thread is started; the walk and the progress happen in this thread, as before."""
-    import threading
-
     from canvas_project import keyspace
 
     threads: list[int] = []
