@@ -856,17 +856,18 @@ def _purge_node(
     pre_skips: dict[str, str],
     active_within_secs: int | None,
     batch: int,
-    with_keyspace: bool,
+    size: int | None,
 ) -> WalkOutcome:
     """Mode `all` on one primary: its known deals by name, then its SCAN sweep, then its index rewrite.
 
     In a cluster every key of a deal is on the deal's node, so nothing here needs another node: the
     decisions (skip or purge) of this node's deals, the indexes its sweep finds, the protected keys it
-    leaves. `pre_skips` is only read (the nodes share it). Raises the node's redis errors as they come.
+    leaves. `pre_skips` is only read (the nodes share it). `size`: the node's DBSIZE read before any
+    node started (None: no progress wanted), which each report carries. Raises the node's redis errors
+    as they come.
     """
     outcome = WalkOutcome()
     decided: dict[str, object] = {}
-    size = int(node.dbsize()) if with_keyspace else 0  # the progress's estimate, each report carries it
     if known and not dry_run:
 
         def report_known(done: int) -> None:
@@ -875,7 +876,7 @@ def _purge_node(
                 deals_done=done,
                 matched=sum(outcome.counts.values()),
                 deals=len(outcome.deals_seen),
-                keyspace=size,
+                keyspace=size or 0,
             )
 
         _purge_known_deals(
@@ -891,7 +892,8 @@ def _purge_node(
         skips = {deal: reason for deal, reason in decided.items() if reason is not None}
         if skips:
             pre_skips = {**pre_skips, **skips}  # type: ignore[dict-item]
-        size = int(node.dbsize()) if with_keyspace else 0
+        if size is not None:
+            size = int(node.dbsize())
     swept_from = sum(outcome.counts.values())
     index_deals: set[str] = set()
     kept: dict[str, list[bytes]] = {}
@@ -915,7 +917,7 @@ def _purge_node(
             scanned=outcome.scanned,
             matched=swept_from + matched,
             deals=len(outcome.deals_seen),
-            keyspace=size,
+            keyspace=size or 0,
         )
 
     walk.run(batch=batch, on_round=report_sweep)
@@ -973,7 +975,12 @@ def purge_all_keys(
                 nodes.append(node)
                 known_of.append([])
             known_of[position[id(node)]].append(deal)
-    states = [_NodeState(stage="known" if node_deals else "sweep") for node_deals in known_of]
+    # The keyspace of every node before any starts, so the first steps' share is not of one node alone.
+    sizes = [int(node.dbsize()) if progress is not None else None for node in nodes]
+    states = [
+        _NodeState(stage="known" if node_deals else "sweep", keyspace=size or 0)
+        for node_deals, size in zip(known_of, sizes, strict=True)
+    ]
     hub = _ProgressHub(progress, states=states, deals_total=sum(map(len, known_of)))
     jobs: list[NodeJob] = [
         partial(
@@ -987,9 +994,9 @@ def purge_all_keys(
             pre_skips=pre_skips,
             active_within_secs=active_within_secs,
             batch=batch,
-            with_keyspace=progress is not None,
+            size=size,
         )
-        for node, node_deals in zip(nodes, known_of, strict=True)
+        for node, node_deals, size in zip(nodes, known_of, sizes, strict=True)
     ]
     names = [_node_name(node) for node in nodes]
     return WalkOutcome.merged(_run_per_node(jobs, names=names, threads=threads, hub=hub))

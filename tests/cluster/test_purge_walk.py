@@ -3,6 +3,8 @@ spare loopback ports, never the shared Redis; tests/conftest.py `redis_cluster`)
 
 from __future__ import annotations
 
+import io
+import re
 import threading
 
 import pytest
@@ -261,3 +263,15 @@ def test_a_node_failing_in_the_sweep_fails_the_audited_purge_and_the_command(clu
         assert deal_keys_present(deal, cluster) == {**dict.fromkeys(EXPECTED, 0), "runs": 3}
     with pytest.raises(CommandError, match=rf"purge failed: ResponseError: .*WRONGTYPE.*on Redis node {failed_node}"):
         call_command("purge_deals", "--all", "--yes")
+
+
+def test_the_command_progress_line_sums_the_primaries(cluster, db):
+    _deals_over_every_node(cluster, 3)  # no deal rows in PostgreSQL: the sweep takes them
+    out, err = io.StringIO(), io.StringIO()
+    call_command("purge_deals", "--all", "--yes", stdout=out, stderr=err)
+    lines = err.getvalue().splitlines()
+    # the figures of the three primaries, summed (the keyspace: all of them, read before any started)
+    assert re.fullmatch(
+        r" *\d+% sweep: [0-3]/3 nodes done scanned \d+ of ~51 keys: purged \d+ keys of \d deals so far", lines[0]
+    )
+    assert lines[-1].startswith("100% done: purged 39 keys of 3 deals")
