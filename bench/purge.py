@@ -16,7 +16,8 @@ against a baseline taken in the same run (these machines are noisy; only ratios 
 3. p99 latency of a GET probe running in its own process during each deletion (goal < 10 ms);
 4. peak RSS of the purge process (each deletion runs in its own process);
 5. with --cluster, purge all and by_deal on a throwaway Redis Cluster (3 primaries with replicas, on this
-   same machine) against the same on the single node, taking turns, with the ratios cluster / single.
+   same machine) against the same on the single node, taking turns, with the ratios cluster / single; and
+   purge all on the cluster with its primaries purged at once against one after another (threads=1).
 
 Key names come from the key registry (canvas_project.keys), as everywhere else. The Redis-only engine is timed;
 the service around it adds a few PostgreSQL queries (deal row, active runs, the audit row) per call.
@@ -235,7 +236,7 @@ def _memory_kb(field: str) -> int:
 WORKERS = ("ceiling", "scan-order", "ours-all", "ours-default")
 
 
-def worker(port: int, kind: str, deals: int, cluster: bool = False) -> None:
+def worker(port: int, kind: str, deals: int, cluster: bool = False, threads: int | None = None) -> None:
     import django
 
     django.setup()
@@ -267,8 +268,13 @@ def worker(port: int, kind: str, deals: int, cluster: bool = False) -> None:
     else:
         # The deal ids the service reads from PostgreSQL (one query: `manage.py shell` timed 10,000 ids at
         # about 10 ms); here they are the dataset's.
+        # threads: the primaries purged at once (1: one after another, as before issue 15); the default otherwise
         outcome = keyspace.purge_all_keys(
-            client=client, include_protected=(kind == "ours-all"), dry_run=False, deals=known_deals
+            client=client,
+            include_protected=(kind == "ours-all"),
+            dry_run=False,
+            deals=known_deals,
+            threads=threads or keyspace.MAX_NODE_THREADS,
         )
         deleted = sum(outcome.counts.values()) + outcome.indexes_deleted
         extra = {"deals_seen": len(outcome.deals_seen), "scanned": outcome.scanned}
@@ -286,10 +292,11 @@ def worker(port: int, kind: str, deals: int, cluster: bool = False) -> None:
     )
 
 
-def run_worker(server, kind: str, deals: int, cluster: bool = False) -> dict:
+def run_worker(server, kind: str, deals: int, cluster: bool = False, threads: int | None = None) -> dict:
     out = subprocess.run(
         [sys.executable, __file__, "--worker", kind, "--port", str(server.port), "--deals", str(deals)]
-        + (["--cluster-worker"] if cluster else []),
+        + (["--cluster-worker"] if cluster else [])
+        + (["--node-threads", str(threads)] if threads else []),
         capture_output=True,
         text=True,
         check=True,
@@ -394,9 +401,10 @@ def main() -> None:
     parser.add_argument("--worker", choices=WORKERS, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--cluster-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--node-threads", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.port, args.worker, args.deals, cluster=args.cluster_worker)
+        worker(args.port, args.worker, args.deals, cluster=args.cluster_worker, threads=args.node_threads)
         return
 
     import django
@@ -511,7 +519,13 @@ def main() -> None:
         _line(
             "purge all, include_checkpoints, cluster vs single:",
             f"{cluster_rate / single_rate:.2f}x  ({cluster_rate:,.0f} vs {single_rate:,.0f} keys/s; "
-            f"{on_cluster['primaries']} primaries walked one after another)",
+            f"{on_cluster['primaries']} primaries purged at once)",
+        )
+        parallel_rate = cluster_rate
+        one_by_one_rate = max(figures["rate"] for figures in on_cluster["cluster_one_by_one_all"])
+        _line(
+            "purge all on the cluster, primaries at once vs one after another:",
+            f"{parallel_rate / one_by_one_rate:.2f}x  ({parallel_rate:,.0f} vs {one_by_one_rate:,.0f} keys/s)",
         )
         single_deal, cluster_deal = on_cluster["by_deal"]
         _line(
@@ -554,15 +568,17 @@ def _load_cluster(cluster, commands: list[tuple]) -> None:
 
 def cluster_figures(server: Server, deals: list[str], payload: bytes, args) -> dict:
     """purge all (include_checkpoints) and by_deal on a throwaway cluster, the single node taking turns
-    with it (single, cluster, cluster, single), so the machine's noise weighs on both alike."""
+    with it, so the machine's noise weighs on all alike. On the cluster purge all runs both ways: the
+    primaries at once (the default) and one after another (`threads=1`, the walk before issue 15)."""
     from tests.servers import ThrowawayRedisCluster
 
     commands = [c for deal in deals for c in deal_commands(deal)] + foreign_commands()
     print(f"Redis Cluster: 3 primaries, {args.cluster_replicas} replica(s) each, throwaway, on this machine:")
     with ThrowawayRedisCluster(primaries=3, replicas_per_primary=args.cluster_replicas) as cluster:
         target = _ClusterTarget(cluster)
-        figures: dict = {"single_all": [], "cluster_all": [], "primaries": 3}
-        for turn in ("single", "cluster", "cluster", "single"):
+        figures: dict = {"single_all": [], "cluster_all": [], "cluster_one_by_one_all": [], "primaries": 3}
+        turns = ("single", "cluster", "cluster_one_by_one", "cluster_one_by_one", "cluster", "single")
+        for turn in turns:
             if turn == "single":
                 server.client.flushall()
                 server.load(payload)
@@ -570,13 +586,14 @@ def cluster_figures(server: Server, deals: list[str], payload: bytes, args) -> d
             else:
                 cluster.flush()
                 _load_cluster(cluster, commands)
-                result = run_worker(target, "ours-all", args.deals, cluster=True)
+                threads = 1 if turn == "cluster_one_by_one" else None
+                result = run_worker(target, "ours-all", args.deals, cluster=True, threads=threads)
                 left = sum(cluster.node(p).dbsize() for p in cluster.primary_ports())
                 assert left == len(foreign_commands()), f"{left} keys left on the cluster"
             result["rate"] = result["deleted"] / result["seconds"]
             figures[f"{turn}_all"].append(result)
             print(
-                f"  purge all on the {turn:<7} {result['deleted']:>9,} keys in {result['seconds']:6.2f} s = "
+                f"  purge all on the {turn:<18} {result['deleted']:>9,} keys in {result['seconds']:6.2f} s = "
                 f"{result['rate']:>9,.0f} keys/s",
                 flush=True,
             )

@@ -7,14 +7,19 @@ keys in mode `all`. This module knows nothing of PostgreSQL, so the benchmark dr
 Cluster: every per-deal key carries the deal as a hash tag, so one deal lives in one slot of one
 primary. The walk below talks to each primary through a plain connection to that node, and only ever
 sends a multi-key command whose keys share one slot when the server is a cluster (CROSSSLOT otherwise).
+Since nothing of one deal is on another node, mode `all` purges the primaries at once, a thread each.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 import uuid
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from operator import itemgetter
 
 import redis
@@ -258,15 +263,18 @@ def purge_deal_keys(*, client, deal_id: str, include_protected: bool, dry_run: b
 # --- every deal (mode all) --------------------------------------------------------------------------
 @dataclass
 class WalkProgress:
-    node: int
+    """Where a mode-`all` purge stands, summed over the primaries (they are walked at once on a cluster)."""
+
+    node: int  # the primary (1-based, in primary_clients() order) whose report this step follows
     nodes: int
     scanned: int  # keys SCAN returned so far (all nodes)
     matched: int  # keys deleted (or, dry, that would be)
     deals: int  # deals seen so far
-    keyspace: int  # DBSIZE of the nodes, read before the walk (a progress estimate only)
-    stage: str = "sweep"  # "known": the known deals, one script call each; "sweep": the SCAN walk
+    keyspace: int  # DBSIZE of the nodes, read before each node's walk (a progress estimate only)
+    stage: str = "sweep"  # "known": some node is still purging the known deals by name; "sweep": SCAN walks
     deals_done: int = 0  # stage "known": deals handled so far, of deals_total
     deals_total: int = 0
+    nodes_done: int = 0  # primaries whose whole purge has ended
 
 
 @dataclass
@@ -276,6 +284,22 @@ class WalkOutcome:
     skipped: dict[str, str] = field(default_factory=dict)  # deal -> reason
     scanned: int = 0
     indexes_deleted: int = 0  # index sets unlinked (with protected families), not in `counts`
+
+    @classmethod
+    def merged(cls, parts: Iterable[WalkOutcome]) -> WalkOutcome:
+        """The sum of per-node outcomes. The same whatever order the nodes finished in: counts keep the
+        registry's family order, and `skipped` is sorted by deal."""
+        total = cls()
+        skipped: dict[str, str] = {}
+        for part in parts:
+            for family, count in part.counts.items():
+                total.counts[family] = total.counts.get(family, 0) + count
+            total.deals_seen |= part.deals_seen
+            skipped.update(part.skipped)
+            total.scanned += part.scanned
+            total.indexes_deleted += part.indexes_deleted
+        total.skipped = dict(sorted(skipped.items()))
+        return total
 
 
 _PENDING = object()
@@ -677,6 +701,233 @@ def _settle_known(outcome: WalkOutcome, counted: list[tuple[str, str]], replies:
             outcome.deals_seen.add(deal)
 
 
+# Primaries purged at once in mode all, a thread each. A cluster's primaries are separate servers, so
+# their walks overlap; each thread mostly waits on its node's socket (the GIL is free meanwhile). Past
+# this many primaries the others wait for a thread.
+MAX_NODE_THREADS = 8
+
+
+class _Stopped(Exception):
+    """Raised inside a node's purge when the calling thread was interrupted: stop at the next batch."""
+
+
+@dataclass
+class _NodeState:
+    stage: str = "sweep"
+    deals_done: int = 0
+    scanned: int = 0
+    matched: int = 0
+    deals: int = 0
+    keyspace: int = 0
+    done: bool = False
+
+
+class _ProgressHub:
+    """The nodes' reports, summed into one WalkProgress. Only the thread that called purge_all_keys calls
+    `progress` (node threads queue their reports; see _run_per_node), so a callback that is not
+    thread-safe (the command's progress line) needs no lock."""
+
+    def __init__(self, progress: ProgressCallback | None, *, states: list[_NodeState], deals_total: int) -> None:
+        self.progress = progress
+        self.states = states
+        self.deals_total = deals_total
+        self.last = 0
+
+    def update(self, index: int, changes: dict) -> None:
+        state = self.states[index]
+        for name, value in changes.items():
+            setattr(state, name, value)
+        self.last = index
+
+    def emit(self) -> None:
+        if self.progress is None:
+            return
+        states = self.states
+        self.progress(
+            WalkProgress(
+                node=self.last + 1,
+                nodes=len(states),
+                scanned=sum(s.scanned for s in states),
+                matched=sum(s.matched for s in states),
+                deals=sum(s.deals for s in states),
+                keyspace=sum(s.keyspace for s in states),
+                stage="known" if any(s.stage == "known" and not s.done for s in states) else "sweep",
+                deals_done=sum(s.deals_done for s in states),
+                deals_total=self.deals_total,
+                nodes_done=sum(s.done for s in states),
+            )
+        )
+
+
+NodeJob = Callable[[Callable[..., None]], WalkOutcome]
+
+
+def _node_name(node: redis.Redis) -> str:
+    kwargs = node.connection_pool.connection_kwargs
+    return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
+
+
+def _run_per_node(jobs: list[NodeJob], *, names: list[str], threads: int, hub: _ProgressHub) -> list[WalkOutcome]:
+    """Run each node's job (it gets a `report(**state changes)` function); their outcomes in node order.
+
+    One job, or `threads` 1: in this thread, one after another, the first error raised at once. Otherwise
+    a thread per node (at most `threads`): a node that fails does not stop the others, which run to their
+    end (the nodes are independent, and a purge is safe to repeat); then the error of the first failed
+    node (in node order) is raised, with the others' errors as notes. Every error raised carries a note
+    naming its node (`names`). Reports reach `hub` in this thread.
+    """
+    if threads <= 1 or len(jobs) <= 1:
+        outcomes = []
+        for index, job in enumerate(jobs):
+
+            def report(index: int = index, **changes) -> None:
+                hub.update(index, changes)
+                hub.emit()
+
+            try:
+                outcomes.append(job(report))
+            except Exception as exc:
+                exc.add_note(f"on Redis node {names[index]}")
+                raise
+            hub.update(index, {"done": True})
+            hub.emit()
+        return outcomes
+
+    events: queue.SimpleQueue = queue.SimpleQueue()
+    stop = threading.Event()
+    finished = object()
+
+    def run(index: int, job: NodeJob) -> None:
+        def report(**changes) -> None:
+            if stop.is_set():
+                raise _Stopped
+            events.put((index, changes))
+
+        try:
+            events.put((index, (finished, job(report), None)))
+        except BaseException as exc:  # handed to the calling thread, which raises it
+            exc.add_note(f"on Redis node {names[index]}")
+            events.put((index, (finished, None, exc)))
+
+    outcomes: list = [None] * len(jobs)
+    errors: list[BaseException | None] = [None] * len(jobs)
+    with ThreadPoolExecutor(max_workers=min(threads, len(jobs)), thread_name_prefix="purge-node") as pool:
+        for index, job in enumerate(jobs):
+            pool.submit(run, index, job)
+        left = len(jobs)
+        try:
+            while left:
+                batch = [events.get()]  # blocks until a node reports or ends
+                while True:  # then everything already queued, drawn as one step
+                    try:
+                        batch.append(events.get_nowait())
+                    except queue.Empty:
+                        break
+                for index, item in batch:
+                    if isinstance(item, tuple) and item[0] is finished:
+                        _, outcomes[index], errors[index] = item
+                        hub.update(index, {"done": True})
+                        left -= 1
+                    else:
+                        hub.update(index, item)
+                hub.emit()
+        except BaseException:
+            stop.set()  # interrupted (Ctrl-C) or the callback failed: the nodes stop at their next batch
+            raise
+    failed = [(index, error) for index, error in enumerate(errors) if error is not None]
+    if failed:
+        first = next((error for _, error in failed if not isinstance(error, _Stopped)), failed[0][1])
+        for index, error in failed:
+            if error is not first:
+                first.add_note(f"also failed: Redis node {names[index]}: {error!r}")
+        raise first
+    return outcomes
+
+
+def _purge_node(
+    report: Callable[..., None],
+    *,
+    node: redis.Redis,
+    cross_slot: bool,
+    known: list[str],
+    include_protected: bool,
+    dry_run: bool,
+    allowed: set[str] | None,
+    pre_skips: dict[str, str],
+    active_within_secs: int | None,
+    batch: int,
+    size: int | None,
+) -> WalkOutcome:
+    """Mode `all` on one primary: its known deals by name, then its SCAN sweep, then its index rewrite.
+
+    In a cluster every key of a deal is on the deal's node, so nothing here needs another node: the
+    decisions (skip or purge) of this node's deals, the indexes its sweep finds, the protected keys it
+    leaves. `pre_skips` is only read (the nodes share it). `size`: the node's DBSIZE read before any
+    node started (None: no progress wanted), which each report carries. Raises the node's redis errors
+    as they come.
+    """
+    outcome = WalkOutcome()
+    decided: dict[str, object] = {}
+    if known and not dry_run:
+
+        def report_known(done: int) -> None:
+            report(
+                stage="known",
+                deals_done=done,
+                matched=sum(outcome.counts.values()),
+                deals=len(outcome.deals_seen),
+                keyspace=size or 0,
+            )
+
+        _purge_known_deals(
+            node=node,
+            deals=known,
+            include_protected=include_protected,
+            active_within_secs=active_within_secs,
+            outcome=outcome,
+            decided=decided,
+            report=report_known,
+        )
+        # The sweep leaves the deals skipped above alone, and does not ask again about the others.
+        skips = {deal: reason for deal, reason in decided.items() if reason is not None}
+        if skips:
+            pre_skips = {**pre_skips, **skips}  # type: ignore[dict-item]
+        if size is not None:
+            size = int(node.dbsize())
+    swept_from = sum(outcome.counts.values())
+    index_deals: set[str] = set()
+    kept: dict[str, list[bytes]] = {}
+    walk = _NodeWalk(
+        node=node,
+        cross_slot=cross_slot,
+        include_protected=include_protected,
+        dry_run=dry_run,
+        allowed=allowed,
+        pre_skips=pre_skips,
+        active_within_secs=active_within_secs,
+        outcome=outcome,
+        decided=decided,
+        index_deals=index_deals,
+        kept=kept,
+    )
+
+    def report_sweep(matched: int) -> None:
+        report(
+            stage="sweep",
+            scanned=outcome.scanned,
+            matched=swept_from + matched,
+            deals=len(outcome.deals_seen),
+            keyspace=size or 0,
+        )
+
+    walk.run(batch=batch, on_round=report_sweep)
+    if not dry_run and index_deals:
+        # Left: indexes listing protected keys that stay (their expired entries go) and indexes of deals
+        # the known stage did not take. Each is on this node (the deal's slot), where SCAN found it.
+        _rewrite_indexes(client=node, deals=sorted(d for d in index_deals if decided.get(d) is None), kept=kept)
+    return outcome
+
+
 def purge_all_keys(
     *,
     client,
@@ -688,6 +939,7 @@ def purge_all_keys(
     active_within_secs: int | None = None,
     batch: int = SCAN_BATCH,
     progress: ProgressCallback | None = None,
+    threads: int = MAX_NODE_THREADS,
 ) -> WalkOutcome:
     """Mode `all`: the known deals by name, then one SCAN pass per primary for whatever is left.
 
@@ -698,94 +950,53 @@ def purge_all_keys(
     deals PostgreSQL no longer has, keys a producer failed to track, protected keys that stay. A dry run
     is the SCAN pass alone, so it counts each key once, and counts what the real run deletes.
 
+    On a cluster each primary goes through both stages in a thread of its own (at most `threads` at
+    once; 1: one node after another), with its own connections; the outcome is the same sum as one
+    node after another. `progress` is called from this thread only, with the nodes' figures summed.
+
     `allowed` restricts the walk to those deals (an org); `pre_skips` names deals to leave alone and
     why; `active_within_secs` skips deals whose event stream has an entry that recent. Never KEYS,
-    never DEL: UNLINK frees big values off the main thread. Raises redis errors as they come.
+    never DEL: UNLINK frees big values off the main thread. Raises redis errors as they come; on a
+    cluster walked in parallel, the other primaries finish first, then the first failed primary's error
+    is raised (see _run_per_node).
     """
     pre_skips = dict(pre_skips or {})
-    outcome = WalkOutcome()
-    decided: dict[str, object] = {}
-    index_deals: set[str] = set()
-    kept: dict[str, list[bytes]] = {}
     nodes = primary_clients(client)
-    keyspace = 0
-    if progress is not None:
-        keyspace = sum(int(node.dbsize()) for node in nodes)
     known = sorted({normalise_deal_id(d) for d in deals or ()} - set(pre_skips))
     if allowed is not None:
         known = [deal for deal in known if deal in allowed]
+    known_of: list[list[str]] = [[] for _ in nodes]
     if known and not dry_run:
-
-        def report_known(done: int) -> None:
-            if progress is not None:
-                progress(
-                    WalkProgress(
-                        node=1,
-                        nodes=len(nodes),
-                        scanned=0,
-                        matched=sum(outcome.counts.values()),
-                        deals=len(outcome.deals_seen),
-                        keyspace=keyspace,
-                        stage="known",
-                        deals_done=done,
-                        deals_total=len(known),
-                    )
-                )
-
-        by_node: dict[int, tuple[redis.Redis, list[str]]] = {}
+        position = {id(node): index for index, node in enumerate(nodes)}
         for deal in known:
             node = deal_node_client(client, deal)
-            by_node.setdefault(id(node), (node, []))[1].append(deal)
-        handled = 0
-        for node, node_deals in by_node.values():
-            _purge_known_deals(
-                node=node,
-                deals=node_deals,
-                include_protected=include_protected,
-                active_within_secs=active_within_secs,
-                outcome=outcome,
-                decided=decided,
-                report=lambda done, before=handled: report_known(before + done),
-            )
-            handled += len(node_deals)
-        # The sweep leaves the deals skipped above alone, and does not ask again about the others.
-        pre_skips.update({deal: reason for deal, reason in decided.items() if reason is not None})
-        if progress is not None:
-            keyspace = sum(int(node.dbsize()) for node in nodes)
-    swept_from = sum(outcome.counts.values())
-    done = 0
-    for number, node in enumerate(nodes, start=1):
-        walk = _NodeWalk(
+            if id(node) not in position:  # a node the slots map names but not among the primaries read above
+                position[id(node)] = len(nodes)
+                nodes.append(node)
+                known_of.append([])
+            known_of[position[id(node)]].append(deal)
+    # The keyspace of every node before any starts, so the first steps' share is not of one node alone.
+    sizes = [int(node.dbsize()) if progress is not None else None for node in nodes]
+    states = [
+        _NodeState(stage="known" if node_deals else "sweep", keyspace=size or 0)
+        for node_deals, size in zip(known_of, sizes, strict=True)
+    ]
+    hub = _ProgressHub(progress, states=states, deals_total=sum(map(len, known_of)))
+    jobs: list[NodeJob] = [
+        partial(
+            _purge_node,
             node=node,
             cross_slot=not is_cluster(client),
+            known=node_deals,
             include_protected=include_protected,
             dry_run=dry_run,
             allowed=allowed,
             pre_skips=pre_skips,
             active_within_secs=active_within_secs,
-            outcome=outcome,
-            decided=decided,
-            index_deals=index_deals,
-            kept=kept,
+            batch=batch,
+            size=size,
         )
-
-        def report(matched: int, number: int = number, before: int = done) -> None:
-            if progress is not None:
-                progress(
-                    WalkProgress(
-                        node=number,
-                        nodes=len(nodes),
-                        scanned=outcome.scanned,
-                        matched=swept_from + before + matched,
-                        deals=len(outcome.deals_seen),
-                        keyspace=keyspace,
-                    )
-                )
-
-        walk.run(batch=batch, on_round=report)
-        done += walk.matched
-    if not dry_run and index_deals:
-        # Left: indexes listing protected keys that stay (their expired entries go) and indexes of deals
-        # the known stage did not take.
-        _rewrite_indexes(client=client, deals=sorted(d for d in index_deals if decided.get(d) is None), kept=kept)
-    return outcome
+        for node, node_deals, size in zip(nodes, known_of, sizes, strict=True)
+    ]
+    names = [_node_name(node) for node in nodes]
+    return WalkOutcome.merged(_run_per_node(jobs, names=names, threads=threads, hub=hub))

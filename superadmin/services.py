@@ -183,11 +183,18 @@ def deals_purge(
         raise
     except Exception as exc:
         logger.exception("purge %s failed", audit.pk)
-        _finish(audit, started, status=PurgeStatus.FAILED, error=f"{exc.__class__.__name__}: {exc}")
+        _finish(audit, started, status=PurgeStatus.FAILED, error=failure_text(exc))
         raise
     result.keys_total = sum(result.keys_by_family.values())
     result.duration_ms = _finish(audit, started, status=PurgeStatus.SUCCEEDED, result=result)
     return result
+
+
+def failure_text(exc: BaseException) -> str:
+    """How a failed purge is recorded and told: the error, then its notes (on a cluster, the node that
+    failed, and any other node that failed too)."""
+    notes = "; ".join(getattr(exc, "__notes__", ()))
+    return f"{exc.__class__.__name__}: {exc}" + (f" ({notes})" if notes else "")
 
 
 def _actor_label(actor, source: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 
 import pytest
@@ -215,3 +216,25 @@ def test_the_known_stage_reports_what_has_been_deleted_and_ends_on_every_deal(re
     assert [step.deals_done for step in known] == [keyspace.KNOWN_BATCH, len(deals)]
     assert known[0].matched == 16 * keyspace.KNOWN_BATCH  # the first batch's deletions, answered
     assert known[-1].matched == sum(outcome.counts.values()) == 16 * len(deals)
+
+
+def test_a_single_server_is_purged_in_the_calling_thread(redis_client, db, monkeypatch):
+    """One primary: no thread is started; the walk and the progress happen in this thread, as before."""
+    from canvas_project import keyspace
+
+    threads: list[int] = []
+    sweep = keyspace._NodeWalk.run
+
+    def observed(walk, **kwargs):
+        threads.append(threading.get_ident())
+        return sweep(walk, **kwargs)
+
+    monkeypatch.setattr(keyspace._NodeWalk, "run", observed)
+    deal = str(uuid.uuid4())
+    write_deal_state(deal)
+    steps = []
+    keyspace.purge_all_keys(
+        client=redis_client, include_protected=True, dry_run=False, deals=[deal], progress=steps.append
+    )
+    assert threads == [threading.get_ident()]
+    assert (steps[-1].node, steps[-1].nodes, steps[-1].nodes_done) == (1, 1, 1)

@@ -58,7 +58,13 @@ class _ProgressLine:
             else:
                 share = min(step.scanned / step.keyspace, 1.0) if step.keyspace else 0.0
                 scanned = f"scanned {step.scanned:,} of ~{step.keyspace:,} keys"
-                text = f"sweep: node {step.node}/{step.nodes} {scanned}: {so_far}"
+                # A cluster's primaries are swept at once: the figures are their sums.
+                nodes = (
+                    f"node {step.node}/{step.nodes}"
+                    if step.nodes == 1
+                    else f"{step.nodes_done}/{step.nodes} nodes done"
+                )
+                text = f"sweep: {nodes} {scanned}: {so_far}"
         if self.tty:
             filled = int(share * self.WIDTH)
             self.stream.write(
@@ -144,7 +150,7 @@ class Command(BaseCommand):
         except DomainError as exc:
             raise CommandError(exc.message) from None
         except Exception as exc:  # Redis or PostgreSQL down: one line, non-zero exit, no traceback
-            raise CommandError(f"purge failed: {exc.__class__.__name__}: {exc}") from None
+            raise CommandError(f"purge failed: {services.failure_text(exc)}") from None
         finally:
             if progress is not None:
                 progress.close()
