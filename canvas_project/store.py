@@ -146,13 +146,13 @@ REPLICA_CONFLICT_ERRORS = (psycopg.errors.SerializationFailure,)
 
 
 def replica_store_conninfo(alias: str) -> str:
-    """The conninfo of a replica's Store pool: the replica's URL, read-only (default_transaction_read_only),
-    named in pg_stat_activity, connecting within REPLICA_CONNECT_TIMEOUT."""
+    """The conninfo of a replica's Store pool: the replica's URL (with its parameters, sslmode included),
+    read-only (default_transaction_read_only), named in pg_stat_activity, connecting within
+    REPLICA_CONNECT_TIMEOUT."""
     url = settings.DATABASE_REPLICA_URLS[int(alias.removeprefix("replica_")) - 1]
-    params = dj_database_url.parse(url)
-    params.setdefault("OPTIONS", {})["connect_timeout"] = settings.REPLICA_CONNECT_TIMEOUT
     return make_conninfo(
-        conninfo_from_settings(params),
+        url,
+        connect_timeout=str(settings.REPLICA_CONNECT_TIMEOUT),
         application_name=REPLICA_APPLICATION_NAME,
         options="-c default_transaction_read_only=on",
     )
