@@ -92,7 +92,8 @@ class Cluster:
     def edit_snapshot_on_primary(self, version: int) -> None:
         """Rewrite a snapshot's title and every section's text on the primary (what the service never does)."""
         prefix, key = f"deals.{self.deal_id}.versions", f"v{version:010d}"
-        ((value,),) = _execute(self.primary_url, "SELECT value FROM store WHERE prefix = %s AND key = %s", (prefix, key))
+        sql = "SELECT value FROM store WHERE prefix = %s AND key = %s"
+        ((value,),) = _execute(self.primary_url, sql, (prefix, key))
         value["title"] = PRIMARY_ONLY
         for section in value["sections"].values():
             section["markdown"] = PRIMARY_ONLY
@@ -310,10 +311,12 @@ def test_approval_snapshot_exports_and_versions_read_the_replica_and_the_primary
     newer = _approve_a_new_version(owner, deal)
     assert not cluster.snapshot_on_replica(newer)
     assert "Draft" in _exported(viewer, deal, newer)
-    # the replica's memo is older than the deal row says: the list comes from the primary
+    # the replica's memo is older than the deal row says: the list of versions comes from the primary, and of
+    # their snapshots those the replica lacks (the replica's copy of the others is the primary's, edits aside)
     listed = viewer.get(f"{canvas}/versions").json()
     assert listed["current_version"] >= newer and listed["results"][0]["version"] >= newer, listed
-    assert _version_titles(viewer, deal)[version] == PRIMARY_ONLY
+    titles = _version_titles(viewer, deal)
+    assert newer in titles and titles[version] != PRIMARY_ONLY
     # and a version nobody has is still a 404
     missing = viewer.get(f"{canvas}/export", params={"version": newer + 1000})
     assert missing.status_code == 404, missing.text
