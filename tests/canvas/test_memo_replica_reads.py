@@ -158,3 +158,36 @@ def test_a_store_of_its_own_is_never_read_on_the_replicas(replica_is_the_test_da
         assert lg_store.store_read_alias() == DEFAULT_DB_ALIAS
     finally:
         replicas._request_var.reset(token)
+
+
+def _checkouts(pool) -> int:
+    return pool.get_stats().get("requests_num", 0)
+
+
+def test_routed_reads_take_the_replica_and_the_primary_only_for_what_it_lacks(replica_is_the_test_database):
+    deal_id = str(uuid.uuid4())
+    memo = _write_memo_with_snapshots(deal_id, [1, 2])
+    primary, replica = lg_store.get_pool(), lg_store.replica_pool("replica_1")
+    request, token = _serving_routed_to("replica_1")
+    try:
+        primary.pop_stats(), replica.pop_stats()
+        # snapshots the replica holds: one read there, none on the primary
+        assert [s["version"] for s in read_snapshots(deal_id, [2, 1], from_replica=True)] == [2, 1]
+        assert (_checkouts(replica), _checkouts(primary)) == (1, 0)
+        # one it lacks (not replayed yet, or no such version): the primary is asked for that one alone
+        assert [s["version"] for s in read_snapshots(deal_id, [1, 9], from_replica=True)] == [1]
+        assert (_checkouts(replica), _checkouts(primary)) == (2, 1)
+        # the memo: the replica's when it is at least as new as the version the caller knows
+        assert read_memo(deal_id, from_replica=True, at_least_version=memo.version).head_to_store() == (
+            memo.head_to_store()
+        )
+        assert (_checkouts(replica), _checkouts(primary)) == (3, 1)
+        # else the primary's (the replica has not replayed the write the deal row already shows)
+        assert read_memo(deal_id, from_replica=True, at_least_version=memo.version + 1) is not None
+        assert (_checkouts(replica), _checkouts(primary)) == (4, 2)
+        # a read that does not ask stays on the primary
+        read_snapshots(deal_id, [1])
+        assert (_checkouts(replica), _checkouts(primary)) == (4, 3)
+        assert request._replica_alias == "replica_1"  # nothing failed: the request keeps its replica
+    finally:
+        replicas._request_var.reset(token)
