@@ -191,6 +191,16 @@ def _mark_down(alias: str, error: BaseException) -> None:
     )
 
 
+def replica_failed(alias: str, error: BaseException) -> None:
+    """A replica failed a read routed to it (e.g. its Store pool had no connection to give): no reads go
+    there until a probe finds it fit again, and the rest of this request reads the primary."""
+    logger.warning("replica %s unusable (%s): reading from the primary", alias, error.__class__.__name__)
+    _mark_down(alias, error)
+    request = _request_var.get()
+    if request is not None and getattr(request, "_replica_alias", None) == alias:
+        request._replica_alias = DEFAULT_DB_ALIAS
+
+
 # --- read-your-writes ----------------------------------------------------------------------------
 def pin_subject(user) -> str | None:
     """Whose writes pin reads to the primary: a user's id, `engine` for the internal engine token."""

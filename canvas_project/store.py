@@ -12,22 +12,32 @@ langgraph-checkpoint-postgres), both through setup_langgraph_tables.
 Namespaces: ("deals", D, "canvas") for the memo, ("deals", D, "versions") for snapshots,
 ("deals", D, "nodes") for canvas nodes, ("deals", D, "edges") for the typed edges between them.
 LangGraph threads of a deal are named `deal:<D>:...`.
+
+Read replicas (DATABASE_REPLICA_URLS): a read-only selector may read the Store on a replica, through a
+read-only pool of that replica's own (`replica_pool(alias)`, created on first use, like the primary's),
+by `read_on_replica()`: the replica is the one canvas_project.replicas.read_alias() chose for the request
+(`store_read_alias()`), and a replica that fails the read is marked down and answers None, so the caller
+reads the primary. LangGraph's own reads cannot run there: its get (GetOp) always, and its search unless
+told `refresh_ttl=False`, wrap the SELECT in a `WITH ... UPDATE store` (a TTL refresh), which a hot
+standby refuses even when it would update nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 import dj_database_url
 import orjson
 import psycopg
 from django.conf import settings
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection
 from langgraph.checkpoint.postgres import PostgresSaver
 from langgraph.store.base import PutOp
 from langgraph.store.postgres import PostgresStore
@@ -38,10 +48,16 @@ from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from canvas_project.errors import StoreUnavailable
+from canvas_project.replicas import read_alias, replica_failed
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _lock = threading.Lock()
 _pool: ConnectionPool | None = None
 _pool_conninfo: str | None = None
+# alias -> (conninfo, pool) of the replicas' Store pools, created by the first read routed to each
+_replica_pools: dict[str, tuple[str, ConnectionPool]] = {}
 
 # What the Store raises when PostgreSQL is unreachable or the pool is exhausted (callers answer 503).
 STORE_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
@@ -109,11 +125,106 @@ def current_pool() -> ConnectionPool | None:
 
 
 def close_pool() -> None:
+    """Close the primary's Store pool and every replica's."""
     global _pool, _pool_conninfo
     with _lock:
         if _pool is not None:
             _pool.close()
         _pool, _pool_conninfo = None, None
+        for _conninfo, pool in _replica_pools.values():
+            pool.close()
+        _replica_pools.clear()
+
+
+# --- reads on the read replicas ------------------------------------------------------------------
+REPLICA_APPLICATION_NAME = "deal-canvas-store-replica"
+# A replica that cannot serve a read: unreachable, its pool exhausted or reconnecting, the connection lost.
+REPLICA_DOWN_ERRORS = STORE_ERRORS
+# A standby cancels a query whose rows the primary's vacuum removed (a recovery conflict, SQLSTATE 40001):
+# the replica is fine, this one read goes to the primary.
+REPLICA_CONFLICT_ERRORS = (psycopg.errors.SerializationFailure,)
+
+
+def replica_store_conninfo(alias: str) -> str:
+    """The conninfo of a replica's Store pool: the replica's URL (with its parameters, sslmode included),
+    read-only (default_transaction_read_only), named in pg_stat_activity, connecting within
+    REPLICA_CONNECT_TIMEOUT."""
+    url = settings.DATABASE_REPLICA_URLS[int(alias.removeprefix("replica_")) - 1]
+    return make_conninfo(
+        url,
+        connect_timeout=str(settings.REPLICA_CONNECT_TIMEOUT),
+        application_name=REPLICA_APPLICATION_NAME,
+        options="-c default_transaction_read_only=on",
+    )
+
+
+def replica_pool(alias: str) -> ConnectionPool:
+    """The process's Store pool on one replica, created on first use and (re)created when its URL changes.
+
+    Configured like the primary's, except that a request waits at most REPLICA_CONNECT_TIMEOUT for a
+    connection (then it reads the primary) and every connection is tested at checkout, as Django's replica
+    connections are: a replica that restarted leaves dead idle connections, replaced instead of failing.
+    """
+    conninfo = replica_store_conninfo(alias)
+    with _lock:
+        found = _replica_pools.get(alias)
+        if found is None or found[0] != conninfo:
+            if found is not None:
+                found[1].close()
+            pool = ConnectionPool(
+                conninfo,
+                min_size=1,
+                max_size=settings.LANGGRAPH_POOL_MAX_SIZE,
+                kwargs=CONNECTION_KWARGS,
+                timeout=float(settings.REPLICA_CONNECT_TIMEOUT),
+                reconnect_timeout=settings.DB_POOL_RECONNECT_TIMEOUT,
+                open=True,
+                name=f"langgraph-{alias}",
+                configure=_configure_connection,
+                check=ConnectionPool.check_connection,
+            )
+            found = _replica_pools[alias] = (conninfo, pool)
+        return found[1]
+
+
+def replica_pools() -> dict[str, ConnectionPool]:
+    """The replicas' Store pools created so far in this process, by alias (none without replicas)."""
+    with _lock:
+        return {alias: pool for alias, (_conninfo, pool) in _replica_pools.items()}
+
+
+def store_read_alias() -> str:
+    """Where a read-only Store selector of this request may read: read_alias()'s choice (a fit replica, or
+    "default" for a pinned caller, a write request, a lagging or down replica, no replica configured), but
+    always "default" when the Store has a database of its own (LANGGRAPH_DATABASE_URL): the replicas copy
+    Django's database."""
+    if settings.LANGGRAPH_DATABASE_URL:
+        return DEFAULT_DB_ALIAS
+    return read_alias()
+
+
+def read_on_replica(alias: str, read: Callable[[Connection], T]) -> T | None:
+    """`read(conn)` on a read-only Store connection of the replica `alias`; None when the replica cannot
+    serve it (then the caller reads the primary). A replica that is down, unreachable or out of connections
+    is marked down (replicas.replica_failed): no reads go there until a probe finds it fit."""
+    try:
+        with replica_pool(alias).connection() as conn:
+            return read(conn)
+    except REPLICA_CONFLICT_ERRORS as exc:
+        logger.info("Store read on %s cancelled (%s): reading the primary", alias, exc.__class__.__name__)
+    except REPLICA_DOWN_ERRORS as exc:
+        replica_failed(alias, exc)
+    return None
+
+
+def select_items(conn: Connection, namespace: tuple[str, ...], keys: list[str]) -> dict[str, dict]:
+    """{key: value} of the Store items of `namespace` among `keys`, by one plain SELECT on LangGraph's
+    `store` table (prefix = the namespace joined by dots), which a read-only replica can run. The Store has
+    no TTLs here, so nothing is expired; tests pin the values to equal LangGraph's own get."""
+    rows = conn.execute(
+        "SELECT key, value FROM store WHERE prefix = %s AND key = ANY(%s)", (".".join(namespace), keys)
+    ).fetchall()
+    return {row["key"]: row["value"] for row in rows}
 
 
 def get_store() -> PostgresStore:

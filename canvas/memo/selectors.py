@@ -96,9 +96,10 @@ def readiness_get(*, deal: Deal) -> dict:
 
 
 def progress_get(*, deal: Deal) -> dict:
-    """{populated, total, sections, store_available}; from the deal row when the Store is down."""
+    """{populated, total, sections, store_available}; from the deal row when the Store is down. Read from a
+    replica when one is usable and has the deal's current memo_version."""
     try:
-        memo = read_memo(deal.pk)
+        memo = read_memo(deal.pk, from_replica=True, at_least_version=deal.memo_version)
     except StoreUnavailable:
         return {
             "populated": deal.sections_populated,
@@ -119,16 +120,18 @@ def progress_get(*, deal: Deal) -> dict:
 
 
 def version_numbers(*, deal: Deal) -> tuple[list[int], set[int], int]:
-    """(the snapshots' version numbers, those of approval snapshots, the memo's version). Raises StoreUnavailable."""
-    memo = read_memo(deal.pk)
+    """(the snapshots' version numbers, those of approval snapshots, the memo's version): from a replica when
+    one is usable and has the deal's current memo_version. Raises StoreUnavailable."""
+    memo = read_memo(deal.pk, from_replica=True, at_least_version=deal.memo_version)
     if memo is None:
         return [], set(), 0
     return list(memo.versions), set(memo.approval_versions), memo.version
 
 
 def version_summaries(*, deal: Deal, numbers: list[int], approvals: set[int]) -> list[dict]:
-    """Summaries of these snapshots, in the order given. Raises StoreUnavailable."""
-    snapshots = {s["version"]: s for s in read_snapshots(deal.pk, numbers)}
+    """Summaries of these snapshots, in the order given (from a replica when one is usable: a snapshot never
+    changes). Raises StoreUnavailable."""
+    snapshots = {s["version"]: s for s in read_snapshots(deal.pk, numbers, from_replica=True)}
     return [
         {k: snapshots[n].get(k) for k in ("version", "title", "reason", "author", "author_id", "created_at", "state")}
         | {"approval": n in approvals}
@@ -138,8 +141,9 @@ def version_summaries(*, deal: Deal, numbers: list[int], approvals: set[int]) ->
 
 
 def version_get(*, deal: Deal, version: int) -> dict:
-    """One snapshot. Raises VersionNotFound, StoreUnavailable."""
-    found = read_snapshots(deal.pk, [version])
+    """One snapshot, from a replica when one is usable (a snapshot never changes; one the replica has not
+    replayed yet is read from the primary). Raises VersionNotFound, StoreUnavailable."""
+    found = read_snapshots(deal.pk, [version], from_replica=True)
     if not found:
         raise VersionNotFound()
     return found[0]
@@ -148,7 +152,7 @@ def version_get(*, deal: Deal, version: int) -> dict:
 def version_diff(*, deal: Deal, version: int) -> dict:
     """Unified diff from the snapshot to the current memo. Raises VersionNotFound, StoreUnavailable."""
     snapshot = version_get(deal=deal, version=version)
-    memo = read_memo(deal.pk)
+    memo = read_memo(deal.pk, from_replica=True, at_least_version=deal.memo_version)
     current_md = memo.markdown() if memo else ""
     current_sections = {k: s.markdown for k, s in (memo.sections.items() if memo else [])}
     old_sections = {k: s.get("markdown") or "" for k, s in snapshot["sections"].items()}

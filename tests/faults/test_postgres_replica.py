@@ -7,6 +7,10 @@ change committed on the primary is visible there and not on the replica. A route
 comment list) shows the replica's older data; the caller who just wrote reads the primary (read-your-writes);
 a replica lagging beyond REPLICA_MAX_LAG_SECONDS, or down, gets no reads: they fall back to the primary,
 never a 500, and /api/health shows each replica's lag.
+
+The LangGraph Store's reads that may go there (approval-snapshot exports, versions, progress) are seen the
+same way: an approval snapshot edited on the primary alone (never done by the service: a snapshot does not
+change) shows which database served it.
 """
 
 from __future__ import annotations
@@ -21,12 +25,17 @@ import psycopg
 import pytest
 from django.conf import settings
 
+from canvas_project.store import REPLICA_APPLICATION_NAME
+from tests.canvas.conftest import full_memo
 from tests.faults.conftest import Api, RunningService, wait_for
 from tests.servers import ThrowawayPostgres
 
 PASSWORD = "replica-pass-1"
 ENGINE_TOKEN = "replica-engine-token"
 DATABASE = "dc_replica"
+PRIMARY_ONLY = "Edited on the primary alone"
+# the service's Store reads on the replica are made while the service runs with a gate it can pass
+STORE_ENV = {"CANVAS_READINESS_GATE": "0"}
 SEED = (
     "import django; django.setup(); from django.core.management import call_command; "
     "call_command('migrate', verbosity=0, interactive=False); "
@@ -71,6 +80,35 @@ class Cluster:
             return _execute(self.replica_url, "SELECT name FROM deals_deal WHERE id = %s", (self.deal_id,))[0][0]
         except psycopg.OperationalError:
             return None
+
+    def snapshot_on_replica(self, version: int) -> bool:
+        rows = _execute(
+            self.replica_url,
+            "SELECT 1 FROM store WHERE prefix = %s AND key = %s",
+            (f"deals.{self.deal_id}.versions", f"v{version:010d}"),
+        )
+        return bool(rows)
+
+    def edit_snapshot_on_primary(self, version: int) -> None:
+        """Rewrite a snapshot's title and every section's text on the primary (what the service never does)."""
+        prefix, key = f"deals.{self.deal_id}.versions", f"v{version:010d}"
+        sql = "SELECT value FROM store WHERE prefix = %s AND key = %s"
+        ((value,),) = _execute(self.primary_url, sql, (prefix, key))
+        value["title"] = PRIMARY_ONLY
+        for section in value["sections"].values():
+            section["markdown"] = PRIMARY_ONLY
+        _execute(
+            self.primary_url,
+            "UPDATE store SET value = %s WHERE prefix = %s AND key = %s",
+            (psycopg.types.json.Jsonb(value), prefix, key),
+        )
+
+    def store_connections_on_replica(self) -> int:
+        return _execute(
+            self.replica_url,
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+            (REPLICA_APPLICATION_NAME,),
+        )[0][0]
 
     def pause_replay(self) -> None:
         _execute(self.replica_url, "SELECT pg_wal_replay_pause()")
@@ -170,6 +208,32 @@ def _health(service: RunningService) -> httpx.Response:
     return httpx.get(f"{service.url}/api/health", timeout=30)
 
 
+def _approve_a_new_version(owner: Api, deal_id: str) -> int:
+    """Save new text and approve it (reopening first when approved); the approval snapshot's version. The
+    owner is pinned to the primary by these writes."""
+    canvas = f"/api/canvas/{deal_id}"
+    if owner.get(canvas).json()["document_state"] == "approved":
+        assert owner.post(f"{canvas}/reopen").json()["success"]
+    content = full_memo() + f"\n## Closing Note\n\nDraft {os.urandom(4).hex()}.\n"
+    saved = owner.post(f"{canvas}/save", json={"content": content})
+    assert saved.status_code == 200 and saved.json()["saved"], saved.text
+    approved = owner.post(f"{canvas}/approve")
+    assert approved.status_code == 200 and approved.json()["success"], approved.text
+    return owner.get(canvas).json()["approval_versions"][-1]
+
+
+def _exported(api: Api, deal_id: str, version: int) -> str:
+    response = api.get(f"/api/canvas/{deal_id}/export", params={"format": "md", "version": version})
+    assert response.status_code == 200, response.text
+    return response.text
+
+
+def _version_titles(api: Api, deal_id: str) -> dict[int, str]:
+    response = api.get(f"/api/canvas/{deal_id}/versions", params={"page_size": 100})
+    assert response.status_code == 200, response.text
+    return {row["version"]: row["title"] for row in response.json()["results"]}
+
+
 def test_routed_reads_come_from_the_replica_and_a_writer_reads_its_own_writes(cluster, start):
     service = start(REPLICA_MAX_LAG_SECONDS="3600", REPLICA_PIN_SECONDS="600")
     owner, viewer = _as(service, "owner"), _as(service, "viewer")
@@ -224,14 +288,58 @@ def test_routed_reads_come_from_the_replica_and_a_writer_reads_its_own_writes(cl
     assert service.crashes() == []
 
 
+def test_approval_snapshot_exports_and_versions_read_the_replica_and_the_primary_for_what_it_lacks(cluster, start):
+    service = start(REPLICA_MAX_LAG_SECONDS="3600", REPLICA_PIN_SECONDS="600", **STORE_ENV)
+    owner, viewer = _as(service, "owner"), _as(service, "viewer")
+    deal, canvas = cluster.deal_id, f"/api/canvas/{cluster.deal_id}"
+    version = _approve_a_new_version(owner, deal)
+    wait_for(lambda: cluster.snapshot_on_replica(version), timeout=60, what="the snapshot replayed on the replica")
+    original = _exported(viewer, deal, version)
+
+    cluster.pause_replay()
+    cluster.edit_snapshot_on_primary(version)
+    # the viewer wrote nothing: the replica's Store pool serves the export, the snapshot and the versions list
+    assert _exported(viewer, deal, version) == original and PRIMARY_ONLY not in original
+    assert PRIMARY_ONLY not in viewer.get(f"{canvas}/versions/{version}").text
+    assert _version_titles(viewer, deal)[version] != PRIMARY_ONLY
+    assert cluster.store_connections_on_replica() >= 1
+    # the owner approved: pinned to the primary, they read the primary's copy
+    assert PRIMARY_ONLY in _exported(owner, deal, version)
+    assert _version_titles(owner, deal)[version] == PRIMARY_ONLY
+
+    # a newer approval the paused replica has not replayed: read from the primary, never a false 404
+    newer = _approve_a_new_version(owner, deal)
+    assert not cluster.snapshot_on_replica(newer)
+    assert "Draft" in _exported(viewer, deal, newer)
+    # the replica's memo is older than the deal row says: the list of versions comes from the primary, and of
+    # their snapshots those the replica lacks (the replica's copy of the others is the primary's, edits aside)
+    listed = viewer.get(f"{canvas}/versions").json()
+    assert listed["current_version"] >= newer and listed["results"][0]["version"] >= newer, listed
+    titles = _version_titles(viewer, deal)
+    assert newer in titles and titles[version] != PRIMARY_ONLY
+    # and a version nobody has is still a 404
+    missing = viewer.get(f"{canvas}/export", params={"version": newer + 1000})
+    assert missing.status_code == 404, missing.text
+
+    cluster.resume_replay()
+    assert service.crashes() == []
+
+
 def test_a_replica_lagging_beyond_the_bound_gets_no_reads_and_the_health_shows_its_lag(cluster, start):
-    service = start(REPLICA_MAX_LAG_SECONDS="1")
+    service = start(REPLICA_MAX_LAG_SECONDS="1", **STORE_ENV)
     viewer = _as(service, "viewer")
-    check = _health(service).json()["checks"]["replica_1"]
-    assert check["ok"] is True and check["lag_seconds"] == 0 and check["error"] is None, check
+    version = _approve_a_new_version(_as(service, "owner"), cluster.deal_id)
+    wait_for(lambda: cluster.snapshot_on_replica(version), timeout=60, what="the snapshot replayed on the replica")
+    check = wait_for(
+        lambda: (c := _health(service).json()["checks"]["replica_1"])["lag_seconds"] == 0 and c,
+        timeout=30,
+        what="the replica caught up",
+    )
+    assert check["ok"] is True and check["error"] is None, check
 
     cluster.pause_replay()
     cluster.rename_on_primary("Behind the replica")
+    cluster.edit_snapshot_on_primary(version)
     lagging = wait_for(
         lambda: (response := _health(service)).json()["checks"]["replica_1"]["ok"] is False and response,
         timeout=30,
@@ -242,8 +350,10 @@ def test_a_replica_lagging_beyond_the_bound_gets_no_reads_and_the_health_shows_i
     check = body["checks"]["replica_1"]
     assert check["error"] == "ReplicaLagging" and check["lag_seconds"] > 1 and check["replay_paused"] is True, check
     assert body["status"] == "degraded" and "replica_1" in body["detail"], body
-    # routed reads go to the primary meanwhile: the rename the replica has not replayed is there
+    # routed reads go to the primary meanwhile: the rename the replica has not replayed is there, and so is
+    # the snapshot's edit (the Store's reads follow the same decision)
     assert _dashboard_name(viewer) == "Behind the replica"
+    assert PRIMARY_ONLY in _exported(viewer, cluster.deal_id, version)
 
     cluster.resume_replay()
     wait_for(
@@ -255,12 +365,16 @@ def test_a_replica_lagging_beyond_the_bound_gets_no_reads_and_the_health_shows_i
 
 
 def test_a_replica_going_down_sends_reads_to_the_primary_without_an_error(cluster, start):
-    service = start(REPLICA_MAX_LAG_SECONDS="3600", REPLICA_CONNECT_TIMEOUT="1")
+    service = start(REPLICA_MAX_LAG_SECONDS="3600", REPLICA_CONNECT_TIMEOUT="1", **STORE_ENV)
     viewer = _as(service, "viewer")
     canvas = f"/api/canvas/{cluster.deal_id}"
+    version = _approve_a_new_version(_as(service, "owner"), cluster.deal_id)
+    wait_for(lambda: cluster.snapshot_on_replica(version), timeout=60, what="the snapshot replayed on the replica")
     cluster.pause_replay()
     cluster.rename_on_primary("Only on the primary")
+    cluster.edit_snapshot_on_primary(version)
     assert _dashboard_name(viewer) == cluster.name_on_replica() != "Only on the primary"  # served by the replica
+    assert PRIMARY_ONLY not in _exported(viewer, cluster.deal_id, version)
 
     cluster.replica.stop("immediate")
 
@@ -270,6 +384,8 @@ def test_a_replica_going_down_sends_reads_to_the_primary_without_an_error(cluste
         listed = viewer.get(f"{canvas}/comments")
         assert listed.status_code == 200, listed.text
         assert viewer.get(f"{canvas}/readiness").status_code == 200
+        assert PRIMARY_ONLY in _exported(viewer, cluster.deal_id, version)
+        assert _version_titles(viewer, cluster.deal_id)[version] == PRIMARY_ONLY
     health = _health(service)
     assert health.status_code == 200
     check = health.json()["checks"]["replica_1"]
