@@ -404,6 +404,9 @@ SSE_HEARTBEAT_SECONDS = float(env_str("SSE_HEARTBEAT_SECONDS", "15"))
 # Events arriving within this many ms of the previous fan-out of their stream leave together with it
 # (one socket write per subscriber instead of one per event); a lone event leaves at once. 0: never wait.
 SSE_COALESCE_MS = float(env_str("SSE_COALESCE_MS", "20"))
+# ... and the longest that window grows to when a stream's subscribers are many: the window is at least twice
+# what the stream's last fan-out took to reach every subscriber's socket (canvas_project.sse.hub).
+SSE_COALESCE_MAX_MS = float(env_str("SSE_COALESCE_MAX_MS", "60"))
 # Event streams one user may hold open at once in each ASGI worker process (429 past it); 0: no limit.
 SSE_MAX_STREAMS_PER_USER = env_int("SSE_MAX_STREAMS_PER_USER", 32)
 # Streams of one deal each ASGI worker process holds open at once (429 past it); 0: no limit.

@@ -8,9 +8,14 @@ live queue, skipping what it already sent, so a resume loses nothing and repeats
 subscriber whose id is older than what the stream still keeps, or who falls too far behind, gets a
 RESET marker: its client reloads the state and follows on from the current tail.
 
-A burst is coalesced: entries arriving within SSE_COALESCE_MS of the stream's previous fan-out wait for
-the rest of that window and leave together, one socket write per subscriber instead of one per event
-(the write is most of what a delivery costs: bench/events); a lone entry leaves at once.
+A burst is coalesced: entries arriving within the coalescing window of the stream's previous fan-out wait
+for the rest of that window and leave together, one socket write per subscriber instead of one per event
+(the write is most of what a delivery costs: bench/events); a lone entry leaves at once. The window is
+SSE_COALESCE_MS, or longer when the stream's subscribers are many: each fan-out measures how long the loop
+took to hand it to every subscriber (to the last one's socket write), and the next window is at least
+1 / FANOUT_LOOP_SHARE times that, up to SSE_COALESCE_MAX_MS. So one hot stream's writes take at most about
+half of the loop however many follow it, and under load batches grow instead of queues (issue 17:
+1,000 subscribers of one deal at 100 events/s).
 
 When Redis fails, the reader retries with backoff while subscribers keep getting heartbeats; once it
 reads again, every subscriber gets a RESET in order in its queue, since changes made during the
@@ -45,6 +50,9 @@ CATCH_UP_BATCH = 500
 BLOCK_MS = 5000
 # A stopping reader is cancelled again this often until its task has ended (_Reader.stop).
 STOP_RECANCEL_SECONDS = 0.05
+# The share of the event loop one stream's fan-out may take: the coalescing window is at least the last
+# fan-out's cost divided by this (within SSE_COALESCE_MS .. SSE_COALESCE_MAX_MS).
+FANOUT_LOOP_SHARE = 0.5
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
@@ -241,13 +249,19 @@ class _Subscriber:
         self.heartbeat = heartbeat
         self.last_yield = asyncio.get_running_loop().time()
 
-    def offer(self, entry: Entry) -> None:
+    def offer(self, entries: list[Entry]) -> None:
+        """Queue a fan-out's entries (in order) and wake the consumer once; past QUEUE_SIZE the subscriber is
+        marked overflowed instead: it catches up from Redis rather than holding unbounded memory."""
         if self.overflowed or self.ended is not None:
             return
-        try:
-            self.queue.put_nowait(entry)
-        except asyncio.QueueFull:
-            self.overflowed = True  # it catches up from Redis instead of holding unbounded memory
+        queue = self.queue
+        if len(queue._items) - queue._head + len(entries) > QUEUE_SIZE:
+            self.overflowed = True
+            return
+        queue._items.extend(entries)
+        waiter = queue._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def end(self, marker: End) -> None:
         """Queue the stream's end ahead of anything still queued: a revoked caller gets nothing more."""
@@ -275,6 +289,8 @@ class _Reader:
         self.key = key
         self.subscribers: set[_Subscriber] = set()
         self.tail: str | None = None
+        # loop seconds the last fan-out took, from offering its entries to the last subscriber's write
+        self.fanout_seconds = 0.0
         self.ready = asyncio.Event()
         self.closing = False  # the task is in its cleanup: stop() no longer cancels it
         self.task = asyncio.create_task(self._run(), name=f"stream-reader:{key}")
@@ -314,7 +330,8 @@ class _Reader:
         before_outage: str | None = None  # the last id read before the outage
         loop = asyncio.get_running_loop()
         coalesce = float(settings.SSE_COALESCE_MS) / 1000
-        last_fanout = -coalesce
+        coalesce_max = max(float(settings.SSE_COALESCE_MAX_MS) / 1000, coalesce)
+        last_fanout = -coalesce_max
         ticker = asyncio.create_task(self._tick(), name=f"stream-heartbeat:{self.key}")
         try:
             while True:
@@ -336,7 +353,8 @@ class _Reader:
                                 subscriber.reset(marker)
                         self.ready.set()
                     response = await client.xread({self.key: self.tail}, block=BLOCK_MS, count=CATCH_UP_BATCH)
-                    wait = last_fanout + coalesce - loop.time()
+                    window = min(max(coalesce, self.fanout_seconds / FANOUT_LOOP_SHARE), coalesce_max)
+                    wait = last_fanout + window - loop.time()
                     if response and wait > 0:
                         # A burst: what arrives in the rest of the window leaves with this, one write per
                         # subscriber instead of one per event (the socket write is most of a delivery's cost).
@@ -357,16 +375,24 @@ class _Reader:
                     backoff = min(backoff * 2, 5.0)
                     continue
                 for _key, entries in response or []:
-                    for entry in _decode(entries):
-                        self.tail = entry.id
-                        for subscriber in list(self.subscribers):
-                            subscriber.offer(entry)
+                    batch = _decode(entries)
+                    if not batch:
+                        continue
+                    self.tail = batch[-1].id
+                    for subscriber in list(self.subscribers):
+                        subscriber.offer(batch)
                     last_fanout = loop.time()
+                    # Runs once every woken subscriber has taken its step (the loop runs ready callbacks in
+                    # order): the fan-out's cost, writes included, and whatever else held the loop meanwhile.
+                    loop.call_soon(self._fanned_out, last_fanout)
         finally:
             self.closing = True
             ticker.cancel()
             if owned:
                 await client.aclose()
+
+    def _fanned_out(self, started: float) -> None:
+        self.fanout_seconds = asyncio.get_running_loop().time() - started
 
     async def _outage_reset(self, client: aioredis.Redis, before: str | None) -> Reset:
         """The RESET after an outage: whether the history still holds the last id read before it."""

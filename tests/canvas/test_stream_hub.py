@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 from django.conf import settings
@@ -12,8 +13,9 @@ from canvas_project.redis_client import get_redis
 from canvas_project.sse import hub as streams
 
 
-async def _batches_of(key: str, deal_id, bursts: list[int]) -> list[int]:
-    """Emit each burst right after the previous one was delivered; the sizes of the batches delivered."""
+async def _batches_of(key: str, deal_id, bursts: list[int], *, hold_loop: float = 0.0) -> list[int]:
+    """Emit each burst right after the previous one was delivered; the sizes of the batches delivered.
+    `hold_loop`: seconds the consumer holds the event loop on each batch it takes (a slow socket write)."""
     sizes: list[int] = []
     delivered = asyncio.Event()
 
@@ -21,6 +23,7 @@ async def _batches_of(key: str, deal_id, bursts: list[int]) -> list[int]:
         async for item in streams.hub().subscribe_batches(key, after=None, heartbeat=60):
             if isinstance(item, list):
                 sizes.append(len(item))
+                time.sleep(hold_loop)  # blocks the loop, as writes to many subscribers would
                 if sum(sizes) == expected:
                     delivered.set()
 
@@ -60,6 +63,28 @@ def test_without_a_window_each_read_leaves_as_it_comes(settings, db):
     finally:
         events.get_redis().delete(keys.events_key(deal))
     assert sizes[0] == 1 and sum(sizes) == 4 and len(sizes) > 2  # the blocked XREAD answers the first alone
+
+
+def test_a_costly_fan_out_lengthens_the_next_window_up_to_its_ceiling(settings, db):
+    # No fixed window: only the fan-out's measured cost can make a burst wait. The consumer holds the loop
+    # 150 ms per batch, so the next window is at least 300 ms (FANOUT_LOOP_SHARE 0.5) and the burst of three
+    # that follows the first event leaves in one batch, where without the adaptive window (ceiling 0) the
+    # blocked XREAD answers its first event alone.
+    settings.SSE_COALESCE_MS = 0
+    settings.SSE_COALESCE_MAX_MS = 2000
+    deal = uuid.uuid4()
+    try:
+        adaptive = asyncio.run(_batches_of(keys.events_key(deal), deal, [1, 3], hold_loop=0.15))
+    finally:
+        events.get_redis().delete(keys.events_key(deal))
+    settings.SSE_COALESCE_MAX_MS = 0
+    deal = uuid.uuid4()
+    try:
+        fixed = asyncio.run(_batches_of(keys.events_key(deal), deal, [1, 3], hold_loop=0.15))
+    finally:
+        events.get_redis().delete(keys.events_key(deal))
+    assert adaptive == [1, 3]
+    assert fixed[0] == 1 and sum(fixed) == 4 and len(fixed) > 2
 
 
 def test_an_event_stream_reads_its_retry_and_heartbeat_settings_when_it_opens(settings, db):
