@@ -13,6 +13,7 @@ import socket
 import subprocess
 import threading
 import time
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 
@@ -70,6 +71,29 @@ def close_connections() -> None:
 
     connections.close_all()
     close_pool()
+
+
+def log_tail(path: Path, chars: int = 3000) -> str:
+    """The end of a server's log; empty while there is none."""
+    with contextlib.suppress(OSError):
+        return path.read_text(errors="replace")[-chars:]
+    return ""
+
+
+def stop_process_group(process: subprocess.Popen, *, grace: float, kill_wait: float = 5.0) -> None:
+    """Stop a server started with start_new_session: SIGTERM to its process group, SIGKILL after `grace` s,
+    then SIGKILL to the group once more for workers that outlived their parent."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=kill_wait)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 class JsonLinesChild:

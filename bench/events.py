@@ -52,7 +52,14 @@ from urllib.parse import urlsplit
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.common import JsonLinesChild, ensure_database, free_port, machine_note  # noqa: E402 - after the path setup
+from bench.common import (  # noqa: E402 - after the path setup
+    JsonLinesChild,
+    ensure_database,
+    free_port,
+    log_tail,
+    machine_note,
+    stop_process_group,
+)
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/deal_canvas_bench_events"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/13"
@@ -206,9 +213,7 @@ class Server:
         raise RuntimeError(f"uvicorn did not answer within 60 s:\n{self.log_tail()}")
 
     def log_tail(self, chars: int = 3000) -> str:
-        with contextlib.suppress(OSError):
-            return self.log_path.read_text(errors="replace")[-chars:]
-        return ""
+        return log_tail(self.log_path, chars)
 
     def exception_lines(self, count: int = 4) -> str:
         """The last distinct exception lines of the worker's log (why requests failed)."""
@@ -224,17 +229,7 @@ class Server:
     def stop(self) -> None:
         if self.process is None:
             return
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)  # anything left in its group
+        stop_process_group(self.process, grace=10, kill_wait=10)
         self.process = None
 
 

@@ -88,7 +88,9 @@ from bench.common import (  # noqa: E402 - after the path setup
     ensure_database,
     ensure_wrk,
     free_port,
+    log_tail,
     machine_note,
+    stop_process_group,
 )
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/deal_canvas_bench_load"
@@ -389,24 +391,12 @@ class Server:
         raise RuntimeError(f"{self.name} did not answer within 60 s:\n{self.log_tail()}")
 
     def log_tail(self, chars: int = 3000) -> str:
-        with contextlib.suppress(OSError):
-            return self.log_path.read_text(errors="replace")[-chars:]
-        return ""
+        return log_tail(self.log_path, chars)
 
     def stop(self) -> None:
         if self.process is None:
             return
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=5)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)  # workers that outlived their master
+        stop_process_group(self.process, grace=15)
         self.process = None
 
 
