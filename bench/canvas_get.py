@@ -62,11 +62,11 @@ sys.path.insert(0, str(REPO))
 
 from bench.common import (  # noqa: E402 - after the path setup
     close_connections,
-    ensure_database,
     ensure_wrk,
     free_port,
     log_tail,
     machine_note,
+    migrate_and_setup_django,
     stop_process_group,
 )
 
@@ -232,17 +232,7 @@ class Fixture:
 
 def prepare(database_url: str, redis_url: str) -> Fixture:
     """Migrate the bench database, create org, users, deal and the 20-section memo, mint the JWT."""
-    ensure_database(database_url)
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=REPO,
-        env=child_env(database_url, redis_url),
-        check=True,
-    )
-    os.environ.update({k: v for k, v in child_env(database_url, redis_url).items() if k != "PYTHONPATH"})
-    import django
-
-    django.setup()
+    migrate_and_setup_django(child_env(database_url, redis_url))
     from canvas.memo import services as canvas_services
     from canvas.memo.markdown import word_count
     from deals import services as deal_services

@@ -11,10 +11,13 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def ensure_database(database_url: str) -> None:
@@ -27,6 +30,26 @@ def ensure_database(database_url: str) -> None:
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
             conn.execute(f'CREATE DATABASE "{name}"')
             print(f"created database {name}")
+
+
+def migrate_and_setup_django(env: dict[str, str]) -> None:
+    """Create the bench database when missing and migrate it (a child process with the bench's environment),
+    then take that environment (all but PYTHONPATH) in this process and set Django up.
+    Exits with migrate's output when it fails."""
+    ensure_database(env["DATABASE_URL"])
+    done = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"migrate failed:\n{done.stdout[-2000:]}{done.stderr[-4000:]}")
+    os.environ.update({k: v for k, v in env.items() if k != "PYTHONPATH"})
+    import django  # lazy: the settings module is chosen by the environment set just above
+
+    django.setup()
 
 
 def free_port() -> int:

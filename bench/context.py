@@ -62,11 +62,11 @@ sys.path.insert(0, str(REPO))
 
 from bench.common import (  # noqa: E402 - after the path setup
     close_connections,
-    ensure_database,
     ensure_wrk,
     free_port,
     log_tail,
     machine_note,
+    migrate_and_setup_django,
     stop_process_group,
 )
 
@@ -237,13 +237,7 @@ def seed_nodes(deal, *, n: int, actor_id: str, thread_id: str, rebuild: bool) ->
 
 def prepare(database_url: str, redis_url: str, n: int, rebuild: bool) -> Fixture:
     """Migrate the bench database; create org, users, deal, memo, thread and the stored nodes."""
-    ensure_database(database_url)
-    env = child_env(database_url, redis_url)
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=REPO, env=env, check=True)
-    os.environ.update({k: v for k, v in env.items() if k != "PYTHONPATH"})
-    import django
-
-    django.setup()
+    migrate_and_setup_django(child_env(database_url, redis_url))
     from django.conf import settings
 
     from canvas.memo import services as canvas_services

@@ -54,10 +54,10 @@ sys.path.insert(0, str(REPO))
 
 from bench.common import (  # noqa: E402 - after the path setup
     JsonLinesChild,
-    ensure_database,
     free_port,
     log_tail,
     machine_note,
+    migrate_and_setup_django,
     stop_process_group,
 )
 
@@ -105,21 +105,7 @@ class Fixture:
 
 def prepare(database_url: str, redis_url: str) -> Fixture:
     """Migrate the bench database; org, owner, viewer with a grant on the deal; the viewer's JWT."""
-    ensure_database(database_url)
-    env = child_env(database_url, redis_url)
-    done = subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"migrate failed:\n{done.stdout[-2000:]}{done.stderr[-4000:]}")
-    os.environ.update({k: v for k, v in env.items() if k != "PYTHONPATH"})
-    import django
-
-    django.setup()
+    migrate_and_setup_django(child_env(database_url, redis_url))
     from canvas_project import keys
     from deals import services as deal_services
     from deals.models import Deal, DealAccess, DealRole, Org, OrgMembership, OrgRole, User

@@ -85,11 +85,11 @@ sys.path.insert(0, str(REPO))
 from bench.common import (  # noqa: E402 - after the path setup
     JsonLinesChild,
     close_connections,
-    ensure_database,
     ensure_wrk,
     free_port,
     log_tail,
     machine_note,
+    migrate_and_setup_django,
     stop_process_group,
 )
 
@@ -179,20 +179,7 @@ def memo_markdown(index: int) -> str:
 
 def prepare(env: dict[str, str], deal_count: int) -> Fixture:
     """Migrate the bench database; users, org, deals with memos, nodes and threads; the JWTs."""
-    ensure_database(env["DATABASE_URL"])
-    done = subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"migrate failed:\n{done.stdout[-2000:]}{done.stderr[-4000:]}")
-    os.environ.update({k: v for k, v in env.items() if k != "PYTHONPATH"})
-    import django
-
-    django.setup()
+    migrate_and_setup_django(env)
     from canvas.memo import services as canvas_services
     from canvas.nodes import services as canvas_nodes
     from deals import services as deal_services
