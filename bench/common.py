@@ -1,4 +1,5 @@
-"""What every bench script shares: its own database, spare ports, wrk, a note on the machine."""
+"""What every bench script shares: its own database (created, migrated, Django set up), spare ports, wrk, a note on
+the machine, and stopping the servers it starts (process groups) with their log tails."""
 
 from __future__ import annotations
 
