@@ -60,7 +60,15 @@ from urllib.parse import urlsplit, urlunsplit
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.common import close_connections, ensure_database, ensure_wrk, free_port, machine_note  # noqa: E402 - after the path setup
+from bench.common import (  # noqa: E402 - after the path setup
+    close_connections,
+    ensure_wrk,
+    free_port,
+    log_tail,
+    machine_note,
+    migrate_and_setup_django,
+    stop_process_group,
+)
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/deal_canvas_bench"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
@@ -224,17 +232,7 @@ class Fixture:
 
 def prepare(database_url: str, redis_url: str) -> Fixture:
     """Migrate the bench database, create org, users, deal and the 20-section memo, mint the JWT."""
-    ensure_database(database_url)
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=REPO,
-        env=child_env(database_url, redis_url),
-        check=True,
-    )
-    os.environ.update({k: v for k, v in child_env(database_url, redis_url).items() if k != "PYTHONPATH"})
-    import django
-
-    django.setup()
+    migrate_and_setup_django(child_env(database_url, redis_url))
     from canvas.memo import services as canvas_services
     from canvas.memo.markdown import word_count
     from deals import services as deal_services
@@ -453,25 +451,12 @@ class Server:
         raise RuntimeError(f"{self.layout.label} did not answer within 60 s:\n{self.log_tail()}")
 
     def log_tail(self) -> str:
-        with contextlib.suppress(OSError):
-            return self.log_path.read_text(errors="replace")[-3000:]
-        return ""
+        return log_tail(self.log_path)
 
     def stop(self) -> None:
         if self.process is None:
             return
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=5)
-        # workers that outlived their parent are still in its process group
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
+        stop_process_group(self.process, grace=15)
         self.process = None
 
 

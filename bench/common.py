@@ -1,4 +1,5 @@
-"""What every bench script shares: its own database, spare ports, wrk, a note on the machine."""
+"""What every bench script shares: its own database (created, migrated, Django set up), spare ports, wrk, a note on
+the machine, and stopping the servers it starts (process groups) with their log tails."""
 
 from __future__ import annotations
 
@@ -11,9 +12,13 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def ensure_database(database_url: str) -> None:
@@ -26,6 +31,26 @@ def ensure_database(database_url: str) -> None:
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
             conn.execute(f'CREATE DATABASE "{name}"')
             print(f"created database {name}")
+
+
+def migrate_and_setup_django(env: dict[str, str]) -> None:
+    """Create the bench database when missing and migrate it (a child process with the bench's environment),
+    then take that environment (all but PYTHONPATH) in this process and set Django up.
+    Exits with migrate's output when it fails."""
+    ensure_database(env["DATABASE_URL"])
+    done = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"migrate failed:\n{done.stdout[-2000:]}{done.stderr[-4000:]}")
+    os.environ.update({k: v for k, v in env.items() if k != "PYTHONPATH"})
+    import django  # lazy: the settings module is chosen by the environment set just above
+
+    django.setup()
 
 
 def free_port() -> int:
@@ -70,6 +95,29 @@ def close_connections() -> None:
 
     connections.close_all()
     close_pool()
+
+
+def log_tail(path: Path, chars: int = 3000) -> str:
+    """The end of a server's log; empty while there is none."""
+    with contextlib.suppress(OSError):
+        return path.read_text(errors="replace")[-chars:]
+    return ""
+
+
+def stop_process_group(process: subprocess.Popen, *, grace: float, kill_wait: float = 5.0) -> None:
+    """Stop a server started with start_new_session: SIGTERM to its process group, SIGKILL after `grace` s,
+    then SIGKILL to the group once more for workers that outlived their parent."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=kill_wait)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 class JsonLinesChild:

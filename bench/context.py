@@ -60,7 +60,15 @@ from urllib.parse import urlencode, urlsplit
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.common import close_connections, ensure_database, ensure_wrk, free_port, machine_note  # noqa: E402 - after the path setup
+from bench.common import (  # noqa: E402 - after the path setup
+    close_connections,
+    ensure_wrk,
+    free_port,
+    log_tail,
+    machine_note,
+    migrate_and_setup_django,
+    stop_process_group,
+)
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/deal_canvas_bench_context"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/11"
@@ -229,13 +237,7 @@ def seed_nodes(deal, *, n: int, actor_id: str, thread_id: str, rebuild: bool) ->
 
 def prepare(database_url: str, redis_url: str, n: int, rebuild: bool) -> Fixture:
     """Migrate the bench database; create org, users, deal, memo, thread and the stored nodes."""
-    ensure_database(database_url)
-    env = child_env(database_url, redis_url)
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=REPO, env=env, check=True)
-    os.environ.update({k: v for k, v in env.items() if k != "PYTHONPATH"})
-    import django
-
-    django.setup()
+    migrate_and_setup_django(child_env(database_url, redis_url))
     from django.conf import settings
 
     from canvas.memo import services as canvas_services
@@ -355,24 +357,12 @@ class Server:
         return time.monotonic() - started
 
     def log_tail(self) -> str:
-        with contextlib.suppress(OSError):
-            return self.log_path.read_text(errors="replace")[-3000:]
-        return ""
+        return log_tail(self.log_path)
 
     def stop(self) -> None:
         if self.process is None:
             return
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=5)
-        with contextlib.suppress(ProcessLookupError):  # workers that outlived the arbiter
-            os.killpg(self.process.pid, signal.SIGKILL)
+        stop_process_group(self.process, grace=15)
         self.process = None
 
 

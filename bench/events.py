@@ -44,6 +44,7 @@ import threading
 import time
 import urllib.request
 from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -51,7 +52,14 @@ from urllib.parse import urlsplit
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.common import JsonLinesChild, ensure_database, free_port, machine_note  # noqa: E402 - after the path setup
+from bench.common import (  # noqa: E402 - after the path setup
+    JsonLinesChild,
+    free_port,
+    log_tail,
+    machine_note,
+    migrate_and_setup_django,
+    stop_process_group,
+)
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/deal_canvas_bench_events"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/13"
@@ -97,21 +105,7 @@ class Fixture:
 
 def prepare(database_url: str, redis_url: str) -> Fixture:
     """Migrate the bench database; org, owner, viewer with a grant on the deal; the viewer's JWT."""
-    ensure_database(database_url)
-    env = child_env(database_url, redis_url)
-    done = subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"migrate failed:\n{done.stdout[-2000:]}{done.stderr[-4000:]}")
-    os.environ.update({k: v for k, v in env.items() if k != "PYTHONPATH"})
-    import django
-
-    django.setup()
+    migrate_and_setup_django(child_env(database_url, redis_url))
     from canvas_project import keys
     from deals import services as deal_services
     from deals.models import Deal, DealAccess, DealRole, Org, OrgMembership, OrgRole, User
@@ -205,9 +199,7 @@ class Server:
         raise RuntimeError(f"uvicorn did not answer within 60 s:\n{self.log_tail()}")
 
     def log_tail(self, chars: int = 3000) -> str:
-        with contextlib.suppress(OSError):
-            return self.log_path.read_text(errors="replace")[-chars:]
-        return ""
+        return log_tail(self.log_path, chars)
 
     def exception_lines(self, count: int = 4) -> str:
         """The last distinct exception lines of the worker's log (why requests failed)."""
@@ -223,17 +215,7 @@ class Server:
     def stop(self) -> None:
         if self.process is None:
             return
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)  # anything left in its group
+        stop_process_group(self.process, grace=10, kill_wait=10)
         self.process = None
 
 
@@ -529,6 +511,71 @@ def table(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+# --- one run: its worker, its subscribers, and the cleanup -----------------------------------------------
+@dataclass
+class Run:
+    """What one run started; _run_with_server stops all of it on the way out. `exit_code` is set there when
+    the body was interrupted (130) or failed (1)."""
+
+    tmp: Path
+    server: Server
+    clients: list[Client] = field(default_factory=list)
+    exit_code: int = 0
+    server_started: bool = False
+
+    def start_server(self) -> int:
+        """Start the worker (inside the body, so that a worker that does not come up is reported and stopped
+        like any other failure); its pid."""
+        self.server.start()
+        self.server_started = True
+        return self.server.process.pid
+
+    def warm_worker(self, fixture: Fixture, args) -> Snapshot:
+        """Warm the worker's SSE path (imports, hub, first reader) with one subscriber, then read it idle."""
+        warm = sse_clients(fixture, self.server, 1, 1, args, self.tmp, "warm")
+        self.clients.extend(warm)
+        warm[0].expect("opened", args.open_timeout + 30)
+        warm_up(fixture.deal_id, warm, 30)
+        finish_phase("warm", warm, 1, Published(), 0.5)
+        warm[0].stop()
+        self.clients.clear()
+        time.sleep(1.0)
+        return snapshot(self.server.process.pid, args.database_url)
+
+
+@contextlib.contextmanager
+def _run_with_server(args, fixture: Fixture, prefix: str) -> Iterator[Run]:
+    """A run's temporary directory and ONE uvicorn worker (started by `run.start_server()`).
+
+    Ctrl-C, a RuntimeError or a TimeoutError in the body is reported and ends the with block with
+    `run.exit_code` 130 or 1 (and the worker's log tail on a failure); anything else propagates. Either way
+    every subscriber client and the worker are stopped, the deal's Redis keys deleted and Django's
+    connections closed."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmpdir:
+        tmp = Path(tmpdir)
+        run = Run(tmp=tmp, server=Server(child_env(args.database_url, args.redis_url), tmp))
+        try:
+            yield run
+        except KeyboardInterrupt:
+            print("\ninterrupted: stopping what the bench started")
+            run.exit_code = 130
+        except (RuntimeError, TimeoutError) as exc:
+            print(f"\nbench failed: {exc}")
+            if run.server_started:  # a worker that did not come up put its log in the error already
+                print(f"--- uvicorn log tail ---\n{run.server.log_tail()}")
+            run.exit_code = 1
+        finally:
+            for client in run.clients:
+                client.stop()
+            run.server.stop()
+            with contextlib.suppress(Exception):
+                clean_redis(fixture.deal_id)
+            with contextlib.suppress(Exception):
+                from django.db import connections  # lazy: Django is set up by prepare(), after the path setup
+
+                connections.close_all()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--subscribers", type=int, default=500)
@@ -571,112 +618,81 @@ def main() -> int:
         flush=True,
     )
 
-    server: Server | None = None
-    clients: list[Client] = []
-    with tempfile.TemporaryDirectory(prefix="bench-events-") as tmpdir:
-        tmp = Path(tmpdir)
-        try:
-            server = Server(child_env(args.database_url, args.redis_url), tmp).start()
-            pid = server.process.pid
-            print(f"uvicorn worker pid {pid} on port {server.port}", flush=True)
+    with _run_with_server(args, fixture, "bench-events-") as run:
+        server, clients, tmp = run.server, run.clients, run.tmp
+        pid = run.start_server()
+        print(f"uvicorn worker pid {pid} on port {server.port}", flush=True)
 
-            print(
-                f"baseline: {args.rate:g} events/s for {args.baseline_duration:g} s, one direct XREAD BLOCK client ...",
-                flush=True,
-            )
-            baseline = run_baseline(fixture, args, tmp)
+        print(
+            f"baseline: {args.rate:g} events/s for {args.baseline_duration:g} s, one direct XREAD BLOCK client ...",
+            flush=True,
+        )
+        baseline = run_baseline(fixture, args, tmp)
 
-            # warm the worker's SSE path (imports, hub, first reader) with one subscriber; then idle RSS
-            warm = sse_clients(fixture, server, 1, 1, args, tmp, "warm")
-            clients.extend(warm)
-            warm[0].expect("opened", args.open_timeout + 30)
-            warm_up(fixture.deal_id, warm, 30)
-            finish_phase("warm", warm, 1, Published(), 0.5)
-            warm[0].stop()
-            clients.clear()
-            time.sleep(1.0)
-            idle = snapshot(pid, args.database_url)
+        idle = run.warm_worker(fixture, args)
 
-            print(
-                f"opening {args.subscribers} SSE subscribers ({args.client_procs} client process(es), "
-                f"{args.open_concurrency} connects in flight) ...",
-                flush=True,
-            )
-            clients.extend(sse_clients(fixture, server, args.subscribers, args.client_procs, args, tmp, "sse"))
-            opened = [
-                c.expect("opened", args.subscribers * args.open_timeout / args.open_concurrency + 60) for c in clients
-            ]
-            n_open = sum(o["ok"] for o in opened)
-            outcomes: dict[str, int] = {}
-            for o in opened:
-                for k, v in o["outcomes"].items():
-                    outcomes[k] = outcomes.get(k, 0) + v
-            open_seconds = max(o["seconds"] for o in opened)
-            print(
-                f"  open: {n_open}/{args.subscribers} in {open_seconds:.1f} s, outcomes {outcomes}",
-                flush=True,
-            )
-            for o in opened:
-                for error in o["errors"]:
-                    print(f"  open error: {error}")
-            if n_open < args.subscribers:
-                print(f"  worker log, last exception lines:\n{server.exception_lines()}")
-            warm_counts = warm_up(fixture.deal_id, clients, args.open_timeout) if n_open else [0]
-            time.sleep(0.5)
-            subscribed = snapshot(pid, args.database_url)
-            fanout: dict = {}
+        print(
+            f"opening {args.subscribers} SSE subscribers ({args.client_procs} client process(es), "
+            f"{args.open_concurrency} connects in flight) ...",
+            flush=True,
+        )
+        clients.extend(sse_clients(fixture, server, args.subscribers, args.client_procs, args, tmp, "sse"))
+        opened = [
+            c.expect("opened", args.subscribers * args.open_timeout / args.open_concurrency + 60) for c in clients
+        ]
+        n_open = sum(o["ok"] for o in opened)
+        outcomes: dict[str, int] = {}
+        for o in opened:
+            for k, v in o["outcomes"].items():
+                outcomes[k] = outcomes.get(k, 0) + v
+        open_seconds = max(o["seconds"] for o in opened)
+        print(
+            f"  open: {n_open}/{args.subscribers} in {open_seconds:.1f} s, outcomes {outcomes}",
+            flush=True,
+        )
+        for o in opened:
+            for error in o["errors"]:
+                print(f"  open error: {error}")
+        if n_open < args.subscribers:
+            print(f"  worker log, last exception lines:\n{server.exception_lines()}")
+        warm_counts = warm_up(fixture.deal_id, clients, args.open_timeout) if n_open else [0]
+        time.sleep(0.5)
+        subscribed = snapshot(pid, args.database_url)
+        fanout: dict = {}
 
-            def sample_fanout() -> None:
-                threading.Thread(
-                    target=lambda: fanout.update(worker_redis_clients(pid, args.redis_url)), daemon=True
-                ).start()
+        def sample_fanout() -> None:
+            threading.Thread(
+                target=lambda: fanout.update(worker_redis_clients(pid, args.redis_url)), daemon=True
+            ).start()
 
-            print(
-                f"publishing {args.rate:g} events/s for {args.duration:g} s to {n_open} subscribers ...",
-                flush=True,
-            )
-            cpu0, wall0 = cpu_seconds(pid), time.monotonic()
-            published = publish(fixture.deal_id, args.rate, args.duration, on_half=sample_fanout)
-            cpu_during = (cpu_seconds(pid) - cpu0) / max(time.monotonic() - wall0, 1e-9)
-            after_run = snapshot(pid, args.database_url)
-            sse = finish_phase("SSE", clients, n_open, published, args.drain)
-            cpu_per_delivery = (cpu_seconds(pid) - cpu0) / max(sse.received, 1)
-            load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-            print(f"done in {time.monotonic() - started:.0f} s; load average now {load}\n")
-            report(
-                args,
-                baseline,
-                sse,
-                n_open,
-                outcomes,
-                open_seconds,
-                sum(warm_counts),
-                idle,
-                subscribed,
-                after_run,
-                fanout,
-                (cpu_during, cpu_per_delivery),
-            )
-            return 0
-        except KeyboardInterrupt:
-            print("\ninterrupted: stopping what the bench started")
-            return 130
-        except (RuntimeError, TimeoutError) as exc:
-            print(f"\nbench failed: {exc}")
-            if server is not None:
-                print(f"--- uvicorn log tail ---\n{server.log_tail()}")
-            return 1
-        finally:
-            for client in clients:
-                client.stop()
-            if server is not None:
-                server.stop()
-            with contextlib.suppress(Exception):
-                clean_redis(fixture.deal_id)
-            with contextlib.suppress(Exception):
-                from django.db import connections
-
-                connections.close_all()
+        print(
+            f"publishing {args.rate:g} events/s for {args.duration:g} s to {n_open} subscribers ...",
+            flush=True,
+        )
+        cpu0, wall0 = cpu_seconds(pid), time.monotonic()
+        published = publish(fixture.deal_id, args.rate, args.duration, on_half=sample_fanout)
+        cpu_during = (cpu_seconds(pid) - cpu0) / max(time.monotonic() - wall0, 1e-9)
+        after_run = snapshot(pid, args.database_url)
+        sse = finish_phase("SSE", clients, n_open, published, args.drain)
+        cpu_per_delivery = (cpu_seconds(pid) - cpu0) / max(sse.received, 1)
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        print(f"done in {time.monotonic() - started:.0f} s; load average now {load}\n")
+        report(
+            args,
+            baseline,
+            sse,
+            n_open,
+            outcomes,
+            open_seconds,
+            sum(warm_counts),
+            idle,
+            subscribed,
+            after_run,
+            fanout,
+            (cpu_during, cpu_per_delivery),
+        )
+        return 0
+    return run.exit_code
 
 
 def idle_main(args) -> int:
@@ -687,83 +703,57 @@ def idle_main(args) -> int:
     print(f"machine: {machine_note()}")
     fixture = prepare(args.database_url, args.redis_url)
     clean_redis(fixture.deal_id)
-    server: Server | None = None
-    clients: list[Client] = []
-    with tempfile.TemporaryDirectory(prefix="bench-events-idle-") as tmpdir:
-        tmp = Path(tmpdir)
-        try:
-            server = Server(child_env(args.database_url, args.redis_url), tmp).start()
-            pid = server.process.pid
-            warm = sse_clients(fixture, server, 1, 1, args, tmp, "warm")
-            clients.extend(warm)
-            warm[0].expect("opened", args.open_timeout + 30)
-            warm_up(fixture.deal_id, warm, 30)
-            finish_phase("warm", warm, 1, Published(), 0.5)
-            warm[0].stop()
-            clients.clear()
-            time.sleep(1.0)
-            idle = snapshot(pid, args.database_url)
-            print(f"opening {args.idle} subscribers ({args.client_procs} client process(es)) ...", flush=True)
-            clients.extend(sse_clients(fixture, server, args.idle, args.client_procs, args, tmp, "idle"))
-            opened = [c.expect("opened", args.idle * args.open_timeout / args.open_concurrency + 60) for c in clients]
-            n_open = sum(o["ok"] for o in opened)
-            open_seconds = max(o["seconds"] for o in opened)
-            if n_open:
-                warm_up(fixture.deal_id, clients, args.open_timeout)
-            subscribed = snapshot(pid, args.database_url)
-            time.sleep(args.idle_seconds)  # a bench, not a test: hold them open, quiet, for the stated time
-            held = snapshot(pid, args.database_url)
-            mib = 1024 * 1024
-            per_sub = (subscribed.rss - idle.rss) / n_open if n_open else float("nan")
-            per_sub_held = (held.rss - idle.rss) / n_open if n_open else float("nan")
-            print(f"\nsubscribers open: {n_open}/{args.idle} in {open_seconds:.1f} s")
-            print(
-                f"worker RSS: before {idle.rss / mib:.1f} MiB, {n_open} open {subscribed.rss / mib:.1f} MiB, after "
-                f"{args.idle_seconds:g} s idle {held.rss / mib:.1f} MiB -> {per_sub / 1024:.1f} KiB per subscriber "
-                f"({per_sub_held / 1024:.1f} KiB after the idle hold)"
-            )
-            print(
-                f"worker threads: before {idle.threads}, {n_open} open {subscribed.threads}, after the hold "
-                f"{held.threads}; PostgreSQL connections: before {idle.db_connections}, open "
-                f"{subscribed.db_connections}, after {held.db_connections}"
-            )
-            load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-            print(f"load average now {load}\n")
-            goals = [
-                ["goal", "measured", "verdict"],
-                [
-                    f"{args.idle} idle subscribers open on one worker",
-                    str(n_open),
-                    "PASS" if n_open == args.idle else "FAIL",
-                ],
-                [
-                    "worker memory <= 20 KiB per subscriber",
-                    f"{per_sub / 1024:.1f} KiB",
-                    "PASS" if per_sub <= 20 * 1024 else "FAIL",
-                ],
-                [
-                    "threads independent of the number of streams",
-                    f"{idle.threads} -> {subscribed.threads}",
-                    "PASS" if subscribed.threads - idle.threads <= 8 else "FAIL",
-                ],
-            ]
-            print(table(goals))
-            return 0
-        except KeyboardInterrupt:
-            print("\ninterrupted: stopping what the bench started")
-            return 130
-        except (RuntimeError, TimeoutError) as exc:
-            print(f"\nbench failed: {exc}")
-            if server is not None:
-                print(f"--- uvicorn log tail ---\n{server.log_tail()}")
-            return 1
-        finally:
-            for client in clients:
-                client.stop()
-            if server is not None:
-                server.stop()
-            with contextlib.suppress(Exception):
-                clean_redis(fixture.deal_id)
+    with _run_with_server(args, fixture, "bench-events-idle-") as run:
+        server, clients, tmp = run.server, run.clients, run.tmp
+        pid = run.start_server()
+        idle = run.warm_worker(fixture, args)
+        print(f"opening {args.idle} subscribers ({args.client_procs} client process(es)) ...", flush=True)
+        clients.extend(sse_clients(fixture, server, args.idle, args.client_procs, args, tmp, "idle"))
+        opened = [c.expect("opened", args.idle * args.open_timeout / args.open_concurrency + 60) for c in clients]
+        n_open = sum(o["ok"] for o in opened)
+        open_seconds = max(o["seconds"] for o in opened)
+        if n_open:
+            warm_up(fixture.deal_id, clients, args.open_timeout)
+        subscribed = snapshot(pid, args.database_url)
+        time.sleep(args.idle_seconds)  # a bench, not a test: hold them open, quiet, for the stated time
+        held = snapshot(pid, args.database_url)
+        mib = 1024 * 1024
+        per_sub = (subscribed.rss - idle.rss) / n_open if n_open else float("nan")
+        per_sub_held = (held.rss - idle.rss) / n_open if n_open else float("nan")
+        print(f"\nsubscribers open: {n_open}/{args.idle} in {open_seconds:.1f} s")
+        print(
+            f"worker RSS: before {idle.rss / mib:.1f} MiB, {n_open} open {subscribed.rss / mib:.1f} MiB, after "
+            f"{args.idle_seconds:g} s idle {held.rss / mib:.1f} MiB -> {per_sub / 1024:.1f} KiB per subscriber "
+            f"({per_sub_held / 1024:.1f} KiB after the idle hold)"
+        )
+        print(
+            f"worker threads: before {idle.threads}, {n_open} open {subscribed.threads}, after the hold "
+            f"{held.threads}; PostgreSQL connections: before {idle.db_connections}, open "
+            f"{subscribed.db_connections}, after {held.db_connections}"
+        )
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        print(f"load average now {load}\n")
+        goals = [
+            ["goal", "measured", "verdict"],
+            [
+                f"{args.idle} idle subscribers open on one worker",
+                str(n_open),
+                "PASS" if n_open == args.idle else "FAIL",
+            ],
+            [
+                "worker memory <= 20 KiB per subscriber",
+                f"{per_sub / 1024:.1f} KiB",
+                "PASS" if per_sub <= 20 * 1024 else "FAIL",
+            ],
+            [
+                "threads independent of the number of streams",
+                f"{idle.threads} -> {subscribed.threads}",
+                "PASS" if subscribed.threads - idle.threads <= 8 else "FAIL",
+            ],
+        ]
+        print(table(goals))
+        return 0
+    return run.exit_code
 
 
 def report(

@@ -85,10 +85,12 @@ sys.path.insert(0, str(REPO))
 from bench.common import (  # noqa: E402 - after the path setup
     JsonLinesChild,
     close_connections,
-    ensure_database,
     ensure_wrk,
     free_port,
+    log_tail,
     machine_note,
+    migrate_and_setup_django,
+    stop_process_group,
 )
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/deal_canvas_bench_load"
@@ -177,20 +179,7 @@ def memo_markdown(index: int) -> str:
 
 def prepare(env: dict[str, str], deal_count: int) -> Fixture:
     """Migrate the bench database; users, org, deals with memos, nodes and threads; the JWTs."""
-    ensure_database(env["DATABASE_URL"])
-    done = subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"migrate failed:\n{done.stdout[-2000:]}{done.stderr[-4000:]}")
-    os.environ.update({k: v for k, v in env.items() if k != "PYTHONPATH"})
-    import django
-
-    django.setup()
+    migrate_and_setup_django(env)
     from canvas.memo import services as canvas_services
     from canvas.nodes import services as canvas_nodes
     from deals import services as deal_services
@@ -389,24 +378,12 @@ class Server:
         raise RuntimeError(f"{self.name} did not answer within 60 s:\n{self.log_tail()}")
 
     def log_tail(self, chars: int = 3000) -> str:
-        with contextlib.suppress(OSError):
-            return self.log_path.read_text(errors="replace")[-chars:]
-        return ""
+        return log_tail(self.log_path, chars)
 
     def stop(self) -> None:
         if self.process is None:
             return
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=5)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)  # workers that outlived their master
+        stop_process_group(self.process, grace=15)
         self.process = None
 
 

@@ -18,6 +18,7 @@ tokens and stream tickets (`?ticket=`) in anything that is.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import hmac
 import json
@@ -26,6 +27,7 @@ import os
 import re
 import time
 import uuid
+from collections.abc import Iterator
 
 import redis
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
@@ -166,6 +168,23 @@ def _route_of(request: HttpRequest) -> tuple[str, str | None]:
     return label, (str(deal_id) if deal_id else None)
 
 
+@contextlib.contextmanager
+def _request_scope(request: HttpRequest) -> Iterator[tuple[str, str, float]]:
+    """The request's id (the caller's X-Request-ID when well-formed, else a new one), and the request and deal
+    ids in the logs' context while the rest of the stack runs (sync or async); yields (route, request id, start)."""
+    incoming = request.headers.get("X-Request-ID", "")
+    request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+    route, deal_id = _route_of(request)
+    request.request_id = request_id
+    tokens = (request_id_var.set(request_id), deal_id_var.set(deal_id))
+    started = time.perf_counter()
+    try:
+        yield route, request_id, started
+    finally:
+        request_id_var.reset(tokens[0])
+        deal_id_var.reset(tokens[1])
+
+
 class RequestContextMiddleware:
     """Request id in and out, request/deal ids for the logs, and the latency histogram.
 
@@ -183,31 +202,13 @@ class RequestContextMiddleware:
     def __call__(self, request: HttpRequest):
         if iscoroutinefunction(self):
             return self._acall(request)
-        incoming = request.headers.get("X-Request-ID", "")
-        request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
-        route, deal_id = _route_of(request)
-        request.request_id = request_id
-        tokens = (request_id_var.set(request_id), deal_id_var.set(deal_id))
-        started = time.perf_counter()
-        try:
+        with _request_scope(request) as (route, request_id, started):
             response = self.get_response(request)
-        finally:
-            request_id_var.reset(tokens[0])
-            deal_id_var.reset(tokens[1])
         return self._finish(request, response, route, request_id, started)
 
     async def _acall(self, request: HttpRequest) -> HttpResponse:
-        incoming = request.headers.get("X-Request-ID", "")
-        request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
-        route, deal_id = _route_of(request)
-        request.request_id = request_id
-        tokens = (request_id_var.set(request_id), deal_id_var.set(deal_id))
-        started = time.perf_counter()
-        try:
+        with _request_scope(request) as (route, request_id, started):
             response = await self.get_response(request)
-        finally:
-            request_id_var.reset(tokens[0])
-            deal_id_var.reset(tokens[1])
         return self._finish(request, response, route, request_id, started)
 
     def _finish(self, request: HttpRequest, response: HttpResponse, route: str, request_id: str, started: float):

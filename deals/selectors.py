@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
+from canvas_project.errors import PermissionDeniedError
 from canvas_project.replicas import replica_reads
 from deals.errors import OrgNotFound
-from deals.models import Deal, DealAccess, DealRole, Org, OrgMembership, User, Visibility
+from deals.models import Deal, DealAccess, DealRole, Org, OrgMembership, OrgRole, User, Visibility
 
 DASHBOARD_ORDERINGS = {
     "updated": "-updated_at",
@@ -82,6 +83,29 @@ def org_membership_of(*, user: User, org_id: uuid.UUID) -> OrgMembership:
     if membership is None:
         raise OrgNotFound()
     return membership
+
+
+def org_admin_require(*, membership: OrgMembership | None, refusal: PermissionDeniedError) -> None:
+    """The one org-admin rule, which every path that needs an org's admin calls: the membership's role is admin.
+
+    Raises `refusal` (each caller names its own 403) when it is not, or when `membership` is None (a membership
+    removed since the caller read it)."""
+    if membership is None or membership.role != OrgRole.ADMIN:
+        raise refusal
+
+
+def org_for_admin(*, user: User, org_id: uuid.UUID, refusal: PermissionDeniedError) -> Org:
+    """The org, when the caller is its admin, or a superadmin (who needs no membership).
+
+    Raises OrgNotFound (unknown org, or the caller is not a member), `refusal` (a member who is not admin)."""
+    if user.is_superuser:
+        org = Org.objects.filter(pk=org_id).first()
+        if org is None:
+            raise OrgNotFound()
+        return org
+    membership = org_membership_of(user=user, org_id=org_id)
+    org_admin_require(membership=membership, refusal=refusal)
+    return membership.org
 
 
 def org_members(*, org: Org) -> QuerySet[OrgMembership]:

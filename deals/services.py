@@ -25,9 +25,12 @@ from deals.errors import (
     RoleTooLow,
 )
 from deals.models import Deal, DealAccess, DealRole, MemoKind, Org, OrgMembership, OrgRole, User, Visibility
-from deals.selectors import deals_visible_to
+from deals.selectors import deals_visible_to, org_admin_require
 
 logger = logging.getLogger(__name__)
+
+# the 403 of every member-managing path (deals.selectors.org_admin_require is the rule)
+MEMBERS_ADMIN_ONLY = "Only org admins can manage members."
 
 
 # --- users ------------------------------------------------------------------------------------
@@ -118,11 +121,6 @@ def org_create(*, name: str, created_by: User) -> Org:
     return org
 
 
-def _require_org_admin(membership: OrgMembership) -> None:
-    if membership.role != OrgRole.ADMIN:
-        raise RoleTooLow("Only org admins can manage members.")
-
-
 def org_member_add(
     *, actor_membership: OrgMembership, user_id: uuid.UUID | None, email: str | None, role: str
 ) -> OrgMembership:
@@ -132,7 +130,7 @@ def org_member_add(
     (deals.people.services.invitation_create). Raises RoleTooLow (not an admin; checked before any lookup),
     InvalidInputError (nobody in the actor's orgs has this id or email), AlreadyExists.
     """
-    _require_org_admin(actor_membership)
+    org_admin_require(membership=actor_membership, refusal=RoleTooLow(MEMBERS_ADMIN_ONLY))
     field = "user_id" if user_id else "email"
     user = colleague_find(actor=actor_membership.user, user_id=user_id, email=email, field=field)
     membership, created = OrgMembership.objects.get_or_create(
@@ -147,7 +145,7 @@ def org_member_add(
 def org_member_role_change(*, actor_membership: OrgMembership, user_id: uuid.UUID, role: str) -> OrgMembership:
     """Change a member's role in the actor's org (org admin). Raises RoleTooLow, MemberNotFound, and LastOrgAdmin
     when it would leave the org without an admin."""
-    _require_org_admin(actor_membership)
+    org_admin_require(membership=actor_membership, refusal=RoleTooLow(MEMBERS_ADMIN_ONLY))
     # every membership of the org locked in pk order: two concurrent demotions cannot both see another admin
     memberships = list(
         OrgMembership.objects.select_for_update()
@@ -156,8 +154,8 @@ def org_member_role_change(*, actor_membership: OrgMembership, user_id: uuid.UUI
         .order_by("pk")
     )
     actor = next((m for m in memberships if m.pk == actor_membership.pk), None)
-    if actor is None or actor.role != OrgRole.ADMIN:  # demoted or removed while this request waited for the locks
-        raise RoleTooLow("Only org admins can manage members.")
+    # demoted or removed while this request waited for the locks
+    org_admin_require(membership=actor, refusal=RoleTooLow(MEMBERS_ADMIN_ONLY))
     target = next((m for m in memberships if m.user_id == user_id), None)
     if target is None:
         raise MemberNotFound()
@@ -179,7 +177,7 @@ def org_member_remove(*, actor_membership: OrgMembership, user_id: uuid.UUID) ->
     """
     org = actor_membership.org
     if user_id != actor_membership.user_id:
-        _require_org_admin(actor_membership)
+        org_admin_require(membership=actor_membership, refusal=RoleTooLow(MEMBERS_ADMIN_ONLY))
     memberships = list(OrgMembership.objects.select_for_update().filter(org=org).order_by("pk"))
     target = next((m for m in memberships if m.user_id == user_id), None)
     if target is None:

@@ -6,8 +6,8 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from deals.errors import RoleTooLow
-from deals.models import Invitation, InvitationStatus, OrgMembership, OrgRole, User
-from deals.selectors import orgs_of_user
+from deals.models import Invitation, InvitationStatus, OrgMembership, User
+from deals.selectors import org_admin_require, orgs_of_user
 
 
 def me(*, user: User) -> dict:
@@ -37,8 +37,7 @@ def org_open_invitations(*, actor_membership: OrgMembership) -> QuerySet[Invitat
     """The actor's org's invitations nobody has answered or revoked (expired ones included, shown as `expired`).
 
     Raises RoleTooLow unless the actor is an admin of the org (invitations name people who are not members)."""
-    if actor_membership.role != OrgRole.ADMIN:
-        raise RoleTooLow("Only org admins can see the org's invitations.")
+    org_admin_require(membership=actor_membership, refusal=RoleTooLow("Only org admins can see the org's invitations."))
     return (
         Invitation.objects.filter(org=actor_membership.org_id, status=InvitationStatus.PENDING)
         .select_related("invited_by")

@@ -27,12 +27,16 @@ from django.utils import timezone
 from canvas_project import ratelimit
 from canvas_project.errors import DependencyUnavailableError, InvalidInputError, InvalidInputsError
 from deals.errors import AlreadyExists, RoleTooLow
-from deals.models import Invitation, InvitationStatus, OrgMembership, OrgRole, User
+from deals.models import Invitation, InvitationStatus, OrgMembership, User
 from deals.people.errors import AccountExists, AlreadyInvited, AlreadyMember, InvitationNotFound
+from deals.selectors import org_admin_require
 from deals.services import user_create
 from deals.tokens import token_pair_for_user
 
 logger = logging.getLogger(__name__)
+
+# the 403 of the invitation writes (deals.selectors.org_admin_require is the rule)
+INVITATIONS_ADMIN_ONLY = "Only org admins can manage invitations."
 
 
 # --- the password -------------------------------------------------------------------------------------
@@ -128,11 +132,6 @@ def _invitation_email(*, invitation: Invitation, token: str, inviter: User) -> t
     return subject, "\n".join(lines)
 
 
-def _require_org_admin(membership: OrgMembership) -> None:
-    if membership.role != OrgRole.ADMIN:
-        raise RoleTooLow("Only org admins can manage invitations.")
-
-
 def _normalized(email: str) -> str:
     return email.strip().lower()
 
@@ -147,7 +146,7 @@ def invitation_create(*, actor_membership: OrgMembership, email: str, role: str)
     Raises RoleTooLow (not an org admin), AlreadyMember (a member of this org has the address), AlreadyInvited
     (a live pending invitation exists), DependencyUnavailableError (the mail server refused or is down: 503).
     """
-    _require_org_admin(actor_membership)
+    org_admin_require(membership=actor_membership, refusal=RoleTooLow(INVITATIONS_ADMIN_ONLY))
     org, email = actor_membership.org, _normalized(email)
     if OrgMembership.objects.filter(org=org, user__email__iexact=email, user__is_active=True).exists():
         raise AlreadyMember()
@@ -186,7 +185,7 @@ def invitation_revoke(*, actor_membership: OrgMembership, invitation_id: uuid.UU
     """Revoke a pending invitation of the actor's org: its token stops working at once.
 
     Raises RoleTooLow, InvitationNotFound (no pending invitation of this org has the id)."""
-    _require_org_admin(actor_membership)
+    org_admin_require(membership=actor_membership, refusal=RoleTooLow(INVITATIONS_ADMIN_ONLY))
     invitation = (
         Invitation.objects.select_for_update()
         .filter(pk=invitation_id, org=actor_membership.org_id, status=InvitationStatus.PENDING)

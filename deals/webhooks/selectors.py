@@ -5,25 +5,7 @@ from __future__ import annotations
 import uuid
 
 from canvas_project import secretbox
-from deals.errors import OrgNotFound
-from deals.models import Org, OrgMembership, OrgRole, OrgWebhookSecret, User
-from deals.webhooks.errors import WebhookSecretAdminOnly
-
-
-def org_for_webhook_admin(*, user: User, org_id: uuid.UUID) -> Org:
-    """The org, when the caller may manage its webhook secret: an admin of it, or a superadmin (no member).
-    Raises OrgNotFound (unknown, or the caller is not a member), WebhookSecretAdminOnly (a member, not admin)."""
-    if user.is_superuser:
-        org = Org.objects.filter(pk=org_id).first()
-        if org is None:
-            raise OrgNotFound()
-        return org
-    membership = OrgMembership.objects.select_related("org").filter(org_id=org_id, user=user.pk).first()
-    if membership is None:
-        raise OrgNotFound()
-    if membership.role != OrgRole.ADMIN:
-        raise WebhookSecretAdminOnly()
-    return membership.org
+from deals.models import Org, OrgWebhookSecret
 
 
 def org_webhook_secret_get(*, org: Org) -> OrgWebhookSecret | None:

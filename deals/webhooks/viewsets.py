@@ -15,11 +15,12 @@ from rest_framework.response import Response
 
 from canvas_project.api.schema import ErrorDetailSerializer, error_responses
 from canvas_project.api.validation import parse_path_uuid
+from deals import selectors as deal_selectors
 from deals.access import token_deal_claim
 from deals.authentication import PersonBearerAuthentication
 from deals.viewsets import ORG_ID_PARAM
 from deals.webhooks import selectors, services
-from deals.webhooks.errors import DealScopedTokenRefusedHere
+from deals.webhooks.errors import DealScopedTokenRefusedHere, WebhookSecretAdminOnly
 from deals.webhooks.serializers import WebhookSecretCreatedOutput, WebhookSecretOutput
 
 TAGS = ["orgs"]
@@ -48,7 +49,9 @@ class OrgWebhookSecretViewSet(viewsets.ViewSet):
     def _org(self, request, org_id):
         if token_deal_claim(request.auth) is not None:
             raise DealScopedTokenRefusedHere()
-        return selectors.org_for_webhook_admin(user=request.user, org_id=parse_path_uuid(org_id, "org_id"))
+        return deal_selectors.org_for_admin(
+            user=request.user, org_id=parse_path_uuid(org_id, "org_id"), refusal=WebhookSecretAdminOnly()
+        )
 
     @extend_schema(
         operation_id="org_webhook_secret",

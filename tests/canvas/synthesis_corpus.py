@@ -36,6 +36,17 @@ MEMO_PAGES = [
     "conditions: a satisfactory property condition report and loan commitment. Next steps are legal diligence.",
 ]
 
+# the acquisition template's required sections: the whole corpus has material for each
+REQUIRED = (
+    "executive_summary",
+    "property_overview",
+    "market_analysis",
+    "financial_analysis",
+    "underwriting",
+    "risks",
+    "recommendation",
+)
+
 DOCUMENTS = (
     ("Offering Memorandum.pdf", "pdf", OM_PAGES),
     ("Underwriting Model.xlsx", "xlsx", MODEL_PAGES),
@@ -60,6 +71,12 @@ def make_document(deal: Deal, filename: str, kind: str, pages: list[str], *, sta
         [DocumentPage(document=document, deal=deal, page_number=n, text=text) for n, text in enumerate(pages, start=1)]
     )
     return document
+
+
+def make_offering_memorandum(deal: Deal) -> Document:
+    """The offering memorandum alone: material for most sections, nothing about risks or a recommendation (so a
+    run asks for those)."""
+    return make_document(deal, "Offering Memorandum.pdf", "pdf", OM_PAGES)
 
 
 def make_corpus(deal: Deal) -> list[Document]:

@@ -34,20 +34,11 @@ from canvas_project.store import delete_deal_threads, get_checkpointer
 from deals.tokens import token_pair_for_user
 from tests import factories
 from tests.canvas.conftest import canvas_url
-from tests.canvas.synthesis_corpus import OM_PAGES, make_corpus, make_document, page_texts
+from tests.canvas.synthesis_corpus import REQUIRED, make_corpus, make_offering_memorandum, page_texts
 from tests.conftest import ROLES, expected_status
 from tests.servers import ServiceProcess, database_url_of
 from tests.sse_client import SseReader
 
-REQUIRED = (
-    "executive_summary",
-    "property_overview",
-    "market_analysis",
-    "financial_analysis",
-    "underwriting",
-    "risks",
-    "recommendation",
-)
 OPTIONAL = ("rent_roll", "financing")
 RISK_NOTES = "Insurance premiums could rise 20% at renewal; the sponsor has quoted a three year fixed policy."
 EXEC_NOTES = "The committee is asked to approve a $41.5M acquisition of a 240 unit community in Austin."
@@ -151,7 +142,7 @@ def test_a_blank_canvas_a_newcomer_creates_asks_for_input_on_its_first_run(cast)
 
 @pytest.mark.django_db(transaction=True)
 def test_only_sections_without_material_are_asked_and_the_drafted_ones_stay(cast):
-    make_document(cast.deal, "Offering Memorandum.pdf", "pdf", OM_PAGES)  # nothing about risks or a recommendation
+    make_offering_memorandum(cast.deal)  # nothing about risks or a recommendation
     run = _paused(cast)
     asked = [s["key"] for s in run.input_request["sections"]]
     assert run.input_request["reason"] == "no_material" and run.input_request["documents"] == 1
@@ -219,7 +210,7 @@ def test_the_llm_drafter_sees_the_notes_as_a_source_it_can_cite():
 # --- resuming -----------------------------------------------------------------------------------------------
 @pytest.mark.django_db(transaction=True)
 def test_resume_with_notes_drafts_only_the_asked_sections_and_cites_the_notes(cast):
-    make_document(cast.deal, "Offering Memorandum.pdf", "pdf", OM_PAGES)  # nothing about risks
+    make_offering_memorandum(cast.deal)  # nothing about risks
     run = _paused(cast)
     assert [s["key"] for s in run.input_request["sections"]] == ["risks"]
     drafted_before = {k: read_memo(cast.deal.pk).sections[k].markdown for k in run.sections_delivered}
@@ -396,7 +387,7 @@ def _waiting(cast) -> SynthesisRun:
 # --- cancel, other runs, expiry -------------------------------------------------------------------------------
 @pytest.mark.django_db(transaction=True)
 def test_cancel_ends_a_waiting_run_at_once_keeping_what_it_drafted(cast):
-    make_document(cast.deal, "Offering Memorandum.pdf", "pdf", OM_PAGES)
+    make_offering_memorandum(cast.deal)
     run = _paused(cast)
     delivered = list(run.sections_delivered)
     started = time.monotonic()
@@ -416,7 +407,7 @@ def test_cancel_ends_a_waiting_run_at_once_keeping_what_it_drafted(cast):
 
 @pytest.mark.django_db(transaction=True)
 def test_rollback_of_a_waiting_run_reverts_what_it_drafted(cast):
-    make_document(cast.deal, "Offering Memorandum.pdf", "pdf", OM_PAGES)
+    make_offering_memorandum(cast.deal)
     run = _paused(cast)
     assert run.sections_delivered
     body = (
@@ -459,7 +450,7 @@ def test_a_second_run_while_one_waits_is_rejected_queued_behind_it_or_cancels_it
 @pytest.mark.django_db(transaction=True)
 def test_a_waiting_run_expires_to_cancelled_by_the_beat_sweeper(cast, settings):
     settings.RUN_INPUT_TIMEOUT_SECONDS = 60
-    make_document(cast.deal, "Offering Memorandum.pdf", "pdf", OM_PAGES)
+    make_offering_memorandum(cast.deal)
     run = _paused(cast)
     assert sweep_dead_runs() == 0  # within its timeout: left alone
     # waited past the timeout; also older than SYNTHESIS_MAX_RUN_SECONDS, which counts for runs at work only

@@ -25,17 +25,7 @@ from canvas.runs.synthesis.retrieval import Passage, PassageIndex, load_metrics,
 from canvas_project import keys
 from canvas_project.redis_client import get_redis
 from canvas_project.store import deal_thread_ids
-from tests.canvas.synthesis_corpus import DOCUMENTS, make_corpus, make_document, page_texts
-
-REQUIRED = (
-    "executive_summary",
-    "property_overview",
-    "market_analysis",
-    "financial_analysis",
-    "underwriting",
-    "risks",
-    "recommendation",
-)
+from tests.canvas.synthesis_corpus import DOCUMENTS, make_corpus, make_document, make_offering_memorandum, page_texts
 
 
 def _request(
@@ -328,9 +318,8 @@ def test_a_run_drafts_every_section_into_the_store_and_reports_it(cast):
 @pytest.mark.django_db(transaction=True)
 def test_sections_without_sources_are_asked_for_then_missing_and_block_delivery_until_filled(cast):
     from canvas.runs.inputs import run_resume
-    from tests.canvas.synthesis_corpus import OM_PAGES
 
-    make_document(cast.deal, "Offering Memorandum.pdf", "pdf", OM_PAGES)  # nothing about risks
+    make_offering_memorandum(cast.deal)  # nothing about risks
     run = _create(cast)
     # a required section without sources pauses the run for input (tests/canvas/test_run_input.py)
     assert runs.run_execute(run_id=run.pk) == RunStatus.WAITING_INPUT

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import uuid
 
 import pytest
+from django.http import HttpResponse
 
-from canvas_project.observability import JsonFormatter, metrics
+from canvas_project.observability import JsonFormatter, RequestContextMiddleware, deal_id_var, metrics, request_id_var
 
 
 def test_every_response_carries_a_request_id(cast):
@@ -17,6 +20,28 @@ def test_every_response_carries_a_request_id(cast):
     assert echoed["X-Request-ID"] == "trace-abc.1"
     hostile = cast.client("owner").get(f"/api/deals/{cast.deal.pk}", HTTP_X_REQUEST_ID="x\ny" * 40)
     assert hostile["X-Request-ID"] != "x\ny" * 40
+
+
+def test_the_async_path_sets_the_ids_for_the_request_and_clears_them_after(rf):
+    deal_id = uuid.uuid4()
+    seen = {}
+
+    async def view(request):
+        seen["inside"] = (request_id_var.get(), deal_id_var.get())
+        return HttpResponse("ok")
+
+    middleware = RequestContextMiddleware(view)
+    request = rf.get(f"/api/canvas/{deal_id}/events", HTTP_X_REQUEST_ID="trace-async.1")
+
+    async def call():
+        before = (request_id_var.get(), deal_id_var.get())
+        response = await middleware(request)
+        return response, before, (request_id_var.get(), deal_id_var.get())
+
+    response, before, after = asyncio.run(call())
+    assert response["X-Request-ID"] == request.request_id == "trace-async.1"
+    assert seen["inside"] == ("trace-async.1", str(deal_id))
+    assert after == before != seen["inside"]
 
 
 def _json_lines(caplog) -> list[dict]:
