@@ -10,6 +10,8 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "canvas_project.settings")
 django.setup(set_prefix=False)
 
+from canvas_project import heap  # noqa: E402 - needs the settings configured
 from canvas_project.sse.handler import StreamingASGIHandler  # noqa: E402 - needs the settings configured
 
 application = StreamingASGIHandler()
+heap.settle()  # what is loaded now is never walked by the garbage collector again (canvas_project.heap)

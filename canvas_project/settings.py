@@ -406,7 +406,13 @@ SSE_HEARTBEAT_SECONDS = float(env_str("SSE_HEARTBEAT_SECONDS", "15"))
 SSE_COALESCE_MS = float(env_str("SSE_COALESCE_MS", "20"))
 # ... and the longest that window grows to when a stream's subscribers are many: the window is at least twice
 # what the stream's last fan-out took to reach every subscriber's socket (canvas_project.sse.hub).
-SSE_COALESCE_MAX_MS = float(env_str("SSE_COALESCE_MAX_MS", "60"))
+SSE_COALESCE_MAX_MS = float(env_str("SSE_COALESCE_MAX_MS", "40"))
+# Web processes freeze what they loaded at start-up out of the garbage collector's reach (canvas_project.heap):
+# full collections then skip ~220,000 long-lived objects instead of stopping the loop for 170-310 ms.
+GC_FREEZE_AFTER_LOAD = env_bool("GC_FREEZE_AFTER_LOAD", True)
+# ... and collect the young generation after this many allocations instead of Python's 700 (full collections,
+# which stop the loop ~100 ms with 1,000 open streams, come that much less often).
+GC_GEN0_THRESHOLD = env_int("GC_GEN0_THRESHOLD", 50_000)
 # Event streams one user may hold open at once in each ASGI worker process (429 past it); 0: no limit.
 SSE_MAX_STREAMS_PER_USER = env_int("SSE_MAX_STREAMS_PER_USER", 32)
 # Streams of one deal each ASGI worker process holds open at once (429 past it); 0: no limit.
