@@ -98,6 +98,12 @@ class SynthesisRun(models.Model):
         help_text="When the dead-run sweeper last put the run back in the queue after its worker died (tells that "
         "resume from an answer to the run's question, which also queues it again).",
     )
+    sent_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the run's task was last handed to the broker. A queued run is sent again by the sweeper "
+        "only when this is older than SYNTHESIS_DEAD_RUN_SECONDS (its message was lost), not at every sweep.",
+    )
     input_request = models.JSONField(
         null=True,
         blank=True,

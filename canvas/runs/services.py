@@ -113,6 +113,9 @@ def _enqueue(run_id) -> None:
         celery_app.send_task(RUN_TASK, args=[str(run_id)], soft_time_limit=budget + 60, time_limit=budget + 120)
     except Exception:  # noqa: BLE001 - the broker is down: the row stays queued; the sweeper re-enqueues it
         logger.exception("could not enqueue run %s; the sweeper will retry", run_id)
+        return
+    # the broker has it (publisher confirms): the sweeper leaves it alone for SYNTHESIS_DEAD_RUN_SECONDS
+    SynthesisRun.objects.filter(pk=run_id).update(sent_at=timezone.now())
 
 
 def run_enqueue_on_commit(run_id) -> None:
@@ -755,15 +758,21 @@ def _record_last_run(deal: Deal, run: SynthesisRun) -> None:
         logger.warning("last_run of run %s not recorded: the Store is unavailable", run.pk)
 
 
-def _kick_next(deal_id) -> None:
+def _kick_next(deal_id, *, unless_sent_after: datetime | None = None) -> None:
+    """Send the deal's oldest queued run to a worker on commit; with `unless_sent_after`, not if it was sent
+    since then (the sweeper: its message is presumably still on the broker)."""
     nxt = (
         SynthesisRun.objects.filter(deal_id=deal_id, status=RunStatus.QUEUED)
         .order_by("created_at")
-        .values_list("pk", flat=True)
+        .values_list("pk", "sent_at")
         .first()
     )
-    if nxt is not None:
-        transaction.on_commit(lambda: _enqueue(nxt))
+    if nxt is None:
+        return
+    run_id, sent_at = nxt
+    if unless_sent_after is not None and sent_at is not None and sent_at >= unless_sent_after:
+        return
+    transaction.on_commit(lambda: _enqueue(run_id))
 
 
 # --- cancel -----------------------------------------------------------------------------------------------
@@ -955,7 +964,7 @@ def runs_sweep_dead(*, deal_id=None, now: datetime | None = None) -> list[str]:
     waiting = active.filter(status=RunStatus.QUEUED, created_at__lt=stale).exclude(pk__in=resumed)
     for deal in waiting.values_list("deal_id", flat=True).distinct():
         if not SynthesisRun.objects.filter(deal_id=deal, status__in=HOLDING_RUN_STATUSES).exists():
-            _kick_next(deal)
+            _kick_next(deal, unless_sent_after=stale)
     return acted + runs_expire_waiting(deal_id=deal_id, now=now)
 
 

@@ -612,3 +612,26 @@ def test_a_run_stopped_by_the_task_time_limit_is_failed(cast, monkeypatch):
     assert runs.run_execute(run_id=run.pk) == RunStatus.FAILED
     run.refresh_from_db()
     assert "time budget" in run.error and run.sections_missing == ["risks"]
+
+
+@pytest.mark.both_brokers
+@pytest.mark.django_db(transaction=True)
+def test_the_sweeper_sends_a_queued_run_again_only_once_its_last_message_is_older_than_the_dead_window(
+    cast, settings, celery_broker
+):
+    # Every GET of a run sweeps its deal: a client polling a queued run must not pile messages on the broker.
+    from canvas_project.broker import broker_check
+
+    settings.SYNTHESIS_DEAD_RUN_SECONDS = 60
+    lost = SynthesisRun.objects.create(deal=cast.deal, status=RunStatus.QUEUED, requested_sections=["risks"])
+    SynthesisRun.objects.filter(pk=lost.pk).update(created_at=timezone.now() - timedelta(minutes=5))
+    before = broker_check().queued  # no worker here: what is sent stays on the broker
+    runs.runs_sweep_dead()
+    lost.refresh_from_db()
+    assert broker_check().queued == before + 1 and lost.sent_at is not None
+    for _ in range(3):  # swept again within the window: its message is still there
+        runs.runs_sweep_dead()
+    assert broker_check().queued == before + 1
+    SynthesisRun.objects.filter(pk=lost.pk).update(sent_at=timezone.now() - timedelta(minutes=2))
+    runs.runs_sweep_dead()  # its last message is older than the window: presumed lost, sent again
+    assert broker_check().queued == before + 2
