@@ -4,15 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('canvas', '0010_synthesisrun_waiting_input'),
+        ("canvas", "0010_synthesisrun_waiting_input"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='synthesisrun',
-            name='sent_at',
-            field=models.DateTimeField(blank=True, help_text="When the run's task was last handed to the broker. A queued run is sent again by the sweeper only when this is older than SYNTHESIS_DEAD_RUN_SECONDS (its message was lost), not at every sweep.", null=True),
+            model_name="synthesisrun",
+            name="sent_at",
+            field=models.DateTimeField(
+                blank=True,
+                help_text="When the run's task was last handed to the broker. A queued run is sent again by the sweeper only when this is older than SYNTHESIS_DEAD_RUN_SECONDS (its message was lost), not at every sweep.",
+                null=True,
+            ),
         ),
     ]
