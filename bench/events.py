@@ -5,6 +5,7 @@
     .venv/bin/python bench/events.py --subscribers 100 --duration 5    # a quicker, noisier run
     .venv/bin/python bench/events.py --subscribers 1000 --client-procs 2 # 1,000 subscribers
     .venv/bin/python bench/events.py --idle 5000 --client-procs 2      # 5,000 idle subscribers: memory, threads
+    .venv/bin/python bench/events.py --subscribers 1000 --client-procs 2 --pin  # worker on its own core
 
 In one run, against a dedicated PostgreSQL database (deal_canvas_bench_events) and Redis database
 number (13), never the shared ones' data:
@@ -26,8 +27,11 @@ number (13), never the shared ones' data:
    stops every process it started and deletes its Redis keys (canvas_project.keys builders), also on Ctrl-C
    or an error.
 
-Client, server and Redis share the machine's cores (and other people's work): absolute figures are
-noisy; compare the ratios, which come from the same run. See docs/performance.md, "Events fan-out".
+With --pin the worker runs on its own CPU(s) and the subscriber clients and the publisher on the last one
+(Redis and PostgreSQL float): in production the subscribers are browsers on other machines, and on a 2-core
+machine 1,000 subscribers' parsing otherwise competes with the worker for its core. Without --pin, client,
+server and Redis share the machine's cores (and other people's work): absolute figures are noisy; compare
+the ratios, which come from the same run. See docs/performance.md, "Events fan-out".
 """
 
 from __future__ import annotations
@@ -219,12 +223,27 @@ class Server:
         self.process = None
 
 
+# --pin: the CPUs of the subscriber clients (and this process, the publisher); the worker gets the others.
+CLIENT_CPUS: set[int] = set()
+SERVER_CPUS: set[int] = set()
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of process `pid` on `cpus` (sched_setaffinity binds one thread: a process's existing
+    threads are each bound, its later ones inherit)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(int(task.name), cpus)
+
+
 class Client(JsonLinesChild):
     """One bench/events_client.py child; its latencies land in `out`."""
 
     def __init__(self, argv: list[str], out: Path) -> None:
         self.out = out
         super().__init__([sys.executable, str(CLIENT), *argv, "--out", str(out)], cwd=REPO, label="subscriber client")
+        if CLIENT_CPUS:
+            pin(self.process.pid, CLIENT_CPUS)
 
     def poll_line(self, event: str) -> dict | None:
         try:
@@ -528,7 +547,11 @@ class Run:
         like any other failure); its pid."""
         self.server.start()
         self.server_started = True
-        return self.server.process.pid
+        pid = self.server.process.pid
+        if CLIENT_CPUS:
+            pin(pid, SERVER_CPUS)
+            print(f"--pin: worker on CPU {sorted(SERVER_CPUS)}, clients and publisher on CPU {sorted(CLIENT_CPUS)}")
+        return pid
 
     def warm_worker(self, fixture: Fixture, args) -> Snapshot:
         """Warm the worker's SSE path (imports, hub, first reader) with one subscriber, then read it idle."""
@@ -597,7 +620,20 @@ def main() -> int:
         "print the worker's memory per subscriber and its threads (idle, with N open)",
     )
     parser.add_argument("--idle-seconds", type=float, default=15.0)
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="worker on its own CPU(s), subscriber clients and the publisher on the last CPU (sched_setaffinity; "
+        "Redis and PostgreSQL float): the worker's latency without the clients competing for its core",
+    )
     args = parser.parse_args()
+    if args.pin:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            parser.error("--pin needs at least 2 CPUs")
+        CLIENT_CPUS.add(cpus[-1])
+        SERVER_CPUS.update(cpus[:-1])
+        pin(os.getpid(), CLIENT_CPUS)
     if args.idle:
         return idle_main(args)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
