@@ -213,6 +213,16 @@ class _Inbox:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def put_many(self, items: list) -> bool:
+        """Queue all of `items` (in order) and wake the consumer once; False, queuing none, past QUEUE_SIZE."""
+        if len(self._items) - self._head + len(items) > QUEUE_SIZE:
+            return False
+        self._items.extend(items)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        return True
+
     def get_nowait(self):
         """The oldest item (IndexError when empty)."""
         items, head = self._items, self._head
@@ -254,14 +264,8 @@ class _Subscriber:
         marked overflowed instead: it catches up from Redis rather than holding unbounded memory."""
         if self.overflowed or self.ended is not None:
             return
-        queue = self.queue
-        if len(queue._items) - queue._head + len(entries) > QUEUE_SIZE:
+        if not self.queue.put_many(entries):
             self.overflowed = True
-            return
-        queue._items.extend(entries)
-        waiter = queue._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
 
     def end(self, marker: End) -> None:
         """Queue the stream's end ahead of anything still queued: a revoked caller gets nothing more."""
